@@ -1,0 +1,3 @@
+from pen_server.cli import main
+
+raise SystemExit(main())

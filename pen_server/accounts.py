@@ -1,0 +1,103 @@
+"""Accounts and sessions: users, sign-in, token rotation with reuse detection, guests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from pen_server import security
+from pen_server.errors import ApiError
+from pen_server.models import AuthToken, User, new_id, utcnow
+from pen_server.settings import Settings
+
+MIN_PASSWORD = 8
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical form of an address, or ValueError with a sentence."""
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False,
+                                test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{raw!r} is not a valid e-mail address: {exc}") from None
+    return result.normalized.lower()
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.lower()))
+
+
+def user_out(user: User) -> dict:
+    return {"id": user.id, "email": user.email, "display_name": user.display_name,
+            "role": user.role, "package": user.package}
+
+
+def issue_tokens(session: Session, settings: Settings, user: User, family_id: str | None = None) -> dict:
+    """A new access token and refresh token in the sign-in's family."""
+    family_id = family_id or new_id()
+    access, refresh = security.new_token(), security.new_token()
+    now = utcnow()
+    session.add(AuthToken(token_hash=security.token_hash(access), kind="access", family_id=family_id,
+                          user_id=user.id, expires_at=now + timedelta(seconds=settings.access_token_seconds)))
+    session.add(AuthToken(token_hash=security.token_hash(refresh), kind="refresh", family_id=family_id,
+                          user_id=user.id, expires_at=now + timedelta(days=settings.refresh_token_days)))
+    return {"access_token": access, "refresh_token": refresh, "token_type": "bearer",
+            "expires_in": settings.access_token_seconds, "user": user_out(user)}
+
+
+def revoke_family(session: Session, family_id: str) -> None:
+    session.execute(update(AuthToken).where(AuthToken.family_id == family_id).values(revoked=True))
+
+
+def refresh(session: Session, settings: Settings, token: str) -> dict:
+    row = session.get(AuthToken, security.token_hash(token))
+    if row is None or row.kind != "refresh":
+        raise ApiError(401, "unauthenticated", "That sign-in is not valid any more; sign in again.")
+    if row.revoked or row.used_at is not None:
+        # A dead refresh token came back: someone holds a copy. End the whole sign-in.
+        revoke_family(session, row.family_id)
+        session.commit()
+        raise ApiError(401, "unauthenticated", "That sign-in was ended for safety; sign in again.")
+    if row.expires_at <= utcnow():
+        raise ApiError(401, "token_expired", "Your sign-in has expired; sign in again.")
+    row.used_at = utcnow()
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise ApiError(401, "unauthenticated", "That account no longer exists.")
+    return issue_tokens(session, settings, user, row.family_id)
+
+
+def authenticate(session: Session, token: str) -> tuple[User, AuthToken]:
+    row = session.get(AuthToken, security.token_hash(token))
+    if row is None or row.kind != "access" or row.revoked:
+        raise ApiError(401, "unauthenticated", "You are not signed in; sign in first.",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if row.expires_at <= utcnow():
+        raise ApiError(401, "token_expired", "Your access token has expired; refresh it or sign in again.",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise ApiError(401, "unauthenticated", "That account no longer exists.")
+    return user, row
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ApiError(422, "validation_failed", f"The password must have at least {MIN_PASSWORD} characters.",
+                       fields={"password": f"at least {MIN_PASSWORD} characters"})
+
+
+def create_user(session: Session, email: str, name: str, password: str | None, role: str = "member",
+                package: str | None = None) -> User:
+    email = normalize_email(email)
+    user = User(id=new_id(), email=email, display_name=name, role=role, package=package,
+                password_hash=security.hash_password(password) if password is not None else None)
+    session.add(user)
+    return user
+
+
+def revoke_all(session: Session, user_id: str) -> None:
+    session.execute(update(AuthToken).where(AuthToken.user_id == user_id).values(revoked=True))

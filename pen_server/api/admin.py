@@ -1,0 +1,75 @@
+"""Administration: the PEN's name, address, footer and SMTP relay; membership packages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from pen_server import penconf
+from pen_server.api.deps import admin, db_session, services
+from pen_server.errors import not_found, validation
+from pen_server.models import Package
+from pen_server.schemas import PackageIn, PackageOut, PackagesOut, PenIn, PenOut
+from pen_server.text import has_control
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def _pen_out(session, settings) -> dict:
+    conf = penconf.effective(session, settings)
+    smtp = conf.smtp
+    return {"name": conf.name, "base_url": conf.base_url, "footer": conf.footer,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "smtp": {"host": smtp.host, "port": smtp.port, "security": smtp.security,
+                     "username": smtp.username, "from_address": smtp.from_address}}
+
+
+@router.get("/pen", response_model=PenOut)
+def get_pen(_=Depends(admin), session=Depends(db_session), pen=Depends(services)):
+    return _pen_out(session, pen.settings)
+
+
+@router.put("/pen", response_model=PenOut)
+def put_pen(body: PenIn, _=Depends(admin), session=Depends(db_session), pen=Depends(services)):
+    fields = {}
+    if has_control(body.name):
+        fields["name"] = "no line breaks or control characters"
+    if not body.base_url.startswith("https://") or has_control(body.base_url) or " " in body.base_url:
+        fields["base_url"] = "an https:// address"
+    if has_control(body.footer.replace("\n", "")):
+        fields["footer"] = "no control characters"
+    if body.smtp and (has_control(body.smtp.host) or has_control(body.smtp.from_address)
+                      or "@" not in body.smtp.from_address):
+        fields["smtp"] = "a host name and a from_address without control characters"
+    if fields:
+        raise validation(fields)
+    penconf.store(session, "name", body.name)
+    penconf.store(session, "base_url", body.base_url.rstrip("/"))
+    penconf.store(session, "footer", body.footer)
+    if body.smtp is not None:
+        old = (penconf.stored(session).get("smtp") or {})
+        smtp = body.smtp.model_dump()
+        if smtp.get("password") is None:  # write-only: leaving it out keeps the stored one
+            smtp["password"] = old.get("password")
+        penconf.store(session, "smtp", smtp)
+    session.flush()
+    return _pen_out(session, pen.settings)
+
+
+@router.get("/packages", response_model=PackagesOut)
+def list_packages(_=Depends(admin), session=Depends(db_session)):
+    return {"items": [{"name": p.name, "disclaimer": p.disclaimer}
+                      for p in session.scalars(select(Package).order_by(Package.name))]}
+
+
+@router.put("/packages/{name}", response_model=PackageOut)
+def put_package(name: str, body: PackageIn, _=Depends(admin), session=Depends(db_session)):
+    if not (1 <= len(name) <= 64) or has_control(name):
+        raise not_found("That package")
+    package = session.get(Package, name)
+    if package is None:
+        package = Package(name=name)
+        session.add(package)
+    package.disclaimer = body.disclaimer
+    session.flush()
+    return {"name": package.name, "disclaimer": package.disclaimer}

@@ -1,0 +1,131 @@
+"""Uploads streamed to disk and downloads streamed back with Range, If-Range, ETag and
+Repr-Digest. The storage path comes from the content's sha256, never from a file name."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from urllib.parse import quote
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy import select
+
+from pen_server import mailbox
+from pen_server.api.deps import caller_without_session, services
+from pen_server.errors import ApiError, not_found
+from pen_server.models import Attachment, Blob, MailboxEntry, new_id, utcnow
+from pen_server.schemas import AttachmentOut
+from pen_server.storage import Hasher
+from pen_server.text import clean_filename, has_control
+
+router = APIRouter(tags=["attachments"])
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*$")
+
+
+class LargeChunkFileResponse(FileResponse):
+    # Starlette's 64 KiB chunks leave most of the link idle; 1 MiB nearly fills it.
+    chunk_size = 1 << 20
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266: an ASCII fallback, and the exact name percent-encoded as UTF-8."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in filename) or "attachment"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@router.post("/uploads", response_model=AttachmentOut, status_code=201)
+async def upload(request: Request, filename: str = Query(..., min_length=1, max_length=1024),
+                 pen=Depends(services), who=Depends(caller_without_session)):
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise ApiError(411, "length_required", "An upload needs a Content-Length header.")
+    size = int(length)
+    limit = pen.settings.max_upload_bytes
+    if size > limit:  # before a byte of the body is read
+        raise ApiError(413, "too_large", f"The file is {size} bytes; this PEN takes files of at most {limit} bytes.")
+    content_type = (request.headers.get("content-type") or "application/octet-stream").strip()
+    if len(content_type) > 255 or has_control(content_type) or not _CONTENT_TYPE.match(content_type):
+        content_type = "application/octet-stream"
+    temp, fd = pen.blobs.new_temp()
+    hasher = Hasher()
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as out:
+            async for chunk in request.stream():
+                if hasher.size + len(chunk) > size:
+                    raise ApiError(400, "invalid_request", "The body is longer than its Content-Length.")
+                hasher.update(chunk)
+                await anyio.to_thread.run_sync(out.write, chunk)
+            if hasher.size != size:
+                raise ApiError(400, "invalid_request", "The body ended before its Content-Length; upload it again.")
+            await anyio.to_thread.run_sync(os.fsync, out.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    sha = hasher.sha.hexdigest()
+    await anyio.to_thread.run_sync(pen.blobs.commit_temp, temp, sha)
+
+    def record():
+        with pen.db.session() as session:
+            if session.get(Blob, sha) is None:
+                session.add(Blob(sha256=sha, size=size))
+            att = Attachment(id=new_id(), owner_id=who.user.id, filename=clean_filename(filename),
+                             content_type=content_type, size=size, sha256=sha, created_at=utcnow())
+            session.add(att)
+            session.flush()
+            return mailbox.attachment_out(att)
+
+    return JSONResponse(await anyio.to_thread.run_sync(record), status_code=201)
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range asked for, None for the whole file; 416 when unsatisfiable."""
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # several ranges or an odd form: RFC 9110 lets us send the whole file
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    else:
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or end < start:
+        raise ApiError(416, "range_not_satisfiable", f"That range is past the end of the file of {size} bytes.",
+                       headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+@router.get("/messages/{message_id}/attachments/{attachment_id}",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
+async def download(message_id: str, attachment_id: str, request: Request, pen=Depends(services),
+                   who=Depends(caller_without_session)):
+    def lookup():
+        with pen.db.session() as session:
+            if session.scalar(select(MailboxEntry.id).where(MailboxEntry.user_id == who.user.id,
+                                                            MailboxEntry.message_id == message_id)) is None:
+                raise not_found("That attachment")
+            att = session.get(Attachment, attachment_id)
+            if att is None or att.message_id != message_id:
+                raise not_found("That attachment")
+            return att
+
+    att = await anyio.to_thread.run_sync(lookup)
+    path = pen.blobs.path(att.sha256)
+    if not path.is_file():
+        raise ApiError(503, "unavailable", "That file is missing from the server's storage; tell its administrator.",
+                       headers={"Retry-After": "60"})
+    etag = f'"{att.sha256}"'
+    digest = base64.b64encode(bytes.fromhex(att.sha256)).decode()
+    if_range = request.headers.get("if-range")
+    if if_range is None or if_range.strip() == etag:
+        _single_range(request.headers.get("range"), att.size)  # our own 416 body, in the API's form
+    headers = {"ETag": etag, "Repr-Digest": f"sha-256=:{digest}:", "Accept-Ranges": "bytes",
+               "X-Content-Type-Options": "nosniff", "Content-Disposition": content_disposition(att.filename),
+               "Cache-Control": "private, no-store"}
+    return LargeChunkFileResponse(path, media_type=att.content_type, headers=headers,
+                                  content_disposition_type="attachment")

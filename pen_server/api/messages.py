@@ -1,0 +1,95 @@
+"""Messages: the list, one message, moving and deleting, sending, notifications, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from pen_server import mailbox, sending
+from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
+from pen_server.schemas import (
+    Folder, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
+)
+
+router = APIRouter(tags=["messages"])
+KEEPALIVE_SECONDS = 15.0
+
+
+@router.get("/messages", response_model=PageOut)
+def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200),
+                  cursor: str | None = Query(None, max_length=512), unread: bool | None = None,
+                  q: str | None = Query(None, max_length=500),
+                  who: Caller = Depends(caller), session=Depends(db_session)):
+    return mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None)
+
+
+@router.get("/messages/{message_id}", response_model=MessageOut)
+def get_message(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+    return mailbox.message_out(session, mailbox.entry_for(session, who.user, message_id))
+
+
+@router.patch("/messages/{message_id}", response_model=SummaryOut)
+def patch_message(message_id: str, body: PatchIn, who: Caller = Depends(caller), session=Depends(db_session)):
+    entry = mailbox.patch(session, who.user, message_id, body.unread, body.folder)
+    session.flush()
+    return mailbox.summary_out(entry)
+
+
+@router.delete("/messages/{message_id}", status_code=204)
+def delete_message(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+    mailbox.delete(session, who.user, message_id)
+    return Response(status_code=204)
+
+
+@router.post("/messages", response_model=MessageOut, status_code=201)
+def send_message(body: SendIn, idempotency_key: str | None = Header(None, max_length=1024),
+                 who: Caller = Depends(caller), session=Depends(db_session), pen=Depends(services)):
+    entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
+    out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
+    session.commit()
+    for user_id, message_id, folder in announce:
+        pen.hub.publish(user_id, "message.new", {"id": message_id, "folder": folder})
+    if announce:
+        pen.wake_worker()
+    return JSONResponse(out, status_code=201)
+
+
+@router.get("/messages/{message_id}/notifications", response_model=NotificationsOut)
+def notifications(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+    sending.own_message(session, who.user, message_id)
+    return {"items": [mailbox.notification_out(n) for n in mailbox.notifications_for(session, message_id)]}
+
+
+@router.post("/messages/{message_id}/notifications/resend", response_model=NotificationsOut, status_code=202)
+def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(caller),
+           session=Depends(db_session), pen=Depends(services)):
+    items = sending.resend(session, who.user, message_id, body.recipients if body else None)
+    out = {"items": [mailbox.notification_out(n) for n in items]}
+    session.commit()
+    pen.wake_worker()
+    return out
+
+
+@router.get("/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
+    queue = pen.hub.subscribe(who.user.id)
+
+    async def stream():
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    frame = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    frame = ": keep-alive\n\n"
+                if await request.is_disconnected():
+                    break
+                yield frame
+        finally:
+            pen.hub.unsubscribe(who.user.id, queue)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

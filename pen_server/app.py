@@ -1,0 +1,110 @@
+"""The ASGI application: routes under /api/v1, error handling, and the services the routes
+share (database, blob store, event hub, delivery worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from fastapi import FastAPI
+from sqlalchemy import delete, select
+
+from pen_server import errors
+from pen_server.api import admin, attachments, auth, messages
+from pen_server.db import Database
+from pen_server.events import EventHub
+from pen_server.models import Attachment, Blob, utcnow
+from pen_server.security import LoginLimiter
+from pen_server.settings import Settings
+from pen_server.storage import BlobStore
+
+log = logging.getLogger("pen_server")
+UPLOAD_TTL = timedelta(hours=24)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    secret: bytes
+    hub: EventHub = field(default_factory=EventHub)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    worker: object | None = None
+
+    def wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+
+def read_secret(settings: Settings) -> bytes:
+    path = settings.data_dir / "secret.key"
+    return bytes.fromhex(path.read_text().strip())
+
+
+def remove_stale_uploads(services: Services) -> int:
+    """Uploads that no message took within a day go, and so do blobs nothing refers to."""
+    with services.db.session() as session:
+        cutoff = utcnow() - UPLOAD_TTL
+        removed = session.execute(delete(Attachment).where(Attachment.message_id.is_(None),
+                                                           Attachment.created_at < cutoff)).rowcount
+        used = select(Attachment.sha256)
+        orphans = list(session.scalars(select(Blob.sha256).where(Blob.sha256.not_in(used))))
+        for sha in orphans:
+            session.execute(delete(Blob).where(Blob.sha256 == sha))
+    for sha in orphans:
+        services.blobs.remove(sha)
+    return removed
+
+
+async def _janitor(services: Services) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(remove_stale_uploads, services)
+        except Exception:  # keep serving; the next round tries again
+            log.exception("cleaning stale uploads failed")
+        await asyncio.sleep(3600)
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+    db = Database(settings.database_url)
+    services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
+                        secret=read_secret(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services.hub.bind(asyncio.get_running_loop())
+        services.blobs.clean_temp()
+        tasks = [asyncio.create_task(_janitor(services))]
+        if run_worker:
+            from pen_server.outbox import DeliveryWorker
+
+            services.worker = DeliveryWorker(db, settings, services.secret, services.hub)
+            tasks.append(asyncio.create_task(services.worker.run()))
+        try:
+            yield
+        finally:
+            if services.worker is not None:
+                await services.worker.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            db.dispose()
+
+    app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/api/v1/openapi.json")
+    app.state.pen = services
+    app.state.strict_errors = os.environ.get("PEN_STRICT_ERRORS") == "1"
+    errors.install(app)
+    for module in (auth, messages, attachments, admin):
+        app.include_router(module.router, prefix="/api/v1")
+
+    @app.get("/api/v1/health", tags=["meta"])
+    def health():
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,204 @@
+"""A whole PEN on this machine for tests, benchmarks and `penmail demo`: a data folder with
+its own CA, a real `pen-server run` process on a loopback port, and an SMTP sink
+(aiosmtpd) that keeps every notification it receives."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer: tuple
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+class SinkHandler:
+    """Keeps what arrives; `reply` can make it answer like a failing relay."""
+
+    def __init__(self):
+        self.received: list[Received] = []
+        self.sessions = 0
+        self.reply: str | None = None  # e.g. "451 try later" or "550 no such user"
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reply:
+            return self.reply
+        with self.arrived:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          bytes(envelope.original_content or envelope.content), session.peer))
+            self.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.arrived.wait(left)
+            return list(self.received)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+
+
+class SmtpSink:
+    def __init__(self, port: int | None = None):
+        from aiosmtpd.controller import Controller
+
+        self.handler = SinkHandler()
+        self.port = port or free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     data_size_limit=50 << 20, decode_data=False)
+
+    def start(self) -> "SmtpSink":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+
+@dataclass
+class PenProcess:
+    data: Path
+    port: int
+    smtp_port: int | None = None
+    env: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data / "tls" / "ca.pem"
+
+    def start(self, timeout: float = 30.0) -> "PenProcess":
+        env = dict(os.environ, **self.env)
+        if self.smtp_port:
+            env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(self.smtp_port), PEN_SMTP_SECURITY="none")
+        self.log_path = self.data / "server.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pen_server", "run", "--data", str(self.data),
+                                      "--port", str(self.port)], env=env, stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pen-server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                if httpx.get(self.api + "/health", verify=str(self.ca_file), timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"pen-server did not start within {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, as an administrator's service manager would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_cli(*args: str, stdin: str = "") -> str:
+    """Run a `pen-server` command in this process (as fast as a function call); raises
+    RuntimeError with the command's sentence when it fails."""
+    import contextlib
+    import io
+
+    from pen_server import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        sys.stdin = saved
+    if code:
+        raise RuntimeError(err.getvalue().strip())
+    return out.getvalue()
+
+
+def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,
+             port: int | None = None) -> int:
+    """Make a PEN in `data`; returns the port its base URL names."""
+    port = port or free_port()
+    run_cli("init", "--data", str(data), "--name", name, "--base-url", base_url or f"https://localhost:{port}",
+            "--footer", footer)
+    return port
+
+
+def add_user(data: Path, email_: str, name: str, password: str, role: str = "member",
+             package: str | None = None) -> None:
+    args = ["user", "add", "--data", str(data), "--email", email_, "--name", name, "--role", role]
+    run_cli(*args, *(["--package", package] if package else []), stdin=password + "\n")
+
+
+def set_package(data: Path, name: str, disclaimer: str) -> None:
+    run_cli("package", "set", "--data", str(data), name, "--disclaimer", disclaimer)

@@ -1,0 +1,84 @@
+"""Every error leaves as {"error": {"code", "message"}}: one sentence for a person."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("pen_server")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, fields: dict | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.fields, self.headers = fields, headers
+
+
+def not_found(what: str = "That message") -> ApiError:
+    return ApiError(404, "not_found", f"{what} does not exist, or is not yours.")
+
+
+def validation(fields: dict[str, str], message: str | None = None) -> ApiError:
+    first = next(iter(fields.values()), "Some fields are not valid.")
+    return ApiError(422, "validation_failed", message or first, fields=fields)
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    err = {"code": code, "message": message}
+    if fields is not None:
+        err["fields"] = fields
+    return {"error": err}
+
+
+_DEFAULT_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                  405: "invalid_request", 409: "conflict", 411: "length_required", 413: "too_large",
+                  416: "range_not_satisfiable", 429: "rate_limited", 503: "unavailable"}
+
+
+def _field_name(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse(error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            name = _field_name(err.get("loc", ()))
+            fields.setdefault(name, str(err.get("msg", "is not valid")))
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONResponse(error_body("invalid_request", "The request body is not valid JSON."), status_code=400)
+        name, why = next(iter(fields.items()))
+        return JSONResponse(error_body("validation_failed", f"The field {name} is not valid: {why}.", fields),
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = _DEFAULT_CODES.get(exc.status_code, "invalid_request")
+        message = exc.detail if isinstance(exc.detail, str) and exc.detail else "The request could not be served."
+        if exc.status_code == 404:
+            message = "There is nothing at that address."
+        elif exc.status_code == 405:
+            message = "That method is not allowed here."
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # Never a traceback to the client: log it, answer 503 so that clients retry. Tests
+        # run with PEN_STRICT_ERRORS=1 so that a bug shows as a 500 and fails them.
+        log.exception("unexpected error", exc_info=exc)
+        if request.app.state.strict_errors:
+            return JSONResponse(error_body("internal", "bug"), status_code=500)
+        return JSONResponse(error_body("unavailable", "The server could not answer just now; try again shortly."),
+                            status_code=503, headers={"Retry-After": "5"})

@@ -1,0 +1,129 @@
+"""Each user's own copies of messages: listing with keyset paging, reading, moving, deleting."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from pen_server.errors import ApiError, not_found
+from pen_server.models import MailboxEntry, Message, Notification, User
+
+FOLDERS = ("inbox", "sent", "archive", "trash")
+
+
+def address(email: str, name: str | None) -> dict:
+    return {"email": email, "name": name or None}
+
+
+def attachment_out(att) -> dict:
+    return {"id": att.id, "filename": att.filename, "content_type": att.content_type,
+            "size": att.size, "sha256": att.sha256}
+
+
+def notification_out(n: Notification) -> dict:
+    return {"recipient": address(n.recipient_email, n.recipient_name), "kind": n.kind, "status": n.status,
+            "attempts": n.attempts, "last_error": n.last_error, "updated_at": n.updated_at}
+
+
+def summary_out(entry: MailboxEntry) -> dict:
+    m = entry.message
+    return {"id": m.id, "thread_id": m.thread_id, "folder": entry.folder,
+            "from": address(m.from_email, m.from_name), "to": m.to_list, "cc": m.cc_list,
+            "subject": m.subject, "sent_at": m.sent_at, "unread": entry.unread,
+            "attachment_count": len(m.attachments), "size": m.size, "snippet": m.snippet}
+
+
+def notifications_for(session: Session, message_id: str) -> list[Notification]:
+    return list(session.scalars(select(Notification).where(Notification.message_id == message_id)
+                                .order_by(Notification.position)))
+
+
+def message_out(session: Session, entry: MailboxEntry) -> dict:
+    m = entry.message
+    out = summary_out(entry)
+    own = entry.is_sender
+    out.update({
+        "bcc": m.bcc_list if own else [],
+        "body_text": m.body_text,
+        "body_html": m.body_html,
+        "attachments": [attachment_out(a) for a in m.attachments],
+        "in_reply_to": m.in_reply_to,
+        "notifications": [notification_out(n) for n in notifications_for(session, m.id)] if own else [],
+    })
+    return out
+
+
+def entry_for(session: Session, user: User, message_id: str) -> MailboxEntry:
+    entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                      MailboxEntry.message_id == message_id))
+    if entry is None:
+        raise not_found()
+    return entry
+
+
+def encode_cursor(sent_at: datetime, message_id: str) -> str:
+    raw = f"{sent_at.isoformat()}|{message_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, message_id = raw.split("|", 1)
+        when = datetime.fromisoformat(stamp)
+        if when.tzinfo is None or not message_id:
+            raise ValueError
+        return when, message_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(422, "validation_failed", "The cursor is not one that this server gave out.",
+                       fields={"cursor": "not a cursor from this server"}) from None
+
+
+def _like(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def page(session: Session, user: User, folder: str, limit: int, cursor: str | None,
+         unread: bool | None, q: str | None) -> dict:
+    filters = [MailboxEntry.user_id == user.id, MailboxEntry.folder == folder]
+    if unread is not None:
+        filters.append(MailboxEntry.unread == unread)
+    query = select(MailboxEntry)
+    count = select(func.count()).select_from(MailboxEntry)
+    if q:
+        pattern = _like(q)
+        match = or_(Message.subject.ilike(pattern, escape="\\"), Message.from_email.ilike(pattern, escape="\\"),
+                    Message.from_name.ilike(pattern, escape="\\"), Message.body_text.ilike(pattern, escape="\\"))
+        query = query.join(Message, Message.id == MailboxEntry.message_id)
+        count = count.join(Message, Message.id == MailboxEntry.message_id)
+        filters.append(match)
+    total = session.scalar(count.where(*filters)) or 0
+    if cursor:
+        c_sent, c_id = decode_cursor(cursor)
+        filters.append(or_(MailboxEntry.sent_at < c_sent,
+                           and_(MailboxEntry.sent_at == c_sent, MailboxEntry.message_id < c_id)))
+    rows = list(session.scalars(query.where(*filters)
+                                .order_by(MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc())
+                                .limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].sent_at, rows[-1].message_id) if more and rows else None
+    return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total}
+
+
+def patch(session: Session, user: User, message_id: str, unread: bool | None, folder: str | None) -> MailboxEntry:
+    entry = entry_for(session, user, message_id)
+    if unread is not None:
+        entry.unread = unread
+    if folder is not None:
+        entry.folder = folder
+    return entry
+
+
+def delete(session: Session, user: User, message_id: str) -> None:
+    session.delete(entry_for(session, user, message_id))

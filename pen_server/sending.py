@@ -1,0 +1,210 @@
+"""Sending: the message, every recipient's copy and one outbox row per recipient, written
+in one transaction; idempotent retries; the guest rule; resending failed notifications."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pen_server import penconf, security
+from pen_server.accounts import normalize_email
+from pen_server.errors import ApiError, not_found, validation
+from pen_server.mailbox import entry_for
+from pen_server.models import (
+    Attachment, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
+)
+from pen_server.schemas import SendIn
+from pen_server.settings import Settings
+from pen_server.text import clean_body, has_control, snippet, strip_controls
+
+IDEMPOTENCY_HOURS = 24
+
+
+def valid_idempotency_key(key: str | None) -> str:
+    if key is None or not (1 <= len(key) <= 255) or any(not (0x21 <= ord(c) <= 0x7E) for c in key):
+        raise ApiError(400, "invalid_request",
+                       "Sending needs an Idempotency-Key header of 1 to 255 printable ASCII characters.")
+    return key
+
+
+def _request_hash(body: SendIn) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _recipients(body: SendIn) -> tuple[dict[str, list[dict]], list[tuple[str, dict]]]:
+    """Normalised lists as written, and each distinct recipient once with its first kind."""
+    fields: dict[str, str] = {}
+    lists: dict[str, list[dict]] = {"to": [], "cc": [], "bcc": []}
+    seen: set[str] = set()
+    unique: list[tuple[str, dict]] = []
+    for kind in ("to", "cc", "bcc"):
+        for i, addr in enumerate(getattr(body, kind)):
+            name = addr.name.strip() if addr.name else None
+            if name and has_control(name):
+                fields[f"{kind}[{i}].name"] = "a name cannot contain control characters or line breaks"
+                continue
+            try:
+                email = normalize_email(addr.email)
+            except ValueError as exc:
+                fields[f"{kind}[{i}].email"] = str(exc)
+                continue
+            entry = {"email": email, "name": name or None}
+            lists[kind].append(entry)
+            if email not in seen:
+                seen.add(email)
+                unique.append((kind, entry))
+    if fields:
+        raise validation(fields)
+    if not unique:
+        raise validation({"to": "at least one recipient is needed"}, "A message needs at least one recipient.")
+    return lists, unique
+
+
+def _check_guest(session: Session, user: User, recipients: list[tuple[str, dict]]) -> None:
+    """A guest writes only to PEN members and to the people of its own threads."""
+    threads = select(Message.thread_id).join(MailboxEntry, MailboxEntry.message_id == Message.id).where(
+        MailboxEntry.user_id == user.id)
+    known: set[str] = set()
+    for m in session.scalars(select(Message).where(Message.thread_id.in_(threads))):
+        known.add(m.from_email)
+        known.update(a["email"] for a in m.to_list + m.cc_list)
+    for _kind, addr in recipients:
+        if addr["email"] in known:
+            continue
+        other = session.scalar(select(User).where(User.email == addr["email"]))
+        if other is None or other.role not in ("member", "admin"):
+            raise ApiError(403, "guest_recipient_forbidden",
+                           f"As a guest you can write only to members of this PEN and to people in your "
+                           f"conversations, and {addr['email']} is neither.")
+
+
+def _attachments(session: Session, user: User, ids: list[str]) -> list[Attachment]:
+    found: list[Attachment] = []
+    for i, att_id in enumerate(ids):
+        att = session.get(Attachment, att_id)
+        if att is not None and att.message_id is None and att.owner_id == user.id:
+            found.append(att)
+            continue
+        if att is not None and att.message_id is not None and session.scalar(
+                select(MailboxEntry.id).where(MailboxEntry.user_id == user.id,
+                                              MailboxEntry.message_id == att.message_id)):
+            # Forwarding: the original's attachment is shared by a new row on the same blob.
+            copy = Attachment(id=new_id(), owner_id=user.id, filename=att.filename,
+                              content_type=att.content_type, size=att.size, sha256=att.sha256)
+            session.add(copy)
+            found.append(copy)
+            continue
+        raise validation({f"attachments[{i}]": "no such upload"},
+                         "One of the attachments is not an upload of yours; upload the file again.")
+    return found
+
+
+def send(session: Session, settings: Settings, secret: bytes, user: User, body: SendIn,
+         idempotency_key: str) -> tuple[MailboxEntry, list[tuple[str, str, str]]]:
+    """Write the message; returns the sender's copy and (user_id, event, folder) to announce."""
+    key = valid_idempotency_key(idempotency_key)
+    digest = _request_hash(body)
+    earlier = session.get(IdempotencyKey, (user.id, key))
+    if earlier is not None and earlier.created_at > utcnow() - timedelta(hours=IDEMPOTENCY_HOURS):
+        if earlier.request_hash != digest:
+            raise ApiError(422, "idempotency_key_reused",
+                           "That Idempotency-Key was used for another message; make a new key for a new message.")
+        return entry_for(session, user, earlier.message_id), []
+    if earlier is not None:
+        session.delete(earlier)
+        session.flush()
+
+    if has_control(body.subject):
+        raise validation({"subject": "no line breaks or control characters"},
+                         "The subject cannot contain line breaks or control characters.")
+    lists, recipients = _recipients(body)
+    if user.role == "guest":
+        _check_guest(session, user, recipients)
+    parent = None
+    if body.in_reply_to:
+        parent = session.scalar(select(Message).join(MailboxEntry, MailboxEntry.message_id == Message.id).where(
+            MailboxEntry.user_id == user.id, Message.id == body.in_reply_to))
+        if parent is None:
+            raise validation({"in_reply_to": "not a message you can read"},
+                             "The message you are replying to does not exist, or is not yours.")
+    attachments = _attachments(session, user, body.attachments)
+
+    now = utcnow()
+    text = clean_body(body.body_text)
+    html = clean_body(body.body_html) if body.body_html is not None else None
+    message = Message(
+        id=new_id(), thread_id=parent.thread_id if parent else new_id(), sender_id=user.id,
+        from_email=user.email, from_name=strip_controls(user.display_name) or None,
+        to_list=lists["to"], cc_list=lists["cc"], bcc_list=lists["bcc"], subject=body.subject,
+        body_text=text, body_html=html, snippet=snippet(text), in_reply_to=parent.id if parent else None,
+        sent_at=now, size=len(text.encode()) + len((html or "").encode()) + sum(a.size for a in attachments),
+    )
+    session.add(message)
+    session.flush()
+    for position, att in enumerate(attachments):
+        att.message_id, att.position = message.id, position
+    session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
+                             is_sender=True, sent_at=now))
+    announce = [(user.id, message.id, "sent")]
+    host = penconf.effective(session, settings).host
+    expires = now + timedelta(days=settings.invitation_days)
+    for position, (kind, addr) in enumerate(recipients):
+        recipient = session.scalar(select(User).where(User.email == addr["email"]))
+        if recipient is None:  # an outsider: a guest invitation, registered on first visit
+            recipient = User(id=new_id(), email=addr["email"], display_name=addr["name"] or "", role="guest")
+            session.add(recipient)
+            session.flush()
+        if recipient.id != user.id:
+            session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
+                                     unread=True, sent_at=now))
+            announce.append((recipient.id, message.id, "inbox"))
+        notif_id = new_id()
+        session.add(Notification(
+            id=notif_id, message_id=message.id, position=position, recipient_email=addr["email"],
+            recipient_name=addr["name"], recipient_user_id=recipient.id, kind=kind, status="queued",
+            updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
+            token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
+            token_expires_at=expires))
+    session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same key raced in from a parallel retry: answer as that one did.
+        session.rollback()
+        raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
+                       headers={"Retry-After": "1"}) from None
+    entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                      MailboxEntry.message_id == message.id))
+    return entry, announce
+
+
+def own_message(session: Session, user: User, message_id: str) -> Message:
+    """The caller's own sent message; anyone else gets 404."""
+    message = session.get(Message, message_id)
+    if message is None or message.sender_id != user.id:
+        raise not_found()
+    return message
+
+
+def resend(session: Session, user: User, message_id: str, recipients: list[str] | None) -> list[Notification]:
+    own_message(session, user, message_id)
+    query = select(Notification).where(Notification.message_id == message_id)
+    if recipients is None:
+        query = query.where(Notification.status == "failed")
+    else:
+        wanted = {r.strip().lower() for r in recipients}
+        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred")))
+    now = utcnow()
+    ids = [n.id for n in session.scalars(query)]
+    if ids:
+        session.execute(update(Notification).where(Notification.id.in_(ids)).values(
+            status="queued", attempts=0, next_attempt_at=now, updated_at=now, lease_owner=None, lease_until=None))
+    session.expire_all()
+    return list(session.scalars(select(Notification).where(Notification.message_id == message_id)
+                                .order_by(Notification.position)))

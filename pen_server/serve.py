@@ -1,0 +1,32 @@
+"""`pen-server run`: uvicorn over TLS, with the delivery worker in the same process. SIGTERM
+and SIGINT stop both; the worker finishes what it is sending first."""
+
+from __future__ import annotations
+
+import ssl
+
+import uvicorn
+
+from pen_server.app import create_app
+from pen_server.db import migrate
+from pen_server.settings import Settings, SettingsError
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    cert, key = settings.tls_dir / "server.pem", settings.tls_dir / "server.key"
+    if not cert.is_file() or not key.is_file():
+        raise SettingsError(f"There is no TLS certificate in {settings.tls_dir}; run 'pen-server init' first.")
+    if not 0 < port < 65536:
+        raise SettingsError(f"The port must be between 1 and 65535, not {port}.")
+    migrate(settings.database_url)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, ssl_certfile=str(cert),
+                            ssl_keyfile=str(key), log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=10, proxy_headers=False, server_header=False)
+    config.load()
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        raise SettingsError(f"Could not listen on {host}:{port} ({exc.strerror or exc}).") from None
+    return 0 if server.started else 1

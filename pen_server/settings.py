@@ -1,0 +1,146 @@
+"""The server's settings: `DIR/pen-server.toml`, overridden by `PEN_*` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "pen-server.toml"
+SECURITIES = ("starttls", "tls", "none")
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one sentence for a person."""
+
+
+@dataclass
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"
+    username: str | None = None
+    password: str | None = None
+    from_address: str = "pen@localhost"
+    timeout: float = 30.0
+    ca_file: str | None = None
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    name: str = "PEN"
+    base_url: str = "https://localhost:8443"
+    footer: str = ""
+    database_url: str = ""
+    max_upload_bytes: int = 1 << 30
+    access_token_seconds: int = 900
+    refresh_token_days: int = 30
+    invitation_days: int = 30
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    # Delivery worker tuning: retry delays grow from base to max seconds.
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    max_attempts: int = 12
+    worker_batch: int = 100
+    worker_concurrency: int = 4
+    lease_seconds: float = 120.0
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_NAME
+
+
+def _int(value, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except ValueError:
+            raise SettingsError(f"The setting {key} must be a whole number, not {value!r}.") from None
+    if value < minimum:
+        raise SettingsError(f"The setting {key} must be at least {minimum}.")
+    return value
+
+
+def _float(value, key: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"The setting {key} must be a number, not {value!r}.") from None
+
+
+def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Settings:
+    """Read DIR/pen-server.toml and apply the PEN_* variables."""
+    env = os.environ if env is None else env
+    data = Path(data_dir).expanduser().resolve()
+    path = data / CONFIG_NAME
+    if not path.is_file():
+        raise SettingsError(f"There is no {CONFIG_NAME} in {data}; run 'pen-server init --data {data}' first.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path} is not valid TOML ({exc}).") from None
+    pen = raw.get("pen", {})
+    limits = raw.get("limits", {})
+    smtp_raw = raw.get("smtp", {})
+    delivery = raw.get("delivery", {})
+    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery)):
+        if not isinstance(value, dict):
+            raise SettingsError(f"The [{section}] part of {path} must be a table.")
+    s = Settings(data_dir=data)
+    s.name = str(pen.get("name", s.name))
+    s.base_url = str(pen.get("base_url", s.base_url)).rstrip("/")
+    s.footer = str(pen.get("footer", s.footer))
+    s.database_url = str(raw.get("database", {}).get("url", "")) or f"sqlite:///{data / 'pen.db'}"
+    s.max_upload_bytes = _int(limits.get("max_upload_bytes", s.max_upload_bytes), "limits.max_upload_bytes", 1)
+    s.access_token_seconds = _int(limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10)
+    s.refresh_token_days = _int(limits.get("refresh_token_days", s.refresh_token_days), "limits.refresh_token_days", 1)
+    s.retry_base_seconds = _float(delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds")
+    s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
+    s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
+    s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
+    s.smtp = smtp_from(smtp_raw, env)
+    if env.get("PEN_DATABASE_URL"):
+        s.database_url = env["PEN_DATABASE_URL"]
+    if env.get("PEN_RETRY_BASE_SECONDS"):
+        s.retry_base_seconds = _float(env["PEN_RETRY_BASE_SECONDS"], "PEN_RETRY_BASE_SECONDS")
+    return s
+
+
+def smtp_from(raw: dict, env: dict | None = None) -> SmtpSettings:
+    """SMTP settings from a [smtp] table (or the admin API's stored values) and PEN_SMTP_*."""
+    env = os.environ if env is None else env
+    smtp = SmtpSettings()
+    smtp.host = str(raw.get("host") or smtp.host)
+    smtp.port = _int(raw.get("port") or smtp.port, "smtp.port", 1)
+    smtp.security = str(raw.get("security") or smtp.security)
+    smtp.username = raw.get("username") or None
+    smtp.password = raw.get("password") or None
+    smtp.from_address = str(raw.get("from_address") or smtp.from_address)
+    smtp.ca_file = raw.get("ca_file") or None
+    if raw.get("timeout"):
+        smtp.timeout = _float(raw["timeout"], "smtp.timeout")
+    if env.get("PEN_SMTP_HOST"):
+        smtp.host = env["PEN_SMTP_HOST"]
+    if env.get("PEN_SMTP_PORT"):
+        smtp.port = _int(env["PEN_SMTP_PORT"], "PEN_SMTP_PORT", 1)
+    if env.get("PEN_SMTP_SECURITY"):
+        smtp.security = env["PEN_SMTP_SECURITY"]
+    if smtp.security not in SECURITIES:
+        raise SettingsError(f"The SMTP security must be one of starttls, tls or none, not {smtp.security!r}.")
+    if smtp.port > 65535:
+        raise SettingsError("The SMTP port must be between 1 and 65535.")
+    return smtp
