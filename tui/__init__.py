@@ -1,0 +1,1 @@
+"""penmail: a Textual terminal client for a Private Email Network (PEN) server."""
