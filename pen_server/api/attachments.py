@@ -72,6 +72,7 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
         with pen.db.session() as session:
             if session.get(Blob, sha) is None:
                 session.add(Blob(sha256=sha, size=size))
+                session.flush()  # the attachment's foreign key needs the blob's row first
             att = Attachment(id=new_id(), owner_id=who.user.id, filename=clean_filename(filename),
                              content_type=content_type, size=size, sha256=sha, created_at=utcnow())
             session.add(att)

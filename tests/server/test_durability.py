@@ -1,0 +1,79 @@
+"""Nothing lost: kill -9 with 200 notifications waiting, a clean restart, a relay that is
+down and then up. Each test runs its own server on its own data folder."""
+
+import collections
+import time
+import uuid
+
+import pytest
+
+from pen_server.devstack import SmtpSink, free_port
+from tests.conftest import make_pen
+
+
+def _send_many(process, count: int) -> str:
+    import httpx
+
+    with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
+        token = c.post("/auth/login", json={"email": "ann@abc.example", "password": "correct horse battery"}).json()
+        c.headers["Authorization"] = f"Bearer {token['access_token']}"
+        subject = f"many {uuid.uuid4().hex[:6]}"
+        r = c.post("/messages", headers={"Idempotency-Key": subject},
+                   json={"to": [{"email": f"r{i}@outside.example"} for i in range(count)],
+                         "subject": subject, "body_text": "x"})
+        assert r.status_code == 201, r.text
+        return subject
+
+
+def _ids(sink: SmtpSink, subject: str) -> collections.Counter:
+    return collections.Counter(m.message["Message-ID"] for m in list(sink.received)
+                               if m.message["Subject"] == subject)
+
+
+def _wait(sink, subject, count, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(_ids(sink, subject)) < count:
+        time.sleep(0.1)
+    return _ids(sink, subject)
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_then_restart_delivers_all_once(tmp_path):
+    # The relay refuses for now (421 at DATA), so all 200 wait in the outbox.
+    sink = SmtpSink().start()
+    sink.handler.reply = "421 not now"
+    process = make_pen(tmp_path / "pen", sink).start()
+    try:
+        subject = _send_many(process, 200)
+        time.sleep(1.0)
+        process.kill()  # kill -9: no chance to tidy up
+        sink.handler.reply = None
+        process.start()
+        ids = _wait(sink, subject, 200)
+        assert len(ids) == 200
+        assert max(ids.values()) == 1, "a notification was sent twice"
+        # A clean restart (SIGTERM) sends nothing again.
+        before = sum(_ids(sink, subject).values())
+        assert process.stop() == 0
+        process.start()
+        time.sleep(3)
+        assert sum(_ids(sink, subject).values()) == before
+    finally:
+        process.stop()
+        sink.stop()
+
+
+@pytest.mark.timeout(240)
+def test_relay_down_then_up_loses_nothing(tmp_path):
+    port = free_port()
+    sink = SmtpSink(port)  # not started: the relay is down
+    process = make_pen(tmp_path / "pen", sink).start()
+    try:
+        subject = _send_many(process, 20)
+        time.sleep(2)
+        sink.start()
+        ids = _wait(sink, subject, 20)
+        assert len(ids) == 20 and max(ids.values()) == 1
+    finally:
+        process.stop()
+        sink.stop()

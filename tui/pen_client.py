@@ -1,0 +1,581 @@
+"""The PEN API for Python callers: async, on httpx, no Textual. Typed objects for the
+contract's objects, one exception class per kind of failure (each with a sentence for a
+person), access-token refresh that callers never see, a timeout and an overall deadline per
+call, and TLS always verified (system store, or the configured CA file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+API = "/api/v1"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class PenError(Exception):
+    """A failure, with `message` as one sentence for a person."""
+
+    def __init__(self, message: str, *, code: str = "error", status: int | None = None,
+                 fields: dict | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message, self.code, self.status = message, code, status
+        self.fields = fields or {}
+        self.retry_after = retry_after
+
+
+class Unreachable(PenError):
+    """The server could not be reached or did not answer in time."""
+
+
+class CertificateError(PenError):
+    """The server's certificate is not trusted."""
+
+
+class NotSignedIn(PenError):
+    """No valid sign-in: the person must sign in again."""
+
+
+class InvalidCredentials(PenError):
+    """Wrong e-mail address or password."""
+
+
+class RateLimited(PenError):
+    pass
+
+
+class NotFound(PenError):
+    pass
+
+
+class Forbidden(PenError):
+    pass
+
+
+class Conflict(PenError):
+    pass
+
+
+class ValidationFailed(PenError):
+    pass
+
+
+class TooLarge(PenError):
+    pass
+
+
+class ServerError(PenError):
+    """The server failed or is unavailable for now."""
+
+
+class ProtocolError(PenError):
+    """The server answered something that is not the PEN API."""
+
+
+_BY_CODE = {
+    "invalid_credentials": InvalidCredentials, "unauthenticated": NotSignedIn, "token_expired": NotSignedIn,
+    "rate_limited": RateLimited, "not_found": NotFound, "forbidden": Forbidden,
+    "guest_recipient_forbidden": Forbidden, "conflict": Conflict, "account_exists": Conflict,
+    "validation_failed": ValidationFailed, "idempotency_key_reused": ValidationFailed, "too_large": TooLarge,
+    "unavailable": ServerError,
+}
+_BY_STATUS = {400: ValidationFailed, 401: NotSignedIn, 403: Forbidden, 404: NotFound, 409: Conflict,
+              413: TooLarge, 422: ValidationFailed, 429: RateLimited}
+
+
+# ---------------------------------------------------------------- objects
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str
+    name: str | None = None
+
+    @classmethod
+    def of(cls, d: dict) -> "Address":
+        return cls(str(d.get("email", "")), d.get("name") or None)
+
+    def to_json(self) -> dict:
+        return {"email": self.email, "name": self.name}
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    display_name: str
+    role: str
+    package: str | None
+
+    @classmethod
+    def of(cls, d: dict) -> "User":
+        return cls(d["id"], d["email"], d.get("display_name") or "", d.get("role", "member"), d.get("package"))
+
+
+@dataclass(frozen=True)
+class Attachment:
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, d: dict) -> "Attachment":
+        return cls(d["id"], d.get("filename") or "", d.get("content_type") or "application/octet-stream",
+                   int(d.get("size", 0)), str(d.get("sha256", "")).lower())
+
+
+@dataclass(frozen=True)
+class Notification:
+    recipient: Address
+    kind: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, d: dict) -> "Notification":
+        return cls(Address.of(d["recipient"]), d.get("kind", "to"), d.get("status", "queued"),
+                   int(d.get("attempts", 0)), d.get("last_error"), _time(d.get("updated_at")))
+
+
+@dataclass(frozen=True)
+class Summary:
+    id: str
+    thread_id: str
+    folder: str
+    sender: Address
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    subject: str
+    sent_at: datetime
+    unread: bool
+    attachment_count: int
+    size: int
+    snippet: str
+
+    @classmethod
+    def fields_of(cls, d: dict) -> dict:
+        return dict(id=d["id"], thread_id=d.get("thread_id", ""), folder=d.get("folder", "inbox"),
+                    sender=Address.of(d.get("from") or {}), to=tuple(Address.of(a) for a in d.get("to", [])),
+                    cc=tuple(Address.of(a) for a in d.get("cc", [])), subject=d.get("subject") or "",
+                    sent_at=_time(d.get("sent_at")), unread=bool(d.get("unread")),
+                    attachment_count=int(d.get("attachment_count", 0)), size=int(d.get("size", 0)),
+                    snippet=d.get("snippet") or "")
+
+    @classmethod
+    def of(cls, d: dict) -> "Summary":
+        return cls(**cls.fields_of(d))
+
+
+@dataclass(frozen=True)
+class Message(Summary):
+    bcc: tuple[Address, ...] = ()
+    body_text: str = ""
+    body_html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    in_reply_to: str | None = None
+    notifications: tuple[Notification, ...] = ()
+
+    @classmethod
+    def of(cls, d: dict) -> "Message":
+        return cls(**cls.fields_of(d), bcc=tuple(Address.of(a) for a in d.get("bcc", [])),
+                   body_text=d.get("body_text") or "", body_html=d.get("body_html"),
+                   attachments=tuple(Attachment.of(a) for a in d.get("attachments", [])),
+                   in_reply_to=d.get("in_reply_to"),
+                   notifications=tuple(Notification.of(n) for n in d.get("notifications", [])))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: tuple[Summary, ...]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True)
+class Invitation:
+    email: str
+    pen_name: str
+    sender: Address
+    subject: str
+    message_id: str
+    registered: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "message.new" | "notification.updated" | ...
+    data: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the client
+
+
+def tls_context(ca_file: str | os.PathLike | None) -> ssl.SSLContext:
+    """Verification is always on: the system store, or the configured CA file."""
+    if ca_file:
+        path = Path(ca_file).expanduser()
+        if not path.is_file():
+            raise CertificateError(f"The CA file {path} does not exist; fix ca_file in your configuration.",
+                                   code="ca_file")
+        try:
+            ctx = ssl.create_default_context(cafile=str(path))
+        except ssl.SSLError:
+            raise CertificateError(f"The CA file {path} holds no certificate that can be read.",
+                                   code="ca_file") from None
+    else:
+        ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class PenClient:
+    """One sign-in to one PEN. `on_refresh_token` is called with each new refresh token (so
+    the caller can keep it in the keyring), and with None when the sign-in ends."""
+
+    def __init__(self, server: str, *, ca_file: str | os.PathLike | None = None, timeout: float = 15.0,
+                 deadline: float = 60.0, on_refresh_token: Callable[[str | None], None] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        parts = urlsplit(server)
+        if parts.scheme != "https" or not parts.hostname:
+            raise PenError(f"The server address must start with https://, not {server!r}.", code="config")
+        self.server = server.rstrip("/")
+        self.deadline = deadline
+        self.on_refresh_token = on_refresh_token
+        self.user: User | None = None
+        self._access: str | None = None
+        self._refresh: str | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(base_url=self.server + API, verify=tls_context(ca_file),
+                                       timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                                       transport=transport, headers={"User-Agent": "penmail"},
+                                       follow_redirects=False)
+
+    async def __aenter__(self) -> "PenClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def signed_in(self) -> bool:
+        return self._access is not None
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self._refresh
+
+    # ------------------------------------------------------------ plumbing
+
+    def _describe(self, exc: Exception) -> PenError:
+        host = urlsplit(self.server).netloc
+        text = str(exc)
+        if isinstance(exc, httpx.TimeoutException):
+            return Unreachable(f"The PEN at {host} did not answer in time; check your network and try again.",
+                               code="timeout")
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return CertificateError(
+                f"The certificate of {host} is not trusted; set ca_file to the PEN's CA certificate.",
+                code="certificate")
+        if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError)):
+            reason = "the connection was refused" if "refused" in text.lower() else "the connection failed"
+            return Unreachable(f"Could not reach the PEN at {host} ({reason}); check the server address and "
+                               f"that it is running.", code="unreachable")
+        return Unreachable(f"Talking to the PEN at {host} failed ({type(exc).__name__}).", code="transport")
+
+    @staticmethod
+    def _error_of(response: httpx.Response) -> PenError:
+        code, message, fields = "error", None, None
+        try:
+            err = response.json().get("error", {})
+            code, message, fields = err.get("code", code), err.get("message"), err.get("fields")
+        except (ValueError, AttributeError):
+            pass
+        if not isinstance(message, str) or not message:
+            message = f"The PEN answered {response.status_code} {response.reason_phrase}."
+        retry = response.headers.get("Retry-After")
+        retry_after = float(retry) if retry and retry.isdigit() else None
+        cls = _BY_CODE.get(code) or _BY_STATUS.get(response.status_code)
+        if cls is None:
+            cls = ServerError if response.status_code >= 500 else PenError
+        return cls(message, code=code, status=response.status_code, fields=fields, retry_after=retry_after)
+
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self._access}"} if self._access else {}
+
+    async def _send(self, method: str, url: str, **kw) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, headers={**kw.pop("headers", {}), **self._auth()}, **kw)
+        except httpx.HTTPError as exc:
+            raise self._describe(exc) from None
+        except ssl.SSLError as exc:
+            raise self._describe(exc) from None
+
+    async def _call(self, method: str, url: str, *, auth: bool = True, ok=(200,), **kw) -> httpx.Response:
+        """One API call within the deadline, refreshing the access token once if it expired."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                if auth and not self._access:
+                    await self._renew()
+                response = await self._send(method, url, **kw)
+                if auth and response.status_code == 401 and self._refresh:
+                    await self._renew(expired=self._access)
+                    response = await self._send(method, url, **kw)
+        except TimeoutError:
+            raise Unreachable(f"The PEN did not finish answering within {self.deadline:.0f} seconds; "
+                              f"try again.", code="deadline") from None
+        if response.status_code not in ok:
+            raise self._error_of(response)
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError("The server's answer is not the PEN API's JSON; check the server address.",
+                                code="protocol") from None
+
+    def _take_tokens(self, body: dict) -> User:
+        try:
+            self._access, self._refresh = body["access_token"], body["refresh_token"]
+            self.user = User.of(body["user"])
+        except (KeyError, TypeError):
+            raise ProtocolError("The server's sign-in answer is not the PEN API's.", code="protocol") from None
+        if self.on_refresh_token:
+            self.on_refresh_token(self._refresh)
+        return self.user
+
+    async def _renew(self, expired: str | None = None) -> None:
+        async with self._refresh_lock:
+            if expired is not None and self._access != expired:
+                return  # another call renewed it while we waited
+            if not self._refresh:
+                raise NotSignedIn("You are not signed in; sign in first.", code="unauthenticated")
+            response = await self._send("POST", "/auth/refresh", json={"refresh_token": self._refresh})
+            if response.status_code != 200:
+                self._access = self._refresh = None
+                if self.on_refresh_token:
+                    self.on_refresh_token(None)
+                err = self._error_of(response)
+                if isinstance(err, (NotSignedIn, ValidationFailed)):
+                    raise NotSignedIn("Your sign-in has ended; sign in again.", code=err.code, status=err.status)
+                raise err
+            self._take_tokens(self._json(response))
+
+    # ------------------------------------------------------------ accounts
+
+    async def login(self, email: str, password: str) -> User:
+        r = await self._call("POST", "/auth/login", auth=False, json={"email": email, "password": password})
+        return self._take_tokens(self._json(r))
+
+    async def resume(self, refresh_token: str) -> User:
+        """Sign in again with a remembered refresh token."""
+        self._refresh = refresh_token
+        await self._renew()
+        return self.user
+
+    async def logout(self) -> None:
+        try:
+            if self._access or self._refresh:
+                await self._call("POST", "/auth/logout", ok=(204,))
+        except (NotSignedIn, NotFound):
+            pass
+        finally:
+            self._access = self._refresh = None
+            self.user = None
+            if self.on_refresh_token:
+                self.on_refresh_token(None)
+
+    async def me(self) -> User:
+        self.user = User.of(self._json(await self._call("GET", "/me")))
+        return self.user
+
+    async def invitation(self, token: str) -> Invitation:
+        d = self._json(await self._call("GET", f"/invitations/{quote(token, safe='')}", auth=False))
+        return Invitation(d["email"], d.get("pen_name", ""), Address.of(d.get("sender") or {}),
+                          d.get("subject", ""), d["message_id"], bool(d.get("registered")))
+
+    async def register(self, token: str, display_name: str, password: str) -> User:
+        r = await self._call("POST", f"/invitations/{quote(token, safe='')}/register", auth=False, ok=(201,),
+                             json={"display_name": display_name, "password": password})
+        return self._take_tokens(self._json(r))
+
+    # ------------------------------------------------------------ messages
+
+    async def list_messages(self, folder: str = "inbox", *, limit: int = 50, cursor: str | None = None,
+                            unread: bool | None = None, q: str | None = None) -> Page:
+        params: dict[str, Any] = {"folder": folder, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if unread is not None:
+            params["unread"] = "true" if unread else "false"
+        if q:
+            params["q"] = q
+        d = self._json(await self._call("GET", "/messages", params=params))
+        return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)))
+
+    async def get_message(self, message_id: str) -> Message:
+        return Message.of(self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}")))
+
+    async def update_message(self, message_id: str, *, unread: bool | None = None,
+                             folder: str | None = None) -> Summary:
+        body = {k: v for k, v in (("unread", unread), ("folder", folder)) if v is not None}
+        return Summary.of(self._json(await self._call("PATCH", f"/messages/{quote(message_id, safe='')}",
+                                                      json=body)))
+
+    async def delete_message(self, message_id: str) -> None:
+        await self._call("DELETE", f"/messages/{quote(message_id, safe='')}", ok=(204,))
+
+    async def send(self, *, to: list[Address], subject: str, body_text: str, idempotency_key: str,
+                   cc: list[Address] = (), bcc: list[Address] = (), body_html: str | None = None,
+                   in_reply_to: str | None = None, attachments: list[str] = ()) -> Message:
+        payload: dict[str, Any] = {"to": [a.to_json() for a in to], "cc": [a.to_json() for a in cc],
+                                   "bcc": [a.to_json() for a in bcc], "subject": subject, "body_text": body_text,
+                                   "attachments": list(attachments)}
+        if body_html is not None:
+            payload["body_html"] = body_html
+        if in_reply_to:
+            payload["in_reply_to"] = in_reply_to
+        r = await self._call("POST", "/messages", ok=(201,), json=payload,
+                             headers={"Idempotency-Key": idempotency_key})
+        return Message.of(self._json(r))
+
+    async def notifications(self, message_id: str) -> list[Notification]:
+        d = self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}/notifications"))
+        return [Notification.of(n) for n in d.get("items", [])]
+
+    async def resend(self, message_id: str, recipients: list[str] | None = None) -> list[Notification]:
+        body = {"recipients": recipients} if recipients is not None else {}
+        d = self._json(await self._call("POST", f"/messages/{quote(message_id, safe='')}/notifications/resend",
+                                        ok=(202,), json=body))
+        return [Notification.of(n) for n in d.get("items", [])]
+
+    # ------------------------------------------------------------ files
+
+    async def upload(self, path: str | os.PathLike, *, content_type: str = "application/octet-stream",
+                     progress: Callable[[int, int], None] | None = None, chunk_size: int = 1 << 20) -> Attachment:
+        """Stream a file to the PEN (never held whole in memory)."""
+        path = Path(path)
+        size = path.stat().st_size
+
+        async def chunks():
+            sent = 0
+            with path.open("rb") as f:
+                while True:
+                    chunk = await asyncio.to_thread(f.read, chunk_size)
+                    if not chunk:
+                        return
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, size)
+                    yield chunk
+
+        url = f"/uploads?filename={quote(path.name, safe='')}"
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        # Uploads can be long: the per-call deadline does not apply, the read timeout does.
+        if not self._access:
+            await self._renew()
+        response = await self._send("POST", url, content=chunks(), headers=headers)
+        if response.status_code == 401 and self._refresh:
+            await self._renew(expired=self._access)
+            response = await self._send("POST", url, content=chunks(), headers=headers)
+        if response.status_code != 201:
+            raise self._error_of(response)
+        return Attachment.of(self._json(response))
+
+    @asynccontextmanager
+    async def download(self, message_id: str, attachment_id: str, *, start: int = 0,
+                       if_range: str | None = None) -> AsyncIterator[httpx.Response]:
+        """The attachment's response, streaming; `start` asks for the bytes from there on
+        (206), `if_range` makes a changed file come back whole (200)."""
+        url = f"/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}"
+        headers = {"Accept-Encoding": "identity"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+            if if_range:
+                headers["If-Range"] = if_range
+        if not self._access:
+            await self._renew()
+        for attempt in (1, 2):
+            try:
+                request = self._http.build_request("GET", url, headers={**headers, **self._auth()})
+                response = await self._http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise self._describe(exc) from None
+            if response.status_code == 401 and attempt == 1 and self._refresh:
+                await response.aclose()
+                await self._renew(expired=self._access)
+                continue
+            try:
+                if response.status_code not in (200, 206):
+                    await response.aread()
+                    raise self._error_of(response)
+                yield response
+            except httpx.HTTPError as exc:
+                raise self._describe(exc) from None
+            finally:
+                await response.aclose()
+            return
+
+    # ------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Server-sent events until the connection ends (the caller reconnects)."""
+        if not self._access:
+            await self._renew()
+        for attempt in (1, 2):
+            try:
+                async with self._http.stream("GET", "/events", headers=self._auth(),
+                                             timeout=httpx.Timeout(10.0, read=45.0)) as response:
+                    if response.status_code == 401 and attempt == 1 and self._refresh:
+                        await self._renew(expired=self._access)
+                        continue
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise self._error_of(response)
+                    kind, data = "message", []
+                    async for line in response.aiter_lines():
+                        if line == "":
+                            if data:
+                                try:
+                                    payload = json.loads("\n".join(data))
+                                except ValueError:
+                                    payload = {}
+                                yield Event(kind, payload if isinstance(payload, dict) else {})
+                            kind, data = "message", []
+                        elif line.startswith(":"):
+                            continue
+                        elif line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:].lstrip())
+                    return
+            except httpx.HTTPError as exc:
+                raise self._describe(exc) from None
