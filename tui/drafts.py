@@ -1,0 +1,231 @@
+"""Drafts kept on disk, so a crash, a dropped SSH session or ``kill -9`` loses nothing.
+
+Each draft is one JSON file, ``<state_dir>/drafts/<draft id>.json``, replaced atomically
+(temporary file in the same folder, flush, fsync, rename, fsync of the folder): a reader
+sees the old draft or the new one, never half of one.  A draft carries the
+``Idempotency-Key`` for its ``POST /messages`` from the moment it is made, so sending it
+again after a lost answer cannot send it twice.
+
+``write_atomic`` is also used by other state files (the address book).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Draft", "DraftError", "DraftStore", "write_atomic"]
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # the contract: 1-255 printable ASCII
+_STALE_TEMP_SECONDS = 3600
+
+
+class DraftError(ValueError):
+    """A draft file's contents are not a draft."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash at any moment leaves old or new, whole.
+
+    The file is private to the user (mode 0o600, as ``mkstemp`` creates it).
+    """
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; not every platform can open a folder."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass
+class Draft:
+    """A message being written.  Addresses are the strings the person typed."""
+
+    id: str = field(default_factory=_new_id)
+    idempotency_key: str = field(default_factory=_new_key)
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    subject: str = ""
+    body: str = ""
+    attachments: list[str] = field(default_factory=list)  # local file paths
+    in_reply_to: str | None = None  # message id
+    forward_of: str | None = None  # message id
+    forward_attachment_ids: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+
+    def new_idempotency_key(self) -> str:
+        """Start a new sending attempt for changed content.
+
+        The server answers 422 ``idempotency_key_reused`` when one key comes with another
+        body, so call this when the person edits a draft after a send that failed with a
+        definite answer -- never after a send whose answer was lost.
+        """
+        self.idempotency_key = _new_key()
+        return self.idempotency_key
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Draft:
+        """A Draft from parsed JSON; raises DraftError for anything that is not one."""
+        if not isinstance(data, dict):
+            raise DraftError("A draft must be a JSON object.")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                if f.name in ("id", "idempotency_key"):
+                    raise DraftError(f"The draft has no {f.name}.")
+                continue  # older files may lack newer fields: keep the default
+            value = data[f.name]
+            if f.name in ("to", "cc", "bcc", "attachments", "forward_attachment_ids"):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise DraftError(f"The draft's {f.name} must be a list of strings.")
+            elif f.name in ("in_reply_to", "forward_of"):
+                if value is not None and not isinstance(value, str):
+                    raise DraftError(f"The draft's {f.name} must be a string or null.")
+            elif not isinstance(value, str):
+                raise DraftError(f"The draft's {f.name} must be a string.")
+            kwargs[f.name] = value
+        if not _ID.match(kwargs["id"]):
+            raise DraftError("The draft's id is not a draft id.")
+        if not _IDEMPOTENCY_KEY.match(kwargs["idempotency_key"]):
+            raise DraftError("The draft's idempotency key is not 1 to 255 printable ASCII characters.")
+        return cls(**kwargs)
+
+
+def _sort_key(draft: Draft) -> float:
+    try:
+        return datetime.fromisoformat(draft.updated_at.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return 0.0
+
+
+class DraftStore:
+    """The drafts in one folder: by default ``state_dir()/drafts``."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        if root is None:
+            from tui.config import state_dir
+
+            root = state_dir() / "drafts"
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, draft_id: str) -> Path:
+        # Only real ids become file names: no "../x" can reach the file system.
+        if not isinstance(draft_id, str) or not _ID.match(draft_id):
+            raise DraftError(f"{draft_id!r} is not a draft id.")
+        return self.root / f"{draft_id}.json"
+
+    def save(self, draft: Draft) -> None:
+        """Write the draft (stamping updated_at); it is on disk when this returns."""
+        path = self._path(draft.id)
+        draft.updated_at = _now()
+        data = json.dumps(draft.to_dict(), ensure_ascii=False, indent=1).encode("utf-8")
+        write_atomic(path, data)
+
+    def load(self, draft_id: str) -> Draft | None:
+        """The draft with this id, or None when there is none or its file is unreadable."""
+        try:
+            path = self._path(draft_id)
+        except DraftError:
+            return None
+        draft = self._read(path)
+        return draft if draft is not None and draft.id == draft_id else None
+
+    def list(self) -> list[Draft]:
+        """Every readable draft, most recently saved first; broken files are skipped."""
+        self._remove_stale_temp_files()
+        drafts: list[Draft] = []
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return []
+        for path in entries:
+            if path.suffix != ".json" or not _ID.match(path.stem):
+                continue
+            draft = self._read(path)
+            if draft is not None and draft.id == path.stem:
+                drafts.append(draft)
+        drafts.sort(key=_sort_key, reverse=True)
+        return drafts
+
+    def delete(self, draft_id: str) -> bool:
+        """Remove a draft; False when there was none."""
+        try:
+            path = self._path(draft_id)
+            path.unlink()
+        except (DraftError, FileNotFoundError):
+            return False
+        _fsync_dir(self.root)
+        return True
+
+    @staticmethod
+    def _read(path: Path) -> Draft | None:
+        try:
+            return Draft.from_dict(json.loads(path.read_bytes().decode("utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            # ValueError covers bad JSON and DraftError; one broken file must not hide the rest.
+            return None
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temporary files a killed writer left behind (young ones may be in use)."""
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        try:
+            for path in self.root.glob(".*.tmp"):
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                except OSError:
+                    pass
+        except OSError:
+            pass
