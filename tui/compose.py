@@ -1,0 +1,371 @@
+"""The logic of writing a message, without any user interface.
+
+Owns: reply and forward subjects (without stacking "Re: Re:"), the quoted text of a
+reply, the recipients of a reply or reply-all, the body of a forward, checking what the
+person typed in the address and subject fields (one sentence per problem, shown as it
+is), and the address book used to complete addresses.
+
+Message dicts have the contract's shape (docs/pen-api.md): ``from``/``to``/``cc`` are
+``{"email", "name"}``, ``sent_at`` is RFC 3339.  Everything taken from a message passes
+through ``safe_text`` before it is put into a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tui.drafts import write_atomic
+from tui.safe_text import clean, one_line
+
+__all__ = [
+    "MAX_SUBJECT",
+    "AddressBook",
+    "format_address",
+    "forward_body",
+    "forward_subject",
+    "parse_address",
+    "parse_address_list",
+    "quote_body",
+    "reply_recipients",
+    "reply_subject",
+    "validate_address",
+    "validate_subject",
+]
+
+MAX_SUBJECT = 998  # RFC 5322's line limit, and the contract's
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# "Re:", "RE :", "Re[2]:", "Re(3):", and the German/Scandinavian/Dutch forms mail clients send.
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
+_FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
+_DISPLAY_FORM = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^<>"]*?))\s*<([^<>]*)>$', re.DOTALL)
+_NAME_SPECIALS = re.compile(r'[,;<>"@()\[\]:\\]')
+
+
+def _strip_prefixes(subject: str, prefix: re.Pattern[str]) -> str:
+    text = one_line(subject or "")
+    while True:
+        match = prefix.match(text)
+        if not match:
+            return text
+        text = text[match.end():]
+
+
+def reply_subject(subject: str) -> str:
+    """ "Re: <subject>", with any earlier "Re:", "RE:", "Re[2]:", "Aw:" folded into one."""
+    return ("Re: " + _strip_prefixes(subject, _REPLY_PREFIX))[:MAX_SUBJECT]
+
+
+def forward_subject(subject: str) -> str:
+    """ "Fwd: <subject>", with any earlier "Fwd:", "FW:", "Fw:" folded into one."""
+    return ("Fwd: " + _strip_prefixes(subject, _FORWARD_PREFIX))[:MAX_SUBJECT]
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)  # the contract's times are UTC
+    return dt
+
+
+def format_date(value: Any) -> str:
+    """ "27 Nov 2026 09:30" in local time (English month names whatever the locale); "" if unknown."""
+    dt = _parse_time(value)
+    if dt is None:
+        return ""
+    local = dt.astimezone()
+    return f"{local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H:%M}"
+
+
+def format_address(address: Mapping[str, Any] | str) -> str:
+    """ "Ann Lee <ann@x.example>", or the bare address when there is no name."""
+    if isinstance(address, str):
+        return one_line(address)
+    email = one_line(str(address.get("email") or ""))
+    name = one_line(str(address.get("name") or ""))
+    if not name or name.lower() == email.lower():
+        return email
+    if _NAME_SPECIALS.search(name):
+        # Quote it, so that "Lee, Ann" stays one address when the field is parsed again.
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{email}>"
+
+
+def quote_body(text: str, date: Any, name: str | None) -> str:
+    """ "On <date>, <name> wrote:" and the text with every line quoted by ">"."""
+    who = one_line(name or "") or "the sender"
+    when = format_date(date)
+    header = f"On {when}, {who} wrote:" if when else f"{who[:1].upper()}{who[1:]} wrote:"
+    lines = clean(text or "").rstrip().split("\n")
+    quoted = []
+    for line in lines:
+        line = line.rstrip()
+        if not line:
+            quoted.append(">")
+        elif line.startswith(">"):
+            quoted.append(">" + line)  # ">>" for a quote within the quote
+        else:
+            quoted.append("> " + line)
+    return header + "\n" + "\n".join(quoted) + "\n"
+
+
+def _address(value: Any) -> dict[str, Any] | None:
+    """A clean {"email", "name"} from a message's Address, or None if it has no address."""
+    if not isinstance(value, Mapping):
+        return None
+    email = one_line(str(value.get("email") or ""))
+    if not email:
+        return None
+    name = one_line(str(value.get("name") or "")) or None
+    return {"email": email, "name": name}
+
+
+def _addresses(values: Any) -> list[dict[str, Any]]:
+    if not isinstance(values, list):
+        return []
+    return [a for a in (_address(v) for v in values) if a is not None]
+
+
+def reply_recipients(
+    message: Mapping[str, Any], me_email: str, reply_all: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(to, cc) for a reply.  Reply-all adds the other recipients to cc, never the user."""
+    me = (me_email or "").strip().lower()
+    sender = _address(message.get("from"))
+    original_to = _addresses(message.get("to"))
+    if sender is not None and sender["email"].lower() == me:
+        # Replying to one's own sent message continues with its recipients.
+        to = [a for a in original_to if a["email"].lower() != me] or original_to[:1]
+    else:
+        to = [sender] if sender is not None else []
+    seen: set[str] = set()
+    to = [a for a in to if not (a["email"].lower() in seen or seen.add(a["email"].lower()))]
+    cc: list[dict[str, Any]] = []
+    if reply_all:
+        seen.add(me)
+        for a in original_to + _addresses(message.get("cc")):
+            key = a["email"].lower()
+            if key not in seen:
+                seen.add(key)
+                cc.append(a)
+    return to, cc
+
+
+def forward_body(message: Mapping[str, Any]) -> str:
+    """The forwarded message's headers and text, to follow what the person writes."""
+    lines = ["---------- Forwarded message ----------"]
+    sender = _address(message.get("from"))
+    if sender:
+        lines.append(f"From: {format_address(sender)}")
+    when = format_date(message.get("sent_at"))
+    if when:
+        lines.append(f"Date: {when}")
+    lines.append(f"Subject: {one_line(str(message.get('subject') or ''))}")
+    for key, label in (("to", "To"), ("cc", "Cc")):
+        people = _addresses(message.get(key))
+        if people:
+            lines.append(f"{label}: " + ", ".join(format_address(a) for a in people))
+    body = message.get("body_text") or ""
+    if not body.strip() and message.get("body_html"):
+        from tui.htmlbody import HtmlConversionError, html_to_text
+
+        try:
+            body, _ = html_to_text(str(message["body_html"]))
+        except HtmlConversionError:
+            body = ""
+    return "\n".join(lines) + "\n\n" + clean(str(body)).rstrip() + "\n"
+
+
+def parse_address(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """({"email", "name"}, None) for "ann@x.example" or "Ann Lee <ann@x.example>", else (None, sentence)."""
+    if not isinstance(text, str):
+        return None, "An address must be text."
+    s = text.strip()
+    if not s:
+        return None, "An address is empty."
+    if _CONTROL.search(s) or _LINE_BREAK.search(s):
+        return None, "An address cannot contain a line break or a control character."
+    shown = one_line(s, 80)
+    name: str | None = None
+    match = _DISPLAY_FORM.match(s)
+    if match:
+        quoted, bare, email = match.groups()
+        name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare.strip()
+        name = name.strip() or None
+        email = email.strip()
+    elif "<" in s or ">" in s or '"' in s:
+        return None, f"{shown} is not a valid e-mail address (write it as Name <name@example.org>)."
+    else:
+        email = s
+
+    from email_validator import EmailNotValidError, validate_email  # imported only when needed
+
+    try:
+        result = validate_email(email, check_deliverability=False, allow_smtputf8=False, test_environment=True)
+    except EmailNotValidError as e:
+        reason = str(e).strip().rstrip(".")
+        return None, f"{shown} is not a valid e-mail address ({reason[:1].lower()}{reason[1:]})."
+    return {"email": result.normalized, "name": name}, None
+
+
+def validate_address(text: str) -> str | None:
+    """None when ``text`` is one valid address (bare or "Name <address>"), else why not."""
+    return parse_address(text)[1]
+
+
+def _split_list(text: str) -> list[str]:
+    """Split on , ; and line ends that are outside quotes and angle brackets."""
+    items, current, quoted, angle, i = [], [], False, False, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and quoted and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "<" and not quoted:
+            angle = True
+        elif c == ">" and not quoted:
+            angle = False
+        if c in ",;\r\n" and not quoted and not angle:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def parse_address_list(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Addresses from a comma-separated field, each once, and a sentence per bad one."""
+    addresses: list[dict[str, Any]] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for item in _split_list(text or ""):
+        address, error = parse_address(item)
+        if error is not None:
+            errors.append(error)
+        elif address is not None and address["email"].lower() not in seen:
+            seen.add(address["email"].lower())
+            addresses.append(address)
+    return addresses, errors
+
+
+def validate_subject(subject: str) -> str | None:
+    """None when the server will accept ``subject``, else one sentence saying why not."""
+    if not isinstance(subject, str):
+        return "The subject must be text."
+    if _LINE_BREAK.search(subject):
+        return "The subject cannot contain a line break."
+    if _CONTROL.search(subject):
+        return "The subject cannot contain control characters."
+    if len(subject) > MAX_SUBJECT:
+        return f"The subject is {len(subject):,} characters long; it can be at most {MAX_SUBJECT}."
+    return None
+
+
+class AddressBook:
+    """Addresses seen in messages, for completing the To, Cc and Bcc fields.
+
+    Kept in ``state_dir()/addresses.json`` (written atomically), most recent last, and
+    bounded to ``limit`` entries so it cannot grow without end.
+    """
+
+    def __init__(self, path: Path | str | None = None, limit: int = 5000) -> None:
+        if path is None:
+            from tui.config import state_dir
+
+            path = state_dir() / "addresses.json"
+        self.path = Path(path)
+        self.limit = limit
+        self._entries: dict[str, dict[str, Any]] = {}  # lower-case email -> address; insertion = recency
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return  # no book yet, or a broken one: start afresh rather than fail
+        items = data.get("addresses") if isinstance(data, dict) else None
+        if isinstance(items, list):
+            self._remember(items)
+
+    def _remember(self, items: Iterable[Any]) -> bool:
+        changed = False
+        for item in items:
+            address = self._normalise(item)
+            if address is None:
+                continue
+            key = address["email"].lower()
+            old = self._entries.pop(key, None)
+            if old is not None and not address["name"]:
+                address["name"] = old["name"]  # "ann@x" alone does not forget "Ann Lee"
+            self._entries[key] = address
+            changed = True
+        while len(self._entries) > self.limit:
+            del self._entries[next(iter(self._entries))]
+        return changed
+
+    @staticmethod
+    def _normalise(item: Any) -> dict[str, Any] | None:
+        if isinstance(item, str):
+            address, _ = parse_address(item)
+            return address
+        if not isinstance(item, Mapping):
+            return None
+        email = item.get("email")
+        if not isinstance(email, str) or "@" not in email or len(email) > 254:
+            return None
+        if _CONTROL.search(email) or any(c.isspace() for c in email):
+            return None
+        name = one_line(str(item.get("name") or ""), 200) or None
+        return {"email": email, "name": name}
+
+    def add(self, address: Mapping[str, Any] | str) -> None:
+        """Remember one address ({"email", "name"} or "Name <email>") and save."""
+        self.add_many([address])
+
+    def add_many(self, addresses: Iterable[Mapping[str, Any] | str]) -> None:
+        """Remember several (say, everyone on a message) with one write."""
+        if self._remember(addresses):
+            self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = {"version": 1, "addresses": list(self._entries.values())}
+        write_atomic(self.path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+
+    def complete(self, prefix: str, limit: int = 10) -> list[str]:
+        """Addresses whose email, name or any word of the name starts with ``prefix``, newest first."""
+        p = " ".join((prefix or "").split()).lower()
+        if not p:
+            return []
+        found: list[str] = []
+        for address in reversed(self._entries.values()):
+            email = address["email"].lower()
+            name = (address["name"] or "").lower()
+            words = re.split(r"[\s,.'\"()-]+", name)
+            if email.startswith(p) or name.startswith(p) or any(w.startswith(p) for w in words if w):
+                found.append(format_address(address))
+                if len(found) >= limit:
+                    break
+        return found
