@@ -136,3 +136,10 @@ def test_large_input_is_fast() -> None:
     out = clean(big)
     assert time.monotonic() - started < 2.0
     assert "\x1b" not in out and out.count("\n") == 50_000
+
+
+@pytest.mark.parametrize("s", ALL, ids=IDS)
+def test_clean_is_idempotent(s: str) -> None:
+    once = clean(s)
+    assert clean(once) == once
+    assert one_line(one_line(s)) == one_line(s)
