@@ -1,0 +1,171 @@
+"""penmail's shell: picks the first screen, owns the signed-in session and the event
+stream, and routes between screens. Screens live in tui/screens/, one a file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.theme import Theme
+
+from tui.config import Config
+from tui.pen_client import NotSignedIn, PenError, Summary
+from tui.safe_text import one_line
+from tui.screens.help import HelpScreen, describe_keys
+from tui.screens.mailbox import MailboxScreen
+from tui.screens.reader import ReaderScreen
+from tui.screens.signin import SignInScreen
+from tui.screens.starting import StartingScreen
+from tui.session import Session, sign_in_quietly
+
+HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00ffff", accent="#ffff00",
+                      foreground="#ffffff", background="#000000", surface="#000000", panel="#000000",
+                      success="#00ff00", warning="#ffff00", error="#ff5555", dark=True)
+
+
+class PenmailApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "penmail"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(self, config: Config, *, session: Session | None = None, env: Mapping[str, str] | None = None,
+                 use_keyring: bool = True):
+        super().__init__()
+        self.config = config
+        self.session = session
+        self.use_keyring = use_keyring
+        self.env = os.environ if env is None else env
+        if not config.animations:
+            self.animation_level = "none"
+
+    # ------------------------------------------------------------ start-up
+
+    def on_mount(self) -> None:
+        self.register_theme(HIGH_CONTRAST)
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        if self.session is not None and self.session.client.signed_in:
+            self.signed_in(self.session)
+        else:
+            # The first frame comes before any network: a quiet sign-in runs behind it.
+            self.push_screen(StartingScreen())
+            self._sign_in_quietly()
+
+    @work(exclusive=True, group="signin", exit_on_error=False)
+    async def _sign_in_quietly(self) -> None:
+        session, outcome = await sign_in_quietly(self.config, self.env, self.use_keyring)
+        if outcome.client is not None:
+            self.signed_in(session)
+            return
+        self.switch_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
+                                        notice=outcome.notice, error=outcome.error))
+
+    def signed_in(self, session: Session) -> None:
+        self.session = session
+        mailbox = MailboxScreen(session.client)
+        if len(self.screen_stack) > 1:
+            self.switch_screen(mailbox)
+        else:
+            self.push_screen(mailbox)
+        if session.store.problem:
+            self.notify(session.store.problem, title="Keyring", timeout=10, markup=False)
+        self._follow_events()
+
+    # ------------------------------------------------------------ routing
+
+    def mailbox(self) -> MailboxScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MailboxScreen):
+                return screen
+        return None
+
+    def open_message(self, summary: Summary) -> None:
+        self.push_screen(ReaderScreen(self.session.client, summary))
+
+    def summary_changed(self, summary: Summary, moved: bool = False) -> None:
+        mailbox = self.mailbox()
+        if mailbox is not None:
+            if moved:
+                mailbox.reload()
+            else:
+                mailbox.query_one("#messages").replace(summary)
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def _follow_events(self) -> None:
+        """New mail and delivery news without a manual refresh; reconnects with backoff."""
+        delay = 1.0
+        client = self.session.client
+        while client is self.session.client:
+            try:
+                async for event in client.events():
+                    delay = 1.0
+                    self.dispatch_event(event)
+            except NotSignedIn:
+                return
+            except PenError:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    def dispatch_event(self, event) -> None:
+        if event.kind == "message.new":
+            mailbox = self.mailbox()
+            if mailbox is not None:
+                mailbox.message_arrived(str(event.data.get("folder", "")))
+        for screen in self.screen_stack:
+            handler = getattr(screen, "pen_event", None)
+            if handler is not None:
+                handler(event)
+
+    # ------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        screen = self.screen
+        title = one_line(type(screen).__name__.replace("Screen", "")) or "penmail"
+        self.push_screen(HelpScreen(title, describe_keys(screen)))
+
+    def action_sign_out(self) -> None:
+        self._sign_out()
+
+    @work(exclusive=True, group="signin", exit_on_error=False)
+    async def _sign_out(self) -> None:
+        session = self.session
+        if session is not None:
+            try:
+                await session.sign_out()
+            except PenError as exc:
+                self.notify(exc.message, title="Sign-out", severity="warning", markup=False)
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
+                                        notice="You are signed out; the remembered sign-in was removed."))
+
+    async def action_quit(self) -> None:
+        if self.session is not None:
+            await self.session.settle()
+            await self.session.client.aclose()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key of the screen is a palette entry too."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for active in screen.active_bindings.values():
+            b = active.binding
+            if not b.description or b.action in seen or b.action == "command_palette":
+                continue
+            seen.add(b.action)
+            keys = self.get_key_display(b)
+            node = active.node
+
+            def run(action=b.action, node=node):
+                self.call_later(self.run_action, action, node)
+
+            yield SystemCommand(b.description, f"Key: {keys}", run)

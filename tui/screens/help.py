@@ -1,0 +1,44 @@
+"""F1 / ?: the keys of the screen below, as a plain list a screen reader can read."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import TextArea
+
+from tui.widgets.safe_static import SafeStatic
+
+
+def describe_keys(screen: Screen) -> str:
+    lines = []
+    seen = set()
+    for key, active in screen.active_bindings.items():
+        b = active.binding
+        if not b.description or (b.action, b.description) in seen:
+            continue
+        seen.add((b.action, b.description))
+        keys = screen.app.get_key_display(b)
+        lines.append(f"{keys:>14}  {b.description}")
+    return "\n".join(lines)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close help", id="help.close")]
+
+    def __init__(self, title: str, keys: str) -> None:
+        super().__init__()
+        self.title_text, self.keys = title, keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield SafeStatic(f"Keys: {self.title_text}  (escape closes)", id="help-title")
+            yield TextArea(self.keys, read_only=True, show_line_numbers=False, id="help-keys",
+                           soft_wrap=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#help-keys", TextArea).focus()
+
+    async def action_dismiss(self, result=None) -> None:
+        self.dismiss(None)

@@ -1,0 +1,190 @@
+"""The mailbox: folders, the message list, search, and the actions on the highlighted
+message. Every call to the PEN runs in a worker; the screen reacts to what comes back."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList
+from textual.widgets.option_list import Option
+
+from tui.pen_client import PenClient, PenError, Summary
+from tui.widgets.message_list import MessageList
+from tui.widgets.safe_static import SafeStatic
+
+FOLDERS = ("inbox", "sent", "archive", "trash")
+
+
+class MailboxScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "search", "Search", id="mailbox.search"),
+        Binding("escape", "clear_search", "Clear search", show=False, id="mailbox.clear_search"),
+        Binding("1", "folder('inbox')", "Inbox", show=False, id="mailbox.inbox"),
+        Binding("2", "folder('sent')", "Sent", show=False, id="mailbox.sent"),
+        Binding("3", "folder('archive')", "Archive folder", show=False, id="mailbox.archive_folder"),
+        Binding("4", "folder('trash')", "Trash folder", show=False, id="mailbox.trash_folder"),
+        Binding("u", "toggle_unread", "Read/unread", id="mailbox.toggle_unread"),
+        Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
+        Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
+        Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
+        Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
+        Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
+        Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),
+        Binding("L", "app.sign_out", "Sign out", show=False, id="mailbox.sign_out"),
+        Binding("q", "app.quit", "Quit", id="mailbox.quit"),
+    ]
+
+    def __init__(self, client: PenClient) -> None:
+        super().__init__()
+        self.client = client
+        self.folder = "inbox"
+        self.query_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield SafeStatic("", id="mailbox-title")
+        with Horizontal():
+            yield OptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
+                             id="folders")
+            with Vertical(id="list-pane"):
+                yield Input(placeholder="Search subject, sender and text; enter to search, escape to clear",
+                            id="search")
+                yield SafeStatic("  UA = unread, attachment", id="list-legend")
+                yield MessageList(self._load_page, id="messages")
+        yield SafeStatic("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.query_one("#folders", OptionList).highlighted = 0
+        messages = self.query_one(MessageList)
+        messages.focus()
+        messages.reset()
+        self._update_title()
+
+    # ------------------------------------------------------------ data
+
+    async def _load_page(self, cursor: str | None, limit: int):
+        return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None)
+
+    def _update_title(self) -> None:
+        who = self.client.user.email if self.client.user else ""
+        messages = self.query_one(MessageList)
+        count = f"{messages.total} messages" if messages.loaded_once else "loading"
+        search = f", search: {self.query_text}" if self.query_text else ""
+        self.query_one("#mailbox-title", SafeStatic).show(
+            f"penmail  {who}  {self.folder.capitalize()} ({count}{search})")
+
+    def say(self, text: str) -> None:
+        self.query_one("#status", SafeStatic).show(text)
+
+    def reload(self, keep_cursor: bool = True) -> None:
+        self.query_one(MessageList).reset(keep_cursor=keep_cursor)
+
+    def message_arrived(self, folder: str) -> None:
+        """The event stream said a message came: show it without a manual refresh."""
+        if folder == self.folder:
+            self.reload(keep_cursor=True)
+            if folder == "inbox":
+                self.say("A new message arrived.")
+
+    @on(MessageList.Highlighted)
+    def _highlighted(self, event: MessageList.Highlighted) -> None:
+        self._update_title()
+
+    @on(MessageList.LoadFailed)
+    def _load_failed(self, event: MessageList.LoadFailed) -> None:
+        self.say(event.error.message)
+
+    @on(MessageList.Opened)
+    def _opened(self, event: MessageList.Opened) -> None:
+        self.app.open_message(event.summary)
+
+    @on(OptionList.OptionSelected, "#folders")
+    def _folder_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.action_folder(event.option.id)
+        self.query_one(MessageList).focus()
+
+    # ------------------------------------------------------------ actions
+
+    def action_folder(self, folder: str) -> None:
+        if folder not in FOLDERS:
+            return
+        self.folder = folder
+        self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
+        self.say("")
+        self.reload(keep_cursor=False)
+        self._update_title()
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.display = True
+        search.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search(self, event: Input.Submitted) -> None:
+        self.query_text = event.value.strip()
+        self.reload(keep_cursor=False)
+        self._update_title()
+        self.query_one(MessageList).focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one("#search", Input)
+        had = bool(self.query_text)
+        search.value = ""
+        search.display = False
+        self.query_text = ""
+        self.query_one(MessageList).focus()
+        if had:
+            self.reload(keep_cursor=False)
+            self._update_title()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def _current(self) -> Summary | None:
+        summary = self.query_one(MessageList).highlighted
+        if summary is None:
+            self.say("No message is highlighted.")
+        return summary
+
+    def action_toggle_unread(self) -> None:
+        summary = self._current()
+        if summary:
+            self._update(summary, unread=not summary.unread)
+
+    def action_move(self, folder: str) -> None:
+        summary = self._current()
+        if summary and summary.folder != folder:
+            self._update(summary, folder=folder)
+
+    @work(group="mailbox-action", exit_on_error=False)
+    async def _update(self, summary: Summary, **change) -> None:
+        try:
+            updated = await self.client.update_message(summary.id, **change)
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        if "folder" in change:
+            self.say(f"Moved to {change['folder']}.")
+            self.reload()
+        else:
+            self.query_one(MessageList).replace(updated)
+            self.say("Marked unread." if updated.unread else "Marked read.")
+
+    def action_delete(self) -> None:
+        summary = self._current()
+        if summary:
+            self._delete(summary)
+
+    @work(group="mailbox-action", exit_on_error=False)
+    async def _delete(self, summary: Summary) -> None:
+        try:
+            await self.client.delete_message(summary.id)
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        self.say("Deleted your copy of the message.")
+        self.reload()

@@ -1,0 +1,99 @@
+"""Sign-in: server address, e-mail, password and "remember me"; the server's sentence when
+it fails. Works with the keyboard alone: tab moves, enter signs in, escape quits."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label
+
+from tui.pen_client import PenError
+from tui.session import Session
+from tui.widgets.safe_static import SafeStatic
+
+
+class SignInScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+l", "sign_in", "Sign in", id="signin.submit"),
+        Binding("escape", "app.quit", "Quit", id="signin.quit"),
+        Binding("f1", "app.help", "Help", id="signin.help"),
+    ]
+
+    def __init__(self, server: str = "", email: str = "", ca_file=None, notice: str | None = None,
+                 error: str | None = None) -> None:
+        super().__init__()
+        self.server, self.email, self.ca_file = server, email, ca_file
+        self.notice, self.error = notice, error
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="signin-box"):
+            yield Label("Sign in to your PEN", id="signin-title")
+            yield Label("Server address (https://...)")
+            yield Input(self.server, placeholder="https://pen.example", id="server")
+            yield Label("E-mail address")
+            yield Input(self.email, placeholder="you@example.org", id="email")
+            yield Label("Password")
+            yield Input(password=True, id="password")
+            yield Checkbox("Remember me on this computer (keyring)", True, id="remember")
+            yield Button("Sign in", variant="primary", id="submit")
+            yield SafeStatic(self.error or "", id="signin-error")
+            yield SafeStatic(self.notice or "", id="signin-notice")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for field in ("server", "email", "password"):
+            widget = self.query_one(f"#{field}", Input)
+            if not widget.value:
+                widget.focus()
+                break
+        else:
+            self.query_one("#password", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        order = ["server", "email", "password"]
+        empty = next((f for f in order if not self.query_one(f"#{f}", Input).value.strip()), None)
+        if event.input.id == "password" or empty is None:
+            self.action_sign_in()
+        else:
+            self.query_one(f"#{empty}", Input).focus()
+
+    @on(Button.Pressed, "#submit")
+    def _pressed(self) -> None:
+        self.action_sign_in()
+
+    def _say(self, text: str) -> None:
+        self.query_one("#signin-error", SafeStatic).show(text)
+
+    def action_sign_in(self) -> None:
+        server = self.query_one("#server", Input).value.strip()
+        email = self.query_one("#email", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        if not server.startswith("https://"):
+            self._say("The server address must start with https://.")
+            self.query_one("#server", Input).focus()
+            return
+        if "@" not in email:
+            self._say("Type your e-mail address, such as ann@example.org.")
+            self.query_one("#email", Input).focus()
+            return
+        if not password:
+            self._say("Type your password.")
+            self.query_one("#password", Input).focus()
+            return
+        self._say("Signing in ...")
+        self._sign_in(server, email, password, self.query_one("#remember", Checkbox).value)
+
+    @work(exclusive=True, group="signin", exit_on_error=False)
+    async def _sign_in(self, server: str, email: str, password: str, remember: bool) -> None:
+        try:
+            session = Session(server, email, self.ca_file, remember=remember)
+            await session.login(password)
+        except PenError as exc:
+            self._say(exc.message)
+            self.query_one("#password", Input).focus()
+            return
+        self.app.signed_in(session)

@@ -1,0 +1,18 @@
+"""Widgets that show untrusted text: they accept plain strings and pass them through the
+one safe-text function, so no caller can hand them markup by accident."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from tui.safe_text import safe_text
+
+
+class SafeStatic(Static):
+    """A Static whose content is always data, never markup."""
+
+    def __init__(self, text: str = "", **kw) -> None:
+        super().__init__(safe_text(text), markup=False, **kw)
+
+    def show(self, text: str) -> None:
+        self.update(safe_text(text))
