@@ -3,7 +3,9 @@ PostgreSQL must work from the same models and migrations."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -27,7 +29,24 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def _clock_base() -> datetime | None:
+    """PEN_CLOCK (an RFC 3339 time) starts the server's clock there, for reproducible demos
+    and snapshot tests; time still runs from that point."""
+    raw = os.environ.get("PEN_CLOCK")
+    if not raw:
+        return None
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+_CLOCK = _clock_base()
+_CLOCK_START = time.monotonic()
+
+
 def utcnow() -> datetime:
+    if _CLOCK is not None:
+        from datetime import timedelta
+
+        return _CLOCK + timedelta(seconds=time.monotonic() - _CLOCK_START)
     return datetime.now(timezone.utc)
 
 

@@ -7,11 +7,12 @@ import asyncio
 import os
 from collections.abc import Iterable, Mapping
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import Worker, WorkerState
 
 from tui.config import Config
 from tui.pen_client import NotSignedIn, PenError, Summary
@@ -77,6 +78,14 @@ class PenmailApp(App):
         if session.store.problem:
             self.notify(session.store.problem, title="Keyring", timeout=10, markup=False)
         self._follow_events()
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """A failure nobody expected still reaches the person, as one sentence."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(one_line(f"Something went wrong ({type(error).__name__}: {error}); try again.", 300),
+                        title="Error", severity="error", timeout=15, markup=False)
 
     # ------------------------------------------------------------ routing
 

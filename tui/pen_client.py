@@ -261,6 +261,10 @@ class PenClient:
                  deadline: float = 60.0, on_refresh_token: Callable[[str | None], None] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None):
         parts = urlsplit(server)
+        try:
+            parts.port
+        except ValueError:
+            raise PenError(f"The server address {server!r} has a port that is not a number.", code="config") from None
         if parts.scheme != "https" or not parts.hostname:
             raise PenError(f"The server address must start with https://, not {server!r}.", code="config")
         self.server = server.rstrip("/")
@@ -333,9 +337,7 @@ class PenClient:
     async def _send(self, method: str, url: str, **kw) -> httpx.Response:
         try:
             return await self._http.request(method, url, headers={**kw.pop("headers", {}), **self._auth()}, **kw)
-        except httpx.HTTPError as exc:
-            raise self._describe(exc) from None
-        except ssl.SSLError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
             raise self._describe(exc) from None
 
     async def _call(self, method: str, url: str, *, auth: bool = True, ok=(200,), **kw) -> httpx.Response:

@@ -25,12 +25,12 @@ def _pen_out(session, settings) -> dict:
 
 
 @router.get("/pen", response_model=PenOut)
-def get_pen(_=Depends(admin), session=Depends(db_session), pen=Depends(services)):
+def get_pen(_=Depends(admin, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
     return _pen_out(session, pen.settings)
 
 
 @router.put("/pen", response_model=PenOut)
-def put_pen(body: PenIn, _=Depends(admin), session=Depends(db_session), pen=Depends(services)):
+def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
     fields = {}
     if has_control(body.name):
         fields["name"] = "no line breaks or control characters"
@@ -57,13 +57,13 @@ def put_pen(body: PenIn, _=Depends(admin), session=Depends(db_session), pen=Depe
 
 
 @router.get("/packages", response_model=PackagesOut)
-def list_packages(_=Depends(admin), session=Depends(db_session)):
+def list_packages(_=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
     return {"items": [{"name": p.name, "disclaimer": p.disclaimer}
                       for p in session.scalars(select(Package).order_by(Package.name))]}
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
-def put_package(name: str, body: PackageIn, _=Depends(admin), session=Depends(db_session)):
+def put_package(name: str, body: PackageIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
     if not (1 <= len(name) <= 64) or has_control(name):
         raise not_found("That package")
     package = session.get(Package, name)

@@ -17,7 +17,7 @@ BAD_LOGIN = "The e-mail address or the password is wrong."
 
 
 @router.post("/auth/login", response_model=TokenOut, tags=["auth"])
-def login(body: LoginIn, session=Depends(db_session), pen=Depends(services)):
+def login(body: LoginIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
     key = body.email.strip().lower()
     wait = pen.limiter.retry_after(key)
     if wait:  # answered before any hashing, so a flood costs us nothing
@@ -32,18 +32,18 @@ def login(body: LoginIn, session=Depends(db_session), pen=Depends(services)):
 
 
 @router.post("/auth/refresh", response_model=TokenOut, tags=["auth"])
-def refresh(body: RefreshIn, session=Depends(db_session), pen=Depends(services)):
+def refresh(body: RefreshIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
     return accounts.refresh(session, pen.settings, body.refresh_token)
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
-def logout(who: Caller = Depends(caller), session=Depends(db_session)):
+def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     accounts.revoke_family(session, who.token.family_id)
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserOut, tags=["auth"])
-def me(who: Caller = Depends(caller)):
+def me(who: Caller = Depends(caller, scope="function")):
     return accounts.user_out(who.user)
 
 
@@ -57,7 +57,7 @@ def _invitation(session, token: str) -> Notification:
 
 
 @router.get("/invitations/{token}", response_model=InvitationOut, tags=["auth"])
-def invitation(token: str, session=Depends(db_session), pen=Depends(services)):
+def invitation(token: str, session=Depends(db_session, scope="function"), pen=Depends(services)):
     n = _invitation(session, token)
     message = session.get(Message, n.message_id)
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
@@ -67,7 +67,7 @@ def invitation(token: str, session=Depends(db_session), pen=Depends(services)):
 
 
 @router.post("/invitations/{token}/register", response_model=TokenOut, status_code=201, tags=["auth"])
-def register(token: str, body: RegisterIn, session=Depends(db_session), pen=Depends(services)):
+def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
     n = _invitation(session, token)
     name = body.display_name.strip()
     if not name or has_control(name):

@@ -19,6 +19,8 @@ def services(request: Request):
 
 
 def db_session(request: Request):
+    # Used with scope="function": the commit happens before the response is sent, so a
+    # client that acts on the answer (a new token, a moved message) finds it stored.
     with request.app.state.pen.db.session() as session:
         yield session
 
@@ -30,7 +32,7 @@ class Caller:
 
 
 def caller(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-           session=Depends(db_session)) -> Caller:
+           session=Depends(db_session, scope="function")) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "unauthenticated", "You are not signed in; sign in first.",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -38,7 +40,7 @@ def caller(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     return Caller(user, token)
 
 
-def admin(who: Caller = Depends(caller)) -> Caller:
+def admin(who: Caller = Depends(caller, scope="function")) -> Caller:
     if who.user.role != "admin":
         raise ApiError(403, "forbidden", "Only an administrator of this PEN can do that.")
     return who

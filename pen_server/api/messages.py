@@ -21,31 +21,31 @@ KEEPALIVE_SECONDS = 15.0
 def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200),
                   cursor: str | None = Query(None, max_length=512), unread: bool | None = None,
                   q: str | None = Query(None, max_length=500),
-                  who: Caller = Depends(caller), session=Depends(db_session)):
+                  who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     return mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None)
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
-def get_message(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+def get_message(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     return mailbox.message_out(session, mailbox.entry_for(session, who.user, message_id))
 
 
 @router.patch("/messages/{message_id}", response_model=SummaryOut)
-def patch_message(message_id: str, body: PatchIn, who: Caller = Depends(caller), session=Depends(db_session)):
+def patch_message(message_id: str, body: PatchIn, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     entry = mailbox.patch(session, who.user, message_id, body.unread, body.folder)
     session.flush()
     return mailbox.summary_out(entry)
 
 
 @router.delete("/messages/{message_id}", status_code=204)
-def delete_message(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+def delete_message(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     mailbox.delete(session, who.user, message_id)
     return Response(status_code=204)
 
 
 @router.post("/messages", response_model=MessageOut, status_code=201)
 def send_message(body: SendIn, idempotency_key: str | None = Header(None, max_length=1024),
-                 who: Caller = Depends(caller), session=Depends(db_session), pen=Depends(services)):
+                 who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
     entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
     out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
     session.commit()
@@ -57,14 +57,14 @@ def send_message(body: SendIn, idempotency_key: str | None = Header(None, max_le
 
 
 @router.get("/messages/{message_id}/notifications", response_model=NotificationsOut)
-def notifications(message_id: str, who: Caller = Depends(caller), session=Depends(db_session)):
+def notifications(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     sending.own_message(session, who.user, message_id)
     return {"items": [mailbox.notification_out(n) for n in mailbox.notifications_for(session, message_id)]}
 
 
 @router.post("/messages/{message_id}/notifications/resend", response_model=NotificationsOut, status_code=202)
-def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(caller),
-           session=Depends(db_session), pen=Depends(services)):
+def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(caller, scope="function"),
+           session=Depends(db_session, scope="function"), pen=Depends(services)):
     items = sending.resend(session, who.user, message_id, body.recipients if body else None)
     out = {"items": [mailbox.notification_out(n) for n in items]}
     session.commit()

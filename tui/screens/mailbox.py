@@ -19,6 +19,7 @@ FOLDERS = ("inbox", "sent", "archive", "trash")
 
 
 class MailboxScreen(Screen):
+    AUTO_FOCUS = "#messages"
     BINDINGS = [
         Binding("slash", "search", "Search", id="mailbox.search"),
         Binding("escape", "clear_search", "Clear search", show=False, id="mailbox.clear_search"),

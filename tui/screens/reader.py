@@ -51,6 +51,7 @@ def attachments_text(m: Message) -> str:
 
 
 class ReaderScreen(Screen):
+    AUTO_FOCUS = "#body"
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="reader.back"),
         Binding("u", "mark_unread", "Mark unread", id="reader.mark_unread"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label
 
@@ -16,6 +16,7 @@ from tui.widgets.safe_static import SafeStatic
 
 
 class SignInScreen(Screen):
+    AUTO_FOCUS = None
     BINDINGS = [
         Binding("ctrl+l", "sign_in", "Sign in", id="signin.submit"),
         Binding("escape", "app.quit", "Quit", id="signin.quit"),
@@ -31,19 +32,25 @@ class SignInScreen(Screen):
     def compose(self) -> ComposeResult:
         with Vertical(id="signin-box"):
             yield Label("Sign in to your PEN", id="signin-title")
-            yield Label("Server address (https://...)")
-            yield Input(self.server, placeholder="https://pen.example", id="server")
-            yield Label("E-mail address")
-            yield Input(self.email, placeholder="you@example.org", id="email")
-            yield Label("Password")
-            yield Input(password=True, id="password")
-            yield Checkbox("Remember me on this computer (keyring)", True, id="remember")
-            yield Button("Sign in", variant="primary", id="submit")
             yield SafeStatic(self.error or "", id="signin-error")
             yield SafeStatic(self.notice or "", id="signin-notice")
+            with Horizontal(classes="field"):
+                yield Label("Server", classes="field-label")
+                yield Input(self.server, placeholder="https://pen.example", id="server", select_on_focus=False)
+            with Horizontal(classes="field"):
+                yield Label("E-mail", classes="field-label")
+                yield Input(self.email, placeholder="you@example.org", id="email", select_on_focus=False)
+            with Horizontal(classes="field"):
+                yield Label("Password", classes="field-label")
+                yield Input(password=True, id="password")
+            yield Checkbox("Remember me on this computer (keyring)", True, id="remember")
+            yield Button("Sign in", variant="primary", id="submit")
         yield Footer()
 
     def on_mount(self) -> None:
+        for name in ("#signin-error", "#signin-notice"):
+            status = self.query_one(name, SafeStatic)
+            status.display = bool(self.error if name == "#signin-error" else self.notice)
         for field in ("server", "email", "password"):
             widget = self.query_one(f"#{field}", Input)
             if not widget.value:
@@ -66,7 +73,9 @@ class SignInScreen(Screen):
         self.action_sign_in()
 
     def _say(self, text: str) -> None:
-        self.query_one("#signin-error", SafeStatic).show(text)
+        status = self.query_one("#signin-error", SafeStatic)
+        status.show(text)
+        status.display = bool(text)
 
     def action_sign_in(self) -> None:
         server = self.query_one("#server", Input).value.strip()

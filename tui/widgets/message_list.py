@@ -212,6 +212,9 @@ class MessageList(ScrollView, can_focus=True):
         if index == self.cursor:
             style += self.get_component_rich_style("message-list--cursor")
             text = ">" + text[1:]  # a text marker, not colour alone
+            if self.has_focus:
+                region = self.content_region
+                self.app.cursor_position = Offset(region.x, region.y + y)
         return Strip([Segment(text.ljust(width)[:width], style)])
 
     def on_resize(self) -> None:
@@ -250,7 +253,7 @@ class MessageList(ScrollView, can_focus=True):
             self.app.cursor_position = Offset(region.x, region.y + row)
 
     def on_focus(self) -> None:
-        self._place_terminal_cursor()
+        self.call_after_refresh(self._place_terminal_cursor)
         self.refresh()
 
     def on_blur(self) -> None:

@@ -1,0 +1,145 @@
+"""The TUI against the real server over TLS: sign in, list, read, keys, keyring, and the
+first frame before any network."""
+
+from __future__ import annotations
+
+import keyring
+import pytest
+
+from tests.client.test_credentials import MemoryKeyring
+from tests.conftest import PASSWORD
+from tests.tui_helpers import config_for, rendered, wait_for
+from tui.app import PenmailApp
+from tui.pen_client import PenClient
+from tui.screens.mailbox import MailboxScreen
+from tui.screens.reader import ReaderScreen
+from tui.screens.signin import SignInScreen
+from tui.screens.starting import StartingScreen
+from tui.widgets.message_list import MessageList
+
+
+@pytest.fixture
+def memory_keyring():
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)
+    return tmp_path
+
+
+async def test_first_frame_comes_before_the_network(state, memory_keyring):
+    # Nothing listens on this port: the first frame must not wait for the failure.
+    from tui.config import Config
+
+    app = PenmailApp(Config(server="https://127.0.0.1:9", email="ann@abc.example"), env={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, (StartingScreen, SignInScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
+        await wait_for(pilot, lambda: "Could not reach" in rendered(app)[0] or "Type your password" in rendered(app)[0]
+                       or "Password" in rendered(app)[0])
+
+
+async def test_sign_in_with_keys_read_and_mark_read(pen, send, state, memory_keyring):
+    sent = send("bob", ["ann"], subject="Pilot reads this", body="The body the pilot reads.")
+    app = PenmailApp(config_for(pen, tmp=state), env={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and app.focused is not None
+                       and app.focused.id == "password")
+        # The cursor is in the password field; type it and press enter.
+        await pilot.press(*PASSWORD)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        messages = app.screen.query_one(MessageList)
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)
+        await wait_for(pilot, lambda: "Pilot reads this" in rendered(app)[0])
+        # Find our message with the keyboard alone.
+        for _ in range(messages.total):
+            if messages.highlighted and messages.highlighted.id == sent["id"]:
+                break
+            await pilot.press("j")
+        assert messages.highlighted.id == sent["id"]
+        # The terminal cursor sits on the highlighted row (screen readers follow it).
+        row = messages.cursor - int(messages.scroll_offset.y)
+        assert app.cursor_position.y == messages.content_region.y + row
+        assert rendered(app)[0].splitlines()[app.cursor_position.y].lstrip("│ 1234").lstrip().startswith(">") or \
+            ">" in rendered(app)[0].splitlines()[app.cursor_position.y]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen))
+        await wait_for(pilot, lambda: "The body the pilot reads." in rendered(app)[0])
+        assert "From:    Bob Stone <bob@abc.example>" in rendered(app)[0]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+    # Reading marked it read on the server.
+    with pen.as_user("ann") as c:
+        assert c.get(f"/messages/{sent['id']}").json()["unread"] is False
+    # "Remember me" kept the refresh token in the keyring, never the password.
+    stored = list(memory_keyring.entries.values())
+    assert stored and PASSWORD not in stored
+
+
+async def test_remembered_sign_in_and_sign_out(pen, state, memory_keyring):
+    client = PenClient(pen.process.url, ca_file=pen.ca_file)
+    await client.login("cat@abc.example", PASSWORD)
+    memory_keyring.set_password("penmail", f"{pen.process.url}|cat@abc.example", client.refresh_token)
+    await client.aclose()
+    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await pilot.press("L")  # sign out
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
+    assert memory_keyring.entries == {}
+
+
+async def test_wrong_password_is_one_sentence(pen, state, memory_keyring):
+    app = PenmailApp(config_for(pen, "bob@abc.example", tmp=state), env={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and app.focused is not None
+                       and app.focused.id == "password")
+        await pilot.press(*"wrong password")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "The e-mail address or the password is wrong." in rendered(app)[0])
+        assert "Traceback" not in rendered(app)[0]
+
+
+async def test_folders_search_and_actions_by_key(pen, send, state, memory_keyring):
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    sent = send("bob", ["cat"], subject=f"findme {tag}")
+    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={"PENMAIL_PASSWORD": PASSWORD})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        messages = app.screen.query_one(MessageList)
+        await pilot.press("slash", *tag, "enter")
+        await wait_for(pilot, lambda: messages.total == 1 and messages.highlighted is not None)
+        assert messages.highlighted.id == sent["id"]
+        await pilot.press("a")  # archive
+        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        await pilot.press("escape", "3")  # clear the search, archive folder
+        await wait_for(pilot, lambda: app.screen.folder == "archive" and messages.loaded_once
+                       and any(messages.summary_at(i) and messages.summary_at(i).id == sent["id"]
+                               for i in range(min(messages.total, 100))))
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: "Keys:" in rendered(app)[0] and "Archive" in rendered(app)[0])
+        await pilot.press("escape")
+
+
+async def test_new_mail_appears_without_refresh(pen, send, state, memory_keyring):
+    import uuid
+
+    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={"PENMAIL_PASSWORD": PASSWORD})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        messages = app.screen.query_one(MessageList)
+        await wait_for(pilot, lambda: messages.loaded_once)
+        await pilot.pause(1.0)  # the event stream connects
+        subject = f"live {uuid.uuid4().hex[:6]}"
+        send("bob", ["cat"], subject=subject)
+        await wait_for(pilot, lambda: subject in rendered(app)[0])

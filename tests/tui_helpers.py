@@ -1,0 +1,56 @@
+"""Helpers for driving penmail's TUI in tests: configs that point at the test PEN, a
+memory keyring, and reading what the screen actually rendered."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tui.config import Config
+
+C1_OR_ESC = re.compile("[\x1b\x80-\x9f]")
+
+
+def config_for(pen, who_email: str = "ann@abc.example", tmp: Path | None = None, **over) -> Config:
+    fields = dict(server=pen.process.url, ca_file=Path(pen.ca_file), email=who_email,
+                  download_dir=tmp or Path("/tmp"))
+    fields.update(over)
+    return Config(**fields)
+
+
+def rendered(app) -> tuple[str, list]:
+    """The screen as the terminal would get it: its text, and every segment."""
+    strips = app.screen._compositor.render_strips()
+    segments = [seg for strip in strips for seg in strip]
+    text = "\n".join("".join(seg.text for seg in strip) for strip in strips)
+    return text, segments
+
+
+def assert_clean_render(app, data: list[str]) -> str:
+    """No ESC or C1 reached the screen, and no span carries a link or action from data."""
+    text, segments = rendered(app)
+    assert not C1_OR_ESC.search(text), repr(C1_OR_ESC.search(text))
+    for seg in segments:
+        style = seg.style
+        if style is None:
+            continue
+        assert not style.link or "evil.example" not in style.link, style.link
+        meta = style.meta or {}
+        if "@click" in meta:
+            action = str(meta["@click"])
+            assert "pwn" not in action and "screenshot" not in action, action
+            assert not any(seg.text.strip() and seg.text.strip() in d for d in data if len(seg.text.strip()) > 3), \
+                (seg.text, action)
+    return text
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the TUI; the screen shows:\n" + rendered(pilot.app)[0])
+        await pilot.pause(0.05)
+        await asyncio.sleep(0)
