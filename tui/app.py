@@ -76,7 +76,7 @@ class PenmailApp(App):
         else:
             self.push_screen(mailbox)
         if session.store.problem:
-            self.notify(session.store.problem, title="Keyring", timeout=10, markup=False)
+            self.toast(session.store.problem, title="Keyring", timeout=10)
         self._follow_events()
 
     @on(Worker.StateChanged)
@@ -84,8 +84,13 @@ class PenmailApp(App):
         """A failure nobody expected still reaches the person, as one sentence."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.notify(one_line(f"Something went wrong ({type(error).__name__}: {error}); try again.", 300),
-                        title="Error", severity="error", timeout=15, markup=False)
+            self.toast(f"Something went wrong ({type(error).__name__}: {error}); try again.",
+                       title="Error", severity="error", timeout=15)
+
+    def toast(self, text: str, *, title: str = "", severity: str = "information", timeout: float = 8) -> None:
+        """A notification whose text may come from the server: cleaned, never markup."""
+        self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout,
+                    markup=False)
 
     # ------------------------------------------------------------ routing
 
@@ -150,7 +155,7 @@ class PenmailApp(App):
             try:
                 await session.sign_out()
             except PenError as exc:
-                self.notify(exc.message, title="Sign-out", severity="warning", markup=False)
+                self.toast(exc.message, title="Sign-out", severity="warning")
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,

@@ -67,6 +67,7 @@ class ReaderScreen(Screen):
         self.client, self.summary = client, summary
         self.message: Message | None = None
         self.links: list[str] = []
+        self.body_shown = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
@@ -104,6 +105,7 @@ class ReaderScreen(Screen):
             except HtmlConversionError as exc:
                 note = str(exc)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
+        self.body_shown = True
         self.say(note or (f"{len(self.links)} links; press o to open one." if self.links else ""))
         if message.unread:
             try:
