@@ -335,7 +335,6 @@ class _Part:
                     os.close(fd)
                 os.unlink(meta)
                 continue
-            _fsync_dir(folder)
             return cls(folder, part, meta, fd, doc)
         raise DownloadError(f"There are already {_MAX_SLOTS} partial downloads named like {name} in {folder}; "
                             f"remove some and try again.", code="too_many_parts")
@@ -591,10 +590,12 @@ class _Download:
             self.meter.start(done)
             buffer = bytearray()
             try:
-                # The network's pieces (tens of KiB) are gathered into chunks of chunk_size
-                # for the disk; one chunk is written and hashed in the thread while the next
-                # one arrives.
-                async for piece in response.aiter_bytes():
+                # The network's pieces (a TLS record, 16 KiB, or more) are gathered into chunks
+                # of chunk_size for the disk; one chunk is written and hashed in the thread
+                # while the next one arrives. Identity bodies skip httpx's decoder layer.
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                pieces = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
+                async for piece in pieces:
                     if done + len(piece) > self.size:
                         await self._fail("size")
                     buffer += piece

@@ -1,0 +1,368 @@
+"""Download benchmark: one big attachment over HTTPS from a local PEN, fetched with
+`curl -o` and with `tui.downloads.download_attachment`, in one run.
+
+    /work/venv/bin/python bench/download_1gib.py              # 1 GiB
+    /work/venv/bin/python bench/download_1gib.py --size-mb 200
+
+It starts a devstack PEN (its own data folder, CA and SMTP sink), uploads a file of random
+bytes as ann, sends it to bob, and then, signed in as bob, downloads it
+
+* with curl (`curl -o`, no checksum, no fsync: the floor for HTTPS on this machine);
+* with download_attachment in a child process (hashing, fsync, move into place), which
+  reports its peak RSS growth (VmHWM after minus VmRSS before, from /proc/self/status,
+  with VmHWM reset through /proc/self/clear_refs where the kernel allows) and the longest
+  stall of its event loop while downloading (what the UI would feel);
+* with curl from nginx serving the same blob over TLS, if nginx is installed.
+
+Each download is checked against the sha256; the figures are printed as a table (and as
+JSON with --json). Not a test: nothing here runs under pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PASSWORD = "bench horse battery staple"
+ANN, BOB = "ann@bench.example", "bob@bench.example"
+MIB = 1 << 20
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def status_kib(field: str) -> int:
+    """A VmRSS / VmHWM figure of this process, in KiB (0 where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux 4.0+); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(8 * MIB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_file(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with path.open("wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(4 * MIB, left))
+            h.update(block)
+            f.write(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+def mbps(size: int, seconds: float) -> float:
+    return size / MIB / seconds if seconds > 0 else float("inf")
+
+
+# ---------------------------------------------------------------- the child: download_attachment
+
+
+def child(args: argparse.Namespace) -> None:
+    """Sign in as bob, download with tui.downloads, print one JSON line of figures."""
+    import asyncio
+
+    from tui.downloads import download_attachment
+    from tui.pen_client import Attachment, PenClient
+
+    att = Attachment(**json.loads(args.child_attachment))
+
+    async def main() -> dict:
+        async with PenClient(args.child_server, ca_file=args.child_ca, timeout=60) as client:
+            await client.login(BOB, PASSWORD)
+            await client.me()  # warm: the connection is up before the clock starts
+            rss_before = status_kib("VmRSS")
+            reset = reset_peak()
+            hwm_before = status_kib("VmHWM")
+            stalls = {"max": 0.0}
+            done = asyncio.Event()
+
+            async def ticker() -> None:  # how long the event loop is ever kept from running
+                last = time.perf_counter()
+                while not done.is_set():
+                    await asyncio.sleep(0.005)
+                    now = time.perf_counter()
+                    stalls["max"] = max(stalls["max"], now - last - 0.005)
+                    last = now
+
+            tick = asyncio.create_task(ticker())
+            start = time.perf_counter()
+            path = await download_attachment(client, args.child_message, att, Path(args.child_folder))
+            seconds = time.perf_counter() - start
+            done.set()
+            await tick
+            hwm_after = status_kib("VmHWM")
+            # The floor of this client stack: the same request through PenClient and httpx,
+            # each piece thrown away (no hashing, no disk).
+            start = time.perf_counter()
+            async with client.download(args.child_message, att.id) as response:
+                async for _piece in response.aiter_raw():
+                    pass
+            floor = time.perf_counter() - start
+            return {"seconds": seconds, "httpx_floor_seconds": floor, "path": str(path), "rss_before_kib": rss_before,
+                    "hwm_before_kib": hwm_before, "hwm_after_kib": hwm_after,
+                    "peak_reset": reset, "max_loop_stall_ms": stalls["max"] * 1000}
+
+    print(json.dumps(asyncio.run(main())), flush=True)
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def curl(url: str, out: Path, *, ca: Path, token: str | None = None) -> float:
+    cmd = ["curl", "--silent", "--show-error", "--fail", "--cacert", str(ca), "-H", "Accept-Encoding: identity",
+           "-o", str(out), "-w", "%{http_code}"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    start = time.perf_counter()
+    result = subprocess.run(cmd + [url], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0 or result.stdout.strip() != "200":
+        raise SystemExit(f"curl failed ({result.returncode}, {result.stdout.strip()}): {result.stderr.strip()}")
+    return seconds
+
+
+NGINX_CONF = """\
+daemon off;
+worker_processes 1;
+error_log {prefix}/error.log;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    fastcgi_temp_path {prefix}/tmp;
+    uwsgi_temp_path {prefix}/tmp;
+    scgi_temp_path {prefix}/tmp;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root};
+        location / {{ default_type application/octet-stream; }}
+    }}
+}}
+"""
+
+
+def nginx_run(blob: Path, tls: Path, work: Path, size: int, sha: str) -> dict | None:
+    """curl from nginx serving the same blob over TLS; None (with a note) without nginx."""
+    from pen_server.devstack import free_port
+
+    exe = shutil.which("nginx")
+    if not exe:
+        print("nginx: not installed, skipped (install nginx to compare with a C server)")
+        return None
+    prefix = work / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, cert=tls / "server.pem", key=tls / "server.key",
+                                      root=blob.parent))
+    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(prefix)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = work / "nginx.out"
+        seconds = curl(f"https://127.0.0.1:{port}/{blob.name}", out, ca=tls / "ca.pem")
+        ok = out.stat().st_size == size and sha256_of(out) == sha
+        out.unlink()
+        return {"seconds": seconds, "verified": ok}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def parent(args: argparse.Namespace) -> dict:
+    import httpx
+
+    from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen
+
+    size = args.size_mb * MIB
+    work = Path(tempfile.mkdtemp(prefix="penmail-bench-", dir=args.workdir))
+    smtp = SmtpSink().start()
+    pen = None
+    try:
+        root = work / "pen"
+        port = init_pen(root, name="Bench PEN", port=free_port())
+        if size > 1 << 30:  # the PEN's default limit is 1 GiB
+            conf = root / "pen-server.toml"
+            conf.write_text(conf.read_text().replace(f"max_upload_bytes = {1 << 30}", f"max_upload_bytes = {size}"))
+        add_user(root, ANN, "Ann Bench", PASSWORD)
+        add_user(root, BOB, "Bob Bench", PASSWORD)
+        pen = PenProcess(root, port, smtp_port=smtp.port).start()
+        ca = pen.ca_file
+
+        print(f"making {args.size_mb} MiB of random bytes ...", flush=True)
+        source = work / "source.bin"
+        sha = make_file(source, size)
+
+        def signed_in(email: str) -> httpx.Client:
+            c = httpx.Client(base_url=pen.api, verify=ssl.create_default_context(cafile=str(ca)), timeout=300)
+            token = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+            c.headers["Authorization"] = f"Bearer {token}"
+            for _ in range(100):  # a sign-in may be answered a moment before it is committed
+                if c.get("/me").status_code == 200:
+                    return c
+                time.sleep(0.02)
+            raise SystemExit("signing in failed")
+
+        def chunks():
+            with source.open("rb") as f:
+                while block := f.read(MIB):
+                    yield block
+
+        print("uploading ...", flush=True)
+        c = signed_in(ANN)
+        try:
+            start = time.perf_counter()
+            r = c.post(f"/uploads?filename={quote('big file.bin')}", content=chunks(),
+                       headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+            upload_seconds = time.perf_counter() - start
+            if r.status_code != 201:
+                raise SystemExit(f"upload failed: {r.status_code} {r.text}")
+            att = r.json()
+            assert att["sha256"] == sha, "the server hashed something else"
+            r = c.post("/messages", headers={"Idempotency-Key": uuid.uuid4().hex},
+                       json={"to": [{"email": BOB}], "subject": "Big file", "body_text": "Here.",
+                             "attachments": [att["id"]]})
+            if r.status_code != 201:
+                raise SystemExit(f"sending failed: {r.status_code} {r.text}")
+            message_id = r.json()["id"]
+        finally:
+            c.close()
+        source.unlink()  # the server has its own copy; keep the disk for the downloads
+
+        results: dict = {"size_mib": args.size_mb, "upload_seconds": upload_seconds, "rounds": []}
+        url = f"{pen.api}/messages/{message_id}/attachments/{att['id']}"
+        for n in range(args.rounds):
+            print(f"round {n + 1}: curl -o ...", flush=True)
+            c = signed_in(BOB)
+            token = c.headers["Authorization"].split()[1]
+            c.close()
+            out = work / "curl.out"
+            curl_seconds = curl(url, out, ca=ca, token=token)
+            curl_ok = out.stat().st_size == size and sha256_of(out) == sha
+            out.unlink()
+
+            print(f"round {n + 1}: tui.downloads ...", flush=True)
+            folder = work / "downloads"
+            folder.mkdir(exist_ok=True)
+            # "--name=value": an id may start with "-"
+            proc = subprocess.run([sys.executable, __file__, f"--child-server={pen.url}", f"--child-ca={ca}",
+                                   f"--child-message={message_id}", f"--child-folder={folder}",
+                                   f"--child-attachment={json.dumps(att)}"], capture_output=True, text=True,
+                                  cwd=REPO)
+            if proc.returncode != 0:
+                raise SystemExit(f"the download_attachment run failed:\n{proc.stderr}")
+            tui = json.loads(proc.stdout.strip().splitlines()[-1])
+            got = Path(tui["path"])
+            tui["verified"] = got.stat().st_size == size and sha256_of(got) == sha
+            got.unlink()
+            results["rounds"].append({"curl_seconds": curl_seconds, "curl_verified": curl_ok, **tui})
+
+        blob = next((root / "blobs").rglob(sha), None) or next(root.rglob(sha))
+        results["nginx"] = nginx_run(blob, root / "tls", work, size, sha)
+        return results
+    finally:
+        if pen is not None:
+            pen.stop()
+        smtp.stop()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: dict) -> None:
+    size = results["size_mib"] * MIB
+    print()
+    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs)")
+    print(f"upload (httpx, for reference): {mbps(size, results['upload_seconds']):8.1f} MiB/s")
+    for n, r in enumerate(results["rounds"], 1):
+        curl_rate, tui_rate = mbps(size, r["curl_seconds"]), mbps(size, r["seconds"])
+        growth = (r["hwm_after_kib"] - r["rss_before_kib"]) / 1024
+        print(f"round {n}:")
+        print(f"  curl -o                    {curl_rate:8.1f} MiB/s  {r['curl_seconds']:7.2f} s  "
+              f"verified={r['curl_verified']}")
+        print(f"  tui.download_attachment    {tui_rate:8.1f} MiB/s  {r['seconds']:7.2f} s  verified={r['verified']}")
+        print(f"  ratio tui / curl           {tui_rate / curl_rate:8.2f}")
+        floor_rate = mbps(size, r["httpx_floor_seconds"])
+        print(f"  httpx floor (discard)      {floor_rate:8.1f} MiB/s  {r['httpx_floor_seconds']:7.2f} s  "
+              f"(ratio tui / floor {tui_rate / floor_rate:.2f})")
+        print(f"  client peak RSS growth     {growth:8.1f} MiB  (VmHWM {r['hwm_after_kib'] / 1024:.1f} MiB, "
+              f"VmRSS before {r['rss_before_kib'] / 1024:.1f} MiB, peak reset: {r['peak_reset']})")
+        print(f"  longest event-loop stall   {r['max_loop_stall_ms']:8.1f} ms")
+    if results.get("nginx"):
+        ng = results["nginx"]
+        print(f"nginx + curl -o              {mbps(size, ng['seconds']):8.1f} MiB/s  {ng['seconds']:7.2f} s  "
+              f"verified={ng['verified']}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024 = 1 GiB)")
+    p.add_argument("--rounds", type=int, default=1, help="curl / tui pairs to run (default 1)")
+    p.add_argument("--workdir", help="where the PEN and the downloads live (default: the temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    for name in ("server", "ca", "message", "folder", "attachment"):
+        p.add_argument(f"--child-{name}", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child_server:
+        child(args)
+        return
+    if not shutil.which("curl"):
+        raise SystemExit("curl is not installed; it is the baseline this benchmark compares with.")
+    results = parent(args)
+    report(results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
