@@ -35,11 +35,12 @@ class PenmailApp(App):
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(self, config: Config, *, session: Session | None = None, env: Mapping[str, str] | None = None,
-                 use_keyring: bool = True):
+                 use_keyring: bool = True, open_message_id: str | None = None):
         super().__init__()
         self.config = config
         self.session = session
         self.use_keyring = use_keyring
+        self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self.env = os.environ if env is None else env
         if not config.animations:
             self.animation_level = "none"
@@ -75,9 +76,17 @@ class PenmailApp(App):
             self.switch_screen(mailbox)
         else:
             self.push_screen(mailbox)
+        if self.open_message_id:
+            self._open_by_id(self.open_message_id)
+            self.open_message_id = None
         if session.store.problem:
             self.toast(session.store.problem, title="Keyring", timeout=10)
         self._follow_events()
+
+    def on_descendant_focus(self, event) -> None:
+        # A blinking cursor repaints forever and distracts; off unless animations are on.
+        if not self.config.animations and hasattr(event.widget, "cursor_blink"):
+            event.widget.cursor_blink = False
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -102,6 +111,15 @@ class PenmailApp(App):
 
     def open_message(self, summary: Summary) -> None:
         self.push_screen(ReaderScreen(self.session.client, summary))
+
+    @work(group="open-by-id", exit_on_error=False)
+    async def _open_by_id(self, message_id: str) -> None:
+        try:
+            message = await self.session.client.get_message(message_id)
+        except PenError as exc:
+            self.toast(exc.message, title="Open", severity="error")
+            return
+        self.open_message(message)
 
     def summary_changed(self, summary: Summary, moved: bool = False) -> None:
         mailbox = self.mailbox()

@@ -11,17 +11,20 @@ from textual.widgets import TextArea
 from tui.widgets.safe_static import SafeStatic
 
 
+KEY_NAMES = {"question_mark": "?", "slash": "/", "enter": "enter", "escape": "escape"}
+
+
 def describe_keys(screen: Screen) -> str:
-    lines = []
-    seen = set()
+    """One line an action: what it does, then every key that does it, in words."""
+    actions: dict[tuple[str, str], list[str]] = {}
     for key, active in screen.active_bindings.items():
         b = active.binding
-        if not b.description or (b.action, b.description) in seen:
-            continue
-        seen.add((b.action, b.description))
-        keys = screen.app.get_key_display(b)
-        lines.append(f"{keys:>14}  {b.description}")
-    return "\n".join(lines)
+        if not b.description or not (b.id or b.action in ("focus_next", "focus_previous")):
+            continue  # Textual's own scrolling keys are noise here
+        name = KEY_NAMES.get(key, key.replace("ctrl+", "control+"))
+        actions.setdefault((b.description, b.action), []).append(name)
+    return "\n".join(f"{description}: {' or '.join(dict.fromkeys(keys))}"
+                     for (description, _action), keys in actions.items())
 
 
 class HelpScreen(ModalScreen[None]):

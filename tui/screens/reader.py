@@ -106,7 +106,8 @@ class ReaderScreen(Screen):
                 note = str(exc)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
-        self.say(note or (f"{len(self.links)} links; press o to open one." if self.links else ""))
+        self.say(note or (f"{len(self.links)} link{'s' if len(self.links) != 1 else ''}; press o to open one."
+                                 if self.links else ""))
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
