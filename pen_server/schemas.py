@@ -37,6 +37,11 @@ class UserOut(BaseModel):
     package: str | None
 
 
+class PenInfoOut(BaseModel):
+    name: str
+    max_upload_bytes: int
+
+
 class LoginIn(Strict):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)

@@ -217,6 +217,12 @@ class Page:
 
 
 @dataclass(frozen=True)
+class PenInfo:
+    name: str
+    max_upload_bytes: int
+
+
+@dataclass(frozen=True)
 class Invitation:
     email: str
     pen_name: str
@@ -418,6 +424,10 @@ class PenClient:
     async def me(self) -> User:
         self.user = User.of(self._json(await self._call("GET", "/me")))
         return self.user
+
+    async def pen_info(self) -> PenInfo:
+        d = self._json(await self._call("GET", "/pen"))
+        return PenInfo(str(d.get("name", "")), int(d.get("max_upload_bytes", 0)))
 
     async def invitation(self, token: str) -> Invitation:
         d = self._json(await self._call("GET", f"/invitations/{quote(token, safe='')}", auth=False))

@@ -9,7 +9,7 @@ from pen_server import accounts, penconf, security
 from pen_server.api.deps import Caller, caller, db_session, services
 from pen_server.errors import ApiError, validation
 from pen_server.models import Message, Notification, User, utcnow
-from pen_server.schemas import InvitationOut, LoginIn, RefreshIn, RegisterIn, TokenOut, UserOut
+from pen_server.schemas import InvitationOut, LoginIn, PenInfoOut, RefreshIn, RegisterIn, TokenOut, UserOut
 from pen_server.text import has_control
 
 router = APIRouter()
@@ -45,6 +45,13 @@ def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_s
 @router.get("/me", response_model=UserOut, tags=["auth"])
 def me(who: Caller = Depends(caller, scope="function")):
     return accounts.user_out(who.user)
+
+
+@router.get("/pen", response_model=PenInfoOut, tags=["auth"])
+def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
+             pen=Depends(services)):
+    """What a client needs to know before it uploads: the PEN's name and its size limit."""
+    return {"name": penconf.effective(session, pen.settings).name, "max_upload_bytes": pen.settings.max_upload_bytes}
 
 
 def _invitation(session, token: str) -> Notification:
