@@ -121,6 +121,23 @@ class PenmailApp(App):
             return
         self.open_message(message)
 
+    def compose(self, kind: str = "new", message=None) -> None:
+        """New message, reply, reply-all or forward: the compose screen with a new draft."""
+        from tui.screens.compose import ComposeScreen
+
+        self.push_screen(ComposeScreen.start(self.session.client, kind, message))
+
+    def resume_draft(self, draft) -> None:
+        from tui.screens.compose import ComposeScreen
+
+        self.push_screen(ComposeScreen(self.session.client, draft))
+
+    def show_notifications(self, message_id: str, subject: str = "") -> None:
+        """Each recipient's notification, live from the event stream."""
+        from tui.screens.notifications import NotificationsScreen
+
+        self.push_screen(NotificationsScreen(self.session.client, message_id, subject))
+
     def summary_changed(self, summary: Summary, moved: bool = False) -> None:
         mailbox = self.mailbox()
         if mailbox is not None:

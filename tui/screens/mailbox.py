@@ -27,6 +27,7 @@ class MailboxScreen(Screen):
         Binding("2", "folder('sent')", "Sent", show=False, id="mailbox.sent"),
         Binding("3", "folder('archive')", "Archive folder", show=False, id="mailbox.archive_folder"),
         Binding("4", "folder('trash')", "Trash folder", show=False, id="mailbox.trash_folder"),
+        Binding("c", "app.compose('new')", "Compose", id="mailbox.compose"),
         Binding("u", "toggle_unread", "Unread", id="mailbox.toggle_unread"),
         Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),

@@ -54,7 +54,10 @@ class ReaderScreen(Screen):
     AUTO_FOCUS = "#body"
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="reader.back"),
-        Binding("u", "mark_unread", "Mark unread", id="reader.mark_unread"),
+        Binding("r", "reply('reply')", "Reply", id="reader.reply"),
+        Binding("R", "reply('reply_all')", "Reply all", id="reader.reply_all"),
+        Binding("f", "reply('forward')", "Forward", show=False, id="reader.forward"),
+        Binding("u", "mark_unread", "Mark unread", show=False, id="reader.mark_unread"),
         Binding("a", "move('archive')", "Archive", id="reader.archive"),
         Binding("d", "move('trash')", "Trash", id="reader.trash"),
         Binding("o", "open_link", "Open link", id="reader.open_link"),
@@ -127,6 +130,12 @@ class ReaderScreen(Screen):
         if self.message:
             self.query_one("#body", TextArea).load_text(clean(self.message.body_text) or "(no text part)")
             self.say("Showing the text part.")
+
+    def action_reply(self, kind: str) -> None:
+        if self.message is None:
+            self.say("The message is still loading.")
+            return
+        self.app.compose(kind, self.message)
 
     def action_mark_unread(self) -> None:
         self._change(unread=True)
