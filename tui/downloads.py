@@ -681,6 +681,19 @@ class _Download:
         except (OSError, UnsafePathError) as exc:
             raise self._disk_error(exc) from exc
 
+    async def quiesce(self) -> None:
+        """Let a chunk being written finish (a few ms), so that the .part on disk matches
+        ``part.size`` and is unlocked as soon as the caller hears that the download stopped.
+        Cancelled again meanwhile, it leaves the rest to ``release``."""
+        fut = self.inflight
+        if fut is not None and not fut.done():
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                pass
+
     def release(self) -> None:
         """Close the .part once no thread uses it (a cancelled write may still be running)."""
         part, fut = self.part, self.inflight
@@ -747,12 +760,12 @@ async def download_attachment(client: PenClient, message_id: str, attachment: At
         try:
             return await job.run()
         except asyncio.CancelledError:
-            if not stopped:
-                raise
-            if task.uncancel() > 0:  # cancelled from outside as well
+            if not stopped or task.uncancel() > 0:  # the task itself was cancelled
+                await job.quiesce()
                 raise
             if job.finishing is not None:  # stopped while moving the finished file into place
                 return await job.finished()
+            await job.quiesce()  # so the .part is complete and unlocked when this returns
             raise stopped_message() from None
     finally:
         if watcher is not None:

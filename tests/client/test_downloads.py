@@ -235,6 +235,7 @@ async def cancelled_half_way(client: PenClient, mid: str, att: Attachment, folde
     part, meta = parts_of(folder)
     size = part.stat().st_size
     assert 0 < size < att.size
+    assert info.value.part == part and info.value.done == size  # nothing is still being written
     return size
 
 
@@ -510,11 +511,16 @@ async def test_a_part_for_another_file_is_left_alone(tmp_path, bob, big, big_att
 # ---------------------------------------------------------------- cancelling and failing
 
 
-async def test_cancel_event_keeps_the_part(tmp_path, bob, big, big_att):
-    kept = await cancelled_half_way(bob[0], big[0], big_att, tmp_path)
+async def test_cancel_event_keeps_the_part_and_resumes_at_once(tmp_path, bob, big, big_att):
+    client, recorder = bob
+    kept = await cancelled_half_way(client, big[0], big_att, tmp_path)
     part, _meta = parts_of(tmp_path)
     assert part.stat().st_size == kept
     assert not (tmp_path / "Lab results.pdf").exists()
+    recorder.seen.clear()
+    path = await download_attachment(client, big[0], big_att, tmp_path)  # "resume" pressed at once
+    assert path.read_bytes() == big[1] and listing(tmp_path) == {"Lab results.pdf"}
+    assert recorder.downloads[0][0]["range"] == f"bytes={kept}-"
 
 
 async def test_cancel_set_before_the_start(tmp_path, bob, big, big_att):
@@ -539,7 +545,6 @@ async def test_cancelling_the_task_keeps_the_part(tmp_path, bob, big, big_att):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.05)  # a chunk being written when the task stopped lands
     part, _meta = parts_of(tmp_path)
     kept = part.stat().st_size
     assert 0 < kept < SIZE
