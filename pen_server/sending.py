@@ -26,7 +26,7 @@ IDEMPOTENCY_HOURS = 24
 
 
 def valid_idempotency_key(key: str | None) -> str:
-    if key is None or not (1 <= len(key) <= 255) or any(not (0x21 <= ord(c) <= 0x7E) for c in key):
+    if key is None or not (1 <= len(key) <= 255) or any(not (0x20 <= ord(c) <= 0x7E) for c in key):
         raise ApiError(400, "invalid_request",
                        "Sending needs an Idempotency-Key header of 1 to 255 printable ASCII characters.")
     return key

@@ -3,6 +3,7 @@ and SIGINT stop both; the worker finishes what it is sending first."""
 
 from __future__ import annotations
 
+import signal
 import ssl
 
 import uvicorn
@@ -25,8 +26,17 @@ def serve(settings: Settings, host: str, port: int) -> int:
     config.load()
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully, then raises the signal again; SIGTERM is how a service
+    # manager asks us to stop, so that ends with 0.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         server.run()
+    except SystemExit as stop:
+        return int(stop.code or 0)
     except OSError as exc:
         raise SettingsError(f"Could not listen on {host}:{port} ({exc.strerror or exc}).") from None
     return 0 if server.started else 1
+
+
+def _stopped(_signum, _frame) -> None:
+    raise SystemExit(0)

@@ -45,7 +45,7 @@ class Settings:
     max_attempts: int = 12
     worker_batch: int = 100
     worker_concurrency: int = 4
-    lease_seconds: float = 120.0
+    lease_seconds: float = 30.0
 
     @property
     def blob_dir(self) -> Path:

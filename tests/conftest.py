@@ -56,9 +56,9 @@ class Pen:
     def data(self) -> Path:
         return self.process.data
 
-    def client(self, token: str | None = None, **kw) -> httpx.Client:
+    def client(self, token: str | None = None, timeout: float = 30, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.api, verify=self.ca_file, headers=headers, timeout=30, **kw)
+        return httpx.Client(base_url=self.api, verify=self.ca_file, headers=headers, timeout=timeout, **kw)
 
     def login(self, who: str, password: str = PASSWORD) -> dict:
         email = USERS[who][0] if who in USERS else who

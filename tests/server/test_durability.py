@@ -42,7 +42,11 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path):
     # The relay refuses for now (421 at DATA), so all 200 wait in the outbox.
     sink = SmtpSink().start()
     sink.handler.reply = "421 not now"
-    process = make_pen(tmp_path / "pen", sink).start()
+    process = make_pen(tmp_path / "pen", sink)
+    # A short lease, so that what the killed server had claimed comes back within the test.
+    with open(process.data / "pen-server.toml", "a") as f:
+        f.write("\n[delivery]\nlease_seconds = 3\n")
+    process.start()
     try:
         subject = _send_many(process, 200)
         time.sleep(1.0)
@@ -76,4 +80,5 @@ def test_relay_down_then_up_loses_nothing(tmp_path):
         assert len(ids) == 20 and max(ids.values()) == 1
     finally:
         process.stop()
-        sink.stop()
+        if sink.controller._thread is not None:
+            sink.stop()
