@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import bindparam, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from pen_server.errors import ApiError, not_found
@@ -34,7 +34,7 @@ def summary_out(entry: MailboxEntry) -> dict:
     return {"id": m.id, "thread_id": m.thread_id, "folder": entry.folder,
             "from": address(m.from_email, m.from_name), "to": m.to_list, "cc": m.cc_list,
             "subject": m.subject, "sent_at": m.sent_at, "unread": entry.unread,
-            "attachment_count": len(m.attachments), "size": m.size, "snippet": m.snippet}
+            "attachment_count": m.attachment_count, "size": m.size, "snippet": m.snippet}
 
 
 def notifications_for(session: Session, message_id: str) -> list[Notification]:
@@ -105,8 +105,10 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
     total = session.scalar(count.where(*filters)) or 0
     if cursor:
         c_sent, c_id = decode_cursor(cursor)
-        filters.append(or_(MailboxEntry.sent_at < c_sent,
-                           and_(MailboxEntry.sent_at == c_sent, MailboxEntry.message_id < c_id)))
+        # A row-value comparison: one range seek in the page index (SQLite and PostgreSQL).
+        filters.append(tuple_(MailboxEntry.sent_at, MailboxEntry.message_id)
+                       < tuple_(bindparam("c_sent", c_sent, type_=MailboxEntry.sent_at.type),
+                                bindparam("c_id", c_id, type_=MailboxEntry.message_id.type)))
     rows = list(session.scalars(query.where(*filters)
                                 .order_by(MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc())
                                 .limit(limit + 1)))

@@ -132,10 +132,12 @@ class Message(Base):
     body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
     snippet: Mapped[str] = mapped_column(String(200), default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Kept with the message so that a page of summaries needs no look-up of attachments.
+    attachment_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     in_reply_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     attachments: Mapped[list["Attachment"]] = relationship(
-        back_populates="message", order_by="Attachment.position", lazy="selectin"
+        back_populates="message", order_by="Attachment.position", lazy="select"
     )
 
 

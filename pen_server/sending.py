@@ -144,6 +144,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         to_list=lists["to"], cc_list=lists["cc"], bcc_list=lists["bcc"], subject=body.subject,
         body_text=text, body_html=html, snippet=snippet(text), in_reply_to=parent.id if parent else None,
         sent_at=now, size=len(text.encode()) + len((html or "").encode()) + sum(a.size for a in attachments),
+        attachment_count=len(attachments),
     )
     session.add(message)
     session.flush()

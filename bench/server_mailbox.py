@@ -1,0 +1,148 @@
+"""pen-server benchmarks for issue 2, in one run:
+
+1. GET /messages, first page, over a mailbox of 100,000 messages on loopback TLS:
+   the median over many requests, and the 2,000th page (keyset paging) against the first.
+2. One message to 1,000 recipients: time until a local aiosmtpd has accepted all 1,000
+   notifications, and over how many SMTP connections.
+
+The 100,000 messages are written straight into the database (bulk INSERTs through the
+server's own models): sending them one by one through the API would take an hour and
+measure nothing this benchmark is about. Everything else goes over HTTPS.
+
+    /work/venv/bin/python bench/server_mailbox.py [--messages 100000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
+
+PASSWORD = "bench password 1"
+
+
+def seed(data: Path, count: int) -> None:
+    from sqlalchemy import insert, select
+
+    from pen_server.db import Database
+    from pen_server.models import MailboxEntry, Message, User, new_id, utcnow
+    from pen_server.settings import load_settings
+
+    db = Database(load_settings(data).database_url)
+    with db.session() as s:
+        reader = s.scalar(select(User).where(User.email == "reader@bench.example"))
+        sender = s.scalar(select(User).where(User.email == "sender@bench.example"))
+    start = utcnow() - timedelta(seconds=count)
+    batch = 5000
+    for first in range(0, count, batch):
+        messages, entries = [], []
+        for i in range(first, min(first + batch, count)):
+            mid = new_id()
+            when = start + timedelta(seconds=i)
+            messages.append(dict(id=mid, thread_id=mid, sender_id=sender.id, from_email=sender.email,
+                                 from_name="Sender", to_list=[{"email": reader.email, "name": None}], cc_list=[],
+                                 bcc_list=[], subject=f"Message number {i}", body_text=f"Body of message {i}.",
+                                 body_html=None, snippet=f"Body of message {i}.", size=40, in_reply_to=None,
+                                 sent_at=when))
+            entries.append(dict(user_id=reader.id, message_id=mid, folder="inbox", unread=i % 3 == 0,
+                                is_sender=False, sent_at=when))
+        with db.engine.begin() as conn:
+            conn.execute(insert(Message), messages)
+            conn.execute(insert(MailboxEntry), entries)
+    db.dispose()
+
+
+def timed_get(c: httpx.Client, params: dict) -> tuple[float, dict]:
+    t = time.perf_counter()
+    r = c.get("/messages", params=params)
+    elapsed = time.perf_counter() - t
+    r.raise_for_status()
+    return elapsed, r.json()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--recipients", type=int, default=1000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="pen-bench-"))
+    sink = SmtpSink().start()
+    out: dict = {"messages": args.messages, "recipients": args.recipients}
+    try:
+        port = free_port()
+        init_pen(root, port=port)
+        add_user(root, "reader@bench.example", "Reader", PASSWORD)
+        add_user(root, "sender@bench.example", "Sender", PASSWORD)
+        t = time.perf_counter()
+        seed(root, args.messages)
+        out["seed_seconds"] = round(time.perf_counter() - t, 1)
+        process = PenProcess(root, port, smtp_port=sink.port).start()
+        try:
+            with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
+                tok = c.post("/auth/login", json={"email": "reader@bench.example", "password": PASSWORD}).json()
+                c.headers["Authorization"] = f"Bearer {tok['access_token']}"
+                for _ in range(5):  # warm up connection and caches
+                    timed_get(c, {"limit": 50})
+                firsts = [timed_get(c, {"limit": 50})[0] for _ in range(50)]
+                # Walk to page 2,000 with 50 a page, keeping the cursor of the 2,000th.
+                pages = min(2000, args.messages // 50)
+                cursor = None
+                walk = time.perf_counter()
+                for _ in range(pages - 1):
+                    _e, body = timed_get(c, {"limit": 50, **({"cursor": cursor} if cursor else {})})
+                    cursor = body["next_cursor"]
+                out["walk_seconds"] = round(time.perf_counter() - walk, 1)
+                lasts = [timed_get(c, {"limit": 50, "cursor": cursor})[0] for _ in range(50)]
+                _e, last_body = timed_get(c, {"limit": 50, "cursor": cursor})
+                out["first_page_median_ms"] = round(statistics.median(firsts) * 1000, 2)
+                out["page_2000_median_ms"] = round(statistics.median(lasts) * 1000, 2)
+                out["page_2000_over_first"] = round(statistics.median(lasts) / statistics.median(firsts), 2)
+                out["page_2000_first_subject"] = last_body["items"][0]["subject"] if last_body["items"] else None
+                out["total"] = last_body["total"]
+
+                # A message to 1,000 recipients.
+                tok = c.post("/auth/login", json={"email": "sender@bench.example", "password": PASSWORD}).json()
+                c.headers["Authorization"] = f"Bearer {tok['access_token']}"
+                sessions_before = sink.handler.sessions
+                t = time.perf_counter()
+                r = c.post("/messages", headers={"Idempotency-Key": "bench-1000"},
+                           json={"to": [{"email": f"r{i}@outside.example"} for i in range(args.recipients)],
+                                 "subject": "Bench", "body_text": "x"})
+                r.raise_for_status()
+                got = sink.handler.wait_for(args.recipients, timeout=120)
+                out["notify_seconds"] = round(time.perf_counter() - t, 2)
+                out["notify_accepted"] = len(got)
+                out["notify_smtp_connections"] = sink.handler.sessions - sessions_before
+        finally:
+            process.stop()
+    finally:
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"mailbox of {out['total']} messages (seeded in {out['seed_seconds']} s)")
+        print(f"  first page median      {out['first_page_median_ms']} ms   (target < 20 ms)")
+        print(f"  page 2,000 median      {out['page_2000_median_ms']} ms   ratio {out['page_2000_over_first']}"
+              f"   (target <= 1: keyset, not OFFSET)")
+        print(f"  walked 2,000 pages in  {out['walk_seconds']} s")
+        print(f"{args.recipients} recipients: {out['notify_accepted']} accepted in {out['notify_seconds']} s "
+              f"over {out['notify_smtp_connections']} SMTP connections   (target < 10 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
