@@ -37,7 +37,7 @@ def seed(data: Path, count: int) -> None:
     from sqlalchemy import insert, select
 
     from pen_server.db import Database
-    from pen_server.models import MailboxEntry, Message, User, new_id, utcnow
+    from pen_server.models import FolderCount, MailboxEntry, Message, User, new_id, utcnow
     from pen_server.settings import load_settings
 
     db = Database(load_settings(data).database_url)
@@ -61,6 +61,8 @@ def seed(data: Path, count: int) -> None:
         with db.engine.begin() as conn:
             conn.execute(insert(Message), messages)
             conn.execute(insert(MailboxEntry), entries)
+    with db.engine.begin() as conn:  # what the server keeps with every change
+        conn.execute(insert(FolderCount), [dict(user_id=reader.id, folder="inbox", total=count)])
     db.dispose()
 
 

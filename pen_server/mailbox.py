@@ -6,11 +6,13 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, or_, select, tuple_
+from sqlalchemy import bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from pen_server.errors import ApiError, not_found
-from pen_server.models import MailboxEntry, Message, Notification, User
+from sqlalchemy.exc import IntegrityError
+
+from pen_server.models import FolderCount, MailboxEntry, Message, Notification, User
 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
@@ -35,6 +37,29 @@ def summary_out(entry: MailboxEntry) -> dict:
             "from": address(m.from_email, m.from_name), "to": m.to_list, "cc": m.cc_list,
             "subject": m.subject, "sent_at": m.sent_at, "unread": entry.unread,
             "attachment_count": m.attachment_count, "size": m.size, "snippet": m.snippet}
+
+
+def count_change(session: Session, user_id: str, folder: str, delta: int) -> None:
+    """Add delta to a folder's count, in the caller's transaction."""
+    done = session.execute(update(FolderCount).where(FolderCount.user_id == user_id, FolderCount.folder == folder)
+                           .values(total=FolderCount.total + delta)).rowcount
+    if done:
+        return
+    total = session.scalar(select(func.count()).select_from(MailboxEntry).where(
+        MailboxEntry.user_id == user_id, MailboxEntry.folder == folder))
+    try:
+        with session.begin_nested():  # another request may create the row at the same time
+            session.add(FolderCount(user_id=user_id, folder=folder, total=total))
+    except IntegrityError:
+        count_change(session, user_id, folder, delta)
+
+
+def folder_total(session: Session, user_id: str, folder: str) -> int:
+    row = session.get(FolderCount, (user_id, folder))
+    if row is not None:
+        return row.total
+    return session.scalar(select(func.count()).select_from(MailboxEntry).where(
+        MailboxEntry.user_id == user_id, MailboxEntry.folder == folder)) or 0
 
 
 def notifications_for(session: Session, message_id: str) -> list[Notification]:
@@ -102,7 +127,10 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         query = query.join(Message, Message.id == MailboxEntry.message_id)
         count = count.join(Message, Message.id == MailboxEntry.message_id)
         filters.append(match)
-    total = session.scalar(count.where(*filters)) or 0
+    if q or unread is not None:
+        total = session.scalar(count.where(*filters)) or 0
+    else:
+        total = folder_total(session, user.id, folder)
     if cursor:
         c_sent, c_id = decode_cursor(cursor)
         # A row-value comparison: one range seek in the page index (SQLite and PostgreSQL).
@@ -122,10 +150,16 @@ def patch(session: Session, user: User, message_id: str, unread: bool | None, fo
     entry = entry_for(session, user, message_id)
     if unread is not None:
         entry.unread = unread
-    if folder is not None:
+    if folder is not None and folder != entry.folder:
+        count_change(session, user.id, entry.folder, -1)
         entry.folder = folder
+        session.flush()
+        count_change(session, user.id, folder, +1)
     return entry
 
 
 def delete(session: Session, user: User, message_id: str) -> None:
-    session.delete(entry_for(session, user, message_id))
+    entry = entry_for(session, user, message_id)
+    session.delete(entry)
+    session.flush()
+    count_change(session, user.id, entry.folder, -1)

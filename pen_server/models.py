@@ -162,6 +162,16 @@ class MailboxEntry(Base):
     )
 
 
+class FolderCount(Base):
+    """How many copies each user has in each folder, kept with every change, so that a page
+    of a 100,000-message folder does not count 100,000 rows for its `total`."""
+
+    __tablename__ = "folder_counts"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(16), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Blob(Base):
     """File content, addressed by its sha256: identical files share one blob."""
 

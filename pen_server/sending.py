@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from pen_server import penconf, security
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
-from pen_server.mailbox import entry_for
+from pen_server.mailbox import count_change, entry_for
 from pen_server.models import (
     Attachment, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
 )
@@ -180,6 +180,8 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         session.rollback()
         raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
                        headers={"Retry-After": "1"}) from None
+    for user_id, _mid, folder in announce:
+        count_change(session, user_id, folder, +1)
     entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
                                                       MailboxEntry.message_id == message.id))
     return entry, announce

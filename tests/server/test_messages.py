@@ -191,3 +191,25 @@ def test_events_stream(pen, send):
     sent = send("bob", ["cat"], subject="event please")
     t.join(15)
     assert ("message.new", {"id": sent["id"], "folder": "inbox"}) in got
+
+
+def test_folder_totals_follow_every_change(pen, send):
+    """The kept counts agree with the rows after sends, moves and deletes."""
+    import sqlite3
+
+    for i in range(3):
+        send("ann", ["cat"], subject=f"count {i}")
+    with pen.as_user("cat") as c:
+        before = {f: c.get("/messages", params={"folder": f}).json()["total"] for f in ("inbox", "archive", "trash")}
+        ids = [m["id"] for m in c.get("/messages", params={"q": "count "}).json()["items"][:3]]
+        c.patch(f"/messages/{ids[0]}", json={"folder": "archive"})
+        c.patch(f"/messages/{ids[1]}", json={"folder": "trash"})
+        c.delete(f"/messages/{ids[1]}")
+        c.patch(f"/messages/{ids[2]}", json={"unread": False})
+        after = {f: c.get("/messages", params={"folder": f}).json()["total"] for f in ("inbox", "archive", "trash")}
+    assert after == {"inbox": before["inbox"] - 2, "archive": before["archive"] + 1, "trash": before["trash"]}
+    with sqlite3.connect(pen.data / "pen.db") as db:
+        kept = dict(((u, f), t) for u, f, t in db.execute("select user_id, folder, total from folder_counts"))
+        real = dict(((u, f), t) for u, f, t in db.execute(
+            "select user_id, folder, count(*) from mailbox_entries group by user_id, folder"))
+    assert {k: v for k, v in kept.items() if v} == real
