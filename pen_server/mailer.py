@@ -13,6 +13,8 @@ literal encoded-word text in the input reaches the receiver as literal text.
 
 from __future__ import annotations
 
+import functools
+
 import html
 import re
 import unicodedata
@@ -158,6 +160,17 @@ def _fold(name: str, tokens: list[str]) -> str:
     return "\r\n".join(lines)[len(name) + 2:]
 
 
+def _key(entries: list[dict]) -> tuple:
+    return tuple((entry.get("email"), entry.get("name")) for entry in entries)
+
+
+@functools.lru_cache(maxsize=64)
+def _address_header(field: str, entries: tuple) -> str:
+    """A folded To or Cc header. Every notification of a message carries the same one, so
+    it is made once: a message to 1,000 people would otherwise check a million addresses."""
+    return _fold(field, _address_list([{"email": e, "name": n} for e, n in entries]))
+
+
 def _address_list(entries: list[dict]) -> list[str]:
     tokens: list[str] = []
     for i, entry in enumerate(entries):
@@ -221,11 +234,11 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     msg.set_raw("From", _fold("From", _mailbox_tokens(sender_name, conf.smtp.from_address)))
     msg.set_raw("Reply-To", _fold("Reply-To", _mailbox_tokens(message.from_name, message.from_email)))
     if message.to_list:
-        msg.set_raw("To", _fold("To", _address_list(message.to_list)))
+        msg.set_raw("To", _address_header("To", _key(message.to_list)))
     else:  # only Cc/Bcc recipients: an empty group names nobody, and keeps filters calm
         msg.set_raw("To", "undisclosed-recipients:;")
     if message.cc_list:
-        msg.set_raw("Cc", _fold("Cc", _address_list(message.cc_list)))
+        msg.set_raw("Cc", _address_header("Cc", _key(message.cc_list)))
     msg.set_raw("Subject", _fold("Subject", _text_tokens(message.subject)))
     msg.set_raw("Message-ID", own_id)
     references = [root]

@@ -16,7 +16,7 @@ from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change, entry_for
 from pen_server.models import (
-    Attachment, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
+    Attachment, FolderCount, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
 )
 from pen_server.schemas import SendIn
 from pen_server.settings import Settings
@@ -153,6 +153,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
                              is_sender=True, sent_at=now))
     announce = [(user.id, message.id, "sent")]
+    invited: set[str] = set()  # users made by this message: their inbox counts start at 1
     host = penconf.effective(session, settings).host
     expires = now + timedelta(days=settings.invitation_days)
     for position, (kind, addr) in enumerate(recipients):
@@ -161,6 +162,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             recipient = User(id=new_id(), email=addr["email"], display_name=addr["name"] or "", role="guest")
             session.add(recipient)
             session.flush()
+            invited.add(recipient.id)
         if recipient.id != user.id:
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
                                      unread=True, sent_at=now))
@@ -181,7 +183,10 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
                        headers={"Retry-After": "1"}) from None
     for user_id, _mid, folder in announce:
-        count_change(session, user_id, folder, +1)
+        if user_id in invited:
+            session.add(FolderCount(user_id=user_id, folder=folder, total=1))
+        else:
+            count_change(session, user_id, folder, +1)
     entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
                                                       MailboxEntry.message_id == message.id))
     return entry, announce
