@@ -1,31 +1,37 @@
 """The reader: headers, attachments, then the body (HTML through html2text in a worker,
 with limits; the text part when that fails). Links are listed and numbered and opened
-only on request, and only http and https. Opening marks the message read."""
+only on request, and only http and https. Opening marks the message read.
+
+Attachments are a list to move through; the highlighted one, or all, are saved to the
+download folder or a folder typed in (tui.downloads does the streaming, resuming and
+checking off the event loop), with a progress bar that can be stopped; a saved copy opens
+with the system's opener only on request. The sender's copy leads to its notifications."""
 
 from __future__ import annotations
 
 import asyncio
 import webbrowser
+from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TextArea
+from textual.widget import Widget
+from textual.widgets import Footer, Input, OptionList, TextArea
 
+from tui.downloads import DownloadCancelled, download_all, download_attachment
+from tui.filenames import safe_filename
 from tui.htmlbody import HtmlConversionError, allowed_link, html_to_text
-from tui.pen_client import Message, PenClient, PenError, Summary
+from tui.opener import open_file
+from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
+from tui.widgets.download_panel import DownloadPanel
+from tui.widgets.reader_attachments import ReaderAttachmentList, human_size
 from tui.widgets.safe_static import SafeStatic
 
-
-def human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
+__all__ = ["ReaderScreen", "attachments_text", "header_text", "human_size"]
 
 
 def header_text(m: Message) -> str:
@@ -50,10 +56,15 @@ def attachments_text(m: Message) -> str:
     return "Attachments:\n" + "\n".join(rows)
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
 class ReaderScreen(Screen):
     AUTO_FOCUS = "#body"
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="reader.back"),
+        Binding("c", "stop_download", "Stop download", id="reader.stop_download"),
         Binding("r", "reply('reply')", "Reply", id="reader.reply"),
         Binding("R", "reply('reply_all')", "Reply all", id="reader.reply_all"),
         Binding("f", "reply('forward')", "Forward", show=False, id="reader.forward"),
@@ -62,6 +73,12 @@ class ReaderScreen(Screen):
         Binding("d", "move('trash')", "Trash", id="reader.trash"),
         Binding("o", "open_link", "Open link", id="reader.open_link"),
         Binding("t", "show_text_part", "Text part", show=False, id="reader.text_part"),
+        Binding("s", "save('one')", "Save", show=False, id="reader.save"),  # keys listed over the list
+        Binding("S", "save('all')", "Save all", show=False, id="reader.save_all"),
+        Binding("w", "save_to('one')", "Save to folder", show=False, id="reader.save_to"),
+        Binding("W", "save_to('all')", "Save all to folder", show=False, id="reader.save_all_to"),
+        Binding("x", "open_saved", "Open saved file", show=False, id="reader.open_saved"),
+        Binding("n", "notifications", "Notifications", id="reader.notifications"),
         Binding("f1,question_mark", "app.help", "Help", id="reader.help"),
     ]
 
@@ -71,23 +88,46 @@ class ReaderScreen(Screen):
         self.message: Message | None = None
         self.links: list[str] = []
         self.body_shown = False
+        self.last_saved: Path | None = None
+        self._cancel: asyncio.Event | None = None
+        self._save_which = "one"  # what the folder prompt saves: "one" or "all"
+        self._focus_before: Widget | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
             yield SafeStatic(f"Subject: {one_line(self.summary.subject)}\nLoading the message ...", id="headers")
-            yield SafeStatic("", id="attachments")
+            yield SafeStatic("Attachments (s save, S save all, w or W save elsewhere, x open):",
+                             id="reader-attachments-title")
+            yield ReaderAttachmentList(id="reader-attachments")
+        yield DownloadPanel(id="download-panel")
         yield TextArea("", read_only=True, soft_wrap=True, show_line_numbers=False, id="body")
         yield Input(placeholder="Link number to open in your browser; escape cancels", id="link-number")
+        yield Input(placeholder="Folder to save in; enter saves, escape cancels", id="save-folder")
         yield SafeStatic("", id="reader-status")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#link-number", Input).display = False
+        self.query_one("#save-folder", Input).display = False
+        self.query_one("#reader-attachments-title").display = False
+        self.query_one(ReaderAttachmentList).display = False
         self.query_one("#body", TextArea).focus()
         self._load()
 
     def say(self, text: str) -> None:
         self.query_one("#reader-status", SafeStatic).show(text)
+
+    @property
+    def downloading(self) -> bool:
+        return self._cancel is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys that only mean something now are hidden (and inactive) otherwise.
+        if action == "stop_download":
+            return self.downloading
+        if action == "notifications":
+            return bool(self.message and self.message.notifications)
+        return True
 
     @work(exclusive=True, group="reader", exit_on_error=False)
     async def _load(self) -> None:
@@ -98,9 +138,11 @@ class ReaderScreen(Screen):
             return
         self.message = message
         self.query_one("#headers", SafeStatic).show(header_text(message))
-        attachments = self.query_one("#attachments", SafeStatic)
-        attachments.show(attachments_text(message))
+        attachments = self.query_one(ReaderAttachmentList)
+        attachments.show_attachments(message.attachments)
         attachments.display = bool(message.attachments)
+        self.query_one("#reader-attachments-title").display = bool(message.attachments)
+        self.refresh_bindings()
         body, note = clean(message.body_text), ""
         if message.body_html:
             try:
@@ -109,8 +151,10 @@ class ReaderScreen(Screen):
                 note = str(exc)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
-        self.say(note or (f"{len(self.links)} link{'s' if len(self.links) != 1 else ''}; press o to open one."
-                                 if self.links else ""))
+        hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
+        if message.notifications:
+            hints.append("You sent this message; press n to see who was notified.")
+        self.say(" ".join(h for h in hints if h))
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
@@ -118,11 +162,20 @@ class ReaderScreen(Screen):
             except PenError as exc:
                 self.say(exc.message)
 
+    def _hide_input(self, field: Input) -> None:
+        field.display = False
+        target = self._focus_before if self._focus_before is not None and self._focus_before.is_attached else None
+        (target or self.query_one("#body", TextArea)).focus()
+        self._focus_before = None
+
     def action_back(self) -> None:
-        link = self.query_one("#link-number", Input)
-        if link.display:
-            link.display = False
-            self.query_one("#body", TextArea).focus()
+        for name in ("#link-number", "#save-folder"):
+            field = self.query_one(name, Input)
+            if field.display:
+                self._hide_input(field)
+                return
+        if self.downloading:
+            self.action_stop_download()
             return
         self.app.pop_screen()
 
@@ -135,7 +188,7 @@ class ReaderScreen(Screen):
         if self.message is None:
             self.say("The message is still loading.")
             return
-        self.app.compose(kind, self.message)
+        self.app.start_compose(kind, self.message)
 
     def action_mark_unread(self) -> None:
         self._change(unread=True)
@@ -156,19 +209,21 @@ class ReaderScreen(Screen):
         else:
             self.say("Marked unread.")
 
+    # ------------------------------------------------------------ links
+
     def action_open_link(self) -> None:
         if not self.links:
             self.say("This message has no links to open.")
             return
         field = self.query_one("#link-number", Input)
+        self._focus_before = self.focused
         field.display = True
         field.value = ""
         field.focus()
 
     @on(Input.Submitted, "#link-number")
     def _open_number(self, event: Input.Submitted) -> None:
-        event.input.display = False
-        self.query_one("#body", TextArea).focus()
+        self._hide_input(event.input)
         value = event.value.strip()
         if not value.isdigit() or not 1 <= int(value) <= len(self.links):
             self.say(f"Type a link number from 1 to {len(self.links)}.")
@@ -184,3 +239,138 @@ class ReaderScreen(Screen):
         opened = webbrowser.open(url, new=2)
         self.app.call_from_thread(self.say, f"Opened link in your browser: {one_line(url, 200)}" if opened
                                   else "No web browser is set up here; the link is listed in the message.")
+
+    # ------------------------------------------------------------ attachments
+
+    def _wanted(self, which: str) -> tuple[Attachment, ...] | None:
+        """The attachments a save key means, or None (with a sentence) when it cannot go."""
+        if self.message is None:
+            self.say("The message is still loading.")
+            return None
+        if not self.message.attachments:
+            self.say("This message has no attachments.")
+            return None
+        if self.downloading:
+            self.say("A download is running; press c to stop it first.")
+            return None
+        if which == "all":
+            return self.message.attachments
+        highlighted = self.query_one(ReaderAttachmentList).highlighted_attachment
+        return (highlighted,) if highlighted is not None else None
+
+    def action_save(self, which: str) -> None:
+        wanted = self._wanted(which)
+        if wanted:
+            self._download(wanted, Path(self.app.config.download_dir).expanduser())
+
+    @on(OptionList.OptionSelected, "#reader-attachments")
+    def _attachment_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.action_save("one")
+
+    def action_save_to(self, which: str) -> None:
+        if self._wanted(which) is None:
+            return
+        self._save_which = which
+        field = self.query_one("#save-folder", Input)
+        field.placeholder = ("Folder to save every attachment in" if which == "all" else
+                             "Folder to save the highlighted attachment in") + "; enter saves, escape cancels"
+        field.value = str(self.app.config.download_dir)
+        self._focus_before = self.focused
+        field.display = True
+        field.focus()
+        field.cursor_position = len(field.value)
+
+    @on(Input.Submitted, "#save-folder")
+    def _folder_given(self, event: Input.Submitted) -> None:
+        self._hide_input(event.input)
+        value = event.value.strip()
+        if not value:
+            self.say("Type the folder to save in, or press s to use the download folder.")
+            return
+        wanted = self._wanted(self._save_which)
+        if wanted:
+            self._download(wanted, Path(value).expanduser())
+
+    def action_stop_download(self) -> None:
+        if self._cancel is None:
+            self.say("No download is running.")
+            return
+        self._cancel.set()
+
+    @work(exclusive=True, group="reader-download", exit_on_error=False)
+    async def _download(self, attachments: tuple[Attachment, ...], folder: Path) -> None:
+        """Save one or all attachments; the panel follows, and ends with one sentence."""
+        panel = self.query_one(DownloadPanel)
+        listing = self.query_one(ReaderAttachmentList)
+        message = self.message
+        first = attachments[0]
+        self._cancel = cancel = asyncio.Event()
+        panel.begin(safe_filename(first.filename), first.size, len(attachments))
+        self.refresh_bindings()
+        try:
+            if len(attachments) == 1:
+                paths = [await download_attachment(self.client, message.id, first, folder,
+                                                   progress=panel.show_progress, cancel=cancel)]
+            else:
+                paths = await download_all(self.client, message, folder, progress=panel.show_progress,
+                                           cancel=cancel)
+        except asyncio.CancelledError:
+            # Leaving the message stops the download; what arrived stays, for the next save.
+            self._cancel = None
+            self._tell(f"The download of {safe_filename(first.filename)} stopped when you left the message; "
+                       f"what arrived so far is kept, so saving it again goes on from there.", always=True)
+            raise
+        except PenError as exc:
+            saved = list(getattr(exc, "saved", []))
+            for attachment, path in zip(attachments, saved):
+                listing.mark_saved(attachment, path)
+            sentence = exc.message
+            if saved:
+                sentence = (f"{sentence.rstrip('.')}; {len(saved)} of {len(attachments)} attachments were "
+                            f"saved in {saved[0].parent} before that.")
+            if not isinstance(exc, DownloadCancelled):
+                self.app.bell()
+        else:
+            for attachment, path in zip(attachments, paths):
+                listing.mark_saved(attachment, path)
+            self.last_saved = paths[0] if len(paths) == 1 else None
+            if len(paths) == 1:
+                sentence = f"Saved {paths[0].name} in {paths[0].parent}; press x to open it."
+            else:
+                sentence = (f"Saved {_count(len(paths), 'attachment')} in {paths[0].parent}; "
+                            f"press x to open the highlighted one.")
+        self._cancel = None
+        panel.end(sentence)
+        self.refresh_bindings()
+        self._tell(sentence)
+
+    def _tell(self, sentence: str, always: bool = False) -> None:
+        """A toast too when the reader is not in front (the panel is out of sight)."""
+        if always or self.app.screen is not self:
+            try:
+                self.app.toast(sentence, title="Download", timeout=12)
+            except Exception:  # the app is closing: nobody to tell
+                pass
+
+    def action_open_saved(self) -> None:
+        listing = self.query_one(ReaderAttachmentList)
+        path = listing.saved_path(listing.highlighted_attachment) or self.last_saved
+        if path is None:
+            self.say("Save the attachment first (s); then x opens the saved copy.")
+            return
+        self.say(f"Opening {path.name} ...")
+        self._open_file(path)
+
+    @work(thread=True, group="open-file", exit_on_error=False)
+    def _open_file(self, path: Path) -> None:
+        self.app.call_from_thread(self.say, open_file(path))
+
+    # ------------------------------------------------------------ notifications
+
+    def action_notifications(self) -> None:
+        if self.message is None:
+            self.say("The message is still loading.")
+        elif not self.message.notifications:
+            self.say("Only the sender of a message can follow its notifications.")
+        else:
+            self.app.show_notifications(self.message.id, self.message.subject)

@@ -1,0 +1,200 @@
+"""Each recipient's notification of one message as a table: recipient, to/cc/bcc, status
+as a word, attempts, and the mail server's reply for a failure. Cells are safe Text; the
+highlighted row carries a ">" and the terminal cursor (DataTable sets neither)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual.binding import Binding
+from textual.geometry import Offset
+from textual.strip import Strip
+from textual.widgets import DataTable
+
+from tui.pen_client import Notification
+from tui.safe_text import one_line, safe_text
+
+COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),
+           ("attempts", "Attempts"), ("reply", "Server's reply"))
+FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred" is the longest status
+PENDING = ("queued", "sending", "deferred")
+
+
+def recipient_text(n: Notification, max_len: int = 48) -> str:
+    """"Name <address>", or the address alone when both do not fit (the address is the key)."""
+    full = one_line(str(n.recipient))
+    if len(full) > max_len and n.recipient.name:
+        full = one_line(n.recipient.email)
+    return one_line(full, max_len) or "(no address)"
+
+
+def reply_text(n: Notification) -> str:
+    """The server's reply, shown only while it explains the status (a failure or a delay)."""
+    return one_line(n.last_error or "", 200) if n.status in ("failed", "deferred") else ""
+
+
+def detail(n: Notification) -> str:
+    """One sentence about one recipient's notification."""
+    who = f"{recipient_text(n, 200)} ({one_line(n.kind)})"
+    tries = f"{n.attempts} attempt{'s' if n.attempts != 1 else ''}"
+    reply = reply_text(n)
+    answered = f"; the mail server answered: {reply}" if reply else ""
+    what = {
+        "queued": "waiting to be sent",
+        "sending": "being handed to the mail server now",
+        "sent": f"sent; the mail server took it after {tries}",
+        "deferred": f"deferred after {tries}, and tried again later{answered}",
+        "failed": f"failed after {tries}{answered}; press r to send it again",
+    }.get(n.status, f"status {one_line(n.status)}{answered}")
+    return f"{who}: {what}."
+
+
+def summary(items: list[Notification]) -> str:
+    """"3 recipients: 2 sent, 1 failed"."""
+    counts: dict[str, int] = {}
+    for n in items:
+        counts[n.status] = counts.get(n.status, 0) + 1
+    order = ["sent", "failed", "deferred", "sending", "queued"]
+    parts = [f"{counts[s]} {one_line(s)}" for s in order + sorted(set(counts) - set(order)) if counts.get(s)]
+    return f"{len(items)} recipient{'s' if len(items) != 1 else ''}: {', '.join(parts) or 'none'}"
+
+
+def _key(n: Notification) -> str:
+    return f"{n.kind}:{n.recipient.email.lower()}"
+
+
+class NotificationTable(DataTable):
+    BINDINGS = [
+        Binding("down,j", "cursor_down", "Next recipient", show=False, id="notifications.down"),
+        Binding("up,k", "cursor_up", "Previous recipient", show=False, id="notifications.up"),
+        Binding("home,g", "scroll_top", "First recipient", show=False, id="notifications.first"),
+        Binding("end,G", "scroll_bottom", "Last recipient", show=False, id="notifications.last"),
+    ]
+
+    def __init__(self, **kw) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        self.items: list[Notification] = []
+        self._keys: list[str] = []
+        self._widths: tuple[int, int] = (0, 0)
+
+    # ------------------------------------------------------------ layout
+
+    def _fit(self) -> tuple[int, int]:
+        """Widths of the recipient and reply columns: the row fits the table, so nothing
+        hides past a horizontal scroll (the sentence under the table has the whole reply)."""
+        room = max(self.size.width, 60) - 2  # a vertical scrollbar may need two cells
+        free = room - sum(FIXED.values()) - 2 * self.cell_padding * len(COLUMNS)
+        natural = max([len(recipient_text(n, 200)) for n in self.items] + [len("Recipient")])
+        recipient = min(natural, max(16, free * 3 // 5))
+        return recipient, max(12, free - recipient)
+
+    def _cells(self, n: Notification, marked: bool) -> dict[str, object]:
+        recipient_w, reply_w = self._widths
+        status_style = "bold" if n.status == "failed" else ""
+        return {"mark": safe_text(">" if marked else " "), "recipient": safe_text(recipient_text(n, recipient_w)),
+                "kind": safe_text(one_line(n.kind, FIXED["kind"])),
+                "status": safe_text(one_line(n.status, FIXED["status"]), status_style),
+                "attempts": safe_text(str(n.attempts)), "reply": safe_text(one_line(reply_text(n), reply_w))}
+
+    def _build(self) -> None:
+        """Columns at the widths that fit, then every row; the highlighted row stays."""
+        row = self.cursor_row
+        items, keys = self.items, self._keys
+        self.items, self._keys = [], []  # before clear(), whose cursor move would mark old rows
+        self.clear(columns=True)
+        self.items, self._keys = items, keys
+        self._widths = self._fit()
+        widths = {**FIXED, "recipient": self._widths[0], "reply": self._widths[1]}
+        for key, label in COLUMNS:
+            self.add_column(safe_text(label), width=widths[key], key=key)
+        for i, n in enumerate(items):
+            self.add_row(*self._cells(n, False).values(), key=keys[i])
+        if items:
+            self.move_cursor(row=min(max(row, 0), len(items) - 1), animate=False)
+            self._mark(None, self.cursor_row)
+
+    def on_mount(self) -> None:
+        self._build()  # the header shows while the list loads
+
+    def on_resize(self) -> None:
+        if self._fit() != self._widths:
+            self._build()
+
+    # ------------------------------------------------------------ data
+
+    def show_notifications(self, items: list[Notification]) -> None:
+        """Show the server's list: the same recipients update in place, others rebuild the rows."""
+        keys, seen = [], {}
+        for n in items:
+            k = _key(n)
+            seen[k] = seen.get(k, 0) + 1
+            keys.append(k if seen[k] == 1 else f"{k}#{seen[k]}")
+        if keys == self._keys and self._fit() == self._widths:
+            for i, n in enumerate(items):
+                if n != self.items[i]:
+                    self.items[i] = n
+                    for column, value in self._cells(n, i == self.cursor_row).items():
+                        self.update_cell(keys[i], column, value)
+            self._place_terminal_cursor()
+            return
+        self.items, self._keys = list(items), keys
+        self._build()
+
+    def set_status(self, email: str, status: str) -> bool:
+        """An event said a recipient's status changed: show it now (the full row comes later)."""
+        changed = False
+        for i, n in enumerate(self.items):
+            if n.recipient.email.lower() == email.lower() and n.status != status:
+                self.items[i] = replace(n, status=status)
+                cells = self._cells(self.items[i], False)
+                for column in ("status", "reply"):
+                    self.update_cell(self._keys[i], column, cells[column])
+                changed = True
+        return changed
+
+    @property
+    def highlighted_notification(self) -> Notification | None:
+        row = self.cursor_row
+        return self.items[row] if self.items and 0 <= row < len(self.items) else None
+
+    # ------------------------------------------------------------ the marker and the terminal cursor
+
+    def _mark(self, old: int | None, new: int | None) -> None:
+        for row, text in ((old, " "), (new, ">")):
+            if row is not None and 0 <= row < len(self._keys):
+                self.update_cell(self._keys[row], "mark", safe_text(text))
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if old.row != new.row:
+            self._mark(old.row, new.row)
+        self._place_terminal_cursor()
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if self.has_focus and self.items and y == self._cursor_line():
+            region = self.content_region
+            self.app.cursor_position = Offset(region.x, region.y + y)
+        return strip
+
+    def _cursor_line(self) -> int | None:
+        if not self.items or not self.is_valid_row_index(self.cursor_row):
+            return None
+        line = self._get_row_region(self.cursor_row).y - int(self.scroll_offset.y)
+        header = self.header_height if self.show_header else 0
+        return line if header <= line < self.content_region.height else None
+
+    def _place_terminal_cursor(self) -> None:
+        if not self.has_focus or not self.is_mounted:
+            return
+        line = self._cursor_line()
+        if line is not None:
+            region = self.content_region
+            self.app.cursor_position = Offset(region.x, region.y + line)
+
+    def on_focus(self) -> None:
+        self.call_after_refresh(self._place_terminal_cursor)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._place_terminal_cursor()

@@ -1,0 +1,109 @@
+"""A received message's attachments as a list to move through: name, type and size on
+each row, and where a copy was saved. Rows are safe Text (never markup); the highlighted
+row carries a ">" and the terminal cursor, so braille displays and screen readers follow it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.binding import Binding
+from textual.geometry import Offset
+from textual.strip import Strip
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from tui.pen_client import Attachment
+from tui.safe_text import one_line, safe_text
+
+
+def human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def attachment_row(number: int, attachment: Attachment, saved: Path | None = None, marked: bool = False) -> str:
+    name = one_line(attachment.filename, 120) or "(no name)"
+    kind = one_line(attachment.content_type, 60)
+    note = f"  saved as {one_line(saved.name, 60)}" if saved is not None else ""
+    return f"{'>' if marked else ' '} {number}. {name}  ({kind}, {human_size(attachment.size)}){note}"
+
+
+class ReaderAttachmentList(OptionList):
+    """The attachments of one message; ``highlighted_attachment`` is the one keys act on."""
+
+    BINDINGS = [
+        Binding("down,j", "cursor_down", "Next attachment", show=False, id="attachments.down"),
+        Binding("up,k", "cursor_up", "Previous attachment", show=False, id="attachments.up"),
+        Binding("home,g", "first", "First attachment", show=False, id="attachments.first"),
+        Binding("end,G", "last", "Last attachment", show=False, id="attachments.last"),
+    ]
+
+    def __init__(self, **kw) -> None:
+        super().__init__(markup=False, **kw)
+        self.attachments: tuple[Attachment, ...] = ()
+        self.saved: dict[str, Path] = {}  # attachment id -> where it was saved
+
+    def show_attachments(self, attachments: tuple[Attachment, ...]) -> None:
+        self.attachments = tuple(attachments)
+        self.set_options(Option(safe_text(self._row(i))) for i in range(len(self.attachments)))
+        self.highlighted = 0 if self.attachments else None
+        self._mark()
+
+    @property
+    def highlighted_attachment(self) -> Attachment | None:
+        if self.highlighted is None or not 0 <= self.highlighted < len(self.attachments):
+            return None
+        return self.attachments[self.highlighted]
+
+    def saved_path(self, attachment: Attachment | None) -> Path | None:
+        return self.saved.get(attachment.id) if attachment is not None else None
+
+    def mark_saved(self, attachment: Attachment, path: Path) -> None:
+        self.saved[attachment.id] = path
+        self._mark()
+
+    def _row(self, index: int) -> str:
+        a = self.attachments[index]
+        return attachment_row(index + 1, a, self.saved.get(a.id), marked=index == self.highlighted)
+
+    def _mark(self) -> None:
+        """Rewrite the rows: the ">" marker moves with the highlight (not colour alone)."""
+        for i in range(min(len(self.attachments), self.option_count)):
+            self.replace_option_prompt_at_index(i, safe_text(self._row(i)))
+        self._place_terminal_cursor()
+
+    def watch_highlighted(self, highlighted: int | None) -> None:
+        super().watch_highlighted(highlighted)
+        if self.attachments:
+            self._mark()
+
+    # ------------------------------------------------------------ the terminal cursor
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if self.has_focus and self.highlighted is not None:
+            if self._index_to_line.get(self.highlighted) == int(self.scroll_offset.y) + y:
+                region = self.content_region
+                self.app.cursor_position = Offset(region.x, region.y + y)
+        return strip
+
+    def _place_terminal_cursor(self) -> None:
+        if not self.has_focus or not self.is_mounted or self.highlighted is None:
+            return
+        line = self._index_to_line.get(self.highlighted)
+        if line is None:
+            return
+        row = line - int(self.scroll_offset.y)
+        region = self.content_region
+        if 0 <= row < region.height:
+            self.app.cursor_position = Offset(region.x, region.y + row)
+
+    def on_focus(self) -> None:
+        self.call_after_refresh(self._place_terminal_cursor)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._place_terminal_cursor()
