@@ -1,4 +1,6 @@
-"""The `penmail` command: the TUI by default, `penmail demo` for a demo PEN with data."""
+"""The `penmail` command: the TUI by default, `penmail demo` for a demo PEN with data, and
+the line-mode commands (`penmail list`, `read`, `send`, ... see tui/line/) for scripts,
+screen readers and keyboards alone."""
 
 from __future__ import annotations
 
@@ -33,16 +35,36 @@ def cmd_demo(_args) -> int:
     return run_demo(launch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one sentence on stderr, exit status 2 (argparse prints a usage block)."""
+
+    def error(self, message: str):
+        from tui.safe_text import one_line
+
+        text = one_line(message).rstrip(".")
+        self.exit(2, f"{self.prog}: {text[:1].upper()}{text[1:]}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="penmail", description="A terminal client for a Private Email Network.")
-    sub = p.add_subparsers(dest="command")
+    from tui.line import add_commands
+
+    p = _Parser(prog="penmail", description="A terminal client for a Private Email Network. With no command, "
+                                            "the full-screen client starts.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser("demo", help="start a demo PEN with believable data and open it")
     demo.set_defaults(func=cmd_demo)
+    add_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from tui.line import protect_ids
+
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(protect_ids(parser, argv))
+    if getattr(args, "line_command", None):
+        return args.func(args)  # line mode: its own errors, exit codes and output
     try:
         if getattr(args, "func", None):
             return args.func(args)

@@ -1,0 +1,494 @@
+"""Exporting PEN messages into a Maildir, each once, with its attachments.
+
+``export_maildir(client, DIR, folders=..., since=...)`` writes every message of the
+folders that is not in the Maildir yet as an RFC 5322 message (``EmailMessage``, policy
+SMTP, stored with LF line ends as Maildir readers expect):
+
+* ``Message-ID: <PEN message id@PEN host>``; ``In-Reply-To`` and ``References`` from
+  ``in_reply_to`` (the parent's derived Message-ID, and its known ancestors before it), so
+  mail programs thread the conversation; ``X-PEN-Message-Id``, ``X-PEN-Thread-Id`` and
+  ``X-PEN-Folder`` for scripts.
+* ``Date`` from ``sent_at``; ``From``, ``To``, ``Cc``, and ``Bcc`` only on the sender's own
+  copies; ``Subject``.  Every header value is one line of cleaned text (``safe_text``) in
+  which encoded-word look-alikes (``=?``) are broken up, because Python's email package
+  decodes them on the way in and writes a decoded CR LF out raw (CVE-2024-6923 and
+  relatives); the written bytes are parsed again and must show exactly the headers that
+  were set, or nothing is written.
+* text/plain, with a text/html alternative when the message has one; each attachment as
+  a MIME part, downloaded with ``tui.downloads`` and checked against its sha256.
+* Read messages go to ``cur/`` with the ``S`` flag (``T`` too from the trash); unread ones
+  to ``new/``.  Each file is written in ``tmp/``, fsynced, then linked into place under a
+  unique name, so a reader never sees half a message.
+
+``DIR/.penmail-index.json`` maps PEN message ids to Maildir keys, so a second run adds
+only what is new; files it does not know are looked at once for ``X-PEN-Message-Id``
+(a crash between writing a message and the index, or a lost index, costs no duplicate).
+No Textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.policy
+import hashlib
+import itertools
+import json
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.headerregistry import Address as MailAddress
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tui.drafts import write_atomic
+from tui.filenames import safe_filename
+from tui.safe_text import clean, one_line
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "DEFAULT_FOLDERS",
+    "ExportError",
+    "ExportResult",
+    "INDEX_NAME",
+    "build_email",
+    "export_maildir",
+    "header_text",
+    "message_id_for",
+    "serialize",
+]
+
+INDEX_NAME = ".penmail-index.json"
+LOCK_NAME = ".penmail-export.lock"
+DEFAULT_FOLDERS = ("inbox", "archive", "sent")
+FILE_POLICY = email.policy.SMTP.clone(linesep="\n")
+MAX_ANCESTORS = 30
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
+_MIME_TYPE = re.compile(r"^([a-z0-9][a-z0-9!#$&^_.+-]{0,126})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})$")
+_MSGID = re.compile(r"<([A-Za-z0-9_-]{1,200})@[^<>@\s]+>")
+_PART_HEADERS = {"content-type", "content-transfer-encoding", "content-disposition", "mime-version"}
+_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_counter = itertools.count()
+
+
+class ExportError(Exception):
+    """The export cannot go on; ``message`` is one sentence."""
+
+    def __init__(self, message: str, code: str = "export_failed"):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass
+class ExportResult:
+    maildir: Path
+    added: list[dict] = field(default_factory=list)  # {"id", "key", "folder", "subject", "flags", "attachments"}
+    skipped: int = 0  # already in the Maildir
+
+    def to_json(self) -> dict:
+        return {"maildir": str(self.maildir), "added": self.added, "count": len(self.added),
+                "skipped": self.skipped}
+
+
+# ---------------------------------------------------------------- building one message
+
+
+def header_text(value: str | None, max_len: int | None = None) -> str:
+    """One line of text that is safe as (part of) a header value: controls, escapes and
+    line breaks gone (``one_line``), and ``=?`` broken up so that nothing in it can be taken
+    for an RFC 2047 encoded word -- Python would decode it, newlines and all."""
+    text = one_line(value or "", max_len)
+    while "=?" in text:
+        text = text.replace("=?", "=\u200b?")
+    return text
+
+
+def _host(server: str | None) -> str:
+    host = (urlsplit(server or "").hostname or "").lower()
+    return host if _DOT_ATOM.match(host) else "pen.invalid"
+
+
+def message_id_for(pen_id: str, host: str) -> str:
+    """``<id@host>``; an id that is not plain URL-safe text is replaced by its sha256."""
+    local = pen_id if _SAFE_ID.match(pen_id or "") else hashlib.sha256((pen_id or "").encode("utf-8",
+                                                                                              "replace")).hexdigest()
+    return f"<{local}@{host if _DOT_ATOM.match(host) else 'pen.invalid'}>"
+
+
+def _mail_address(a) -> MailAddress:
+    name = header_text(getattr(a, "name", None) or "", 200)
+    addr = one_line(getattr(a, "email", "") or "")
+    local, _, domain = addr.rpartition("@")
+    try:
+        if not local or not domain:
+            raise ValueError(addr)
+        if not domain.isascii():
+            domain = domain.encode("idna").decode("ascii")
+        if not local.isascii():
+            raise ValueError(addr)  # needs SMTPUTF8, which an exported file cannot assume
+        return MailAddress(display_name=name, username=local, domain=domain)
+    except (ValueError, UnicodeError, IndexError):
+        # Keep what it said, where it cannot break anything: in the name of an address that
+        # goes nowhere.
+        shown = header_text(f"{name} {addr}".strip(), 200) or "unknown"
+        return MailAddress(display_name=shown, username="unknown", domain="invalid")
+
+
+def _content_type(value: str | None) -> tuple[str, str]:
+    bare = (value or "").split(";", 1)[0].strip().lower()
+    match = _MIME_TYPE.match(bare)
+    if not match or match.group(1) in ("multipart", "message"):
+        return "application", "octet-stream"
+    return match.group(1), match.group(2)
+
+
+def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, host: str,
+                references: list[str] = (), own_copy: bool = False) -> EmailMessage:
+    """The RFC 5322 form of a PEN message (a ``tui.pen_client.Message``).
+
+    ``attachments`` is (Attachment, bytes) in order; ``references`` the ancestor message
+    ids, oldest first, ending with the parent; ``own_copy`` says whether the person sent it
+    (only then is Bcc written).
+    """
+    msg = EmailMessage(policy=email.policy.SMTP)
+
+    def put(name: str, value) -> None:
+        msg[name] = value
+
+    put("Message-ID", message_id_for(message.id, host))
+    if message.sent_at is not None:
+        sent = message.sent_at if message.sent_at.tzinfo else message.sent_at.replace(tzinfo=timezone.utc)
+        put("Date", format_datetime(sent.astimezone(timezone.utc)))
+    put("From", _mail_address(message.sender))
+    if message.to:
+        put("To", [_mail_address(a) for a in message.to])
+    if message.cc:
+        put("Cc", [_mail_address(a) for a in message.cc])
+    if own_copy and getattr(message, "bcc", ()):
+        put("Bcc", [_mail_address(a) for a in message.bcc])
+    put("Subject", header_text(message.subject))
+    if message.in_reply_to:
+        parent = message_id_for(message.in_reply_to, host)
+        chain = [message_id_for(r, host) for r in references if r] or [parent]
+        if chain[-1] != parent:
+            chain.append(parent)
+        put("In-Reply-To", parent)
+        put("References", " ".join(chain[-MAX_ANCESTORS:]))
+    if _SAFE_ID.match(message.id or ""):
+        put("X-PEN-Message-Id", message.id)
+    if _SAFE_ID.match(getattr(message, "thread_id", "") or ""):
+        put("X-PEN-Thread-Id", message.thread_id)
+    if message.folder in ("inbox", "sent", "archive", "trash"):
+        put("X-PEN-Folder", message.folder)
+
+    text = clean(message.body_text or "")
+    html = clean(message.body_html) if message.body_html else None
+    if not text.strip() and html:
+        from tui.htmlbody import HtmlConversionError, html_to_text
+
+        try:
+            text, _ = html_to_text(html)
+        except HtmlConversionError:
+            text = ""
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    if html:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    for attachment, data in attachments:
+        maintype, subtype = _content_type(getattr(attachment, "content_type", None))
+        name = header_text(safe_filename(getattr(attachment, "filename", "") or "", fallback="attachment"))
+        msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=name)
+    return msg
+
+
+def serialize(msg: EmailMessage) -> bytes:
+    """The message's bytes for a Maildir (LF line ends), after checking that parsing them
+    again shows exactly the headers that were set (no input added one)."""
+    data = msg.as_bytes(policy=FILE_POLICY)
+    head, _, _ = data.partition(b"\n\n")
+    if b"\r" in head:
+        raise ExportError("A message could not be written safely (a header would have held a line break), "
+                          "so the export stopped.", code="unsafe_header")
+    parsed = BytesParser(policy=email.policy.default).parsebytes(data)
+    if sorted(k.lower() for k in parsed.keys()) != sorted(k.lower() for k in msg.keys()):
+        raise ExportError("A message could not be written safely (its headers changed when written), so the "
+                          "export stopped.", code="unsafe_header")
+    for part in parsed.walk():
+        if part is parsed:
+            continue
+        if any(k.lower() not in _PART_HEADERS for k in part.keys()):
+            raise ExportError("A message could not be written safely (a part's headers changed when written), "
+                              "so the export stopped.", code="unsafe_header")
+    return data
+
+
+# ---------------------------------------------------------------- the Maildir on disk
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unique_name() -> str:
+    now = time.time()
+    host = (socket.gethostname() or "localhost").replace("/", r"\057").replace(":", r"\072")
+    return (f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{next(_counter)}"
+            f"R{secrets.token_hex(8)}.{host}")
+
+
+class Maildir:
+    """A Maildir we add to: ``tmp/``, ``new/``, ``cur/`` and our index file."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        try:
+            if root.exists() and not root.is_dir():
+                raise ExportError(f"{root} is a file, not a Maildir folder.", code="not_a_folder")
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sub in ("tmp", "new", "cur"):
+                (root / sub).mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ExportError(f"The Maildir {root} cannot be made ({exc.strerror or type(exc).__name__}).",
+                              code="folder") from None
+        self.index_path = root / INDEX_NAME
+        self.messages: dict[str, dict] = {}  # PEN id -> {"key", "folder", "in_reply_to"}
+        self.foreign: set[str] = set()  # keys of mail that is not from penmail (looked at once)
+
+    # -- the index
+
+    def load(self) -> None:
+        try:
+            doc = json.loads(self.index_path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            doc = {}
+        items = doc.get("messages") if isinstance(doc, dict) else None
+        if isinstance(items, dict):
+            for pen_id, entry in items.items():
+                if isinstance(pen_id, str) and isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    self.messages[pen_id] = {"key": entry["key"], "folder": entry.get("folder"),
+                                             "in_reply_to": entry.get("in_reply_to")}
+        foreign = doc.get("foreign") if isinstance(doc, dict) else None
+        if isinstance(foreign, list):
+            self.foreign = {k for k in foreign if isinstance(k, str)}
+        self._reconcile()
+
+    def save(self) -> None:
+        doc = {"format": "penmail-maildir-index/1", "messages": self.messages, "foreign": sorted(self.foreign)}
+        write_atomic(self.index_path, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
+
+    def keys(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(self.root / sub)
+            except OSError:
+                continue
+            for name in names:
+                if not name.startswith("."):
+                    found[name.split(":", 1)[0]] = self.root / sub / name
+        return found
+
+    def _reconcile(self) -> None:
+        """Files the index does not know: ours from a run cut short, or someone else's mail."""
+        known = {entry["key"] for entry in self.messages.values()}
+        changed = False
+        for key, path in self.keys().items():
+            if key in known or key in self.foreign:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(64 << 10).split(b"\n\n", 1)[0]
+                headers = BytesParser(policy=email.policy.compat32).parsebytes(head + b"\n\n", headersonly=True)
+            except OSError:
+                continue
+            pen_id = (headers.get("X-PEN-Message-Id") or "").strip()
+            if _SAFE_ID.match(pen_id) and pen_id not in self.messages:
+                parent = _MSGID.search(headers.get("In-Reply-To") or "")
+                self.messages[pen_id] = {"key": key, "folder": (headers.get("X-PEN-Folder") or "").strip() or None,
+                                         "in_reply_to": parent.group(1) if parent else None}
+            else:
+                self.foreign.add(key)
+            changed = True
+        if changed:
+            self.save()
+
+    # -- adding
+
+    def deliver(self, data: bytes, *, flags: str, mtime: float | None) -> str:
+        """Write ``data`` into tmp/, fsync, link it into new/ (no flags) or cur/ (flags)."""
+        for _ in range(20):
+            key = _unique_name()
+            tmp = self.root / "tmp" / key
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+            except FileExistsError:
+                continue
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
+            os.close(fd)
+            sub = "cur" if flags else "new"
+            dest = self.root / sub / (key + (f":2,{flags}" if flags else ""))
+            if mtime is not None:
+                os.utime(tmp, (mtime, mtime))
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                tmp.unlink(missing_ok=True)
+                continue
+            except OSError:
+                if os.path.lexists(dest):  # pragma: no cover
+                    tmp.unlink(missing_ok=True)
+                    continue
+                os.rename(tmp, dest)  # no hard links on this file system
+            else:
+                tmp.unlink()
+            _fsync_dir(self.root / sub)
+            return key
+        raise ExportError(f"No unique file name could be made in {self.root}.", code="names")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def locked(self):
+        """One export into a Maildir at a time."""
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ExportError(f"Another export into {self.root} is running; wait for it to finish.",
+                                  code="busy") from None
+            yield
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------- the export
+
+
+def _flags(summary) -> str:
+    flags = "" if summary.unread else "S"
+    if flags and summary.folder == "trash":
+        flags += "T"
+    return flags
+
+
+async def _summaries(client, folders: Iterable[str], since: datetime | None) -> list:
+    """Every message of the folders (newest first per folder; stops at ``since``), once each."""
+    seen: dict[str, object] = {}
+    for folder in folders:
+        cursor = None
+        while True:
+            page = await client.list_messages(folder, limit=200, cursor=cursor)
+            done = False
+            for s in page.items:
+                if since is not None and s.sent_at is not None and s.sent_at < since:
+                    done = True  # newest first: everything after this is older
+                    break
+                seen.setdefault(s.id, s)
+            cursor = page.next_cursor
+            if done or not cursor or not page.items:
+                break
+    return list(seen.values())
+
+
+async def _attachment_bytes(client, message, attachment, folder: Path) -> bytes:
+    from tui.downloads import download_attachment
+
+    path = await download_attachment(client, message.id, attachment, folder)
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    finally:
+        path.unlink(missing_ok=True)
+    if hashlib.sha256(data).hexdigest() != (attachment.sha256 or "").lower():
+        raise ExportError(f"An attachment of \"{one_line(message.subject, 60)}\" did not match its checksum, so "
+                          f"the export stopped; try again.", code="checksum_mismatch")
+    return data
+
+
+async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterable[str] = DEFAULT_FOLDERS,
+                         since: datetime | None = None, host: str | None = None,
+                         progress: Callable[[int, int, str], None] | None = None) -> ExportResult:
+    """Add the folders' messages that are not in the Maildir yet; see the module's docstring.
+
+    Raises ExportError, or a PenError from the client (not signed in, unreachable, ...).
+    Messages written before a failure stay written and indexed.
+    """
+    from tui.pen_client import NotFound
+
+    root = Path(maildir).expanduser().absolute()
+    box = await asyncio.to_thread(Maildir, root)
+    host = host or _host(getattr(client, "server", None))
+    me = (getattr(getattr(client, "user", None), "email", "") or "").lower()
+    result = ExportResult(root)
+    with box.locked():
+        await asyncio.to_thread(box.load)
+        summaries = await _summaries(client, folders, since)
+        todo = [s for s in summaries if s.id not in box.messages]
+        result.skipped = len(summaries) - len(todo)
+        todo.sort(key=lambda s: (s.sent_at or datetime.min.replace(tzinfo=timezone.utc), s.id))
+        parents: dict[str, str | None] = {k: v.get("in_reply_to") for k, v in box.messages.items()}
+
+        async def ancestry(parent: str) -> list[str]:
+            chain, current = [], parent
+            while current and current not in chain and len(chain) < MAX_ANCESTORS:
+                chain.append(current)
+                if current not in parents:
+                    try:
+                        parents[current] = (await client.get_message(current)).in_reply_to
+                    except NotFound:
+                        parents[current] = None
+                current = parents[current]
+            return list(reversed(chain))
+
+        with tempfile.TemporaryDirectory(prefix="penmail-export-") as scratch:
+            for number, summary in enumerate(todo, 1):
+                if progress:
+                    progress(number, len(todo), summary.subject)
+                message = await client.get_message(summary.id)
+                parents[message.id] = message.in_reply_to
+                files = [(a, await _attachment_bytes(client, message, a, Path(scratch)))
+                         for a in message.attachments]
+                refs = await ancestry(message.in_reply_to) if message.in_reply_to else []
+                own = bool(me) and message.sender.email.lower() == me
+                built = build_email(message, files, host=host, references=refs, own_copy=own)
+                data = serialize(built)
+                flags = _flags(message)
+                mtime = message.sent_at.timestamp() if message.sent_at else None
+                key = await asyncio.to_thread(box.deliver, data, flags=flags, mtime=mtime)
+                box.messages[message.id] = {"key": key, "folder": message.folder, "in_reply_to": message.in_reply_to}
+                await asyncio.to_thread(box.save)
+                result.added.append({"id": one_line(message.id), "key": key, "folder": one_line(message.folder),
+                                     "subject": one_line(message.subject), "flags": flags,
+                                     "attachments": len(files)})
+    return result

@@ -1,0 +1,172 @@
+"""penmail's line mode: `penmail <command>` prints plain lines (or JSON with --json) and
+exits, for scripts, screen readers and keyboards alone; no full-screen UI, no Textual.
+
+This module only declares the commands and their arguments (argparse, cheap to import);
+``tui.line.commands`` does the work and is imported when a command runs.
+
+Exit codes: 0 done, 1 failed, 2 usage (also a bad settings file), 3 not signed in,
+4 not found; 130 when stopped with Ctrl-C.  A failure is one sentence on stderr,
+"penmail: ...".  Colour only on a terminal, never with NO_COLOR or TERM=dumb.
+
+Plain output (stdout).  ``list``: one message a line, fields separated by a tab when
+stdout is not a terminal (aligned columns on one): id, date ("YYYY-MM-DD HH:MM", local),
+sender, two markers ("U" unread or "-", "A" attachments or "-"), subject.  ``status``:
+recipient, kind, status, "N attempts", last error or "-".  ``read``: "Label:" headers
+(From, To, Cc, Bcc, Date, Subject, Id), a numbered "Attachments:" list, a blank line, the
+text.  ``get``: each saved path.  Everything from the server is cleaned by tui.safe_text.
+
+--json prints one JSON document on one line.  Shapes (Address = {"email", "name"|null};
+times RFC 3339 UTC):
+
+* whoami: {"server", "id", "email", "display_name", "role", "package"|null}
+* login:  {"server", "email", "display_name", "role", "remembered": bool, "notice"|null}
+* logout: {"server", "email", "signed_out": bool}
+* list:   {"folder", "total", "count", "items": [Summary]} where Summary is {"id",
+  "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
+  "sent_at", "unread", "attachment_count", "size", "snippet"}
+* read, open: Summary + {"bcc": [Address], "in_reply_to"|null, "attachments":
+  [{"number", "id", "filename", "content_type", "size", "sha256"}], "body" (the text as
+  shown), "body_text", "has_html", "links": [url], "notifications": [Notification]}, with
+  "unread" as it is after reading
+* get:    {"message_id", "saved": [{"number", "attachment_id", "filename", "path", "size",
+  "sha256"}]}
+* send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
+  "in_reply_to", "attachments", "notifications": [Notification]}
+* status: {"message_id", "items": [Notification]} where Notification is {"recipient":
+  Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
+* export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
+  "flags", "attachments"}]}
+* any failure: {"error": {"code", "message", "exit_code"}} (and the sentence on stderr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE",
+           "add_commands", "run"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+FOLDERS = ("inbox", "sent", "archive", "trash")
+
+COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def add_commands(sub) -> None:
+    """Add the line-mode commands to `penmail`'s sub-parsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true",
+                        help="print one JSON document on standard output instead of lines")
+
+    def command(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=description or help_text)
+        p.set_defaults(func=run, line_command=name)
+        return p
+
+    p = command("login", "sign in and remember the sign-in in the system keyring",
+                "Sign in to the PEN. Asks for the server and e-mail address when they are not configured, "
+                "and for the password on a terminal; reads the password from standard input otherwise.")
+    p.add_argument("--server", help="the PEN's https:// address (saved in the settings file)")
+    p.add_argument("--email", help="your e-mail address on the PEN (saved in the settings file)")
+    p.add_argument("--ca-file", help="the PEN's CA certificate, for a PEN with a private CA (saved)")
+    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in in the keyring")
+
+    command("logout", "sign out: revoke the sign-in on the server and forget it here")
+    command("whoami", "show who you are signed in as, and where")
+
+    p = command("list", "list messages, one a line: id, date, sender, U(nread) A(ttachment), subject")
+    p.add_argument("--folder", choices=FOLDERS, default="inbox", help="the folder (default inbox)")
+    p.add_argument("--unread", action="store_true", help="only unread messages")
+    p.add_argument("--search", metavar="Q", help="only messages whose subject, sender or text matches Q")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N messages (default 50)")
+
+    p = command("read", "show a message's headers and text, and mark it read")
+    p.add_argument("id", metavar="ID", help="the message id (from `penmail list`)")
+    p.add_argument("--keep-unread", action="store_true", help="do not mark the message read")
+
+    p = command("get", "save a message's attachments (resumed, checked, never overwriting)")
+    p.add_argument("id", metavar="ID", help="the message id")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every attachment")
+    which.add_argument("--attachment", type=_positive, metavar="N", help="attachment number N (from `read`)")
+    p.add_argument("-o", "--output", metavar="DIR", help="the folder to save in (default: download_dir)")
+
+    p = command("send", "send a message; the text comes from standard input")
+    p.add_argument("--to", action="append", default=[], metavar="A",
+                   help="a recipient (repeat, or separate with commas)")
+    p.add_argument("--cc", action="append", default=[], metavar="A", help="a copy recipient")
+    p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
+    p.add_argument("--subject", help="the subject")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
+    p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
+
+    p = command("reply", "reply to a message; your text comes from standard input, the original is quoted")
+    p.add_argument("id", metavar="ID", help="the message to reply to")
+    p.add_argument("--all", action="store_true", help="reply to everyone on the message (never to yourself)")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
+
+    p = command("status", "show each recipient's notification status for a message you sent")
+    p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
+
+    p = command("open", "open the message of a notification e-mail's link (signing up as a guest if new)")
+    p.add_argument("url", metavar="URL", help="the link: https://<pen>/m/<message id>?t=<token>")
+    p.add_argument("--print", action="store_true", help="print the message as `read` does instead of the TUI")
+    p.add_argument("--keep-unread", action="store_true", help="with --print: do not mark the message read")
+
+    p = command("export", "write messages with their attachments into a Maildir, once each")
+    p.add_argument("--maildir", required=True, metavar="DIR", help="the Maildir (made when missing)")
+    p.add_argument("--folder", action="append", choices=FOLDERS, metavar="F",
+                   help="a folder to export (repeat for more; default inbox, archive and sent)")
+    p.add_argument("--since", metavar="DATE", help="only messages sent on or after DATE (2026-11-27)")
+
+
+ID_COMMANDS = ("read", "get", "reply", "status")
+_DASH_ID = re.compile(r"^-{1,2}[A-Za-z0-9_-]{14,200}$")
+
+
+def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Message ids are URL-safe base64, so one in 64 starts with "-", which argparse would
+    take for an option.  For the commands that take an ID, the first word after the command
+    that is not one of its options, and any later word that looks like an id and is not an
+    option, is moved behind "--", where argparse takes it as it is."""
+    if len(argv) < 2 or argv[0] not in ID_COMMANDS or "--" in argv:
+        return argv
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(argv[0]) if sub is not None else None
+    if command is None:
+        return argv
+    options = command._option_string_actions
+    kept, ids, expect_value = [], [], False
+    for n, word in enumerate(argv[1:]):
+        if expect_value:
+            kept.append(word)
+            expect_value = False
+            continue
+        name = word.split("=", 1)[0]
+        if name in options:
+            kept.append(word)
+            expect_value = "=" not in word and options[name].nargs is None and options[name].const is None \
+                and not isinstance(options[name], (argparse._StoreTrueAction, argparse._HelpAction))
+            continue
+        if word.startswith("-") and (n == 0 or _DASH_ID.match(word)):
+            ids.append(word)
+            continue
+        kept.append(word)
+    return [argv[0], *kept, "--", *ids] if ids else argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.line.commands import main
+
+    return main(args)
