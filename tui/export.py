@@ -471,7 +471,9 @@ async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterabl
                 current = parents[current]
             return list(reversed(chain))
 
-        with tempfile.TemporaryDirectory(prefix="penmail-export-") as scratch:
+        # Attachments are fetched into the Maildir's own tmp/ (the same disk as the
+        # messages; /tmp may be memory), and removed once they are in their message.
+        with tempfile.TemporaryDirectory(prefix=".penmail-export-", dir=root / "tmp") as scratch:
             for number, summary in enumerate(todo, 1):
                 if progress:
                     progress(number, len(todo), summary.subject)

@@ -865,7 +865,7 @@ async def cmd_open(run: Run) -> int | Callable[[], int]:
                               "password is not used there)"
         session, password = await run.sign_in(server, email, fallbacks=bool(mine), prompt=True, why=why)
     email = session.email
-    if args.print or not out.out_tty:
+    if args.print or not (out.out_tty and run.stdin_tty):
         try:
             return await read_and_print(run, session.client, message_id)
         finally:
