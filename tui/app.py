@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 from tui.config import Config
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
+from tui.screens.drafts import offer_saved_drafts
 from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
@@ -82,6 +83,7 @@ class PenmailApp(App):
         if session.store.problem:
             self.toast(session.store.problem, title="Keyring", timeout=10)
         self._follow_events()
+        offer_saved_drafts(self)  # drafts a crash or an earlier session left behind
 
     def on_descendant_focus(self, event) -> None:
         # A blinking cursor repaints forever and distracts; off unless animations are on.

@@ -1,0 +1,408 @@
+"""Writing a message: a new one, a reply, a reply to all or a forward, kept as a draft on
+disk while it is written (within two seconds of a change, and whenever the screen is left)
+so that a crash loses nothing. Sending uses the draft's Idempotency-Key, so a retry after a
+lost answer never sends twice. Every call to the PEN, and every draft write, runs in a
+worker; the screen reacts to what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, TextArea
+
+from tui.compose import (AddressBook, format_address, forward_body, forward_subject, quote_body, reply_recipients,
+                         reply_subject, validate_subject)
+from tui.drafts import Draft, DraftStore
+from tui.pen_client import Address, Conflict, Message, PenClient, PenError, RateLimited, ServerError, Unreachable
+from tui.safe_text import clean, one_line
+from tui.widgets.address_field import AddressField, SubjectField
+from tui.widgets.attachments import AttachmentPanel, Entry
+from tui.widgets.external_editor import edit_text
+from tui.widgets.safe_static import SafeStatic
+
+AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself)
+TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "forward": "Forward",
+          "draft": "Draft"}
+ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
+# Failures after which the message may or may not have been sent: the same key goes again.
+MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
+
+
+def _message_dict(m: Message) -> dict:
+    """The contract's shape, which tui.compose works on."""
+    def addr(a):
+        return {"email": a.email, "name": a.name}
+
+    return {"from": addr(m.sender), "to": [addr(a) for a in m.to], "cc": [addr(a) for a in m.cc],
+            "subject": m.subject, "sent_at": m.sent_at, "body_text": m.body_text, "body_html": m.body_html}
+
+
+def _reply_text(m: Message) -> str:
+    if m.body_text.strip() or not m.body_html:
+        return m.body_text
+    from tui.htmlbody import HtmlConversionError, html_to_text
+
+    try:
+        return html_to_text(m.body_html, timeout=1.0)[0]  # on the screen's thread: keep it short
+    except HtmlConversionError:
+        return ""
+
+
+class ComposeScreen(Screen):
+    AUTO_FOCUS = None  # on_mount: To when it is empty, else the body
+    # Keys no focused field takes (the body's TextArea has f6 and f7) and terminals pass on.
+    BINDINGS = [
+        Binding("f9,ctrl+enter", "send", "Send", id="compose.send"),
+        Binding("f3", "attach", "Attach", id="compose.attach"),
+        Binding("f8", "remove_attachment", "Remove file", id="compose.remove_attachment"),
+        Binding("f4", "editor", "Editor", id="compose.editor"),
+        Binding("f2", "save", "Save draft", show=False, id="compose.save"),
+        Binding("f12", "discard", "Discard draft", show=False, id="compose.discard"),
+        Binding("escape", "close", "Close", id="compose.close"),
+        Binding("f1", "app.help", "Help", id="compose.help"),
+    ]
+
+    def __init__(self, client: PenClient, draft: Draft, *, kind: str = "draft", store: DraftStore | None = None,
+                 forwarded: tuple = (), seen: list | None = None) -> None:
+        super().__init__()
+        self.client, self.draft, self.kind = client, draft, kind
+        self.store = store if store is not None else DraftStore()
+        self.book: AddressBook | None = None  # loaded in a thread on mount
+        self._seen = list(seen or [])  # addresses to remember once the book is loaded
+        self._forwarded = {a.id: a for a in forwarded}
+        self.touched = kind == "draft"  # a resumed draft is on disk already; a new one once edited
+        self.closed = False  # sent or discarded: never written again
+        self.sending = False
+        self.definite_failure = False  # the PEN refused the content: the next edit gets a new key
+        self.problem: str | None = None
+        self._info = ""
+        self._discard_armed = False
+        self._save_timer = None
+        self._save_lock = threading.Lock()
+        self._seq = self._saved_seq = 0
+
+    @classmethod
+    def start(cls, client: PenClient, kind: str = "new", message: Message | None = None,
+              store: DraftStore | None = None) -> "ComposeScreen":
+        """A new draft: empty, or a reply, reply-all or forward of `message`."""
+        if kind not in TITLES or kind == "draft" or (kind != "new" and message is None):
+            raise ValueError(f"cannot compose {kind!r}")
+        draft, forwarded, seen = Draft(), (), []
+        if message is not None and kind != "new":
+            m = _message_dict(message)
+            seen = [m["from"], *m["to"], *m["cc"]]
+            if kind == "forward":
+                draft.subject = forward_subject(message.subject)
+                draft.body = "\n\n" + forward_body(m)
+                draft.forward_of = message.id
+                draft.forward_attachment_ids = [a.id for a in message.attachments]
+                forwarded = message.attachments
+            else:
+                me = client.user.email if client.user else ""
+                to, cc = reply_recipients(m, me, reply_all=kind == "reply_all")
+                draft.to, draft.cc = [format_address(a) for a in to], [format_address(a) for a in cc]
+                draft.subject = reply_subject(message.subject)
+                draft.body = "\n\n" + quote_body(_reply_text(message), message.sent_at,
+                                                 message.sender.name or message.sender.email)
+                draft.in_reply_to = message.id
+        return cls(client, draft, kind=kind, store=store, forwarded=forwarded, seen=seen)
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        d = self.draft
+        yield SafeStatic("", id="compose-title")
+        with Vertical(id="compose-head"):
+            for name, label in ADDRESS_FIELDS:
+                with Horizontal(classes="compose-row"):
+                    yield SafeStatic(f" {label}:", classes="compose-label", id=f"{name}-label")
+                    yield AddressField(", ".join(one_line(a) for a in getattr(d, name)), lambda: self.book,
+                                       id=name, classes="compose-address",
+                                       placeholder="name@example.org, ...; right arrow completes")
+            with Horizontal(classes="compose-row"):
+                yield SafeStatic(" Subject:", classes="compose-label", id="subject-label")
+                yield SubjectField(clean(d.subject), id="subject")
+            yield AttachmentPanel(self.client, self._entries(), self.draft.forward_of, id="compose-files")
+        yield TextArea(clean(d.body), soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
+                       id="compose-body")
+        yield SafeStatic("", id="compose-status")
+        yield Footer()
+
+    def _entries(self) -> list[Entry]:
+        known = self._forwarded
+        forwarded = [Entry(known[i].filename if i in known else "forwarded attachment",
+                           known[i].size if i in known else None, upload_id=i, forwarded=True)
+                     for i in self.draft.forward_attachment_ids]
+        return forwarded + [Entry(os.path.basename(p), None, path=p) for p in self.draft.attachments]
+
+    def on_mount(self) -> None:
+        self._show_title()
+        self._load_book()
+        self._validate()
+        if not self.query_one("#to", AddressField).value:
+            self.query_one("#to").focus()
+        else:
+            body = self.query_one("#compose-body", TextArea)
+            body.focus()
+            body.move_cursor((0, 0))
+
+    def _field(self, name: str) -> AddressField:
+        return self.query_one(f"#{name}", AddressField)
+
+    def say(self, text: str) -> None:
+        self._info = text
+        self._show_status()
+
+    def _show_status(self) -> None:
+        # The latest news wins: a sentence said, or else what is wrong with the fields.
+        for status in self.query("#compose-status").results(SafeStatic):  # none once the screen is gone
+            status.show(self._info or self.problem or "")
+
+    def _show_title(self, saved: str = "") -> None:
+        who = self.client.user.email if self.client.user else ""
+        for title in self.query("#compose-title").results(SafeStatic):
+            title.show(f"{TITLES[self.kind]}  from {who}  {saved}".rstrip())
+
+    # ------------------------------------------------------------ workers that fetch
+
+    @work(thread=True, group="compose-book", exit_on_error=False)
+    def _load_book(self) -> None:
+        book = AddressBook()
+        if self._seen:
+            book.add_many(self._seen)
+        self.book = book
+
+    # ------------------------------------------------------------ editing and drafts
+
+    def _collect(self) -> bool:
+        """Copy the fields into the draft; True when something changed."""
+        entries = self.query_one(AttachmentPanel).entries
+        now = {name: self._field(name).items() for name, _ in ADDRESS_FIELDS}
+        now.update(subject=self.query_one("#subject", Input).value, body=self.query_one(TextArea).text,
+                   attachments=[e.path for e in entries if e.path],
+                   forward_attachment_ids=[e.upload_id for e in entries if e.forwarded])
+        changed = {k: v for k, v in now.items() if getattr(self.draft, k) != v}
+        for key, value in changed.items():
+            setattr(self.draft, key, value)
+        return bool(changed)
+
+    def _changed(self) -> None:
+        if self.closed or not self._collect():
+            return
+        self.touched = True
+        self._discard_armed = False
+        if self.definite_failure:  # the refused content changed: a new sending attempt
+            self.draft.new_idempotency_key()
+            self.definite_failure = False
+        if self._save_timer is None:
+            self._save_timer = self.set_timer(AUTOSAVE_SECONDS, self._autosave)
+
+    @on(Input.Changed, ".compose-address")
+    @on(Input.Changed, "#subject")
+    def _field_changed(self) -> None:
+        self._validate()
+        self._changed()
+
+    @on(TextArea.Changed, "#compose-body")
+    def _body_changed(self) -> None:
+        self._changed()
+
+    @on(AttachmentPanel.Changed)
+    def _files_changed(self) -> None:
+        self._changed()
+
+    @on(AttachmentPanel.Said)
+    def _files_said(self, event: AttachmentPanel.Said) -> None:
+        self.say(event.text)
+
+    @on(SubjectField.Refused)
+    def _subject_refused(self, event: SubjectField.Refused) -> None:
+        self.say(f"Not pasted: {event.reason} Type the subject on one line.")
+
+    @on(Input.Submitted, ".compose-address")
+    @on(Input.Submitted, "#subject")
+    def _next_field(self) -> None:
+        self.focus_next()
+
+    @on(Input.Submitted, "#compose-path")
+    def _path_given(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def _validate(self) -> None:
+        problems = []
+        for name, label in ADDRESS_FIELDS + (("subject", "Subject"),):
+            field = self.query_one(f"#{name}", Input)
+            errors = field.addresses()[1] if isinstance(field, AddressField) else \
+                [e for e in [validate_subject(field.value)] if e]
+            field.set_class(bool(errors), "-invalid")
+            # The mark is a character, not colour alone.
+            self.query_one(f"#{name}-label", SafeStatic).show(f"{'!' if errors else ' '}{label}:")
+            problems += [f"{label}: {e}" for e in errors[:1]]
+        problem = problems[0] if problems else None
+        if problem != self.problem:
+            self.problem, self._info = problem, ""
+        self._show_status()
+
+    def _autosave(self) -> None:
+        self._save_timer = None
+        if self.touched and not self.closed:
+            self._save_in_thread(*self._snapshot())
+
+    def _snapshot(self) -> tuple[int, Draft]:
+        self._seq += 1
+        return self._seq, Draft.from_dict(self.draft.to_dict())
+
+    def _write(self, seq: int, copy: Draft) -> str | None:
+        """Write one snapshot unless a newer one is on disk already, or the draft is gone."""
+        with self._save_lock:
+            if self.closed or seq <= self._saved_seq:
+                return None
+            try:
+                self.store.save(copy)
+            except OSError as exc:
+                return f"The draft could not be saved ({exc.strerror or exc}); keep this screen open."
+            self._saved_seq = seq
+        return None
+
+    @work(thread=True, group="compose-save", exit_on_error=False)
+    def _save_in_thread(self, seq: int, copy: Draft) -> None:
+        problem = self._write(seq, copy)
+        if problem:
+            self.app.call_from_thread(self.say, problem)
+        else:
+            self.app.call_from_thread(self._show_title, "(draft saved)")
+
+    def _save_now(self) -> None:
+        """Leaving the screen: write at once, here (a worker might not outlive the screen)."""
+        if self._save_timer is not None:
+            self._save_timer.stop()
+            self._save_timer = None
+        if self.touched and not self.closed:
+            problem = self._write(*self._snapshot())
+            if problem:
+                self.app.toast(problem, title="Draft", severity="error")
+
+    def on_screen_suspend(self) -> None:
+        self._save_now()
+
+    def on_unmount(self) -> None:
+        self._save_now()
+
+    def _forget(self) -> None:
+        with self._save_lock:
+            self.closed = True
+            self.store.delete(self.draft.id)
+
+    # ------------------------------------------------------------ actions
+
+    def action_close(self) -> None:
+        if self.query_one(AttachmentPanel).hide_prompt():
+            self.query_one(TextArea).focus()
+            return
+        self._save_now()
+        if self.touched:
+            self.app.toast(f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept; "
+                           f"it is offered again when you next sign in.", title="Draft")
+        self.app.pop_screen()
+
+    def action_save(self) -> None:
+        self.touched = True
+        self._save_in_thread(*self._snapshot())
+
+    def action_discard(self) -> None:
+        if not self._discard_armed:
+            self._discard_armed = True
+            self.say("Press F12 again to discard this draft for good; any change keeps it.")
+            return
+        self._forget()
+        self.app.toast("The draft was discarded.", title="Draft")
+        self.app.pop_screen()
+
+    def action_attach(self) -> None:
+        self.query_one(AttachmentPanel).ask_path()
+
+    def action_remove_attachment(self) -> None:
+        self.query_one(AttachmentPanel).remove_current()
+
+    def action_editor(self) -> None:
+        body = self.query_one(TextArea)
+        text, sentence = edit_text(self.app, body.text, self.store.root)
+        if text is not None:
+            body.load_text(text)
+            self._changed()
+        self.say(sentence)
+
+    # ------------------------------------------------------------ sending
+
+    def _unsendable(self) -> str | None:
+        if self.problem:
+            return self.problem
+        if not any(self._field(name).addresses()[0] for name, _ in ADDRESS_FIELDS):
+            return "Add at least one recipient in To, Cc or Bcc."
+        if self.query_one(AttachmentPanel).uploading:
+            return "An attachment is still uploading; send when the bar is gone."
+        return None
+
+    def action_send(self) -> None:
+        if self.sending:
+            self.say("Sending already; wait for the PEN's answer.")
+            return
+        self._collect()
+        problem = self._unsendable()
+        if problem:
+            self.say(f"Not sent: {problem}")
+            return
+        self.sending = True
+        self.say("Sending ...")
+        self._send()
+
+    @work(group="compose-send", exit_on_error=False)
+    async def _send(self) -> None:
+        try:
+            await self._send_draft()
+        finally:
+            self.sending = False
+
+    async def _send_draft(self) -> None:
+        if self.touched:
+            await asyncio.to_thread(self._write, *self._snapshot())
+        files = self.query_one(AttachmentPanel)
+        if not await files.upload_all():
+            return
+        fields = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
+                  for name, _ in ADDRESS_FIELDS}
+        try:
+            message = await self.client.send(
+                **fields, subject=self.draft.subject, body_text=self.draft.body, in_reply_to=self.draft.in_reply_to,
+                attachments=[e.upload_id for e in files.entries], idempotency_key=self.draft.idempotency_key)
+        except PenError as exc:
+            maybe = isinstance(exc, MAYBE_SENT)
+            self.definite_failure = not maybe
+            if exc.code == "idempotency_key_reused":  # an earlier attempt with other content got through
+                self.say("Not sent: a message from this draft may have gone already, with other content; "
+                         "look in Sent before you send it again.")
+            else:
+                self.say(f"Not sent: {exc.message} " + ("The draft is kept; press F9 to try again (it cannot go "
+                         "twice)." if maybe else "The draft is kept; change it and send again."))
+            return
+        await asyncio.to_thread(self._forget)
+        sent_to = [a.to_json() for people in fields.values() for a in people]
+        await asyncio.to_thread((self.book or AddressBook()).add_many, sent_to)
+        # The app closes this screen: a worker of the screen would end with it.
+        self.app.call_later(_after_sent, self.app, self, message)
+
+
+async def _after_sent(app, screen: ComposeScreen, message: Message) -> None:
+    while screen in app.screen_stack:
+        await app.pop_screen()
+    try:
+        app.show_notifications(message.id, message.subject)
+    except ImportError:  # the notifications screen is not there yet
+        app.toast(f"Sent \u201c{one_line(message.subject, 60)}\u201d.", title="Sent")
