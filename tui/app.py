@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 
 from textual import on, work
@@ -31,7 +32,7 @@ HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00fff
 
 
 class PenmailApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
 
@@ -123,11 +124,16 @@ class PenmailApp(App):
             return
         self.open_message(message)
 
-    def compose(self, kind: str = "new", message=None) -> None:
-        """New message, reply, reply-all or forward: the compose screen with a new draft."""
+    def start_compose(self, kind: str = "new", message=None) -> None:
+        """New message, reply, reply-all or forward: the compose screen with a new draft.
+        (Not `compose`: that name is Textual's hook for an app's own widgets.)"""
         from tui.screens.compose import ComposeScreen
 
         self.push_screen(ComposeScreen.start(self.session.client, kind, message))
+
+    def action_compose(self, kind: str = "new") -> None:
+        """What the keys bound to "app.compose('new')" run."""
+        self.start_compose(kind)
 
     def resume_draft(self, draft) -> None:
         from tui.screens.compose import ComposeScreen
