@@ -43,6 +43,7 @@ class PenmailApp(App):
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
+        self._events_started = False
         self.env = os.environ if env is None else env
         if not config.animations:
             self.animation_level = "none"
@@ -73,6 +74,7 @@ class PenmailApp(App):
 
     def signed_in(self, session: Session) -> None:
         self.session = session
+        self._events_started = False
         mailbox = MailboxScreen(session.client)
         if len(self.screen_stack) > 1:
             self.switch_screen(mailbox)
@@ -83,7 +85,6 @@ class PenmailApp(App):
             self.open_message_id = None
         if session.store.problem:
             self.toast(session.store.problem, title="Keyring", timeout=10)
-        self._follow_events()
         offer_saved_drafts(self)  # drafts a crash or an earlier session left behind
 
     def on_descendant_focus(self, event) -> None:
@@ -154,6 +155,13 @@ class PenmailApp(App):
             else:
                 mailbox.query_one("#messages").replace(summary)
 
+    def start_events(self) -> None:
+        """Follow the event stream, once the first page is drawn (it does not compete with
+        it); opening the stream reloads the list, so nothing that came between is missed."""
+        if self.session is not None and not self._events_started:
+            self._events_started = True
+            self._follow_events()
+
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:
         """New mail and delivery news without a manual refresh; reconnects with backoff."""
@@ -172,6 +180,10 @@ class PenmailApp(App):
             delay = min(delay * 2, 60.0)
 
     def dispatch_event(self, event) -> None:
+        if event.kind == "stream.open":
+            mailbox = self.mailbox()
+            if mailbox is not None:
+                mailbox.reload(keep_cursor=True)
         if event.kind == "message.new":
             mailbox = self.mailbox()
             if mailbox is not None:

@@ -572,6 +572,8 @@ class PenClient:
                     if response.status_code != 200:
                         await response.aread()
                         raise self._error_of(response)
+                    # Events from before this point were missed: callers catch up on this one.
+                    yield Event("stream.open")
                     kind, data = "message", []
                     async for line in response.aiter_lines():
                         if line == "":

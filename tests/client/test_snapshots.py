@@ -81,7 +81,7 @@ def signed_in_app(snap_pen, tmp_path) -> PenmailApp:
 
 async def mailbox_ready(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen)
+    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.query(MessageList)
                    and app.screen.query_one(MessageList).highlighted is not None)
     await pilot.pause()
 

@@ -28,7 +28,7 @@ class MailboxScreen(Screen):
         Binding("3", "folder('archive')", "Archive folder", show=False, id="mailbox.archive_folder"),
         Binding("4", "folder('trash')", "Trash folder", show=False, id="mailbox.trash_folder"),
         Binding("c", "app.compose('new')", "Compose", id="mailbox.compose"),
-        Binding("u", "toggle_unread", "Unread", id="mailbox.toggle_unread"),
+        Binding("u", "toggle_unread", "Read or unread", show=False, id="mailbox.toggle_unread"),
         Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
@@ -95,6 +95,8 @@ class MailboxScreen(Screen):
     @on(MessageList.Highlighted)
     def _highlighted(self, event: MessageList.Highlighted) -> None:
         self._update_title()
+        if self.query_one(MessageList).loaded_once:
+            self.app.start_events()
 
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:

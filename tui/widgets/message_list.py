@@ -98,6 +98,7 @@ class MessageList(ScrollView, can_focus=True):
         self._cursors: list[str | None] = [None]  # the cursor that starts page i
         self._loading: set[int] = set()
         self._generation = 0
+        self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
 
     # ------------------------------------------------------------ data
@@ -106,6 +107,7 @@ class MessageList(ScrollView, can_focus=True):
         """Start again from the first page (a new folder, a search, new mail)."""
         if loader is not None:
             self.loader = loader
+        self._started = True
         self._generation += 1
         self._pages.clear()
         self._cursors = [None]
@@ -136,7 +138,7 @@ class MessageList(ScrollView, can_focus=True):
                     return
 
     def _request(self, number: int) -> None:
-        if number in self._pages or number in self._loading or self.loader is None:
+        if not self._started or number in self._pages or number in self._loading or self.loader is None:
             return
         # Keyset paging reaches page N only through the pages before it.
         known = len(self._cursors) - 1

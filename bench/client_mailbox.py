@@ -1,0 +1,192 @@
+"""penmail benchmarks for issue 3, each in one run:
+
+1. Start-up to the first mailbox frame, signed in, against a bare Textual app that shows one
+   label: each is a fresh process, timed from spawn to the first frame (the process prints
+   the moment and exits), median of several runs, as a ratio.
+2. A mailbox of 100,000 messages: the first page drawn after sign-in (ms), then the list
+   scrolled from top to bottom with the keyboard (`G`, which walks the keyset pages), and the
+   client's resident memory before and after (MiB).
+
+    /work/venv/bin/python bench/client_mailbox.py [--messages 100000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
+from server_mailbox import PASSWORD, seed  # noqa: E402
+
+BARE = textwrap.dedent("""
+    import time, sys
+    from textual.app import App
+    from textual.widgets import Label
+    class Bare(App):
+        def compose(self):
+            yield Label("hello")
+        def on_mount(self):
+            self.call_after_refresh(self.done)
+        def done(self):
+            print(time.time(), flush=True)
+            self.exit()
+    Bare().run(headless=True)
+""")
+
+PENMAIL = textwrap.dedent("""
+    import time, sys
+    from tui.app import PenmailApp
+    from tui.config import load_config
+    from tui.screens.mailbox import MailboxScreen
+    from tui.widgets.message_list import MessageList
+
+    class Timed(PenmailApp):
+        seen = False
+        def on_mount(self):
+            super().on_mount()
+            self.set_interval(0.002, self.check)
+        def check(self):
+            found = self.screen.query(MessageList) if isinstance(self.screen, MailboxScreen) else []
+            if found and found.first().loaded_once and found.first().highlighted is not None and not self.seen:
+                self.seen = True
+                self.call_after_refresh(self.done)
+        async def done(self):
+            print(time.time(), flush=True)
+            await self.action_quit()  # waits until the rotated refresh token is in the keyring
+    Timed(load_config()).run(headless=True)
+""")
+
+
+def first_frame(code: str, env: dict) -> float:
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return float(out.stdout.strip().splitlines()[-1]) - start
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def scroll_run(config) -> dict:
+    """In this process: sign in, time the first page, scroll to the end, measure memory."""
+    import gc
+
+    from tui.app import PenmailApp
+    from tui.screens.mailbox import MailboxScreen
+    from tui.widgets.message_list import MessageList
+
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
+    out: dict = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not isinstance(app.screen, MailboxScreen):
+            await pilot.pause(0.001)
+        signed_in = time.perf_counter()
+        while not app.screen.query(MessageList):  # the screen is current before its widgets are up
+            await pilot.pause(0.001)
+        ml = app.screen.query_one(MessageList)
+        while not (ml.loaded_once and ml.highlighted is not None):
+            await pilot.pause(0.001)
+        await pilot.pause()  # the frame with the rows
+        out["first_page_ms"] = round((time.perf_counter() - signed_in) * 1000, 1)
+        gc.collect()
+        out["rss_start_mib"] = round(rss_mib(), 1)
+        t = time.perf_counter()
+        await pilot.press("G")
+        while ml.cursor < ml.total - 1 or ml.highlighted is None:
+            await pilot.pause(0.01)
+        await pilot.pause()
+        out["scroll_to_end_s"] = round(time.perf_counter() - t, 1)
+        out["last_row"] = ml.highlighted.subject
+        gc.collect()
+        out["rss_end_mib"] = round(rss_mib(), 1)
+        out["rss_growth_mib"] = round(out["rss_end_mib"] - out["rss_start_mib"], 1)
+        out["pages_in_memory"] = len(ml._pages)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="penmail-bench-"))
+    sink = SmtpSink().start()
+    result: dict = {"messages": args.messages}
+    try:
+        port = free_port()
+        init_pen(root / "pen", port=port)
+        add_user(root / "pen", "reader@bench.example", "Reader", PASSWORD)
+        add_user(root / "pen", "sender@bench.example", "Sender", PASSWORD)
+        seed(root / "pen", args.messages)
+        process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
+        try:
+            config_file = root / "config.toml"
+            config_file.write_text(f'server = "{process.url}"\nca_file = "{process.ca_file}"\n'
+                                   f'email = "reader@bench.example"\n')
+            # Signed in as a person is after the first time: a refresh token in the keyring.
+            env = dict(os.environ, PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"),
+                       PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
+                       BENCH_KEYRING_FILE=str(root / "keyring.json"))
+            env.pop("PENMAIL_PASSWORD", None)
+            remember = (f"import asyncio\nfrom tui.session import Session\n"
+                        f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
+                        f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n")
+            subprocess.run([sys.executable, "-c", remember], env=env, check=True, cwd=ROOT)
+            first_frame(BARE, env), first_frame(PENMAIL, env)  # warm the disk cache
+            bare, pen = [], []
+            for _ in range(args.runs):  # in turns, so that other load falls on both alike
+                bare.append(first_frame(BARE, env))
+                pen.append(first_frame(PENMAIL, env))
+            result["bare_first_frame_ms"] = round(statistics.median(bare) * 1000)
+            result["penmail_first_mailbox_frame_ms"] = round(statistics.median(pen) * 1000)
+            result["startup_ratio"] = round(statistics.median(pen) / statistics.median(bare), 2)
+
+            import asyncio
+
+            from tui.config import load_config
+
+            os.environ.update(PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"))
+            result.update(asyncio.run(scroll_run(load_config())))
+        finally:
+            process.stop()
+    finally:
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"start-up, median of {args.runs} (signed in from a refresh token in the keyring, "
+              f"mailbox of {args.messages}):")
+        print(f"  bare Textual app, one label   {result['bare_first_frame_ms']} ms")
+        print(f"  penmail, first mailbox frame  {result['penmail_first_mailbox_frame_ms']} ms"
+              f"   ratio {result['startup_ratio']}   (target <= 2)")
+        print(f"mailbox of {args.messages}: first page drawn {result['first_page_ms']} ms after sign-in"
+              f"   (target <= 300 ms)")
+        print(f"  scrolled to the end in {result['scroll_to_end_s']} s (last row: {result['last_row']!r})")
+        print(f"  memory {result['rss_start_mib']} -> {result['rss_end_mib']} MiB, growth "
+              f"{result['rss_growth_mib']} MiB   (target < 50 MiB); pages kept: {result['pages_in_memory']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
