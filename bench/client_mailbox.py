@@ -97,10 +97,10 @@ async def scroll_run(config) -> dict:
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
     out: dict = {}
     async with app.run_test(size=(120, 40)) as pilot:
-        while not isinstance(app.screen, MailboxScreen):
+        while app.session is None:  # signed in from here on
             await pilot.pause(0.001)
         signed_in = time.perf_counter()
-        while not app.screen.query(MessageList):  # the screen is current before its widgets are up
+        while not (isinstance(app.screen, MailboxScreen) and app.screen.query(MessageList)):
             await pilot.pause(0.001)
         ml = app.screen.query_one(MessageList)
         while not (ml.loaded_once and ml.highlighted is not None):

@@ -23,7 +23,6 @@ from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
-from tui.screens.starting import StartingScreen
 from tui.session import Session, sign_in_quietly
 
 HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00ffff", accent="#ffff00",
@@ -58,9 +57,12 @@ class PenmailApp(App):
             self.set_keymap(self.config.keys)
         if self.session is not None and self.session.client.signed_in:
             self.signed_in(self.session)
+        elif not (self.config.server and self.config.email):
+            self.push_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file))
         else:
-            # The first frame comes before any network: a quiet sign-in runs behind it.
-            self.push_screen(StartingScreen())
+            # The first frame comes before any network: the mailbox is laid out while a
+            # quiet sign-in runs behind it.
+            self.push_screen(MailboxScreen(None))
             self._sign_in_quietly()
 
     @work(exclusive=True, group="signin", exit_on_error=False)
@@ -75,11 +77,12 @@ class PenmailApp(App):
     def signed_in(self, session: Session) -> None:
         self.session = session
         self._events_started = False
-        mailbox = MailboxScreen(session.client)
-        if len(self.screen_stack) > 1:
-            self.switch_screen(mailbox)
+        if isinstance(self.screen, MailboxScreen) and self.screen.client is None:
+            self.screen.attach(session.client)
+        elif len(self.screen_stack) > 1:
+            self.switch_screen(MailboxScreen(session.client))
         else:
-            self.push_screen(mailbox)
+            self.push_screen(MailboxScreen(session.client))
         if self.open_message_id:
             self._open_by_id(self.open_message_id)
             self.open_message_id = None

@@ -72,10 +72,11 @@ class Session:
             return False
 
     async def sign_out(self) -> None:
+        await self.settle()  # a rotated token still being stored must land before we forget
         await self.client.logout()
+        await self.settle()
         if self.use_keyring:
             await asyncio.to_thread(self.store.forget)
-        await self.settle()
 
 
 async def sign_in_quietly(config: Config, env: Mapping[str, str] | None = None,
