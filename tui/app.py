@@ -13,6 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config
@@ -94,6 +95,14 @@ class PenmailApp(App):
         # A blinking cursor repaints forever and distracts; off unless animations are on.
         if not self.config.animations and hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = False
+        if isinstance(event.widget, (Input, TextArea)):
+            # A field shown and focused in one go places the terminal cursor before it is
+            # laid out; place it again once it is (screen readers follow the cursor).
+            self.call_after_refresh(self._cursor_to_field, event.widget)
+
+    def _cursor_to_field(self, widget) -> None:
+        if widget.has_focus and widget.is_mounted:
+            self.cursor_position = widget.cursor_screen_offset
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from tui.compose import format_date
 from tui.drafts import Draft, DraftStore
 from tui.safe_text import one_line, safe_text
+from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.safe_static import SafeStatic
 
 
@@ -59,7 +60,7 @@ class DraftsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="drafts-box"):
             yield SafeStatic("", id="drafts-title")
-            yield OptionList(id="drafts-list")
+            yield CursorOptionList(id="drafts-list")
             yield SafeStatic("enter resumes, d discards, escape keeps them for later", id="drafts-status")
         yield Footer()
 

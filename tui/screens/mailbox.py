@@ -12,6 +12,7 @@ from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.pen_client import PenClient, PenError, Summary
+from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.message_list import MessageList
 from tui.widgets.safe_static import SafeStatic
 
@@ -50,8 +51,8 @@ class MailboxScreen(Screen):
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
         with Horizontal():
-            yield OptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
-                             id="folders")
+            yield CursorOptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
+                                   id="folders")
             with Vertical(id="list-pane"):
                 yield Input(placeholder="Search subject, sender and text; enter to search, escape to clear",
                             id="search")

@@ -7,13 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.binding import Binding
-from textual.geometry import Offset
-from textual.strip import Strip
-from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui.pen_client import Attachment
 from tui.safe_text import one_line, safe_text
+from tui.widgets.cursor_list import CursorOptionList
 
 
 def human_size(n: int) -> str:
@@ -31,7 +29,7 @@ def attachment_row(number: int, attachment: Attachment, saved: Path | None = Non
     return f"{'>' if marked else ' '} {number}. {name}  ({kind}, {human_size(attachment.size)}){note}"
 
 
-class ReaderAttachmentList(OptionList):
+class ReaderAttachmentList(CursorOptionList):
     """The attachments of one message; ``highlighted_attachment`` is the one keys act on."""
 
     BINDINGS = [
@@ -79,31 +77,3 @@ class ReaderAttachmentList(OptionList):
         super().watch_highlighted(highlighted)
         if self.attachments:
             self._mark()
-
-    # ------------------------------------------------------------ the terminal cursor
-
-    def render_line(self, y: int) -> Strip:
-        strip = super().render_line(y)
-        if self.has_focus and self.highlighted is not None:
-            if self._index_to_line.get(self.highlighted) == int(self.scroll_offset.y) + y:
-                region = self.content_region
-                self.app.cursor_position = Offset(region.x, region.y + y)
-        return strip
-
-    def _place_terminal_cursor(self) -> None:
-        if not self.has_focus or not self.is_mounted or self.highlighted is None:
-            return
-        line = self._index_to_line.get(self.highlighted)
-        if line is None:
-            return
-        row = line - int(self.scroll_offset.y)
-        region = self.content_region
-        if 0 <= row < region.height:
-            self.app.cursor_position = Offset(region.x, region.y + row)
-
-    def on_focus(self) -> None:
-        self.call_after_refresh(self._place_terminal_cursor)
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        self._place_terminal_cursor()

@@ -1,0 +1,218 @@
+"""penmail without a mouse: every user flow by key presses alone against the real server
+(sign in, folders, search, open, save an attachment, reply, notifications, sign out), with
+the terminal cursor on the highlighted row or the focused field at every step; escape backs
+out of every screen and dialog; lists take vim keys beside the arrows; no animation and no
+blinking cursor by default; keys remapped by binding id in the settings work and show in help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.message_pump import MessagePump
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Input, TextArea
+
+from tests.conftest import PASSWORD
+from tests.tui_helpers import config_for, rendered, wait_for
+from tui.app import PenmailApp
+from tui.screens.compose import ComposeScreen
+from tui.screens.drafts import DraftsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.mailbox import MailboxScreen
+from tui.screens.notifications import NotificationsScreen
+from tui.screens.reader import ReaderScreen
+from tui.screens.signin import SignInScreen
+from tui.widgets.message_list import MessageList
+from tui.widgets.notification_table import NotificationTable
+from tui.widgets.reader_attachments import ReaderAttachmentList
+
+MOUSE = (events.MouseDown, events.MouseUp, events.Click, events.MouseScrollDown, events.MouseScrollUp)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def no_mouse(monkeypatch):
+    """Any mouse press, release, click or wheel reaching the app fails the test; so does the
+    pilot's click (a test of keyboard use must never reach for it)."""
+    seen: list = []
+
+    def guard(original):
+        def post_message(self, message):
+            if isinstance(message, MOUSE):
+                seen.append(message)
+                raise AssertionError(f"a mouse event reached the app: {message!r}")
+            return original(self, message)
+        return post_message
+
+    monkeypatch.setattr(MessagePump, "post_message", guard(MessagePump.post_message))
+    monkeypatch.setattr(Widget, "post_message", guard(Widget.post_message))
+
+    async def refuse(*a, **kw):
+        raise AssertionError("a keyboard-only test used the mouse")
+
+    for name in ("click", "double_click", "triple_click", "mouse_down", "mouse_up", "hover"):
+        monkeypatch.setattr(Pilot, name, refuse)
+    return seen
+
+
+def cursor_on_focus(app) -> Widget:
+    """Focus is somewhere, and the terminal cursor is inside the focused widget."""
+    focused = app.focused
+    assert focused is not None, f"nothing has focus on {type(app.screen).__name__}"
+    assert focused.content_region.contains_point(app.cursor_position), \
+        (type(app.screen).__name__, focused, focused.content_region, app.cursor_position)
+    return focused
+
+
+def cursor_on_row(app, widget, line: int) -> None:
+    """The terminal cursor is on `line` (a line of the widget's content, scrolled)."""
+    assert app.focused is widget
+    assert app.cursor_position.y == widget.content_region.y + line - int(widget.scroll_offset.y), \
+        (widget, line, app.cursor_position, widget.content_region)
+
+
+async def settle(pilot) -> None:
+    await pilot.pause()
+    await pilot.pause()
+
+
+def upload_and_send(pen, subject: str, body: str) -> dict:
+    import uuid
+
+    with pen.as_user("bob") as c:
+        r = c.post("/uploads?filename=scan-results.txt", content=b"keyboard only\n" * 100,
+                   headers={"Content-Type": "text/plain"})
+        assert r.status_code == 201, r.text
+        payload = {"to": [{"email": "ann@abc.example"}], "subject": subject, "body_text": body,
+                   "attachments": [r.json()["id"]]}
+        r = c.post("/messages", json=payload, headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+async def test_every_flow_by_keys_alone(pen, state, no_mouse):
+    subject = "Keyboard only scan results"
+    sent = upload_and_send(pen, subject, "The scan is attached.")
+    downloads = state / "downloads"
+    downloads.mkdir()
+    app = PenmailApp(config_for(pen, tmp=downloads), env={}, use_keyring=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # ---- sign in: the password typed on the sign-in screen
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and app.focused is not None
+                       and app.focused.id == "password")
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press(*PASSWORD)
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.client is not None)
+        mailbox = app.screen
+        messages = mailbox.query_one(MessageList)
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+
+        # ---- folders by number, then through the folder list with tab
+        await pilot.press("2")
+        await wait_for(pilot, lambda: mailbox.folder == "sent")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: mailbox.folder == "inbox")
+        await pilot.press("tab")
+        await settle(pilot)
+        folders = mailbox.query_one("#folders")
+        assert app.focused is folders
+        cursor_on_row(app, folders, 0)
+        await pilot.press("j", "j")  # vim keys beside the arrows
+        await settle(pilot)
+        cursor_on_row(app, folders, 2)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: mailbox.folder == "archive" and app.focused is messages)
+        await pilot.press("shift+tab")
+        await settle(pilot)
+        assert app.focused is folders
+        await pilot.press("k", "k", "enter")
+        await wait_for(pilot, lambda: mailbox.folder == "inbox" and app.focused is messages)
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)
+
+        # ---- find with /
+        await pilot.press("slash")
+        await settle(pilot)
+        assert app.focused.id == "search"
+        cursor_on_focus(app)
+        await pilot.press(*"scan results")
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.focused is messages and messages.highlighted is not None
+                       and messages.highlighted.id == sent["id"])
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        line = rendered(app)[0].splitlines()[app.cursor_position.y]
+        assert ">" in line and subject in line
+
+        # ---- open, and save the attachment
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        await settle(pilot)
+        assert app.focused.id == "body"
+        cursor_on_focus(app)
+        await pilot.press("shift+tab")  # the attachment list is above the body
+        await settle(pilot)
+        attachments = reader.query_one(ReaderAttachmentList)
+        assert app.focused is attachments
+        cursor_on_row(app, attachments, 0)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: (downloads / "scan-results.txt").exists() and not reader.downloading,
+                       timeout=30)
+        assert (downloads / "scan-results.txt").read_bytes() == b"keyboard only\n" * 100
+        await pilot.press("tab")
+        await settle(pilot)
+        assert app.focused.id == "body"
+
+        # ---- reply: type and send with f9
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        compose = app.screen
+        await settle(pilot)
+        assert app.focused.id == "compose-body"
+        cursor_on_focus(app)
+        await pilot.press(*"Thanks, got it.")
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("f9")
+
+        # ---- the notifications follow the send; the rows reach "sent"
+        await wait_for(pilot, lambda: compose not in app.screen_stack and isinstance(app.screen, NotificationsScreen),
+                       timeout=30)
+        notifications = app.screen
+        table = notifications.query_one(NotificationTable)
+        await wait_for(pilot, lambda: table.items and all(n.status == "sent" for n in table.items), timeout=45)
+        await settle(pilot)
+        assert app.focused is table
+        cursor_on_focus(app)
+        assert app.cursor_position.y == table.content_region.y + table._cursor_line()
+        assert " sent " in rendered(app)[0]
+
+        # ---- back out with escape, then sign out with L
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is reader)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        await pilot.press("L")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen), timeout=20)
+        await settle(pilot)
+        cursor_on_focus(app)
+    assert not no_mouse
