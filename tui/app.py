@@ -52,6 +52,7 @@ class PenmailApp(App):
 
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
         if self.config.keys:
@@ -103,6 +104,22 @@ class PenmailApp(App):
     def _cursor_to_field(self, widget) -> None:
         if widget.has_focus and widget.is_mounted:
             self.cursor_position = widget.cursor_screen_offset
+
+    def _screen_changed(self, screen: Screen) -> None:
+        """Back on a screen (a dialog closed): the terminal cursor returns to its focused
+        row or field, which may not be drawn again (nor focused again) to put it there."""
+        self.call_after_refresh(self.place_terminal_cursor)
+
+    def place_terminal_cursor(self) -> None:
+        widget = self.focused
+        if widget is None or not widget.is_mounted:
+            return
+        if isinstance(widget, (Input, TextArea)):
+            self.cursor_position = widget.cursor_screen_offset
+        else:
+            place = getattr(widget, "_place_terminal_cursor", None)
+            if place is not None:
+                place()
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -216,3 +216,101 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await settle(pilot)
         cursor_on_focus(app)
     assert not no_mouse
+
+
+def signed_in(pen, state, **over) -> PenmailApp:
+    return PenmailApp(config_for(pen, tmp=state, **over), env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
+
+
+async def ready(pilot) -> MailboxScreen:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.client is not None
+                   and app.screen.query_one(MessageList).loaded_once)
+    await settle(pilot)
+    return app.screen
+
+
+async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_mouse):
+    from textual.command import CommandPalette
+
+    from tui.drafts import DraftStore
+    from tui.pen_client import Summary
+
+    with pen.as_user("bob") as c:
+        r = c.post("/uploads?filename=a.txt", content=b"a", headers={"Content-Type": "text/plain"})
+        upload = r.json()["id"]
+    subject = "Escape from every dialog"
+    received = send("bob", ["ann"], subject=subject, body="See the link.",
+                    body_html="<p>See <a href='https://example.org/x'>the link</a>.</p>", attachments=[upload])
+    mine = send("ann", ["cat"], subject="Escape from notifications")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+
+        async def back_to(screen, focused_id: str | None = None) -> None:
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            await settle(pilot)
+            if focused_id:
+                assert app.focused is not None and app.focused.id == focused_id, app.focused
+            cursor_on_focus(app)
+
+        # the command palette and help
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await back_to(mailbox, "messages")
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await settle(pilot)
+        cursor_on_focus(app)
+        await back_to(mailbox, "messages")
+        # the search field
+        await pilot.press("slash", *"nothing")
+        await back_to(mailbox, "messages")
+        assert not mailbox.query_one("#search").display
+
+        # the reader, its link prompt and its folder prompt
+        app.open_message(Summary.of(received))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        for key, prompt in (("o", "link-number"), ("w", "save-folder")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.focused.id == prompt
+            cursor_on_focus(app)
+            await back_to(reader, "body")
+            assert not reader.query_one(f"#{prompt}").display
+
+        # compose: the path prompt, then the screen (the draft is kept)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        compose = app.screen
+        await pilot.press(*"Kept by escape.")
+        await pilot.press("f3")
+        await settle(pilot)
+        assert app.focused.id == "compose-path"
+        cursor_on_focus(app)
+        await back_to(compose, "compose-body")
+        await back_to(reader, "body")
+        drafts = DraftStore().list()
+        assert [d.body.startswith("Kept by escape.") for d in drafts] == [True]
+        await back_to(mailbox, "messages")
+
+        # the drafts offered back after sign-in
+        app.push_screen(DraftsScreen(DraftStore(), drafts))
+        await wait_for(pilot, lambda: isinstance(app.screen, DraftsScreen))
+        await settle(pilot)
+        cursor_on_row(app, app.focused, 0)
+        await back_to(mailbox, "messages")
+        assert len(DraftStore().list()) == 1  # later, not discarded
+
+        # the notifications of a message ann sent
+        app.open_message(Summary.of(mine))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotificationsScreen) and app.screen.loaded)
+        await settle(pilot)
+        cursor_on_focus(app)
+        await back_to(reader, "body")
+        await back_to(mailbox, "messages")
