@@ -76,9 +76,12 @@ def send_to_bob(pen, attachment_ids: list[str], subject: str) -> str:
 class Recorder(httpx.AsyncBaseTransport):
     """The real transport, with each request's headers and each answer's status kept."""
 
+    by_route: dict = {}
+
     def __init__(self, ca_file: str):
         self.inner = httpx.AsyncHTTPTransport(verify=tls_context(ca_file))
         self.seen: list[tuple[str, dict, int]] = []
+        Recorder.by_route[id(self.inner._pool._ssl_context)] = self  # the raw path records here too
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
@@ -195,6 +198,38 @@ def parts_of(folder: Path) -> tuple[Path, Path]:
 def every_progress_report(monkeypatch):
     """Report progress on every piece, so that a test can stop a download half way."""
     monkeypatch.setattr(downloads, "PROGRESS_INTERVAL", 0.0)
+
+
+@pytest.fixture(autouse=True, params=["raw", "httpx"])
+def body_path(request, monkeypatch):
+    """Every test runs both ways: the body read straight off the TLS connection (what a
+    PenClient with httpx's own transport uses), and through httpx (proxies, test transports,
+    and every answer but a plain 200/206). For "raw", the Recorder's inner transport is
+    accepted as httpx's own, and each raw request is recorded like the ones through httpx."""
+    if request.param == "httpx":
+        monkeypatch.setattr(downloads, "RAW_DOWNLOADS", False)
+        return request.param
+    route, opener = downloads._raw_route, downloads._RawBody.open.__func__
+
+    def raw_route(client):
+        transport = client._http._transport
+        if isinstance(transport, Recorder) and client._access:
+            return client._http.base_url, transport.inner._pool._ssl_context, client._http.timeout
+        return route(client)
+
+    async def open_and_record(cls, route_, path, headers, *args):
+        recorder = Recorder.by_route.get(id(route_[1]))
+        try:
+            body = await opener(cls, route_, path, headers, *args)
+        except downloads._RawFallback:
+            raise
+        if recorder is not None:
+            recorder.seen.append((path, {k.lower(): v for k, v in headers.items()}, body.status_code))
+        return body
+
+    monkeypatch.setattr(downloads, "_raw_route", raw_route)
+    monkeypatch.setattr(downloads._RawBody, "open", classmethod(open_and_record))
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -374,22 +409,29 @@ async def test_hostile_names_straight_from_a_sender_stay_inside(tmp_path, pen, b
 # ---------------------------------------------------------------- resuming
 
 
-async def test_cut_connection_resumes_with_range(tmp_path, pen, big, big_att):
-    async with CutProxy(pen.process.port, budgets=[SIZE // 2]) as proxy:
+def first_download_connection(body_path: str) -> int:
+    """The proxy's number of the first download's connection: through httpx the sign-in's
+    connection is used again; the raw path opens one of its own for each request."""
+    return 1 if body_path == "raw" else 0
+
+
+async def test_cut_connection_resumes_with_range(tmp_path, pen, big, big_att, body_path):
+    skip = first_download_connection(body_path)
+    async with CutProxy(pen.process.port, budgets=[None] * skip + [SIZE // 2]) as proxy:
         client, recorder = await bob_client(pen, proxy.url)
         try:
             path = await download_attachment(client, big[0], big_att, tmp_path, retry_delay=0.05)
         finally:
             await client.aclose()
     assert path.read_bytes() == big[1] and listing(tmp_path) == {"Lab results.pdf"}
-    assert proxy.cuts == 1 and len(proxy.down) == 2
+    assert proxy.cuts == 1 and len(proxy.down) == skip + 2
     (first, s1), (second, s2) = recorder.downloads
     assert s1 == 200 and "range" not in first
     assert s2 == 206
     start = int(second["range"].removeprefix("bytes=").rstrip("-"))
     assert 0 < start < SIZE // 2
     # The second connection carried the rest (and a TLS handshake), not the whole file.
-    assert proxy.down[1] < SIZE - start + (64 << 10) < SIZE
+    assert proxy.down[skip + 1] < SIZE - start + (64 << 10) < SIZE
     assert second["if-range"] == f'"{big_att.sha256}"'
 
 
@@ -404,15 +446,16 @@ async def test_repeated_cuts_still_finish(tmp_path, pen, big, big_att):
     assert proxy.cuts >= 5 and all(s == 206 for _h, s in recorder.downloads[1:])
 
 
-async def test_gives_up_after_retries_and_keeps_the_part(tmp_path, pen, big, big_att):
-    async with CutProxy(pen.process.port, budgets=[SIZE // 3], refuse_from=1) as proxy:
+async def test_gives_up_after_retries_and_keeps_the_part(tmp_path, pen, big, big_att, body_path):
+    skip = first_download_connection(body_path)
+    async with CutProxy(pen.process.port, budgets=[None] * skip + [SIZE // 3], refuse_from=skip + 1) as proxy:
         client, _recorder = await bob_client(pen, proxy.url)
         try:
             with pytest.raises(Unreachable) as info:
                 await download_attachment(client, big[0], big_att, tmp_path, retry_delay=0.01, retries=2)
         finally:
             await client.aclose()
-    assert len(proxy.down) == 1 + 2  # the cut one, then two retries, both refused
+    assert len(proxy.down) == skip + 1 + 2  # the cut one, then two retries, both refused
     assert info.value.message.endswith(".")
     part, _meta = parts_of(tmp_path)
     kept = part.stat().st_size
