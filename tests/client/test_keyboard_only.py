@@ -314,3 +314,102 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
         cursor_on_focus(app)
         await back_to(reader, "body")
         await back_to(mailbox, "messages")
+
+
+async def test_vim_keys_beside_the_arrows_on_every_list(pen, send, state, no_mouse):
+    from tui.drafts import Draft, DraftStore
+    from tui.pen_client import Summary
+
+    with pen.as_user("bob") as c:
+        uploads = [c.post(f"/uploads?filename={n}.txt", content=b"x", headers={"Content-Type": "text/plain"})
+                   .json()["id"] for n in ("one", "two")]
+    received = send("bob", ["ann"], subject="Two attachments for vim", body="\n".join(f"line {i}" for i in range(80)),
+                    attachments=uploads)
+    mine = send("ann", ["bob", "cat"], subject="Two recipients for vim")
+    send("cat", ["ann"], subject="A second message for vim")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await wait_for(pilot, lambda: messages.total >= 2)
+        for key, row in (("G", messages.total - 1), ("k", messages.total - 2), ("g", 0), ("j", 1), ("up", 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert messages.cursor == row, key
+            cursor_on_row(app, messages, row)
+
+        # help: j, G and g move through the lines
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        help_text = app.screen.query_one("#help-keys", TextArea)
+        for key, line in (("j", 1), ("G", help_text.document.line_count - 1), ("g", 0), ("down", 1), ("k", 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert help_text.cursor_location[0] == line, key
+            cursor_on_focus(app)
+        await pilot.press("escape")
+
+        # the reader: the attachment list and the body
+        app.open_message(Summary.of(received))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        body = reader.query_one("#body", TextArea)
+        await pilot.press("j", "j")
+        await settle(pilot)
+        assert body.cursor_location[0] == 2
+        await pilot.press("G")
+        await settle(pilot)
+        assert body.cursor_location[0] == body.document.line_count - 1
+        cursor_on_focus(app)
+        await pilot.press("shift+tab")
+        attachments = reader.query_one(ReaderAttachmentList)
+        for key, row in (("j", 1), ("k", 0), ("G", 1), ("g", 0), ("down", 1)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert attachments.highlighted == row, key
+            cursor_on_row(app, attachments, row)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+
+        # the notification table
+        app.open_message(Summary.of(mine))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotificationsScreen) and len(app.screen.table.items) == 2)
+        table = app.screen.table
+        for key, row in (("j", 1), ("k", 0), ("G", 1), ("g", 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert table.cursor_row == row, key
+            assert app.cursor_position.y == table.content_region.y + table._cursor_line()
+        await pilot.press("escape", "escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+
+        # the drafts list
+        store = DraftStore()
+        drafts = [Draft(subject="first"), Draft(subject="second")]
+        app.push_screen(DraftsScreen(store, drafts))
+        await wait_for(pilot, lambda: isinstance(app.screen, DraftsScreen) and app.screen.query("#drafts-list")
+                       and app.focused is app.screen.query_one("#drafts-list"))
+        listing = app.screen.query_one("#drafts-list")
+        for key, row in (("j", 1), ("k", 0), ("G", 1), ("g", 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert listing.highlighted == row, key
+            cursor_on_row(app, listing, 2 * row)  # two lines a draft
+        await pilot.press("escape")
+
+
+async def test_no_animation_and_no_blinking_cursor_by_default(pen, state, no_mouse):
+    app = signed_in(pen, state)
+    assert app.animation_level == "none"
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        assert isinstance(app.focused, Input) and app.focused.cursor_blink is False
+        await pilot.press("escape", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        await pilot.press("tab", "tab", "tab", "tab")
+        await settle(pilot)
+        assert app.focused.id == "compose-body" and app.focused.cursor_blink is False

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import TextArea
 
+from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
 
 
@@ -37,11 +37,10 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
             yield SafeStatic(f"Keys: {self.title_text}  (escape closes)", id="help-title")
-            yield TextArea(self.keys, read_only=True, show_line_numbers=False, id="help-keys",
-                           soft_wrap=True)
+            yield ReadingText(self.keys, id="help-keys")
 
     def on_mount(self) -> None:
-        self.query_one("#help-keys", TextArea).focus()
+        self.query_one("#help-keys", ReadingText).focus()
 
     async def action_dismiss(self, result=None) -> None:
         self.dismiss(None)

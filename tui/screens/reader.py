@@ -29,6 +29,7 @@ from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.reader_attachments import ReaderAttachmentList, human_size
+from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
 
 __all__ = ["ReaderScreen", "attachments_text", "header_text", "human_size"]
@@ -100,7 +101,7 @@ class ReaderScreen(Screen):
                              id="reader-attachments-title")
             yield ReaderAttachmentList(id="reader-attachments")
         yield DownloadPanel(id="download-panel")
-        yield TextArea("", read_only=True, soft_wrap=True, show_line_numbers=False, id="body")
+        yield ReadingText("", id="body")
         yield Input(placeholder="Link number to open in your browser; escape cancels", id="link-number")
         yield Input(placeholder="Folder to save in; enter saves, escape cancels", id="save-folder")
         yield SafeStatic("", id="reader-status")
