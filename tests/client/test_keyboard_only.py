@@ -413,3 +413,35 @@ async def test_no_animation_and_no_blinking_cursor_by_default(pen, state, no_mou
         await pilot.press("tab", "tab", "tab", "tab")
         await settle(pilot)
         assert app.focused.id == "compose-body" and app.focused.cursor_blink is False
+
+
+async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, state, no_mouse, tmp_path):
+    from tui.config import load_config
+
+    settings = tmp_path / "config.toml"
+    settings.write_text('[keys]\n"mailbox.archive" = "e"\n"reader.reply" = ["r", "ctrl+y"]\n', encoding="utf-8")
+    keys = load_config(settings, env={}).keys
+    assert keys == {"mailbox.archive": "e", "reader.reply": "r,ctrl+y"}
+    sent = send("bob", ["ann"], subject="Archive me with e")
+    app = signed_in(pen, state, keys=keys)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = app.screen.query_one("#help-keys", TextArea).text
+        assert "Archive: e" in text.splitlines(), text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await wait_for(pilot, lambda: any(messages.summary_at(i) and messages.summary_at(i).id == sent["id"]
+                                          for i in range(messages.total)))
+        while messages.highlighted.id != sent["id"]:
+            await pilot.press("j")
+        await pilot.press("a")  # the old key does nothing now
+        await pilot.pause(0.3)
+        with pen.as_user("ann") as c:
+            assert c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        with pen.as_user("ann") as c:
+            assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"
