@@ -158,7 +158,7 @@ def curl(url: str, out: Path, *, ca: Path, token: str | None = None) -> float:
 
 NGINX_CONF = """\
 daemon off;
-worker_processes 1;
+{user}worker_processes 1;
 error_log {prefix}/error.log;
 pid {prefix}/nginx.pid;
 events {{ worker_connections 64; }}
@@ -181,40 +181,76 @@ http {{
 """
 
 
-def nginx_run(blob: Path, tls: Path, work: Path, size: int, sha: str) -> dict | None:
-    """curl from nginx serving the same blob over TLS; None (with a note) without nginx."""
-    from pen_server.devstack import free_port
+class Nginx:
+    """nginx (the system's package) serving the PEN's blob folder over TLS with the PEN's own
+    certificate and key, on a free loopback port, in the foreground (``daemon off``), from a
+    temporary nginx.conf; stopped by ``stop``. ``exe`` None: not installed."""
 
-    exe = shutil.which("nginx")
-    if not exe:
-        print("nginx: not installed, skipped (install nginx to compare with a C server)")
-        return None
-    prefix = work / "nginx"
-    (prefix / "tmp").mkdir(parents=True)
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, cert=tls / "server.pem", key=tls / "server.key",
-                                      root=blob.parent))
-    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(prefix)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
+    def __init__(self, blobs: Path, tls: Path, work: Path):
+        from pen_server.devstack import free_port
+
+        self.exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+        self.proc: subprocess.Popen | None = None
+        if not self.exe:
+            return
+        self.prefix = work / "nginx"
+        (self.prefix / "tmp").mkdir(parents=True)
+        self.port = free_port()
+        self.conf = self.prefix / "nginx.conf"
+        # As root, nginx's worker would run as nobody, who cannot read the PEN's folder.
+        self.conf.write_text(NGINX_CONF.format(user="user root root;\n" if os.geteuid() == 0 else "",
+                                               prefix=self.prefix, port=self.port, cert=tls / "server.pem",
+                                               key=tls / "server.key", root=blobs))
+        self.ca = tls / "ca.pem"
+
+    def start(self) -> "Nginx":
         import socket
 
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf), "-p", str(self.prefix)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"nginx exited with {self.proc.returncode}: "
+                                 f"{(self.prefix / 'error.log').read_text(errors='replace')[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
             except OSError:
                 time.sleep(0.05)
-        out = work / "nginx.out"
-        seconds = curl(f"https://127.0.0.1:{port}/{blob.name}", out, ca=tls / "ca.pem")
-        ok = out.stat().st_size == size and sha256_of(out) == sha
-        out.unlink()
-        return {"seconds": seconds, "verified": ok}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        raise SystemExit("nginx did not start within 10 s")
+
+    def fetch(self, relative: str, out: Path) -> float:
+        return curl(f"https://127.0.0.1:{self.port}/{relative}", out, ca=self.ca)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM to the master: a fast shutdown of it and its worker
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A VmRSS / VmHWM figure of another process, in KiB (0 where /proc is missing)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak_of(pid: int) -> bool:
+    """Reset another process's VmHWM to its current RSS, where allowed (our own child)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def parent(args: argparse.Namespace) -> dict:
@@ -277,17 +313,36 @@ def parent(args: argparse.Namespace) -> dict:
             c.close()
         source.unlink()  # the server has its own copy; keep the disk for the downloads
 
-        results: dict = {"size_mib": args.size_mb, "upload_seconds": upload_seconds, "rounds": []}
+        results: dict = {"size_mib": args.size_mb, "upload_seconds": upload_seconds, "rounds": [],
+                         "loadavg_before": os.getloadavg()}
         url = f"{pen.api}/messages/{message_id}/attachments/{att['id']}"
+        blob = next((root / "blobs").rglob(sha), None) or next(root.rglob(sha))
+        blobs = root / "blobs" if (root / "blobs").is_dir() else blob.parent
+        nginx = Nginx(blobs, root / "tls", work)
+        if nginx.exe:
+            nginx.start()
+        else:
+            print("nginx: not installed, skipped (install nginx to compare with a C server)")
+        server_pid = pen.proc.pid
         for n in range(args.rounds):
-            print(f"round {n + 1}: curl -o ...", flush=True)
+            print(f"round {n + 1}: curl -o from pen-server ...", flush=True)
             c = signed_in(BOB)
             token = c.headers["Authorization"].split()[1]
             c.close()
             out = work / "curl.out"
+            server_rss_before = proc_status_kib(server_pid, "VmRSS")
+            server_reset = reset_peak_of(server_pid)
             curl_seconds = curl(url, out, ca=ca, token=token)
+            server = {"server_rss_before_kib": server_rss_before, "server_peak_reset": server_reset,
+                      "server_hwm_after_kib": proc_status_kib(server_pid, "VmHWM"),
+                      "server_rss_after_kib": proc_status_kib(server_pid, "VmRSS")}
             curl_ok = out.stat().st_size == size and sha256_of(out) == sha
             out.unlink()
+            if nginx.exe:  # the same file, right after, over the same loopback
+                print(f"round {n + 1}: curl -o from nginx ...", flush=True)
+                server["nginx_seconds"] = nginx.fetch(blob.relative_to(blobs).as_posix(), out)
+                server["nginx_verified"] = out.stat().st_size == size and sha256_of(out) == sha
+                out.unlink()
 
             print(f"round {n + 1}: tui.downloads ...", flush=True)
             folder = work / "downloads"
@@ -303,12 +358,12 @@ def parent(args: argparse.Namespace) -> dict:
             got = Path(tui["path"])
             tui["verified"] = got.stat().st_size == size and sha256_of(got) == sha
             got.unlink()
-            results["rounds"].append({"curl_seconds": curl_seconds, "curl_verified": curl_ok, **tui})
-
-        blob = next((root / "blobs").rglob(sha), None) or next(root.rglob(sha))
-        results["nginx"] = nginx_run(blob, root / "tls", work, size, sha)
+            results["rounds"].append({"curl_seconds": curl_seconds, "curl_verified": curl_ok, **server, **tui})
+        results["loadavg_after"] = os.getloadavg()
         return results
     finally:
+        if "nginx" in locals():
+            nginx.stop()
         if pen is not None:
             pen.stop()
         smtp.stop()
@@ -321,26 +376,32 @@ def parent(args: argparse.Namespace) -> dict:
 def report(results: dict) -> None:
     size = results["size_mib"] * MIB
     print()
-    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs)")
+    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs; 1-minute load average "
+          f"{results['loadavg_before'][0]:.2f} before the downloads, {results['loadavg_after'][0]:.2f} after)")
     print(f"upload (httpx, for reference): {mbps(size, results['upload_seconds']):8.1f} MiB/s")
     for n, r in enumerate(results["rounds"], 1):
         curl_rate, tui_rate = mbps(size, r["curl_seconds"]), mbps(size, r["seconds"])
         growth = (r["hwm_after_kib"] - r["rss_before_kib"]) / 1024
         print(f"round {n}:")
-        print(f"  curl -o                    {curl_rate:8.1f} MiB/s  {r['curl_seconds']:7.2f} s  "
+        print(f"  B. curl -o from pen-server {curl_rate:8.1f} MiB/s  {r['curl_seconds']:7.2f} s  "
               f"verified={r['curl_verified']}")
-        print(f"  tui.download_attachment    {tui_rate:8.1f} MiB/s  {r['seconds']:7.2f} s  verified={r['verified']}")
-        print(f"  ratio tui / curl           {tui_rate / curl_rate:8.2f}")
+        if "nginx_seconds" in r:
+            nginx_rate = mbps(size, r["nginx_seconds"])
+            print(f"     curl -o from nginx      {nginx_rate:8.1f} MiB/s  {r['nginx_seconds']:7.2f} s  "
+                  f"verified={r['nginx_verified']}")
+            print(f"     ratio pen-server / nginx {curl_rate / nginx_rate:7.2f}")
+        server_growth = (r["server_hwm_after_kib"] - r["server_rss_before_kib"]) / 1024
+        print(f"     server peak RSS growth  {server_growth:8.1f} MiB  (VmHWM after {r['server_hwm_after_kib'] / 1024:.1f}"
+              f" MiB, VmRSS before {r['server_rss_before_kib'] / 1024:.1f} MiB, after "
+              f"{r['server_rss_after_kib'] / 1024:.1f} MiB, peak reset: {r['server_peak_reset']})")
+        print(f"  A. tui.download_attachment {tui_rate:8.1f} MiB/s  {r['seconds']:7.2f} s  verified={r['verified']}")
+        print(f"     ratio tui / curl        {tui_rate / curl_rate:8.2f}")
         floor_rate = mbps(size, r["httpx_floor_seconds"])
-        print(f"  httpx floor (discard)      {floor_rate:8.1f} MiB/s  {r['httpx_floor_seconds']:7.2f} s  "
-              f"(ratio tui / floor {tui_rate / floor_rate:.2f})")
-        print(f"  client peak RSS growth     {growth:8.1f} MiB  (VmHWM {r['hwm_after_kib'] / 1024:.1f} MiB, "
+        print(f"     httpx, bytes discarded  {floor_rate:8.1f} MiB/s  {r['httpx_floor_seconds']:7.2f} s  "
+              f"(ratio to curl {floor_rate / curl_rate:.2f})")
+        print(f"     client peak RSS growth  {growth:8.1f} MiB  (VmHWM {r['hwm_after_kib'] / 1024:.1f} MiB, "
               f"VmRSS before {r['rss_before_kib'] / 1024:.1f} MiB, peak reset: {r['peak_reset']})")
-        print(f"  longest event-loop stall   {r['max_loop_stall_ms']:8.1f} ms")
-    if results.get("nginx"):
-        ng = results["nginx"]
-        print(f"nginx + curl -o              {mbps(size, ng['seconds']):8.1f} MiB/s  {ng['seconds']:7.2f} s  "
-              f"verified={ng['verified']}")
+        print(f"     longest event-loop stall {r['max_loop_stall_ms']:7.1f} ms")
 
 
 def main() -> None:
