@@ -405,6 +405,8 @@ async def test_no_animation_and_no_blinking_cursor_by_default(pen, state, no_mou
     assert app.animation_level == "none"
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
+        # the high-contrast theme and the terminal's own palette are there to choose
+        assert {"high-contrast", "textual-ansi"} <= set(app.available_themes)
         await pilot.press("slash")
         await settle(pilot)
         assert isinstance(app.focused, Input) and app.focused.cursor_blink is False
