@@ -24,6 +24,7 @@ from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
+from tui.screens.starting import StartingScreen
 from tui.session import Session, sign_in_quietly
 
 HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00ffff", accent="#ffff00",
@@ -62,9 +63,8 @@ class PenmailApp(App):
         elif not (self.config.server and self.config.email):
             self.push_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file))
         else:
-            # The first frame comes before any network: the mailbox is laid out while a
-            # quiet sign-in runs behind it.
-            self.push_screen(MailboxScreen(None))
+            # The first frame comes before any network: a quiet sign-in runs behind it.
+            self.push_screen(StartingScreen())
             self._sign_in_quietly()
 
     @work(exclusive=True, group="signin", exit_on_error=False)
@@ -79,9 +79,7 @@ class PenmailApp(App):
     def signed_in(self, session: Session) -> None:
         self.session = session
         self._events_started = False
-        if isinstance(self.screen, MailboxScreen) and self.screen.client is None:
-            self.screen.attach(session.client)
-        elif len(self.screen_stack) > 1:
+        if len(self.screen_stack) > 1:
             self.switch_screen(MailboxScreen(session.client))
         else:
             self.push_screen(MailboxScreen(session.client))
@@ -159,6 +157,9 @@ class PenmailApp(App):
         (Not `compose`: that name is Textual's hook for an app's own widgets.)"""
         from tui.screens.compose import ComposeScreen
 
+        if self.session is None:
+            self.toast("Sign in first; then you can write a message.")
+            return
         self.push_screen(ComposeScreen.start(self.session.client, kind, message))
 
     def action_compose(self, kind: str = "new") -> None:

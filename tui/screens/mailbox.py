@@ -40,9 +40,7 @@ class MailboxScreen(Screen):
         Binding("q", "app.quit", "Quit", id="mailbox.quit"),
     ]
 
-    def __init__(self, client: PenClient | None) -> None:
-        """With no client yet, the screen is drawn while the sign-in runs (its layout costs
-        as much as the network); attach() then fills it."""
+    def __init__(self, client: PenClient) -> None:
         super().__init__()
         self.client = client
         self.folder = "inbox"
@@ -66,14 +64,7 @@ class MailboxScreen(Screen):
         self.query_one("#folders", OptionList).highlighted = 0
         messages = self.query_one(MessageList)
         messages.focus()
-        if self.client is not None:
-            messages.reset()
-        self._update_title()
-
-    def attach(self, client: PenClient) -> None:
-        """Signed in: show this account's mailbox."""
-        self.client = client
-        self.query_one(MessageList).reset()
+        messages.reset()
         self._update_title()
 
     # ------------------------------------------------------------ data
@@ -82,9 +73,6 @@ class MailboxScreen(Screen):
         return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None)
 
     def _update_title(self) -> None:
-        if self.client is None:
-            self.query_one("#mailbox-title", SafeStatic).show("penmail  Signing in ...")
-            return
         who = self.client.user.email if self.client.user else ""
         messages = self.query_one(MessageList)
         count = f"{messages.total} messages" if messages.loaded_once else "loading"
