@@ -307,25 +307,6 @@ async def test_writes_and_hashes_off_the_event_loop(tmp_path, bob, big, big_att,
     assert threads and loop_thread not in threads
 
 
-async def test_writeback_is_started_as_the_file_arrives(tmp_path, bob, big, big_att, monkeypatch):
-    if downloads._start_writeback is None:
-        pytest.skip("no sync_file_range here")
-    started: list[tuple[int, int]] = []
-    real = downloads._start_writeback
-
-    def start(fd, offset, size):
-        started.append((offset, size))
-        real(fd, offset, size)
-
-    monkeypatch.setattr(downloads, "_start_writeback", start)
-    monkeypatch.setattr(downloads, "_WRITEBACK_EVERY", 1 << 20)
-    path = await download_attachment(bob[0], big[0], big_att, tmp_path, chunk_size=SMALL_CHUNK)
-    assert path.read_bytes() == big[1]
-    assert len(started) >= 5 and started[0][0] == 0
-    assert all(a + n == b for (a, n), (b, _m) in zip(started, started[1:]))  # back to back, from 0
-    assert all(n >= 1 << 20 for _a, n in started)
-
-
 async def test_memory_stays_bounded(tmp_path, bob, big, big_att):
     tracemalloc.start()
     try:
