@@ -31,6 +31,9 @@ HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00fff
                       foreground="#ffffff", background="#000000", surface="#000000", panel="#000000",
                       success="#00ff00", warning="#ffff00", error="#ff5555", dark=True)
 
+# Older names of Textual's themes: "textual-ansi" (the terminal's own palette) is "ansi-dark" now.
+THEME_ALIASES = {"textual-ansi": "ansi-dark", "textual-ansi-light": "ansi-light"}
+
 
 class PenmailApp(App):
     CSS_PATH = Path(__file__).parent / "app.tcss"
@@ -54,8 +57,9 @@ class PenmailApp(App):
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
         self.screen_change_signal.subscribe(self, self._screen_changed)
-        if self.config.theme in self.available_themes:
-            self.theme = self.config.theme
+        theme = THEME_ALIASES.get(self.config.theme, self.config.theme)
+        if theme in self.available_themes:
+            self.theme = theme
         if self.config.keys:
             self.set_keymap(self.config.keys)
         if self.session is not None and self.session.client.signed_in:

@@ -406,7 +406,16 @@ async def test_no_animation_and_no_blinking_cursor_by_default(pen, state, no_mou
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         # the high-contrast theme and the terminal's own palette are there to choose
-        assert {"high-contrast", "textual-ansi"} <= set(app.available_themes)
+        assert {"high-contrast", "ansi-dark", "ansi-light"} <= set(app.available_themes)
+    # "textual-ansi", the name in the settings' documentation, is the terminal's palette
+    app = signed_in(pen, state, theme="textual-ansi")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        assert app.theme == "ansi-dark" and app.current_theme.ansi
+    app = signed_in(pen, state, theme="high-contrast")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        assert app.theme == "high-contrast"
         await pilot.press("slash")
         await settle(pilot)
         assert isinstance(app.focused, Input) and app.focused.cursor_blink is False
