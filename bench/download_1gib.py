@@ -12,10 +12,16 @@ bytes as ann, sends it to bob, and then, signed in as bob, downloads it
   reports its peak RSS growth (VmHWM after minus VmRSS before, from /proc/self/status,
   with VmHWM reset through /proc/self/clear_refs where the kernel allows) and the longest
   stall of its event loop while downloading (what the UI would feel);
-* with curl from nginx serving the same blob over TLS, if nginx is installed.
+* with curl from nginx (the system's package) serving the same blob over TLS with the PEN's
+  own certificate and key: a temporary nginx.conf (``daemon off``, a free loopback port,
+  ``user root`` when run as root), started before the rounds and stopped after them. In
+  every round pen-server and nginx are fetched one right after the other, and the
+  pen-server's peak RSS growth during its download is read from /proc/PID/status (VmHWM
+  after, reset first through /proc/PID/clear_refs, minus VmRSS before).
 
-Each download is checked against the sha256; the figures are printed as a table (and as
-JSON with --json). Not a test: nothing here runs under pytest.
+Each download is checked against the sha256; the figures are printed per round with the
+ratios tui / curl and pen-server / nginx and the load average (and as JSON with --json).
+Not a test: nothing here runs under pytest.
 """
 
 from __future__ import annotations
