@@ -8,7 +8,7 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
     email = "ann@pen.example"
     password_command = "pass show pen" # optional; run without a shell
     download_dir = "~/Downloads"
-    theme = "textual-dark"             # or "high-contrast", "textual-ansi", ...
+    theme = "textual-dark"             # or "high-contrast", "ansi-dark", ...
 
     [keys]                             # action id -> key(s)
     quit = "q"
@@ -42,7 +42,7 @@ DEFAULT_THEME = "textual-dark"
 # Textual's own themes plus the ones penmail registers.  Any other theme name that
 # looks like one is accepted here and checked by the app, which knows what it registered.
 KNOWN_THEMES = (
-    "textual-dark", "textual-light", "textual-ansi", "high-contrast", "nord", "gruvbox",
+    "textual-dark", "textual-light", "ansi-dark", "ansi-light", "textual-ansi", "high-contrast", "nord", "gruvbox",
     "catppuccin-mocha", "catppuccin-latte", "dracula", "tokyo-night", "monokai", "flexoki",
     "solarized-light", "solarized-dark",
 )

@@ -169,9 +169,13 @@ async def test_hostile_names_land_inside_the_download_folder(pen, send, state, h
     assert (state / "nest" / "sentinel").read_text() == "untouched"
 
 
-def gated_downloads(client, pause_after: int):
+def gated_downloads(client, pause_after: int, monkeypatch):
     """Wrap the signed-in client's download so that each response stops (until `gate` is
-    set) once `pause_after` bytes went by: a download held mid-way, for the keys to act on."""
+    set) once `pause_after` bytes went by: a download held mid-way, for the keys to act on.
+    The body then comes through httpx (the wrapped call), not the direct TLS path."""
+    from tui import downloads
+
+    monkeypatch.setattr(downloads, "RAW_DOWNLOADS", False)
     original = client.download
     gate, held_up = asyncio.Event(), asyncio.Event()
     starts: list[int] = []
@@ -198,7 +202,7 @@ def gated_downloads(client, pause_after: int):
     return gate, held_up, starts
 
 
-async def test_stop_keeps_the_part_and_saving_again_resumes(pen, send, state):
+async def test_stop_keeps_the_part_and_saving_again_resumes(pen, send, state, monkeypatch):
     big = os.urandom(BIG)
     atts = upload_as(pen, "ann", [("scan.bin", big)])
     sent = send("ann", ["bob"], subject=f"resume {uuid.uuid4().hex[:6]}", attachments=[atts[0]["id"]])
@@ -206,7 +210,8 @@ async def test_stop_keeps_the_part_and_saving_again_resumes(pen, send, state):
     downloads.mkdir()
     async with app_for(pen, "bob", downloads).run_test(size=(100, 30)) as pilot:
         reader = await open_reader(pilot, sent)
-        gate, held_up, starts = gated_downloads(pilot.app.session.client, pause_after=(5 << 20) // 2)
+        gate, held_up, starts = gated_downloads(pilot.app.session.client, pause_after=(5 << 20) // 2,
+                                                 monkeypatch=monkeypatch)
         panel = reader.query_one(DownloadPanel)
         await pilot.press("s")
         # Held mid-way: the bar shows part of it, with bytes, speed and time left.

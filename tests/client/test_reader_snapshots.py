@@ -111,7 +111,7 @@ def test_reader_attachments_with_a_download(snap_compare, clinic, size, tmp_path
         # The first one saved for real; the second held mid-way by the wrapped client.
         await pilot.press("s")
         await wait_for(pilot, lambda: listing.saved and not reader.downloading)
-        gate, held_up, _ = gated_downloads(app.session.client, pause_after=1)
+        gate, held_up, _ = gated_downloads(app.session.client, pause_after=1, monkeypatch=monkeypatch)
         await pilot.press("shift+tab", "j", "s")
         await wait_for(pilot, lambda: held_up.is_set() and reader.downloading)
         panel = reader.query_one(DownloadPanel)
