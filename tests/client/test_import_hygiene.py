@@ -24,9 +24,16 @@ MODULES = [
     "tui.compose",
     "tui.filenames",
     "tui.htmlbody",
+    "tui.pen_client",
+    "tui.downloads",
+    "tui.raw_body",
+    "tui.session",
+    "tui.export",
+    "tui.demo",
+    "tui.demo_data",
+    "tui.line.commands",
 ]
-# Written by another engineer; checked once they exist.
-OPTIONAL = ["tui.pen_client", "tui.downloads"]
+OPTIONAL: list[str] = []
 
 PROBE = (
     "import importlib, sys\n"
