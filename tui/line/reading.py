@@ -1,0 +1,176 @@
+"""Line mode: list, read, get, status and export. No Textual here."""
+
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from tui.line import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+)
+from tui.line.output import (
+    BOLD,
+    address_text,
+    human_size,
+    list_date,
+    notification_json,
+    summary_json,
+)
+from tui.safe_text import clean, one_line
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+from tui.line.run import LineError, Run, _join, read_and_print, usage
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def cmd_list(run: Run) -> int:
+    args, out = run.args, run.out
+    items: list = []
+    total = 0
+    async with run.signed_in() as client:
+        cursor = None
+        while len(items) < args.limit:
+            page = await client.list_messages(args.folder, limit=min(200, args.limit - len(items)), cursor=cursor,
+                                              unread=True if args.unread else None, q=args.search or None)
+            items.extend(page.items)
+            total = page.total
+            cursor = page.next_cursor
+            if not cursor or not page.items:
+                break
+    if out.json:
+        out.emit({"folder": args.folder, "total": total, "count": len(items),
+                  "items": [summary_json(s) for s in items]})
+        return EXIT_OK
+    for s in items:
+        marks = ("U" if s.unread else "-") + ("A" if s.attachment_count else "-")
+        sender = one_line(s.sender.name or "") or one_line(s.sender.email)
+        subject = one_line(s.subject) or "(no subject)"
+        if out.out_tty:
+            row = f"{one_line(s.id)}  {list_date(s.sent_at)}  {one_line(sender, 24):<24}  {marks}  {subject}"
+            out.line(out.style(row, BOLD) if s.unread else row)
+        else:
+            out.line("\t".join((one_line(s.id), list_date(s.sent_at), sender, marks, subject)))
+    if not items and out.err_tty:
+        out.note(f"No messages in {args.folder}" + (" that match." if args.search or args.unread else "."))
+    return EXIT_OK
+
+
+async def cmd_read(run: Run) -> int:
+    async with run.signed_in() as client:
+        return await read_and_print(run, client, run.args.id)
+
+
+async def cmd_get(run: Run) -> int:
+    from tui.downloads import download_attachment
+    from tui.pen_client import PenError
+
+    args, out = run.args, run.out
+    folder = Path(args.output).expanduser() if args.output else run.config.download_dir
+    saved: list[dict] = []
+    async with run.signed_in() as client:
+        message = await client.get_message(args.id)
+        attachments = list(message.attachments)
+        if not attachments:
+            raise LineError("This message has no attachments.", EXIT_NOT_FOUND, "no_attachments")
+        if args.attachment:
+            if args.attachment > len(attachments):
+                raise LineError(f"This message has {len(attachments)} attachment"
+                                f"{'s' if len(attachments) != 1 else ''}, so there is no number {args.attachment}.",
+                                EXIT_NOT_FOUND, "not_found")
+            chosen = [(args.attachment, attachments[args.attachment - 1])]
+        elif args.all or len(attachments) == 1:
+            chosen = list(enumerate(attachments, 1))
+        else:
+            raise usage(f"This message has {len(attachments)} attachments; choose one with --attachment N "
+                        f"(1 to {len(attachments)}) or take them all with --all.")
+
+        def progress(p) -> None:
+            left = f", {p.seconds_left:.0f} s left" if p.seconds_left else ""
+            which = f" ({p.file_number} of {p.file_count})" if p.file_count > 1 else ""
+            out.progress(f"{p.filename}{which}: {p.fraction * 100:3.0f}% of {human_size(p.total)}"
+                         f"{f', {human_size(p.bytes_per_second)}/s' if p.bytes_per_second else ''}{left}")
+
+        for index, (number, attachment) in enumerate(chosen, 1):
+            try:
+                path = await download_attachment(client, message.id, attachment, folder, progress=progress,
+                                                 _number=index, _count=len(chosen))
+            except PenError as exc:
+                if saved:
+                    exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
+                raise
+            shown = clean(str(path), keep_newlines=False)
+            saved.append({"number": number, "attachment_id": one_line(attachment.id),
+                          "filename": one_line(attachment.filename), "path": shown, "size": attachment.size,
+                          "sha256": one_line(attachment.sha256)})
+            out.end_progress()
+            if not out.json:
+                out.line(shown)
+    if out.json:
+        out.emit({"message_id": one_line(message.id), "saved": saved})
+    return EXIT_OK
+
+
+async def cmd_status(run: Run) -> int:
+    out = run.out
+    async with run.signed_in() as client:
+        items = await client.notifications(run.args.id)
+    if out.json:
+        out.emit({"message_id": one_line(run.args.id), "items": [notification_json(n) for n in items]})
+        return EXIT_OK
+    for n in items:
+        attempts = f"{n.attempts} attempt{'s' if n.attempts != 1 else ''}"
+        error = one_line(n.last_error) if n.last_error else "-"
+        fields = (address_text(n.recipient), one_line(n.kind), one_line(n.status), attempts, error)
+        out.line("  ".join(fields) if out.out_tty else "\t".join(fields))
+    return EXIT_OK
+
+# ---------------------------------------------------------------- export
+
+
+def parse_since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise usage(f"--since needs a date such as 2026-11-27, not {one_line(text, 40)!r}.") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # the person's local midnight
+    return when
+
+
+async def cmd_export(run: Run) -> int:
+    from tui.export import ExportError, export_maildir
+
+    args, out = run.args, run.out
+    since = parse_since(args.since)
+    folders = list(dict.fromkeys(args.folder or ["inbox", "archive", "sent"]))
+    maildir = Path(args.maildir).expanduser()
+
+    def progress(done: int, total: int, subject: str) -> None:
+        out.progress(f"Exporting {done} of {total}: {one_line(subject, 60)}")
+
+    async with run.signed_in() as client:
+        try:
+            result = await export_maildir(client, maildir, folders=folders, since=since, progress=progress)
+        except ExportError as exc:
+            raise LineError(exc.message, EXIT_FAILED, exc.code) from None
+    out.end_progress()
+    if out.json:
+        out.emit(result.to_json())
+        return EXIT_OK
+    attachments = sum(item["attachments"] for item in result.added)
+    where = clean(str(result.maildir), keep_newlines=False)
+    out.line(f"Exported {len(result.added)} new message{'s' if len(result.added) != 1 else ''} "
+             f"({attachments} attachment{'s' if attachments != 1 else ''}) to {where}; "
+             f"{result.skipped} {'were' if result.skipped != 1 else 'was'} there already.")
+    return EXIT_OK
