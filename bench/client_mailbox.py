@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
-from server_mailbox import PASSWORD, seed  # noqa: E402
+from pen_server.devstack import PenProcess, SmtpSink  # noqa: E402
+from server_mailbox import PASSWORD, make_bench_pen  # noqa: E402
 
 BARE = textwrap.dedent("""
     import time, sys
@@ -133,11 +133,7 @@ def main() -> int:
     sink = SmtpSink().start()
     result: dict = {"messages": args.messages}
     try:
-        port = free_port()
-        init_pen(root / "pen", port=port)
-        add_user(root / "pen", "reader@bench.example", "Reader", PASSWORD)
-        add_user(root / "pen", "sender@bench.example", "Sender", PASSWORD)
-        seed(root / "pen", args.messages)
+        port = make_bench_pen(root / "pen", args.messages)
         process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
         try:
             config_file = root / "config.toml"

@@ -66,6 +66,16 @@ def seed(data: Path, count: int) -> None:
     db.dispose()
 
 
+def make_bench_pen(data: Path, messages: int) -> int:
+    """A PEN in `data` with a reader holding `messages` messages and a sender; its port."""
+    port = free_port()
+    init_pen(data, port=port)
+    add_user(data, "reader@bench.example", "Reader", PASSWORD)
+    add_user(data, "sender@bench.example", "Sender", PASSWORD)
+    seed(data, messages)
+    return port
+
+
 def timed_get(c: httpx.Client, params: dict) -> tuple[float, dict]:
     t = time.perf_counter()
     r = c.get("/messages", params=params)
@@ -84,12 +94,8 @@ def main() -> int:
     sink = SmtpSink().start()
     out: dict = {"messages": args.messages, "recipients": args.recipients}
     try:
-        port = free_port()
-        init_pen(root, port=port)
-        add_user(root, "reader@bench.example", "Reader", PASSWORD)
-        add_user(root, "sender@bench.example", "Sender", PASSWORD)
         t = time.perf_counter()
-        seed(root, args.messages)
+        port = make_bench_pen(root, args.messages)
         out["seed_seconds"] = round(time.perf_counter() - t, 1)
         process = PenProcess(root, port, smtp_port=sink.port).start()
         try:

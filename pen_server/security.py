@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -40,8 +41,6 @@ def derived_token(secret: bytes, purpose: str, ident: str) -> str:
     """A token that the server can make again (so a retried notification carries the same
     link) but that is only stored hashed."""
     mac = hmac.new(secret, f"{purpose}:{ident}".encode(), hashlib.sha256).digest()
-    import base64
-
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 
 from textual import on, work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Input, TextArea

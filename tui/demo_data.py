@@ -397,7 +397,7 @@ class Planner:
 
     # -- the threads that are always there
     def featured(self) -> list[Thread]:
-        r, maria, kim = self.rng, PEOPLE["gonzalez"], PEOPLE["kim"]
+        maria, kim = PEOPLE["gonzalez"], PEOPLE["kim"]
         threads = []
         self.t0 = self.pick_start(self.rng.uniform(2, 4))
         lab, flagged = self.lab_file(maria, "Iron studies", self.t0 - timedelta(days=2))
@@ -529,7 +529,7 @@ class Planner:
         steps.append(Step(specialist, [doc], [self.pick([
             f"Happy to see {p.first}. Linda will call to book; I have a slot next Wednesday.",
             f"Thanks for the referral. Could you order a Holter monitor before I see {p.first}? It will save a visit.",
-            f"Seen today. Plan is in the chart: echo ordered, continue current medications, review in a month.",
+            "Seen today. Plan is in the chart: echo ordered, continue current medications, review in a month.",
         ])], delay_minutes=(60, 1440), greeting=f"{PEOPLE[doc].first},"))
         if self.rng.random() < 0.4:
             steps.append(Step(doc, [specialist], ["Perfect, thank you."], delay_minutes=(10, 120)))
