@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import work
 from textual.binding import Binding
 from textual.geometry import Offset, Size
@@ -95,6 +94,9 @@ class MessageList(ScrollView, can_focus=True):
         self.loader = loader
         self.total = 0
         self._pages: OrderedDict[int, tuple[Summary, ...]] = OrderedDict()
+        # After a reload that keeps the cursor, the rows shown until their fresh page comes:
+        # the list never flashes "loading" because new mail arrived.
+        self._stale: dict[int, tuple[Summary, ...]] = {}
         self._cursors: list[str | None] = [None]  # the cursor that starts page i
         self._loading: set[int] = set()
         self._generation = 0
@@ -109,6 +111,7 @@ class MessageList(ScrollView, can_focus=True):
             self.loader = loader
         self._started = True
         self._generation += 1
+        self._stale = dict(self._pages) if keep_cursor else {}
         self._pages.clear()
         self._cursors = [None]
         self._loading.clear()
@@ -118,7 +121,8 @@ class MessageList(ScrollView, can_focus=True):
         self._request(0)
 
     def summary_at(self, index: int) -> Summary | None:
-        page = self._pages.get(index // self.PAGE_SIZE)
+        number = index // self.PAGE_SIZE
+        page = self._pages.get(number) or self._stale.get(number)
         if page is None:
             return None
         offset = index % self.PAGE_SIZE
@@ -163,6 +167,7 @@ class MessageList(ScrollView, can_focus=True):
         self._loading.discard(number)
         self._pages[number] = page.items
         self._pages.move_to_end(number)
+        self._stale.pop(number, None)
         while len(self._pages) > self.MAX_PAGES:
             oldest = next(iter(self._pages))
             if oldest == number:
