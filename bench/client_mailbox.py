@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -129,6 +130,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # As an installed package would be: byte-compiled (this environment may set
+    # PYTHONDONTWRITEBYTECODE, and a changed module would then be compiled at every start).
+    compileall.compile_dir(ROOT / "tui", quiet=1)
     root = Path(tempfile.mkdtemp(prefix="penmail-bench-"))
     sink = SmtpSink().start()
     result: dict = {"messages": args.messages}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -18,13 +19,11 @@ from textual.worker import Worker, WorkerState
 from tui.config import Config
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
-from tui.screens.drafts import offer_saved_drafts
 from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
-from tui.screens.reader import ReaderScreen
-from tui.screens.signin import SignInScreen
-from tui.screens.starting import StartingScreen
-from tui.session import Session, sign_in_quietly
+from tui.session import Session, open_session, sign_in_quietly
+
+# The screens that the first mailbox frame does not need are imported when first shown.
 
 HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00ffff", accent="#ffff00",
                       foreground="#ffffff", background="#000000", surface="#000000", panel="#000000",
@@ -47,9 +46,14 @@ class PenmailApp(App):
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
+        self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
         self.env = os.environ if env is None else env
         if not config.animations:
             self.animation_level = "none"
+        # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
+        # it back after their I/O, every millisecond rather than every 5: a keyring read at
+        # start-up took 30-90 ms behind the first screen's layout instead of 5.
+        sys.setswitchinterval(0.001)
 
     # ------------------------------------------------------------ start-up
 
@@ -64,25 +68,47 @@ class PenmailApp(App):
         if self.session is not None and self.session.client.signed_in:
             self.signed_in(self.session)
         elif not (self.config.server and self.config.email):
-            self.push_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file))
+            self.push_screen(self.sign_in_screen())
         else:
-            # The first frame comes before any network: a quiet sign-in runs behind it.
-            self.push_screen(StartingScreen())
-            self._sign_in_quietly()
+            self._start_quietly()
+
+    def sign_in_screen(self, *, notice: str | None = None, error: str | None = None) -> Screen:
+        from tui.screens.signin import SignInScreen
+
+        return SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
+                            notice=notice, error=error)
+
+    def _start_quietly(self) -> None:
+        """The first frame comes before any network: the mailbox, empty and saying so, while
+        a quiet sign-in (keyring, password_command, PENMAIL_PASSWORD) runs behind it; when
+        that finds no way in, the sign-in screen takes its place."""
+        try:
+            session = open_session(self.config, self.use_keyring)
+        except PenError as exc:
+            self.push_screen(self.sign_in_screen(error=exc.message))
+            return
+        self.push_screen(MailboxScreen(session.client, signing_in_as=self.config.email))
+        self._signing_in = session
+        self._sign_in_quietly(session)
 
     @work(exclusive=True, group="signin", exit_on_error=False)
-    async def _sign_in_quietly(self) -> None:
-        session, outcome = await sign_in_quietly(self.config, self.env, self.use_keyring)
+    async def _sign_in_quietly(self, session: Session) -> None:
+        session, outcome = await sign_in_quietly(self.config, self.env, self.use_keyring, session=session)
+        self._signing_in = None
         if outcome.client is not None:
             self.signed_in(session)
             return
-        self.switch_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
-                                        notice=outcome.notice, error=outcome.error))
+        self.switch_screen(self.sign_in_screen(notice=outcome.notice, error=outcome.error))
+        if session is not None:
+            await session.client.aclose()  # the sign-in screen makes its own
 
     def signed_in(self, session: Session) -> None:
         self.session = session
         self._events_started = False
-        if len(self.screen_stack) > 1:
+        waiting = self.mailbox()
+        if waiting is not None and waiting.client is session.client and waiting.signing_in_as is not None:
+            waiting.start()  # the mailbox that was the first frame
+        elif len(self.screen_stack) > 1:
             self.switch_screen(MailboxScreen(session.client))
         else:
             self.push_screen(MailboxScreen(session.client))
@@ -91,6 +117,8 @@ class PenmailApp(App):
             self.open_message_id = None
         if session.store.problem:
             self.toast(session.store.problem, title="Keyring", timeout=10)
+        from tui.screens.drafts import offer_saved_drafts
+
         offer_saved_drafts(self)  # drafts a crash or an earlier session left behind
 
     def on_descendant_focus(self, event) -> None:
@@ -144,6 +172,8 @@ class PenmailApp(App):
         return None
 
     def open_message(self, summary: Summary) -> None:
+        from tui.screens.reader import ReaderScreen
+
         self.push_screen(ReaderScreen(self.session.client, summary))
 
     @work(group="open-by-id", exit_on_error=False)
@@ -193,7 +223,7 @@ class PenmailApp(App):
         it); opening the stream reloads the list, so nothing that came between is missed."""
         if self.session is not None and not self._events_started:
             self._events_started = True
-            self._follow_events()
+            self.call_after_refresh(self._follow_events)  # after the rows are on the screen
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:
@@ -238,7 +268,9 @@ class PenmailApp(App):
 
     @work(exclusive=True, group="signin", exit_on_error=False)
     async def _sign_out(self) -> None:
-        session = self.session
+        # Also while the quiet sign-in runs (this worker cancels it): what is stored goes.
+        session = self.session or self._signing_in
+        self._signing_in = None
         if session is not None:
             try:
                 await session.sign_out()
@@ -246,13 +278,15 @@ class PenmailApp(App):
                 self.toast(exc.message, title="Sign-out", severity="warning")
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
-                                        notice="You are signed out; the remembered sign-in was removed."))
+        self.switch_screen(self.sign_in_screen(notice="You are signed out; the remembered sign-in was removed."))
 
     async def action_quit(self) -> None:
-        if self.session is not None:
-            await self.session.settle()
-            await self.session.client.aclose()
+        # A token the server just rotated must reach the keyring first (also one from a quiet
+        # sign-in still running): the old one is dead, and using it again ends the sign-in.
+        session = self.session or self._signing_in
+        if session is not None:
+            await session.settle()
+            await session.client.aclose()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

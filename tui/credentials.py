@@ -22,8 +22,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import keyring
-import keyring.errors
+# keyring is imported when first needed (~40 ms, importlib_metadata on Python 3.11): a
+# start-up that shows the sign-in screen, or runs without a keyring, does not pay for it.
 
 __all__ = ["CredentialError", "CredentialStore", "SERVICE", "password_from_fallbacks"]
 
@@ -32,6 +32,13 @@ PASSWORD_COMMAND_TIMEOUT = 10.0
 _FALLBACK = "so penmail cannot remember your sign-in; it will use password_command, PENMAIL_PASSWORD or ask each time."
 NO_KEYRING = f"No system keyring is available, {_FALLBACK}"
 LOCKED = f"The system keyring is locked, {_FALLBACK}"
+
+
+def import_keyring() -> None:
+    """Import keyring now, on the calling thread. Call it on the event loop before the first
+    keyring call: a first import inside the keyring thread, while the UI lays out its first
+    screen, fights the UI for the GIL at every file it reads and took four times as long."""
+    import keyring  # noqa: F401
 
 
 class CredentialError(Exception):
@@ -100,11 +107,13 @@ class CredentialStore:
 
         def work() -> None:
             try:
+                import keyring
+
                 backend = keyring.get_keyring()  # discovery itself may be slow or hang (D-Bus)
                 if _unusable(backend):
                     raise _Unusable
                 box["value"] = getattr(backend, method)(self.service, self.username, *args)
-            except BaseException as e:  # noqa: BLE001 - reported to the caller below
+            except BaseException as e:
                 box["error"] = e
             finally:
                 done.set()
@@ -120,6 +129,8 @@ class CredentialStore:
         error = box.get("error")
         if error is None:
             return True, box.get("value")
+        import keyring.errors  # already imported by the thread, which got this far
+
         if method == "delete_password" and isinstance(error, keyring.errors.PasswordDeleteError):
             return True, None  # nothing was stored: forgetting succeeded
         if isinstance(error, (_Unusable, keyring.errors.NoKeyringError)):

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+# httpx imports its command-line tool (click, pygments, rich.progress: ~25 ms of start-up)
+# whenever click is installed, as it is beside the server; penmail never runs it. A None in
+# sys.modules makes that one import fail, and httpx then goes on without its CLI.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx
 
 API = "/api/v1"

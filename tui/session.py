@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tui.config import Config
-from tui.credentials import CredentialError, CredentialStore, password_from_fallbacks
+from tui.credentials import CredentialError, CredentialStore, import_keyring, password_from_fallbacks
 from tui.pen_client import NotSignedIn, PenClient, PenError
 
 
@@ -62,6 +62,7 @@ class Session:
     async def resume(self) -> bool:
         if not self.use_keyring:
             return False
+        import_keyring()
         token = await asyncio.to_thread(self.store.load_refresh_token)
         if not token:
             return False
@@ -79,17 +80,24 @@ class Session:
             await asyncio.to_thread(self.store.forget)
 
 
+def open_session(config: Config, use_keyring: bool = True) -> Session:
+    """The session for the configured account, not signed in yet (no network). Raises
+    PenError when the configuration cannot make one (a CA file that cannot be read, ...)."""
+    return Session(config.server, config.email, config.ca_file, use_keyring=use_keyring, remember=use_keyring)
+
+
 async def sign_in_quietly(config: Config, env: Mapping[str, str] | None = None,
-                          use_keyring: bool = True) -> tuple[Session | None, Outcome]:
-    """Try every way that needs no screen, in order."""
+                          use_keyring: bool = True, session: Session | None = None
+                          ) -> tuple[Session | None, Outcome]:
+    """Try every way that needs no screen, in order (with `session`, if given, else a new one)."""
     env = os.environ if env is None else env
     if not config.server or not config.email:
         return None, Outcome(None)
-    try:
-        session = Session(config.server, config.email, config.ca_file, use_keyring=use_keyring,
-                          remember=use_keyring)
-    except PenError as exc:
-        return None, Outcome(None, error=exc.message)
+    if session is None:
+        try:
+            session = open_session(config, use_keyring)
+        except PenError as exc:
+            return None, Outcome(None, error=exc.message)
     try:
         if await session.resume():
             return session, Outcome(session.client, notice=session.store.problem)

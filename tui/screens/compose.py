@@ -15,16 +15,34 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TextArea
+from textual.widgets import Input, TextArea
 
-from tui.compose import (AddressBook, format_address, forward_body, forward_subject, quote_body, reply_recipients,
-                         reply_subject, validate_subject)
+from tui.compose import (
+    AddressBook,
+    format_address,
+    forward_body,
+    forward_subject,
+    quote_body,
+    reply_recipients,
+    reply_subject,
+    validate_subject,
+)
 from tui.drafts import Draft, DraftStore
-from tui.pen_client import Address, Conflict, Message, PenClient, PenError, RateLimited, ServerError, Unreachable
+from tui.pen_client import (
+    Address,
+    Conflict,
+    Message,
+    PenClient,
+    PenError,
+    RateLimited,
+    ServerError,
+    Unreachable,
+)
 from tui.safe_text import clean, one_line
 from tui.widgets.address_field import AddressField, SubjectField
 from tui.widgets.attachments import AttachmentPanel, Entry
 from tui.widgets.external_editor import edit_text
+from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
 AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself)
@@ -133,7 +151,7 @@ class ComposeScreen(Screen):
         yield TextArea(clean(d.body), soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
                        id="compose-body")
         yield SafeStatic("", id="compose-status")
-        yield Footer()
+        yield KeyFooter()
 
     def _entries(self) -> list[Entry]:
         known = self._forwarded

@@ -10,13 +10,14 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui.compose import format_date
 from tui.drafts import Draft, DraftStore
 from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
+from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
 
@@ -62,7 +63,7 @@ class DraftsScreen(ModalScreen[None]):
             yield SafeStatic("", id="drafts-title")
             yield CursorOptionList(id="drafts-list")
             yield SafeStatic("enter resumes, d discards, escape keeps them for later", id="drafts-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._show()

@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList
+from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.pen_client import PenClient, PenError, Summary
 from tui.widgets.cursor_list import CursorOptionList
+from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
 from tui.widgets.safe_static import SafeStatic
 
@@ -40,11 +41,14 @@ class MailboxScreen(Screen):
         Binding("q", "app.quit", "Quit", id="mailbox.quit"),
     ]
 
-    def __init__(self, client: PenClient) -> None:
+    def __init__(self, client: PenClient, *, signing_in_as: str | None = None) -> None:
+        """With `signing_in_as`, the screen is the first frame while a quiet sign-in runs
+        behind it: it fetches nothing until `start()` says the client is signed in."""
         super().__init__()
         self.client = client
         self.folder = "inbox"
         self.query_text = ""
+        self.signing_in_as = signing_in_as
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -57,15 +61,24 @@ class MailboxScreen(Screen):
                 yield SafeStatic("  UA = unread, attachment", id="list-legend")
                 yield MessageList(self._load_page, id="messages")
         yield SafeStatic("", id="status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#search", Input).display = False
         self.query_one("#folders", OptionList).highlighted = 0
         messages = self.query_one(MessageList)
-        messages.focus()
-        messages.reset()
+        if self.signing_in_as is None:
+            messages.reset()
+        else:
+            self.say("Signing in ...")
         self._update_title()
+
+    def start(self) -> None:
+        """The quiet sign-in behind this screen succeeded: fetch the first page."""
+        if self.signing_in_as is not None:
+            self.signing_in_as = None
+            self.say("")
+            self.reload(keep_cursor=False)
+            self._update_title()
 
     # ------------------------------------------------------------ data
 
@@ -73,9 +86,12 @@ class MailboxScreen(Screen):
         return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None)
 
     def _update_title(self) -> None:
-        who = self.client.user.email if self.client.user else ""
+        who = self.client.user.email if self.client.user else (self.signing_in_as or "")
         messages = self.query_one(MessageList)
-        count = f"{messages.total} messages" if messages.loaded_once else "loading"
+        if self.signing_in_as is not None:
+            count = "signing in"
+        else:
+            count = f"{messages.total} messages" if messages.loaded_once else "loading"
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
             f"penmail  {who}  {self.folder.capitalize()} ({count}{search})")
@@ -84,7 +100,8 @@ class MailboxScreen(Screen):
         self.query_one("#status", SafeStatic).show(text)
 
     def reload(self, keep_cursor: bool = True) -> None:
-        self.query_one(MessageList).reset(keep_cursor=keep_cursor)
+        if self.signing_in_as is None:  # else start() loads, with the folder and search chosen by then
+            self.query_one(MessageList).reset(keep_cursor=keep_cursor)
 
     def message_arrived(self, folder: str) -> None:
         """The event stream said a message came: show it without a manual refresh."""
@@ -125,7 +142,7 @@ class MailboxScreen(Screen):
 
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
-        search.display = True
+        search.display = True  # hidden by app.tcss until asked for
         search.focus()
 
     @on(Input.Submitted, "#search")

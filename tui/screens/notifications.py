@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from tui.pen_client import Notification, PenClient, PenError
 from tui.safe_text import one_line
+from tui.widgets.footer import KeyFooter
 from tui.widgets.notification_table import PENDING, NotificationTable, detail, summary
 from tui.widgets.safe_static import SafeStatic
 
@@ -48,7 +49,7 @@ class NotificationsScreen(Screen):
         yield NotificationTable(id="notification-table")
         yield SafeStatic("", id="notification-detail")
         yield SafeStatic("", id="notifications-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._fetch()

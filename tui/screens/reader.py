@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, OptionList, TextArea
+from textual.widgets import Input, OptionList, TextArea
 
 from tui.downloads import DownloadCancelled, download_all, download_attachment
 from tui.filenames import safe_filename
@@ -28,6 +28,7 @@ from tui.opener import open_file
 from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
 from tui.widgets.download_panel import DownloadPanel
+from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList, human_size
 from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
@@ -105,7 +106,7 @@ class ReaderScreen(Screen):
         yield Input(placeholder="Link number to open in your browser; escape cancels", id="link-number")
         yield Input(placeholder="Folder to save in; enter saves, escape cancels", id="save-folder")
         yield SafeStatic("", id="reader-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#link-number", Input).display = False

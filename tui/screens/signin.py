@@ -8,10 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label
+from textual.widgets import Button, Checkbox, Input, Label
 
 from tui.pen_client import PenError
 from tui.session import Session
+from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
 
@@ -45,7 +46,7 @@ class SignInScreen(Screen):
                 yield Input(password=True, id="password")
             yield Checkbox("Remember me on this computer (keyring)", True, id="remember")
             yield Button("Sign in", variant="primary", id="submit")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         for name in ("#signin-error", "#signin-notice"):
