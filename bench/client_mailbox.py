@@ -49,15 +49,15 @@ BARE = textwrap.dedent("""
 
 PENMAIL = textwrap.dedent("""
     import time, sys
+    import tui.app
     from tui.app import PenmailApp
-    from tui.config import load_config
+    from tui.cli import main
     from tui.screens.mailbox import MailboxScreen
     from tui.widgets.message_list import MessageList
 
     class Timed(PenmailApp):
         seen = False
-        def on_mount(self):
-            super().on_mount()
+        def on_mount(self):  # Textual runs PenmailApp.on_mount too (handlers along the MRO)
             self.set_interval(0.002, self.check)
         def check(self):
             found = self.screen.query(MessageList) if isinstance(self.screen, MailboxScreen) else []
@@ -67,7 +67,10 @@ PENMAIL = textwrap.dedent("""
         async def done(self):
             print(time.time(), flush=True)
             await self.action_quit()  # waits until the rotated refresh token is in the keyring
-    Timed(load_config()).run(headless=True)
+        def run(self, **kw):
+            return super().run(headless=True, **kw)
+    tui.app.PenmailApp = Timed  # `penmail` itself (tui.cli.main), with this app in it
+    sys.exit(main([]))
 """)
 
 

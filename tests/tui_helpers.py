@@ -18,6 +18,14 @@ def config_for(pen, who_email: str = "ann@abc.example", tmp: Path | None = None,
     return Config(**fields)
 
 
+def at_mailbox(app) -> bool:
+    """Signed in and on the mailbox (the mailbox is also the first frame while signing in)."""
+    from tui.screens.mailbox import MailboxScreen
+
+    screen = app.screen
+    return isinstance(screen, MailboxScreen) and screen.signing_in_as is None and app.session is not None
+
+
 def rendered(app) -> tuple[str, list]:
     """The screen as the terminal would get it: its text, and every segment."""
     strips = app.screen._compositor.render_strips()

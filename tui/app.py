@@ -117,9 +117,6 @@ class PenmailApp(App):
             self.open_message_id = None
         if session.store.problem:
             self.toast(session.store.problem, title="Keyring", timeout=10)
-        from tui.screens.drafts import offer_saved_drafts
-
-        offer_saved_drafts(self)  # drafts a crash or an earlier session left behind
 
     def on_descendant_focus(self, event) -> None:
         # A blinking cursor repaints forever and distracts; off unless animations are on.
@@ -219,11 +216,18 @@ class PenmailApp(App):
                 mailbox.query_one("#messages").replace(summary)
 
     def start_events(self) -> None:
-        """Follow the event stream, once the first page is drawn (it does not compete with
-        it); opening the stream reloads the list, so nothing that came between is missed."""
+        """Once the first page is drawn (or failed), and not before, so as not to compete with
+        it: follow the event stream (opening it reloads the list, so nothing that came
+        between is missed), and offer the drafts a crash or an earlier session left behind."""
         if self.session is not None and not self._events_started:
             self._events_started = True
-            self.call_after_refresh(self._follow_events)  # after the rows are on the screen
+            self.call_after_refresh(self._after_first_page)
+
+    def _after_first_page(self) -> None:
+        from tui.screens.drafts import offer_saved_drafts
+
+        self._follow_events()
+        offer_saved_drafts(self)
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:

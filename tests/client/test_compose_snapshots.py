@@ -10,11 +10,10 @@ import json
 import pytest
 
 from tests.client.test_snapshots import SIZES, signed_in_app, snap_pen  # noqa: F401 (a fixture)
-from tests.tui_helpers import wait_for
+from tests.tui_helpers import at_mailbox, wait_for
 from tui.drafts import Draft, DraftStore
 from tui.screens.compose import ComposeScreen
 from tui.screens.drafts import DraftsScreen
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
 
@@ -29,7 +28,7 @@ def mailbox_loaded(app) -> bool:
 def compose_from_reader(key: str, focused: str):
     async def run_before(pilot):
         app = pilot.app
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and mailbox_loaded(app))
+        await wait_for(pilot, lambda: at_mailbox(app) and mailbox_loaded(app))
         await pilot.pause()
         await pilot.press("enter")  # the newest: lab results from Dr. Rosa Ruiz, with two attachments
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)

@@ -16,11 +16,10 @@ import pytest
 
 from pen_server.devstack import add_user
 from tests.conftest import PASSWORD
-from tests.tui_helpers import assert_clean_render, config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import Address, Attachment, Message, Page, Summary
 from tui.safe_text import clean, one_line
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
 from tui.session import Session
@@ -103,7 +102,7 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
     app = PenmailApp(Config(server="https://pen.example", email="me@abc.example"),
                      session=ObjectsSession(client), env={})
     async with app.run_test(size=size) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         mlist = app.screen.query_one(MessageList)
         await wait_for(pilot, lambda: mlist.loaded_once)
         # The list, row by row.
@@ -131,7 +130,7 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
             if printable_ascii(value) and len(value) < size[0] - 4:
                 assert value in text, key
             await pilot.press("escape")
-            await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+            await wait_for(pilot, lambda: at_mailbox(app))
         app.clear_notifications()
 
 
@@ -155,7 +154,7 @@ async def test_hostile_strings_through_the_real_server(pen, send, hostile, tmp_p
     app = PenmailApp(config_for(pen, email, tmp=tmp_path), session=session, env={})
     data = list(values.values())
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         mlist = app.screen.query_one(MessageList)
         await wait_for(pilot, lambda: mlist.loaded_once and mlist.total == len(accepted))
         for i in range(mlist.total):
@@ -171,7 +170,7 @@ async def test_hostile_strings_through_the_real_server(pen, send, hostile, tmp_p
                 assert f"Subject: {summary.subject}" in text
                 assert summary.subject in text.split("Subject:", 1)[1]  # the body too
             await pilot.press("escape")
-            await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+            await wait_for(pilot, lambda: at_mailbox(app))
         # The action in a subject did not run: the app is still here.
         assert app.is_running
 

@@ -6,7 +6,6 @@ blinking cursor by default; keys remapped by binding id in the settings work and
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from textual import events
@@ -16,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Input, TextArea
 
 from tests.conftest import PASSWORD
-from tests.tui_helpers import config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.screens.compose import ComposeScreen
 from tui.screens.drafts import DraftsScreen
@@ -115,7 +114,7 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await settle(pilot)
         cursor_on_focus(app)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.client is not None)
+        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.client is not None)
         mailbox = app.screen
         messages = mailbox.query_one(MessageList)
         await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)
@@ -224,7 +223,7 @@ def signed_in(pen, state, **over) -> PenmailApp:
 
 async def ready(pilot) -> MailboxScreen:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.client is not None
+    await wait_for(pilot, lambda: at_mailbox(app) and app.screen.client is not None
                    and app.screen.query_one(MessageList).loaded_once)
     await settle(pilot)
     return app.screen

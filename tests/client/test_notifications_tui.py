@@ -10,10 +10,9 @@ import uuid
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.tui_helpers import assert_clean_render, config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import Summary
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.notifications import NotificationsScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.notification_table import NotificationTable
@@ -42,7 +41,7 @@ def flat(text: str) -> str:
 
 
 async def signed_in(pilot) -> None:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, MailboxScreen))
+    await wait_for(pilot, lambda: at_mailbox(pilot.app))
     await pilot.pause(1.0)  # the event stream connects
 
 

@@ -17,11 +17,10 @@ import pytest
 from rich.text import Text
 
 from tests.conftest import PASSWORD
-from tests.tui_helpers import assert_clean_render, config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import Summary
 from tui.safe_text import one_line
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.reader_attachments import ReaderAttachmentList
@@ -54,7 +53,7 @@ def app_for(pen, who: str, folder: Path) -> PenmailApp:
 
 async def open_reader(pilot, sent: dict) -> ReaderScreen:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+    await wait_for(pilot, lambda: at_mailbox(app))
     app.open_message(Summary.of(sent))
     await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
     await pilot.pause()

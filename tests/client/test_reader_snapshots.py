@@ -17,11 +17,10 @@ import pytest
 from pen_server.devstack import PenProcess, SinkHandler, SmtpSink, add_user, free_port, init_pen, set_package
 from tests.client.test_reader_attachments import gated_downloads
 from tests.conftest import PASSWORD
-from tests.tui_helpers import wait_for
+from tests.tui_helpers import at_mailbox, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
 from tui.downloads import Progress
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.notifications import NotificationsScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.download_panel import DownloadPanel
@@ -92,7 +91,7 @@ def app_for(clinic, email: str, folder: Path) -> PenmailApp:
 
 
 async def signed_in(pilot) -> None:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, MailboxScreen))
+    await wait_for(pilot, lambda: at_mailbox(pilot.app))
     await pilot.pause()
 
 

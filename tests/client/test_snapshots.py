@@ -14,10 +14,9 @@ import pytest
 
 from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
 from tests.conftest import PASSWORD
-from tests.tui_helpers import wait_for
+from tests.tui_helpers import at_mailbox, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
-from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
 
@@ -81,7 +80,7 @@ def signed_in_app(snap_pen, tmp_path) -> PenmailApp:
 
 async def mailbox_ready(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.query(MessageList)
+    await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query(MessageList)
                    and app.screen.query_one(MessageList).highlighted is not None)
     await pilot.pause()
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.client.test_credentials import MemoryKeyring
 from tests.conftest import PASSWORD
-from tests.tui_helpers import config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import PenClient
 from tui.screens.mailbox import MailboxScreen
@@ -54,7 +54,7 @@ async def test_sign_in_with_keys_read_and_mark_read(pen, send, state, memory_key
         # The cursor is in the password field; type it and press enter.
         await pilot.press(*PASSWORD)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         messages = app.screen.query_one(MessageList)
         await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)
         await wait_for(pilot, lambda: "Pilot reads this" in rendered(app)[0])
@@ -74,7 +74,7 @@ async def test_sign_in_with_keys_read_and_mark_read(pen, send, state, memory_key
         await wait_for(pilot, lambda: "The body the pilot reads." in rendered(app)[0])
         assert "From:    Bob Stone <bob@abc.example>" in rendered(app)[0]
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
     # Reading marked it read on the server.
     with pen.as_user("ann") as c:
         assert c.get(f"/messages/{sent['id']}").json()["unread"] is False
@@ -90,7 +90,7 @@ async def test_remembered_sign_in_and_sign_out(pen, state, memory_keyring):
     await client.aclose()
     app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={})
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         await pilot.press("L")  # sign out
         await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
     assert memory_keyring.entries == {}
@@ -114,7 +114,7 @@ async def test_folders_search_and_actions_by_key(pen, send, state, memory_keyrin
     sent = send("bob", ["cat"], subject=f"findme {tag}")
     app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={"PENMAIL_PASSWORD": PASSWORD})
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         messages = app.screen.query_one(MessageList)
         await pilot.press("slash", *tag, "enter")
         await wait_for(pilot, lambda: messages.total == 1 and messages.highlighted is not None)
@@ -135,7 +135,7 @@ async def test_new_mail_appears_without_refresh(pen, send, state, memory_keyring
 
     app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={"PENMAIL_PASSWORD": PASSWORD})
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+        await wait_for(pilot, lambda: at_mailbox(app))
         messages = app.screen.query_one(MessageList)
         await wait_for(pilot, lambda: messages.loaded_once)
         await pilot.pause(1.0)  # the event stream connects

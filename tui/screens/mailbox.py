@@ -119,6 +119,7 @@ class MailboxScreen(Screen):
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:
         self.say(event.error.message)
+        self.app.start_events()  # the stream reloads the list when it opens
 
     @on(MessageList.Opened)
     def _opened(self, event: MessageList.Opened) -> None:
