@@ -31,6 +31,7 @@ __all__ = [
     "parse_address",
     "parse_address_list",
     "quote_body",
+    "remember_seen",
     "reply_recipients",
     "reply_subject",
     "validate_address",
@@ -310,7 +311,8 @@ class AddressBook:
             self._remember(items)
 
     def _remember(self, items: Iterable[Any]) -> bool:
-        changed = False
+        """Add or refresh entries; True when the book (its entries or their order) changed."""
+        before = list(self._entries.items())
         for item in items:
             address = self._normalise(item)
             if address is None:
@@ -320,10 +322,9 @@ class AddressBook:
             if old is not None and not address["name"]:
                 address["name"] = old["name"]  # "ann@x" alone does not forget "Ann Lee"
             self._entries[key] = address
-            changed = True
         while len(self._entries) > self.limit:
             del self._entries[next(iter(self._entries))]
-        return changed
+        return list(self._entries.items()) != before  # reading the same message again writes nothing
 
     @staticmethod
     def _normalise(item: Any) -> dict[str, Any] | None:
@@ -343,6 +344,10 @@ class AddressBook:
     def add(self, address: Mapping[str, Any] | str) -> None:
         """Remember one address ({"email", "name"} or "Name <email>") and save."""
         self.add_many([address])
+
+    def add_seen(self, addresses: Iterable[Any], me_email: str | None = None) -> None:
+        """Remember the people on a message the user has seen: see seen_addresses()."""
+        self.add_many(seen_addresses(addresses, me_email))
 
     def add_many(self, addresses: Iterable[Mapping[str, Any] | str]) -> None:
         """Remember several (say, everyone on a message) with one write."""
@@ -369,3 +374,39 @@ class AddressBook:
                 if len(found) >= limit:
                     break
         return found
+
+
+MAX_SEEN_PER_MESSAGE = 100  # a message to thousands adds its first hundred people, not all
+
+
+def seen_addresses(addresses: Iterable[Any], me_email: str | None = None,
+                   limit: int = MAX_SEEN_PER_MESSAGE) -> list[dict[str, Any]]:
+    """The people on a message, for the address book: each once, the user never, at most ``limit``.
+
+    Items are ``{"email", "name"}`` mappings, "Name <email>" strings, or objects with
+    ``email`` and ``name`` attributes (tui.pen_client.Address).  The user's own address is
+    left out: it is on every message they receive, and is not whom they complete.
+    """
+    me = (me_email or "").strip().lower()
+    seen: set[str] = {me} if me else set()
+    found: list[dict[str, Any]] = []
+    for item in addresses:
+        if len(found) >= limit:
+            break
+        if not isinstance(item, (Mapping, str)) and hasattr(item, "email"):
+            item = {"email": getattr(item, "email", None), "name": getattr(item, "name", None)}
+        address = AddressBook._normalise(item)
+        if address is None or address["email"].lower() in seen:
+            continue
+        seen.add(address["email"].lower())
+        found.append(address)
+    return found
+
+
+def remember_seen(addresses: Iterable[Any], me_email: str | None = None, path: Path | str | None = None) -> None:
+    """Add the people on a message the user opened to the address book (blocking: call it in
+    a thread).  A book that cannot be written is not the reader's problem: nothing is raised."""
+    try:
+        AddressBook(path).add_seen(list(addresses), me_email)
+    except OSError:
+        pass

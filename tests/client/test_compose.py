@@ -20,7 +20,9 @@ from tui.compose import (
     parse_address_list,
     quote_body,
     reply_recipients,
+    remember_seen,
     reply_subject,
+    seen_addresses,
     validate_address,
     validate_subject,
 )
@@ -298,3 +300,30 @@ def test_address_book_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
     book = AddressBook()
     assert book.path == tmp_path / "state" / "addresses.json"
+
+
+def test_seen_addresses_leave_out_the_user_and_repeats_and_are_bounded() -> None:
+    class Addr:  # tui.pen_client.Address's shape
+        def __init__(self, email, name=None):
+            self.email, self.name = email, name
+
+    people = [Addr("cat@abc.example", "Cat Moss"), {"email": "ANN@abc.example", "name": "Ann"},
+              "Bob Stone <bob@abc.example>", Addr("Cat@ABC.example"), {"email": "no at sign"}, 42]
+    assert seen_addresses(people, " Ann@abc.example ") == [
+        {"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "bob@abc.example", "name": "Bob Stone"}]
+    many = [{"email": f"p{i}@x.example"} for i in range(500)]
+    assert len(seen_addresses(many, None)) == 100
+
+
+def test_remember_seen_writes_once_and_not_again_for_the_same_message(tmp_path: Path) -> None:
+    path = tmp_path / "addresses.json"
+    people = [{"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "ann@abc.example", "name": "Ann"},
+              {"email": "bob@abc.example", "name": None}]
+    remember_seen(people, "ann@abc.example", path)
+    book = AddressBook(path)
+    assert len(book) == 2 and book.complete("ann") == []
+    written = path.stat().st_mtime_ns, path.stat().st_ino
+    time.sleep(0.01)
+    remember_seen(people, "ann@abc.example", path)
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == written  # nothing changed: no write
+    remember_seen([{"email": "dan@abc.example"}], None, path / "book.json")  # a file as its folder: no raise

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, OptionList, TextArea
 
+from tui.compose import remember_seen
 from tui.downloads import DownloadCancelled, download_all, download_attachment
 from tui.filenames import safe_filename
 from tui.htmlbody import HtmlConversionError, allowed_link, html_to_text
@@ -163,6 +164,9 @@ class ReaderScreen(Screen):
                 self.app.summary_changed(updated)
             except PenError as exc:
                 self.say(exc.message)
+        # The people on it complete addresses when composing (in a thread; never the user).
+        await asyncio.to_thread(remember_seen, [message.sender, *message.to, *message.cc],
+                                self.client.user.email if self.client.user else None)
 
     def _hide_input(self, field: Input) -> None:
         field.display = False
