@@ -105,6 +105,8 @@ def child(args: argparse.Namespace) -> None:
     from tui.downloads import download_attachment
     from tui.pen_client import Attachment, PenClient
 
+    sys.setswitchinterval(0.001)  # as penmail's app sets it (tui/app.py)
+
     att = Attachment(**json.loads(args.child_attachment))
 
     async def main() -> dict:

@@ -89,6 +89,13 @@ PROGRESS_INTERVAL = 0.1  # seconds between two progress reports (the first and l
 _MAX_SLOTS = 100
 _NAME_MAX = 255
 _REHASH_CHUNK = 8 << 20
+# Written data is handed to the kernel's writeback a window at a time (and dropped from the
+# page cache a few windows later, clean by then): a big download then never piles up dirty
+# pages, which the kernel answers by throttling the writer (0.2 to 1.7 s more per GiB on the
+# benchmark VM, and never the same twice), and the final fsync has only the last window to
+# write. Like `dd oflag=nocache`; where posix_fadvise is missing, this is skipped.
+_WRITEBACK_WINDOW = 8 << 20
+_fadvise = getattr(os, "posix_fadvise", None)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # Never through a symlink; never blocking on a FIFO planted under our name (O_NONBLOCK does
 # nothing to regular files); binary on Windows.
@@ -247,6 +254,7 @@ class _Part:
         self.folder, self.path, self.meta, self.fd, self.doc = folder, part, meta, fd, meta_doc
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.advised = 0  # where the next writeback window starts
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -359,12 +367,27 @@ class _Part:
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.hasher = hashlib.sha256()
-        self.size = 0
+        self.size = self.advised = 0
 
     def write(self, chunk: bytes) -> None:
         self.hasher.update(chunk)
         _write_all(self.fd, chunk)
         self.size += len(chunk)
+        if self.size - self.advised >= _WRITEBACK_WINDOW:
+            self._write_back(self.advised, self.size - self.advised)
+            self.advised = self.size
+
+    def _write_back(self, offset: int, length: int) -> None:
+        """Start writing this window out, and drop an older one (written by now) from the cache."""
+        if _fadvise is None:
+            return
+        try:
+            _fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+            older = offset - 4 * _WRITEBACK_WINDOW
+            if older >= 0:
+                _fadvise(self.fd, older, _WRITEBACK_WINDOW, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # advice only
 
     def save_meta(self, changes: dict) -> None:
         """Rewrite the metadata (atomically, via a fresh temporary name)."""
@@ -564,7 +587,7 @@ class _Download:
             await self._call(part.restart)
             return 0
         await self._call(os.lseek, part.fd, offset, os.SEEK_SET)
-        part.size = offset
+        part.size = part.advised = offset
         return offset
 
     def _learn(self, response) -> None:

@@ -652,3 +652,31 @@ async def test_a_fifo_planted_under_our_names_does_not_hang(tmp_path, bob, big, 
     path = await asyncio.wait_for(download_attachment(bob[0], big[0], big_att, tmp_path), 30)
     assert path.read_bytes() == big[1]
     assert listing(tmp_path) == {"Lab results.pdf", "Lab results.pdf.part.json", "Lab results.pdf (1).part"}
+
+
+def test_written_windows_go_to_writeback_and_old_ones_leave_the_cache(tmp_path, monkeypatch):
+    """Each 8 MiB written is handed to writeback at once (no pile of dirty pages for the
+    kernel to throttle, a short final fsync), and a window written four windows ago is
+    dropped from the page cache; a restart starts the windows again."""
+    calls = []
+    monkeypatch.setattr(downloads, "_fadvise", lambda fd, offset, length, advice: calls.append((offset, length, advice)))
+    window = downloads._WRITEBACK_WINDOW
+    part = _Part.claim(tmp_path, "big.bin", {"format": downloads.META_FORMAT, "sha256": "0" * 64, "size": 10 * window,
+                                             "etag": None, "filename": "big.bin"})
+    try:
+        chunk = b"x" * (window // 2)
+        for _ in range(12):  # 6 windows
+            part.write(chunk)
+        dontneed = os.POSIX_FADV_DONTNEED
+        started = [(o, n) for o, n, a in calls if n == window and a == dontneed]
+        assert {o for o, _ in started} >= {0, window, 2 * window, 3 * window, 4 * window, 5 * window}
+        assert (0, window, dontneed) in calls and (window, window, dontneed) in calls
+        # the window at 4 windows is followed by dropping the one at 0, and so on
+        assert calls.count((0, window, dontneed)) == 2 and calls.count((window, window, dontneed)) == 2
+        assert part.size == os.fstat(part.fd).st_size == 6 * window
+        calls.clear()
+        part.restart()
+        part.write(b"y" * window)
+        assert calls == [(0, window, dontneed)]
+    finally:
+        part.discard()
