@@ -22,7 +22,7 @@ import pytest
 from textual import events
 
 from tests.conftest import DISCLAIMERS, FOOTER, PASSWORD, make_pen
-from tests.tui_helpers import config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.compose import AddressBook
 from tui.drafts import Draft, DraftStore
@@ -58,7 +58,7 @@ def tag() -> str:
 
 async def open_compose(pilot) -> ComposeScreen:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
+    await wait_for(pilot, lambda: at_mailbox(app))  # the mailbox is drawn while the sign-in runs
     await pilot.press("c")
     await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
     assert app.focused.id == "to"  # the cursor is in To
@@ -331,18 +331,17 @@ def _kill_script(pen, subject: str) -> str:
     return textwrap.dedent(f"""
         import asyncio
         from pathlib import Path
-        from tests.tui_helpers import wait_for
+        from tests.tui_helpers import at_mailbox, wait_for
         from tui.app import PenmailApp
         from tui.config import Config
         from tui.drafts import DraftStore
         from tui.screens.compose import ComposeScreen
-        from tui.screens.mailbox import MailboxScreen
 
         async def main():
             config = Config(server={pen.process.url!r}, ca_file=Path({pen.ca_file!r}), email="ann@abc.example")
             app = PenmailApp(config, env={{"PENMAIL_PASSWORD": {PASSWORD!r}}}, use_keyring=False)
             async with app.run_test(size=(80, 24)) as pilot:
-                await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen), timeout=30)
+                await wait_for(pilot, lambda: at_mailbox(app), timeout=30)
                 await pilot.press("c")
                 await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
                 await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *{subject!r}, "tab")
@@ -442,13 +441,18 @@ class LoseFirstSend(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-async def test_a_retry_after_a_lost_answer_delivers_once(pen, state):
-    subject = f"Lost answer {tag()}"
+async def lost_answer_app(pen, state) -> tuple[PenmailApp, LoseFirstSend]:
+    """The app signed in as Ann through a transport that loses the first send's answer."""
     transport = LoseFirstSend(pen.ca_file)
     session = Session(pen.process.url, "ann@abc.example", pen.ca_file, use_keyring=False)
     session.client = PenClient(pen.process.url, ca_file=pen.ca_file, transport=transport)
     await session.login(PASSWORD)
-    app = PenmailApp(config_for(pen, tmp=state), session=session, env={}, use_keyring=False)
+    return PenmailApp(config_for(pen, tmp=state), session=session, env={}, use_keyring=False), transport
+
+
+async def test_a_retry_after_a_lost_answer_delivers_once(pen, state):
+    subject = f"Lost answer {tag()}"
+    app, transport = await lost_answer_app(pen, state)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compose(pilot)
         await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *subject, "tab", *"Only once, please.")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tui.drafts import Draft, DraftError, DraftStore, write_atomic
+from tui.drafts import (
+    Draft,
+    DraftError,
+    DraftStore,
+    account_key,
+    reusable_upload,
+    upload_record,
+    write_atomic,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,6 +116,65 @@ def test_older_files_without_new_fields_load(tmp_path: Path) -> None:
     (tmp_path / f"{draft_id}.json").write_text(json.dumps({"id": draft_id, "idempotency_key": "k1", "subject": "old"}))
     loaded = DraftStore(tmp_path).load(draft_id)
     assert loaded is not None and loaded.subject == "old" and loaded.to == [] and loaded.forward_of is None
+    assert loaded.account is None and loaded.uploads == {}
+    assert loaded.belongs_to(account_key("https://a.example", "x@a.example"))  # offered to anyone
+
+
+def test_the_account_key_is_normalised_as_the_keyrings() -> None:
+    assert account_key(" https://pen.example:8443/ ", " Ann@ABC.example ") == "https://pen.example:8443|ann@abc.example"
+
+
+def test_a_draft_belongs_to_its_account(tmp_path: Path) -> None:
+    ann = account_key("https://pen.example", "ann@abc.example")
+    bob = account_key("https://pen.example", "bob@abc.example")
+    other_pen = account_key("https://other.example", "ann@abc.example")
+    store = DraftStore(tmp_path)
+    mine, legacy = Draft(subject="mine", account=ann), Draft(subject="legacy")
+    store.save(mine)
+    store.save(legacy)
+    assert store.load(mine.id).account == ann
+    assert {d.subject for d in store.list(account=ann)} == {"mine", "legacy"}
+    assert {d.subject for d in store.list(account=bob)} == {"legacy"}
+    assert {d.subject for d in store.list(account=other_pen)} == {"legacy"}
+    assert {d.subject for d in store.list()} == {"mine", "legacy"}
+    with pytest.raises(DraftError):
+        Draft.from_dict({**mine.to_dict(), "account": 7})
+
+
+def test_upload_records_round_trip_and_bad_ones_are_dropped(tmp_path: Path) -> None:
+    store = DraftStore(tmp_path)
+    good = upload_record("u" * 22, 10, 123, "A" * 64)
+    draft = Draft(attachments=["/f/a", "/f/b"], uploads={"/f/a": good})
+    store.save(draft)
+    assert store.load(draft.id).uploads == {"/f/a": {"id": "u" * 22, "size": 10, "mtime_ns": 123, "sha256": "a" * 64}}
+    data = draft.to_dict()
+    data["uploads"] = {"/f/a": good, "/f/b": {"id": "x", "size": -1, "mtime_ns": 1}, "/f/c": {"id": "y", "size": 3},
+                       "/f/d": "nonsense", "/f/e": {"id": "bad id", "size": 1, "mtime_ns": 1}}
+    assert Draft.from_dict(data).uploads == {"/f/a": good}  # a bad record costs an upload, not the draft
+    with pytest.raises(DraftError):
+        Draft.from_dict({**data, "uploads": ["/f/a"]})
+
+
+def test_an_upload_is_reused_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "scan.bin"
+    path.write_bytes(b"0123456789")
+    info = path.stat()
+    record = upload_record("up1", 10, info.st_mtime_ns, hashlib.sha256(b"0123456789").hexdigest())
+    assert reusable_upload(str(path), record) == "up1"
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 5_000_000_000))
+    assert reusable_upload(str(path), record) == "up1"  # touched, same bytes: the hash says so
+    assert reusable_upload(str(path), upload_record("up1", 10, info.st_mtime_ns)) is None  # no hash to ask
+    path.write_bytes(b"9876543210")
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert reusable_upload(str(path), {**record, "sha256": None}) == "up1"  # same size and time: taken as same
+    assert reusable_upload(str(path), {**record, "mtime_ns": 1}) is None  # other bytes
+    path.write_bytes(b"short")
+    assert reusable_upload(str(path), record) is None  # other size
+    path.unlink()
+    assert reusable_upload(str(path), record) is None  # gone
+    assert reusable_upload(str(path), None) is None
 
 
 def test_stale_temp_files_are_cleared(tmp_path: Path) -> None:

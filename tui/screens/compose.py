@@ -1,8 +1,11 @@
 """Writing a message: a new one, a reply, a reply to all or a forward, kept as a draft on
 disk while it is written (within two seconds of a change, and whenever the screen is left)
 so that a crash loses nothing. Sending uses the draft's Idempotency-Key, so a retry after a
-lost answer never sends twice. Every call to the PEN, and every draft write, runs in a
-worker; the screen reacts to what comes back."""
+lost answer never sends twice; the draft keeps its files' upload ids, so a draft resumed
+after a crash sends the same body again (the PEN answers with the first message) instead of
+new uploads under the old key. A draft is sent only from the account that wrote it. Every
+call to the PEN, and every draft write, runs in a worker; the screen reacts to what comes
+back."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from tui.compose import (
     reply_subject,
     validate_subject,
 )
-from tui.drafts import Draft, DraftStore
+from tui.drafts import Draft, DraftStore, account_key
 from tui.pen_client import (
     Address,
     Conflict,
@@ -51,6 +54,8 @@ TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "
 ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
 # Failures after which the message may or may not have been sent: the same key goes again.
 MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
+SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
+               "(look in Sent; F12 twice discards it).")
 
 
 def _message_dict(m: Message) -> dict:
@@ -105,6 +110,10 @@ class ComposeScreen(Screen):
         self._save_timer = None
         self._save_lock = threading.Lock()
         self._seq = self._saved_seq = 0
+        self.sent_before = False  # the PEN says this draft's key went with another body: never again
+        self.account = account_key(client.server, client.user.email) if client.user else None
+        if draft.account is None and self.account is not None:
+            draft.account = self.account  # new, or written before drafts had an account: now this one's
 
     @classmethod
     def start(cls, client: PenClient, kind: str = "new", message: Message | None = None,
@@ -158,7 +167,9 @@ class ComposeScreen(Screen):
         forwarded = [Entry(known[i].filename if i in known else "forwarded attachment",
                            known[i].size if i in known else None, upload_id=i, forwarded=True)
                      for i in self.draft.forward_attachment_ids]
-        return forwarded + [Entry(os.path.basename(p), None, path=p) for p in self.draft.attachments]
+        records = self.draft.uploads
+        return forwarded + [Entry(os.path.basename(p), records[p]["size"] if p in records else None, path=p,
+                                  record=records.get(p)) for p in self.draft.attachments]
 
     def on_mount(self) -> None:
         self._show_title()
@@ -190,11 +201,15 @@ class ComposeScreen(Screen):
 
     # ------------------------------------------------------------ workers that fetch
 
+    @property
+    def _me(self) -> str | None:
+        return self.client.user.email if self.client.user else None
+
     @work(thread=True, group="compose-book", exit_on_error=False)
     def _load_book(self) -> None:
         book = AddressBook()
         if self._seen:
-            book.add_many(self._seen)
+            book.add_seen(self._seen, self._me)
         self.book = book
 
     # ------------------------------------------------------------ editing and drafts
@@ -205,6 +220,7 @@ class ComposeScreen(Screen):
         now = {name: self._field(name).items() for name, _ in ADDRESS_FIELDS}
         now.update(subject=self.query_one("#subject", Input).value, body=self.query_one(TextArea).text,
                    attachments=[e.path for e in entries if e.path],
+                   uploads={e.path: e.record for e in entries if e.path and e.record},
                    forward_attachment_ids=[e.upload_id for e in entries if e.forwarded])
         changed = {k: v for k, v in now.items() if getattr(self.draft, k) != v}
         for key, value in changed.items():
@@ -360,6 +376,10 @@ class ComposeScreen(Screen):
     # ------------------------------------------------------------ sending
 
     def _unsendable(self) -> str | None:
+        if self.account is not None and not self.draft.belongs_to(self.account):
+            owner = self.draft.account or ""
+            return (f"this draft was written as {one_line(owner.rpartition('|')[2], 80)}; "
+                    f"sign in as that account to send it.")
         if self.problem:
             return self.problem
         if not any(self._field(name).addresses()[0] for name, _ in ADDRESS_FIELDS):
@@ -371,6 +391,9 @@ class ComposeScreen(Screen):
     def action_send(self) -> None:
         if self.sending:
             self.say("Sending already; wait for the PEN's answer.")
+            return
+        if self.sent_before:
+            self.say(SENT_BEFORE)
             return
         self._collect()
         problem = self._unsendable()
@@ -388,33 +411,73 @@ class ComposeScreen(Screen):
         finally:
             self.sending = False
 
+    async def _upload_and_keep(self, files: AttachmentPanel) -> bool:
+        """Every file uploaded, and their upload ids on disk in the draft before the send goes out."""
+        if not await files.upload_all():
+            return False
+        if self._collect():
+            self.touched = True
+        if self.touched:
+            await asyncio.to_thread(self._write, *self._snapshot())
+        return True
+
     async def _send_draft(self) -> None:
         if self.touched:
             await asyncio.to_thread(self._write, *self._snapshot())
         files = self.query_one(AttachmentPanel)
-        if not await files.upload_all():
+        if not await self._upload_and_keep(files):
             return
         fields = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
                   for name, _ in ADDRESS_FIELDS}
-        try:
-            message = await self.client.send(
-                **fields, subject=self.draft.subject, body_text=self.draft.body, in_reply_to=self.draft.in_reply_to,
-                attachments=[e.upload_id for e in files.entries], idempotency_key=self.draft.idempotency_key)
-        except PenError as exc:
-            maybe = isinstance(exc, MAYBE_SENT)
-            self.definite_failure = not maybe
-            if exc.code == "idempotency_key_reused":  # an earlier attempt with other content got through
-                self.say("Not sent: a message from this draft may have gone already, with other content; "
-                         "look in Sent before you send it again.")
-            else:
-                self.say(f"Not sent: {exc.message} " + ("The draft is kept; press F9 to try again (it cannot go "
-                         "twice)." if maybe else "The draft is kept; change it and send again."))
-            return
+        for attempt in (1, 2):
+            try:
+                message = await self.client.send(
+                    **fields, subject=self.draft.subject, body_text=self.draft.body,
+                    in_reply_to=self.draft.in_reply_to, attachments=[e.upload_id for e in files.entries],
+                    idempotency_key=self.draft.idempotency_key)
+                break
+            except PenError as exc:
+                expired = self._expired_uploads(exc, files)
+                if expired and attempt == 1:
+                    # The key was not used (the PEN checks it first): upload those files again, same key.
+                    files.forget_uploads(expired)
+                    if not await self._upload_and_keep(files):
+                        return
+                    continue
+                self._not_sent(exc)
+                return
         await asyncio.to_thread(self._forget)
         sent_to = [a.to_json() for people in fields.values() for a in people]
-        await asyncio.to_thread((self.book or AddressBook()).add_many, sent_to)
+        await asyncio.to_thread((self.book or AddressBook()).add_seen, sent_to, self._me)
         # The app closes this screen: a worker of the screen would end with it.
         self.app.call_later(_after_sent, self.app, self, message)
+
+    @staticmethod
+    def _expired_uploads(exc: PenError, files: AttachmentPanel) -> list:
+        """The local files whose upload ids the PEN does not know (any more), from its 422's fields."""
+        if exc.code != "validation_failed":
+            return []
+        entries = files.entries
+        found = []
+        for key in exc.fields or {}:
+            if isinstance(key, str) and key.startswith("attachments[") and key.endswith("]"):
+                index = key[len("attachments["):-1]
+                if index.isdigit() and int(index) < len(entries) and entries[int(index)].path:
+                    found.append(entries[int(index)])
+        return found
+
+    def _not_sent(self, exc: PenError) -> None:
+        maybe = isinstance(exc, MAYBE_SENT)
+        if exc.code == "idempotency_key_reused":
+            # This key went with another body before (a session that crashed after sending, before
+            # it could forget the draft): sending again would send a second message.
+            self.sent_before = True
+            self.definite_failure = False  # an edit must not make a new key that would send it twice
+            self.say(SENT_BEFORE)
+            return
+        self.definite_failure = not maybe
+        self.say(f"Not sent: {exc.message} " + ("The draft is kept; press F9 to try again (it cannot go "
+                 "twice)." if maybe else "The draft is kept; change it and send again."))
 
 
 async def _after_sent(app, screen: ComposeScreen, message: Message) -> None:

@@ -14,7 +14,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui.compose import format_date
-from tui.drafts import Draft, DraftStore
+from tui.drafts import Draft, DraftStore, account_key
 from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
@@ -32,12 +32,28 @@ def draft_row(draft: Draft) -> Text:
     return row
 
 
+def session_account(session) -> str | None:
+    """The account_key of a signed-in session (the e-mail as the PEN knows it), or None."""
+    if session is None:
+        return None
+    client = getattr(session, "client", None)
+    user = getattr(client, "user", None)
+    server = getattr(client, "server", None) or getattr(session, "server", "")
+    email = getattr(user, "email", None) or getattr(session, "email", "")
+    return account_key(server, email) if server and email else None
+
+
 def offer_saved_drafts(app: App) -> None:
-    """After sign-in: if any drafts are on disk, offer them (the folder is read in a thread)."""
+    """After sign-in: if the signed-in account (``app.session``) has drafts on disk, offer them
+    (the folder is read in a thread).  Drafts of other accounts stay on disk, unseen; drafts
+    written before drafts had an account are offered to whichever account signs in."""
+    account = session_account(getattr(app, "session", None))
+    if account is None:
+        return  # nobody signed in: no draft can be told apart, so none is offered
 
     def look() -> None:
         store = DraftStore()
-        drafts = store.list()
+        drafts = store.list(account=account)
         if drafts:
             app.call_from_thread(app.push_screen, DraftsScreen(store, drafts))
 

@@ -5,7 +5,11 @@ A file over the PEN's limit (``GET /pen``, fetched once) is refused before any b
 sent. Files upload when attached, one at a time, streamed; a row says its state in words
 ("uploading", "ready", "forwarded", "not uploaded yet"), never by colour alone; file
 names reach the screen through the safe-text path. The panel tells its screen what
-happened with two messages: ``Changed`` (the list) and ``Said`` (a sentence)."""
+happened with two messages: ``Changed`` (the list) and ``Said`` (a sentence).
+
+Each uploaded file keeps a record (its upload id, size, modification time and sha256) that
+the draft stores; a resumed draft's file whose record still matches is not uploaded again,
+so a retried send has the same body as the first."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
+from tui.drafts import reusable_upload, upload_record
 from tui.pen_client import Attachment, PenClient, PenError
 from tui.safe_text import one_line, safe_text
 from tui.widgets.path_suggester import PathSuggester
@@ -45,6 +50,9 @@ class Entry:
     upload_id: str | None = None  # the PEN's id once uploaded, or the original's for a forward
     forwarded: bool = False
     uploading: bool = False
+    # tui.drafts.upload_record() of this file's upload; for a resumed draft, the earlier
+    # session's record until the file is checked (then upload_id is set, or both are cleared).
+    record: dict | None = None
 
     def row(self, n: int) -> str:
         size = f", {human_size(self.size)}" if self.size is not None else ""
@@ -124,6 +132,8 @@ class AttachmentPanel(Vertical):
         rows.show_rows()
         if self._forward_of and any(e.forwarded and e.size is None for e in rows.entries):
             self._name_forwarded()  # a resumed forward: its file names come from the original
+        if any(e.record and not e.upload_id for e in rows.entries):
+            self._check_resumed()  # a resumed draft: files uploaded in an earlier session
         self._fetch_limit()
 
     @property
@@ -189,6 +199,34 @@ class AttachmentPanel(Vertical):
 
     # ------------------------------------------------------------ attaching and uploading
 
+    @work(group="attach-check", exit_on_error=False)
+    async def _check_resumed(self) -> None:
+        for entry in list(self.entries):
+            async with self._upload_lock:
+                if entry in self.entries and not entry.upload_id:
+                    await self._reuse(entry)
+        self.query_one(AttachmentList).show_rows()
+
+    async def _reuse(self, entry: Entry) -> bool:
+        """Take the earlier upload of an unchanged file (with the lock held); False if there is none."""
+        if entry.record is None or not entry.path:
+            return False
+        record = entry.record
+        upload_id = await asyncio.to_thread(reusable_upload, entry.path, record)
+        if upload_id is None:
+            entry.record = None  # changed or gone: it is uploaded afresh
+            self.post_message(self.Changed())
+            return False
+        entry.upload_id, entry.size = upload_id, record["size"]
+        return True
+
+    def forget_uploads(self, entries: list[Entry]) -> None:
+        """The PEN no longer knows these uploads (expired, say): they go up again on the next send."""
+        for entry in entries:
+            if entry.path and not entry.forwarded:
+                entry.upload_id, entry.record = None, None
+        self._changed()
+
     @work(group="attach", exit_on_error=False)
     async def attach(self, path: str) -> None:
         name = one_line(Path(path).name, 80)
@@ -223,12 +261,16 @@ class AttachmentPanel(Vertical):
                 return True
             if entry not in self.entries:
                 return False  # removed while it waited
+            if await self._reuse(entry):
+                self.query_one(AttachmentList).show_rows()
+                return True
             bar, name = self.query_one(UploadProgress), one_line(entry.name, 80)
             entry.uploading = True
             self.query_one(AttachmentList).show_rows()
             bar.start(entry.name, entry.size or 0)
             content_type = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
             try:
+                before = await asyncio.to_thread(os.stat, entry.path)
                 uploaded: Attachment = await self.client.upload(
                     entry.path, content_type=content_type, progress=lambda sent, total: bar.advance(sent))
             except PenError as exc:
@@ -242,7 +284,10 @@ class AttachmentPanel(Vertical):
                 bar.display = False
                 self.query_one(AttachmentList).show_rows()
             entry.upload_id, entry.size = uploaded.id, uploaded.size
-            self.query_one(AttachmentList).show_rows()
+            # The time tells an unchanged file only if the PEN got the size it had then; else the hash does.
+            mtime_ns = before.st_mtime_ns if before.st_size == uploaded.size else None
+            entry.record = upload_record(uploaded.id, uploaded.size, mtime_ns, uploaded.sha256 or None)
+            self._changed()  # the draft keeps the record, so a resumed draft reuses this upload
             self._say(f"{name} is uploaded ({human_size(uploaded.size)}).")
             return True
 
