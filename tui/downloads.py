@@ -55,7 +55,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tui.raw_body import _RawBody, _RawFallback, _raw_route  # noqa: F401 (tests patch them here)
+from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
 from tui.filenames import UnsafePathError, create_exclusive, safe_filename, unique_path
 from tui.pen_client import (
     Attachment,
@@ -630,7 +630,7 @@ class _Download:
         """One request: from what is on disk to the end (or the whole file after a 200)."""
         start = self.part.size
         if_range = self.etag or (f'"{self.expected_sha}"' if self.expected_sha else None)
-        route = _raw_route(self.client) if RAW_DOWNLOADS else None
+        route = self.client.direct_route() if RAW_DOWNLOADS else None
         if route is not None:
             try:
                 await self._fetch_raw(route, start, if_range if start else None)
@@ -641,17 +641,17 @@ class _Download:
 
     async def _fetch_raw(self, route, start: int, if_range: str | None) -> None:
         part = self.part
-        base = route[0]
+        base = route.base_url
         path = (base.raw_path.decode("ascii").rstrip("/")
                 + f"/messages/{quote(self.message_id, safe='')}/attachments/{quote(self.att.id, safe='')}")
-        headers = {"Accept-Encoding": "identity", "Authorization": f"Bearer {self.client._access}"}
+        headers = {"Accept-Encoding": "identity", "Authorization": route.authorization}
         if start:
             headers["Range"] = f"bytes={start}-"
             if if_range:
                 headers["If-Range"] = if_range
         first = start
         body = await _RawBody.open(route, path, headers, self.chunk_size,
-                                   lambda received: self.meter.update(first + received), self.client._describe)
+                                   lambda received: self.meter.update(first + received), self.client.describe_failure)
         try:
             await self._begin(body, start)
             first = part.size  # 0 after a 200 that restarted the .part
@@ -670,7 +670,7 @@ class _Download:
                     await self._settle()
                     self._start(part.write, piece)
                 await self._settle()
-                raise self.client._describe(httpx.ReadError(str(exc))) from None
+                raise self.client.describe_failure(httpx.ReadError(str(exc))) from None
             await self._settle()
         finally:
             body.close()

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 # httpx imports its command-line tool (click, pygments, rich.progress: ~25 ms of start-up)
@@ -264,6 +264,16 @@ def tls_context(ca_file: str | os.PathLike | None) -> ssl.SSLContext:
     return ctx
 
 
+class DirectRoute(NamedTuple):
+    """The PEN's API address, the TLS context this client verifies it with, the client's
+    timeouts, and the Authorization header of the current sign-in."""
+
+    base_url: httpx.URL
+    ssl_context: ssl.SSLContext
+    timeout: httpx.Timeout
+    authorization: str
+
+
 class PenClient:
     """One sign-in to one PEN. `on_refresh_token` is called with each new refresh token (so
     the caller can keep it in the keyring), and with None when the sign-in ends."""
@@ -285,7 +295,9 @@ class PenClient:
         self._access: str | None = None
         self._refresh: str | None = None
         self._refresh_lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(base_url=self.server + API, verify=tls_context(ca_file),
+        self._ssl_context = tls_context(ca_file)
+        self._own_transport = transport is None
+        self._http = httpx.AsyncClient(base_url=self.server + API, verify=self._ssl_context,
                                        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                        transport=transport, headers={"User-Agent": "penmail"},
                                        follow_redirects=False)
@@ -303,13 +315,28 @@ class PenClient:
     def signed_in(self) -> bool:
         return self._access is not None
 
+    def direct_route(self) -> DirectRoute | None:
+        """How to make one request over a connection of one's own, as tui/raw_body.py does
+        for a download's body; None when only httpx can make it: requests that go through a
+        proxy (from the environment) or a transport the caller gave, or no sign-in yet."""
+        if not self._own_transport or self._access is None:
+            return None
+        try:
+            proxied = any(mount is not None for mount in self._http._mounts.values())
+        except AttributeError:  # another httpx than the one this was written for: ask httpx
+            return None
+        if proxied:
+            return None
+        return DirectRoute(self._http.base_url, self._ssl_context, self._http.timeout, f"Bearer {self._access}")
+
     @property
     def refresh_token(self) -> str | None:
         return self._refresh
 
     # ------------------------------------------------------------ plumbing
 
-    def _describe(self, exc: Exception) -> PenError:
+    def describe_failure(self, exc: Exception) -> PenError:
+        """The PenError (one sentence) for a network failure of httpx's kind."""
         host = urlsplit(self.server).netloc
         text = str(exc)
         if isinstance(exc, httpx.TimeoutException):
@@ -349,7 +376,7 @@ class PenClient:
         try:
             return await self._http.request(method, url, headers={**kw.pop("headers", {}), **self._auth()}, **kw)
         except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
-            raise self._describe(exc) from None
+            raise self.describe_failure(exc) from None
 
     async def _call(self, method: str, url: str, *, auth: bool = True, ok=(200,), **kw) -> httpx.Response:
         """One API call within the deadline, refreshing the access token once if it expired."""
@@ -545,7 +572,7 @@ class PenClient:
                 request = self._http.build_request("GET", url, headers={**headers, **self._auth()})
                 response = await self._http.send(request, stream=True)
             except httpx.HTTPError as exc:
-                raise self._describe(exc) from None
+                raise self.describe_failure(exc) from None
             if response.status_code == 401 and attempt == 1 and self._refresh:
                 await response.aclose()
                 await self._renew(expired=self._access)
@@ -556,7 +583,7 @@ class PenClient:
                     raise self._error_of(response)
                 yield response
             except httpx.HTTPError as exc:
-                raise self._describe(exc) from None
+                raise self.describe_failure(exc) from None
             finally:
                 await response.aclose()
             return
@@ -597,4 +624,4 @@ class PenClient:
                             data.append(line[5:].lstrip())
                     return
             except httpx.HTTPError as exc:
-                raise self._describe(exc) from None
+                raise self.describe_failure(exc) from None

@@ -1,7 +1,7 @@
 """A download's body read straight off its own TLS connection (asyncio BufferedProtocol,
 chunk-sized buffers): httpx hands a body over 16 KiB at a time, which caps a download at a
-fraction of what the link carries. Used by tui.downloads for a plain 200/206 answer only;
-anything else goes through httpx. No Textual here."""
+fraction of what the link carries. Used by tui.downloads for a plain 200/206 answer only,
+when PenClient.direct_route() gives a route; anything else goes through httpx. No Textual."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import asyncio
 import collections
 import ssl
 from collections.abc import Callable
+
 import httpx
-from tui.pen_client import (
-    PenClient,
-    PenError,
-)
+
+from tui.pen_client import DirectRoute, PenError
 
 _RAW_QUEUED = 2  # full chunks waiting for the writer before reading pauses
 _HEAD_MAX = 64 << 10
@@ -22,24 +21,6 @@ _SCRATCH = 64 << 10
 
 class _RawFallback(Exception):
     """The raw path cannot take this request or answer; httpx does it instead."""
-
-
-def _raw_route(client: PenClient) -> tuple[httpx.URL, ssl.SSLContext, httpx.Timeout] | None:
-    """(base URL, TLS context, timeouts) when the client talks straight to an https server
-    with httpx's own transport (no proxy, no test transport) and is signed in; else None."""
-    try:
-        http = client._http
-        transport = http._transport
-        if any(m is not None for m in http._mounts.values()) or type(transport) is not httpx.AsyncHTTPTransport:
-            return None
-        ctx = transport._pool._ssl_context
-        base = http.base_url
-        client._describe
-    except AttributeError:  # another httpx than the one this was written for
-        return None
-    if not client._access or base.scheme != "https" or not isinstance(ctx, ssl.SSLContext):
-        return None
-    return base, ctx, http.timeout
 
 
 class _RawBody(asyncio.BufferedProtocol):
@@ -78,11 +59,11 @@ class _RawBody(asyncio.BufferedProtocol):
     # -- opening
 
     @classmethod
-    async def open(cls, route, path: str, headers: dict, chunk_size: int,
+    async def open(cls, route: DirectRoute, path: str, headers: dict, chunk_size: int,
                    on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]) -> "_RawBody":
         """Connect, ask, and read the head. Network failures raise what PenClient raises for
         them (``describe``: Unreachable, CertificateError), as httpx's would."""
-        base, ctx, timeout = route
+        base, ctx, timeout = route.base_url, route.ssl_context, route.timeout
         lines = [f"GET {path} HTTP/1.1", f"Host: {base.netloc.decode('ascii')}", "User-Agent: penmail",
                  *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
         if any(c in line for line in lines for c in "\r\n\0"):

@@ -30,7 +30,7 @@ from tui.downloads import (
     download_attachment,
 )
 from tui.filenames import safe_filename
-from tui.pen_client import Attachment, NotFound, PenClient, PenError, Unreachable, tls_context
+from tui.pen_client import Attachment, DirectRoute, NotFound, PenClient, PenError, Unreachable, tls_context
 
 BOB = ("bob@abc.example", "correct horse battery")
 SIZE = 6 * (1 << 20) + 12345  # not a multiple of any chunk size
@@ -209,16 +209,17 @@ def body_path(request, monkeypatch):
     if request.param == "httpx":
         monkeypatch.setattr(downloads, "RAW_DOWNLOADS", False)
         return request.param
-    route, opener = downloads._raw_route, downloads._RawBody.open.__func__
+    route, opener = PenClient.direct_route, downloads._RawBody.open.__func__
 
-    def raw_route(client):
+    def direct_route(client):
         transport = client._http._transport
-        if isinstance(transport, Recorder) and client._access:
-            return client._http.base_url, transport.inner._pool._ssl_context, client._http.timeout
+        if isinstance(transport, Recorder) and client.signed_in:
+            return DirectRoute(client._http.base_url, transport.inner._pool._ssl_context, client._http.timeout,
+                               f"Bearer {client._access}")
         return route(client)
 
     async def open_and_record(cls, route_, path, headers, *args):
-        recorder = Recorder.by_route.get(id(route_[1]))
+        recorder = Recorder.by_route.get(id(route_.ssl_context))
         try:
             body = await opener(cls, route_, path, headers, *args)
         except downloads._RawFallback:
@@ -227,7 +228,7 @@ def body_path(request, monkeypatch):
             recorder.seen.append((path, {k.lower(): v for k, v in headers.items()}, body.status_code))
         return body
 
-    monkeypatch.setattr(downloads, "_raw_route", raw_route)
+    monkeypatch.setattr(PenClient, "direct_route", direct_route)
     monkeypatch.setattr(downloads._RawBody, "open", classmethod(open_and_record))
     return request.param
 
