@@ -14,15 +14,16 @@ How one download goes:
   changed, and the download starts again from zero.  A ``.part`` that is not ours (no
   metadata, or metadata for another file) is never touched: another slot, ``NAME (1).part``,
   is used instead.  A lock (``flock``) keeps two downloads off one ``.part``.
-* The body is read straight off its own TLS connection (:class:`_RawBody`: asyncio's SSL
-  layer decrypts into chunk-sized buffers) when the client uses httpx's own transport; httpx
+* The body is read straight off its own TLS connection by a thread of its own
+  (:class:`_RawBody`: large ``recv_into`` calls into a memory BIO, decryption straight into
+  chunk-sized buffers) when the client uses httpx's own transport; httpx
   (``PenClient.download``) reads it otherwise, and asks again for every answer that is not a
   plain 200/206. httpx hands the body over one 16 KiB TLS record at a time, through
   httpcore, h11 and several async generators: that, not the disk or the hash, was the limit.
 * Writing and hashing happen in a worker thread (one chunk in flight while the next is
-  read), so the event loop keeps drawing; a few chunks of 1 MiB are held, reused. (Starting
-  writeback early with sync_file_range was tried: on this VM it cost 1.5 s of CPU per GiB
-  and a third of the throughput, for 0.3 s less fsync.)
+  read), so the event loop keeps drawing; a few chunks of 1 MiB are held, reused. Each
+  8 MiB written is handed to the kernel's writeback at once (posix_fadvise), so dirty pages
+  never pile up (the kernel throttles a writer that lets them) and the final fsync is short.
 * A lost connection (or a 5xx / 429) is retried a few times with growing delays, within
   the same call; each retry resumes from what is on disk.
 * At the end the size and sha256 are checked against the attachment, the ETag and the
