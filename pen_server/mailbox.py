@@ -90,22 +90,30 @@ def entry_for(session: Session, user: User, message_id: str) -> MailboxEntry:
     return entry
 
 
-def encode_cursor(sent_at: datetime, message_id: str) -> str:
-    raw = f"{sent_at.isoformat()}|{message_id}".encode()
+# A cursor names the last row of a page. Cursors of the oldest-first order carry a prefix, so
+# that one given out for one order is refused (422) by the other instead of paging wrongly.
+_ORDER_PREFIX = {"newest": "", "oldest": "oldest|"}
+
+
+def encode_cursor(sent_at: datetime, message_id: str, order: str = "newest") -> str:
+    raw = f"{_ORDER_PREFIX[order]}{sent_at.isoformat()}|{message_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, order: str = "newest") -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, message_id = raw.split("|", 1)
+        prefix = _ORDER_PREFIX[order]
+        if not raw.startswith(prefix):
+            raise ValueError
+        stamp, message_id = raw[len(prefix):].split("|", 1)
         when = datetime.fromisoformat(stamp)
         if when.tzinfo is None or not message_id:
             raise ValueError
         return when, message_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(422, "validation_failed", "The cursor is not one that this server gave out.",
-                       fields={"cursor": "not a cursor from this server"}) from None
+        raise ApiError(422, "validation_failed", "The cursor is not one that this server gave out for this order.",
+                       fields={"cursor": "not a cursor from this server for this order"}) from None
 
 
 def _like(q: str) -> str:
@@ -114,7 +122,9 @@ def _like(q: str) -> str:
 
 
 def page(session: Session, user: User, folder: str, limit: int, cursor: str | None,
-         unread: bool | None, q: str | None) -> dict:
+         unread: bool | None, q: str | None, order: str = "newest") -> dict:
+    """One page of a folder, newest first or (order "oldest") oldest first; the same filters,
+    the same index (read forwards or backwards), and cursors of each order's own."""
     filters = [MailboxEntry.user_id == user.id, MailboxEntry.folder == folder]
     if unread is not None:
         filters.append(MailboxEntry.unread == unread)
@@ -131,18 +141,20 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         total = session.scalar(count.where(*filters)) or 0
     else:
         total = folder_total(session, user.id, folder)
+    oldest = order == "oldest"
     if cursor:
-        c_sent, c_id = decode_cursor(cursor)
+        c_sent, c_id = decode_cursor(cursor, order)
         # A row-value comparison: one range seek in the page index (SQLite and PostgreSQL).
-        filters.append(tuple_(MailboxEntry.sent_at, MailboxEntry.message_id)
-                       < tuple_(bindparam("c_sent", c_sent, type_=MailboxEntry.sent_at.type),
-                                bindparam("c_id", c_id, type_=MailboxEntry.message_id.type)))
-    rows = list(session.scalars(query.where(*filters)
-                                .order_by(MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc())
-                                .limit(limit + 1)))
+        row = tuple_(MailboxEntry.sent_at, MailboxEntry.message_id)
+        after = tuple_(bindparam("c_sent", c_sent, type_=MailboxEntry.sent_at.type),
+                       bindparam("c_id", c_id, type_=MailboxEntry.message_id.type))
+        filters.append(row > after if oldest else row < after)
+    keys = ((MailboxEntry.sent_at.asc(), MailboxEntry.message_id.asc()) if oldest
+            else (MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc()))
+    rows = list(session.scalars(query.where(*filters).order_by(*keys).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].sent_at, rows[-1].message_id) if more and rows else None
+    next_cursor = encode_cursor(rows[-1].sent_at, rows[-1].message_id, order) if more and rows else None
     return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total}
 
 

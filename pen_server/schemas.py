@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 Folder = Literal["inbox", "sent", "archive", "trash"]
 MovableFolder = Literal["inbox", "archive", "trash"]
+Order = Literal["newest", "oldest"]  # of GET /messages
 
 
 def rfc3339(value: datetime) -> str:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pen_server import mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.schemas import (
-    Folder, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
+    Folder, Order, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
 )
 
 router = APIRouter(tags=["messages"])
@@ -20,9 +20,9 @@ KEEPALIVE_SECONDS = 15.0
 @router.get("/messages", response_model=PageOut)
 def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200),
                   cursor: str | None = Query(None, max_length=512), unread: bool | None = None,
-                  q: str | None = Query(None, max_length=500),
+                  q: str | None = Query(None, max_length=500), order: Order = "newest",
                   who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
-    page = mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None)
+    page = mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None, order)
     # The hot path of every client: serialised directly (the model above documents it).
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])
