@@ -59,7 +59,8 @@ class ConfigError(Exception):
     """The settings file cannot be used; ``str(error)`` is one sentence for the person."""
 
 
-def _default_download_dir() -> Path:
+def default_download_dir() -> Path:
+    """The platform's Downloads folder (``~/Downloads`` on Linux), whether it exists or not."""
     return Path(platformdirs.user_downloads_path())
 
 
@@ -71,7 +72,7 @@ class Config:
     ca_file: Path | None = None
     email: str | None = None
     password_command: str | None = None
-    download_dir: Path = field(default_factory=_default_download_dir)
+    download_dir: Path = field(default_factory=default_download_dir)
     theme: str = DEFAULT_THEME
     keys: dict[str, str] = field(default_factory=dict)  # action id -> "k1,k2" (Textual's form)
     animations: bool = False

@@ -57,6 +57,7 @@ from urllib.parse import quote
 import httpx
 
 from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
+from tui.config import default_download_dir
 from tui.filenames import UnsafePathError, create_exclusive, safe_filename, unique_path
 from tui.pen_client import (
     Attachment,
@@ -233,6 +234,14 @@ def _disk_sentence(exc: OSError, name: str, folder: Path) -> str:
 def check_folder(folder: str | os.PathLike) -> Path:
     """The resolved download folder, or DownloadError with one sentence saying what is wrong."""
     path = Path(folder).expanduser()
+    if not path.exists() and path == default_download_dir():
+        # The platform's Downloads folder, when nobody chose another: made, as a browser
+        # would (a fresh account on a server often has none). A folder the person chose
+        # is never made: a typo would put files where nobody looks.
+        try:
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        except OSError:
+            pass  # said below
     if not path.exists():
         raise DownloadError(f"The download folder {path} does not exist; create it or choose another.",
                             code="folder_missing")

@@ -598,6 +598,17 @@ async def test_cancelling_the_task_keeps_the_part(tmp_path, bob, big, big_att):
     assert recorder.downloads[0][0]["range"] == f"bytes={kept}-"
 
 
+async def test_the_default_download_folder_is_made_but_a_chosen_one_never(tmp_path, bob, big, big_att, monkeypatch):
+    default = tmp_path / "home" / "Downloads"
+    monkeypatch.setattr(downloads, "default_download_dir", lambda: default)
+    path = await download_attachment(bob[0], big[0], big_att, default)
+    assert path.parent == default and path.read_bytes() == big[1]
+    assert (default.stat().st_mode & 0o777) == 0o700
+    with pytest.raises(DownloadError) as info:
+        await download_attachment(bob[0], big[0], big_att, tmp_path / "home" / "Downlaods")
+    assert "does not exist" in info.value.message and not (tmp_path / "home" / "Downlaods").exists()
+
+
 async def test_missing_or_unwritable_folder(tmp_path, bob, big, big_att):
     with pytest.raises(DownloadError) as info:
         await download_attachment(bob[0], big[0], big_att, tmp_path / "nope")
