@@ -474,8 +474,12 @@ class PenClient:
     # ------------------------------------------------------------ messages
 
     async def list_messages(self, folder: str = "inbox", *, limit: int = 50, cursor: str | None = None,
-                            unread: bool | None = None, q: str | None = None) -> Page:
+                            unread: bool | None = None, q: str | None = None, order: str = "newest") -> Page:
+        """A page of a folder, newest first, or with order="oldest" from the other end (its
+        cursors are its own: a cursor from one order is refused by the other)."""
         params: dict[str, Any] = {"folder": folder, "limit": limit}
+        if order != "newest":
+            params["order"] = order
         if cursor:
             params["cursor"] = cursor
         if unread is not None:

@@ -45,9 +45,10 @@ class ObjectsClient:
         self.user = User("u1", "me@abc.example", "Me", "member", None)
         self.signed_in = True
 
-    async def list_messages(self, folder="inbox", *, limit=50, cursor=None, unread=None, q=None) -> Page:
+    async def list_messages(self, folder="inbox", *, limit=50, cursor=None, unread=None, q=None,
+                            order="newest") -> Page:
         start = int(cursor or 0)
-        ids = self.order[start:start + limit]
+        ids = (self.order if order == "newest" else self.order[::-1])[start:start + limit]
         nxt = str(start + limit) if start + limit < len(self.order) else None
         return Page(tuple(self.messages[i] for i in ids), nxt, len(self.order))
 

@@ -82,8 +82,9 @@ class MailboxScreen(Screen):
 
     # ------------------------------------------------------------ data
 
-    async def _load_page(self, cursor: str | None, limit: int):
-        return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None)
+    async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
+        return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
+                                               order=order)
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")

@@ -1,6 +1,12 @@
 """The message list: Textual's line API (a ScrollView that renders only the visible rows),
 fed page by page through keyset cursors, with only a bounded number of pages in memory.
-The terminal cursor follows the highlighted row, so braille displays follow it too."""
+The terminal cursor follows the highlighted row, so braille displays follow it too.
+
+Pages come from both ends of the folder: counted from the top (newest first, the chain of
+cursors from page 0 down) and counted from the bottom (order "oldest": row index
+total-1-k for the k-th oldest). Keyset paging reaches page N of a chain only through the
+pages before it, so rows that neither chain reaches yet are walked to from the nearer end:
+End fetches one page, from the bottom, and scrolling up from there continues that chain."""
 
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ from textual.strip import Strip
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
 
-PageLoader = Callable[[str | None, int], Awaitable[Page]]
+# loader(cursor, limit, order): a page of `limit` rows from `cursor`, order "newest" or "oldest".
+PageLoader = Callable[[str | None, int, str], Awaitable[Page]]
+TOP, BOTTOM = "newest", "oldest"  # a chain of pages, named by the order it is fetched in
+PageKey = tuple[str, int]  # (chain, page number counted from that chain's end)
 
 
 def row_text(s: Summary, width: int, now: datetime | None = None) -> str:
@@ -50,7 +59,7 @@ class MessageList(ScrollView, can_focus=True):
     """Rows of message summaries; asks its loader for pages as the view needs them."""
 
     PAGE_SIZE = 100
-    MAX_PAGES = 12  # pages kept in memory; others are fetched again when scrolled back to
+    MAX_PAGES = 12  # pages kept in memory, both chains together; others are fetched again
 
     BINDINGS = [
         Binding("down,j", "cursor_down", "Next", show=False, id="list.down"),
@@ -93,12 +102,13 @@ class MessageList(ScrollView, can_focus=True):
         super().__init__(**kw)
         self.loader = loader
         self.total = 0
-        self._pages: OrderedDict[int, tuple[Summary, ...]] = OrderedDict()
+        # Least recently used first; a bottom page holds its rows oldest first.
+        self._pages: OrderedDict[PageKey, tuple[Summary, ...]] = OrderedDict()
         # After a reload that keeps the cursor, the rows shown until their fresh page comes:
         # the list never flashes "loading" because new mail arrived.
-        self._stale: dict[int, tuple[Summary, ...]] = {}
-        self._cursors: list[str | None] = [None]  # the cursor that starts page i
-        self._loading: set[int] = set()
+        self._stale: dict[PageKey, tuple[Summary, ...]] = {}
+        self._cursors: dict[str, list[str | None]] = {TOP: [None], BOTTOM: [None]}  # [i] starts page i
+        self._loading: set[PageKey] = set()
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
@@ -113,20 +123,44 @@ class MessageList(ScrollView, can_focus=True):
         self._generation += 1
         self._stale = dict(self._pages) if keep_cursor else {}
         self._pages.clear()
-        self._cursors = [None]
+        self._cursors = {TOP: [None], BOTTOM: [None]}
         self._loading.clear()
         if not keep_cursor:
             self.cursor = 0
             self.scroll_to(y=0, animate=False)
-        self._request(0)
+        self._request((TOP, 0))
+
+    def _places(self, index: int) -> list[tuple[PageKey, int]]:
+        """Where row `index` would be: (page, offset in it) in the top chain and the bottom one."""
+        places = [((TOP, index // self.PAGE_SIZE), index % self.PAGE_SIZE)]
+        k = self.total - 1 - index  # counted from the bottom
+        if index >= 0 and k >= 0:
+            places.append(((BOTTOM, k // self.PAGE_SIZE), k % self.PAGE_SIZE))
+        return places
+
+    def _live_at(self, index: int) -> Summary | None:
+        for key, offset in self._places(index):
+            page = self._pages.get(key)
+            if page is not None and offset < len(page):
+                self._pages.move_to_end(key)  # used: the last to go
+                return page[offset]
+        return None
 
     def summary_at(self, index: int) -> Summary | None:
-        number = index // self.PAGE_SIZE
-        page = self._pages.get(number) or self._stale.get(number)
-        if page is None:
-            return None
-        offset = index % self.PAGE_SIZE
-        return page[offset] if offset < len(page) else None
+        found = self._live_at(index)
+        if found is not None:
+            return found
+        for key, offset in self._places(index):
+            page = self._stale.get(key)
+            if page is not None and offset < len(page):
+                return page[offset]
+        return None
+
+    def _holds(self, key: PageKey, length: int, index: int) -> bool:
+        """Whether the page `key`, of `length` rows, holds row `index`."""
+        chain, number = key
+        k = index if chain == TOP else self.total - 1 - index
+        return number * self.PAGE_SIZE <= k < number * self.PAGE_SIZE + length
 
     @property
     def highlighted(self) -> Summary | None:
@@ -134,67 +168,97 @@ class MessageList(ScrollView, can_focus=True):
 
     def replace(self, summary: Summary) -> None:
         """Show a changed summary (read state, say) without reloading."""
-        for number, page in self._pages.items():
+        changed = False
+        for key, page in list(self._pages.items()):  # at the seam, a row may be in a page of each chain
             for i, s in enumerate(page):
                 if s.id == summary.id:
-                    self._pages[number] = page[:i] + (summary,) + page[i + 1:]
-                    self.refresh()
-                    return
+                    self._pages[key] = page[:i] + (summary,) + page[i + 1:]
+                    changed = True
+        if changed:
+            self.refresh()
 
-    def _request(self, number: int) -> None:
-        if not self._started or number in self._pages or number in self._loading or self.loader is None:
+    def _request(self, key: PageKey) -> None:
+        """Fetch page `key` if its chain reaches it (its cursor is known) and it is not here."""
+        chain, number = key
+        cursors = self._cursors[chain]
+        if (not self._started or self.loader is None or key in self._pages or key in self._loading
+                or number >= len(cursors)):
             return
-        # Keyset paging reaches page N only through the pages before it.
-        known = len(self._cursors) - 1
-        if number > known:
-            number = known
-        if number in self._loading or number in self._pages and number < known:
+        self._loading.add(key)
+        self._fetch(key, cursors[number], self._generation)
+
+    def _want_row(self, index: int) -> None:
+        """Fetch what row `index` needs: its page from a chain that reaches it, else the next
+        page of the chain whose end is nearer (keyset paging reaches page N of a chain only
+        through the pages before it)."""
+        if self._live_at(index) is not None:
             return
-        self._loading.add(number)
-        self._fetch(number, self._cursors[number], self._generation)
+        top_number = index // self.PAGE_SIZE
+        bottom_number = (self.total - 1 - index) // self.PAGE_SIZE
+        top_known = len(self._cursors[TOP]) - 1
+        bottom_known = len(self._cursors[BOTTOM]) - 1
+        if top_number <= top_known:
+            self._request((TOP, top_number))
+        elif bottom_number <= bottom_known:
+            self._request((BOTTOM, bottom_number))
+        elif top_number - top_known <= bottom_number - bottom_known:
+            self._request((TOP, top_known))
+        else:
+            self._request((BOTTOM, bottom_known))
 
     @work(group="message-list", exit_on_error=False)
-    async def _fetch(self, number: int, cursor: str | None, generation: int) -> None:
+    async def _fetch(self, key: PageKey, cursor: str | None, generation: int) -> None:
+        chain, number = key
         try:
-            page = await self.loader(cursor, self.PAGE_SIZE)
+            page = await self.loader(cursor, self.PAGE_SIZE, chain)
         except PenError as exc:
             if generation == self._generation:
-                self._loading.discard(number)
+                self._loading.discard(key)
                 self.post_message(self.LoadFailed(exc))
             return
         if generation != self._generation:
             return
-        self._loading.discard(number)
-        self._pages[number] = page.items
-        self._pages.move_to_end(number)
-        self._stale.pop(number, None)
+        self._loading.discard(key)
+        if self.loaded_once and page.total != self.total:
+            # Rows came or went between two requests: the other chain's pages, counted from
+            # the other end, no longer meet this one's rightly (new mail resets the list soon).
+            for other in [k for k in self._pages if k[0] != chain]:
+                del self._pages[other]
+        self._pages[key] = page.items
+        self._pages.move_to_end(key)
+        self._stale.pop(key, None)
         while len(self._pages) > self.MAX_PAGES:
             oldest = next(iter(self._pages))
-            if oldest == number:
+            if oldest == key:
                 break
             self._pages.pop(oldest)
-        if len(self._cursors) == number + 1 and page.next_cursor:
-            self._cursors.append(page.next_cursor)
+        cursors = self._cursors[chain]
+        if len(cursors) == number + 1 and page.next_cursor:
+            cursors.append(page.next_cursor)
         self.total = page.total
         first = not self.loaded_once
         self.loaded_once = True
         self.virtual_size = Size(self.size.width, self.total)
         self.cursor = min(self.cursor, max(0, self.total - 1))
         self.refresh()
-        if first or number == self.cursor // self.PAGE_SIZE:
+        if first or self._holds(key, len(page.items), self.cursor):
             self.post_message(self.Highlighted(self.highlighted))
         self._want_visible()
 
     def _want_visible(self) -> None:
         """Ask for the pages that the visible rows and the cursor need."""
-        if not self.total and self.loaded_once:
+        if not self.loaded_once:
+            self._request((TOP, 0))
+            return
+        if not self.total:
             return
         top = int(self.scroll_offset.y)
-        bottom = top + max(1, self.size.height)
-        wanted = {top // self.PAGE_SIZE, (bottom - 1) // self.PAGE_SIZE, self.cursor // self.PAGE_SIZE}
-        for number in sorted(wanted):
-            if number * self.PAGE_SIZE < max(self.total, 1):
-                self._request(number)
+        bottom = min(self.total, top + max(1, self.size.height))
+        # Every visible row: where the chains meet, the rows between two pages of different
+        # chains may be in neither.
+        for index in (self.cursor, *range(top, bottom)):
+            if 0 <= index < self.total:
+                self._want_row(index)
 
     # ------------------------------------------------------------ drawing
 
