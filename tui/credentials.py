@@ -11,24 +11,43 @@ Owns two things:
   stops using the keyring and explains why in ``problem`` -- one sentence for the person.
 * ``password_from_fallbacks`` runs the configured ``password_command`` (no shell) or
   reads ``PENMAIL_PASSWORD``; None means "show the sign-in screen".
+
+Several processes share one keyring entry (the TUI, line-mode commands in another
+terminal, a second TUI).  The server rotates the refresh token on every use, and a dead
+one presented again revokes the whole sign-in, so a process must never refresh with a token
+another process has already used.  ``RefreshLock`` is an advisory lock across processes
+(``fcntl.flock`` on ``refresh-<hash of the user name>.lock`` in penmail's state folder,
+given up after a timeout, skipped where there is no fcntl); ``tui.session.Session`` holds
+it while it re-reads the keyring, refreshes with the token found there when another
+process has rotated it, and stores the new token.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shlex
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 # keyring is imported when first needed (~40 ms, importlib_metadata on Python 3.11): a
 # start-up that shows the sign-in screen, or runs without a keyring, does not pay for it.
 
-__all__ = ["CredentialError", "CredentialStore", "SERVICE", "password_from_fallbacks"]
+__all__ = ["CredentialError", "CredentialStore", "RefreshLock", "SERVICE", "password_from_fallbacks"]
 
 SERVICE = "penmail"
 PASSWORD_COMMAND_TIMEOUT = 10.0
+REFRESH_LOCK_TIMEOUT = 30.0
 _FALLBACK = "so penmail cannot remember your sign-in; it will use password_command, PENMAIL_PASSWORD or ask each time."
 NO_KEYRING = f"No system keyring is available, {_FALLBACK}"
 LOCKED = f"The system keyring is locked, {_FALLBACK}"
@@ -141,6 +160,65 @@ class CredentialStore:
             # The class name only: a backend's message may be long, technical or odd.
             self._fail(f"The system keyring reported an error ({type(error).__name__}), {_FALLBACK}")
         return False, None
+
+
+class RefreshLock:
+    """One account's refresh, one process at a time: an advisory ``flock`` on a file of its
+    own in the state folder (its name a hash of the keyring user name, so no address or
+    e-mail shows in it).  ``acquire`` blocks (call it in a thread) until the lock is held,
+    the timeout passes or ``cancelled`` is set; it returns the open file to hand to
+    ``release``, or None when it goes on without the lock: no fcntl, no state folder, a
+    file system without locks, or a holder that did not let go in time (better to refresh
+    unguarded than to hang)."""
+
+    def __init__(self, username: str, timeout: float = REFRESH_LOCK_TIMEOUT,
+                 folder: Path | None = None) -> None:
+        self.name = "refresh-" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:32] + ".lock"
+        self.timeout = timeout
+        self.folder = folder
+
+    def path(self) -> Path | None:
+        if self.folder is not None:
+            return self.folder / self.name
+        from tui.config import state_dir
+
+        try:
+            return state_dir() / self.name
+        except OSError:
+            return None
+
+    def acquire(self, cancelled: threading.Event | None = None) -> int | None:
+        if fcntl is None:
+            return None
+        path = self.path()
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError:
+            return None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    break  # ENOLCK and the like: this file system cannot lock
+            if time.monotonic() >= deadline:
+                break
+            if cancelled is not None:
+                if cancelled.wait(0.02):
+                    break
+            else:
+                time.sleep(0.02)
+        os.close(fd)
+        return None
+
+    @staticmethod
+    def release(fd: int | None) -> None:
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file releases the flock
 
 
 def password_from_fallbacks(config: Any, env: Mapping[str, str] | None = None) -> str | None:
