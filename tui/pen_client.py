@@ -11,7 +11,7 @@ import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -276,11 +276,18 @@ class DirectRoute(NamedTuple):
 
 class PenClient:
     """One sign-in to one PEN. `on_refresh_token` is called with each new refresh token (so
-    the caller can keep it in the keyring), and with None when the sign-in ends."""
+    the caller can keep it in the keyring), and with None when the sign-in ends.
+
+    `refresh_guard`, when given, wraps every refresh: it is called with the refresh token
+    this client holds and returns an async context manager that yields the refresh token to
+    use instead (the freshest one, where another process shares the sign-in and may have
+    rotated it; or the same one); the refresh and its `on_refresh_token` call happen inside
+    it. The client knows nothing of keyrings or locks (tui/session.py provides the guard)."""
 
     def __init__(self, server: str, *, ca_file: str | os.PathLike | None = None, timeout: float = 15.0,
                  deadline: float = 60.0, on_refresh_token: Callable[[str | None], None] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 refresh_guard: Callable[[str], AbstractAsyncContextManager[str | None]] | None = None):
         parts = urlsplit(server)
         try:
             parts.port
@@ -291,6 +298,7 @@ class PenClient:
         self.server = server.rstrip("/")
         self.deadline = deadline
         self.on_refresh_token = on_refresh_token
+        self.refresh_guard = refresh_guard
         self.user: User | None = None
         self._access: str | None = None
         self._refresh: str | None = None
@@ -418,16 +426,26 @@ class PenClient:
                 return  # another call renewed it while we waited
             if not self._refresh:
                 raise NotSignedIn("You are not signed in; sign in first.", code="unauthenticated")
-            response = await self._send("POST", "/auth/refresh", json={"refresh_token": self._refresh})
-            if response.status_code != 200:
-                self._access = self._refresh = None
-                if self.on_refresh_token:
-                    self.on_refresh_token(None)
-                err = self._error_of(response)
-                if isinstance(err, (NotSignedIn, ValidationFailed)):
-                    raise NotSignedIn("Your sign-in has ended; sign in again.", code=err.code, status=err.status)
-                raise err
-            self._take_tokens(self._json(response))
+            if self.refresh_guard is None:
+                await self._refresh_now()
+                return
+            async with self.refresh_guard(self._refresh) as freshest:
+                if freshest:
+                    self._refresh = freshest  # another process rotated it: ours is dead
+                await self._refresh_now()
+
+    async def _refresh_now(self) -> None:
+        """Trade the refresh token for new tokens (the caller holds `_refresh_lock`)."""
+        response = await self._send("POST", "/auth/refresh", json={"refresh_token": self._refresh})
+        if response.status_code != 200:
+            self._access = self._refresh = None
+            if self.on_refresh_token:
+                self.on_refresh_token(None)
+            err = self._error_of(response)
+            if isinstance(err, (NotSignedIn, ValidationFailed)):
+                raise NotSignedIn("Your sign-in has ended; sign in again.", code=err.code, status=err.status)
+            raise err
+        self._take_tokens(self._json(response))
 
     # ------------------------------------------------------------ accounts
 
