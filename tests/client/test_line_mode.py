@@ -24,9 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import keyring.errors
 import pytest
-from keyring.backend import KeyringBackend
 
 from tests.conftest import PASSWORD, USERS
 
@@ -36,41 +34,6 @@ EMAIL = {who: fields[0] for who, fields in USERS.items()}
 
 
 # ---------------------------------------------------------------- running penmail
-
-
-class FileKeyring(KeyringBackend):
-    """A working keyring in a JSON file named by $PENMAIL_TEST_KEYRING, so that a penmail
-    subprocess has a real one (PYTHON_KEYRING_BACKEND=tests.client.test_line_mode.FileKeyring)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    @staticmethod
-    def _path() -> Path:
-        return Path(os.environ["PENMAIL_TEST_KEYRING"])
-
-    def _load(self) -> dict:
-        try:
-            return json.loads(self._path().read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def _save(self, data: dict) -> None:
-        self._path().write_text(json.dumps(data))
-
-    def get_password(self, service, username):
-        return self._load().get(f"{service} {username}")
-
-    def set_password(self, service, username, password):
-        data = self._load()
-        data[f"{service} {username}"] = password
-        self._save(data)
-
-    def delete_password(self, service, username):
-        data = self._load()
-        if f"{service} {username}" not in data:
-            raise keyring.errors.PasswordDeleteError("not found")
-        del data[f"{service} {username}"]
-        self._save(data)
 
 
 @dataclass
@@ -118,7 +81,7 @@ class Line:
         env.update(PENMAIL_CONFIG=str(config or self.config(who)), PENMAIL_STATE_DIR=str(self.tmp / f"state-{who}"),
                    PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring", PYTHONPATH=str(REPO))
         if keyring_file is not None:
-            env.update(PYTHON_KEYRING_BACKEND="tests.client.test_line_mode.FileKeyring",
+            env.update(PYTHON_KEYRING_BACKEND="tests.client.file_keyring.FileKeyring",
                        PENMAIL_TEST_KEYRING=str(keyring_file))
         if password:
             env["PENMAIL_PASSWORD"] = password
