@@ -52,18 +52,30 @@ def revoke_family(session: Session, family_id: str) -> None:
     session.execute(update(AuthToken).where(AuthToken.family_id == family_id).values(revoked=True))
 
 
+def _reused(session: Session, row: AuthToken) -> None:
+    """A dead refresh token came back: someone holds a copy. End the whole sign-in."""
+    revoke_family(session, row.family_id)
+    session.commit()
+    raise ApiError(401, "unauthenticated", "That sign-in was ended for safety; sign in again.")
+
+
 def refresh(session: Session, settings: Settings, token: str) -> dict:
     row = session.get(AuthToken, security.token_hash(token))
     if row is None or row.kind != "refresh":
         raise ApiError(401, "unauthenticated", "That sign-in is not valid any more; sign in again.")
     if row.revoked or row.used_at is not None:
-        # A dead refresh token came back: someone holds a copy. End the whole sign-in.
-        revoke_family(session, row.family_id)
-        session.commit()
-        raise ApiError(401, "unauthenticated", "That sign-in was ended for safety; sign in again.")
+        _reused(session, row)
     if row.expires_at <= utcnow():
         raise ApiError(401, "token_expired", "Your sign-in has expired; sign in again.")
-    row.used_at = utcnow()
+    # Claimed in one conditional UPDATE, not read-then-write: of several refreshes with one
+    # token at the same moment exactly one gets it, and the others are a copy's use.
+    claimed = session.execute(
+        update(AuthToken)
+        .where(AuthToken.token_hash == row.token_hash, AuthToken.used_at.is_(None), AuthToken.revoked.is_(False))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        _reused(session, row)
     user = session.get(User, row.user_id)
     if user is None:
         raise ApiError(401, "unauthenticated", "That account no longer exists.")

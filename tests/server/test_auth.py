@@ -66,6 +66,33 @@ def test_refresh_rotates_and_reuse_revokes_the_family(pen):
         assert c.get("/me", headers={"Authorization": f"Bearer {second['access_token']}"}).status_code == 401
 
 
+def test_one_refresh_token_used_twice_at_once_wins_once_and_ends_the_sign_in(pen):
+    """Refreshes with one token at the same moment: one gets new tokens, the others are a
+    second holder's use, and end the whole sign-in (the winner's new tokens too)."""
+    import threading
+
+    tokens = pen.login("cat")
+    barrier = threading.Barrier(6)
+    answers: list = []
+
+    def go() -> None:
+        with pen.client() as c:
+            c.get("/health")  # connected before the barrier
+            barrier.wait()
+            answers.append(c.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}))
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [r for r in answers if r.status_code == 200]
+    assert len(won) == 1, [r.status_code for r in answers]
+    assert sorted(r.status_code for r in answers) == [200] + [401] * 5
+    with pen.client() as c:
+        assert c.post("/auth/refresh", json={"refresh_token": won[0].json()["refresh_token"]}).status_code == 401
+
+
 def test_logout_revokes(pen):
     tokens = pen.login("bob")
     with pen.client(tokens["access_token"]) as c:
