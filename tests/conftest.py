@@ -27,6 +27,21 @@ USERS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_dir(tmp_path_factory):
+    """Drafts, the address book and refresh locks of every test go to a folder of the test
+    run, never to the developer's own penmail state (a test may still point it elsewhere)."""
+    import os
+
+    before = os.environ.get("PENMAIL_STATE_DIR")
+    os.environ["PENMAIL_STATE_DIR"] = str(tmp_path_factory.mktemp("penmail-state"))
+    yield
+    if before is None:
+        os.environ.pop("PENMAIL_STATE_DIR", None)
+    else:
+        os.environ["PENMAIL_STATE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def hostile() -> dict:
     return json.loads((DATA / "hostile.json").read_text(encoding="utf-8"))

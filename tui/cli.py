@@ -35,6 +35,9 @@ def cmd_demo(_args) -> int:
         # Signed in by password from the environment; the demo never touches the keyring.
         demo = dataclasses.replace(config, server=stack.server, email=stack.email, ca_file=stack.ca_file,
                                    password_command=None)
+        # Its drafts and address book go with it: the demo's people must not turn up in the
+        # completion of the person's own PEN, nor its drafts be offered there.
+        os.environ["PENMAIL_STATE_DIR"] = str(stack.root / "state")
         return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False)
 
     return run_demo(launch)
