@@ -4,6 +4,8 @@ memory keyring, and reading what the screen actually rendered."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tui.config import Config
@@ -16,6 +18,19 @@ def config_for(pen, who_email: str = "ann@abc.example", tmp: Path | None = None,
                   download_dir=tmp or Path("/tmp"))
     fields.update(over)
     return Config(**fields)
+
+
+@contextmanager
+def using_keyring(backend) -> Iterator:
+    """``backend`` as the keyring for the block (a real backend class; the one before comes back)."""
+    import keyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)
 
 
 def at_mailbox(app) -> bool:

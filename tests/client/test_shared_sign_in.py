@@ -22,6 +22,7 @@ import pytest
 from tests.client.file_keyring import FileKeyring
 from tests.client.test_credentials import MemoryKeyring
 from tests.conftest import PASSWORD, USERS
+from tests.tui_helpers import using_keyring
 from tui.credentials import SERVICE, RefreshLock
 from tui.session import Session
 
@@ -58,21 +59,16 @@ class CountingKeyring(MemoryKeyring):
 
 @pytest.fixture
 def memory_keyring():
-    previous = keyring.get_keyring()
-    backend = CountingKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+    with using_keyring(CountingKeyring()) as backend:
+        yield backend
 
 
 @pytest.fixture
 def file_keyring(tmp_path, monkeypatch):
     path = tmp_path / "keyring.json"
     monkeypatch.setenv("PENMAIL_TEST_KEYRING", str(path))
-    previous = keyring.get_keyring()
-    keyring.set_keyring(FileKeyring())
-    yield path
-    keyring.set_keyring(previous)
+    with using_keyring(FileKeyring()):
+        yield path
 
 
 def session(pen, **kw) -> Session:
@@ -270,19 +266,17 @@ async def test_without_the_keyring_nothing_changes(pen, state, memory_keyring, h
 async def test_a_keyring_that_fails_falls_back_to_the_own_token(pen, state):
     from keyring.backends import fail
 
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    s = session(pen)
-    try:
-        await s.login(PASSWORD)
-        await s.settle()
-        assert s.store.problem  # the keyring failed once and is not used any more
-        for _ in range(2):
-            expire(s)
-            assert (await s.client.me()).email == ANN
-    finally:
-        await close(s)
-        keyring.set_keyring(previous)
+    with using_keyring(fail.Keyring()):
+        s = session(pen)
+        try:
+            await s.login(PASSWORD)
+            await s.settle()
+            assert s.store.problem  # the keyring failed once and is not used any more
+            for _ in range(2):
+                expire(s)
+                assert (await s.client.me()).email == ANN
+        finally:
+            await close(s)
 
 
 # ---------------------------------------------------------------- real processes

@@ -3,12 +3,11 @@ first frame before any network."""
 
 from __future__ import annotations
 
-import keyring
 import pytest
 
 from tests.client.test_credentials import MemoryKeyring
 from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
+from tests.tui_helpers import at_mailbox, config_for, rendered, using_keyring, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import PenClient
 from tui.screens.mailbox import MailboxScreen
@@ -19,11 +18,8 @@ from tui.widgets.message_list import MessageList
 
 @pytest.fixture
 def memory_keyring():
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+    with using_keyring(MemoryKeyring()) as backend:
+        yield backend
 
 
 @pytest.fixture
