@@ -253,7 +253,8 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     link = message_link(conf.base_url, message.id, invite_token(secret, notification.id))
     who = sender_name if sender_name == clean_line(message.from_email) else \
         f"{sender_name} <{clean_line(message.from_email)}>"
-    sentence = f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}."
+    sentence = (f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}; "
+                f"the link below opens it in any web browser.")
     footer, notice = clean_block(conf.footer), clean_block(disclaimer)
 
     text = [sentence, "", "Read it here:", link]
