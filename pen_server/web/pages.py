@@ -5,9 +5,9 @@ the link leaves it working); every change is a POST from our own form."""
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -15,9 +15,10 @@ from sqlalchemy import select
 from pen_server import mailbox, penconf
 from pen_server.errors import ApiError
 from pen_server.models import Message, Notification, User, utcnow
-from pen_server.security import LoginLimiter, token_hash
+from pen_server.security import token_hash
 from pen_server.sending import notification_row
 from pen_server.web import auth, reading, sessions
+from pen_server.web.limits import WindowLimit
 from pen_server.web.sessions import begin
 from pen_server.web.core import (
     HERE, WebRoute, check_post, read_form, redirect, render, services,
@@ -27,8 +28,8 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 _NEXT = re.compile(r"^/(m/[A-Za-z0-9_-]{1,64})?$")
 _STYLESHEET = (HERE / "static" / "pen.css").read_bytes()
 # Fresh links: at most 3 an hour to one address and 20 an hour from one client address.
-_fresh_by_address = LoginLimiter(max_failures=3, window=3600.0)
-_fresh_by_client = LoginLimiter(max_failures=20, window=3600.0)
+_fresh_by_address = WindowLimit(3, 3600.0)
+_fresh_by_client = WindowLimit(20, 3600.0)
 FRESH_SENT = ("If this link came from this PEN, a new link is on its way to the address it was sent to; "
               "it can take a few minutes to arrive.")
 
@@ -63,7 +64,7 @@ def message_or_link(message_id: str, request: Request, t: str | None = Query(Non
                       token=t, message_id=message_id)
 
 
-def _invitation_or_expired(request: Request, s, message_id: str, token: str):
+def _invitation_or_expired(s, message_id: str, token: str):
     n = auth.invitation(s, token)
     if n is None or n.message_id != message_id:
         raise ApiError(410, "expired", "This link has expired; open it again from the e-mail to ask for a fresh one.")
@@ -81,28 +82,41 @@ def _account_page(request: Request, s, n, status: int = 200, error: str | None =
                   name=name if name is not None else (n.recipient_name or ""))
 
 
-@contextmanager
-def _link_step(request: Request, form: dict, message_id: str):
-    """A POST of the link's pages: checked, with its (still valid) invitation."""
-    request.state.token = form.get("t", "")
-    with services(request).db.session() as s:
-        user = begin(request, s)
-        check_post(request, form)
-        yield s, user, _invitation_or_expired(request, s, message_id, request.state.token)
+async def _post(request: Request, step, *, hashing: bool = False):
+    """A POST of these pages: its form read (bounded), then, in a thread, checked (CSRF,
+    origin) and `step(session, form)` run. Steps that hash a password run in the sign-in
+    code's own threads, so a flood of them never takes the threads other pages need."""
+    form = await read_form(request)
+    request.state.token = form.get("t", "")[:200]
+    pen = services(request)
+
+    def run():
+        with pen.db.session() as s:
+            begin(request, s)
+            check_post(request, form)
+            return step(s, form)
+
+    if hashing:
+        return await auth.off_routes_pool(pen, run)
+    return await anyio.to_thread.run_sync(run)
 
 
 @router.post("/m/{message_id}/open")
 async def open_link(message_id: str, request: Request):
-    with _link_step(request, await read_form(request), message_id) as (s, user, n):
+    def step(s, form):
+        n = _invitation_or_expired(s, message_id, request.state.token)
+        user = getattr(request.state, "user", None)
         if user is not None and user.id == n.recipient_user_id:
             return redirect(f"/m/{message_id}")
         return _account_page(request, s, n)
 
+    return await _post(request, step)
+
 
 @router.post("/m/{message_id}/signup")
 async def sign_up(message_id: str, request: Request):
-    form = await read_form(request)
-    with _link_step(request, form, message_id) as (s, _user, n):
+    def step(s, form):
+        n = _invitation_or_expired(s, message_id, request.state.token)
         try:
             user = auth.register_invitation(s, services(request), request.state.token, form.get("name", ""),
                                             form.get("password", ""))
@@ -113,12 +127,15 @@ async def sign_up(message_id: str, request: Request):
             return _account_page(request, s, n, status=exc.status, error=exc.message, name=form.get("name", ""))
         return signed_in(request, redirect(f"/m/{message_id}"), user, s)
 
+    return await _post(request, step, hashing=True)
+
 
 @router.post("/m/{message_id}/signin")
 async def sign_in_from_link(message_id: str, request: Request):
-    form = await read_form(request)
     pen = services(request)
-    with _link_step(request, form, message_id) as (s, _user, n):
+
+    def step(s, form):
+        n = _invitation_or_expired(s, message_id, request.state.token)
         try:
             user = auth.sign_in(s, pen, n.recipient_email, form.get("password", ""),
                                 auth.client_address(request, pen.settings))
@@ -127,6 +144,8 @@ async def sign_in_from_link(message_id: str, request: Request):
                 raise
             return _account_page(request, s, n, status=exc.status, error=exc.message)
         return signed_in(request, redirect(f"/m/{message_id}"), user, s)
+
+    return await _post(request, step, hashing=True)
 
 
 @router.get("/login")
@@ -138,13 +157,11 @@ def login_form(request: Request, next: str = Query("/", max_length=100)):
 
 @router.post("/login")
 async def login(request: Request):
-    form = await read_form(request)
     pen = services(request)
-    target = form.get("next", "/")
-    target = target if _NEXT.match(target) else "/"
-    with pen.db.session() as s:
-        begin(request, s)
-        check_post(request, form)
+
+    def step(s, form):
+        target = form.get("next", "/")
+        target = target if _NEXT.match(target) else "/"
         email = form.get("email", "")[:320]
         try:
             user = auth.sign_in(s, pen, email, form.get("password", ""), auth.client_address(request, pen.settings))
@@ -155,17 +172,18 @@ async def login(request: Request):
                           error=exc.message)
         return signed_in(request, redirect(target), user, s)
 
+    return await _post(request, step, hashing=True)
+
 
 @router.post("/logout")
 async def logout(request: Request):
-    form = await read_form(request)
-    with services(request).db.session() as s:
-        begin(request, s)
-        check_post(request, form)
+    def step(s, form):
         sessions.end(request, s)
-    response = redirect("/login")
-    sessions.clear_cookie(response)
-    return response
+        response = redirect("/login")
+        sessions.clear_cookie(response)
+        return response
+
+    return await _post(request, step)
 
 
 @router.get("/")
@@ -184,29 +202,22 @@ def inbox(request: Request, folder: str = Query("inbox", pattern="^(inbox|sent|a
 async def fresh_link(message_id: str, request: Request):
     """E-mail a fresh link for an expired one. The answer is the same whatever the token was,
     so it never tells whether an address has an account or a message exists."""
-    form = await read_form(request)
-    pen = services(request)
-    token = form.get("t", "")[:200]
-    with pen.db.session() as s:
-        begin(request, s)
-        check_post(request, form)
-        _queue_fresh_link(request, s, message_id, token)
-    pen.wake_worker()
-    return render(request, "fresh.html", title="A new link is on its way", message=FRESH_SENT)
+    def step(s, form):
+        _queue_fresh_link(request, s, message_id, request.state.token)
+        return render(request, "fresh.html", title="A new link is on its way", message=FRESH_SENT)
+
+    response = await _post(request, step)
+    services(request).wake_worker()
+    return response
 
 
 def _queue_fresh_link(request: Request, s, message_id: str, token: str) -> None:
     pen = services(request)
-    client = auth.client_address(request, pen.settings)
-    if _fresh_by_client.retry_after(client):
+    if not _fresh_by_client.take(auth.client_address(request, pen.settings) or "?"):
         return
-    _fresh_by_client.failed(client)
     old = s.scalar(select(Notification).where(Notification.token_hash == token_hash(token))) if token else None
-    if old is None or old.message_id != message_id:
+    if old is None or old.message_id != message_id or not _fresh_by_address.take(old.recipient_email):
         return
-    if _fresh_by_address.retry_after(old.recipient_email):
-        return
-    _fresh_by_address.failed(old.recipient_email)
     now = utcnow()
     host = penconf.effective(s, pen.settings).host
     s.add(notification_row(pen.secret, host, now + timedelta(days=pen.settings.invitation_days), message_id,
