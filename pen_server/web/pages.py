@@ -25,6 +25,7 @@ from pen_server.web.core import (
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
+PAGE_SIZE = 40  # rows of the inbox: a page stays well under 30 KB
 _NEXT = re.compile(r"^/(m/[A-Za-z0-9_-]{1,64})?$")
 _STYLESHEET = (HERE / "static" / "pen.css").read_bytes()
 # Fresh links: at most 3 an hour to one address and 20 an hour from one client address.
@@ -193,7 +194,7 @@ def inbox(request: Request, folder: str = Query("inbox", pattern="^(inbox|sent|a
         user = begin(request, s)
         if user is None:
             return redirect("/login")
-        page = mailbox.page(s, user, folder, 50, cursor or None, None, None)
+        page = mailbox.page(s, user, folder, PAGE_SIZE, cursor or None, None, None)
         return render(request, "inbox.html", title=folder.capitalize(), folder=folder, page=page,
                       folders=mailbox.FOLDERS, cursor=cursor)
 

@@ -5,6 +5,7 @@ LIFETIME after the sign-in whatever happens."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import Request, Response
@@ -13,6 +14,14 @@ from sqlalchemy.orm import Session
 
 from pen_server import penconf, security
 from pen_server.models import User, WebSession, utcnow
+
+@dataclass(frozen=True)
+class Who:
+    id: str
+    email: str
+    role: str
+    display_name: str
+
 
 COOKIE = "__Host-pen_session"
 IDLE = timedelta(minutes=60)
@@ -60,7 +69,9 @@ def load(request: Request, session: Session) -> User | None:
     if now - row.last_seen_at > TOUCH:
         row.last_seen_at = now
     user = session.get(User, row.user_id)
-    request.state.user, request.state.session_hash = user, row.token_hash
+    # The pages (an error page too, after a rollback) read a copy that no session can expire.
+    request.state.user = Who(user.id, user.email, user.role, user.display_name)
+    request.state.session_hash = row.token_hash
     return user
 
 
