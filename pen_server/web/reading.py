@@ -12,7 +12,7 @@ from pen_server import mailbox
 from pen_server.api.attachments import attachment_response
 from pen_server.models import MailboxEntry, Message
 from pen_server.web import sanitize
-from pen_server.web.core import WebRoute, redirect, render, services
+from pen_server.web.core import WebRoute, one_line, redirect, render, services
 from pen_server.web.sessions import begin
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -50,9 +50,11 @@ def body_frame(message_id: str, request: Request):
         if away:
             return away
         m = mailbox.entry_for(s, user, message_id).message
-        document = sanitize.body_document(m.body_html or "")
+        framed = request.headers.get("sec-fetch-dest") == "iframe"
+        document = sanitize.body_document(m.body_html or "", one_line(m.subject), framed)
     response = HTMLResponse(document)
     response.headers["Content-Security-Policy"] = sanitize.FRAME_CSP
+    response.headers["Vary"] = "Sec-Fetch-Dest"
     return response
 
 

@@ -6,6 +6,7 @@ kept, so nothing remote loads and no tracking pixel reports the reader."""
 from __future__ import annotations
 
 import re
+from html import escape
 
 import nh3
 
@@ -23,7 +24,7 @@ SCHEMES = {"http", "https", "mailto"}
 FRAME_CSP = ("default-src 'none'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
              "sandbox allow-popups allow-popups-to-escape-sandbox")
 FRAME_HEAD = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-              '<meta name="referrer" content="no-referrer"><title>Message body</title></head>\n<body>\n')
+              '<meta name="referrer" content="no-referrer"><title>{title}</title></head>\n<body>\n')
 
 
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -36,6 +37,10 @@ def clean_html(html: str) -> str:
                      set_tag_attribute_values={"a": {"target": "_blank"}}, url_relative="deny")
 
 
-def body_document(html: str) -> str:
-    """The whole document of the body's frame."""
-    return FRAME_HEAD + clean_html(html) + "\n</body></html>\n"
+def body_document(html: str, subject: str, framed: bool) -> str:
+    """The whole document of the body's frame; opened on its own (not `framed`), the page
+    names the message in its heading."""
+    title = escape(subject) or "(no subject)"
+    heading = "" if framed else f"<h1>{title}</h1>\n"
+    return (FRAME_HEAD.format(title=title) + f"<main>\n{heading}" + clean_html(html)
+            + "\n</main>\n</body></html>\n")
