@@ -24,8 +24,9 @@ AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 REQUIRE = os.environ.get("PEN_REQUIRE_BROWSER") == "1"
 
 
-def _missing(what: str) -> None:
-    message = f"{what}; install it (see .ci/run), or set PEN_REQUIRE_BROWSER=1 to make this a failure"
+def missing(what: str) -> None:
+    message = (f"{what}; enable these tests with: apt-get install chromium w3m && npm ci --prefix tests/web "
+               f"(PEN_REQUIRE_BROWSER=1 makes this a failure)")
     if REQUIRE:
         pytest.fail(message)
     pytest.skip(message)
@@ -35,11 +36,11 @@ def _missing(what: str) -> None:
 def browser():
     path = os.environ.get("PEN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(path):
-        _missing("The browser tests need Debian's chromium, which is not installed")
+        missing("The browser tests need Debian's chromium, which is not installed")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("The browser tests need Playwright's Python package (pip install playwright)")
+        missing("The browser tests need Playwright's Python package (pip install playwright)")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield b
@@ -73,7 +74,7 @@ def tab(browser):
 def axe_tab(browser):
     """A tab whose pages axe-core can be injected into: CSP bypassed for this context only."""
     if not AXE.is_file():
-        _missing(f"axe-core is not installed in {AXE.parent.parent} (npm ci --prefix tests/web)")
+        missing(f"axe-core is not installed in {AXE.parent.parent} (npm ci --prefix tests/web)")
     context = browser.new_context(ignore_https_errors=True, bypass_csp=True)
     yield Page(context)
     context.close()

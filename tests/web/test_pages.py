@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, USERS, make_pen
-from tests.web.conftest import Web
+from pen_server.devstack import add_user, run_cli
+from tests.web.conftest import Web, missing
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -80,6 +81,16 @@ def test_session_cookie_attributes_and_sign_out_ends_the_row(pen, web, guest_mes
     assert web.post("/logout", {"csrf": csrf}).status_code == 303
     with httpx.Client(base_url=web.url, verify=pen.ca_file, cookies={"__Host-pen_session": value}) as c:
         assert c.get("/").headers["location"] == "/login"
+
+
+def test_a_password_change_ends_web_sign_ins(pen, web):
+    email = f"pat-{uuid.uuid4().hex[:8]}@abc.example"
+    add_user(pen.data, email, "Pat", PASSWORD)
+    web.login(email, PASSWORD)
+    assert web.get("/").status_code == 200
+    run_cli("user", "passwd", "--data", str(pen.data), "--email", email, stdin="another password 2\n")
+    r = web.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
 @pytest.mark.parametrize("case", ["no token", "wrong token", "cross-site fetch", "foreign origin", "null origin"])
@@ -180,11 +191,10 @@ def test_a_page_without_the_body_weighs_under_30_kb(pen, web, send):
     assert len(inbox.content) < 30_000, len(inbox.content)
 
 
-W3M = shutil.which("w3m")
-
-
-@pytest.mark.skipif(W3M is None, reason="w3m is not installed (apt-get install w3m)")
 def test_w3m_reads_each_page_in_order(web, guest_message, tmp_path):
+    w3m = shutil.which("w3m")
+    if w3m is None:
+        missing("The w3m test needs Debian's w3m, which is not installed")
     _guest, link, sent, _ = guest_message(subject="Read in w3m", body="The body text.",
                                           files=[("scan.pdf", b"%PDF scan")])
     landing = web.get("/" + link.split("/", 3)[3]).text
@@ -201,7 +211,7 @@ def test_w3m_reads_each_page_in_order(web, guest_message, tmp_path):
     for name, (html, order) in pages.items():
         f = tmp_path / f"{name}.html"
         f.write_text(html)
-        text = subprocess.run([W3M, "-dump", "-T", "text/html", "-cols", "80", str(f)], capture_output=True,
+        text = subprocess.run([w3m, "-dump", "-T", "text/html", "-cols", "80", str(f)], capture_output=True,
                               text=True, timeout=30, check=True).stdout
         at = 0
         for piece in order:
