@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
+from markupsafe import Markup, escape
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -64,9 +65,15 @@ def lines(value) -> str:
     return _NOT_SHOWN.sub("", str(value or "").replace("\r\n", "\n"))
 
 
+def text_body(value) -> Markup:
+    """A plain-text body as HTML lines (a <br> each), so that text browsers, which know no
+    CSS white-space, keep its line breaks too."""
+    return Markup("<br>").join(escape(line) for line in lines(value).split("\n"))
+
+
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-templates.filters.update(size=_size, when=_when, line=one_line, lines=lines)
+templates.filters.update(size=_size, when=_when, line=one_line, lines=lines, text_body=text_body)
 
 
 def secure(response: Response, extra: dict | None = None) -> Response:

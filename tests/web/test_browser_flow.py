@@ -59,6 +59,7 @@ def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_me
     assert "Ann Lee <ann@abc.example>" in facts and guest in facts and "UTC" in facts
     frame = page.frame_locator("iframe")
     assert frame.locator("body").inner_text().strip() == "Dear patient, see the file."
+    assert page.locator("details .text").text_content() == "Your results are attached."
     assert "lab results.pdf" in page.locator(".files").inner_text()
     assert "105.0 KB" in page.locator(".files").inner_text()
     cookie = next(c for c in tab.context.cookies() if c["name"] == "__Host-pen_session")

@@ -6,15 +6,19 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import sqlite3
 import ssl
 import subprocess
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from tests.conftest import PASSWORD, USERS, make_pen
 from pen_server.devstack import add_user, run_cli
+from pen_server.models import utcnow
+from pen_server.security import token_hash
 from tests.web.conftest import Web, missing
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
@@ -91,6 +95,19 @@ def test_a_password_change_ends_web_sign_ins(pen, web):
     run_cli("user", "passwd", "--data", str(pen.data), "--email", email, stdin="another password 2\n")
     r = web.get("/")
     assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_a_session_ends_after_an_hour_without_a_page(pen, web):
+    web.login(USERS["bob"][0], PASSWORD)
+    assert web.get("/").status_code == 200
+    token = web.client.cookies["__Host-pen_session"]
+    with sqlite3.connect(pen.data / "pen.db") as db:
+        db.execute("UPDATE web_sessions SET last_seen_at = ? WHERE token_hash = ?",
+                   ((utcnow() - timedelta(minutes=61)).replace(tzinfo=None).isoformat(" "), token_hash(token)))
+    r = web.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    with sqlite3.connect(pen.data / "pen.db") as db:
+        assert db.execute("SELECT count(*) FROM web_sessions WHERE token_hash = ?", (token_hash(token),)).fetchone() == (0,)
 
 
 @pytest.mark.parametrize("case", ["no token", "wrong token", "cross-site fetch", "foreign origin", "null origin"])
@@ -195,7 +212,7 @@ def test_w3m_reads_each_page_in_order(web, guest_message, tmp_path):
     w3m = shutil.which("w3m")
     if w3m is None:
         missing("The w3m test needs Debian's w3m, which is not installed")
-    _guest, link, sent, _ = guest_message(subject="Read in w3m", body="The body text.",
+    _guest, link, sent, _ = guest_message(subject="Read in w3m", body="The body text.\nSecond line.",
                                           files=[("scan.pdf", b"%PDF scan")])
     landing = web.get("/" + link.split("/", 3)[3]).text
     path = _guest_session(web, link)
@@ -218,3 +235,5 @@ def test_w3m_reads_each_page_in_order(web, guest_message, tmp_path):
             found = text.find(piece, at)
             assert found >= 0, f"{name}: {piece!r} missing or out of order in:\n{text}"
             at = found + len(piece)
+        if name == "message":
+            assert "The body text.\n" in text and "Second line." in text  # the body's lines stay lines
