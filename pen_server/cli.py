@@ -36,7 +36,8 @@ def cmd_init(args) -> int:
     lines = ["[pen]", f"name = {_toml_string(args.name)}", f"base_url = {_toml_string(args.base_url.rstrip('/'))}",
              f"footer = {_toml_string(args.footer or '')}", "", "[smtp]", 'host = "localhost"', "port = 25",
              'security = "none"', f"from_address = {_toml_string('pen@' + parts.hostname)}", "",
-             "[limits]", f"max_upload_bytes = {1 << 30}", ""]
+             "[limits]", f"max_upload_bytes = {1 << 30}", "max_recipients = 100", "send_messages_per_hour = 200",
+             "send_recipients_per_hour = 1000", ""]
     (data / CONFIG_NAME).write_text("\n".join(lines), encoding="utf-8")
     secret = data / "secret.key"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
