@@ -71,11 +71,11 @@ def _check_guest(session: Session, user: User, recipients: list[tuple[str, dict]
     of. Only its own copies count: a reply in its thread that it never received must not let
     it write to (nor, by the answer, learn of) the people named there."""
     known: set[str] = set()
-    for m, is_sender in session.execute(
-            select(Message, MailboxEntry.is_sender).join(MailboxEntry, MailboxEntry.message_id == Message.id)
-            .where(MailboxEntry.user_id == user.id)):
-        known.add(m.from_email)
-        known.update(a["email"] for a in m.to_list + m.cc_list + (m.bcc_list if is_sender else []))
+    for from_email, to, cc, bcc, is_sender in session.execute(
+            select(Message.from_email, Message.to_list, Message.cc_list, Message.bcc_list, MailboxEntry.is_sender)
+            .join(MailboxEntry, MailboxEntry.message_id == Message.id).where(MailboxEntry.user_id == user.id)):
+        known.add(from_email)
+        known.update(a["email"] for a in to + cc + (bcc if is_sender else []))
     for _kind, addr in recipients:
         if addr["email"] in known:
             continue
