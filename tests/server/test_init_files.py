@@ -92,7 +92,7 @@ def test_init_and_run_with_traffic_keep_every_file_private_and_send_from_the_giv
                 "tls/server.key", "tls/ca.pem"} <= set(found)
         assert any(name.startswith("blobs/") and name.endswith(att["sha256"]) for name in found)
         assert_private(root)
-        assert "warning" not in process.log_tail()
+        assert "go-rwx" not in process.log_tail(200)
     finally:
         process.stop()
     assert_private(root)
@@ -105,7 +105,7 @@ def test_run_warns_in_a_sentence_about_a_data_folder_others_can_read(tmp_path):
     os.chmod(root / "pen.db", 0o644)
     process = PenProcess(root, port).start()
     try:
-        lines = [line for line in process.log_tail(200).splitlines() if "warning" in line]
+        lines = [line for line in process.log_tail(200).splitlines() if line.startswith("pen-server: ")]
     finally:
         process.stop()
     assert lines == [f"pen-server: warning: The data folder {root} can be read by other users of this machine "
