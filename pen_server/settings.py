@@ -52,6 +52,7 @@ class Settings:
     signin_max_delay: float = 60.0
     address_free_failures: int = 10
     address_max_delay: float = 900.0
+    account_free_failures: int = 20
     signin_forget_seconds: float = 900.0
     # The header a reverse proxy puts the client's address in (e.g. "X-Forwarded-For"),
     # trusted only on connections from these addresses or networks; off when empty.
@@ -141,6 +142,8 @@ def _signin_limits(s: Settings, limits: dict) -> None:
     s.address_free_failures = _int(limits.get("address_free_failures", s.address_free_failures),
                                    "limits.address_free_failures", 1)
     s.address_max_delay = _float(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
+    s.account_free_failures = _int(limits.get("account_free_failures", s.account_free_failures),
+                                   "limits.account_free_failures", 1)
     s.signin_forget_seconds = _float(limits.get("signin_forget_seconds", s.signin_forget_seconds),
                                      "limits.signin_forget_seconds")
     s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
