@@ -103,10 +103,14 @@ class SignInLimiter:
             return 1.0
         return max(0.0, entry.last + rule.delay(entry.failures) - now)
 
-    def _entry(self, key: tuple, now: float) -> _Entry:
+    def _current(self, key: tuple, now: float) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None or (entry.pending == 0 and now - entry.last > self.forget_after):
-            entry = _Entry(last=now)
+            return None
+        return entry
+
+    def _entry(self, key: tuple, now: float) -> _Entry:
+        entry = self._current(key, now) or _Entry(last=now)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         return entry
@@ -130,11 +134,12 @@ class SignInLimiter:
             _evict(self._entries, self.max_entries, lambda e: now - e.last > self.forget_after)
             _evict(self._known, self.max_entries, lambda seen: now - seen > KNOWN_SECONDS)
             keys = self._keys(account, address, now)
-            entries = [self._entry(key, now) for key in keys]
-            wait, kind = max((self._wait(key[0], entry, now), key[0]) for key, entry in zip(keys, entries))
+            # A refused try stores nothing, so refused floods cannot crowd out real counts.
+            wait, kind = max((self._wait(key[0], self._current(key, now) or _Entry(), now), key[0]) for key in keys)
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 raise RateLimited(seconds, f"{_WHY[kind]}; wait {seconds} seconds and try again.")
+            entries = [self._entry(key, now) for key in keys]
             for entry in entries:
                 entry.pending += 1
         return Attempt(self, keys, entries)
