@@ -141,6 +141,10 @@ def test_one_address_guessing_many_accounts_is_slowed(lpen):
         r = _try(c, "nobody10@abc.example", "guess-guess", "10.4.0.1")
         assert r.status_code == 429 and "network" in r.json()["error"]["message"]
         first = int(r.headers["Retry-After"])
+        # An address the client puts in front of the header is the client's own word: the
+        # last one, which the proxy saw, counts.
+        r = _try(c, "nobody10@abc.example", "guess-guess", "10.99.0.1, 10.4.0.1")
+        assert r.status_code == 429 and "network" in r.json()["error"]["message"]
         # Other addresses are not slowed by it.
         assert _try(c, "cat@abc.example", PASSWORD, "10.4.0.2").status_code == 200
         time.sleep(first)
