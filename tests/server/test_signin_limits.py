@@ -189,7 +189,8 @@ def test_a_flood_of_sign_ins_costs_megabytes_and_other_calls_go_on(lpen):
         reader.join()
     peak = _rss_kib(pid, "VmHWM")
     codes = [r.status_code for r in answers]
-    assert set(codes) <= {401, 503} and codes.count(401) >= 2, codes
+    # Two hashes at a time and eight waiting: 40 at once cannot all be taken (26 were 503 here).
+    assert set(codes) <= {401, 503} and codes.count(401) >= 2 and codes.count(503) >= 1, codes
     for r in answers:
         if r.status_code == 503:
             assert r.json()["error"]["code"] == "unavailable" and int(r.headers["Retry-After"]) >= 1
