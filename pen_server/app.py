@@ -44,6 +44,7 @@ class Services:
         if self.limiter is None:
             self.limiter = SignInLimiter(Rule(s.signin_free_failures, s.signin_max_delay),
                                          Rule(s.address_free_failures, s.address_max_delay),
+                                         Rule(s.account_free_failures, s.signin_max_delay),
                                          forget_after=s.signin_forget_seconds)
         if self.hashing is None:
             self.hashing = HashPool(s.hash_workers, s.hash_queue)

@@ -52,6 +52,7 @@ class Settings:
     signin_max_delay: float = 60.0
     address_free_failures: int = 10
     address_max_delay: float = 900.0
+    account_free_failures: int = 20
     signin_forget_seconds: float = 900.0
     # The header a reverse proxy puts the client's address in (e.g. "X-Forwarded-For"),
     # trusted only on connections from these addresses or networks; off when empty.
@@ -134,14 +135,23 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     return s
 
 
+def _seconds(value, key: str) -> float:
+    seconds = _float(value, key)
+    if seconds < 1:
+        raise SettingsError(f"The setting {key} must be at least 1 second.")
+    return seconds
+
+
 def _signin_limits(s: Settings, limits: dict) -> None:
     s.signin_free_failures = _int(limits.get("signin_free_failures", s.signin_free_failures),
                                   "limits.signin_free_failures", 1)
-    s.signin_max_delay = _float(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
+    s.signin_max_delay = _seconds(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
     s.address_free_failures = _int(limits.get("address_free_failures", s.address_free_failures),
                                    "limits.address_free_failures", 1)
-    s.address_max_delay = _float(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
-    s.signin_forget_seconds = _float(limits.get("signin_forget_seconds", s.signin_forget_seconds),
+    s.address_max_delay = _seconds(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
+    s.account_free_failures = _int(limits.get("account_free_failures", s.account_free_failures),
+                                   "limits.account_free_failures", 1)
+    s.signin_forget_seconds = _seconds(limits.get("signin_forget_seconds", s.signin_forget_seconds),
                                      "limits.signin_forget_seconds")
     s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
     s.hash_queue = _int(limits.get("hash_queue", s.hash_queue), "limits.hash_queue", 0)
