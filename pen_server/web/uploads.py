@@ -14,7 +14,7 @@ import anyio
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from pen_server.api.attachments import clean_content_type, record_upload
+from pen_server.api.attachments import clean_content_type, store_upload
 from pen_server.errors import ApiError
 from pen_server.storage import Hasher
 
@@ -121,10 +121,9 @@ class StreamedForm:
         os.fsync(self._out.fileno())
         self._out.close()
         sha, size = self._hasher.sha.hexdigest(), self._hasher.size
-        self.pen.blobs.commit_temp(self._temp, sha)
-        self._temp = None
+        temp, self._temp = self._temp, None
         content_type = clean_content_type(self._headers.get(b"content-type", b"").decode("latin-1"))
-        self.uploads.append(record_upload(self.pen, self.owner_id, self._filename, content_type, size, sha))
+        self.uploads.append(store_upload(self.pen, temp, self.owner_id, self._filename, content_type, size, sha))
 
     def _drop_file(self) -> None:
         if self._out is not None:
