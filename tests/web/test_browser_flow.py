@@ -87,6 +87,8 @@ def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_me
     page.wait_for_url("**/m/*")
     assert page.locator("h1").inner_text() == "Re: Lab results for you"
     reply_id = page.url.rsplit("/", 1)[1]
+    thread = page.locator("ol.thread")  # the rest of the conversation: the message replied to
+    assert thread.locator("li").count() == 1 and "Lab results for you" in thread.inner_text()
 
     with pen.as_user("ann") as c:
         m = c.get(f"/messages/{reply_id}").json()
