@@ -3,6 +3,7 @@ size limits, double submits, the guest rule, page weight, and how w3m reads each
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import socket
@@ -241,3 +242,35 @@ def test_text_browsers_read_each_page_in_order(web, guest_message, tmp_path):
                 at = found + len(piece)
             if name == "message":  # the body's lines stay lines
                 assert re.search(r"The body text\.\n\s*Second line\.", text), (browser, text)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_a_large_upload_streams_to_disk_not_memory(pen, web, tmp_path):
+    pid = pen.process.proc.pid
+    big = tmp_path / "scan.bin"
+    with open(big, "wb") as f:
+        for i in range(96):  # 96 MiB, each MiB different so nothing compresses or repeats
+            f.write(hashlib.sha256(str(i).encode()).digest() * (1 << 15))
+    web.login(USERS["ann"][0], PASSWORD)
+    form = web.get("/new")
+    rss_before = _status_kib(pid, "VmRSS")
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from now
+    with open(big, "rb") as f:
+        r = web.client.post("/new", files={"files": ("scan.bin", f, "application/octet-stream")}, data={
+            "csrf": web.form_token(form.text), "key": uuid.uuid4().hex, "to": USERS["bob"][0], "cc": "",
+            "subject": "A large scan", "body": "Attached."})
+    assert r.status_code == 303, r.text
+    growth_mib = (_status_kib(pid, "VmHWM") - rss_before) / 1024
+    assert growth_mib < 40, f"the server's memory grew by {growth_mib:.0f} MiB for a 96 MiB upload"
+    mid = r.headers["location"].rsplit("/", 1)[1]
+    with pen.as_user("ann") as c:
+        [att] = c.get(f"/messages/{mid}").json()["attachments"]
+    assert att["size"] == big.stat().st_size
+    assert att["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
