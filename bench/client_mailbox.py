@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pen_server.devstack import PenProcess, SmtpSink  # noqa: E402
+from pen_devstack import PenProcess, SmtpSink  # noqa: E402
 from server_mailbox import PASSWORD, make_bench_pen  # noqa: E402
 
 BARE = textwrap.dedent("""

@@ -195,7 +195,7 @@ class Nginx:
     temporary nginx.conf; stopped by ``stop``. ``exe`` None: not installed."""
 
     def __init__(self, blobs: Path, tls: Path, work: Path):
-        from pen_server.devstack import free_port
+        from pen_devstack import free_port
 
         self.exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
         self.proc: subprocess.Popen | None = None
@@ -264,7 +264,7 @@ def reset_peak_of(pid: int) -> bool:
 def parent(args: argparse.Namespace) -> dict:
     import httpx
 
-    from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen
+    from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen
 
     size = args.size_mb * MIB
     work = Path(tempfile.mkdtemp(prefix="penmail-bench-", dir=args.workdir))

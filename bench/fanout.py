@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
+from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
 from pen_server.settings import Settings  # noqa: E402
 
 PASSWORD = "bench password 1"

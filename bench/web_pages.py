@@ -27,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.server_mailbox import PASSWORD, make_bench_pen  # noqa: E402
-from pen_server.devstack import PenProcess, SmtpSink  # noqa: E402
+from pen_devstack import PenProcess, SmtpSink  # noqa: E402
 
 
 def csrf(html: str) -> str:

@@ -24,7 +24,7 @@ from base64 import b64encode
 from urllib.parse import quote
 
 from pen_server import security
-from pen_server.penconf import PenConf
+from pen_server.effective_settings import PenConf
 
 # SMTP line endings; raw header values are written out exactly as we folded them.
 POLICY = email_policy.SMTP.clone(refold_source="none", max_line_length=78)

@@ -27,7 +27,7 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import mailer, penconf
+from pen_server import mailer, effective_settings
 from pen_server.events import EventHub
 from pen_server.models import Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
@@ -223,7 +223,7 @@ class DeliveryWorker:
                 heartbeat.cancel()
             return len(jobs)
 
-    def _claim(self) -> tuple[penconf.PenConf, list[_Job]] | None:
+    def _claim(self) -> tuple[effective_settings.PenConf, list[_Job]] | None:
         """Lease due rows to this worker (one portable UPDATE), then read them back by owner.
         No SELECT ... FOR UPDATE: SQLite has none. The UPDATE repeats the due test so that
         on PostgreSQL a row that another worker leased meanwhile is re-checked and skipped."""
@@ -242,7 +242,7 @@ class DeliveryWorker:
                 .order_by(t.next_attempt_at, t.message_id, t.position).limit(s.worker_batch))
         with self.db.session() as session:
             # The settings first: when they cannot be read, nothing is claimed to sit leased.
-            conf = penconf.effective(session, s)
+            conf = effective_settings.effective(session, s)
         with self.db.session() as session:
             session.execute(
                 update(N).where(N.id.in_(pick), due(N))
@@ -256,7 +256,7 @@ class DeliveryWorker:
                 return None
             return conf, self._jobs(session, conf, rows)
 
-    def _jobs(self, session, conf: penconf.PenConf, rows: list[Notification]) -> list[_Job]:
+    def _jobs(self, session, conf: effective_settings.PenConf, rows: list[Notification]) -> list[_Job]:
         """Load what the e-mails need in a few queries and build each one."""
         messages = {m.id: m for m in session.scalars(
             select(Message).where(Message.id.in_({r.message_id for r in rows}))
@@ -327,7 +327,7 @@ class DeliveryWorker:
                 job.error = f"cannot build the notification: {exc}"
         return jobs
 
-    async def _send_all(self, conf: penconf.PenConf, jobs: list[_Job]) -> None:
+    async def _send_all(self, conf: effective_settings.PenConf, jobs: list[_Job]) -> None:
         queue = deque(jobs)
         relay = self._relay
         if relay is None or relay.smtp != conf.smtp:  # first pass, or the admin changed SMTP

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import penconf, security, send_limits
+from pen_server import effective_settings, security, send_limits
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change, entry_for
@@ -186,7 +186,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
                              is_sender=True, sent_at=now))
     announce = [(user.id, message.id, "sent")]
     invited: set[str] = set()  # users made by this message: their inbox counts start at 1
-    host = penconf.effective(session, settings).host
+    host = effective_settings.effective(session, settings).host
     expires = now + timedelta(days=settings.invitation_days)
     for position, (kind, addr) in enumerate(recipients):
         recipient = session.scalar(select(User).where(User.email == addr["email"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
+from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
 
 DATA = Path(__file__).parent / "data"
 PASSWORD = "correct horse battery"

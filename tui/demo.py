@@ -125,10 +125,10 @@ class DemoStack:
         self._started = True
         try:
             try:
-                from pen_server import devstack
+                import pen_devstack as devstack
             except ImportError as exc:
                 raise DemoError(f"The demo needs the server's packages ({exc.name} is missing); install them "
-                                f"with: pip install 'penmail[server]'.") from None
+                                f"with: pip install 'penmail[demo]'.") from None
             self.root = Path(tempfile.mkdtemp(prefix="penmail-demo-"))
             atexit.register(self.stop)
             self._install_signal_handlers()

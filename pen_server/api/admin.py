@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from pen_server import penconf
+from pen_server import effective_settings
 from pen_server.api.deps import admin, db_session, services
 from pen_server.errors import not_found, validation
 from pen_server.models import Package
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 def _pen_out(session, settings) -> dict:
-    conf = penconf.effective(session, settings)
+    conf = effective_settings.effective(session, settings)
     smtp = conf.smtp
     return {"name": conf.name, "base_url": conf.base_url, "footer": conf.footer,
             "max_upload_bytes": settings.max_upload_bytes,
@@ -43,15 +43,15 @@ def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_
         fields["smtp"] = "a host name and a from_address without control characters"
     if fields:
         raise validation(fields)
-    penconf.store(session, "name", body.name)
-    penconf.store(session, "base_url", body.base_url.rstrip("/"))
-    penconf.store(session, "footer", body.footer)
+    effective_settings.store(session, "name", body.name)
+    effective_settings.store(session, "base_url", body.base_url.rstrip("/"))
+    effective_settings.store(session, "footer", body.footer)
     if body.smtp is not None:
-        old = (penconf.stored(session).get("smtp") or {})
+        old = (effective_settings.stored(session).get("smtp") or {})
         smtp = body.smtp.model_dump()
         if smtp.get("password") is None:  # write-only: leaving it out keeps the stored one
             smtp["password"] = old.get("password")
-        penconf.store(session, "smtp", smtp)
+        effective_settings.store(session, "smtp", smtp)
     session.flush()
     return _pen_out(session, pen.settings)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from pen_server import accounts, penconf, signin
+from pen_server import accounts, effective_settings, signin
 from pen_server.api.deps import Caller, caller, db_session, services
 from pen_server.models import Message, User
 from pen_server.schemas import InvitationOut, LoginIn, PenInfoOut, RefreshIn, RegisterIn, TokenOut, UserOut
@@ -46,7 +46,7 @@ def me(who: Caller = Depends(caller, scope="function")):
 def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
              pen=Depends(services)):
     """What a client needs to know before it uploads: the PEN's name and its size limit."""
-    return {"name": penconf.effective(session, pen.settings).name, "max_upload_bytes": pen.settings.max_upload_bytes}
+    return {"name": effective_settings.effective(session, pen.settings).name, "max_upload_bytes": pen.settings.max_upload_bytes}
 
 
 @router.get("/invitations/{token}", response_model=InvitationOut, tags=["auth"])
@@ -54,7 +54,7 @@ def invitation(token: str, session=Depends(db_session, scope="function"), pen=De
     n = signin.invitation(session, token)
     message = session.get(Message, n.message_id)
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
-    return {"email": n.recipient_email, "pen_name": penconf.effective(session, pen.settings).name,
+    return {"email": n.recipient_email, "pen_name": effective_settings.effective(session, pen.settings).name,
             "sender": {"email": message.from_email, "name": message.from_name}, "subject": message.subject,
             "message_id": message.id, "registered": bool(user and user.registered)}
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from pen_server import mailbox, penconf
+from pen_server import mailbox, effective_settings
 from pen_server.errors import ApiError
 from pen_server.models import Message, Notification, User, utcnow
 from pen_server.security import token_hash
@@ -220,7 +220,7 @@ def _queue_fresh_link(request: Request, s, message_id: str, token: str) -> None:
     if old is None or old.message_id != message_id or not _fresh_by_address.take(old.recipient_email):
         return
     now = utcnow()
-    host = penconf.effective(s, pen.settings).host
+    host = effective_settings.effective(s, pen.settings).host
     s.add(notification_row(pen.secret, host, now + timedelta(days=pen.settings.invitation_days), message_id,
                            old.position, {"email": old.recipient_email, "name": old.recipient_name},
                            old.recipient_user_id, old.kind, now))

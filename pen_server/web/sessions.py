@@ -12,7 +12,7 @@ from fastapi import Request, Response
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
-from pen_server import penconf, security
+from pen_server import effective_settings, security
 from pen_server.models import User, WebSession, utcnow
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def clear_cookie(response: Response) -> None:
 
 def begin(request: Request, session: Session) -> User | None:
     """What every page needs first: the PEN's name and the signed-in user, if any."""
-    request.state.pen_name = penconf.effective(session, request.app.state.pen.settings).name
+    request.state.pen_name = effective_settings.effective(session, request.app.state.pen.settings).name
     return load(request, session)
 
 

@@ -234,7 +234,7 @@ def test_demo_offers_a_guest_link_that_opens_in_a_browser(stack):
 
 
 def test_a_server_that_cannot_start_is_one_sentence(tmp_path, monkeypatch, capsys):
-    from pen_server import devstack
+    import pen_devstack as devstack
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     busy = socket.socket()

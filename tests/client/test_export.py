@@ -17,7 +17,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from pen_server.devstack import add_user
+from pen_devstack import add_user
 from tests.client.test_line_mode import Line, hostile_pen  # noqa: F401 - the fixture is used here too
 from tests.conftest import PASSWORD
 from tui.pen_client import Address, Attachment, Message

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pen_server.devstack import add_user
+from pen_devstack import add_user
 from tests.conftest import PASSWORD
 from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
 from tui.app import PenmailApp

@@ -105,7 +105,7 @@ def line(tmp_path, pen) -> Line:
 
 
 def fresh_user(pen, name: str = "Fresh Person") -> str:
-    from pen_server.devstack import add_user
+    from pen_devstack import add_user
 
     address = f"fresh-{uuid.uuid4().hex[:10]}@abc.example"
     add_user(pen.data, address, name, PASSWORD)

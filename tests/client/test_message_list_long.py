@@ -16,7 +16,7 @@ from tui.config import Config
 from tui.pen_client import PenClient
 from tui.widgets.message_list import MessageList
 
-from pen_server.devstack import PenProcess
+from pen_devstack import PenProcess
 
 MESSAGES = 3000
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "server_mailbox.py"

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pen_server.devstack import PenProcess, SinkHandler, SmtpSink, add_user, free_port, init_pen, set_package
+from pen_devstack import PenProcess, SinkHandler, SmtpSink, add_user, free_port, init_pen, set_package
 from tests.client.test_reader_attachments import gated_downloads
 from tests.conftest import PASSWORD
 from tests.tui_helpers import at_mailbox, wait_for

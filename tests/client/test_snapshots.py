@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
+from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
 from tests.conftest import PASSWORD
 from tests.tui_helpers import at_mailbox, wait_for
 from tui.app import PenmailApp

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pen_server.devstack import SmtpSink, free_port
+from pen_devstack import SmtpSink, free_port
 from tests.conftest import make_pen
 
 

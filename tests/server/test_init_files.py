@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pen_server.devstack import PenProcess, add_user, free_port, init_pen
+from pen_devstack import PenProcess, add_user, free_port, init_pen
 from pen_server.settings import load_settings
 from tests.conftest import PASSWORD
 

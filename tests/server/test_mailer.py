@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from pen_server import mailer, security
-from pen_server.penconf import PenConf
+from pen_server.effective_settings import PenConf
 from pen_server.settings import SmtpSettings
 
 HOSTILE = json.loads((Path(__file__).parents[1] / "data" / "hostile.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from pen_server.devstack import add_user
+from pen_devstack import add_user
 from tests.conftest import PASSWORD
 
 PAYLOADS = [

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, USERS, make_pen
-from pen_server.devstack import add_user, run_cli
+from pen_devstack import add_user, run_cli
 from pen_server.models import utcnow
 from pen_server.security import token_hash
 from tests.web.conftest import Web, missing

@@ -1,6 +1,7 @@
 """A whole PEN on this machine for tests, benchmarks and `penmail demo`: a data folder with
 its own CA, a real `pen-server run` process on a loopback port, and an SMTP sink
-(aiosmtpd) that keeps every notification it receives."""
+(aiosmtpd) that keeps every notification it receives. Shipped for the demo, imported by
+nothing in pen_server (tests/server/test_server_imports.py checks that)."""
 
 from __future__ import annotations
 
