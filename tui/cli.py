@@ -24,12 +24,17 @@ def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
     return app.return_code or 0
 
 
-def cmd_demo(_args) -> int:
+def cmd_demo(args) -> int:
     import dataclasses
+    import importlib
+    import threading
 
     from tui.demo import run_demo
+    from tui.demo_prepared import cache_root
 
     config = load_config()
+    # The client's modules load while the demo's server process starts (another core).
+    threading.Thread(target=importlib.import_module, args=("tui.app",), name="penmail-warm", daemon=True).start()
 
     def launch(stack) -> int:
         # Signed in by password from the environment; the demo never touches the keyring.
@@ -40,7 +45,7 @@ def cmd_demo(_args) -> int:
         os.environ["PENMAIL_STATE_DIR"] = str(stack.root / "state")
         return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False)
 
-    return run_demo(launch)
+    return run_demo(launch, cache_dir=None if args.fresh else cache_root())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "the full-screen client starts.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser("demo", help="start a demo PEN with believable data and open it")
+    demo.add_argument("--fresh", action="store_true",
+                      help="seed a new PEN instead of reusing the data prepared by an earlier demo")
     demo.set_defaults(func=cmd_demo)
     add_commands(sub)
     return p

@@ -13,6 +13,9 @@ The API stamps every message with the time it was sent, so after seeding the dem
 the messages' dates back over the last six weeks in the server's database (the only write
 that does not go through the API), so that the mailbox reads like weeks of work.
 
+With `cache_dir` (what `penmail demo` passes), the seeded data folder is kept there and
+later stacks start from a copy of it in a second or two (tui/demo_prepared.py).
+
 `stop()` ends everything (the server with SIGTERM, the sink, the folder); it is registered
 with atexit, runs on SIGTERM and SIGINT too, and is safe to call twice.
 
@@ -39,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from tui import demo_prepared
 from tui.demo_data import (
     CONCURRENCY,
     DEFAULT_BIG_MB,
@@ -77,8 +81,11 @@ class DemoStack:
 
     def __init__(self, *, messages: int = DEFAULT_MESSAGES, big_attachment_mb: float = DEFAULT_BIG_MB,
                  seed: int = 2026, progress: Callable[[str], None] | None = None, handle_signals: bool = True,
-                 backdate: bool = True):
+                 backdate: bool = True, cache_dir: Path | None = None):
         self.messages = messages
+        # Where prepared data is kept and reused (tui.demo_prepared); None seeds every time.
+        self.cache_dir = cache_dir
+        self.prepared_from: Path | None = None  # the cache entry this stack was copied from
         self.big_attachment_bytes = max(1024, int(big_attachment_mb * (1 << 20)))
         self.seed = seed
         self.progress = progress or (lambda line: None)
@@ -94,6 +101,7 @@ class DemoStack:
         self.process = None  # devstack.PenProcess
         self.seed_stats: dict[str, Any] = {}
         self.guests: dict[str, str] = {}  # e-mail -> password, of the guests that registered
+        self._guest_link_path: str | None = None  # from a prepared entry
         self._started = self._stopped = False
         self._stop_lock = threading.Lock()
         self._old_handlers: dict[int, Any] = {}
@@ -137,6 +145,12 @@ class DemoStack:
             self.progress(f"Starting a demo PEN on {self.server} ...")
             started = time.monotonic()
             self.smtp = devstack.SmtpSink().start()
+            entry = self._cache_entry()
+            if entry is not None and demo_prepared.load(entry) is not None:
+                self._start_prepared(devstack, entry, started)
+                return self
+            if entry is not None:
+                self.progress(f"Preparing the demo's data, once: later starts reuse it from {entry} ...")
             devstack.init_pen(self.data_dir, name=PEN_NAME, footer=FOOTER, base_url=self.server, port=self.port,
                               from_address=f"pen@{DOMAIN}")
             for package, disclaimer in DISCLAIMERS.items():
@@ -151,20 +165,18 @@ class DemoStack:
             self._add_members(devstack)
             self._server_thread.join()
             if failure:
-                exc = failure[0]
-                lines = [ln for ln in str(exc).splitlines()[1:] if ln.strip()]
-                why = _one_line(lines[-1]) if lines else _one_line(str(exc).splitlines()[0])
-                raise DemoError(f"The demo PEN server did not start ({why.rstrip('.')}).") from None
+                self._server_failed(failure[0])
             ready = time.monotonic()
             self.progress(f"Seeding {self.messages} messages ...")
             self.seed_stats = self._run_async(self._seed())
             self.seed_stats["start_seconds"] = round(ready - started, 2)
             self.seed_stats["seed_seconds"] = round(time.monotonic() - ready, 2)
-            link = self.guest_link()
-            if link:
-                self.progress(f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is "
-                              f"{self.ca_file}; trust it, or accept the browser's warning)")
-            self.progress(f"Signing in as {self.email} (password: {self.password}) ...")
+            if entry is not None:
+                link = self.guest_link()
+                demo_prepared.save(entry, self.data_dir, {
+                    "seed_stats": self.seed_stats, "guests": self.guests,
+                    "guest_link_path": link.removeprefix(self.server) if link else None})
+            self._ready()
             return self
         except DemoError:
             self.stop()
@@ -176,6 +188,42 @@ class DemoStack:
         except BaseException:
             self.stop()
             raise
+
+    def _cache_entry(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return demo_prepared.entry_for(Path(self.cache_dir), messages=self.messages, seed=self.seed,
+                                       big_attachment_bytes=self.big_attachment_bytes, backdate=self.backdate)
+
+    def _start_prepared(self, devstack, entry: Path, started: float) -> None:
+        """A copy of the prepared PEN, its dates moved to today, served on this stack's port."""
+        meta = demo_prepared.restore(entry, self.data_dir, self.server)
+        self.prepared_from = entry
+        self.seed_stats = dict(meta["seed_stats"])
+        self.guests = dict(meta["guests"])
+        self._guest_link_path = meta.get("guest_link_path")
+        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=self.smtp.port,
+                                           env={"PEN_RETRY_BASE_SECONDS": "1"})
+        failure: list[BaseException] = []
+        self._start_server(failure)
+        if failure:
+            self._server_failed(failure[0])
+        self.seed_stats["start_seconds"] = round(time.monotonic() - started, 2)
+        self.seed_stats["seed_seconds"] = 0.0
+        self._ready()
+
+    def _ready(self) -> None:
+        link = self.guest_link()
+        if link:
+            self.progress(f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is "
+                          f"{self.ca_file}; trust it, or accept the browser's warning)")
+        self.progress(f"Signing in as {self.email} (password: {self.password}) ...")
+
+    @staticmethod
+    def _server_failed(exc: BaseException) -> None:
+        lines = [ln for ln in str(exc).splitlines()[1:] if ln.strip()]
+        why = _one_line(lines[-1]) if lines else _one_line(str(exc).splitlines()[0])
+        raise DemoError(f"The demo PEN server did not start ({why.rstrip('.')}).") from None
 
     def _start_server(self, failure: list) -> None:
         try:
@@ -324,6 +372,8 @@ class DemoStack:
     def guest_link(self) -> str | None:
         """The link of a notification e-mail to an outsider who has not registered: the
         browser path (landing page, sign-up, reading) from its start."""
+        if self._guest_link_path:
+            return self.server + self._guest_link_path
         waiting = {p.email for p in PEOPLE.values() if not p.member and p.key not in REGISTERING_GUESTS}
         for received in list(self.smtp.received) if self.smtp else []:
             if waiting & set(received.rcpt_tos):

@@ -62,15 +62,7 @@ def api(stack):
         r = c.post("/auth/login", json={"email": stack.email, "password": stack.password})
         assert r.status_code == 200, r.text
         c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-        _until_signed_in(c)
         yield c
-
-
-def _until_signed_in(c: httpx.Client) -> None:
-    # pen-server may answer the sign-in a moment before it has stored the token.
-    deadline = time.monotonic() + 10
-    while c.get("/me").status_code == 401 and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +173,6 @@ def test_a_registered_guest_replied_in_a_thread(stack, mailbox):
         assert r.json()["user"]["role"] == "guest"
         token = r.json()["access_token"]
         c.headers["Authorization"] = f"Bearer {token}"
-        _until_signed_in(c)
         guest_sent = c.get("/messages", params={"folder": "sent"},
                            headers={"Authorization": f"Bearer {token}"}).json()["items"]
     assert guest_sent
@@ -210,7 +201,30 @@ def test_notifications_carry_the_footer_and_two_disclaimers(stack):
     assert from_guest and not any(DISCLAIMERS["staff"] in b or DISCLAIMERS["physicians"] in b for b in from_guest)
 
 
-def test_stop_leaves_nothing_running(stack, api):
+def test_demo_offers_a_guest_link_that_opens_in_a_browser(stack):
+    link = stack.guest_link()
+    assert link and link.startswith(stack.server + "/m/")
+    r = httpx.get(link, verify=stack.ca_file)
+    assert r.status_code == 200 and "A secure message for you" in r.text and "Open the message" in r.text
+
+
+# ---------------------------------------------------------------- prepared data
+
+
+def _inbox(stack) -> list[dict]:
+    with httpx.Client(base_url=stack.server + "/api/v1", verify=stack.ca_file, timeout=30) as c:
+        r = c.post("/auth/login", json={"email": stack.email, "password": stack.password})
+        assert r.status_code == 200, r.text
+        c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        return c.get("/messages", params={"folder": "inbox", "limit": 200}).json()["items"]
+
+
+def _stamp(m: dict) -> datetime:
+    return datetime.fromisoformat(m["sent_at"].replace("Z", "+00:00"))
+
+
+def _stops_cleanly(stack, api: httpx.Client) -> None:
+    """stop() ends the server, the sink and the folder, in bounded time; twice is fine."""
     api.close()  # as the TUI does when it quits
     proc, port, sink_port, root = stack.process.proc, stack.port, stack.smtp.port, stack.root
     began = time.monotonic()
@@ -223,11 +237,56 @@ def test_stop_leaves_nothing_running(stack, api):
     stack.stop()  # twice is fine
 
 
-def test_demo_offers_a_guest_link_that_opens_in_a_browser(stack):
-    link = stack.guest_link()
-    assert link and link.startswith(stack.server + "/m/")
-    r = httpx.get(link, verify=stack.ca_file)
-    assert r.status_code == 200 and "A secure message for you" in r.text and "Open the message" in r.text
+def test_a_second_start_copies_the_prepared_pen_to_a_new_port_with_its_dates_moved_to_today(tmp_path):
+    cache = tmp_path / "cache"
+    first = DemoStack(messages=40, big_attachment_mb=1, cache_dir=cache)
+    began = time.monotonic()
+    try:
+        first.start()
+        seeded_in = time.monotonic() - began
+        assert first.prepared_from is None
+        before, stats, first_port, first_link = _inbox(first), first.seed_stats, first.port, first.guest_link()
+        assert first_link
+    finally:
+        first.stop()
+    [entry] = [p for p in cache.iterdir()]
+    # Prepared three days ago: every date comes forward by three days.
+    meta_file = entry / "demo.json"
+    meta = json.loads(meta_file.read_text())
+    meta["prepared_at"] -= 3 * 86400
+    meta_file.write_text(json.dumps(meta))
+
+    second = DemoStack(messages=40, big_attachment_mb=1, cache_dir=cache)
+    began = time.monotonic()
+    try:
+        second.start()
+        took = time.monotonic() - began
+        assert second.prepared_from == entry and second.port != first_port
+        assert took < seeded_in, (took, seeded_in)
+        after = _inbox(second)
+        assert [(m["subject"], m["from"]["email"], m["unread"]) for m in after] == \
+               [(m["subject"], m["from"]["email"], m["unread"]) for m in before]
+        for old, new in zip(before, after):
+            moved = (_stamp(new) - _stamp(old)).total_seconds()
+            assert 3 * 86400 - 5 < moved < 3 * 86400 + 120, moved
+        assert second.seed_stats["messages"] == stats["messages"] and second.guests == first.guests
+        # The guest's link names the new port and opens; so do links of new notifications.
+        link = second.guest_link()
+        assert link == second.server + first_link.removeprefix(first.server)
+        assert httpx.get(link, verify=second.ca_file).status_code == 200
+        c = httpx.Client(base_url=second.server + "/api/v1", verify=second.ca_file, timeout=30)
+        r = c.post("/auth/login", json={"email": second.email, "password": second.password})
+        c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        sent = c.post("/messages", json={"to": [{"email": "someone.new@elsewhere.example"}],
+                                         "subject": "After the copy", "body_text": "Hello."},
+                      headers={"Idempotency-Key": "after-the-copy"})
+        assert sent.status_code == 201, sent.text
+        [mail] = second.smtp.handler.wait_for(1)
+        assert second.server + "/m/" in mail.message.get_body(("plain",)).get_content()
+        _stops_cleanly(second, c)
+    finally:
+        second.stop()
+    assert entry.is_dir()
 
 
 # ---------------------------------------------------------------- run_demo
@@ -268,9 +327,14 @@ def test_launch_gets_the_stack_and_its_errors_are_one_sentence(monkeypatch, caps
     assert len(stopped) == 2
 
 
-def test_demo_error_is_an_exception_with_a_sentence():
-    assert issubclass(DemoError, Exception)
-    assert demo_module.DEMO_EMAIL == "dr.ruiz@riverside.example"
+def test_a_stopped_stack_refuses_to_start_again_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stack = DemoStack(messages=12, big_attachment_mb=1)
+    stack.stop()
+    with pytest.raises(DemoError) as caught:
+        stack.start()
+    assert str(caught.value) == "This demo stack has been stopped; start a new one."
+    assert stack.process is None and list(tmp_path.iterdir()) == []
 
 
 SCRIPT = textwrap.dedent("""

@@ -31,6 +31,7 @@ MODULES = [
     "tui.export",
     "tui.demo",
     "tui.demo_data",
+    "tui.demo_prepared",
     "tui.line.commands",
 ]
 OPTIONAL: list[str] = []
