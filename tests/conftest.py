@@ -4,15 +4,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
+from pen_devstack import (
+    PenProcess,
+    SmtpSink,
+    add_user,
+    free_port,
+    init_pen,
+    set_package,
+)
 
 DATA = Path(__file__).parent / "data"
+# A fixture's PEN is stopped with SIGTERM and killed after this long: an event stream that a
+# test's client left open holds a graceful stop for the server's 10 s, and the data goes anyway.
+TEARDOWN_STOP_SECONDS = 2.0
 PASSWORD = "correct horse battery"
 FOOTER = "Sent by ABC Medical of 123 ABC Street Beverly Hills, CA 90210, Call: (555) 555-7323"
 DISCLAIMERS = {
@@ -97,6 +108,26 @@ class Pen:
                 return found
             time.sleep(0.05)
 
+    def assert_notified_once(self, sender: str, subject: str, recipients: list[str], timeout: float = 30.0) -> None:
+        """The sender has one message with `subject`, with one notification per recipient,
+        each delivered (status sent: nothing is left that could send a second), and the sink
+        got exactly one e-mail for each."""
+        import time
+
+        with self.as_user(sender) as c:
+            found = c.get("/messages", params={"folder": "sent", "q": subject}).json()["items"]
+            [sent] = [m for m in found if m["subject"] == subject]
+            deadline = time.monotonic() + timeout
+            while True:
+                items = c.get(f"/messages/{sent['id']}/notifications").json()["items"]
+                if all(n["status"] == "sent" for n in items) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        assert sorted(n["recipient"]["email"] for n in items) == sorted(recipients)
+        assert {n["status"] for n in items} == {"sent"}, items
+        for rcpt in recipients:
+            assert len(self.mails_to(rcpt, subject, timeout=0)) == 1
+
     @staticmethod
     def link_token(received) -> tuple[str, str]:
         """The message id and token from a notification's link."""
@@ -125,7 +156,7 @@ def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None) -> PenProcess:
 def pen(tmp_path_factory, smtp):
     process = make_pen(tmp_path_factory.mktemp("pen"), smtp).start()
     yield Pen(process, smtp)
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 @pytest.fixture
@@ -134,7 +165,7 @@ def send(pen):
     import uuid
 
     def _send(who: str, to: list, subject: str = "Lab results", body: str = "Your results are ready.",
-              cc: list = (), bcc: list = (), **extra) -> dict:
+              cc: Sequence = (), bcc: Sequence = (), **extra) -> dict:
         def addrs(items):
             return [a if isinstance(a, dict) else {"email": USERS[a][0] if a in USERS else a} for a in items]
 
@@ -145,3 +176,84 @@ def send(pen):
         return r.json()
 
     return _send
+
+
+@pytest.fixture
+def utc():
+    """The local time zone is UTC for this test (snapshots show dates in local time)."""
+    import os
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.fixture(scope="session")
+def _snapshot_pen(tmp_path_factory):
+    """The snapshots' PEN, started once: a small clinic mailbox with fixed times (15 Jan
+    2020, 09:30 UTC)."""
+    import uuid
+
+    root = tmp_path_factory.mktemp("snap-pen")
+    sink = SmtpSink().start()
+    port = free_port()
+    init_pen(root, footer="Sent by Riverside Clinic", port=port)
+    set_package(root, "staff", "Confidential.")
+    people = [("dana@riverside.example", "Dana Whitfield"), ("rosa@riverside.example", "Dr. Rosa Ruiz"),
+              ("omar@riverside.example", "Omar Haddad")]
+    for email, name in people:
+        add_user(root, email, name, PASSWORD, package="staff")
+    process = PenProcess(root, port, smtp_port=sink.port, env={"PEN_CLOCK": "2020-01-15T09:30:00Z"}).start()
+    with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
+        def as_(email):
+            tok = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+            return {"Authorization": f"Bearer {tok}"}
+
+        rosa, omar = as_("rosa@riverside.example"), as_("omar@riverside.example")
+        lab = c.post("/uploads?filename=lab-results.csv", headers={**rosa, "Content-Type": "text/csv"},
+                     content=b"test,value,unit\nHbA1c,5.4,%\n" * 40).json()
+        scan = c.post("/uploads?filename=knee%20MRI.dcm", headers={**rosa, "Content-Type": "application/dicom"},
+                      content=bytes(range(256)) * 120).json()
+        msgs = [
+            (omar, "Rota for February", "Here is the draft rota for February. Shout if a day does not work.", None, []),
+            (rosa, "Referral: Mr. Patel", "Please see the referral letter for Mr. Patel; his GP asked for a "
+                                          "follow-up within two weeks.", None, []),
+            (omar, "Clinic closed on Friday", "The clinic is closed this Friday for the fire drill.", None, []),
+            (rosa, "Lab results for J. Alvarez",
+             "HbA1c is back within range. The MRI of the left knee shows no tear.",
+             "<p>HbA1c is back <b>within range</b>.</p><ul><li>MRI: no tear</li><li>Next visit: March</li></ul>"
+             "<p>Guidelines: <a href='https://www.example.org/guidelines'>clinic guidelines</a></p>",
+             [lab["id"], scan["id"]]),
+        ]
+        for headers, subject, body, html, atts in msgs:
+            payload = {"to": [{"email": "dana@riverside.example", "name": "Dana Whitfield"}],
+                       "cc": [{"email": "omar@riverside.example", "name": "Omar Haddad"}] if headers is rosa else [],
+                       "subject": subject, "body_text": body, "attachments": atts}
+            if html:
+                payload["body_html"] = html
+            r = c.post("/messages", json=payload, headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+            assert r.status_code == 201, r.text
+    yield process
+    process.stop(TEARDOWN_STOP_SECONDS)
+    sink.stop()
+
+
+@pytest.fixture
+def snap_pen(_snapshot_pen):
+    """The snapshots' PEN with every message in Dana's inbox unread, as it was seeded (a
+    snapshot that opens one marks it read on the server)."""
+    process = _snapshot_pen
+    with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
+        login = c.post("/auth/login", json={"email": "dana@riverside.example", "password": PASSWORD})
+        c.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        for m in c.get("/messages", params={"folder": "inbox"}).json()["items"]:
+            if not m["unread"]:
+                assert c.patch(f"/messages/{m['id']}", json={"unread": True}).status_code == 200
+    return process

@@ -9,13 +9,15 @@ import json
 
 import pytest
 
-from tests.client.test_snapshots import SIZES, signed_in_app, snap_pen  # noqa: F401 (a fixture)
+from tests.client.test_snapshots import SIZES, signed_in_app
 from tests.tui_helpers import at_mailbox, wait_for
 from tui.drafts import Draft, DraftStore
 from tui.screens.compose import ComposeScreen
 from tui.screens.drafts import DraftsScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
+
+pytestmark = pytest.mark.usefixtures("utc")  # dates as the snapshots show them
 
 
 def mailbox_loaded(app) -> bool:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from textual import events
 
-from tests.conftest import DISCLAIMERS, FOOTER, PASSWORD, make_pen
+from tests.conftest import DISCLAIMERS, FOOTER, PASSWORD, TEARDOWN_STOP_SECONDS, make_pen
 from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.compose import AddressBook
@@ -247,7 +247,7 @@ def small_pen(tmp_path_factory, smtp):
     assert n == 1
     toml.write_text(text)
     yield process.start()
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 async def test_a_file_over_the_limit_is_refused_before_any_upload(small_pen, state):
@@ -464,8 +464,7 @@ async def test_a_retry_after_a_lost_answer_delivers_once(pen, state):
         await sent_and_closed(pilot, screen)
     assert len(transport.keys) == 2 and transport.keys[0] == transport.keys[1]
     assert len(inbox(pen, "bob", subject)) == 1
-    time.sleep(1.0)  # a second notification would have been queued by now
-    assert len(pen.mails_to("bob@abc.example", subject)) == 1
+    pen.assert_notified_once("ann", subject, ["bob@abc.example"])
     assert drafts(state).list() == []
 
 

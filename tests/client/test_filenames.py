@@ -149,8 +149,20 @@ def test_create_exclusive_skips_a_directory_of_that_name(tmp_path: Path) -> None
     assert path.name == "report (1).pdf"
 
 
-def test_unsafe_path_error_is_a_value_error() -> None:
-    assert issubclass(UnsafePathError, ValueError)
+@pytest.mark.parametrize("made", ["../escaped.txt", "sub/inner.txt", ".."])
+def test_create_exclusive_refuses_a_name_outside_its_folder_whatever_made_it(tmp_path: Path, monkeypatch,
+                                                                             made: str) -> None:
+    # The last line before the disk checks the path itself, should safe_filename ever let
+    # a separator or ".." through: one clear ValueError, and nothing created anywhere.
+    import tui.filenames
+
+    folder = tmp_path / "downloads"
+    (folder / "sub").mkdir(parents=True)
+    monkeypatch.setattr(tui.filenames, "safe_filename", lambda name: made)
+    with pytest.raises(ValueError) as caught:
+        create_exclusive(folder, "report.pdf")
+    assert isinstance(caught.value, UnsafePathError) and "outside" in str(caught.value)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["downloads", "downloads/sub"]
 
 
 @pytest.mark.parametrize(

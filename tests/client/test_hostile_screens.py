@@ -108,7 +108,7 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
         await wait_for(pilot, lambda: mlist.loaded_once)
         # The list, row by row.
         for _ in range(len(messages)):
-            assert_clean_render(app, data)
+            assert_clean_render(app)
             await pilot.press("j")
         if size != (120, 40):
             return  # the reader at one size: its layout is checked at both by the snapshots
@@ -118,7 +118,7 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
             await pilot.pause()
-            text = assert_clean_render(app, data)
+            text = assert_clean_render(app)
             expected = one_line(value)
             if printable_ascii(value) and len(expected) < size[0] - 20:
                 assert f"Subject: {expected}" in text, key
@@ -127,7 +127,7 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
             app.clear_notifications()
             app.toast(value, title=value[:40])
             await pilot.pause()
-            text = assert_clean_render(app, data)
+            text = assert_clean_render(app)
             if printable_ascii(value) and len(value) < size[0] - 4:
                 assert value in text, key
             await pilot.press("escape")
@@ -161,12 +161,12 @@ async def test_hostile_strings_through_the_real_server(pen, send, hostile, tmp_p
         for i in range(mlist.total):
             mlist.cursor = i
             await pilot.pause(0.05)
-            assert_clean_render(app, data)
+            assert_clean_render(app)
             summary = mlist.highlighted
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
             await pilot.pause()
-            text = assert_clean_render(app, data)
+            text = assert_clean_render(app)
             if printable_ascii(summary.subject) and len(summary.subject) < 100:
                 assert f"Subject: {summary.subject}" in text
                 assert summary.subject in text.split("Subject:", 1)[1]  # the body too
@@ -187,6 +187,6 @@ async def test_hostile_sign_in_error(hostile, tmp_path, monkeypatch):
         for value in data:
             app.screen._say(value)
             await pilot.pause(0.02)
-            assert_clean_render(app, data)
+            assert_clean_render(app)
             if printable_ascii(value) and len(value) < 60:
                 assert value in rendered(app)[0]

@@ -6,7 +6,6 @@ every one is final (sent, or failed by a relay that refuses one recipient)."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pen_devstack import PenProcess, SinkHandler, SmtpSink, add_user, free_port, init_pen, set_package
+from pen_devstack import (
+    PenProcess,
+    SinkHandler,
+    SmtpSink,
+    add_user,
+    free_port,
+    init_pen,
+    set_package,
+)
 from tests.client.test_reader_attachments import gated_downloads
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS
 from tests.tui_helpers import at_mailbox, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
@@ -28,8 +35,7 @@ from tui.widgets.notification_table import NotificationTable
 from tui.widgets.reader_attachments import ReaderAttachmentList
 
 SIZES = [(80, 24), (120, 40)]
-os.environ["TZ"] = "UTC"
-time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # dates as the snapshots show them
 REFUSED = "lab@partner.example"
 
 
@@ -80,7 +86,7 @@ def clinic(tmp_path_factory):
             assert r.status_code == 201, r.text
             ids[key] = r.json()["id"]
     yield process, ids
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
 
 

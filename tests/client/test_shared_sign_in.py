@@ -102,7 +102,7 @@ def record_presented(*sessions: Session) -> list[str]:
         def spy(client=s.client, real=s.client._refresh_now):
             presented.append(client.refresh_token)
             return real()
-        s.client._refresh_now = spy
+        s.client._refresh_now = spy  # type: ignore[method-assign]
     return presented
 
 
@@ -285,9 +285,10 @@ WORKER = textwrap.dedent("""
     import asyncio, sys, time
     from tui.session import Session
 
-    async def main(server, email, ca_file, start_at, rounds):
+    async def main(server, email, ca_file, rounds):
         s = Session(server, email, ca_file, keyring_timeout=10)
-        time.sleep(max(0.0, start_at - time.time()))  # every worker starts at the same moment
+        print("ready", flush=True)
+        sys.stdin.readline()  # every worker goes at the same moment, once all are ready
         try:
             if not await s.resume():
                 print("not resumed")
@@ -302,7 +303,7 @@ WORKER = textwrap.dedent("""
             await s.client.aclose()
 
     a = sys.argv
-    sys.exit(asyncio.run(main(a[1], a[2], a[3], float(a[4]), int(a[5]))))
+    sys.exit(asyncio.run(main(a[1], a[2], a[3], int(a[4]))))
 """)
 
 
@@ -318,12 +319,16 @@ async def test_processes_started_at_once_all_stay_signed_in(pen, state, file_key
     token = stored(pen)
     assert token
 
-    start_at = time.time() + 3.0  # after every interpreter has started
     workers = [await asyncio.create_subprocess_exec(
-                   sys.executable, "-c", WORKER, pen.process.url, ANN, pen.ca_file, str(start_at), "4",
+                   sys.executable, "-c", WORKER, pen.process.url, ANN, pen.ca_file, "4",
                    cwd=REPO, env=worker_env(state, file_keyring),
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for _ in range(3)]
+    for w in workers:  # every interpreter has started
+        assert await asyncio.wait_for(w.stdout.readline(), 120) == b"ready\n"
+    for w in workers:
+        w.stdin.write(b"go\n")
+    await asyncio.gather(*(w.stdin.drain() for w in workers))
     results = []
     for w in workers:
         out, err = await asyncio.wait_for(w.communicate(), 120)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_snapshots import mailbox_ready, snap_pen  # noqa: F401 (a fixture)
+from tests.client.test_snapshots import mailbox_ready
 from tests.conftest import PASSWORD
 from tests.tui_helpers import wait_for
 from tui.app import PenmailApp
@@ -18,10 +18,11 @@ from tui.config import Config
 from tui.screens.compose import ComposeScreen
 from tui.screens.reader import ReaderScreen
 
+pytestmark = pytest.mark.usefixtures("utc")  # dates as the snapshots show them
 THEMES = ["textual-light", "textual-dark", "high-contrast", "no-color"]
 
 
-def themed_app(snap_pen, tmp_path, theme: str, monkeypatch) -> PenmailApp:  # noqa: F811
+def themed_app(snap_pen, tmp_path, theme: str, monkeypatch) -> PenmailApp:
     monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path))
     if theme == "no-color":
         monkeypatch.setenv("NO_COLOR", "1")  # read by App.__init__
@@ -35,14 +36,14 @@ def themed_app(snap_pen, tmp_path, theme: str, monkeypatch) -> PenmailApp:  # no
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_mailbox_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):  # noqa: F811
+def test_mailbox_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):
     app = themed_app(snap_pen, tmp_path, theme, monkeypatch)
     assert app.no_color == (theme == "no-color")
     assert snap_compare(app, terminal_size=(80, 24), run_before=mailbox_ready)
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_reader_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):  # noqa: F811
+def test_reader_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):
     async def open_first(pilot):
         await mailbox_ready(pilot)
         await pilot.press("enter")
@@ -55,13 +56,14 @@ def test_reader_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch): 
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_compose_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):  # noqa: F811
+def test_compose_in_theme(snap_compare, snap_pen, theme, tmp_path, monkeypatch):
     async def compose(pilot):
         await mailbox_ready(pilot)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ComposeScreen) and pilot.app.focused is not None)
         await pilot.press(*"rosa@riverside.example", "tab", "tab", "tab", *"Rota", "tab", *"Monday works.")
-        # The draft is written within two seconds: wait for it, so the title is always the same.
+        # Saved now (F2) rather than by the autosave a moment later, so the title is always the same.
+        await pilot.press("f2")
         await wait_for(pilot, lambda: "(draft saved)" in str(pilot.app.screen.query_one("#compose-title").render()))
         await pilot.pause()
 

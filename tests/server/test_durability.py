@@ -30,6 +30,13 @@ def _ids(sink: SmtpSink, subject: str) -> collections.Counter:
                                if m.message["Subject"] == subject)
 
 
+def _until(condition, timeout: float = 60.0, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 def _wait(sink, subject, count, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(_ids(sink, subject)) < count:
@@ -49,7 +56,8 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path):
     process.start()
     try:
         subject = _send_many(process, 200)
-        time.sleep(1.0)
+        # The worker has claimed rows and tried the relay (refused).
+        _until(lambda: sink.handler.sessions > 0, what="a delivery attempt")
         process.kill()  # kill -9: no chance to tidy up
         sink.handler.reply = None
         process.start()
@@ -60,11 +68,22 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path):
         before = sum(_ids(sink, subject).values())
         assert process.stop() == 0
         process.start()
-        time.sleep(3)
+        # A message sent after the restart is delivered after anything the restart would
+        # have sent again (those rows would be due at once).
+        marker = _send_many(process, 1)
+        assert len(_wait(sink, marker, 1)) == 1
         assert sum(_ids(sink, subject).values()) == before
     finally:
         process.stop()
         sink.stop()
+
+
+def _tried(c, subject: str) -> bool:
+    """Every notification of the message has been tried at least once and waits (the
+    sender's view through the API, `c` signed in as the sender)."""
+    [sent] = c.get("/messages", params={"folder": "sent", "q": subject}).json()["items"]
+    items = c.get(f"/messages/{sent['id']}/notifications").json()["items"]
+    return bool(items) and all(n["attempts"] >= 1 and n["status"] == "deferred" for n in items)
 
 
 @pytest.mark.timeout(240)
@@ -74,7 +93,12 @@ def test_relay_down_then_up_loses_nothing(tmp_path):
     process = make_pen(tmp_path / "pen", sink).start()
     try:
         subject = _send_many(process, 20)
-        time.sleep(2)
+        import httpx
+
+        with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
+            login = c.post("/auth/login", json={"email": "ann@abc.example", "password": "correct horse battery"})
+            c.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+            _until(lambda: _tried(c, subject), what="a failed delivery attempt while the relay is down")
         sink.start()
         ids = _wait(sink, subject, 20)
         assert len(ids) == 20 and max(ids.values()) == 1

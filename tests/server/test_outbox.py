@@ -466,7 +466,14 @@ async def test_the_lease_is_renewed_while_a_slow_relay_works(db, tmp_path, serve
     settings.lease_seconds = 2.0  # renewed every second; without that it ends at 2 s
     seed(db, to=["ann@a.example"])
     slow = asyncio.create_task(workers(db, settings, None).deliver_due())
-    await asyncio.sleep(2.6)
+    first = None
+    while first is None:  # the slow worker has claimed the row
+        await asyncio.sleep(0.02)
+        first = rows(db)[0].lease_until
+    # Until the first lease has run out, and a renewal has moved it on.
+    while utcnow() <= first or rows(db)[0].lease_until <= first:
+        assert not slow.done(), "the relay answered before the first lease ran out"
+        await asyncio.sleep(0.05)
     assert await workers(db, settings, None).deliver_due() == 0
     assert await slow == 1
     assert recorder.rcpts() == ["ann@a.example"] and rows(db)[0].status == "sent"
@@ -489,8 +496,17 @@ async def test_run_wakes_at_once_and_stops_cleanly(db, tmp_path, servers, worker
     server = servers(recorder)
     worker = workers(db, make_settings(tmp_path, server.port), None)
     worker.poll_interval = 60  # only wake() can start the pass in time
+    passed = asyncio.Event()
+    real_pass = worker.deliver_due
+
+    async def one_pass() -> int:  # the real pass, noting that it ran
+        done = await real_pass()
+        passed.set()
+        return done
+
+    worker.deliver_due = one_pass
     task = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.3)  # the first pass found nothing; the worker waits
+    await asyncio.wait_for(passed.wait(), 10)  # the first pass found nothing; the worker waits
     seed(db, to=["ann@a.example"])
     started = time.monotonic()
     await asyncio.to_thread(worker.wake)  # as an API handler in the thread pool does
