@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui import demo_prepared
 from tui.demo_data import (
@@ -66,13 +66,17 @@ from tui.demo_data import (
 )
 
 
+if TYPE_CHECKING:
+    from pen_devstack import PenProcess, SmtpSink
+
+
 def _first(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -97,8 +101,8 @@ class DemoStack:
         self.root: Path | None = None
         self.data_dir: Path | None = None
         self.port: int | None = None
-        self.smtp = None  # devstack.SmtpSink
-        self.process = None  # devstack.PenProcess
+        self.smtp: SmtpSink | None = None
+        self.process: PenProcess | None = None
         self.seed_stats: dict[str, Any] = {}
         self.guests: dict[str, str] = {}  # e-mail -> password, of the guests that registered
         self._guest_link_path: str | None = None  # from a prepared entry
@@ -144,11 +148,11 @@ class DemoStack:
             self.port = devstack.free_port()
             self.progress(f"Starting a demo PEN on {self.server} ...")
             started = time.monotonic()
-            self.smtp = devstack.SmtpSink().start()
             entry = self._cache_entry()
             if entry is not None and demo_prepared.load(entry) is not None:
                 self._start_prepared(devstack, entry, started)
                 return self
+            self.smtp = devstack.SmtpSink().start()
             if entry is not None:
                 self.progress(f"Preparing the demo's data, once: later starts reuse it from {entry} ...")
             devstack.init_pen(self.data_dir, name=PEN_NAME, footer=FOOTER, base_url=self.server, port=self.port,
@@ -202,10 +206,17 @@ class DemoStack:
         self.seed_stats = dict(meta["seed_stats"])
         self.guests = dict(meta["guests"])
         self._guest_link_path = meta.get("guest_link_path")
-        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=self.smtp.port,
+        # The server starts (another process) while the SMTP sink starts here; it only
+        # needs the sink's port, and retries a relay that is not up yet.
+        smtp_port = devstack.free_port()
+        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=smtp_port,
                                            env={"PEN_RETRY_BASE_SECONDS": "1"})
         failure: list[BaseException] = []
-        self._start_server(failure)
+        self._server_thread = threading.Thread(target=self._start_server, args=(failure,),
+                                               name="penmail-demo-server", daemon=True)
+        self._server_thread.start()
+        self.smtp = devstack.SmtpSink(smtp_port).start()
+        self._server_thread.join()
         if failure:
             self._server_failed(failure[0])
         self.seed_stats["start_seconds"] = round(time.monotonic() - started, 2)
@@ -273,9 +284,10 @@ class DemoStack:
         clients: dict[str, PenClient] = {}
         guest_locks = {k: asyncio.Lock() for k in REGISTERING_GUESTS}
         sent: list[tuple[Step, Any]] = []  # (step, Message)
-        stats = {"threads": len(threads), "messages": 0, "replies": 0, "html": 0, "plain": 0, "attachments": 0,
-                 "attachment_bytes": 0, "largest_attachment": 0, "members": len(MEMBERS), "guests_invited": 0,
-                 "guests_registered": 0, "guest_replies": 0}
+        stats: dict[str, Any] = {
+            "threads": len(threads), "messages": 0, "replies": 0, "html": 0, "plain": 0, "attachments": 0,
+            "attachment_bytes": 0, "largest_attachment": 0, "members": len(MEMBERS), "guests_invited": 0,
+            "guests_registered": 0, "guest_replies": 0}
 
         def new_client() -> PenClient:
             return PenClient(self.server, ca_file=self.ca_file, timeout=60, deadline=120)

@@ -124,7 +124,7 @@ REGISTERING_GUESTS = ("gonzalez", "whitaker")
 class FileSpec:
     filename: str
     content_type: str
-    make: Callable[[Path], None]  # writes the file at the given path
+    make: Callable[[Path], object]  # writes the file at the given path
     size_hint: int = 0
 
 
@@ -189,7 +189,7 @@ def _png(width: int, height: int, seed: int) -> bytes:
             + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
 
 
-def _write(data: bytes) -> Callable[[Path], None]:
+def _write(data: bytes) -> Callable[[Path], object]:
     return lambda path: path.write_bytes(data)
 
 
@@ -205,7 +205,7 @@ def _write_random(size: int, header: bytes = b"") -> Callable[[Path], None]:
     return make
 
 
-PANELS = {
+PANELS: dict[str, list[tuple[str, float, float, str, int]]] = {
     "CBC": [("WBC", 4.5, 11.0, "10^3/uL", 1), ("RBC", 4.2, 5.9, "10^6/uL", 2), ("Hemoglobin", 12.0, 17.5, "g/dL", 1),
             ("Hematocrit", 36, 50, "%", 1), ("MCV", 80, 100, "fL", 0), ("Platelets", 150, 400, "10^3/uL", 0),
             ("Neutrophils", 40, 70, "%", 0), ("Lymphocytes", 20, 40, "%", 0)],
