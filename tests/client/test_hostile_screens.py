@@ -96,7 +96,6 @@ async def test_raw_hostile_strings_on_every_screen(hostile, size, tmp_path, monk
     html_items = list(hostile["html"].values())
     messages = [raw_message(k, v, html_items[i % len(html_items)] if i % 2 else None, hostile["filenames"][:6])
                 for i, (k, v) in enumerate(values.items())]
-    data = list(values.values()) + hostile["filenames"] + html_items
     client = ObjectsClient(messages)
     from tui.config import Config
 
@@ -153,7 +152,6 @@ async def test_hostile_strings_through_the_real_server(pen, send, hostile, tmp_p
     session = Session(pen.process.url, email, pen.ca_file, use_keyring=False)
     await session.login(PASSWORD)
     app = PenmailApp(config_for(pen, email, tmp=tmp_path), session=session, env={})
-    data = list(values.values())
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: at_mailbox(app))
         mlist = app.screen.query_one(MessageList)

@@ -141,7 +141,6 @@ async def test_a_failure_shows_the_reply_and_r_sends_it_again(pen, send, state):
 
 
 async def test_hostile_subject_and_names_in_the_view(pen, send, state, hostile):
-    values = [v for k, v in hostile["text"].items() if not k.startswith("_")]
     subject = f"[@click=app.quit]x[/] {uuid.uuid4().hex[:6]}"
     name = "[b]Bold[/b] [@click=app.quit]Quit[/]"
     async with ann_app(pen, state).run_test(size=(80, 24)) as pilot:
