@@ -43,10 +43,11 @@ class Dovecot:
             # Debian's dovenull/dovecot users.
             uid = gid = 65534
             users = "default_internal_user = dovecot\ndefault_login_user = dovenull\n"
-            self.store = Path(tempfile.mkdtemp(prefix="penmail-dovecot-"))
-            self.store.chmod(0o711)
+            if self.store == self.root:  # a restart keeps its mail
+                self.store = Path(tempfile.mkdtemp(prefix="penmail-dovecot-"))
+                self.store.chmod(0o711)
             for sub in ("mail", "home"):
-                (self.store / sub).mkdir()
+                (self.store / sub).mkdir(exist_ok=True)
                 os.chown(self.store / sub, uid, gid)
         else:
             uid, gid = os.getuid(), os.getgid()

@@ -176,6 +176,7 @@ def test_a_forged_copy_with_the_real_message_id_does_not_stop_the_replacement(li
     assert subjects == sorted(["fake", sent[0]["subject"]])
 
 
+@pytest.mark.timeout(120)
 def test_watch_replaces_a_new_notification_within_five_seconds(line, pen, people, dovecot):
     a = Api(pen, people["a"])
     config = imap_config(line, dovecot, people["b"])
@@ -198,6 +199,33 @@ def test_watch_replaces_a_new_notification_within_five_seconds(line, pen, people
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.timeout(120)
+def test_watch_reconnects_after_the_imap_server_restarts(line, pen, people, tmp_path_factory):
+    if dovecot_binary() is None:
+        pytest.skip(HOW_TO_ENABLE)
+    server = Dovecot(tmp_path_factory.mktemp("dovecot-restart")).start()
+    proc = None
+    try:
+        a = Api(pen, people["a"])
+        config = imap_config(line, server, people["b"])
+        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "intercept", "--imap", "--watch", "--json"],
+                                env=line.env("icpt", config, PASSWORD, None), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert b"Watching INBOX" in proc.stderr.readline()
+        server._stop()
+        assert b"trying again in 1 s" in proc.stderr.readline()
+        server.start()
+        sent = [a.send([people["b"]], "After restart " + uuid.uuid4().hex[:6], "Still here.")]
+        put(server, people["b"], notifications(pen, people["b"], sent))
+        assert b'"event":"replaced"' in proc.stdout.readline()
+        assert [m["Subject"] for m, _ in read_folder(server, people["b"])] == [sent[0]["subject"]]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        server.stop()
 
 
 def test_hostile_subjects_and_file_names_add_no_header(line, pen, people, dovecot, hostile):
@@ -239,6 +267,23 @@ def test_large_attachments_stay_on_the_pen_named_and_linked(line, pen, people, d
     assert [p.get_filename() for p in msg.iter_attachments()] == ["small.txt"]
     text = msg.get_body(("plain",)).get_content()
     assert "big.bin (39.1 KiB)" in text and f"{pen_url(pen)}/m/{sent[0]['id']}" in text
+
+
+def test_imap_password_from_the_keyring_and_a_refused_one(line, pen, people, dovecot, tmp_path):
+    import json
+
+    keys = tmp_path / "keyring.json"
+    keys.write_text(json.dumps({f"penmail-imap {people['b']}@127.0.0.1": IMAP_PASSWORD}))
+    config = configure(line, people["b"], extra=(
+        f'[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "none"\nuser = "{people["b"]}"\n'))
+    done = line("intercept", "--imap", "--once", who="icpt", config=config, keyring_file=keys)
+    assert done.code == 0 and "0 replaced" in done.out, done.err
+    keys.write_text(json.dumps({f"penmail-imap {people['b']}@127.0.0.1": "wrong"}))
+    refused = line("intercept", "--imap", "--once", "--json", who="icpt", config=config, keyring_file=keys)
+    assert refused.code == 3 and "refused the user name or password" in refused.err
+    assert '"code":"imap_login"' in refused.out
+    nothing = line("intercept", "--imap", "--once", who="icpt", config=config)
+    assert nothing.code == 3 and "No IMAP password" in nothing.err
 
 
 def test_settings_refuse_plain_imap_to_another_host(line, people):

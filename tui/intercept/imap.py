@@ -26,7 +26,7 @@ from tui.intercept.settings import ImapSettings
 
 KEYWORD = b"$PenmailIntercepted"
 IDLE_RENEW = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
-IDLE_POLL = 30.0
+IDLE_POLL = 1.0  # how often the IDLE thread looks up: Ctrl-C waits at most this long
 MAX_BACKOFF = 300.0
 TIMEOUT = 60.0
 
@@ -198,7 +198,10 @@ def _wait_for_news(client, until: float) -> bool:
 async def watch_folder(settings: ImapSettings, password: str, pen, server: str, name: str, *, limit: int,
                        report: Callable[[Outcome], None], note: Callable[[str], None]) -> None:
     """Stay connected to one folder: sweep it, IDLE (renewed every 25 minutes), sweep on
-    news; after a drop, reconnect with growing delays (1 s doubling to 5 minutes)."""
+    news; after a drop, reconnect with growing delays (1 s doubling to 5 minutes).  The
+    PEN being unreachable for a while is waited out the same way; a lost sign-in ends it."""
+    from tui.pen_client import InvalidCredentials, NotSignedIn, PenError
+
     delay = 1.0
     while True:
         client = None
@@ -214,7 +217,11 @@ async def watch_folder(settings: ImapSettings, password: str, pen, server: str, 
         except ImapFailure as exc:
             if exc.code == "imap_login":
                 raise
-            note(f"{exc.message} Trying again in {delay:g} s.")
+            note(f"{exc.message.rstrip('.')}; trying again in {delay:g} s.")
+        except PenError as exc:
+            if isinstance(exc, (NotSignedIn, InvalidCredentials)):
+                raise
+            note(f"{exc.message.rstrip('.')}; trying again in {delay:g} s.")
         except (OSError, socket.timeout, EOFError) as exc:
             note(f"The connection to {settings.host} for {name} was lost ({type(exc).__name__}); trying again in "
                  f"{delay:g} s.")

@@ -139,10 +139,25 @@ def imap_password(settings: ImapSettings, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     if settings.password_command:
         return _run_password_command(settings.password_command)
-    try:
-        import keyring
+    return _from_keyring(f"{settings.user}@{settings.host}") or env.get("PENMAIL_IMAP_PASSWORD") or None
 
-        found = keyring.get_password(KEYRING_SERVICE, f"{settings.user}@{settings.host}")
-    except Exception:  # noqa: BLE001 - no keyring (SSH, CI), or a locked one: go on to the environment
-        found = None
-    return found or env.get("PENMAIL_IMAP_PASSWORD") or None
+
+def _from_keyring(name: str, timeout: float = 3.0) -> str | None:
+    """The keyring's password, read in a daemon thread: a locked keyring whose prompt nobody
+    sees (SSH) is given up after ``timeout`` rather than waited on for ever."""
+    import threading
+
+    found: list = []
+
+    def work() -> None:
+        try:
+            import keyring
+
+            found.append(keyring.get_password(KEYRING_SERVICE, name))
+        except Exception:  # noqa: BLE001 - no keyring (SSH, CI) or a broken one: go on without it
+            pass
+
+    thread = threading.Thread(target=work, daemon=True, name="penmail-imap-keyring")
+    thread.start()
+    thread.join(timeout)
+    return found[0] if found and isinstance(found[0], str) else None

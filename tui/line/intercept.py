@@ -70,10 +70,10 @@ async def cmd_intercept(run: Run) -> int:
     args = run.args
     if args.watch and not args.imap:
         raise LineError("--watch works with --imap only.", EXIT_USAGE, "usage")
+    if args.stdin:
+        return await _stdin(run)
     try:
         limit = _limit(run)
-        if args.stdin:
-            return await _stdin(run, limit)
         server = _server(run)
         if args.maildir:
             return await _maildir(run, server, limit)
@@ -82,13 +82,25 @@ async def cmd_intercept(run: Run) -> int:
         raise LineError(exc.message, EXIT_FAILED, exc.code) from None
 
 
-async def _stdin(run: Run, limit: int) -> int:
+async def _stdin(run: Run) -> int:
+    from tui.config import ConfigError
+    from tui.export import ExportError
     from tui.intercept.local import intercept_stream
 
     run.out.out = run.out.err  # standard output is the message
-    server = _server(run)
-    outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
-                                     sink=sys.stdout.buffer)
+    try:
+        limit, server = _limit(run), _server(run)
+    except (LineError, ConfigError):
+        # Not set up: the message still goes through, unchanged, and the failure is said.
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        raise
+    try:
+        outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
+                                         sink=sys.stdout.buffer)
+    except ExportError as exc:
+        raise LineError(exc.message, EXIT_FAILED, exc.code) from None
     if outcome is not None:
         _report(run, outcome, Counter())
     return EXIT_OK
