@@ -35,7 +35,8 @@ def _report(run: Run, outcome, counts: Counter) -> None:
         made = outcome.replacement
         extra = f", {made.attachments} attachment{'s' if made.attachments != 1 else ''}" if made.attachments else ""
         extra += f", {made.left_on_pen} left on the PEN (too large)" if made.left_on_pen else ""
-        out.line(f"{_WORDS[outcome.kind]} in {folder}: \"{one_line(made.subject, 80)}\" ({made.pen_id}{extra})")
+        out.line(f"{_WORDS[outcome.kind]} in {folder}: \"{one_line(made.subject, 80)}\" "
+                 f"({one_line(made.pen_id, 200)}{extra})")
     else:
         why = f": {one_line(outcome.reason, 200)}" if outcome.reason else ""
         out.line(f"{_WORDS[outcome.kind]} in {folder}: message {one_line(outcome.pen_id or '?', 200)}{why}")
