@@ -28,7 +28,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from download_1gib import proc_status_kib  # noqa: E402
 from pen_server.devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
 from tests.dovecot import PASSWORD as IMAP_PASSWORD  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
@@ -39,16 +41,6 @@ READER, SENDER = "reader@bench.example", "sender@bench.example"
 
 def mib(kib: int) -> float:
     return round(kib / 1024, 1)
-
-
-def proc_status(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def main() -> int:
@@ -118,10 +110,10 @@ def main() -> int:
                 replaced += 1
                 first = first or time.perf_counter()
                 if replaced % max(1, n // 10) == 0:
-                    rss.append((replaced, mib(proc_status(proc.pid, "VmRSS"))))
+                    rss.append((replaced, mib(proc_status_kib(proc.pid, "VmRSS"))))
             elif "summary" in doc:
                 out["summary"] = doc["summary"]
-                out["peak_rss_mib"] = mib(proc_status(proc.pid, "VmHWM"))
+                out["peak_rss_mib"] = mib(proc_status_kib(proc.pid, "VmHWM"))
         code = proc.wait(60)
         elapsed = time.perf_counter() - t
         assert code == 0, proc.stderr.read().decode()
