@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -69,23 +70,28 @@ def imap_config(line: Line, dovecot: Dovecot, email_: str, extra: str = "", name
         f'password_command = "{sys.executable} -c \\"print(\'{IMAP_PASSWORD}\')\\""\n' + extra))
 
 
-def read_folder(dovecot: Dovecot, user: str, folder: str = "INBOX") -> list[tuple[email.message.EmailMessage, tuple]]:
+def read_folder(dovecot: Dovecot, user: str, folder: str = "INBOX", *,
+                dates: dict | None = None) -> list[tuple[email.message.EmailMessage, tuple]]:
+    """(message, flags) of each message in the folder; ``dates`` gets Subject -> INTERNALDATE."""
     c = dovecot.client(user)
     try:
         c.select_folder(folder, readonly=True)
         uids = c.search(["ALL"])
-        got = c.fetch(uids, ["BODY.PEEK[]", "FLAGS"]) if uids else {}
-        return [(email.message_from_bytes(got[u][b"BODY[]"], policy=email.policy.default),
-                 tuple(got[u][b"FLAGS"])) for u in sorted(got)]
+        got = c.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
+        found = [(email.message_from_bytes(got[u][b"BODY[]"], policy=email.policy.default),
+                  tuple(got[u][b"FLAGS"])) for u in sorted(got)]
+        if dates is not None:
+            dates.update({m["Subject"]: got[u][b"INTERNALDATE"] for (m, _), u in zip(found, sorted(got))})
+        return found
     finally:
         c.logout()
 
 
-def put(dovecot: Dovecot, user: str, raws: list[bytes], flags=()) -> None:
+def put(dovecot: Dovecot, user: str, raws: list[bytes], flags=(), when=None) -> None:
     c = dovecot.client(user)
     try:
         for raw in raws:
-            c.append("INBOX", raw, flags=flags)
+            c.append("INBOX", raw, flags=flags, msg_time=when)
     finally:
         c.logout()
 
@@ -109,7 +115,8 @@ def test_once_replaces_notifications_with_the_real_messages(line, pen, people, d
     foreign = c.send([people["a"]], "Not for b " + uuid.uuid4().hex[:6])
     foreign_raw = notifications(pen, people["a"], [foreign])[0]
     other = b"From: x@example.org\r\nTo: b@example.org\r\nSubject: ordinary mail\r\nMessage-ID: <o1@x>\r\n\r\nHi.\r\n"
-    put(dovecot, people["b"], raws[:1], flags=(b"\\Seen", b"\\Flagged"))
+    arrived = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # the notification's arrival (INTERNALDATE)
+    put(dovecot, people["b"], raws[:1], flags=(b"\\Seen", b"\\Flagged"), when=arrived)
     put(dovecot, people["b"], raws[1:] + [foreign_raw, other])
 
     config = imap_config(line, dovecot, people["b"])
@@ -118,8 +125,10 @@ def test_once_replaces_notifications_with_the_real_messages(line, pen, people, d
     assert "2 replaced, 0 already there, 1 left in place" in done.out
     assert done.out.count("Replaced in INBOX") == 2 and done.out.count("Left in place") == 1
 
-    inbox = read_folder(dovecot, people["b"])
+    dates: dict = {}
+    inbox = read_folder(dovecot, people["b"], dates=dates)
     by_subject = {m["Subject"]: (m, f) for m, f in inbox}
+    assert dates[sent[0]["subject"]].astimezone(timezone.utc) == arrived
     assert set(by_subject) == {sent[0]["subject"], sent[1]["subject"], foreign["subject"], "ordinary mail"}
     host = "localhost"
     for s in sent:
