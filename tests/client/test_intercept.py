@@ -156,6 +156,24 @@ def test_once_replaces_notifications_with_the_real_messages(line, pen, people, d
     assert len(read_folder(dovecot, people["b"])) == 4
 
 
+def test_a_folder_with_a_non_ascii_name_and_notification_delete(line, pen, people, dovecot):
+    a = Api(pen, people["a"])
+    sent = [a.send([people["b"]], "Ailleurs " + uuid.uuid4().hex[:6], "Dans un autre dossier.")]
+    c = dovecot.client(people["b"])
+    try:
+        c.create_folder("Reçus été")
+        c.append("Reçus été", notifications(pen, people["b"], sent)[0])
+    finally:
+        c.logout()
+    config = imap_config(line, dovecot, people["b"],
+                         extra='folders = ["INBOX", "Reçus été"]\nnotification = "delete"\n')
+    done = run_intercept(line, config, "--imap", "--once")
+    assert done.code == 0 and "Replaced in Reçus été" in done.out, done.out + done.err
+    [(msg, _)] = read_folder(dovecot, people["b"], "Reçus été")
+    assert msg["Message-ID"] == f"<{sent[0]['id']}@localhost>"
+    assert read_folder(dovecot, people["b"], "Trash") == []
+
+
 def test_killed_between_append_and_removal_ends_with_one_copy(line, pen, people, dovecot):
     a = Api(pen, people["a"])
     sent = [a.send([people["b"]], "Crash " + uuid.uuid4().hex[:6], "Body.")]
