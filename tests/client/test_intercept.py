@@ -223,6 +223,16 @@ def test_watch_replaces_a_new_notification_within_five_seconds(line, pen, people
         assert took < 5, took
         inbox = read_folder(dovecot, people["b"])
         assert [m["Message-ID"] for m, _ in inbox] == [f"<{sent[0]['id']}@localhost>"]
+        # A burst, each arriving while the one before is being replaced: the news that the
+        # server reports with the answers to a sweep's own commands is not lost.
+        burst = [a.send([people["b"]], f"Burst {i} " + uuid.uuid4().hex[:6], "More.") for i in range(8)]
+        for raw in notifications(pen, people["b"], sent + burst)[1:]:
+            put(dovecot, people["b"], [raw])
+            time.sleep(0.05)
+        done = [proc.stdout.readline() for _ in burst]
+        assert all(b'"event":"replaced"' in d for d in done), done
+        inbox = read_folder(dovecot, people["b"])
+        assert sorted(m["Subject"] for m, _ in inbox) == sorted(m["subject"] for m in sent + burst)
     finally:
         proc.terminate()
         proc.wait(10)

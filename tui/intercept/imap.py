@@ -91,6 +91,7 @@ class Folder:
         return "Trash"
 
     def candidates(self, server: str) -> list[int]:
+        self._exists_seen()  # what arrives from here on is found by this search or reported afresh
         return sorted(self.client.search(["HEADER", "X-PEN-Message", f"{server.rstrip('/')}/m/"]))
 
     def fetch(self, uid: int):
@@ -103,6 +104,18 @@ class Folder:
             return None
         flags = tuple(f for f in info.get(b"FLAGS", ()) if f.lower() != b"\\recent")
         return body, flags, info.get(b"INTERNALDATE")
+
+    def _exists_seen(self) -> bool:
+        """Whether an EXISTS came back with another command's answer since last asked (imaplib
+        keeps such untagged answers aside); forgets them."""
+        return bool(self.client._imap.untagged_responses.pop("EXISTS", None))
+
+    def news(self) -> bool:
+        """Did mail arrive while we were sweeping?  The server told us with the answers to
+        our commands (so it will not say it again when IDLE starts), or tells us now."""
+        _, responses = self.client.noop()
+        told = any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses)
+        return self._exists_seen() or told
 
     def has_copy(self, message_id: str) -> bool:
         criteria = ["HEADER", "Message-ID", message_id]
@@ -213,6 +226,8 @@ async def watch_folder(settings: ImapSettings, password: str, pen, server: str, 
             while True:
                 async for outcome in sweep(folder, pen, server, limit=limit):
                     report(outcome)
+                if await asyncio.to_thread(folder.news):
+                    continue  # sweep again before IDLE: news told during a sweep is not told twice
                 await asyncio.to_thread(_wait_for_news, client, time.monotonic() + IDLE_RENEW)
         except ImapFailure as exc:
             if exc.code == "imap_login":
