@@ -1,4 +1,4 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, run."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, run."""
 
 from __future__ import annotations
 
@@ -135,6 +135,47 @@ def cmd_package_set(args) -> int:
     return 0
 
 
+def cmd_dkim(args) -> int:
+    """`pen-server dkim init|use|list|remove`; the domain is --domain, else that of from_address."""
+    from pen_server import dkim, penconf
+
+    settings, db = _open(args)
+    with db.session() as session:
+        conf = penconf.effective(session, settings)
+    db.dispose()
+    data = settings.data_dir
+    try:
+        domain = dkim.checked_domain(args.domain or conf.smtp.from_address.rpartition("@")[2])
+        selector = dkim.checked_selector(args.selector) if args.dkim_command != "list" else ""
+        if args.dkim_command == "init":
+            made_current = dkim.make_key(data, domain, selector)
+            print(f"Made a {dkim.KEY_BITS}-bit DKIM key for {domain} with the selector {selector} "
+                  f"in {dkim.key_path(data, domain, selector)}.\n")
+            print("\n".join(dkim.zone_lines(domain, selector, dkim.public_value(data, domain, selector),
+                                            conf.host)) + "\n")
+            if made_current:
+                print(f"Notifications from {domain} are signed with it from now on.")
+            else:
+                print(f"The selector {dkim.current(data, domain)} still signs. Once this record is in the "
+                      f"DNS, switch with: pen-server dkim use --data {data} --domain {domain} "
+                      f"--selector {selector}")
+        elif args.dkim_command == "use":
+            dkim.use(data, domain, selector)
+            print(f"Notifications from {domain} are signed with the selector {selector} from the next "
+                  "one on; keep the old selector's record published for a few days.")
+        elif args.dkim_command == "remove":
+            dkim.remove(data, domain, selector)
+            print(f"Removed the key of the selector {selector}; its DNS record can go too.")
+        else:
+            now = dkim.current(data, domain)
+            for name in dkim.selectors(data, domain):
+                print(f"{name}\t{'current' if name == now else 'standby'}")
+                print(dkim.zone_lines(domain, name, dkim.public_value(data, domain, name))[1])
+    except dkim.DkimError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
@@ -176,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     pset.add_argument("name")
     pset.add_argument("--disclaimer", default="")
     pset.set_defaults(func=cmd_package_set)
+
+    dk = sub.add_parser("dkim", help="DKIM keys that sign the notifications").add_subparsers(
+        dest="dkim_command", required=True)
+    for name, text in (("init", "make a new key and print its DNS record"),
+                       ("use", "sign with this selector from now on"),
+                       ("list", "the keys and their DNS records"),
+                       ("remove", "remove a key that no longer signs")):
+        cmd = dk.add_parser(name, help=text)
+        cmd.add_argument("--data", required=True)
+        cmd.add_argument("--domain", help="the d= domain (default: that of the from_address)")
+        if name != "list":
+            cmd.add_argument("--selector", required=True)
+        cmd.set_defaults(func=cmd_dkim)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)

@@ -27,7 +27,7 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import mailer, penconf
+from pen_server import dkim, mailer, penconf
 from pen_server.events import EventHub
 from pen_server.models import Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
@@ -148,6 +148,7 @@ class DeliveryWorker:
         self._stopping = False
         self._running = False
         self._relay: _Relay | None = None
+        self.signer = dkim.Signer(settings.data_dir)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -306,7 +307,8 @@ class DeliveryWorker:
                 email = mailer.build_notification(row, message, conf=conf, secret=self.secret,
                                                   disclaimer=disclaimer, parent_message_id=parent)
                 job.rcpt = mailer.checked_address(row.recipient_email)
-                job.data = email.as_bytes()
+                # Signed last: nothing may change the e-mail after this.
+                job.data = self.signer.sign(email.as_bytes(), from_ok)
             except Exception as exc:  # one row that cannot be built fails alone
                 log.warning("notification %s cannot be built: %s", row.id, exc)
                 job.error = f"cannot build the notification: {exc}"
