@@ -80,6 +80,18 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         services.hub.bind(asyncio.get_running_loop())
         services.blobs.clean_temp()
         tasks = [asyncio.create_task(_janitor(services))]
+        bounce_server = None
+        if settings.bounce_port:
+            from pen_server.bounces import start_server
+
+            try:
+                bounce_server = await start_server(db, services.secret, services.hub,
+                                                   settings.bounce_host, settings.bounce_port)
+            except OSError as exc:
+                log.error("cannot take bounces on %s:%s (%s); change [bounces] port or free it",
+                          settings.bounce_host, settings.bounce_port, exc.strerror or exc)
+                raise
+            log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if run_worker:
             from pen_server.outbox import DeliveryWorker
 
@@ -88,6 +100,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if bounce_server is not None:
+                bounce_server.close()
             if services.worker is not None:
                 await services.worker.stop()
             for task in tasks:

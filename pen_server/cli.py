@@ -1,4 +1,4 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, run."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, run."""
 
 from __future__ import annotations
 
@@ -176,6 +176,33 @@ def cmd_dkim(args) -> int:
     return 0
 
 
+def cmd_bounce(args) -> int:
+    """One message from an MTA's pipe (standard input). Exit 0 when it was recorded or
+    dropped on purpose, 75 (EX_TEMPFAIL: the MTA keeps it and tries again) when it could not
+    be recorded now."""
+    import email
+
+    from pen_server import bounces
+    from pen_server.app import read_secret
+
+    settings, db = _open(args)
+    data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    recipients = list(args.recipient or [])
+    if not recipients:  # the MTA's delivery headers name the address it was sent to
+        head = email.message_from_bytes(data)
+        for name in ("X-Original-To", "Delivered-To", "Envelope-To", "To"):
+            recipients += [str(v).strip() for v in head.get_all(name, [])]
+    try:
+        outcome = bounces.receive(db, read_secret(settings), recipients, data)
+    except Exception as exc:
+        logging.getLogger("pen_server.bounces").error("recording a bounce failed (%s); exit 75 so the MTA "
+                                                      "tries again", exc)
+        return 75
+    finally:
+        db.dispose()
+    return 75 if outcome.retry else 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
@@ -231,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--selector", required=True)
         cmd.set_defaults(func=cmd_dkim)
 
+    bounce = sub.add_parser("bounce", help="read one bounce from standard input (for an MTA's pipe)")
+    bounce.add_argument("--data", required=True)
+    bounce.add_argument("--recipient", action="append",
+                        help="the bounce address it was sent to (default: from its delivery headers)")
+    bounce.set_defaults(func=cmd_bounce)
+
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)
     run.add_argument("--host", default="127.0.0.1")
@@ -243,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command, at the bounce port
     try:
         return args.func(args)
     except (CliError, SettingsError) as exc:

@@ -27,7 +27,7 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import dkim, mailer, penconf
+from pen_server import bounces, dkim, mailer, penconf
 from pen_server.events import EventHub
 from pen_server.models import Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
@@ -45,6 +45,7 @@ class _Job:
     recipient: dict
     attempts: int  # including this try
     rcpt: str = ""
+    mail_from: str = ""  # the envelope sender: this notification's own bounce address
     data: bytes = b""
     error: str | None = None
     retry: bool = False  # the error is the PEN's setup, not the recipient's: defer, not fail
@@ -307,6 +308,8 @@ class DeliveryWorker:
                 email = mailer.build_notification(row, message, conf=conf, secret=self.secret,
                                                   disclaimer=disclaimer, parent_message_id=parent)
                 job.rcpt = mailer.checked_address(row.recipient_email)
+                job.mail_from = bounces.verp_address(
+                    self.secret, row.id, self.settings.bounce_domain or from_ok.rpartition("@")[2]) or from_ok
                 # Signed last: nothing may change the e-mail after this.
                 job.data = self.signer.sign(email.as_bytes(), from_ok)
             except Exception as exc:  # one row that cannot be built fails alone
@@ -368,7 +371,7 @@ class DeliveryWorker:
                 return "deferred", reason
             relay.slots[slot] = client
         try:
-            await client.sendmail(mailer.checked_address(relay.smtp.from_address), [job.rcpt], job.data)
+            await client.sendmail(job.mail_from, [job.rcpt], job.data)
             return "sent", None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]

@@ -85,7 +85,7 @@ class AttachmentOut(BaseModel):
 class NotificationOut(BaseModel):
     recipient: Address
     kind: Literal["to", "cc", "bcc"]
-    status: Literal["queued", "sending", "sent", "deferred", "failed"]
+    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced"]
     attempts: int
     last_error: str | None
     updated_at: datetime
