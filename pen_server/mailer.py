@@ -264,12 +264,14 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     def para(block: str) -> str:
         return "<p>" + "<br>\n".join(html.escape(line, quote=True) for line in block.split("\n")) + "</p>"
 
-    parts = [para(sentence),
-             f'<p><a href="{html.escape(link, quote=True)}">Read the message</a><br>\n'
-             f"{html.escape(link, quote=True)}</p>"]
+    # The HTML part says what the text part says, and the link's visible text is the link
+    # itself, on the PEN's own host: nothing hides where it goes (filters look for that).
+    shown = html.escape(link, quote=True)
+    parts = [para(sentence), f'<p>Read it here:<br>\n<a href="{shown}">{shown}</a></p>']
     parts += [para(footer)] if footer else []
     parts += [para(notice)] if notice else []
-    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n'
+    title = html.escape(clean_line(conf.name) or "Private Email Network")
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>\n'
             + "\n".join(parts) + "\n</body></html>\n")
     msg.add_alternative(page, subtype="html", charset="utf-8", cte="quoted-printable")
     return msg
