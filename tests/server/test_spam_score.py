@@ -50,9 +50,8 @@ def spamassassin() -> str:
 def demo_pen(tmp_path_factory, smtp):
     data = tmp_path_factory.mktemp("demo-pen")
     port = free_port()
-    init_pen(data, name=PEN_NAME, footer=FOOTER, base_url=f"https://{PEN_HOST}", port=port)
-    conf = data / "pen-server.toml"
-    conf.write_text(re.sub(r'from_address = ".*"', f'from_address = "pen@{DOMAIN}"', conf.read_text()))
+    init_pen(data, name=PEN_NAME, footer=FOOTER, base_url=f"https://{PEN_HOST}", port=port,
+             from_address=f"pen@{DOMAIN}")
     for package, disclaimer in DISCLAIMERS.items():
         set_package(data, package, disclaimer)
     for email, name, package in PEOPLE.values():
