@@ -110,10 +110,16 @@ def cmd_package_set(args) -> int:
 
     _settings, db = _open(args)
     with db.session() as session:
-        package = session.get(Package, args.name) or Package(name=args.name)
-        package.disclaimer = args.disclaimer or None
+        package = session.get(Package, args.name) or Package(name=args.name, subject_policy="keep")
+        if args.disclaimer is not None:  # not given: the disclaimer stays as it is
+            package.disclaimer = args.disclaimer or None
+        if args.subject is not None:
+            package.subject_policy = args.subject
         session.add(package)
-    print(f"The package {args.name!r} now has {'a' if args.disclaimer else 'no'} disclaimer.")
+        has, subject = package.disclaimer, package.subject_policy
+    said = "the message's subject" if subject == "keep" else "'Secure message from NAME' as their subject"
+    print(f"The package {args.name!r} now has {'a' if has else 'no'} disclaimer, and its members' "
+          f"notifications carry {said}.")
     return 0
 
 
@@ -226,10 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     package = sub.add_parser("package", help="membership packages").add_subparsers(dest="package_command",
                                                                                  required=True)
-    pset = package.add_parser("set", help="set a package's notification disclaimer")
+    pset = package.add_parser("set", help="set a package's notification disclaimer and subject policy")
     pset.add_argument("--data", required=True)
     pset.add_argument("name")
-    pset.add_argument("--disclaimer", default="")
+    pset.add_argument("--disclaimer", help="the disclaimer ('' for none; left out: unchanged)")
+    pset.add_argument("--subject", choices=("keep", "generic"),
+                      help="keep: the message's subject (the default); generic: 'Secure message from NAME'")
     pset.set_defaults(func=cmd_package_set)
 
     dk = sub.add_parser("dkim", help="DKIM keys that sign the notifications").add_subparsers(

@@ -215,11 +215,13 @@ def thread_root_id(thread_id: str, host: str) -> str:
 
 def build_notification(notification, message, *, conf: PenConf, secret: bytes,
                        disclaimer: str | None = None,
-                       parent_message_id: str | None = None) -> EmailMessage:
+                       parent_message_id: str | None = None,
+                       subject_policy: str = "keep") -> EmailMessage:
     """The notification e-mail for one Notification row of one Message.
 
     `disclaimer` is the sender's package disclaimer (None for a guest sender or a package
-    without one); `parent_message_id` the Message-ID of the notification that this
+    without one); `subject_policy` the package's: "generic" puts "Secure message from NAME"
+    in place of the message's subject; `parent_message_id` the Message-ID of the notification that this
     recipient got for the message being replied to, when there is one. Raises AddressError
     when an address or id cannot be written safely (the row should then fail)."""
     msg = EmailMessage(policy=POLICY)
@@ -239,7 +241,8 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
         msg.set_raw("To", "undisclosed-recipients:;")
     if message.cc_list:
         msg.set_raw("Cc", _address_header("Cc", _key(message.cc_list)))
-    msg.set_raw("Subject", _fold("Subject", _text_tokens(message.subject)))
+    subject = f"Secure message from {sender_name}" if subject_policy == "generic" else message.subject
+    msg.set_raw("Subject", _fold("Subject", _text_tokens(subject)))
     msg.set_raw("Message-ID", own_id)
     references = [root]
     if message.in_reply_to:

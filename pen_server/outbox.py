@@ -265,7 +265,7 @@ class DeliveryWorker:
             .options(lazyload(Message.attachments)))}
         senders = {u.id: u for u in session.scalars(
             select(User).where(User.id.in_({m.sender_id for m in messages.values()})))}
-        disclaimers = {p.name: p.disclaimer for p in session.scalars(
+        packages = {p.name: p for p in session.scalars(
             select(Package).where(Package.name.in_({u.package for u in senders.values() if u.package})))}
         parents: dict[tuple[str, str], str] = {}
         parent_ids = {m.in_reply_to for m in messages.values() if m.in_reply_to}
@@ -299,14 +299,16 @@ class DeliveryWorker:
                 job.retry = True
                 continue
             sender = senders.get(message.sender_id)
-            disclaimer = None
-            if sender is not None and sender.role != "guest" and sender.package:
-                disclaimer = disclaimers.get(sender.package)
+            disclaimer, subject_policy = None, "keep"
+            package = packages.get(sender.package) if sender is not None and sender.package else None
+            if package is not None and sender.role != "guest":
+                disclaimer, subject_policy = package.disclaimer, package.subject_policy
             parent = parents.get((message.in_reply_to, row.recipient_email.lower())) \
                 if message.in_reply_to else None
             try:
                 email = mailer.build_notification(row, message, conf=conf, secret=self.secret,
-                                                  disclaimer=disclaimer, parent_message_id=parent)
+                                                  disclaimer=disclaimer, parent_message_id=parent,
+                                                  subject_policy=subject_policy)
                 job.rcpt = mailer.checked_address(row.recipient_email)
                 job.mail_from = bounces.verp_address(
                     self.secret, row.id, self.settings.bounce_domain or from_ok.rpartition("@")[2]) or from_ok

@@ -1,0 +1,22 @@
+"""a subject policy per membership package
+
+Revision ID: 0005
+Revises: 0003 (the lead sets 0004 when the web-sessions migration is on main)
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("packages") as batch:
+        batch.add_column(sa.Column("subject_policy", sa.String(length=8), nullable=False, server_default="keep"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("packages") as batch:
+        batch.drop_column("subject_policy")
