@@ -97,6 +97,26 @@ def test_every_notification_verifies_and_signs_the_headers_that_matter(signed_pe
                 "references", "mime-version", "content-type", "content-transfer-encoding"} <= signed
 
 
+def test_untouched_dkimpy_in_a_process_of_its_own_agrees(signed_pen, smtp):
+    """pen_server.dkim speeds dkimpy up inside the server; dkimpy as shipped, in a process
+    that never imports pen_server, verifies the result all the same (a 200-address To)."""
+    import json
+    import subprocess
+    import sys
+
+    mails = send_and_receive(signed_pen, smtp, [f"many{i}@elsewhere.example" for i in range(200)])
+    script = ("import dkim, json, sys; zone = {k.encode(): v.encode() for k, v in json.loads(sys.argv[1]).items()}; "
+              "print(dkim.verify(sys.stdin.buffer.read(), dnsfunc=lambda n, timeout=5: zone.get(n, b'')), "
+              "'pen_server' in sys.modules)")
+    zone = json.dumps({k.decode(): v.decode() for k, v in signed_pen.zone.items()})
+    for mail in (mails[0], mails[-1]):
+        done = subprocess.run([sys.executable, "-c", script, zone], input=mail.data, capture_output=True, timeout=60)
+        assert done.stdout.decode().split() == ["True", "False"], done.stderr.decode()[-2000:]
+        broken = mail.data.replace(b"many1@", b"manyX@", 1)
+        done = subprocess.run([sys.executable, "-c", script, zone], input=broken, capture_output=True, timeout=60)
+        assert done.stdout.decode().split() == ["False", "False"]
+
+
 def test_a_relay_that_adds_headers_and_refolds_keeps_it_valid(signed_pen, smtp):
     mail = send_and_receive(signed_pen, smtp, ["bob@abc.example"])[0]
     relayed = (b"Received: from pen.abc.example (127.0.0.1) by mx.elsewhere.example with ESMTPS;\r\n"
