@@ -94,7 +94,7 @@ class NotificationTable(DataTable):
 
     def _cells(self, n: Notification, marked: bool) -> dict[str, object]:
         recipient_w, reply_w = self._widths
-        status_style = "bold" if n.status == "failed" else ""
+        status_style = "bold" if n.status in ("failed", "bounced") else ""
         return {"mark": safe_text(">" if marked else " "), "recipient": safe_text(recipient_text(n, recipient_w)),
                 "kind": safe_text(one_line(n.kind, FIXED["kind"])),
                 "status": safe_text(one_line(n.status, FIXED["status"]), status_style),
