@@ -4,7 +4,8 @@ One PEN (`pen-server run` over TLS on loopback) and an SMTP sink (aiosmtpd, in t
 process). Rounds alternate unsigned and signed, so that other load on the machine falls on
 both alike: each round sends one message to `--recipients` outside addresses (or, with
 `--per-message`, several messages that add up to it, for a PEN that caps recipients per
-message) and times from the first POST until the sink has accepted every notification.
+message; the PEN's recipient cap and hourly limits are raised to fit) and times from the
+first POST until the sink has accepted every notification.
 Signing is switched by the PEN's own rotation mechanism: the domain's `current` selector
 file is there (signed) or not (unsigned); the worker looks at it on every pass, so the
 server runs on. Every notification of a signed round is checked to carry a signature, and
@@ -78,7 +79,10 @@ def main() -> int:
         run_cli("dkim", "init", "--data", str(data), "--domain", DOMAIN, "--selector", "bench")
         current = data / "dkim" / DOMAIN / "current"
         parked = current.with_name("current.off")
-        process = PenProcess(data, port, smtp_port=sink.port).start()
+        # The recipient cap and the hourly limits raised, so that one message reaches them all.
+        limits = {"PEN_MAX_RECIPIENTS": str(per_message), "PEN_SEND_MESSAGES_PER_HOUR": "1000",
+                  "PEN_SEND_RECIPIENTS_PER_HOUR": str(recipients * (2 * rounds + 1))}
+        process = PenProcess(data, port, smtp_port=sink.port, env=limits).start()
         try:
             with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=120) as c:
                 tok = c.post("/auth/login", json={"email": f"sender@{DOMAIN}", "password": PASSWORD}).json()

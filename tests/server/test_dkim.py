@@ -99,12 +99,12 @@ def test_every_notification_verifies_and_signs_the_headers_that_matter(signed_pe
 
 def test_untouched_dkimpy_in_a_process_of_its_own_agrees(signed_pen, smtp):
     """pen_server.dkim speeds dkimpy up inside the server; dkimpy as shipped, in a process
-    that never imports pen_server, verifies the result all the same (a 200-address To)."""
+    that never imports pen_server, verifies the result all the same (a 90-address To)."""
     import json
     import subprocess
     import sys
 
-    mails = send_and_receive(signed_pen, smtp, [f"many{i}@elsewhere.example" for i in range(200)])
+    mails = send_and_receive(signed_pen, smtp, [f"many{i}@elsewhere.example" for i in range(90)])
     script = ("import dkim, json, sys; zone = {k.encode(): v.encode() for k, v in json.loads(sys.argv[1]).items()}; "
               "print(dkim.verify(sys.stdin.buffer.read(), dnsfunc=lambda n, timeout=5: zone.get(n, b'')), "
               "'pen_server' in sys.modules)")

@@ -1,13 +1,13 @@
 """a subject policy per membership package
 
 Revision ID: 0005
-Revises: 0003 (the lead sets 0004 when the web-sessions migration is on main)
+Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
