@@ -210,7 +210,10 @@ dkim.RSASSA_PKCS1_v1_5_sign = _openssl_rsa_sign
 dkim.parse_pem_private_key = functools.lru_cache(maxsize=8)(dkim.parse_pem_private_key)
 
 
-@functools.lru_cache(maxsize=256)
+# A message's own headers are used for each of its notifications, so they stay in; the
+# Message-IDs, one per notification, pass through. 32 entries of a To that the largest
+# message the API takes can have (5,000 addresses, some 175 KB) stay under 12 MB.
+@functools.lru_cache(maxsize=32)
 def _relaxed_header(name: bytes, value: bytes) -> tuple:
     return tuple(_Relaxed.canonicalize_headers([(name, value)])[0])
 
