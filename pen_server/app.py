@@ -89,7 +89,9 @@ async def _janitor(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
+    """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
+    before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
                         secret=read_secret(settings))
@@ -100,16 +102,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         services.blobs.clean_temp()
         tasks = [asyncio.create_task(_janitor(services))]
         bounce_server = None
-        if settings.bounce_port:
+        if bounce_socket is not None:
             from pen_server.bounces import start_server
 
-            try:
-                bounce_server = await start_server(db, services.secret, services.hub,
-                                                   settings.bounce_host, settings.bounce_port)
-            except OSError as exc:
-                log.error("cannot take bounces on %s:%s (%s); change [bounces] port or free it",
-                          settings.bounce_host, settings.bounce_port, exc.strerror or exc)
-                raise
+            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
             log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if run_worker:
             from pen_server.outbox import DeliveryWorker

@@ -265,8 +265,16 @@ class _Handler:
         return "250 OK"
 
 
-async def start_server(db, secret: bytes, hub, host: str, port: int, max_connections: int = 50):
-    """Listen for bounces on host:port; returns the asyncio server (close() it to stop).
+def listen(host: str, port: int):
+    """The bounce port's listening socket; raises OSError when it cannot be had."""
+    import socket
+
+    return socket.create_server((host, port), backlog=50)
+
+
+async def start_server(db, secret: bytes, hub, sock, max_connections: int = 50):
+    """Take bounces on the listening socket `sock` (from listen()); returns the asyncio
+    server (close() it to stop).
     Each connection has a 30 s idle limit, each message MAX_BYTES, and at most
     `max_connections` are open at once (more are closed at once)."""
     import asyncio
@@ -297,4 +305,4 @@ async def start_server(db, secret: bytes, hub, host: str, port: int, max_connect
         return Limited(handler, data_size_limit=MAX_BYTES, timeout=30, hostname="pen-bounces",
                        ident="pen-server bounces", decode_data=False)
 
-    return await asyncio.get_running_loop().create_server(factory, host, port)
+    return await asyncio.get_running_loop().create_server(factory, sock=sock)

@@ -251,6 +251,16 @@ def test_a_non_standard_bounce_through_the_mta_pipe(bpen):
     assert n["status"] == "bounced" and "550 5.1.1 mailbox unavailable" in n["last_error"]
 
 
+def test_a_bounce_port_in_use_is_one_sentence(bpen, monkeypatch):
+    from pen_server.devstack import run_cli
+
+    monkeypatch.setenv("PEN_BOUNCE_PORT", str(bpen.process.bounce_port))  # the running PEN holds it
+    with pytest.raises(RuntimeError) as failed:
+        run_cli("run", "--data", str(bpen.data), "--port", str(free_port()))
+    assert str(failed.value) == (f"pen-server: Could not take bounces on 127.0.0.1:{bpen.process.bounce_port} "
+                                 "(Address already in use); change [bounces] port or free it.")
+
+
 def test_kill_9_while_recording_loses_nothing(bpen):
     mid, envelope = send(bpen, STRANGER)
     db = sqlite3.connect(bpen.data / "pen.db", isolation_level=None, timeout=30)
