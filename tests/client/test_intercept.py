@@ -31,12 +31,17 @@ from tests.dovecot import PASSWORD as IMAP_PASSWORD
 NOTICE_HEADERS = {"x-pen-message", "auto-submitted", "reply-to"}
 
 
+def need_dovecot() -> None:
+    """Skip without Dovecot, with one line saying how to enable; fail under CI."""
+    if dovecot_binary() is None:
+        if os.environ.get("PEN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{HOW_TO_ENABLE} (PEN_REQUIRE_TOOLS=1)")
+        pytest.skip(HOW_TO_ENABLE)
+
+
 @pytest.fixture(scope="module")
 def dovecot(tmp_path_factory):
-    if dovecot_binary() is None:
-        if os.environ.get("PEN_REQUIRE_TOOLS"):
-            pytest.fail(HOW_TO_ENABLE)
-        pytest.skip(HOW_TO_ENABLE)
+    need_dovecot()
     server = Dovecot(tmp_path_factory.mktemp("dovecot")).start()
     yield server
     server.stop()
@@ -240,8 +245,7 @@ def test_watch_replaces_a_new_notification_within_five_seconds(line, pen, people
 
 @pytest.mark.timeout(120)
 def test_watch_reconnects_after_the_imap_server_restarts(line, pen, people, tmp_path_factory):
-    if dovecot_binary() is None:
-        pytest.skip(HOW_TO_ENABLE)
+    need_dovecot()
     server = Dovecot(tmp_path_factory.mktemp("dovecot-restart")).start()
     proc = None
     try:
