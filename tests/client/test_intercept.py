@@ -295,19 +295,22 @@ def test_hostile_subjects_and_file_names_add_no_header(line, pen, people, doveco
         assert len(list(msg.iter_attachments())) == 1
 
 
-def test_large_attachments_stay_on_the_pen_named_and_linked(line, pen, people, dovecot):
+def test_attachments_past_the_limit_stay_on_the_pen_named_and_linked(line, pen, people, dovecot):
     a = Api(pen, people["a"])
-    big, small = os.urandom(40_000), b"small"
+    files = {"big.bin": os.urandom(40_000), "small.txt": b"small", "mid1.bin": os.urandom(8000),
+             "mid2.bin": os.urandom(8000)}
     sent = [a.send([people["b"]], "Big " + uuid.uuid4().hex[:6], "Text.",
-                   attachments=[a.upload("big.bin", big), a.upload("small.txt", small)])]
+                   attachments=[a.upload(n, d) for n, d in files.items()])]
     put(dovecot, people["b"], notifications(pen, people["b"], sent))
     config = imap_config(line, dovecot, people["b"], extra="[intercept]\nattachment_limit_mib = 0.01\n")
     done = run_intercept(line, config, "--imap", "--once")
-    assert done.code == 0 and "1 left on the PEN" in done.out, done.out + done.err
+    assert done.code == 0 and "2 attachments, 2 left on the PEN" in done.out, done.out + done.err
     [(msg, _)] = read_folder(dovecot, people["b"])
-    assert [p.get_filename() for p in msg.iter_attachments()] == ["small.txt"]
+    # Within the limit (10 KiB) one by one and in total; the others are named and linked.
+    assert {p.get_filename(): sha(p.get_payload(decode=True)) for p in msg.iter_attachments()} == \
+        {n: sha(files[n]) for n in ("small.txt", "mid1.bin")}
     text = msg.get_body(("plain",)).get_content()
-    assert "big.bin (39.1 KiB)" in text and f"{pen_url(pen)}/m/{sent[0]['id']}" in text
+    assert "big.bin (39.1 KiB)" in text and "mid2.bin (7.8 KiB)" in text and f"{pen_url(pen)}/m/{sent[0]['id']}" in text
 
 
 def test_imap_password_from_the_keyring_and_a_refused_one(line, pen, people, dovecot, tmp_path):

@@ -8,8 +8,8 @@ on standard input.  No Textual here.
 * ``build`` fetches that message with the person's own sign-in and makes the real RFC 5322
   message with ``tui.export.build_email`` (the builder of ``penmail export``: the original
   Message-ID, threading headers, attachments as MIME parts), dated as the notification was.
-  An attachment over the limit (25 MiB by default) stays on the PEN; the message names it
-  with its size and link instead.
+  Attachments go in while their total stays within the limit (25 MiB by default); any
+  other stays on the PEN, and the message names it with its size and link instead.
 * ``maildir``, ``imap`` and ``stdin`` put the real message in the notification's place:
   written (appended) first, the notification removed only afterwards, and a copy already
   there from a run that was cut short is found first, so a run killed anywhere and run

@@ -63,8 +63,11 @@ def _with_note(message, big, link: str, limit: int):
 
 async def replacement(client, notice: Notice, *, limit: int = DEFAULT_ATTACHMENT_LIMIT,
                       scratch: str | Path | None = None) -> Replacement:
-    """Fetch the notice's message and build its real form (one attachment in memory at a
-    time, each downloaded to a file in ``scratch`` first and checked against its sha256).
+    """Fetch the notice's message and build its real form.  Attachments go in, in order,
+    while their total stays within ``limit`` (mail servers refuse large messages, and the
+    whole message is in memory once, for the APPEND); the others stay on the PEN, named
+    and linked in the text.  Each is downloaded to a file in ``scratch`` first and checked
+    against its sha256.
     Raises Unreadable (404), another PenError, or ExportError (a checksum or a header that
     could not be written safely)."""
     from tui.pen_client import NotFound
@@ -75,8 +78,13 @@ async def replacement(client, notice: Notice, *, limit: int = DEFAULT_ATTACHMENT
         raise Unreadable(notice.pen_id) from None
     if notice.date is not None:
         message = dataclasses.replace(message, sent_at=notice.date)
-    small = [a for a in message.attachments if a.size <= limit]
-    big = [a for a in message.attachments if a.size > limit]
+    small, big, total = [], [], 0
+    for a in message.attachments:  # in order, while the message stays within the limit
+        if total + a.size <= limit:
+            small.append(a)
+            total += a.size
+        else:
+            big.append(a)
     if big:
         message = _with_note(message, big, notice.address, limit)
     host = _host(getattr(client, "server", None))

@@ -13,7 +13,7 @@
     ca_file = "~/imap-ca.pem"       # optional
 
     [intercept]
-    attachment_limit_mib = 25       # bigger attachments stay on the PEN (named and linked)
+    attachment_limit_mib = 25       # attachments past this, together, stay on the PEN (named, linked)
 
 Anything wrong raises ConfigError with one sentence naming the file and the key.
 """
