@@ -8,7 +8,7 @@ lines as they come: the rate, and its resident memory (VmRSS from /proc) after e
 of the messages, and its peak (VmHWM).  Checks at the end that the INBOX holds N real
 messages and no notification.  Loopback only; everything in a temporary folder.
 
-    /work/venv/bin/python bench/intercept.py [--messages 1000] [--json]
+    /work/venv/bin/python bench/intercept.py [--messages 1000] [--attachment-kib 100] [--json]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def mib(kib: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--attachment-kib", type=int, default=100, help="the size of every tenth message's file")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
@@ -54,7 +55,7 @@ def main() -> int:
     sink = SmtpSink().start()
     dovecot = Dovecot(root / "dovecot")
     pen = None
-    out: dict = {"messages": n}
+    out: dict = {"messages": n, "attachment_kib": args.attachment_kib}
     try:
         port = free_port()
         init_pen(root / "pen", port=port)
@@ -68,7 +69,7 @@ def main() -> int:
         with httpx.Client(base_url=pen.api, verify=str(pen.ca_file), timeout=60) as c:
             token = c.post("/auth/login", json={"email": SENDER, "password": PASSWORD}).json()["access_token"]
             c.headers["Authorization"] = f"Bearer {token}"
-            blob = os.urandom(100 * 1024)
+            blob = os.urandom(max(1, min(args.attachment_kib, 25 * 1024)) * 1024)
             t = time.perf_counter()
             for i in range(n):
                 extra = {}
@@ -138,7 +139,7 @@ def main() -> int:
         print(json.dumps(out))
     else:
         print(f"{n} notifications replaced in {out['intercept_seconds']} s: {out['replaced_per_second']}/s "
-              f"(every tenth with a 100 KiB attachment)")
+              f"(every tenth with a {args.attachment_kib} KiB attachment)")
         print(f"penmail's resident memory (MiB) after k replaced: {out['rss_mib_after']}; peak {out['peak_rss_mib']}")
         print(f"(setup: sending {out['send_seconds']} s, APPEND of the notifications {out['append_seconds']} s)")
     return 0

@@ -166,7 +166,7 @@ async def sweep(folder: Folder, pen, server: str, *, limit: int) -> AsyncIterato
             await asyncio.to_thread(folder.remove, uid)
             yield Outcome("already", folder.name, pen_id=notice.pen_id)
             continue
-        await asyncio.to_thread(folder.append, made.crlf, flags, when)
+        await asyncio.to_thread(folder.append, made.data, flags, when)  # imaplib makes the line ends CR LF
         crash_hook()
         await asyncio.to_thread(folder.remove, uid)
         yield Outcome("replaced", folder.name, made)
