@@ -25,8 +25,13 @@ def dovecot_binary() -> str | None:
 
 
 class Dovecot:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, tls: bool = False):
+        """``tls``: also an implicit-TLS port (``tls_port``) and STARTTLS on the plain one,
+        with a certificate for 127.0.0.1 from a CA of its own (``ca_file``)."""
         self.root = root
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+        self.ca_file = root / "ca.pem"
         self.port = free_port()
         self.host = "127.0.0.1"
         self.conf = root / "dovecot.conf"
@@ -57,14 +62,26 @@ class Dovecot:
             users = f"default_internal_user = {me}\ndefault_login_user = {me}\n"
             for sub in ("mail", "home"):
                 (self.store / sub).mkdir(exist_ok=True)
+        ssl = "ssl = no\n"
+        listeners = ""
+        if self.tls:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1")
+            ca.cert_pem.write_to_path(str(self.ca_file))
+            cert.private_key_pem.write_to_path(str(self.root / "key.pem"))
+            cert.cert_chain_pems[0].write_to_path(str(self.root / "cert.pem"))
+            ssl = f"ssl = yes\nssl_cert = <{self.root}/cert.pem\nssl_key = <{self.root}/key.pem\n"
+            listeners = (f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {self.tls_port}\n"
+                         f"    ssl = yes\n  }}\n")
         self.conf.write_text(f"""\
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 {users}first_valid_uid = 1
 passdb {{
@@ -89,7 +106,7 @@ service imap-login {{
     address = 127.0.0.1
     port = {self.port}
   }}
-}}
+{listeners}}}
 service anvil {{
   chroot =
 }}

@@ -428,3 +428,28 @@ def test_writing_a_message_with_a_large_attachment_holds_no_parsed_copy_of_it():
     assert peak - before < 6 * len(data), (peak - before) / len(data)
     parsed = email.message_from_bytes(written, policy=email.policy.default)
     assert [p.get_payload(decode=True) for p in parsed.iter_attachments()] == [data]
+
+
+def test_tls_and_starttls_with_the_servers_ca_and_a_refused_certificate(line, pen, people, tmp_path_factory):
+    need_dovecot()
+    server = Dovecot(tmp_path_factory.mktemp("dovecot-tls"), tls=True).start()
+    try:
+        a = Api(pen, people["a"])
+        sent = [a.send([people["b"]], "Over TLS " + uuid.uuid4().hex[:6], "Encrypted on the way.")]
+        put(server, people["b"], notifications(pen, people["b"], sent))
+        base = f'[imap]\nhost = "127.0.0.1"\nuser = "{people["b"]}"\npassword_command = "echo {IMAP_PASSWORD}"\n'
+        tls = configure(line, people["b"], name="tls", extra=(
+            base + f'security = "tls"\nport = {server.tls_port}\nca_file = "{server.ca_file}"\n'))
+        done = line("intercept", "--imap", "--once", who="tls", config=tls)
+        assert done.code == 0 and "1 replaced" in done.out, done.out + done.err
+        starttls = configure(line, people["b"], name="starttls", extra=(
+            base + f'security = "starttls"\nport = {server.port}\nca_file = "{server.ca_file}"\n'))
+        done = line("intercept", "--imap", "--once", who="starttls", config=starttls)
+        assert done.code == 0 and "0 replaced" in done.out, done.out + done.err
+        untrusted = configure(line, people["b"], name="untrusted", extra=(
+            base + f'security = "tls"\nport = {server.tls_port}\n'))
+        done = line("intercept", "--imap", "--once", who="untrusted", config=untrusted)
+        assert done.code == 1 and "could not be reached securely" in done.err, done.err
+        assert [m["Subject"] for m, _ in read_folder(server, people["b"])] == [sent[0]["subject"]]
+    finally:
+        server.stop()
