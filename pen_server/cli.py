@@ -139,7 +139,7 @@ def cmd_run(args) -> int:
     from pen_server.serve import serve
 
     settings = load_settings(args.data)
-    return serve(settings, args.host, args.port)
+    return serve(settings, args.host, args.port, Path(args.log).expanduser().resolve() if args.log else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", required=True)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8443)
+    run.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error "
+                                                  "(or set [log] file in pen-server.toml)")
     run.set_defaults(func=cmd_run)
     return p
 
