@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 
 from pen_server import accounts, errors
 from pen_server.api import admin, attachments, auth, messages
@@ -19,7 +19,8 @@ from pen_server.db import Database
 from pen_server.events import EventHub
 from pen_server.middleware import BodyLimit
 from pen_server.models import Attachment, Blob, utcnow
-from pen_server.security import LoginLimiter
+from pen_server.ratelimit import Rule, SignInLimiter
+from pen_server.security import HashPool
 from pen_server.settings import Settings
 from pen_server.storage import BlobStore
 
@@ -34,8 +35,20 @@ class Services:
     blobs: BlobStore
     secret: bytes
     hub: EventHub = field(default_factory=EventHub)
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    limiter: SignInLimiter | None = None
+    hashing: HashPool | None = None
+    signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: object | None = None
+
+    def __post_init__(self):
+        s = self.settings
+        if self.limiter is None:
+            self.limiter = SignInLimiter(Rule(s.signin_free_failures, s.signin_max_delay),
+                                         Rule(s.address_free_failures, s.address_max_delay),
+                                         Rule(s.account_free_failures, s.signin_max_delay),
+                                         forget_after=s.signin_forget_seconds)
+        if self.hashing is None:
+            self.hashing = HashPool(s.hash_workers, s.hash_queue)
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -48,17 +61,23 @@ def read_secret(settings: Settings) -> bytes:
 
 
 def remove_stale_uploads(services: Services) -> int:
-    """Uploads that no message took within a day go, and so do blobs nothing refers to."""
+    """Uploads that no message took within a day go, and so do blobs nothing refers to.
+
+    Race-free with an upload of the same bytes: the first statement is a write, so this
+    transaction holds the database's write lock from its start; each blob row is deleted only
+    if no attachment refers to it, and its file is removed before the commit, still under
+    that lock. An upload writes its attachment row first (waiting for the lock) and only then
+    looks for the file, putting its own copy in place when the file is gone."""
     with services.db.session() as session:
         cutoff = utcnow() - UPLOAD_TTL
         removed = session.execute(delete(Attachment).where(Attachment.message_id.is_(None),
                                                            Attachment.created_at < cutoff)).rowcount
-        used = select(Attachment.sha256)
-        orphans = list(session.scalars(select(Blob.sha256).where(Blob.sha256.not_in(used))))
-        for sha in orphans:
-            session.execute(delete(Blob).where(Blob.sha256 == sha))
-    for sha in orphans:
-        services.blobs.remove(sha)
+        unused = ~exists().where(Attachment.sha256 == Blob.sha256)
+        for sha in list(session.scalars(select(Blob.sha256).where(unused))):
+            gone = session.execute(delete(Blob).where(Blob.sha256 == sha, unused)
+                                   .execution_options(synchronize_session=False)).rowcount
+            if gone:
+                services.blobs.remove(sha)
     return removed
 
 
@@ -100,6 +119,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            services.hashing.shutdown()
             db.dispose()
 
     app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -50,7 +50,7 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     listener = _listen(host, port, config.backlog)
     where = f"https://{'[' + host + ']' if ':' in host else host}:{listener.getsockname()[1]}"
-    print(f"pen-server: listening on {where}, data in {settings.data_dir}", flush=True)
+    print(f"pen-server listening on {where}, data in {settings.data_dir}", flush=True)
     log.info("listening on %s, data in %s; at most %d connections", where, settings.data_dir,
              guard.max_connections)
     server = _Server(config, app.state.pen.hub.end_all)
