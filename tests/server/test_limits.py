@@ -34,6 +34,7 @@ def quick(tmp_path_factory, smtp):
     """Short head timeout, frequent stream checks, two streams a user, a log file."""
     process = make_pen(tmp_path_factory.mktemp("pen-limits"), smtp)
     _configure(process, f"head_timeout_seconds = {HEAD_TIMEOUT}\nbody_timeout_seconds = {HEAD_TIMEOUT}\n"
+               f"handshake_timeout_seconds = {HEAD_TIMEOUT}\n"
                "stream_check_seconds = 1\nmax_event_streams = 2\n",
                '\n[log]\nfile = "pen.log"\n')
     process.start()
@@ -145,6 +146,17 @@ def test_half_sent_heads_and_idle_connections_are_dropped(quick):
     assert time.monotonic() - started < 20
     with client(quick) as good:
         assert good.get("/health").status_code == 200
+
+
+def test_a_tls_handshake_that_never_comes_is_given_up(quick):
+    # A TCP connection that never says hello: asyncio waits 60 s by default.
+    with socket.create_connection(("127.0.0.1", quick.port), timeout=20) as raw:
+        started = time.monotonic()
+        try:
+            assert raw.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 15
 
 
 def test_a_body_that_stops_arriving_is_answered_408(quick):
