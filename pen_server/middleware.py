@@ -1,7 +1,8 @@
 """Pure ASGI middleware: request body limits (before the app reads a byte, and before
 authentication), and one log line per request.
 
-Body limits: `POST /uploads` has its own (the PEN's upload limit, checked by the route);
+Body limits (API calls; the web pages' forms have their own): `POST /uploads` has its own
+(the PEN's upload limit, checked by the route);
 `POST /messages` and `POST /messages/{id}/notifications/resend` take up to
 `max_message_bytes`, and only from a caller with a valid token (checked before the body is
 read, so a stranger cannot make the server hold 40 MiB per connection); everything else
@@ -80,6 +81,8 @@ class BodyLimit:
         return scheme.lower() == "bearer" and bool(token) and await self.signed_in(token.strip())
 
     def _limit(self, scope) -> int | None:
+        if not scope["path"].startswith("/api/"):
+            return None  # the web pages' forms have limits of their own (web/core.py, web/uploads.py)
         if scope["method"] != "POST":
             return self.small
         if _OWN_LIMIT.match(scope["path"]):
