@@ -13,13 +13,18 @@ busy with a request is the new one refused."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
+import time
 from asyncio import selector_events, sslproto
 from dataclasses import dataclass, field
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 FILES_KEPT_FREE = 64  # descriptors for the database, blobs, the SMTP relay and logs
+DROPS = {"slow": "without a whole request head in time", "pushed_out": "pushed out at the connection cap",
+         "refused": "refused at the cap (every connection busy)"}
+log = logging.getLogger("pen_server")
 
 
 def raise_open_files_limit() -> int:
@@ -42,9 +47,17 @@ class ConnectionGuard:
     max_connections: int
     # Connections waiting for a request head (new or between requests), oldest first.
     waiting: dict = field(default_factory=dict)
-    dropped_slow: int = 0
-    pushed_out: int = 0
-    refused: int = 0
+    # Counted and logged at most once a minute (an attack must not flood the log).
+    counts: dict = field(default_factory=lambda: dict.fromkeys(DROPS, 0))
+    logged_at: float = 0.0
+
+    def note(self, drop: str) -> None:
+        self.counts[drop] += 1
+        now = time.monotonic()
+        if now - self.logged_at >= 60:
+            log.warning("connections dropped since the last report: %s",
+                        ", ".join(f"{n} {DROPS[k]}" for k, n in self.counts.items() if n))
+            self.counts, self.logged_at = dict.fromkeys(DROPS, 0), now
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -57,10 +70,10 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) > guard.max_connections:
             victim = next(iter(guard.waiting), None)
             if victim is None:
-                guard.refused += 1
+                guard.note("refused")
                 self._drop()
                 return
-            guard.pushed_out += 1
+            guard.note("pushed_out")
             victim._drop()
         self._wait_for_head()
 
@@ -84,6 +97,8 @@ class GuardedH11Protocol(H11Protocol):
         return self.cycle is None or self.cycle.response_complete
 
     def _wait_for_head(self) -> None:
+        if self.transport.is_closing():
+            return
         self.guard.waiting[self] = None
         self._head_timer = self.loop.call_later(self.guard.head_timeout, self._head_timed_out)
 
@@ -96,7 +111,7 @@ class GuardedH11Protocol(H11Protocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._idle():
-            self.guard.dropped_slow += 1
+            self.guard.note("slow")
             self._drop()
 
     def _drop(self) -> None:
