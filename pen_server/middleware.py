@@ -101,6 +101,11 @@ class BodyLimit:
             nonlocal closing
             if message["type"] == "http.response.start":
                 closing = any(k.lower() == b"connection" and v.lower() == b"close" for k, v in message["headers"])
+                if not done and not closing and message["status"] >= 400:
+                    # Refused before its body was read (an upload's 401 or 413): the rest of
+                    # the body is not worth reading and throwing away.
+                    message = {**message, "headers": [*message["headers"], _CLOSE]}
+                    closing = True
             elif closing and not done and not message.get("more_body", False):
                 # Answered before the body was read, and the connection closes. Closing with
                 # unread data resets the connection, which can drop what is not yet sent:

@@ -117,6 +117,14 @@ def test_a_large_message_body_only_from_a_signed_in_caller(quick):
     assert len(r.json()["body_text"]) == len(body)
 
 
+def test_a_refused_upload_is_not_read_to_its_end(quick):
+    # Refused before its body is read: the server closes instead of reading 300 MiB to throw away.
+    answer, sent = post_mib(quick, "/api/v1/uploads?filename=big.bin", 300)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    assert b"connection: close" in answer.lower()
+    assert sent < 100
+
+
 def test_small_calls_take_small_bodies(quick):
     with client(quick, login(quick, "ann")) as c:
         r = c.patch("/messages/whatever", content=b'{"unread": true, "pad": "' + b"x" * 200_000 + b'"}',
