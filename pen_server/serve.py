@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -36,10 +37,20 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
         raise SettingsError(f"The port must be between 1 and 65535, not {port}.")
     log_to(log_file or settings.log_file)
     migrate(settings.database_url)
+    bounce_socket = None
+    if settings.bounce_port:
+        from pen_server.bounces import listen
+
+        try:
+            bounce_socket = listen(settings.bounce_host, settings.bounce_port)
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SettingsError(f"Could not take bounces on {settings.bounce_host}:{settings.bounce_port} "
+                                f"({why}); change [bounces] port or free it.") from None
     open_files = raise_open_files_limit()
     guard = ConnectionGuard(head_timeout=settings.head_timeout_seconds,
                             max_connections=max(16, min(settings.max_connections, open_files - FILES_KEPT_FREE)))
-    app = create_app(settings)
+    app = create_app(settings, bounce_socket=bounce_socket)
     config = uvicorn.Config(RequestLog(app), host=host, port=port, ssl_certfile=str(cert),
                             ssl_keyfile=str(key), log_level="warning", log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False,
