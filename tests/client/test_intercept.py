@@ -400,6 +400,13 @@ def test_stdin_replaces_a_notification_and_passes_other_mail_unchanged(line, pen
     foreign = notifications(pen, people["a"], [c.send([people["a"]], "Else " + uuid.uuid4().hex[:6])])[0]
     left = pipe(foreign)
     assert left.returncode == 0 and left.stdout == foreign and b"Left in place" in left.stderr
+    # Not set up, or a settings file that cannot be read: the mail goes through unchanged.
+    for text in ("", "server = 12\n"):
+        config.write_text(text)
+        broken = subprocess.run([sys.executable, "-m", "tui.cli", "intercept", "--stdin", "--json"], input=raw,
+                                capture_output=True, env=env, cwd=REPO, timeout=60)
+        assert broken.stdout == raw and broken.returncode in (2, 3), broken.stderr
+        assert b'"error"' in broken.stderr and b"Traceback" not in broken.stderr
 
 
 def test_writing_a_message_with_a_large_attachment_holds_no_parsed_copy_of_it():

@@ -74,6 +74,9 @@ def _fail(out: Output, message: str, exit_code: int, code: str) -> int:
 def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     out = Output(json_mode=getattr(args, "json", False), env=env)
+    piped = args.line_command == "intercept" and getattr(args, "stdin", False)
+    if piped:
+        out.out = out.err  # `intercept --stdin`: standard output is the message, lines go to stderr
     code = EXIT_FAILED
     try:
         try:
@@ -84,6 +87,10 @@ def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> i
         except LineError as exc:
             code = _fail(out, exc.message, exc.exit_code, exc.code)
         except ConfigError as exc:
+            if piped:  # a broken settings file loses no mail: it goes through unchanged
+                from tui.line.intercept import pass_through
+
+                pass_through()
             code = _fail(out, str(exc), EXIT_USAGE, "config")
         except KeyboardInterrupt:
             extra = " what arrived so far is kept, and `penmail get` again goes on from there." \

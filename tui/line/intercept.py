@@ -83,19 +83,22 @@ async def cmd_intercept(run: Run) -> int:
         raise LineError(exc.message, EXIT_FAILED, exc.code) from None
 
 
+def pass_through() -> None:
+    """Standard input to standard output, unchanged, in pieces."""
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
 async def _stdin(run: Run) -> int:
     from tui.config import ConfigError
     from tui.export import ExportError
     from tui.intercept.local import intercept_stream
 
-    run.out.out = run.out.err  # standard output is the message
     try:
         limit, server = _limit(run), _server(run)
     except (LineError, ConfigError):
-        # Not set up: the message still goes through, unchanged, and the failure is said.
-        while chunk := sys.stdin.buffer.read(1 << 20):
-            sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+        pass_through()  # not set up: the message still goes through, unchanged, and the failure is said
         raise
     try:
         outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
