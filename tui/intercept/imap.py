@@ -7,7 +7,8 @@ for a notification of the PEN: SEARCH the folder for the real message's Message-
 (carrying our keyword where the server keeps keywords, so a forged mail with that
 Message-ID cannot stand in for it); APPEND the real message with the notification's
 flags and internal date when none is there; and only then move the notification to the
-Trash (MOVE, or COPY + \\Deleted + UID EXPUNGE) or delete it.  IMAP calls are blocking and
+Trash (MOVE, or COPY + \\Deleted + UID EXPUNGE) or delete it (never a plain EXPUNGE,
+which would take the person's own \\Deleted mail with it).  IMAP calls are blocking and
 run in a worker thread; the PEN client stays on the event loop.
 """
 
@@ -136,8 +137,9 @@ class Folder:
         self.client.delete_messages([uid])
         if self.client.has_capability("UIDPLUS"):
             self.client.uid_expunge([uid])
-        else:
-            self.client.expunge()
+        # Without UIDPLUS an EXPUNGE would also remove the person's own mail marked \Deleted
+        # and not yet expunged: the notification stays marked \Deleted (hidden by most
+        # programs) until the person's own program expunges.
 
 
 async def sweep(folder: Folder, pen, server: str, *, limit: int) -> AsyncIterator[Outcome]:
