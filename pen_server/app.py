@@ -13,10 +13,11 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
-from pen_server import errors
+from pen_server import accounts, errors
 from pen_server.api import admin, attachments, auth, messages
 from pen_server.db import Database
 from pen_server.events import EventHub
+from pen_server.middleware import BodyLimit
 from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
@@ -89,16 +90,30 @@ async def _janitor(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
+    """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
+    before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
-                        secret=read_secret(settings))
+                        secret=read_secret(settings), hub=EventHub(max_streams=settings.max_event_streams))
+
+    async def signed_in(token: str) -> bool:
+        def check() -> bool:
+            with db.session() as session:
+                return accounts.signed_in(session, token)
+        return await asyncio.to_thread(check)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         services.hub.bind(asyncio.get_running_loop())
         services.blobs.clean_temp()
         tasks = [asyncio.create_task(_janitor(services))]
+        bounce_server = None
+        if bounce_socket is not None:
+            from pen_server.bounces import start_server
+
+            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
+            log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if run_worker:
             from pen_server.outbox import DeliveryWorker
 
@@ -107,6 +122,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if bounce_server is not None:
+                bounce_server.close()
             if services.worker is not None:
                 await services.worker.stop()
             for task in tasks:
@@ -120,6 +137,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     app.state.pen = services
     app.state.strict_errors = os.environ.get("PEN_STRICT_ERRORS") == "1"
     errors.install(app)
+    app.add_middleware(BodyLimit, small=settings.max_json_bytes, large=settings.max_message_bytes,
+                       signed_in=signed_in, stall_seconds=settings.body_timeout_seconds)
     for module in (auth, messages, attachments, admin):
         app.include_router(module.router, prefix="/api/v1")
 

@@ -33,6 +33,11 @@ MODULES = [
     "tui.demo_data",
     "tui.demo_prepared",
     "tui.line.commands",
+    "tui.intercept",
+    "tui.intercept.imap",
+    "tui.intercept.local",
+    "tui.intercept.settings",
+    "tui.line.intercept",
 ]
 OPTIONAL: list[str] = []
 
