@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pen_devstack import PenProcess, SmtpSink  # noqa: E402
 from server_mailbox import PASSWORD, make_bench_pen  # noqa: E402
+
+from pen_devstack import PenProcess, SmtpSink  # noqa: E402
 
 BARE = textwrap.dedent("""
     import time, sys
@@ -109,7 +110,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
         requests.append(kw.get("order", "newest"))
         return await list_messages(self, *args, **kw)
 
-    PenClient.list_messages = counted
+    PenClient.list_messages = counted  # type: ignore[method-assign]
 
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
     out: dict = {}
@@ -155,7 +156,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
         out["rss_end_mib"] = round(rss_mib(), 1)
         out["rss_growth_mib"] = round(out["rss_end_mib"] - out["rss_start_mib"], 1)
         out["pages_in_memory"] = len(ml._pages)
-    PenClient.list_messages = list_messages
+    PenClient.list_messages = list_messages  # type: ignore[method-assign]
     return out
 
 
@@ -184,9 +185,11 @@ def main() -> int:
                        PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
                        BENCH_KEYRING_FILE=str(root / "keyring.json"))
             env.pop("PENMAIL_PASSWORD", None)
-            remember = (f"import asyncio\nfrom tui.session import Session\n"
-                        f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
-                        f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n")
+            remember = (
+                f"import asyncio\nfrom tui.session import Session\n"
+                f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
+                f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n"
+            )
             subprocess.run([sys.executable, "-c", remember], env=env, check=True, cwd=ROOT)
             first_frame(BARE, env), first_frame(PENMAIL, env)  # warm the disk cache
             bare, pen = [], []
@@ -211,19 +214,31 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"start-up, median of {args.runs} (signed in from a refresh token in the keyring, "
-              f"mailbox of {args.messages}):")
+        print(
+            f"start-up, median of {args.runs} (signed in from a refresh token in the keyring, "
+            f"mailbox of {args.messages}):"
+        )
         print(f"  bare Textual app, one label   {result['bare_first_frame_ms']} ms")
-        print(f"  penmail, first mailbox frame  {result['penmail_first_mailbox_frame_ms']} ms"
-              f"   ratio {result['startup_ratio']}   (target <= 2)")
-        print(f"mailbox of {args.messages}: first page drawn {result['first_page_ms']} ms after sign-in"
-              f"   (target <= 300 ms)")
-        print(f"  End: last row drawn in {result['end_ms']} ms, {result['end_requests']} list request(s)"
-              f" (last row: {result['last_row']!r})")
-        print(f"  page-down through {result['walk_rows']} rows in {result['walk_s']} s, "
-              f"{result['walk_requests']} list requests (at: {result['walk_row']!r})")
-        print(f"  memory over that walk {result['rss_start_mib']} -> {result['rss_end_mib']} MiB, growth "
-              f"{result['rss_growth_mib']} MiB   (target < 50 MiB); pages kept: {result['pages_in_memory']}")
+        print(
+            f"  penmail, first mailbox frame  {result['penmail_first_mailbox_frame_ms']} ms"
+            f"   ratio {result['startup_ratio']}   (target <= 2)"
+        )
+        print(
+            f"mailbox of {args.messages}: first page drawn {result['first_page_ms']} ms after sign-in"
+            f"   (target <= 300 ms)"
+        )
+        print(
+            f"  End: last row drawn in {result['end_ms']} ms, {result['end_requests']} list request(s)"
+            f" (last row: {result['last_row']!r})"
+        )
+        print(
+            f"  page-down through {result['walk_rows']} rows in {result['walk_s']} s, "
+            f"{result['walk_requests']} list requests (at: {result['walk_row']!r})"
+        )
+        print(
+            f"  memory over that walk {result['rss_start_mib']} -> {result['rss_end_mib']} MiB, growth "
+            f"{result['rss_growth_mib']} MiB   (target < 50 MiB); pages kept: {result['pages_in_memory']}"
+        )
     return 0
 
 

@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +212,7 @@ class Nginx:
                                                key=tls / "server.key", root=blobs))
         self.ca = tls / "ca.pem"
 
-    def start(self) -> "Nginx":
+    def start(self) -> Nginx:
         import socket
 
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf), "-p", str(self.prefix)],
@@ -341,7 +342,7 @@ def parent(args: argparse.Namespace) -> dict:
             server_rss_before = proc_status_kib(server_pid, "VmRSS")
             server_reset = reset_peak_of(server_pid)
             curl_seconds = curl(url, out, ca=ca, token=token)
-            server = {"server_rss_before_kib": server_rss_before, "server_peak_reset": server_reset,
+            server: dict[str, Any] = {"server_rss_before_kib": server_rss_before, "server_peak_reset": server_reset,
                       "server_hwm_after_kib": proc_status_kib(server_pid, "VmHWM"),
                       "server_rss_after_kib": proc_status_kib(server_pid, "VmRSS")}
             curl_ok = out.stat().st_size == size and sha256_of(out) == sha
@@ -399,16 +400,23 @@ def report(results: dict) -> None:
                   f"verified={r['nginx_verified']}")
             print(f"     ratio pen-server / nginx {curl_rate / nginx_rate:7.2f}")
         server_growth = (r["server_hwm_after_kib"] - r["server_rss_before_kib"]) / 1024
-        print(f"     server peak RSS growth  {server_growth:8.1f} MiB  (VmHWM after {r['server_hwm_after_kib'] / 1024:.1f}"
-              f" MiB, VmRSS before {r['server_rss_before_kib'] / 1024:.1f} MiB, after "
-              f"{r['server_rss_after_kib'] / 1024:.1f} MiB, peak reset: {r['server_peak_reset']})")
+        print(
+            f"     server peak RSS growth  {server_growth:8.1f} MiB  "
+            f"(VmHWM after {r['server_hwm_after_kib'] / 1024:.1f}"
+            f" MiB, VmRSS before {r['server_rss_before_kib'] / 1024:.1f} MiB, after "
+            f"{r['server_rss_after_kib'] / 1024:.1f} MiB, peak reset: {r['server_peak_reset']})"
+        )
         print(f"  A. tui.download_attachment {tui_rate:8.1f} MiB/s  {r['seconds']:7.2f} s  verified={r['verified']}")
         print(f"     ratio tui / curl        {tui_rate / curl_rate:8.2f}")
         floor_rate = mbps(size, r["httpx_floor_seconds"])
-        print(f"     httpx, bytes discarded  {floor_rate:8.1f} MiB/s  {r['httpx_floor_seconds']:7.2f} s  "
-              f"(ratio to curl {floor_rate / curl_rate:.2f})")
-        print(f"     client peak RSS growth  {growth:8.1f} MiB  (VmHWM {r['hwm_after_kib'] / 1024:.1f} MiB, "
-              f"VmRSS before {r['rss_before_kib'] / 1024:.1f} MiB, peak reset: {r['peak_reset']})")
+        print(
+            f"     httpx, bytes discarded  {floor_rate:8.1f} MiB/s  {r['httpx_floor_seconds']:7.2f} s  "
+            f"(ratio to curl {floor_rate / curl_rate:.2f})"
+        )
+        print(
+            f"     client peak RSS growth  {growth:8.1f} MiB  (VmHWM {r['hwm_after_kib'] / 1024:.1f} MiB, "
+            f"VmRSS before {r['rss_before_kib'] / 1024:.1f} MiB, peak reset: {r['peak_reset']})"
+        )
         print(f"     longest event-loop stall {r['max_loop_stall_ms']:7.1f} ms")
 
 

@@ -36,7 +36,7 @@ def to_header_bytes(data: bytes) -> int:
     for line in head:
         if line.lower().startswith(b"to:"):
             inside = True
-        elif not line[:1] in (b" ", b"\t"):
+        elif line[:1] not in (b" ", b"\t"):
             inside = False
         if inside:
             size += len(line) + 2

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from download_1gib import proc_status_kib  # noqa: E402
+
 from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
 from tests.dovecot import PASSWORD as IMAP_PASSWORD  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402

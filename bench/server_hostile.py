@@ -153,7 +153,8 @@ def scenario(pen: PenProcess, token: str, name: str, attack, seconds: float) -> 
     pid = pen.proc.pid
     before = status_kb(pid, "VmRSS")
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
-    stop, ready, counts = threading.Event(), threading.Event(), {}
+    stop, ready = threading.Event(), threading.Event()
+    counts: dict = {}
     attacker = threading.Thread(target=attack, args=(pen, stop, counts, ready), daemon=True)
     with GoodClient(pen, token) as good:
         attacker.start()
@@ -205,7 +206,8 @@ def main() -> int:
         rows.append(scenario(pen, token, "40 sign-ins at once", attack_sign_ins, args.seconds))
         for label in ("", ", again"):  # the second time shows whether what stays held is reused
             rows.append(scenario(pen, token, f"{args.half_open} half-open TLS{label}",
-                                 lambda *a: attack_half_open(*a, args.half_open), args.seconds))
+                                 lambda *a: attack_half_open(*a, args.half_open),  # type: ignore[call-arg]
+                                 args.seconds))
     finally:
         pen.stop()
         smtp.stop()

@@ -87,7 +87,7 @@ class SmtpSink:
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      data_size_limit=50 << 20, decode_data=False)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self.controller.start()
         return self
 
@@ -126,7 +126,7 @@ class PenProcess:
     def ca_file(self) -> Path:
         return self.data / "tls" / "ca.pem"
 
-    def start(self, timeout: float = 30.0) -> "PenProcess":
+    def start(self, timeout: float = 30.0) -> PenProcess:
         env = dict(os.environ, **self.env)
         if self.smtp_port:
             env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(self.smtp_port), PEN_SMTP_SECURITY="none")

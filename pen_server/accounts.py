@@ -73,7 +73,7 @@ def refresh(session: Session, settings: Settings, token: str) -> dict:
         update(AuthToken)
         .where(AuthToken.token_hash == row.token_hash, AuthToken.used_at.is_(None), AuthToken.revoked.is_(False))
         .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     if claimed != 1:
         _reused(session, row)
     user = session.get(User, row.user_id)

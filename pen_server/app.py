@@ -9,6 +9,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
@@ -24,6 +25,9 @@ from pen_server.security import HashPool
 from pen_server.settings import Settings
 from pen_server.storage import BlobStore
 
+if TYPE_CHECKING:
+    from pen_server.outbox import DeliveryWorker
+
 log = logging.getLogger("pen_server")
 UPLOAD_TTL = timedelta(hours=24)
 
@@ -38,7 +42,7 @@ class Services:
     limiter: SignInLimiter | None = None
     hashing: HashPool | None = None
     signin_threads: object | None = None  # made by signin.off_routes_pool on first use
-    worker: object | None = None
+    worker: DeliveryWorker | None = None
 
     def __post_init__(self):
         s = self.settings

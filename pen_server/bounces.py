@@ -23,12 +23,14 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
+from typing import Any
 
 from sqlalchemy import select, update
 
 from pen_server import security
 from pen_server.mailer import clean_line
-from pen_server.models import Message as PenMessage, Notification, utcnow
+from pen_server.models import Message as PenMessage
+from pen_server.models import Notification, utcnow
 
 log = logging.getLogger("pen_server.bounces")
 
@@ -96,7 +98,8 @@ def _dsn(msg: Message) -> Verdict | None:
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
             continue
-        for block in part.get_payload()[1:] or part.get_payload():
+        blocks: Any = part.get_payload()  # a multipart part: a list of header blocks
+        for block in blocks[1:] or blocks:
             action = str(block.get("Action", "")).strip().lower()
             kind = "permanent" if action.startswith(("fail", "error")) else \
                 "delayed" if action.startswith("delay") else None
@@ -141,10 +144,10 @@ def _non_standard(msg: Message) -> Verdict:
         return Verdict("none", "")
     if not temporary and not permanent:
         return Verdict("none", "")
-    lines = []
+    lines: list[str] = []
     for part in msg.walk():
         if part.get_content_type() == "text/plain":
-            raw = part.get_payload(decode=True) or b""
+            raw: Any = part.get_payload(decode=True) or b""
             try:
                 lines += raw.decode(part.get_content_charset() or "utf-8", "replace").splitlines()
             except LookupError:

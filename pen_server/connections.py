@@ -134,7 +134,7 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if nbytes >= self.max_size < self.busy_size:
-            self.max_size = self.busy_size  # get_buffer() grows the buffer to it next time
+            self.max_size = self.busy_size  # type: ignore[misc]  # get_buffer() grows the buffer to it next time
         super().buffer_updated(nbytes)
 
 

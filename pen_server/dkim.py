@@ -221,7 +221,7 @@ def _relaxed_header(name: bytes, value: bytes) -> tuple:
 _Relaxed = dkim.canonicalization.Relaxed
 
 
-class _RememberingRelaxed(_Relaxed):
+class _RememberingRelaxed(_Relaxed):  # type: ignore[valid-type,misc]  # dkimpy has no types
     """Relaxed canonicalization that remembers its headers: every notification of a message
     has the same From, To, Cc, Subject and Date, and a To of 1,000 addresses is 35 KB."""
 

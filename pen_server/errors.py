@@ -30,7 +30,7 @@ def validation(fields: dict[str, str], message: str | None = None) -> ApiError:
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
-    err = {"code": code, "message": message}
+    err: dict[str, object] = {"code": code, "message": message}
     if fields is not None:
         err["fields"] = fields
     return {"error": err}
@@ -71,7 +71,9 @@ def install(app: FastAPI) -> None:
             message = "There is nothing at that address."
         elif exc.status_code == 405:
             message = "That method is not allowed here."
-        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -80,5 +82,8 @@ def install(app: FastAPI) -> None:
         log.exception("unexpected error", exc_info=exc)
         if request.app.state.strict_errors:
             return JSONResponse(error_body("internal", "bug"), status_code=500)
-        return JSONResponse(error_body("unavailable", "The server could not answer just now; try again shortly."),
-                            status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(
+            error_body("unavailable", "The server could not answer just now; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )

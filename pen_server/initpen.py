@@ -43,10 +43,14 @@ class Plan:
     warning: str | None = None
 
     def toml(self) -> str:
-        doc = {"pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer},
-               "smtp": {"host": "localhost", "port": 25, "security": "none", "from_address": self.from_address},
-               "limits": {key: getattr(DEFAULTS, key) for key in ("max_upload_bytes", "max_recipients",
-                                                                   "send_messages_per_hour", "send_recipients_per_hour")}}
+        doc = {
+            "pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer},
+            "smtp": {"host": "localhost", "port": 25, "security": "none", "from_address": self.from_address},
+            "limits": {
+                key: getattr(DEFAULTS, key)
+                for key in ("max_upload_bytes", "max_recipients", "send_messages_per_hour", "send_recipients_per_hour")
+            },
+        }
         text = tomli_w.dumps(doc)
         if tomllib.loads(text) != doc:  # pragma: no cover - the writer's promise, checked anyway
             raise InitError("The settings could not be written as TOML exactly; nothing was written.")
@@ -70,10 +74,17 @@ def _check_base_url(url: str) -> tuple[str, str]:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         parts = None
-    if (parts is None or parts.scheme != "https" or not parts.hostname or " " in url or parts.username
-            or parts.password or parts.query or parts.fragment):
-        raise InitError(f"The base URL must be a plain https:// address such as https://pen.example.org, "
-                        f"not {url!r}.")
+    if (
+        parts is None
+        or parts.scheme != "https"
+        or not parts.hostname
+        or " " in url
+        or parts.username
+        or parts.password
+        or parts.query
+        or parts.fragment
+    ):
+        raise InitError(f"The base URL must be a plain https:// address such as https://pen.example.org, not {url!r}.")
     return url.rstrip("/"), parts.hostname
 
 
@@ -100,19 +111,24 @@ def check_from(address: str) -> tuple[str, str | None]:
         # .local or .invalid do not. IP addresses and localhost are kept for set-ups on one
         # machine, with the warning below.
         if not loopback:
-            address = validate_email(address, check_deliverability=False, allow_smtputf8=False,
-                                     test_environment=True).normalized
+            address = validate_email(
+                address, check_deliverability=False, allow_smtputf8=False, test_environment=True
+            ).normalized
         address = checked_address(address)
     except (EmailNotValidError, AddressError) as exc:
         reason = str(exc).rstrip(".")
         reason = reason[:1].lower() + reason[1:]
-        raise InitError(f"The sending address {address[:100]!r} is not a valid e-mail address ({reason}); give "
-                        f"one such as --from pen@your-domain.example.") from None
+        raise InitError(
+            f"The sending address {address[:100]!r} is not a valid e-mail address ({reason}); give "
+            f"one such as --from pen@your-domain.example."
+        ) from None
     warning = None
     if loopback:
-        warning = (f"warning: notifications will come from {address}, and mail servers treat mail from an IP "
-                   f"address or from localhost as spam; for real mail run init with --from pen@your-domain "
-                   f"(or set from_address in [smtp] of {CONFIG_NAME}).")
+        warning = (
+            f"warning: notifications will come from {address}, and mail servers treat mail from an IP "
+            f"address or from localhost as spam; for real mail run init with --from pen@your-domain "
+            f"(or set from_address in [smtp] of {CONFIG_NAME})."
+        )
     return address, warning
 
 
@@ -125,8 +141,10 @@ def plan(data: str, name: str, base_url: str, footer: str = "", from_address: st
     base_url, host = _check_base_url(base_url)
     if from_address is None:
         if ":" in host:  # IPv6: pen@::1 is no address at all
-            raise InitError(f"The base URL's host {host} is an IPv6 address, which cannot follow pen@; give the "
-                            f"sending address with --from pen@your-domain.")
+            raise InitError(
+                f"The base URL's host {host} is an IPv6 address, which cannot follow pen@; give the "
+                f"sending address with --from pen@your-domain."
+            )
         from_address = f"pen@{host}"
     address, warning = check_from(from_address)
     folder = Path(data).expanduser().absolute()
@@ -180,4 +198,3 @@ def create(p: Plan) -> None:
             for entry in p.data.iterdir():
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         raise
-

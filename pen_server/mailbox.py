@@ -7,11 +7,10 @@ import binascii
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pen_server.errors import ApiError, not_found
-from sqlalchemy.exc import IntegrityError
-
 from pen_server.models import FolderCount, MailboxEntry, Message, Notification, User
 
 FOLDERS = ("inbox", "sent", "archive", "trash")
@@ -42,7 +41,7 @@ def summary_out(entry: MailboxEntry) -> dict:
 def count_change(session: Session, user_id: str, folder: str, delta: int) -> None:
     """Add delta to a folder's count, in the caller's transaction."""
     done = session.execute(update(FolderCount).where(FolderCount.user_id == user_id, FolderCount.folder == folder)
-                           .values(total=FolderCount.total + delta)).rowcount
+                           .values(total=FolderCount.total + delta)).rowcount  # type: ignore[attr-defined]
     if done:
         return
     total = session.scalar(select(func.count()).select_from(MailboxEntry).where(

@@ -16,11 +16,11 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from datetime import datetime, timezone
+from base64 import b64encode
+from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime
-from base64 import b64encode
 from urllib.parse import quote
 
 from pen_server import security
@@ -103,7 +103,9 @@ def _idna(domain: str) -> str:
 
 def _encoded_words(text: str) -> list[str]:
     """`text` as base64 UTF-8 encoded-words, never splitting a character between two."""
-    words, chunk, size = [], [], 0
+    words: list[list[str]] = []
+    chunk: list[str] = []
+    size = 0
     for ch in text:
         n = len(ch.encode("utf-8"))
         if chunk and size + n > _EW_BYTES:
@@ -246,9 +248,9 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     msg = EmailMessage(policy=POLICY)
     sender_name = clean_line((message.from_name or "")[:NAME_LIMIT]) or clean_line(message.from_email)
     from_name = guest_from_name(message.from_name, message.from_email, conf.name) if guest else sender_name
-    sent_at = message.sent_at or datetime.now(timezone.utc)
+    sent_at = message.sent_at or datetime.now(UTC)
     if sent_at.tzinfo is None:
-        sent_at = sent_at.replace(tzinfo=timezone.utc)
+        sent_at = sent_at.replace(tzinfo=UTC)
     own_id = _checked_msgid(notification.smtp_message_id)
     root = thread_root_id(message.thread_id, conf.host)
 

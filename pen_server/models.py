@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -35,7 +35,7 @@ def _clock_base() -> datetime | None:
     raw = os.environ.get("PEN_CLOCK")
     if not raw:
         return None
-    return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
 
 
 _CLOCK = _clock_base()
@@ -47,7 +47,7 @@ def utcnow() -> datetime:
         from datetime import timedelta
 
         return _CLOCK + timedelta(seconds=time.monotonic() - _CLOCK_START)
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -58,12 +58,12 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -139,7 +139,7 @@ class Message(Base):
     attachment_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     in_reply_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    attachments: Mapped[list["Attachment"]] = relationship(
+    attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.position", lazy="select"
     )
 
@@ -193,7 +193,8 @@ class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=True, index=True)
+    message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=True,
+                                                   index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     filename: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(255))

@@ -22,6 +22,7 @@ import ssl
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
@@ -100,7 +101,7 @@ class _Outcomes:
     """Records outcomes as they come: one writer, so quick sends share a transaction (and
     SQLite's single write lock is taken far less often than once per e-mail)."""
 
-    def __init__(self, worker: "DeliveryWorker"):
+    def __init__(self, worker: DeliveryWorker):
         self.worker = worker
         self.pending: list[tuple[_Job, str, str | None]] = []
         self.kick = asyncio.Event()
@@ -355,7 +356,7 @@ class DeliveryWorker:
                 self._publish(job, "queued" if job.attempts <= 1 else "deferred")
 
     async def _lane(self, relay: _Relay, slot: int, queue: deque, down: list[str],
-                    outcomes: "_Outcomes") -> None:
+                    outcomes: _Outcomes) -> None:
         while queue and not self._stopping:
             job = queue.popleft()
             try:
@@ -417,8 +418,8 @@ class DeliveryWorker:
         finals = []
         with self.db.session() as session:
             for job, status, error in outcomes:
-                values = {"status": status, "last_error": error, "updated_at": now,
-                          "lease_owner": None, "lease_until": None}
+                values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now,
+                                          "lease_owner": None, "lease_until": None}
                 if status == "deferred":
                     if job.attempts >= s.max_attempts:
                         values.update(status="failed",
@@ -431,7 +432,7 @@ class DeliveryWorker:
                                        .values(**values).execution_options(synchronize_session=False))
                 if done.rowcount == 0:
                     log.warning("notification %s was taken over by another worker while sending", job.id)
-                finals.append(values["status"])
+                finals.append(str(values["status"]))
         return finals
 
     def _release(self, ids: list[str]) -> None:

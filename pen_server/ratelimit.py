@@ -72,7 +72,7 @@ def address_key(address: str | None) -> tuple[str | None, bool]:
 
 def _evict(table: OrderedDict, max_entries: int, stale) -> None:
     """Drops entries from the oldest end while they are stale or the table is over size."""
-    doomed = []
+    doomed: list = []
     for key, value in table.items():
         crowded = len(table) - len(doomed) > max_entries
         if isinstance(value, _Entry) and value.pending:
@@ -119,7 +119,7 @@ class SignInLimiter:
         where, loopback = address_key(address)
         if where is None:
             return [("account", account)]
-        keys = [("own", account, where)]
+        keys: list[tuple] = [("own", account, where)]
         if not loopback:  # every client of a local proxy arrives from loopback: not one guesser
             keys.append(("address", where))
         seen = self._known.get((account, where))
@@ -127,7 +127,7 @@ class SignInLimiter:
             keys.append(("account", account))
         return keys
 
-    def reserve(self, account: str, address: str | None) -> "Attempt":
+    def reserve(self, account: str, address: str | None) -> Attempt:
         """Counts a try for the account and the address, or raises RateLimited."""
         now = time.monotonic()
         with self._lock:

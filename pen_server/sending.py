@@ -16,7 +16,15 @@ from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change, entry_for
 from pen_server.models import (
-    Attachment, FolderCount, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
+    Attachment,
+    FolderCount,
+    IdempotencyKey,
+    MailboxEntry,
+    Message,
+    Notification,
+    User,
+    new_id,
+    utcnow,
 )
 from pen_server.schemas import SendIn
 from pen_server.settings import Settings
@@ -126,7 +134,7 @@ def _attach(session: Session, user: User, message: Message, attachments: list[tu
                 update(Attachment).where(Attachment.id == att.id, Attachment.owner_id == user.id,
                                          Attachment.message_id.is_(None))
                 .values(message_id=message.id, position=position)
-                .execution_options(synchronize_session=False)).rowcount
+                .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
             if claimed != 1:
                 raise _taken(position)
             session.expire(att)
@@ -246,12 +254,21 @@ def resend(session: Session, user: User, message_id: str, recipients: list[str] 
         query = query.where(Notification.status == "failed")
     else:
         wanted = {r.strip().lower() for r in recipients}
-        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred", "bounced")))
+        query = query.where(Notification.recipient_email.in_(wanted),
+                            Notification.status.in_(("failed", "deferred", "bounced")))
     now = utcnow()
     ids = [n.id for n in session.scalars(query)]
     if ids:
-        session.execute(update(Notification).where(Notification.id.in_(ids)).values(
-            status="queued", attempts=0, next_attempt_at=now, updated_at=now, lease_owner=None, lease_until=None))
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(ids))
+            .values(
+                status="queued", attempts=0, next_attempt_at=now, updated_at=now, lease_owner=None, lease_until=None
+            )
+        )
     session.expire_all()
-    return list(session.scalars(select(Notification).where(Notification.message_id == message_id)
-                                .order_by(Notification.position)))
+    return list(
+        session.scalars(
+            select(Notification).where(Notification.message_id == message_id).order_by(Notification.position)
+        )
+    )

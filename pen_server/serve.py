@@ -20,7 +20,13 @@ from pathlib import Path
 import uvicorn
 
 from pen_server.app import create_app
-from pen_server.connections import FILES_KEPT_FREE, ConnectionGuard, loop_factory, protocol_class, raise_open_files_limit
+from pen_server.connections import (
+    FILES_KEPT_FREE,
+    ConnectionGuard,
+    loop_factory,
+    protocol_class,
+    raise_open_files_limit,
+)
 from pen_server.db import migrate
 from pen_server.middleware import RequestLog
 from pen_server.settings import Settings, SettingsError
@@ -55,7 +61,7 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
                             ssl_keyfile=str(key), log_level="warning", log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False,
                             server_header=False, http=protocol_class(guard),
-                            timeout_keep_alive=settings.keepalive_seconds,
+                            timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]  # a float works
                             h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     config.load()
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2

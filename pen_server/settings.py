@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,11 +128,17 @@ def _positive(value, key: str) -> float:
 def _load_limits(s: Settings, limits: dict) -> None:
     for name in ("max_json_bytes", "max_message_bytes", "max_connections", "max_event_streams"):
         setattr(s, name, _int(limits.get(name, getattr(s, name)), f"limits.{name}", 1))
-    for name in ("head_timeout_seconds", "body_timeout_seconds", "handshake_timeout_seconds", "keepalive_seconds", "stream_check_seconds"):
+    for name in (
+        "head_timeout_seconds",
+        "body_timeout_seconds",
+        "handshake_timeout_seconds",
+        "keepalive_seconds",
+        "stream_check_seconds",
+    ):
         setattr(s, name, _positive(limits.get(name, getattr(s, name)), f"limits.{name}"))
 
 
-def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Settings:
+def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = None) -> Settings:
     """Read DIR/pen-server.toml and apply the PEN_* variables."""
     env = os.environ if env is None else env
     data = Path(data_dir).expanduser().resolve()
@@ -148,8 +155,14 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     delivery = raw.get("delivery", {})
     log = raw.get("log", {})
     bounces = raw.get("bounces", {})
-    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery),
-                           ("bounces", bounces), ("log", log)):
+    for section, value in (
+        ("pen", pen),
+        ("limits", limits),
+        ("smtp", smtp_raw),
+        ("delivery", delivery),
+        ("bounces", bounces),
+        ("log", log),
+    ):
         if not isinstance(value, dict):
             raise SettingsError(f"The [{section}] part of {path} must be a table.")
     s = Settings(data_dir=data)
@@ -158,15 +171,21 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.footer = str(pen.get("footer", s.footer))
     s.database_url = str(raw.get("database", {}).get("url", "")) or f"sqlite:///{data / 'pen.db'}"
     s.max_upload_bytes = _int(limits.get("max_upload_bytes", s.max_upload_bytes), "limits.max_upload_bytes", 1)
-    s.access_token_seconds = _int(limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10)
+    s.access_token_seconds = _int(
+        limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10
+    )
     s.refresh_token_days = _int(limits.get("refresh_token_days", s.refresh_token_days), "limits.refresh_token_days", 1)
     for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
         value = env.get("PEN_" + key.upper()) or limits.get(key, getattr(s, key))
         setattr(s, key, _int(value, f"limits.{key}", 1))
     if s.send_recipients_per_hour < s.max_recipients:
-        raise SettingsError("The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
-                            "or a message to that many people could never be sent.")
-    s.retry_base_seconds = _float(delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds")
+        raise SettingsError(
+            "The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
+            "or a message to that many people could never be sent."
+        )
+    s.retry_base_seconds = _float(
+        delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds"
+    )
     s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
     s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
     s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
@@ -178,8 +197,9 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or bounces.get("domain", "")).strip().lower()
     s.bounce_host = str(bounces.get("host", s.bounce_host))
     s.bounce_port = _int(env.get("PEN_BOUNCE_PORT") or bounces.get("port", 0), "bounces.port")
-    if s.bounce_domain and not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
-                                            s.bounce_domain):
+    if s.bounce_domain and not re.fullmatch(
+        r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", s.bounce_domain
+    ):
         raise SettingsError(f"The bounce domain must be a host name, not {s.bounce_domain!r}.")
     if s.bounce_port > 65535:
         raise SettingsError("The bounce port must be between 1 and 65535, or 0 for none.")
@@ -198,16 +218,20 @@ def _seconds(value, key: str) -> float:
 
 
 def _signin_limits(s: Settings, limits: dict) -> None:
-    s.signin_free_failures = _int(limits.get("signin_free_failures", s.signin_free_failures),
-                                  "limits.signin_free_failures", 1)
+    s.signin_free_failures = _int(
+        limits.get("signin_free_failures", s.signin_free_failures), "limits.signin_free_failures", 1
+    )
     s.signin_max_delay = _seconds(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
-    s.address_free_failures = _int(limits.get("address_free_failures", s.address_free_failures),
-                                   "limits.address_free_failures", 1)
+    s.address_free_failures = _int(
+        limits.get("address_free_failures", s.address_free_failures), "limits.address_free_failures", 1
+    )
     s.address_max_delay = _seconds(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
-    s.account_free_failures = _int(limits.get("account_free_failures", s.account_free_failures),
-                                   "limits.account_free_failures", 1)
-    s.signin_forget_seconds = _seconds(limits.get("signin_forget_seconds", s.signin_forget_seconds),
-                                     "limits.signin_forget_seconds")
+    s.account_free_failures = _int(
+        limits.get("account_free_failures", s.account_free_failures), "limits.account_free_failures", 1
+    )
+    s.signin_forget_seconds = _seconds(
+        limits.get("signin_forget_seconds", s.signin_forget_seconds), "limits.signin_forget_seconds"
+    )
     s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
     s.hash_queue = _int(limits.get("hash_queue", s.hash_queue), "limits.hash_queue", 0)
     s.trusted_proxy = str(limits.get("trusted_proxy", s.trusted_proxy)).strip()
@@ -220,12 +244,13 @@ def _signin_limits(s: Settings, limits: dict) -> None:
         try:
             ipaddress.ip_network(str(item), strict=False)
         except ValueError:
-            raise SettingsError(f"The setting limits.trusted_proxy_addresses holds {item!r}, "
-                                "which is not an IP address or network.") from None
+            raise SettingsError(
+                f"The setting limits.trusted_proxy_addresses holds {item!r}, which is not an IP address or network."
+            ) from None
     s.trusted_proxy_addresses = [str(item) for item in proxies]
 
 
-def smtp_from(raw: dict, env: dict | None = None) -> SmtpSettings:
+def smtp_from(raw: dict, env: Mapping[str, str] | None = None) -> SmtpSettings:
     """SMTP settings from a [smtp] table (or the admin API's stored values) and PEN_SMTP_*."""
     env = os.environ if env is None else env
     smtp = SmtpSettings()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -34,7 +34,7 @@ def make_tls(tls_dir: Path, hosts: list[str]) -> None:
     """Write ca.pem, ca.key, server.pem and server.key (each 0600, in a 0700 folder) for the
     given host names and IPs."""
     make_private_dir(tls_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("pen-server local CA")
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -62,9 +62,8 @@ def make_tls(tls_dir: Path, hosts: list[str]) -> None:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    private = dict(encoding=pem, format=serialization.PrivateFormat.PKCS8,
-                   encryption_algorithm=serialization.NoEncryption())
+    pkcs8, plain = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     write_private(tls_dir / "ca.pem", ca.public_bytes(pem))
-    write_private(tls_dir / "ca.key", ca_key.private_bytes(**private))
+    write_private(tls_dir / "ca.key", ca_key.private_bytes(pem, pkcs8, plain))
     write_private(tls_dir / "server.pem", cert.public_bytes(pem))
-    write_private(tls_dir / "server.key", key.private_bytes(**private))
+    write_private(tls_dir / "server.key", key.private_bytes(pem, pkcs8, plain))

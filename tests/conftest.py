@@ -82,7 +82,7 @@ class Pen:
     def data(self) -> Path:
         return self.process.data
 
-    def client(self, token: str | None = None, timeout: float = 30, **kw) -> httpx.Client:
+    def client(self, token: str | None = None, timeout: float | httpx.Timeout = 30, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.api, verify=self.ca_file, headers=headers, timeout=timeout, **kw)
 

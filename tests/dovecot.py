@@ -37,7 +37,7 @@ class Dovecot:
         self.conf = root / "dovecot.conf"
         self.store = root  # where the mail lives
 
-    def start(self, timeout: float = 10.0) -> "Dovecot":
+    def start(self, timeout: float = 10.0) -> Dovecot:
         binary = dovecot_binary()
         assert binary, HOW_TO_ENABLE
         for sub in ("run", "state"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Input, TextArea
@@ -22,6 +23,7 @@ from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.session import Session, open_session, sign_in_quietly
+from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
 
@@ -155,7 +157,7 @@ class PenmailApp(App):
             self.toast(f"Something went wrong ({type(error).__name__}: {error}); try again.",
                        title="Error", severity="error", timeout=15)
 
-    def toast(self, text: str, *, title: str = "", severity: str = "information", timeout: float = 8) -> None:
+    def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout,
                     markup=False)
@@ -213,7 +215,7 @@ class PenmailApp(App):
             if moved:
                 mailbox.reload()
             else:
-                mailbox.query_one("#messages").replace(summary)
+                mailbox.query_one("#messages", MessageList).replace(summary)
 
     def start_events(self) -> None:
         """Once the first page is drawn (or failed), and not before, so as not to compete with

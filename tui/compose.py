@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def _parse_time(value: Any) -> datetime | None:
     else:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)  # the contract's times are UTC
+        dt = dt.replace(tzinfo=UTC)  # the contract's times are UTC
     return dt
 
 
@@ -154,7 +154,7 @@ def reply_recipients(
     else:
         to = [sender] if sender is not None else []
     seen: set[str] = set()
-    to = [a for a in to if not (a["email"].lower() in seen or seen.add(a["email"].lower()))]
+    to = [a for a in to if not (a["email"].lower() in seen or seen.add(a["email"].lower()))]  # type: ignore[func-returns-value]
     cc: list[dict[str, Any]] = []
     if reply_all:
         seen.add(me)

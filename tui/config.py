@@ -225,7 +225,8 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             raise fail(f"ui must be a table ([ui]), not {_type_name(ui)}")
         unknown_ui = [k for k in ui if k not in _UI_KEYS]
         if unknown_ui:
-            raise fail(f"[ui] has {_quote_list(unknown_ui)}, which penmail does not know (it knows {', '.join(_UI_KEYS)})")
+            raise fail(f"[ui] has {_quote_list(unknown_ui)}, which penmail does not know "
+                       f"(it knows {', '.join(_UI_KEYS)})")
         if "animations" in ui:
             if not isinstance(ui["animations"], bool):
                 raise fail(f"ui.animations must be true or false, not {_type_name(ui['animations'])}")
@@ -248,7 +249,7 @@ def _check_server(server: str, fail: Any) -> str:
     try:
         parts = urlsplit(server)
         host = parts.hostname
-        parts.port  # raises ValueError for a bad port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise fail(f"server must be an https:// URL, not {server!r}") from None
     if parts.scheme.lower() != "https" or not host:
@@ -281,7 +282,7 @@ def _check_keys(keys: Any, fail: Any) -> dict[str, str]:
             raise fail(f"keys has {action!r}, which is not an action name")
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise fail(f"keys.{action} must be a key name such as \"q\" or a list of them, not {_type_name(value)}")
+            raise fail(f'keys.{action} must be a key name such as "q" or a list of them, not {_type_name(value)}')
         split = [part.strip() for n in names for part in n.split(",")]
         bad = [n for n in split if not _KEY_NAME.match(n)]
         if bad:

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,20 +51,19 @@ from tui.demo_data import (
     DEMO_PASSWORD,
     DISCLAIMERS,
     DOMAIN,
-    DemoError,
     FOOTER,
-    FileSpec,
     GUEST_PASSWORD,
     MEMBERS,
     PEN_NAME,
     PEOPLE,
-    Planner,
     REGISTERING_GUESTS,
     STOP_SECONDS,
+    DemoError,
+    FileSpec,
+    Planner,
     Step,
     Thread,
 )
-
 
 if TYPE_CHECKING:
     from pen_devstack import PenProcess, SmtpSink
@@ -121,7 +120,7 @@ class DemoStack:
     def ca_file(self) -> str:
         return str(self.data_dir / "tls" / "ca.pem")
 
-    def __enter__(self) -> "DemoStack":
+    def __enter__(self) -> DemoStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -129,7 +128,7 @@ class DemoStack:
 
     # ------------------------------------------------------------ start
 
-    def start(self) -> "DemoStack":
+    def start(self) -> DemoStack:
         if self._stopped:
             raise DemoError("This demo stack has been stopped; start a new one.")
         if self._started:
@@ -276,7 +275,7 @@ class DemoStack:
         from tui.pen_client import Address, PenClient
 
         rng = random.Random(self.seed)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         threads = Planner(rng, now, self.big_attachment_bytes).plan(self.messages)
         scratch = self.root / "files"
         scratch.mkdir()

@@ -10,11 +10,10 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Any
-
 
 PEN_NAME = "Riverside Clinic"
 FOOTER = "Sent by Riverside Clinic of 12 River Road, Springfield, IL 62701, Call: (555) 010-4477"
@@ -386,7 +385,7 @@ class Planner:
         return FileSpec(name, "image/png", _write(data), len(data))
 
     def ics_file(self, when: datetime, who: Person, with_whom: Person) -> FileSpec:
-        start = when.astimezone(timezone.utc)
+        start = when.astimezone(UTC)
         text = "\r\n".join([
             "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Riverside Clinic//Appointments//EN", "BEGIN:VEVENT",
             f"UID:{uuid.UUID(int=self.rng.getrandbits(128))}@{DOMAIN}", f"DTSTAMP:{self.t0:%Y%m%dT%H%M%SZ}",
@@ -551,7 +550,7 @@ class Planner:
             delay_minutes=(60, 900), greeting="Omar,"))
         if self.rng.random() < 0.6:
             steps.append(Step("haddad", [doc], [self.pick([
-                "Submitted; reference PA-{}. Usually five business days.".format(self.rng.randint(100000, 999999)),
+                f"Submitted; reference PA-{self.rng.randint(100000, 999999)}. Usually five business days.",
                 "Approved for twelve months. I have let the pharmacy know."])], delay_minutes=(120, 2880)))
         return Thread(f"Prior authorization needed: {p.name} - {drug}", steps, kind="internal")
 

@@ -56,7 +56,6 @@ from urllib.parse import quote
 
 import httpx
 
-from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
 from tui.config import default_download_dir
 from tui.filenames import UnsafePathError, create_exclusive, safe_filename, unique_path
 from tui.pen_client import (
@@ -68,6 +67,7 @@ from tui.pen_client import (
     ServerError,
     Unreachable,
 )
+from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
 
 try:  # POSIX; elsewhere two downloads of one file simply are not guarded against each other
     import fcntl
@@ -323,7 +323,7 @@ class _Part:
             return None
 
     @classmethod
-    def claim(cls, folder: Path, name: str, doc: dict) -> "_Part":
+    def claim(cls, folder: Path, name: str, doc: dict) -> _Part:
         """Resume a matching ``.part`` when there is one, else start a new one in a free slot."""
         sha, size = doc["sha256"], doc["size"]
         slots = [(_inside(folder, folder / p), _inside(folder, folder / m)) for p, m in _slot_names(name)]
@@ -806,7 +806,7 @@ class _Download:
                                       else _close_quietly(f.result()) if isinstance(f.result(), _Part) else None)
             return
         if fut is not None and not fut.done():
-            fut.add_done_callback(lambda f: (_consume(f), _close_quietly(part)))
+            fut.add_done_callback(lambda f: (_consume(f), _close_quietly(part)))  # type: ignore[func-returns-value]
         else:
             if fut is not None:
                 _consume(fut)
@@ -837,8 +837,8 @@ async def download_attachment(client: PenClient, message_id: str, attachment: At
     .part is kept), or another PenError from the client (not signed in, not found, the
     server unreachable after ``retries`` tries).
     """
-    folder = await asyncio.to_thread(check_folder, folder)
-    job = _Download(client, message_id, attachment, folder, progress=progress, chunk_size=chunk_size,
+    checked = await asyncio.to_thread(check_folder, folder)
+    job = _Download(client, message_id, attachment, checked, progress=progress, chunk_size=chunk_size,
                     retries=retries, retry_delay=retry_delay, number=_number, count=_count)
     stopped = False
 
@@ -890,6 +890,6 @@ async def download_all(client: PenClient, message, folder: str | os.PathLike, *,
                                                    retry_delay=retry_delay, _number=number,
                                                    _count=len(attachments)))
         except PenError as exc:
-            exc.saved = list(saved)
+            exc.saved = list(saved)  # type: ignore[attr-defined]  # what was saved before it failed
             raise
     return saved

@@ -44,9 +44,9 @@ import secrets
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address as MailAddress
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -182,7 +182,7 @@ def _content_type(value: str | None) -> tuple[str, str]:
 
 
 def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, host: str,
-                references: list[str] = (), own_copy: bool = False) -> EmailMessage:
+                references: Sequence[str] = (), own_copy: bool = False) -> EmailMessage:
     """The RFC 5322 form of a PEN message (a ``tui.pen_client.Message``).
 
     ``attachments`` is (Attachment, bytes) in order; ``references`` the ancestor message
@@ -196,8 +196,8 @@ def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, ho
 
     put("Message-ID", message_id_for(message.id, host))
     if message.sent_at is not None:
-        sent = message.sent_at if message.sent_at.tzinfo else message.sent_at.replace(tzinfo=timezone.utc)
-        put("Date", format_datetime(sent.astimezone(timezone.utc)))
+        sent = message.sent_at if message.sent_at.tzinfo else message.sent_at.replace(tzinfo=UTC)
+        put("Date", format_datetime(sent.astimezone(UTC)))
     put("From", _sender(message.sender))
     for header, items in (("To", message.to), ("Cc", message.cc), ("Bcc", getattr(message, "bcc", ()))):
         found = _recipients(items)
@@ -503,11 +503,12 @@ async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterabl
         summaries = await _summaries(client, folders, since)
         todo = [s for s in summaries if s.id not in box.messages]
         result.skipped = len(summaries) - len(todo)
-        todo.sort(key=lambda s: (s.sent_at or datetime.min.replace(tzinfo=timezone.utc), s.id))
+        todo.sort(key=lambda s: (s.sent_at or datetime.min.replace(tzinfo=UTC), s.id))
         parents: dict[str, str | None] = {k: v.get("in_reply_to") for k, v in box.messages.items()}
 
         async def ancestry(parent: str) -> list[str]:
-            chain, current = [], parent
+            chain: list[str] = []
+            current = parent
             while current and current not in chain and len(chain) < MAX_ANCESTORS:
                 chain.append(current)
                 if current not in parents:

@@ -53,7 +53,7 @@ def allowed_link(url: str) -> bool:
         return False
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError for a bad port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)

@@ -10,7 +10,7 @@ import json
 import os
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 # whenever click is installed, as it is beside the server; penmail never runs it. A None in
 # sys.modules makes that one import fail, and httpx then goes on without its CLI.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx
+import httpx  # noqa: E402 (after the line above, on purpose)
 
 API = "/api/v1"
 
@@ -115,7 +115,7 @@ class Address:
     name: str | None = None
 
     @classmethod
-    def of(cls, d: dict) -> "Address":
+    def of(cls, d: dict) -> Address:
         return cls(str(d.get("email", "")), d.get("name") or None)
 
     def to_json(self) -> dict:
@@ -134,7 +134,7 @@ class User:
     package: str | None
 
     @classmethod
-    def of(cls, d: dict) -> "User":
+    def of(cls, d: dict) -> User:
         return cls(d["id"], d["email"], d.get("display_name") or "", d.get("role", "member"), d.get("package"))
 
 
@@ -147,7 +147,7 @@ class Attachment:
     sha256: str
 
     @classmethod
-    def of(cls, d: dict) -> "Attachment":
+    def of(cls, d: dict) -> Attachment:
         return cls(d["id"], d.get("filename") or "", d.get("content_type") or "application/octet-stream",
                    int(d.get("size", 0)), str(d.get("sha256", "")).lower())
 
@@ -162,7 +162,7 @@ class Notification:
     updated_at: datetime | None
 
     @classmethod
-    def of(cls, d: dict) -> "Notification":
+    def of(cls, d: dict) -> Notification:
         return cls(Address.of(d["recipient"]), d.get("kind", "to"), d.get("status", "queued"),
                    int(d.get("attempts", 0)), d.get("last_error"), _time(d.get("updated_at")))
 
@@ -192,7 +192,7 @@ class Summary:
                     snippet=d.get("snippet") or "")
 
     @classmethod
-    def of(cls, d: dict) -> "Summary":
+    def of(cls, d: dict) -> Summary:
         return cls(**cls.fields_of(d))
 
 
@@ -206,7 +206,7 @@ class Message(Summary):
     notifications: tuple[Notification, ...] = ()
 
     @classmethod
-    def of(cls, d: dict) -> "Message":
+    def of(cls, d: dict) -> Message:
         return cls(**cls.fields_of(d), bcc=tuple(Address.of(a) for a in d.get("bcc", [])),
                    body_text=d.get("body_text") or "", body_html=d.get("body_html"),
                    attachments=tuple(Attachment.of(a) for a in d.get("attachments", [])),
@@ -290,7 +290,7 @@ class PenClient:
                  refresh_guard: Callable[[str], AbstractAsyncContextManager[str | None]] | None = None):
         parts = urlsplit(server)
         try:
-            parts.port
+            _ = parts.port  # raises ValueError for a bad port
         except ValueError:
             raise PenError(f"The server address {server!r} has a port that is not a number.", code="config") from None
         if parts.scheme != "https" or not parts.hostname:
@@ -310,7 +310,7 @@ class PenClient:
                                        transport=transport, headers={"User-Agent": "penmail"},
                                        follow_redirects=False)
 
-    async def __aenter__(self) -> "PenClient":
+    async def __aenter__(self) -> PenClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -520,8 +520,8 @@ class PenClient:
         await self._call("DELETE", f"/messages/{quote(message_id, safe='')}", ok=(204,))
 
     async def send(self, *, to: list[Address], subject: str, body_text: str, idempotency_key: str,
-                   cc: list[Address] = (), bcc: list[Address] = (), body_html: str | None = None,
-                   in_reply_to: str | None = None, attachments: list[str] = ()) -> Message:
+                   cc: Sequence[Address] = (), bcc: Sequence[Address] = (), body_html: str | None = None,
+                   in_reply_to: str | None = None, attachments: Sequence[str] = ()) -> Message:
         payload: dict[str, Any] = {"to": [a.to_json() for a in to], "cc": [a.to_json() for a in cc],
                                    "bcc": [a.to_json() for a in bcc], "subject": subject, "body_text": body_text,
                                    "attachments": list(attachments)}
@@ -628,7 +628,7 @@ class PenClient:
                         raise self._error_of(response)
                     # Events from before this point were missed: callers catch up on this one.
                     yield Event("stream.open")
-                    kind, data = "message", []
+                    kind, data = "message", list[str]()
                     async for line in response.aiter_lines():
                         if line == "":
                             if data:

@@ -88,7 +88,7 @@ class _RawBody:
 
     @classmethod
     async def open(cls, route: DirectRoute, path: str, headers: dict, chunk_size: int,
-                   on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]) -> "_RawBody":
+                   on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]) -> _RawBody:
         """Connect, ask, and read the head. Network failures raise what PenClient raises for
         them (``describe``: Unreachable, CertificateError), as httpx's would."""
         base = route.base_url
@@ -143,7 +143,8 @@ class _RawBody:
         host, port = base.host, base.port or 443
         phase = "connect"
         try:
-            sock = socket.create_connection((host, port), timeout=timeout.connect if timeout.connect is not None else 60)
+            connect = timeout.connect if timeout.connect is not None else 60
+            sock = socket.create_connection((host, port), timeout=connect)
             with self._cond:
                 self._sock = sock
                 if self._closed:
@@ -183,7 +184,7 @@ class _RawBody:
                     except ssl.SSLWantReadError:
                         more()
                 code, headers, left = _parse_head(bytes(head[:end]))
-                rest = memoryview(bytes(head[end + 4:]))
+                rest = memoryview(bytes(head[end + 4 :]))
                 self._tell(self._got_head, code, headers, left)
                 if left is None:
                     return
@@ -199,11 +200,11 @@ class _RawBody:
                     while filled < limit:
                         if rest:
                             n = min(len(rest), limit - filled)
-                            chunk[filled:filled + n] = rest[:n]
+                            chunk[filled : filled + n] = rest[:n]
                             rest = rest[n:]
                         else:
                             try:
-                                n = tls.read(limit - filled, chunk[filled:limit])
+                                n = tls.read(limit - filled, chunk[filled:limit])  # type: ignore[assignment]
                             except ssl.SSLWantReadError:
                                 more()
                                 continue
@@ -217,8 +218,11 @@ class _RawBody:
             if self._closed:
                 return
             if phase == "connect":
-                error: BaseException = (httpx.ConnectTimeout("connecting timed out") if isinstance(exc, TimeoutError)
-                                        else httpx.ConnectError(str(exc)))
+                error: BaseException = (
+                    httpx.ConnectTimeout("connecting timed out")
+                    if isinstance(exc, TimeoutError)
+                    else httpx.ConnectError(str(exc))
+                )
             elif isinstance(exc, ValueError):
                 error = _RawFallback(f"a head that does not parse ({exc})")
             elif isinstance(exc, TimeoutError):

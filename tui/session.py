@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from tui.config import Config
@@ -112,6 +112,7 @@ class Session:
         if not self.use_keyring:
             return
         args: tuple = ()
+        call: Callable[..., object]
         if token is None and self._refreshing_with is not None:
             call, args = self._forget_unless_replaced, (self._refreshing_with,)
         elif token is None:

@@ -30,7 +30,12 @@ def get_pen(_=Depends(admin, scope="function"), session=Depends(db_session, scop
 
 
 @router.put("/pen", response_model=PenOut)
-def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
+def put_pen(
+    body: PenIn,
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
     fields = {}
     if has_control(body.name):
         fields["name"] = "no line breaks or control characters"
@@ -38,8 +43,9 @@ def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_
         fields["base_url"] = "an https:// address"
     if has_control(body.footer.replace("\n", "")):
         fields["footer"] = "no control characters"
-    if body.smtp and (has_control(body.smtp.host) or has_control(body.smtp.from_address)
-                      or "@" not in body.smtp.from_address):
+    if body.smtp and (
+        has_control(body.smtp.host) or has_control(body.smtp.from_address) or "@" not in body.smtp.from_address
+    ):
         fields["smtp"] = "a host name and a from_address without control characters"
     if fields:
         raise validation(fields)
@@ -47,7 +53,7 @@ def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_
     effective_settings.store(session, "base_url", body.base_url.rstrip("/"))
     effective_settings.store(session, "footer", body.footer)
     if body.smtp is not None:
-        old = (effective_settings.stored(session).get("smtp") or {})
+        old = effective_settings.stored(session).get("smtp") or {}
         smtp = body.smtp.model_dump()
         if smtp.get("password") is None:  # write-only: leaving it out keeps the stored one
             smtp["password"] = old.get("password")
@@ -66,7 +72,9 @@ def _package_out(package: Package) -> dict:
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
-def put_package(name: str, body: PackageIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
+def put_package(
+    name: str, body: PackageIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function")
+):
     if not (1 <= len(name) <= 64) or has_control(name):
         raise not_found("That package")
     package = session.get(Package, name)

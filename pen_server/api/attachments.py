@@ -23,7 +23,9 @@ from pen_server.text import clean_filename, has_control
 
 router = APIRouter(tags=["attachments"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*$")
+_CONTENT_TYPE = re.compile(
+    r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+\"-]+)*$"
+)
 
 
 class AttachmentResponse(FileResponse):
@@ -60,8 +62,12 @@ def clean_content_type(value: str | None) -> str:
 
 
 @router.post("/uploads", response_model=AttachmentOut, status_code=201)
-async def upload(request: Request, filename: str = Query(..., min_length=1, max_length=1024),
-                 pen=Depends(services), who=Depends(caller_without_session)):
+async def upload(
+    request: Request,
+    filename: str = Query(..., min_length=1, max_length=1024),
+    pen=Depends(services),
+    who=Depends(caller_without_session),
+):
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise ApiError(411, "length_required", "An upload needs a Content-Length header.")
@@ -86,8 +92,8 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
         temp.unlink(missing_ok=True)
         raise
     sha = hasher.sha.hexdigest()
-    out = await anyio.to_thread.run_sync(store_upload, pen, temp, who.user.id, filename, content_type, size, sha)
-    return JSONResponse(out, status_code=201)
+    stored = await anyio.to_thread.run_sync(store_upload, pen, temp, who.user.id, filename, content_type, size, sha)
+    return JSONResponse(stored, status_code=201)
 
 
 def store_upload(pen, temp, owner_id: str, filename: str, content_type: str, size: int, sha: str) -> dict:
@@ -102,8 +108,15 @@ def store_upload(pen, temp, owner_id: str, filename: str, content_type: str, siz
             if not session.execute(update(Blob).where(Blob.sha256 == sha).values(size=size)).rowcount:
                 session.add(Blob(sha256=sha, size=size))
                 session.flush()  # the attachment's foreign key needs the blob's row first
-            att = Attachment(id=new_id(), owner_id=owner_id, filename=clean_filename(filename),
-                             content_type=content_type, size=size, sha256=sha, created_at=utcnow())
+            att = Attachment(
+                id=new_id(),
+                owner_id=owner_id,
+                filename=clean_filename(filename),
+                content_type=content_type,
+                size=size,
+                sha256=sha,
+                created_at=utcnow(),
+            )
             session.add(att)
             session.flush()
             out = mailbox.attachment_out(att)
@@ -127,26 +140,39 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         start, end = max(0, size - int(last)), size - 1
     if start >= size or end < start:
-        raise ApiError(416, "range_not_satisfiable", f"That range is past the end of the file of {size} bytes.",
-                       headers={"Content-Range": f"bytes */{size}"})
+        raise ApiError(
+            416,
+            "range_not_satisfiable",
+            f"That range is past the end of the file of {size} bytes.",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     return start, end
 
 
-@router.get("/messages/{message_id}/attachments/{attachment_id}",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
-async def download(message_id: str, attachment_id: str, request: Request, pen=Depends(services),
-                   who=Depends(caller_without_session)):
+@router.get(
+    "/messages/{message_id}/attachments/{attachment_id}",
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}},
+)
+async def download(
+    message_id: str, attachment_id: str, request: Request, pen=Depends(services), who=Depends(caller_without_session)
+):
     return await attachment_response(pen, who.user.id, message_id, attachment_id, request)
 
 
-async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str,
-                              request: Request) -> FileResponse:
+async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str, request: Request) -> FileResponse:
     """An attachment of a message that `user_id` has a copy of, streamed with Range support;
     the API and the web pages both answer with this."""
+
     def lookup():
         with pen.db.session() as session:
-            if session.scalar(select(MailboxEntry.id).where(MailboxEntry.user_id == user_id,
-                                                            MailboxEntry.message_id == message_id)) is None:
+            if (
+                session.scalar(
+                    select(MailboxEntry.id).where(
+                        MailboxEntry.user_id == user_id, MailboxEntry.message_id == message_id
+                    )
+                )
+                is None
+            ):
                 raise not_found("That attachment")
             att = session.get(Attachment, attachment_id)
             if att is None or att.message_id != message_id:
@@ -156,16 +182,26 @@ async def attachment_response(pen, user_id: str, message_id: str, attachment_id:
     att = await anyio.to_thread.run_sync(lookup)
     path = pen.blobs.path(att.sha256)
     if not path.is_file():
-        raise ApiError(503, "unavailable", "That file is missing from the server's storage; tell its administrator.",
-                       headers={"Retry-After": "60"})
+        raise ApiError(
+            503,
+            "unavailable",
+            "That file is missing from the server's storage; tell its administrator.",
+            headers={"Retry-After": "60"},
+        )
     etag = f'"{att.sha256}"'
     digest = base64.b64encode(bytes.fromhex(att.sha256)).decode()
     if_range = request.headers.get("if-range")
     byte_range = None
     if if_range is None or if_range.strip() == etag:
         byte_range = _single_range(request.headers.get("range"), att.size)  # our own 416, in the API's form
-    headers = {"ETag": etag, "Repr-Digest": f"sha-256=:{digest}:", "Accept-Ranges": "bytes",
-               "X-Content-Type-Options": "nosniff", "Content-Disposition": content_disposition(att.filename),
-               "Cache-Control": "private, no-store"}
-    return AttachmentResponse(path, media_type=att.content_type, headers=headers,
-                              content_disposition_type="attachment", byte_range=byte_range)
+    headers = {
+        "ETag": etag,
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": content_disposition(att.filename),
+        "Cache-Control": "private, no-store",
+    }
+    return AttachmentResponse(
+        path, media_type=att.content_type, headers=headers, content_disposition_type="attachment", byte_range=byte_range
+    )

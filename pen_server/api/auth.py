@@ -49,7 +49,10 @@ def me(who: Caller = Depends(caller, scope="function")):
 def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
              pen=Depends(services)):
     """What a client needs to know before it uploads: the PEN's name and its size limit."""
-    return {"name": effective_settings.effective(session, pen.settings).name, "max_upload_bytes": pen.settings.max_upload_bytes}
+    return {
+        "name": effective_settings.effective(session, pen.settings).name,
+        "max_upload_bytes": pen.settings.max_upload_bytes,
+    }
 
 
 @router.get("/invitations/{token}", response_model=InvitationOut, tags=["auth"])
@@ -57,14 +60,18 @@ def invitation(token: str, session=Depends(db_session, scope="function"), pen=De
     n = signin.invitation(session, token)
     message = session.get(Message, n.message_id)
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
-    return {"email": n.recipient_email, "pen_name": effective_settings.effective(session, pen.settings).name,
-            "sender": {"email": message.from_email, "name": message.from_name}, "subject": message.subject,
-            "message_id": message.id, "registered": bool(user and user.registered)}
+    return {
+        "email": n.recipient_email,
+        "pen_name": effective_settings.effective(session, pen.settings).name,
+        "sender": {"email": message.from_email, "name": message.from_name},
+        "subject": message.subject,
+        "message_id": message.id,
+        "registered": bool(user and user.registered),
+    }
 
 
 @router.post("/invitations/{token}/register", response_model=TokenOut, status_code=201, tags=["auth"])
-async def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"),
-                   pen=Depends(services)):
+async def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
     return await signin.off_routes_pool(pen, _register, session, pen, token, body)
 
 

@@ -12,7 +12,16 @@ from pen_server import accounts, mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.events import END
 from pen_server.schemas import (
-    Folder, Order, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
+    Folder,
+    MessageOut,
+    NotificationsOut,
+    Order,
+    PageOut,
+    PatchIn,
+    ResendIn,
+    SendIn,
+    SummaryOut,
+    rfc3339,
 )
 
 router = APIRouter(tags=["messages"])
@@ -32,26 +41,40 @@ def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200)
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
-def get_message(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def get_message(
+    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
+):
     return mailbox.message_out(session, mailbox.entry_for(session, who.user, message_id))
 
 
 @router.patch("/messages/{message_id}", response_model=SummaryOut)
-def patch_message(message_id: str, body: PatchIn, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def patch_message(
+    message_id: str,
+    body: PatchIn,
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
     entry = mailbox.patch(session, who.user, message_id, body.unread, body.folder)
     session.flush()
     return mailbox.summary_out(entry)
 
 
 @router.delete("/messages/{message_id}", status_code=204)
-def delete_message(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def delete_message(
+    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
+):
     mailbox.delete(session, who.user, message_id)
     return Response(status_code=204)
 
 
 @router.post("/messages", response_model=MessageOut, status_code=201)
-def send_message(body: SendIn, idempotency_key: str | None = Header(None, max_length=1024),
-                 who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
+def send_message(
+    body: SendIn,
+    idempotency_key: str | None = Header(None, max_length=1024),
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
     entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
     out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
     session.commit()
@@ -63,14 +86,21 @@ def send_message(body: SendIn, idempotency_key: str | None = Header(None, max_le
 
 
 @router.get("/messages/{message_id}/notifications", response_model=NotificationsOut)
-def notifications(message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def notifications(
+    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
+):
     sending.own_message(session, who.user, message_id)
     return {"items": [mailbox.notification_out(n) for n in mailbox.notifications_for(session, message_id)]}
 
 
 @router.post("/messages/{message_id}/notifications/resend", response_model=NotificationsOut, status_code=202)
-def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(caller, scope="function"),
-           session=Depends(db_session, scope="function"), pen=Depends(services)):
+def resend(
+    message_id: str,
+    body: ResendIn | None = None,
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
     items = sending.resend(session, who.user, message_id, body.recipients if body else None)
     out = {"items": [mailbox.notification_out(n) for n in items]}
     session.commit()
@@ -78,8 +108,7 @@ def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(
     return out
 
 
-@router.get("/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
     token_hash, check_every = who.token.token_hash, pen.settings.stream_check_seconds
 
@@ -95,7 +124,7 @@ async def events(request: Request, who: Caller = Depends(caller_without_session)
             while True:
                 try:
                     frame = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, check_every))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     frame = ""
                 if frame is END or await request.is_disconnected():
                     break
@@ -111,5 +140,6 @@ async def events(request: Request, who: Caller = Depends(caller_without_session)
         finally:
             pen.hub.unsubscribe(sub)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

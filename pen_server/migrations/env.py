@@ -1,6 +1,7 @@
 """Alembic environment: migrations run against the URL that pen-server passes in."""
 
 from alembic import context
+
 from pen_server.db import make_engine
 from pen_server.models import Base
 

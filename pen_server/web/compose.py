@@ -6,6 +6,7 @@ with one sentence; files already uploaded stay attached."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from email.utils import getaddresses
 
 import anyio
@@ -44,7 +45,7 @@ def _reply_fields(user, m, everyone: bool) -> dict:
 
 
 def _form_page(request: Request, *, action: str, fields: dict, key: str, status: int = 200,
-               error: str | None = None, kept: list[dict] = (), replying_to=None):
+               error: str | None = None, kept: Sequence[dict] = (), replying_to=None):
     return render(request, "compose.html", status=status, title="Reply" if replying_to else "New message",
                   action=action, fields=fields, key=key, error=error, kept=list(kept), replying_to=replying_to,
                   limit=services(request).settings.max_upload_bytes)

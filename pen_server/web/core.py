@@ -14,14 +14,15 @@ import re
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
-from markupsafe import Markup, escape
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from markupsafe import Markup, escape
 
 from pen_server.errors import ApiError
 from pen_server.text import strip_controls
@@ -42,7 +43,7 @@ FORM_LIMIT = 64 * 1024  # bytes of a urlencoded form (sign-in, sign-up and the l
 _NOT_SHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -76,7 +77,10 @@ templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"
 templates.filters.update(size=_size, when=_when, line=one_line, lines=lines, text_body=text_body)
 
 
-def secure(response: Response, extra: dict | None = None) -> Response:
+R = TypeVar("R", bound=Response)
+
+
+def secure(response: R, extra: dict | None = None) -> R:
     for key, value in PAGE_HEADERS.items():
         response.headers.setdefault(key, value)
     for key, value in (extra or {}).items():

@@ -12,17 +12,23 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from pen_server import mailbox, effective_settings
+from pen_server import effective_settings, mailbox
 from pen_server.errors import ApiError
 from pen_server.models import Message, Notification, User, utcnow
 from pen_server.security import token_hash
 from pen_server.sending import notification_row
 from pen_server.web import auth, reading, sessions
+from pen_server.web.core import (
+    HERE,
+    WebRoute,
+    check_post,
+    read_form,
+    redirect,
+    render,
+    services,
+)
 from pen_server.web.limits import WindowLimit
 from pen_server.web.sessions import begin
-from pen_server.web.core import (
-    HERE, WebRoute, check_post, read_form, redirect, render, services,
-)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PAGE_SIZE = 40  # rows of the inbox: a page stays well under 30 KB

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from pen_server import effective_settings, security
 from pen_server.models import User, WebSession, utcnow
 
+
 @dataclass(frozen=True)
 class Who:
     id: str

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 from fastapi import Request
@@ -34,7 +36,7 @@ class StreamedForm:
     """Feed it the body with write(); `before_files` runs once, when the first file begins
     (the page's CSRF and sign-in checks, so a stranger's upload never reaches the disk)."""
 
-    def __init__(self, pen, owner_id: str, boundary: bytes, before_files: Callable[["StreamedForm"], None]):
+    def __init__(self, pen, owner_id: str, boundary: bytes, before_files: Callable[[StreamedForm], None]):
         self.pen, self.owner_id, self.limit = pen, owner_id, pen.settings.max_upload_bytes
         self.before_files, self.checked = before_files, False
         self.fields: dict[str, list[str]] = {}
@@ -49,11 +51,15 @@ class StreamedForm:
         })
 
     def _reset_part(self) -> None:
-        self._hname, self._hvalue, self._headers = b"", b"", {}
+        self._hname, self._hvalue = b"", b""
+        self._headers: dict[bytes, bytes] = {}
         self._head_size = 0
-        self._name = self._filename = None
+        self._name: str | None = None
+        self._filename: str | None = None
         self._value = bytearray()
-        self._out = self._temp = self._hasher = None
+        self._out: Any = None  # the open file of the part being received
+        self._temp: Path | None = None
+        self._hasher: Hasher | None = None
         self._skip = False
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,8 @@ from tui.compose import (
     parse_address,
     parse_address_list,
     quote_body,
-    reply_recipients,
     remember_seen,
+    reply_recipients,
     reply_subject,
     seen_addresses,
     validate_address,
@@ -108,14 +108,16 @@ def test_quote_body(cet: None) -> None:
 
 
 def test_quote_body_dates(cet: None) -> None:
-    dt = datetime(2026, 1, 5, 23, 15, tzinfo=timezone.utc)
+    dt = datetime(2026, 1, 5, 23, 15, tzinfo=UTC)
     assert quote_body("x", dt, "Ann").startswith("On 6 Jan 2026 00:15, Ann wrote:")
     assert quote_body("x", None, "Ann").startswith("Ann wrote:\n")
     assert quote_body("x", "not a date", None).startswith("The sender wrote:\n")
 
 
 def test_quote_body_cleans_hostile_text() -> None:
-    quoted = quote_body(HOSTILE["csi_clear_screen"] + "\n" + HOSTILE["bidi_override"], None, HOSTILE["display_name_injection"])
+    quoted = quote_body(
+        HOSTILE["csi_clear_screen"] + "\n" + HOSTILE["bidi_override"], None, HOSTILE["display_name_injection"]
+    )
     assert "\x1b" not in quoted and "\u202e" not in quoted and "\r" not in quoted
     assert quoted.splitlines()[0] == "Ann Bcc: victim@evil.example wrote:"
 
@@ -132,7 +134,9 @@ def test_reply_all_excludes_me_and_duplicates() -> None:
 
 
 def test_reply_to_my_own_sent_message() -> None:
-    sent = dict(MESSAGE, **{"from": addr(ME, "Me"), "to": [addr("bob@x.example"), addr(ME)], "cc": [addr("carol@x.example")]})
+    sent = dict(
+        MESSAGE, **{"from": addr(ME, "Me"), "to": [addr("bob@x.example"), addr(ME)], "cc": [addr("carol@x.example")]}
+    )
     assert reply_recipients(sent, ME, reply_all=False) == ([addr("bob@x.example")], [])
     assert reply_recipients(sent, ME, reply_all=True) == ([addr("bob@x.example")], [addr("carol@x.example")])
     to_self = dict(sent, to=[addr(ME)], cc=[])
@@ -217,7 +221,12 @@ def test_parse_address_list() -> None:
 
 
 def test_format_address_round_trips() -> None:
-    for a in [addr("ann@x.example", "Lee, Ann"), addr("ann@x.example", 'Ann "the" Lee'), addr("ann@x.example", "Ann Lee"), addr("ann@x.example")]:
+    for a in [
+        addr("ann@x.example", "Lee, Ann"),
+        addr("ann@x.example", 'Ann "the" Lee'),
+        addr("ann@x.example", "Ann Lee"),
+        addr("ann@x.example"),
+    ]:
         assert parse_address_list(format_address(a)) == ([a], [])
     assert format_address(addr("ann@x.example", "ann@x.example")) == "ann@x.example"
 
@@ -245,7 +254,7 @@ def test_validate_subject(subject: str, error: str | None) -> None:
 def test_address_book_completes_and_persists(tmp_path: Path) -> None:
     path = tmp_path / "addresses.json"
     book = AddressBook(path)
-    book.add_many([MESSAGE["from"], *MESSAGE["to"], *MESSAGE["cc"]])
+    book.add_many([MESSAGE["from"], *MESSAGE["to"], *MESSAGE["cc"]])  # type: ignore[list-item]
     book.add("Dan Wu <dan@y.example>")
     assert book.complete("ann") == ["Ann again <ANN@x.example>"]  # one entry per address, latest name
     assert book.complete("LEE") == []  # the newer name replaced "Ann Lee"
@@ -279,14 +288,24 @@ def test_address_book_newest_first_and_bounded(tmp_path: Path) -> None:
 
 def test_address_book_rejects_junk_and_cleans_names(tmp_path: Path) -> None:
     book = AddressBook(tmp_path / "a.json")
-    book.add_many([None, 3, {}, {"email": "no-at-sign"}, {"email": "a b@x.example"}, "not an address",
-                   addr("eve@x.example", HOSTILE["csi_clear_screen"] + " " + HOSTILE["markup_action"])])
+    junk: list = [
+        None,
+        3,
+        {},
+        {"email": "no-at-sign"},
+        {"email": "a b@x.example"},
+        "not an address",
+        addr("eve@x.example", HOSTILE["csi_clear_screen"] + " " + HOSTILE["markup_action"]),
+    ]
+    book.add_many(junk)
     assert len(book) == 1
     [entry] = book.complete("eve")
     assert "\x1b" not in entry and "[@click=app.quit]" in entry
 
 
-@pytest.mark.parametrize("content", [b"{broken", b"\xff", b"[]", b'{"addresses": 3}', b'{"addresses": [1, {"email": 2}]}'])
+@pytest.mark.parametrize(
+    "content", [b"{broken", b"\xff", b"[]", b'{"addresses": 3}', b'{"addresses": [1, {"email": 2}]}']
+)
 def test_address_book_survives_a_broken_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "addresses.json"
     path.write_bytes(content)
@@ -307,18 +326,29 @@ def test_seen_addresses_leave_out_the_user_and_repeats_and_are_bounded() -> None
         def __init__(self, email, name=None):
             self.email, self.name = email, name
 
-    people = [Addr("cat@abc.example", "Cat Moss"), {"email": "ANN@abc.example", "name": "Ann"},
-              "Bob Stone <bob@abc.example>", Addr("Cat@ABC.example"), {"email": "no at sign"}, 42]
+    people = [
+        Addr("cat@abc.example", "Cat Moss"),
+        {"email": "ANN@abc.example", "name": "Ann"},
+        "Bob Stone <bob@abc.example>",
+        Addr("Cat@ABC.example"),
+        {"email": "no at sign"},
+        42,
+    ]
     assert seen_addresses(people, " Ann@abc.example ") == [
-        {"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "bob@abc.example", "name": "Bob Stone"}]
+        {"email": "cat@abc.example", "name": "Cat Moss"},
+        {"email": "bob@abc.example", "name": "Bob Stone"},
+    ]
     many = [{"email": f"p{i}@x.example"} for i in range(500)]
     assert len(seen_addresses(many, None)) == 100
 
 
 def test_remember_seen_writes_once_and_not_again_for_the_same_message(tmp_path: Path) -> None:
     path = tmp_path / "addresses.json"
-    people = [{"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "ann@abc.example", "name": "Ann"},
-              {"email": "bob@abc.example", "name": None}]
+    people = [
+        {"email": "cat@abc.example", "name": "Cat Moss"},
+        {"email": "ann@abc.example", "name": "Ann"},
+        {"email": "bob@abc.example", "name": None},
+    ]
     remember_seen(people, "ann@abc.example", path)
     book = AddressBook(path)
     assert len(book) == 2 and book.complete("ann") == []

@@ -6,13 +6,13 @@ cancelling keeps the .part."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
@@ -101,7 +101,7 @@ class CutProxy:
     `budget` bytes went from the server to the client on it, and refuses connections from
     number `refuse_from` on. It counts the bytes each connection carried down."""
 
-    def __init__(self, target_port: int, budgets: list[int | None] = (), refuse_from: int | None = None):
+    def __init__(self, target_port: int, budgets: Sequence[int | None] = (), refuse_from: int | None = None):
         self.target_port = target_port
         self.budgets = list(budgets)
         self.refuse_from = refuse_from
@@ -109,9 +109,9 @@ class CutProxy:
         self.cuts = 0
         self.server: asyncio.base_events.Server | None = None
         self.tasks: set[asyncio.Task] = set()
-        self.transports: list[asyncio.Transport] = []
+        self.transports: list[asyncio.WriteTransport] = []
 
-    async def __aenter__(self) -> "CutProxy":
+    async def __aenter__(self) -> CutProxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -671,10 +671,14 @@ def test_written_windows_go_to_writeback_and_old_ones_leave_the_cache(tmp_path, 
     kernel to throttle, a short final fsync), and a window written four windows ago is
     dropped from the page cache; a restart starts the windows again."""
     calls = []
-    monkeypatch.setattr(downloads, "_fadvise", lambda fd, offset, length, advice: calls.append((offset, length, advice)))
+    monkeypatch.setattr(downloads, "_fadvise",
+                        lambda fd, offset, length, advice: calls.append((offset, length, advice)))
     window = downloads._WRITEBACK_WINDOW
-    part = _Part.claim(tmp_path, "big.bin", {"format": downloads.META_FORMAT, "sha256": "0" * 64, "size": 10 * window,
-                                             "etag": None, "filename": "big.bin"})
+    part = _Part.claim(
+        tmp_path,
+        "big.bin",
+        {"format": downloads.META_FORMAT, "sha256": "0" * 64, "size": 10 * window, "etag": None, "filename": "big.bin"},
+    )
     try:
         chunk = b"x" * (window // 2)
         for _ in range(12):  # 6 windows

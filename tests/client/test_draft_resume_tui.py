@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 
+from textual.widgets import Input
+
 from tests.client import test_compose_tui
 from tests.client.test_compose_tui import (
     app_for,
@@ -21,8 +23,6 @@ from tests.client.test_compose_tui import (
     tag,
 )
 from tests.tui_helpers import rendered, wait_for
-from textual.widgets import Input
-
 from tui.compose import AddressBook
 from tui.drafts import Draft, account_key, upload_record
 from tui.screens.compose import SENT_BEFORE, ComposeScreen

@@ -12,7 +12,7 @@ import json
 import mailbox
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -175,7 +175,7 @@ def test_export_writes_each_message_once_with_attachments_flags_and_threads(line
     assert len(mailbox.Maildir(str(maildir), factory=None)) == 6
 
     # --since: only what was sent from then on.
-    later = (datetime.now(timezone.utc) + timedelta(days=2)).date().isoformat()
+    later = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
     done = export(line, config, "--maildir", str(tmp_path / "Empty"), "--since", later)
     assert done.code == 0 and done.out.startswith("Exported 0 new messages"), done
     done = export(line, config, "--maildir", str(tmp_path / "Empty"), "--since", "last tuesday")
@@ -201,7 +201,7 @@ def test_hostile_subjects_through_the_real_server_add_no_header(line, pen, peopl
     assert done.code == 0, done.err
     found = read_maildir(tmp_path / "Mail")
     assert set(found) == set(sent)
-    for pen_id, (_, parsed) in found.items():
+    for _pen_id, (_, parsed) in found.items():
         names = [k.lower() for k in parsed.keys()]
         assert sorted(names) == sorted({"message-id", "date", "from", "to", "subject", "x-pen-message-id",
                                         "x-pen-thread-id", "x-pen-folder", "content-type",
@@ -235,7 +235,7 @@ def test_hostile_data_served_raw_exports_without_added_headers(line, hostile_pen
 def raw_message(subject: str, name: str, filename: str = "a.txt", content_type: str = "text/plain") -> Message:
     who = Address("x@evil.example", name)
     return Message(id="m1", thread_id="t1", folder="inbox", sender=who, to=(who, Address("me@abc.example", name)),
-                   cc=(who,), subject=subject, sent_at=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc),
+                   cc=(who,), subject=subject, sent_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
                    unread=True, attachment_count=1, size=1, snippet="", bcc=(who,), body_text=subject,
                    body_html=None, attachments=(Attachment("a1", filename, content_type, 3, "0" * 64),),
                    in_reply_to="p1")

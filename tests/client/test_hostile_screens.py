@@ -10,16 +10,16 @@ refuses or strips control characters, so only this path carries ESC and C1 to a 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from pen_devstack import add_user
 from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
+from tests.tui_helpers import assert_clean_render, at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
-from tui.pen_client import Address, Attachment, Message, Page, Summary
-from tui.safe_text import clean, one_line
+from tui.pen_client import Address, Attachment, Message, Page
+from tui.safe_text import one_line
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
 from tui.session import Session
@@ -70,7 +70,7 @@ def raw_message(key: str, value: str, html: str | None, filenames: list[str]) ->
     return Message(
         id=f"m-{key}", thread_id="t", folder="inbox", sender=Address("x@evil.example", value[:300]),
         to=(Address("me@abc.example", value[:300]),), cc=(), subject=value, unread=True,
-        sent_at=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc), attachment_count=len(filenames), size=10,
+        sent_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC), attachment_count=len(filenames), size=10,
         snippet=value[:100], body_text=value, body_html=html,
         attachments=tuple(Attachment(f"a{i}", name, "text/plain\x1b[31m", 10, "0" * 64)
                           for i, name in enumerate(filenames)))

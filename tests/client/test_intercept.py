@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -120,7 +120,7 @@ def test_once_replaces_notifications_with_the_real_messages(line, pen, people, d
     foreign = c.send([people["a"]], "Not for b " + uuid.uuid4().hex[:6])
     foreign_raw = notifications(pen, people["a"], [foreign])[0]
     other = b"From: x@example.org\r\nTo: b@example.org\r\nSubject: ordinary mail\r\nMessage-ID: <o1@x>\r\n\r\nHi.\r\n"
-    arrived = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # the notification's arrival (INTERNALDATE)
+    arrived = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # the notification's arrival (INTERNALDATE)
     put(dovecot, people["b"], raws[:1], flags=(b"\\Seen", b"\\Flagged"), when=arrived)
     put(dovecot, people["b"], raws[1:] + [foreign_raw, other])
 
@@ -133,7 +133,7 @@ def test_once_replaces_notifications_with_the_real_messages(line, pen, people, d
     dates: dict = {}
     inbox = read_folder(dovecot, people["b"], dates=dates)
     by_subject = {m["Subject"]: (m, f) for m, f in inbox}
-    assert dates[sent[0]["subject"]].astimezone(timezone.utc) == arrived
+    assert dates[sent[0]["subject"]].astimezone(UTC) == arrived
     assert set(by_subject) == {sent[0]["subject"], sent[1]["subject"], foreign["subject"], "ordinary mail"}
     host = "localhost"
     for s in sent:
@@ -414,14 +414,14 @@ def test_writing_a_message_with_a_large_attachment_holds_no_parsed_copy_of_it():
     skeleton (header blocks and boundaries), not a second copy of every attachment (that
     took 13 times the attachment's size; now about 4)."""
     import tracemalloc
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from tui.export import build_email, serialize
     from tui.pen_client import Address, Attachment, Message
 
     data = os.urandom(8 << 20)
     message = Message(id="m1", thread_id="t1", folder="inbox", sender=Address("a@b.example", "A"),
-                      to=(Address("c@d.example"),), cc=(), subject="s", sent_at=datetime.now(timezone.utc),
+                      to=(Address("c@d.example"),), cc=(), subject="s", sent_at=datetime.now(UTC),
                       unread=True, attachment_count=1, size=1, snippet="", body_text="Text.", body_html="<p>T</p>")
     built = build_email(message, [(Attachment("a1", "f.bin", "application/octet-stream", len(data), ""), data)],
                         host="x.example")

@@ -6,7 +6,6 @@ blinking cursor by default; keys remapped by binding id in the settings work and
 
 from __future__ import annotations
 
-
 import pytest
 from textual import events
 from textual.message_pump import MessagePump

@@ -540,11 +540,11 @@ def test_open_for_a_member_and_links_it_refuses(line, pen):
 
 def test_open_on_a_terminal_starts_the_tui_at_the_message(line, pen, tmp_path):
     """The real thing on a pseudo-terminal: the TUI opens the linked message; q q quits."""
+    import fcntl
     import pty
     import select
     import struct
     import termios
-    import fcntl
 
     subj = subject("in the tui")
     assert line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Shown in the reader.").code == 0
@@ -664,7 +664,7 @@ class HostilePen:
                                "status": "failed", "attempts": 3, "last_error": v,
                                "updated_at": "2026-11-20T09:31:00Z"} for v in short]
         self.tls = (pen.data / "tls" / "server.pem", pen.data / "tls" / "server.key")
-        self.httpd = None
+        self.httpd: ThreadingHTTPServer | None = None
 
     def _message(self, mid, subject_, name, body, html, attachments, in_reply_to=None) -> dict:
         addr = {"email": "x@evil.example", "name": name[:300]}
@@ -678,7 +678,7 @@ class HostilePen:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def start(self) -> "HostilePen":
+    def start(self) -> HostilePen:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from textual.app import App, ComposeResult
 
@@ -11,7 +11,7 @@ from tests.tui_helpers import wait_for
 from tui.pen_client import Address, Page, Summary
 from tui.widgets.message_list import BOTTOM, TOP, MessageList
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def summaries(count: int) -> list[Summary]:

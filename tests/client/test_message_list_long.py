@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from pen_devstack import PenProcess
 from tests.tui_helpers import at_mailbox, rendered, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
 from tui.pen_client import PenClient
 from tui.widgets.message_list import MessageList
-
-from pen_devstack import PenProcess
 
 MESSAGES = 3000
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "server_mailbox.py"

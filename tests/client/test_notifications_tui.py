@@ -10,7 +10,15 @@ import uuid
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, record_events, rendered, stream_is_up, wait_for
+from tests.tui_helpers import (
+    assert_clean_render,
+    at_mailbox,
+    config_for,
+    record_events,
+    rendered,
+    stream_is_up,
+    wait_for,
+)
 from tui.app import PenmailApp
 from tui.pen_client import Summary
 from tui.screens.notifications import NotificationsScreen

@@ -17,7 +17,7 @@ import pytest
 from rich.text import Text
 
 from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, assert_clean_render, config_for, rendered, wait_for
+from tests.tui_helpers import assert_clean_render, at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.pen_client import Summary
 from tui.safe_text import one_line

@@ -5,7 +5,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, USERS
+from tests.conftest import PASSWORD
 
 
 def test_login_me_and_token_shape(pen):

@@ -19,9 +19,9 @@ import uuid
 import httpx
 import pytest
 
-from pen_server import bounces
 from pen_devstack import free_port
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
+from pen_server import bounces
+from tests.conftest import Pen, make_pen
 
 STRANGER = "stranger@elsewhere.example"
 DIAG = "550 5.1.1 <stranger@elsewhere.example>: Recipient address rejected: User unknown"
@@ -127,7 +127,7 @@ def wait_status(pen: Pen, message_id: str, status: str, who: str = "ann", timeou
 
 
 def relay_sends(pen: Pen, rcpt: str, data: bytes) -> None:
-    with smtplib.SMTP("127.0.0.1", pen.process.bounce_port, timeout=30) as s:
+    with smtplib.SMTP("127.0.0.1", pen.process.bounce_port, timeout=30) as s:  # type: ignore[attr-defined]
         s.sendmail("", [rcpt], data)
 
 
@@ -137,7 +137,8 @@ class Events:
     reuses the descriptor)."""
 
     def __init__(self, pen: Pen, message_id: str, status: str, who: str = "ann"):
-        self.want, self.frames, self.found = (message_id, status), [], None
+        self.want, self.found = (message_id, status), None
+        self.frames: list = []
         self.ready, self.done = threading.Event(), threading.Event()
         self.token = pen.login(who)["access_token"]
         self.thread = threading.Thread(target=self._read, args=(pen,), daemon=True)

@@ -8,12 +8,13 @@ import hashlib
 import re
 import stat
 import uuid
+from collections.abc import Sequence
 
 import dkim
 import pytest
 
-from pen_server import dkim as pen_dkim
 from pen_devstack import run_cli
+from pen_server import dkim as pen_dkim
 from tests.conftest import USERS, make_pen
 
 DOMAIN = "abc.example"
@@ -50,7 +51,7 @@ def signed_pen(tmp_path_factory, smtp):
     process.stop()
 
 
-def send_and_receive(pen, smtp, to: list[str], cc: list[str] = (), who: str = "ann", **extra) -> list:
+def send_and_receive(pen, smtp, to: list[str], cc: Sequence[str] = (), who: str = "ann", **extra) -> list:
     """Send one message (a fresh subject) and wait until the sink has one e-mail per recipient."""
     import httpx
 
@@ -79,8 +80,9 @@ def test_key_file_is_private_and_the_record_is_rsa_2048(signed_pen):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     value = signed_pen.zone[f"s1._domainkey.{DOMAIN}.".encode()]
     assert value.startswith(b"v=DKIM1; k=rsa; p=")
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
     import base64
+
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     assert load_der_public_key(base64.b64decode(value.split(b"p=")[1])).key_size == 2048
 

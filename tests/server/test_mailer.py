@@ -8,11 +8,12 @@ import email.policy
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.parser import BytesParser
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,8 @@ BASE_HEADERS = {"date", "from", "reply-to", "to", "subject", "message-id", "refe
 
 
 def conf(**kw) -> PenConf:
-    values = dict(name="ABC Medical PEN", base_url="https://pen.example", footer=FOOTER,
-                  smtp=SmtpSettings(from_address="pen@pen.example"))
+    values: dict[str, Any] = dict(name="ABC Medical PEN", base_url="https://pen.example", footer=FOOTER,
+                                  smtp=SmtpSettings(from_address="pen@pen.example"))
     values.update(kw)
     return PenConf(**values)
 
@@ -44,7 +45,7 @@ def message(**kw):
     values = dict(id="MSG_abc-123", thread_id="THR_xyz", sender_id="U1", from_email="zoe@z.example",
                   from_name="Zoe Park", to_list=TO, cc_list=CC, bcc_list=BCC, subject="Lab results",
                   body_text="TOP-SECRET-BODY", body_html="<p>TOP-SECRET-HTML</p>", in_reply_to=None,
-                  sent_at=datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc))
+                  sent_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC))
     values.update(kw)
     return SimpleNamespace(**values)
 
@@ -204,7 +205,7 @@ def test_identity_and_auto_submitted_headers():
     raw, parsed = roundtrip()
     assert parsed["Message-ID"] == "<N_1@pen.example>"
     assert parsed["Auto-Submitted"] == "auto-generated"
-    assert parsed["Date"].datetime == datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
+    assert parsed["Date"].datetime == datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
     assert parsed["From"].addresses[0].display_name == "Zoe Park"
     assert parsed["In-Reply-To"] is None
     assert parsed["References"] == "<thread.THR_xyz@pen.example>"

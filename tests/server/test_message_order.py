@@ -68,7 +68,9 @@ def test_a_cursor_works_only_for_its_own_order(pen, send):
         oldest = c.get("/messages", params={"limit": 1, "q": tag, "order": "oldest"}).json()["next_cursor"]
         assert newest and oldest and newest != oldest
         for cursor, order in ((newest, "oldest"), (oldest, "newest"), (oldest, None), ("garbage!", "oldest")):
-            r = c.get("/messages", params={"limit": 1, "q": tag, "cursor": cursor, **({"order": order} if order else {})})
+            r = c.get(
+                "/messages", params={"limit": 1, "q": tag, "cursor": cursor, **({"order": order} if order else {})}
+            )
             assert r.status_code == 422, (cursor, order, r.text)
             assert r.json()["error"]["code"] == "validation_failed" and "cursor" in r.json()["error"]["fields"]
         for order in ("backwards", "", "OLDEST", "asc"):

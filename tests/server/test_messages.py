@@ -3,7 +3,7 @@ notification e-mails that the SMTP server actually received."""
 
 import uuid
 
-from tests.conftest import DISCLAIMERS, FOOTER, USERS
+from tests.conftest import DISCLAIMERS, FOOTER
 
 
 def test_send_delivers_copies_and_notifications(pen, send):
@@ -41,7 +41,10 @@ def test_send_delivers_copies_and_notifications(pen, send):
         assert copy["bcc"] == [] and copy["notifications"] == []
         assert copy["body_text"] == "Secret body text 4711"
         # Read state and folder are Bob's own.
-        assert c.patch(f"/messages/{sent['id']}", json={"unread": False, "folder": "archive"}).json()["folder"] == "archive"
+        assert (
+            c.patch(f"/messages/{sent['id']}", json={"unread": False, "folder": "archive"}).json()["folder"]
+            == "archive"
+        )
     with pen.as_user("cat") as c:
         assert c.get(f"/messages/{sent['id']}").json()["unread"] is True
     with pen.as_user("ann") as c:
@@ -52,9 +55,13 @@ def test_send_delivers_copies_and_notifications(pen, send):
 def test_others_get_404_never_403(pen, send):
     sent = send("ann", ["bob"], subject="Private")
     with pen.as_user("cat") as c:
-        for method, url in (("GET", f"/messages/{sent['id']}"), ("GET", f"/messages/{sent['id']}/notifications"),
-                            ("PATCH", f"/messages/{sent['id']}"), ("DELETE", f"/messages/{sent['id']}"),
-                            ("POST", f"/messages/{sent['id']}/notifications/resend")):
+        for method, url in (
+            ("GET", f"/messages/{sent['id']}"),
+            ("GET", f"/messages/{sent['id']}/notifications"),
+            ("PATCH", f"/messages/{sent['id']}"),
+            ("DELETE", f"/messages/{sent['id']}"),
+            ("POST", f"/messages/{sent['id']}/notifications/resend"),
+        ):
             r = c.request(method, url, json={} if method in ("PATCH", "POST") else None)
             assert r.status_code == 404, (method, url, r.status_code)
             assert r.json()["error"]["code"] == "not_found"
@@ -121,8 +128,11 @@ def test_reply_threads_and_thread_headers(pen, send):
     assert to_ann["In-Reply-To"] and to_ann["References"]
     assert to_bob["Message-ID"] != to_ann["Message-ID"]
     with pen.as_user("cat") as c:  # cannot reply into a thread it cannot read
-        r = c.post("/messages", headers={"Idempotency-Key": uuid.uuid4().hex},
-                   json={"to": [{"email": "ann@abc.example"}], "subject": "x", "in_reply_to": first["id"]})
+        r = c.post(
+            "/messages",
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            json={"to": [{"email": "ann@abc.example"}], "subject": "x", "in_reply_to": first["id"]},
+        )
         assert r.status_code == 422
 
 
@@ -139,6 +149,7 @@ def test_move_and_delete_own_copy_only(pen, send):
 
 def test_validation_errors_name_the_field(pen):
     with pen.as_user("ann") as c:
+
         def post(body):
             return c.post("/messages", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
 
@@ -150,7 +161,9 @@ def test_validation_errors_name_the_field(pen):
         assert r.status_code == 422 and "subject" in r.json()["error"]["fields"]
         r = post({"to": [{"email": "bob@abc.example"}], "subject": "x" * 999})
         assert r.status_code == 422
-        r = c.post("/messages", content=b"{not json", headers={"Idempotency-Key": "k", "Content-Type": "application/json"})
+        r = c.post(
+            "/messages", content=b"{not json", headers={"Idempotency-Key": "k", "Content-Type": "application/json"}
+        )
         assert r.status_code in (400, 422)
 
 
@@ -210,6 +223,8 @@ def test_folder_totals_follow_every_change(pen, send):
     assert after == {"inbox": before["inbox"] - 2, "archive": before["archive"] + 1, "trash": before["trash"]}
     with sqlite3.connect(pen.data / "pen.db") as db:
         kept = dict(((u, f), t) for u, f, t in db.execute("select user_id, folder, total from folder_counts"))
-        real = dict(((u, f), t) for u, f, t in db.execute(
-            "select user_id, folder, count(*) from mailbox_entries group by user_id, folder"))
+        real = dict(
+            ((u, f), t)
+            for u, f, t in db.execute("select user_id, folder, count(*) from mailbox_entries group by user_id, folder")
+        )
     assert {k: v for k, v in kept.items() if v} == real

@@ -242,10 +242,22 @@ async def test_one_email_per_recipient_with_the_sender_headers(db, tmp_path, ser
     by_rcpt = {m.rcpt_tos[0]: m for m in recorder.mails}
     notes = {n.recipient_email: n for n in rows(db, mid)}
     for rcpt, mail in by_rcpt.items():
-        assert mail.rcpt_tos == [rcpt] and mail.mail_from.startswith("bounces+") and mail.mail_from.endswith("@pen.example")
+        assert mail.rcpt_tos == [rcpt]
+        assert mail.mail_from.startswith("bounces+") and mail.mail_from.endswith("@pen.example")
         parsed = mail.parsed
-        assert header_names(mail) == {"date", "from", "reply-to", "to", "cc", "subject", "message-id",
-                                      "references", "auto-submitted", "mime-version", "content-type"}
+        assert header_names(mail) == {
+            "date",
+            "from",
+            "reply-to",
+            "to",
+            "cc",
+            "subject",
+            "message-id",
+            "references",
+            "auto-submitted",
+            "mime-version",
+            "content-type",
+        }
         assert [a.addr_spec for a in parsed["To"].addresses] == ["ann@a.example", "bob@b.example"]
         assert [a.display_name for a in parsed["To"].addresses] == ["Ann", "Bob"]
         assert [a.addr_spec for a in parsed["Cc"].addresses] == ["cat@c.example"]
@@ -261,7 +273,11 @@ async def test_one_email_per_recipient_with_the_sender_headers(db, tmp_path, ser
         token = security.derived_token(SECRET, "invite", notes[rcpt].id)
         assert security.token_hash(token) == notes[rcpt].token_hash
         assert f"https://pen.example/m/{mid}?t={token}" in text and f"/m/{mid}?t={token}" in page
-        assert "Zoe Park <zoe@clinic.example> sent you a secure message through ABC Medical PEN; the link below opens it in any web browser." in text
+        assert (
+            "Zoe Park <zoe@clinic.example> sent you a secure message through ABC Medical PEN; "
+            "the link below opens it in any web browser."
+            in text
+        )
         assert FOOTER in text and DISCLAIMER in text and DISCLAIMER in page
         assert b"THE-SECRET-BODY" not in mail.data
 
@@ -308,6 +324,7 @@ async def test_replies_thread_on_the_earlier_notification(db, tmp_path, servers,
 
 
 # -- outcomes and retries ------------------------------------------------------------------------
+
 
 async def test_4xx_is_deferred_then_sent_with_the_same_message_id(db, tmp_path, servers, workers):
     recorder = TempFailFirst()
@@ -432,13 +449,17 @@ async def test_thousand_recipients_on_reused_connections(db, tmp_path, servers, 
 
 # -- leases, waking and stopping ---------------------------------------------------------------
 
+
 async def test_a_dead_workers_lease_is_reclaimed(db, tmp_path, servers, workers):
     recorder = Recorder()
     server = servers(recorder)
     mid = seed(db, to=["ann@a.example"])
     with db.session() as s:
-        s.execute(update(Notification).values(status="sending", attempts=1, lease_owner="dead-worker",
-                                              lease_until=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(Notification).values(
+                status="sending", attempts=1, lease_owner="dead-worker", lease_until=utcnow() - timedelta(seconds=1)
+            )
+        )
     await drain(workers(db, make_settings(tmp_path, server.port), None))
     [n] = rows(db, mid)
     assert (n.status, n.attempts, n.lease_owner) == ("sent", 2, None)
@@ -451,8 +472,9 @@ async def test_a_live_lease_is_left_alone(db, tmp_path, servers, workers):
     mid = seed(db, to=["ann@a.example"])
     until = utcnow() + timedelta(minutes=5)
     with db.session() as s:
-        s.execute(update(Notification).values(status="sending", attempts=1, lease_owner="busy-worker",
-                                              lease_until=until))
+        s.execute(
+            update(Notification).values(status="sending", attempts=1, lease_owner="busy-worker", lease_until=until)
+        )
     assert await workers(db, make_settings(tmp_path, server.port), None).deliver_due() == 0
     [n] = rows(db, mid)
     assert (n.status, n.attempts, n.lease_owner) == ("sending", 1, "busy-worker")
@@ -577,6 +599,7 @@ async def test_a_bad_from_address_defers_until_the_admin_fixes_it(db, tmp_path, 
 
 # -- TLS and AUTH -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tls():
     ca = trustme.CA()
@@ -602,8 +625,9 @@ async def test_starttls_with_auth_and_a_private_ca(db, tmp_path, servers, tls, w
             return await super().handle_DATA(server, session, envelope)
 
     recorder = TlsRecorder()
-    server = servers(recorder, tls_context=server_ctx, require_starttls=True,
-                     authenticator=authenticator, auth_required=True)
+    server = servers(
+        recorder, tls_context=server_ctx, require_starttls=True, authenticator=authenticator, auth_required=True
+    )
     settings = make_settings(tmp_path, server.port, username="pen", password="s3cret", ca_file=str(ca_file))
     settings.smtp.security = "starttls"
     mid = seed(db, to=["ann@a.example"])
@@ -630,8 +654,9 @@ async def test_untrusted_relay_certificate_or_bad_login_sends_nothing(db, tmp_pa
     other_ca = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
     recorder = Recorder()
-    server = servers(recorder, tls_context=server_ctx, require_starttls=True,
-                     authenticator=authenticator, auth_required=True)
+    server = servers(
+        recorder, tls_context=server_ctx, require_starttls=True, authenticator=authenticator, auth_required=True
+    )
     settings = make_settings(tmp_path, server.port, username="pen", password="s3cret", ca_file=str(other_ca))
     settings.smtp.security = "starttls"
     mid = seed(db, to=["ann@a.example"])

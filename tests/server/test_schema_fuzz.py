@@ -23,9 +23,11 @@ def test_no_500_for_any_input(pen):
                   suppress_health_check=list(HealthCheck))
         @given(case=strategy)
         def run(case):
-            response = case.call(base_url=pen.process.url, headers={"Authorization": f"Bearer {token}"}, verify=pen.ca_file, timeout=30)
+            response = case.call(
+                base_url=pen.process.url, headers={"Authorization": f"Bearer {token}"}, verify=pen.ca_file, timeout=30
+            )
             if response.status_code >= 500:
-                failures.append((operation.label, response.status_code, response.text[:300]))
+                failures.append((operation.label, response.status_code, response.text[:300]))  # noqa: B023
 
         run()
     assert not failures, failures[:5]

@@ -88,7 +88,9 @@ def test_recipients_per_hour_then_429(limited):
         over = c.post("/messages", headers={"Idempotency-Key": f"{tag}b"}, json=payload(4, tag + "b"))
         assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1, over.text
         # Three more recipients still fit under eight.
-        assert c.post("/messages", headers={"Idempotency-Key": f"{tag}c"}, json=payload(3, tag + "c")).status_code == 201
+        assert (
+            c.post("/messages", headers={"Idempotency-Key": f"{tag}c"}, json=payload(3, tag + "c")).status_code == 201
+        )
 
 
 def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, smtp):
@@ -101,8 +103,9 @@ def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, smtp):
         def send_one(i: int) -> int:
             with client(process) as c:
                 start.wait()
-                return c.post("/messages", headers={"Idempotency-Key": f"k{i}", "Authorization": token},
-                              json=payload(1, f"c{i}")).status_code
+                return c.post(
+                    "/messages", headers={"Idempotency-Key": f"k{i}", "Authorization": token}, json=payload(1, f"c{i}")
+                ).status_code
 
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             codes = sorted(pool.map(send_one, range(6)))
@@ -143,8 +146,9 @@ def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
         with client(process, "ann") as c:
             stale = upload(c, "old.bin", data).json()
         with db.session() as s:  # a day and more ago, and never sent: the clean-up's to remove
-            s.execute(update(Attachment).where(Attachment.id == stale["id"])
-                      .values(created_at=utcnow() - timedelta(days=2)))
+            s.execute(
+                update(Attachment).where(Attachment.id == stale["id"]).values(created_at=utcnow() - timedelta(days=2))
+            )
 
             token = c.headers["Authorization"]  # signed in before: signing in writes too
 
@@ -160,9 +164,11 @@ def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
         assert fresh.status_code == 201, fresh.text
         assert blobs.store.path(stale["sha256"]).is_file(), "the new upload's file was removed"
         with client(process, "ann") as c:
-            sent = c.post("/messages", headers={"Idempotency-Key": "after-clean-up"},
-                          json={"to": [{"email": USERS["bob"][0]}], "subject": "kept",
-                                "attachments": [fresh.json()["id"]]})
+            sent = c.post(
+                "/messages",
+                headers={"Idempotency-Key": "after-clean-up"},
+                json={"to": [{"email": USERS["bob"][0]}], "subject": "kept", "attachments": [fresh.json()["id"]]},
+            )
             assert sent.status_code == 201, sent.text
         with client(process, "bob") as c:
             got = c.get(f"/messages/{sent.json()['id']}/attachments/{fresh.json()['id']}")

@@ -114,7 +114,7 @@ def _raw_header(data: bytes, name: bytes) -> bytes | None:
         if line.lower().startswith(name.lower() + b":"):
             out = [line]
             for more in lines[i + 1:]:
-                if not more[:1] in (b" ", b"\t"):
+                if more[:1] not in (b" ", b"\t"):
                     break
                 out.append(more)
             return b"\r\n".join(out)

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from pen_devstack import PenProcess, add_user, free_port, init_pen, run_cli, set_package

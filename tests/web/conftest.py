@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -139,7 +140,7 @@ def guest_message(pen, send):
     returns (guest address, link from the notification e-mail, message, attachment bytes)."""
 
     def make(subject: str = "Your results", body: str = "Your results are attached.", html: str | None = None,
-             files: list[tuple[str, bytes]] = (("results.pdf", b"%PDF-1.4 results " * 300),), **extra):
+             files: Sequence[tuple[str, bytes]] = (("results.pdf", b"%PDF-1.4 results " * 300),), **extra):
         guest = f"guest-{uuid.uuid4().hex[:10]}@outside.example"
         ids = []
         with pen.as_user("ann") as c:

@@ -28,8 +28,11 @@ def _invitation(pen, link: str) -> dict:
 
 def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_message):
     data = b"%PDF-1.4 lab results " * 5000
-    guest, link, sent, _ = guest_message(subject="Lab results for you", html="<p>Dear patient, <b>see</b> the file.</p>",
-                                         files=[("lab results.pdf", data)])
+    guest, link, sent, _ = guest_message(
+        subject="Lab results for you",
+        html="<p>Dear patient, <b>see</b> the file.</p>",
+        files=[("lab results.pdf", data)],
+    )
     page = tab.page
     assert link.startswith("https://localhost:")
 
@@ -82,7 +85,8 @@ def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_me
     page.get_by_label("Message").fill("Thank you, here is my form.")
     reply_bytes = b"my signed form " * 1000
     page.get_by_label("Attach files (each at most 1.1 GB)").set_input_files(
-        files=[{"name": "signed form.txt", "mimeType": "text/plain", "buffer": reply_bytes}])
+        files=[{"name": "signed form.txt", "mimeType": "text/plain", "buffer": reply_bytes}]
+    )
     page.get_by_role("button", name="Send").click()
     page.wait_for_url("**/m/*")
     assert page.locator("h1").inner_text() == "Re: Lab results for you"
@@ -126,8 +130,10 @@ def test_expired_link_offers_a_fresh_one(pen, tab, guest_message):
     guest, link, sent, _ = guest_message(subject="An old message")
     token = link.split("?t=", 1)[1]
     with sqlite3.connect(pen.data / "pen.db") as db:  # thirty days later
-        db.execute("UPDATE notifications SET token_expires_at = ? WHERE token_hash = ?",
-                   ((utcnow() - timedelta(minutes=1)).replace(tzinfo=None).isoformat(" "), token_hash(token)))
+        db.execute(
+            "UPDATE notifications SET token_expires_at = ? WHERE token_hash = ?",
+            ((utcnow() - timedelta(minutes=1)).replace(tzinfo=None).isoformat(" "), token_hash(token)),
+        )
     page = tab.page
     r = page.goto(link)
     assert r.status == 410

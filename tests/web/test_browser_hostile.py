@@ -115,4 +115,6 @@ def test_hostile_strings_in_every_field_run_no_script(pen, tab, hostile):
                        "http-equiv", " src=", "url(", ' href="/', " style="):
             assert active not in text, (active, text[:300])
     # Nothing went out to any other host: every request of the page stayed on the PEN.
-    assert all(r.url.startswith(base) for r in tab.requests), {r.url for r in tab.requests if not r.url.startswith(base)}
+    assert all(r.url.startswith(base) for r in tab.requests), {
+        r.url for r in tab.requests if not r.url.startswith(base)
+    }

@@ -40,7 +40,7 @@ class Replacement:
                 "attachments": self.attachments, "left_on_pen": self.left_on_pen}
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

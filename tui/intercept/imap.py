@@ -15,7 +15,6 @@ run in a worker thread; the PEN client stays on the event loop.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -239,7 +238,7 @@ async def watch_folder(settings: ImapSettings, password: str, pen, server: str, 
             if isinstance(exc, (NotSignedIn, InvalidCredentials)):
                 raise
             note(f"{exc.message.rstrip('.')}; trying again in {delay:g} s.")
-        except (OSError, socket.timeout, EOFError) as exc:
+        except (TimeoutError, OSError, EOFError) as exc:
             note(f"The connection to {settings.host} for {name} was lost ({type(exc).__name__}); trying again in "
                  f"{delay:g} s.")
         except Exception as exc:  # noqa: BLE001 - imapclient's protocol errors: reconnect the same way

@@ -25,8 +25,17 @@ try:  # POSIX
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-from tui.line.run import LineError, Run, _ID, _LINK_PATH, normalise_server, read_and_print, same_server, update_settings, usage
-
+from tui.line.run import (
+    _ID,
+    _LINK_PATH,
+    LineError,
+    Run,
+    normalise_server,
+    read_and_print,
+    same_server,
+    update_settings,
+    usage,
+)
 
 # ---------------------------------------------------------------- account commands
 
@@ -173,7 +182,7 @@ def parse_link(url: str) -> tuple[str, str, str]:
     shown = one_line(text, 80)
     try:
         parts = urlsplit(text)
-        parts.port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise usage(f"{shown!r} is not a PEN message link.") from None
     if parts.scheme.lower() != "https":

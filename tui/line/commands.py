@@ -40,14 +40,17 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LineError", "Run", "main", "parse_link", "update_settings"]
-from tui.line.account import parse_link  # noqa: E402
-from tui.line.run import _exit_code, update_settings  # noqa: E402
-from tui.line.account import cmd_login, cmd_logout, cmd_open, cmd_whoami
-from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
-from tui.line.run import LineError, Run, _sentence
+from tui.line.account import (
+    cmd_login,
+    cmd_logout,
+    cmd_open,
+    cmd_whoami,
+    parse_link,  # noqa: E402
+)
 from tui.line.intercept import cmd_intercept
+from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
+from tui.line.run import LineError, Run, _exit_code, _sentence, update_settings  # noqa: E402
 from tui.line.writing import cmd_reply, cmd_send
-
 
 # ---------------------------------------------------------------- running a command
 

@@ -28,7 +28,6 @@ except ImportError:  # pragma: no cover
 
 from tui.line.run import LineError, Run, _join, read_and_print, usage
 
-
 # ---------------------------------------------------------------- reading
 
 

@@ -251,7 +251,7 @@ def normalise_server(text: str) -> str:
         text = "https://" + text
     parts = urlsplit(text)
     try:
-        parts.port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise usage(f"{one_line(text, 80)!r} has a port that is not a number.") from None
     if parts.scheme.lower() != "https" or not parts.hostname or parts.query or parts.fragment \

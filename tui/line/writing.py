@@ -30,8 +30,7 @@ try:  # POSIX
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-from tui.line.run import LineError, Run, SEND_TRIES, _exit_code, _join, usage
-
+from tui.line.run import SEND_TRIES, LineError, Run, _exit_code, _join, usage
 
 # ---------------------------------------------------------------- writing
 

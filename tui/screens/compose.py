@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, TextArea
 
 from tui.compose import (
@@ -33,6 +36,7 @@ from tui.compose import (
 from tui.drafts import Draft, DraftStore, account_key
 from tui.pen_client import (
     Address,
+    Attachment,
     Conflict,
     Message,
     PenClient,
@@ -47,6 +51,9 @@ from tui.widgets.attachments import AttachmentPanel, Entry
 from tui.widgets.external_editor import edit_text
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
+
+if TYPE_CHECKING:
+    from tui.app import PenmailApp
 
 AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself)
 TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "forward": "Forward",
@@ -79,6 +86,10 @@ def _reply_text(m: Message) -> str:
 
 
 class ComposeScreen(Screen):
+
+    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
+        app: PenmailApp
+
     AUTO_FOCUS = None  # on_mount: To when it is empty, else the body
     # Keys no focused field takes (the body's TextArea has f6 and f7) and terminals pass on.
     BINDINGS = [
@@ -93,7 +104,7 @@ class ComposeScreen(Screen):
     ]
 
     def __init__(self, client: PenClient, draft: Draft, *, kind: str = "draft", store: DraftStore | None = None,
-                 forwarded: tuple = (), seen: list | None = None) -> None:
+                 forwarded: Sequence[Attachment] = (), seen: list | None = None) -> None:
         super().__init__()
         self.client, self.draft, self.kind = client, draft, kind
         self.store = store if store is not None else DraftStore()
@@ -107,7 +118,7 @@ class ComposeScreen(Screen):
         self.problem: str | None = None
         self._info = ""
         self._discard_armed = False
-        self._save_timer = None
+        self._save_timer: Timer | None = None
         self._save_lock = threading.Lock()
         self._seq = self._saved_seq = 0
         self.sent_before = False  # the PEN says this draft's key went with another body: never again
@@ -117,11 +128,12 @@ class ComposeScreen(Screen):
 
     @classmethod
     def start(cls, client: PenClient, kind: str = "new", message: Message | None = None,
-              store: DraftStore | None = None) -> "ComposeScreen":
+              store: DraftStore | None = None) -> ComposeScreen:
         """A new draft: empty, or a reply, reply-all or forward of `message`."""
         if kind not in TITLES or kind == "draft" or (kind != "new" and message is None):
             raise ValueError(f"cannot compose {kind!r}")
-        draft, forwarded, seen = Draft(), (), []
+        draft, seen = Draft(), []
+        forwarded: Sequence[Attachment] = ()
         if message is not None and kind != "new":
             m = _message_dict(message)
             seen = [m["from"], *m["to"], *m["cc"]]
@@ -217,7 +229,7 @@ class ComposeScreen(Screen):
     def _collect(self) -> bool:
         """Copy the fields into the draft; True when something changed."""
         entries = self.query_one(AttachmentPanel).entries
-        now = {name: self._field(name).items() for name, _ in ADDRESS_FIELDS}
+        now: dict[str, Any] = {name: self._field(name).items() for name, _ in ADDRESS_FIELDS}
         now.update(subject=self.query_one("#subject", Input).value, body=self.query_one(TextArea).text,
                    attachments=[e.path for e in entries if e.path],
                    uploads={e.path: e.record for e in entries if e.path and e.record},
@@ -427,7 +439,7 @@ class ComposeScreen(Screen):
         files = self.query_one(AttachmentPanel)
         if not await self._upload_and_keep(files):
             return
-        fields = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
+        fields: dict[str, Any] = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
                   for name, _ in ADDRESS_FIELDS}
         for attempt in (1, 2):
             try:

@@ -4,6 +4,8 @@ discards one (after a second d), escape leaves them for later."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -19,6 +21,9 @@ from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
+
+if TYPE_CHECKING:
+    from tui.app import PenmailApp
 
 
 def draft_row(draft: Draft) -> Text:
@@ -61,6 +66,10 @@ def offer_saved_drafts(app: App) -> None:
 
 
 class DraftsScreen(ModalScreen[None]):
+
+    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
+        app: PenmailApp
+
     BINDINGS = [
         # priority: the list would take enter for its own "select"
         Binding("enter", "resume", "Resume draft", id="drafts.resume", priority=True),

@@ -3,6 +3,8 @@ message. Every call to the PEN runs in a worker; the screen reacts to what comes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,10 +19,17 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
 from tui.widgets.safe_static import SafeStatic
 
+if TYPE_CHECKING:
+    from tui.app import PenmailApp
+
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 
 class MailboxScreen(Screen):
+
+    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
+        app: PenmailApp
+
     AUTO_FOCUS = "#messages"
     BINDINGS = [
         Binding("slash", "search", "Search", id="mailbox.search"),

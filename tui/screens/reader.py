@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,6 +34,9 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList, human_size
 from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
+
+if TYPE_CHECKING:
+    from tui.app import PenmailApp
 
 __all__ = ["ReaderScreen", "attachments_text", "header_text", "human_size"]
 
@@ -64,6 +68,10 @@ def _count(n: int, what: str) -> str:
 
 
 class ReaderScreen(Screen):
+
+    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
+        app: PenmailApp
+
     AUTO_FOCUS = "#body"
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="reader.back"),

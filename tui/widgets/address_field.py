@@ -12,6 +12,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input
 
 from tui.compose import AddressBook, parse_address_list, validate_subject
+
 # The parser's own splitting, so that a draft keeps "Lee, Ann" <ann@x.example> as one address.
 from tui.compose import _split_list as split_addresses
 
@@ -73,7 +74,7 @@ class SubjectField(Input):
     """The subject: a pasted line break is refused with a sentence, never silently cut."""
 
     class Refused(Message):
-        def __init__(self, field: "SubjectField", reason: str) -> None:
+        def __init__(self, field: SubjectField, reason: str) -> None:
             super().__init__()
             self.field, self.reason = field, reason
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.segment import Segment
 from textual import work
@@ -34,7 +34,7 @@ PageKey = tuple[str, int]  # (chain, page number counted from that chain's end)
 
 def row_text(s: Summary, width: int, now: datetime | None = None) -> str:
     """One row: markers as letters (U unread, A attachment), sender, subject, date."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     local = s.sent_at.astimezone() if s.sent_at else None
     if local is None:
         when = ""

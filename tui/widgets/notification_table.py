@@ -128,7 +128,8 @@ class NotificationTable(DataTable):
 
     def show_notifications(self, items: list[Notification]) -> None:
         """Show the server's list: the same recipients update in place, others rebuild the rows."""
-        keys, seen = [], {}
+        keys: list = []
+        seen: dict = {}
         for n in items:
             k = _key(n)
             seen[k] = seen.get(k, 0) + 1

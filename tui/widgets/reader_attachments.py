@@ -14,7 +14,7 @@ from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

@@ -1,13 +1,13 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 00:14:40.056685
 """
-from alembic import op
 import sqlalchemy as sa
-import pen_server.models
+from alembic import op
 
+import pen_server.models
 
 revision = '0001'
 down_revision = None
