@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import select
 
 from pen_server import mailbox
@@ -37,7 +37,10 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-@router.post("/uploads", response_model=AttachmentOut, status_code=201)
+@router.post("/uploads", response_model=AttachmentOut, status_code=201, openapi_extra={"requestBody": {
+    "required": False, "description": "The file's bytes (none: an empty file); its Content-Type is stored with "
+                                      "it (else application/octet-stream).",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request, filename: str = Query(..., min_length=1, max_length=1024),
                  pen=Depends(services), who=Depends(caller_without_session)):
     length = request.headers.get("content-length")
@@ -101,8 +104,15 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/messages/{message_id}/attachments/{attachment_id}",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
+_FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}  # the Content-Type it was uploaded with
+_FILE_HEADERS = {name: {"required": True, "schema": {"type": "string"}} for name in (
+    "ETag", "Repr-Digest", "Accept-Ranges", "Content-Disposition", "Content-Length")}
+
+
+@router.get("/messages/{message_id}/attachments/{attachment_id}", response_class=Response, responses={
+    200: {"description": "The whole file.", "content": _FILE, "headers": _FILE_HEADERS},
+    206: {"description": "The one byte range asked for (Range: bytes=N-M).", "content": _FILE, "headers": {
+        **_FILE_HEADERS, "Content-Range": {"required": True, "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}}}}})
 async def download(message_id: str, attachment_id: str, request: Request, pen=Depends(services),
                    who=Depends(caller_without_session)):
     def lookup():

@@ -76,8 +76,9 @@ def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(
     return out
 
 
-@router.get("/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/events", response_class=StreamingResponse, responses={200: {
+    "description": "Server-sent events, one `message.new` per new message, and a comment every 15 s.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
     queue = pen.hub.subscribe(who.user.id)
 

@@ -1,0 +1,59 @@
+"""schemathesis hooks for test_schema_fuzz (loaded by the `schemathesis run` it starts).
+
+A schema states the shape of a request, not which things exist: a cursor this server gave
+out, a message the caller can read, the caller's own uploads, an Idempotency-Key not used
+for another message. For a request generated as valid, those are given real values just
+before it is sent, so that positive_data_acceptance judges everything else the schema says.
+Requests generated as invalid are sent as generated."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import httpx
+import schemathesis
+
+PEN = json.loads(os.environ["PEN_FUZZ"])  # url, ca, token, cursors
+MAX_UPLOADS = 5  # per request: enough to cover a list of several, quick to make
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(base_url=PEN["url"] + "/api/v1", verify=PEN["ca"], timeout=30,
+                        headers={"Authorization": f"Bearer {PEN['token']}"})
+
+
+def _readable_message(client: httpx.Client) -> str:
+    """A message the caller can read now (the run may have deleted any earlier one)."""
+    r = client.post("/messages", json={"to": [{"email": "ann@abc.example"}], "subject": "fuzz reply target"},
+                    headers={"Idempotency-Key": uuid.uuid4().hex})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def _uploads(client: httpx.Client, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        r = client.post("/uploads", params={"filename": f"fuzz-{i}.txt"}, content=b"fuzz %d" % i,
+                        headers={"Content-Type": "text/plain"})
+        r.raise_for_status()
+        ids.append(r.json()["id"])
+    return ids
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    method, path = case.operation.method.upper(), case.operation.path
+    if method == "GET" and path == "/api/v1/messages" and case.query and case.query.get("cursor"):
+        case.query["cursor"] = PEN["cursors"][case.query.get("order") or "newest"]
+    if method == "POST" and path == "/api/v1/messages" and isinstance(case.body, dict):
+        case.headers = {**(case.headers or {}), "idempotency-key": uuid.uuid4().hex}
+        with _client() as client:
+            if case.body.get("in_reply_to") is not None:
+                case.body["in_reply_to"] = _readable_message(client)
+            if case.body.get("attachments"):
+                case.body["attachments"] = _uploads(client, min(len(case.body["attachments"]), MAX_UPLOADS))
