@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 log = logging.getLogger("pen_server")
 
@@ -42,18 +42,23 @@ _DEFAULT_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidde
                   416: "range_not_satisfiable", 429: "rate_limited", 503: "unavailable"}
 
 
+_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
 def _field_name(loc) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API takes at this path, read from its OpenAPI document (FastAPI's 405
+    names only the methods of the first route that matches the path); None off the API."""
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods = {m.upper() for m in item if m in _HTTP_METHODS}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
 
 
 def install(app: FastAPI) -> None:
@@ -82,7 +87,8 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             message = "That method is not allowed here."
-            headers = {"Allow": _allowed_methods(request)}
+            allowed = _allowed_methods(request)
+            headers = {"Allow": allowed} if allowed else headers
         return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
