@@ -18,7 +18,8 @@ from pen_server.api import admin, attachments, auth, messages
 from pen_server.db import Database
 from pen_server.events import EventHub
 from pen_server.models import Attachment, Blob, utcnow
-from pen_server.security import LoginLimiter
+from pen_server.ratelimit import Rule, SignInLimiter
+from pen_server.security import HashPool
 from pen_server.settings import Settings
 from pen_server.storage import BlobStore
 
@@ -33,8 +34,20 @@ class Services:
     blobs: BlobStore
     secret: bytes
     hub: EventHub = field(default_factory=EventHub)
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    limiter: SignInLimiter | None = None
+    hashing: HashPool | None = None
+    signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: object | None = None
+
+    def __post_init__(self):
+        s = self.settings
+        if self.limiter is None:
+            self.limiter = SignInLimiter(Rule(s.signin_free_failures, s.signin_max_delay),
+                                         Rule(s.address_free_failures, s.address_max_delay),
+                                         Rule(s.account_free_failures, s.signin_max_delay),
+                                         forget_after=s.signin_forget_seconds)
+        if self.hashing is None:
+            self.hashing = HashPool(s.hash_workers, s.hash_queue)
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -93,6 +106,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            services.hashing.shutdown()
             db.dispose()
 
     app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -6,46 +6,28 @@ import argparse
 import getpass
 import logging
 import os
-import secrets
 import sys
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from pen_server.settings import CONFIG_NAME, SettingsError, load_settings
+from pen_server.private import UMASK, loose_modes_warning
+from pen_server.settings import SettingsError, load_settings
 
 
 class CliError(Exception):
     """One sentence for the administrator; exit code 1."""
 
 
-def _toml_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
-
-
 def cmd_init(args) -> int:
-    from pen_server.db import migrate
-    from pen_server.tlsgen import make_tls
+    from pen_server import initpen
 
-    data = Path(args.data).expanduser().resolve()
-    parts = urlsplit(args.base_url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise CliError(f"The base URL must be an https:// address, not {args.base_url!r}.")
-    if (data / CONFIG_NAME).exists():
-        raise CliError(f"{data} holds a PEN already; use another folder or remove it first.")
-    data.mkdir(parents=True, exist_ok=True)
-    lines = ["[pen]", f"name = {_toml_string(args.name)}", f"base_url = {_toml_string(args.base_url.rstrip('/'))}",
-             f"footer = {_toml_string(args.footer or '')}", "", "[smtp]", 'host = "localhost"', "port = 25",
-             'security = "none"', f"from_address = {_toml_string('pen@' + parts.hostname)}", "",
-             "[limits]", f"max_upload_bytes = {1 << 30}", ""]
-    (data / CONFIG_NAME).write_text("\n".join(lines), encoding="utf-8")
-    secret = data / "secret.key"
-    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
-    make_tls(data / "tls", [parts.hostname, "localhost", "127.0.0.1"])
-    settings = load_settings(data)
-    migrate(settings.database_url)
-    print(f"A PEN named {args.name!r} is ready in {data}; start it with: pen-server run --data {data}")
+    try:
+        plan = initpen.plan(args.data, args.name, args.base_url, args.footer, args.from_address)
+        if plan.warning:
+            print(f"pen-server: {plan.warning}", file=sys.stderr)
+        initpen.create(plan)
+    except initpen.InitError as exc:
+        raise CliError(f"{str(exc).rstrip('.')}; nothing was written.") from None
+    print(f"A PEN named {plan.name!r} is ready in {plan.data}, sending from {plan.from_address}; start it with: "
+          f"pen-server run --data {plan.data}")
     return 0
 
 
@@ -139,6 +121,9 @@ def cmd_run(args) -> int:
     from pen_server.serve import serve
 
     settings = load_settings(args.data)
+    warning = loose_modes_warning(settings.data_dir)
+    if warning:
+        print(f"pen-server: {warning}", file=sys.stderr, flush=True)
     return serve(settings, args.host, args.port)
 
 
@@ -151,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", required=True)
     init.add_argument("--base-url", required=True)
     init.add_argument("--footer", default="")
+    init.add_argument("--from", dest="from_address", metavar="ADDRESS",
+                      help="the address notifications come from (default: pen@ the base URL's host)")
     init.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
@@ -189,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Everything a command writes (settings, keys, the database and its -wal/-shm, blobs)
+    # is for this user only; the umask is put back for callers that run us in-process.
+    umask = os.umask(UMASK)
     try:
         return args.func(args)
     except (CliError, SettingsError) as exc:
@@ -200,3 +190,5 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("pen_server").debug("failed", exc_info=True)
         print(f"pen-server: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(umask)

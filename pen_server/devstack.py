@@ -124,7 +124,8 @@ class PenProcess:
         if self.smtp_port:
             env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(self.smtp_port), PEN_SMTP_SECURITY="none")
         self.log_path = self.data / "server.log"
-        log = open(self.log_path, "ab")
+        # In the data folder, so as private as the rest of it (pen-server run warns otherwise).
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "pen_server", "run", "--data", str(self.data),
                                       "--port", str(self.port)], env=env, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL)
@@ -186,11 +187,12 @@ def run_cli(*args: str, stdin: str = "") -> str:
 
 
 def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,
-             port: int | None = None) -> int:
-    """Make a PEN in `data`; returns the port its base URL names."""
+             port: int | None = None, from_address: str | None = None) -> int:
+    """Make a PEN in `data`; returns the port its base URL names. Without `from_address` it
+    sends from pen@localhost (init's warning about that goes nowhere)."""
     port = port or free_port()
     run_cli("init", "--data", str(data), "--name", name, "--base-url", base_url or f"https://localhost:{port}",
-            "--footer", footer)
+            "--footer", footer, *(["--from", from_address] if from_address else []))
     return port
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -46,6 +47,19 @@ class Settings:
     worker_batch: int = 100
     worker_concurrency: int = 4
     lease_seconds: float = 30.0
+    # Sign-in limits (see docs/pen-api.md, "Sign-in limits").
+    signin_free_failures: int = 5
+    signin_max_delay: float = 60.0
+    address_free_failures: int = 10
+    address_max_delay: float = 900.0
+    account_free_failures: int = 20
+    signin_forget_seconds: float = 900.0
+    # The header a reverse proxy puts the client's address in (e.g. "X-Forwarded-For"),
+    # trusted only on connections from these addresses or networks; off when empty.
+    trusted_proxy: str = ""
+    trusted_proxy_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    hash_workers: int = 2
+    hash_queue: int = 8
 
     @property
     def blob_dir(self) -> Path:
@@ -112,12 +126,48 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
     s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
     s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
+    _signin_limits(s, limits)
     s.smtp = smtp_from(smtp_raw, env)
     if env.get("PEN_DATABASE_URL"):
         s.database_url = env["PEN_DATABASE_URL"]
     if env.get("PEN_RETRY_BASE_SECONDS"):
         s.retry_base_seconds = _float(env["PEN_RETRY_BASE_SECONDS"], "PEN_RETRY_BASE_SECONDS")
     return s
+
+
+def _seconds(value, key: str) -> float:
+    seconds = _float(value, key)
+    if seconds < 1:
+        raise SettingsError(f"The setting {key} must be at least 1 second.")
+    return seconds
+
+
+def _signin_limits(s: Settings, limits: dict) -> None:
+    s.signin_free_failures = _int(limits.get("signin_free_failures", s.signin_free_failures),
+                                  "limits.signin_free_failures", 1)
+    s.signin_max_delay = _seconds(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
+    s.address_free_failures = _int(limits.get("address_free_failures", s.address_free_failures),
+                                   "limits.address_free_failures", 1)
+    s.address_max_delay = _seconds(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
+    s.account_free_failures = _int(limits.get("account_free_failures", s.account_free_failures),
+                                   "limits.account_free_failures", 1)
+    s.signin_forget_seconds = _seconds(limits.get("signin_forget_seconds", s.signin_forget_seconds),
+                                     "limits.signin_forget_seconds")
+    s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
+    s.hash_queue = _int(limits.get("hash_queue", s.hash_queue), "limits.hash_queue", 0)
+    s.trusted_proxy = str(limits.get("trusted_proxy", s.trusted_proxy)).strip()
+    proxies = limits.get("trusted_proxy_addresses", s.trusted_proxy_addresses)
+    if isinstance(proxies, str):
+        proxies = [proxies]
+    if not isinstance(proxies, list):
+        raise SettingsError("The setting limits.trusted_proxy_addresses must be a list of addresses.")
+    for item in proxies:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise SettingsError(f"The setting limits.trusted_proxy_addresses holds {item!r}, "
+                                "which is not an IP address or network.") from None
+    s.trusted_proxy_addresses = [str(item) for item in proxies]
 
 
 def smtp_from(raw: dict, env: dict | None = None) -> SmtpSettings:

@@ -9,14 +9,16 @@ import re
 import secrets
 from pathlib import Path
 
+from pen_server.private import DIR_MODE, FILE_MODE, make_private_dir
+
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BlobStore:
     def __init__(self, root: Path, tmp: Path):
         self.root, self.tmp = root, tmp
-        root.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
+        make_private_dir(root)
+        make_private_dir(tmp)
 
     def path(self, sha256: str) -> Path:
         if not _HEX.match(sha256):
@@ -28,7 +30,7 @@ class BlobStore:
 
     def new_temp(self) -> tuple[Path, int]:
         path = self.tmp / f"upload-{secrets.token_hex(16)}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         return path, fd
 
     def commit_temp(self, temp: Path, sha256: str) -> Path:
@@ -37,7 +39,7 @@ class BlobStore:
         if final.is_file():
             temp.unlink(missing_ok=True)
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(temp, final)
         return final
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,21 +11,29 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pen_server.private import make_private_dir, write_private
+
 
 def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pen-server local CA"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+def _a_label(host: str) -> str:
+    """An internationalised host name in the ASCII form certificates carry."""
+    if host.isascii():
+        return host
+    try:
+        import idna
+    except ImportError:  # pragma: no cover - idna comes with email-validator
+        return host.encode("idna").decode("ascii")
+    return idna.encode(host, uts46=True).decode("ascii")
 
 
 def make_tls(tls_dir: Path, hosts: list[str]) -> None:
-    """Write ca.pem, ca.key, server.pem and server.key for the given host names and IPs."""
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    """Write ca.pem, ca.key, server.pem and server.key (each 0600, in a 0700 folder) for the
+    given host names and IPs."""
+    make_private_dir(tls_dir)
     now = datetime.now(timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("pen-server local CA")
@@ -45,8 +52,8 @@ def make_tls(tls_dir: Path, hosts: list[str]) -> None:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
-            names.append(x509.DNSName(host))
-    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca_name)
+            names.append(x509.DNSName(_a_label(host)))
+    cert = (x509.CertificateBuilder().subject_name(_name(_a_label(hosts[0]))).issuer_name(ca_name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=825))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -57,7 +64,7 @@ def make_tls(tls_dir: Path, hosts: list[str]) -> None:
     pem = serialization.Encoding.PEM
     private = dict(encoding=pem, format=serialization.PrivateFormat.PKCS8,
                    encryption_algorithm=serialization.NoEncryption())
-    (tls_dir / "ca.pem").write_bytes(ca.public_bytes(pem))
-    _write_private(tls_dir / "ca.key", ca_key.private_bytes(**private))
-    (tls_dir / "server.pem").write_bytes(cert.public_bytes(pem))
-    _write_private(tls_dir / "server.key", key.private_bytes(**private))
+    write_private(tls_dir / "ca.pem", ca.public_bytes(pem))
+    write_private(tls_dir / "ca.key", ca_key.private_bytes(**private))
+    write_private(tls_dir / "server.pem", cert.public_bytes(pem))
+    write_private(tls_dir / "server.key", key.private_bytes(**private))

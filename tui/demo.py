@@ -46,6 +46,7 @@ from tui.demo_data import (
     DEMO_EMAIL,
     DEMO_PASSWORD,
     DISCLAIMERS,
+    DOMAIN,
     DemoError,
     FOOTER,
     FileSpec,
@@ -136,7 +137,8 @@ class DemoStack:
             self.progress(f"Starting a demo PEN on {self.server} ...")
             started = time.monotonic()
             self.smtp = devstack.SmtpSink().start()
-            devstack.init_pen(self.data_dir, name=PEN_NAME, footer=FOOTER, base_url=self.server, port=self.port)
+            devstack.init_pen(self.data_dir, name=PEN_NAME, footer=FOOTER, base_url=self.server, port=self.port,
+                              from_address=f"pen@{DOMAIN}")
             for package, disclaimer in DISCLAIMERS.items():
                 devstack.set_package(self.data_dir, package, disclaimer)
             self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=self.smtp.port,

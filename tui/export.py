@@ -9,8 +9,12 @@ SMTP, stored with LF line ends as Maildir readers expect):
   mail programs thread the conversation; ``X-PEN-Message-Id``, ``X-PEN-Thread-Id`` and
   ``X-PEN-Folder`` for scripts.
 * ``Date`` from ``sent_at``; ``From``, ``To``, ``Cc``, and ``Bcc`` only on the sender's own
-  copies; ``Subject``.  Every header value is one line of cleaned text (``safe_text``) in
-  which encoded-word look-alikes (``=?``) are broken up, because Python's email package
+  copies, each address built from an addr-spec that ``email_validator`` accepts and a
+  cleaned display name that the email package quotes or encodes: server text that is not
+  one valid address adds no recipient (it is left out; a sender's shows only as the name
+  of ``unknown@invalid``), and the written addresses are read back and compared;
+  ``Subject``.  Every header value is one line of cleaned text (``safe_text``) in which
+  encoded-word look-alikes (``=?``) are broken up, because Python's email package
   decodes them on the way in and writes a decoded CR LF out raw (CVE-2024-6923 and
   relatives); the written bytes are parsed again and must show exactly the headers that
   were set, or nothing is written.
@@ -129,23 +133,44 @@ def message_id_for(pen_id: str, host: str) -> str:
     return f"<{local}@{host if _DOT_ATOM.match(host) else 'pen.invalid'}>"
 
 
-def _mail_address(a) -> MailAddress:
+def _addr_spec(text: str) -> tuple[str, str] | None:
+    """(local part, ASCII domain) when ``text`` is exactly one valid addr-spec, else None:
+    no display name, no second address, nothing that needs SMTPUTF8."""
+    from email_validator import EmailNotValidError, validate_email  # imported only when needed
+
+    if not text or len(text) > 320:
+        return None
+    try:  # as the client checks what a person types (tui.compose): no quoting, no literals
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False, test_environment=True)
+    except EmailNotValidError:
+        return None
+    return result.local_part, result.ascii_domain
+
+
+def _mail_address(a) -> MailAddress | None:
+    """An address built from a checked addr-spec and a cleaned display name (the email
+    package quotes or encodes the name), never from the server's text as it came; None
+    when the server's address is not one valid addr-spec."""
+    spec = _addr_spec(getattr(a, "email", "") or "")
+    if spec is None:
+        return None
     name = header_text(getattr(a, "name", None) or "", 200)
-    addr = one_line(getattr(a, "email", "") or "")
-    local, _, domain = addr.rpartition("@")
-    try:
-        if not local or not domain:
-            raise ValueError(addr)
-        if not domain.isascii():
-            domain = domain.encode("idna").decode("ascii")
-        if not local.isascii():
-            raise ValueError(addr)  # needs SMTPUTF8, which an exported file cannot assume
-        return MailAddress(display_name=name, username=local, domain=domain)
-    except (ValueError, UnicodeError, IndexError):
-        # Keep what it said, where it cannot break anything: in the name of an address that
-        # goes nowhere.
-        shown = header_text(f"{name} {addr}".strip(), 200) or "unknown"
-        return MailAddress(display_name=shown, username="unknown", domain="invalid")
+    return MailAddress(display_name=name, username=spec[0], domain=spec[1])
+
+
+def _sender(a) -> MailAddress:
+    """From must name a mailbox: a sender whose address is not valid keeps what the server
+    said only as a display name, on an address that goes nowhere (RFC 2606 ``.invalid``)."""
+    found = _mail_address(a)
+    if found is not None:
+        return found
+    shown = header_text(f"{getattr(a, 'name', None) or ''} {getattr(a, 'email', '') or ''}".strip(), 200)
+    return MailAddress(display_name=shown or "unknown", username="unknown", domain="invalid")
+
+
+def _recipients(items) -> list[MailAddress]:
+    """The valid ones only: a server's text that is not an addr-spec adds no recipient."""
+    return [found for found in map(_mail_address, items or ()) if found is not None]
 
 
 def _content_type(value: str | None) -> tuple[str, str]:
@@ -173,13 +198,11 @@ def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, ho
     if message.sent_at is not None:
         sent = message.sent_at if message.sent_at.tzinfo else message.sent_at.replace(tzinfo=timezone.utc)
         put("Date", format_datetime(sent.astimezone(timezone.utc)))
-    put("From", _mail_address(message.sender))
-    if message.to:
-        put("To", [_mail_address(a) for a in message.to])
-    if message.cc:
-        put("Cc", [_mail_address(a) for a in message.cc])
-    if own_copy and getattr(message, "bcc", ()):
-        put("Bcc", [_mail_address(a) for a in message.bcc])
+    put("From", _sender(message.sender))
+    for header, items in (("To", message.to), ("Cc", message.cc), ("Bcc", getattr(message, "bcc", ()))):
+        found = _recipients(items)
+        if found and (header != "Bcc" or own_copy):
+            put(header, found)
     put("Subject", header_text(message.subject))
     if message.in_reply_to:
         parent = message_id_for(message.in_reply_to, host)
@@ -226,6 +249,11 @@ def serialize(msg: EmailMessage) -> bytes:
     if sorted(k.lower() for k in parsed.keys()) != sorted(k.lower() for k in msg.keys()):
         raise ExportError("A message could not be written safely (its headers changed when written), so the "
                           "export stopped.", code="unsafe_header")
+    for name in ("From", "To", "Cc", "Bcc"):
+        if name in msg and [a.addr_spec for a in msg[name].addresses] != [a.addr_spec for a in
+                                                                          parsed[name].addresses]:
+            raise ExportError("A message could not be written safely (its addresses changed when written), so "
+                              "the export stopped.", code="unsafe_header")
     for part in parsed.walk():
         if part is parsed:
             continue

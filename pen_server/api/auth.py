@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Request, Response
 
-from pen_server import accounts, penconf, security
+from pen_server import accounts, penconf, signin
 from pen_server.api.deps import Caller, caller, db_session, services
-from pen_server.errors import ApiError, validation
-from pen_server.models import Message, Notification, User, utcnow
+from pen_server.models import Message, User
 from pen_server.schemas import InvitationOut, LoginIn, PenInfoOut, RefreshIn, RegisterIn, TokenOut, UserOut
-from pen_server.text import has_control
 
 router = APIRouter()
-BAD_LOGIN = "The e-mail address or the password is wrong."
 
 
 @router.post("/auth/login", response_model=TokenOut, tags=["auth"])
-def login(body: LoginIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
-    key = body.email.strip().lower()
-    wait = pen.limiter.retry_after(key)
-    if wait:  # answered before any hashing, so a flood costs us nothing
-        raise ApiError(429, "rate_limited", f"Too many failed sign-ins for this account; wait {wait} seconds.",
-                       headers={"Retry-After": str(wait)})
-    user = session.scalar(select(User).where(User.email == key))
-    if not security.verify_password(user.password_hash if user else None, body.password):
-        pen.limiter.failed(key)
-        raise ApiError(401, "invalid_credentials", BAD_LOGIN)
-    pen.limiter.succeeded(key)
+async def login(body: LoginIn, request: Request, session=Depends(db_session, scope="function"),
+                pen=Depends(services)):
+    # Async, with the work in threads of its own: password hashes never take the threads
+    # that the other routes run in.
+    ip = signin.client_address(request, pen.settings)
+    return await signin.off_routes_pool(pen, _login, session, pen, body, ip)
+
+
+def _login(session, pen, body: LoginIn, ip: str | None) -> dict:
+    user = signin.sign_in(session, pen, body.email, body.password, ip)
     return accounts.issue_tokens(session, pen.settings, user)
 
 
@@ -54,18 +49,9 @@ def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db
     return {"name": penconf.effective(session, pen.settings).name, "max_upload_bytes": pen.settings.max_upload_bytes}
 
 
-def _invitation(session, token: str) -> Notification:
-    if len(token) > 200:
-        raise ApiError(404, "not_found", "That invitation does not exist or has expired.")
-    n = session.scalar(select(Notification).where(Notification.token_hash == security.token_hash(token)))
-    if n is None or n.token_expires_at <= utcnow():
-        raise ApiError(404, "not_found", "That invitation does not exist or has expired.")
-    return n
-
-
 @router.get("/invitations/{token}", response_model=InvitationOut, tags=["auth"])
 def invitation(token: str, session=Depends(db_session, scope="function"), pen=Depends(services)):
-    n = _invitation(session, token)
+    n = signin.invitation(session, token)
     message = session.get(Message, n.message_id)
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
     return {"email": n.recipient_email, "pen_name": penconf.effective(session, pen.settings).name,
@@ -74,22 +60,11 @@ def invitation(token: str, session=Depends(db_session, scope="function"), pen=De
 
 
 @router.post("/invitations/{token}/register", response_model=TokenOut, status_code=201, tags=["auth"])
-def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
-    n = _invitation(session, token)
-    name = body.display_name.strip()
-    if not name or has_control(name):
-        raise validation({"display_name": "a name without line breaks or control characters"},
-                         "The display name cannot be empty or contain line breaks or control characters.")
-    accounts.check_password_rules(body.password)
-    user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
-    if user is None:
-        user = accounts.find_user(session, n.recipient_email)
-    if user is not None and user.registered:
-        raise ApiError(409, "account_exists", "That e-mail address has an account already; sign in instead.")
-    if user is None:
-        user = accounts.create_user(session, n.recipient_email, name, None, role="guest")
-    user.display_name = name
-    user.password_hash = security.hash_password(body.password)
-    session.flush()
-    return accounts.issue_tokens(session, pen.settings, user)
+async def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"),
+                   pen=Depends(services)):
+    return await signin.off_routes_pool(pen, _register, session, pen, token, body)
 
+
+def _register(session, pen, token: str, body: RegisterIn) -> dict:
+    user = signin.register_invitation(session, pen, token, body.display_name, body.password)
+    return accounts.issue_tokens(session, pen.settings, user)

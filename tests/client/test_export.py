@@ -259,3 +259,51 @@ def test_every_hostile_string_as_subject_name_and_file_name_adds_no_header(hosti
         attachment = next(parsed.iter_attachments())
         assert attachment.get_payload(decode=True) == b"abc"
         assert "/" not in (attachment.get_filename() or "") and "\n" not in (attachment.get_filename() or "")
+
+
+def test_addresses_from_a_hostile_pen_add_no_recipient_and_no_header(line, pen, hostile, tmp_path):
+    """A PEN that answers with address text built to add recipients or headers: only
+    valid addr-specs are written, each with its display name quoted or encoded."""
+    from tests.client.test_line_mode import HostilePen
+
+    server = HostilePen(pen, hostile)
+    injected = "q@a.example, Bcc <evil.example>"
+    texts = [v for k, v in hostile["text"].items() if not k.startswith("_")]
+    base = dict(server.messages["m-text"], attachments=[], attachment_count=0, bcc=[{"email": "hid@evil.example"}])
+    server.messages = {
+        "m-comma": dict(base, id="m-comma", **{"from": {"email": injected, "name": "Eve"}},
+                        to=[{"email": injected, "name": "Q"},
+                            {"email": "me@abc.example", "name": 'Me, "Boss" <boss@evil.example>'},
+                            {"email": "ok@abc.example", "name": hostile["text"]["crlf_header_injection"]},
+                            {"email": "x@evil.example\r\nBcc: y@evil.example", "name": "X"},
+                            {"email": "<z@evil.example>", "name": None}],
+                        cc=[{"email": "a@b.example, c@d.example", "name": "Two"}]),
+        # Every hostile string as an address (each is refused) beside one real one.
+        "m-hostile": dict(base, id="m-hostile", **{"from": {"email": "x@evil.example", "name": "Sender"}},
+                          to=[*({"email": t, "name": t[:50]} for t in texts),
+                              *({"email": f"{t}@evil.example", "name": "n"} for t in texts),
+                              {"email": "me@abc.example", "name": "Me"}], cc=[]),
+    }
+    server.start()
+    try:
+        config = line.config("export", server=server.url, email="me@abc.example", name="hostile-addresses")
+        done = line("export", "--maildir", str(tmp_path / "Mail"), who="export", config=config)
+    finally:
+        server.stop()
+    assert done.code == 0, done.err
+    found = read_maildir(tmp_path / "Mail")
+    comma, every = found["m-comma"][1], found["m-hostile"][1]
+
+    def addresses(parsed, name):
+        return [(a.display_name, a.addr_spec) for a in parsed[name].addresses]
+
+    assert addresses(comma, "From") == [(f"Eve {injected}", "unknown@invalid")]
+    assert addresses(comma, "To") == [('Me, "Boss" <boss@evil.example>', "me@abc.example"),
+                                      ("Results Bcc: victim@evil.example", "ok@abc.example")]
+    assert comma["Cc"] is None and comma["Bcc"] is None  # no valid Cc; not my own copy
+    assert addresses(every, "From") == [("Sender", "x@evil.example")]
+    assert addresses(every, "To") == [("Me", "me@abc.example")]
+    for parsed in (comma, every):
+        assert sorted(k.lower() for k in parsed.keys()) == sorted(
+            ["message-id", "date", "from", "to", "subject", "x-pen-message-id", "x-pen-thread-id", "x-pen-folder",
+             "mime-version", "content-type", "content-transfer-encoding"])

@@ -47,6 +47,28 @@ def test_upload_send_download_with_range(pen, send):
         assert c.get(url).status_code == 404
 
 
+def test_several_ranges_or_odd_forms_get_the_whole_file(pen, send):
+    """The contract: only bytes=N-, bytes=N-M and bytes=-N are served as a part; anything
+    else (several ranges, merged or not) is 200 with the whole file, never multipart."""
+    data = bytes(range(256)) * 40 + b"end"
+    with pen.as_user("ann") as c:
+        att = upload(c, "ranges.bin", data, "application/octet-stream").json()
+    sent = send("ann", ["bob"], subject="ranges", attachments=[att["id"]])
+    url = f"/messages/{sent['id']}/attachments/{att['id']}"
+    with pen.as_user("bob") as c:
+        for asked in ("bytes=0-0,2-3", "bytes=0-1,0-1", "bytes=5-9,", "bytes=,5-9", "bytes=0-0, 2-3, -1",
+                      "bytes=0-4,10-14"):
+            r = c.get(url, headers={"Range": asked})
+            assert r.status_code == 200, (asked, r.status_code, r.headers.get("content-type"))
+            assert r.content == data and "content-range" not in r.headers, asked
+            assert r.headers["content-type"] == "application/octet-stream", asked
+        for asked, start, end in (("bytes=2-5", 2, 5), ("bytes=10235-", 10235, len(data) - 1),
+                                  ("bytes=-3", len(data) - 3, len(data) - 1)):
+            r = c.get(url, headers={"Range": asked})
+            assert r.status_code == 206 and r.content == data[start:end + 1], asked
+            assert r.headers["content-range"] == f"bytes {start}-{end}/{len(data)}", asked
+
+
 def test_identical_files_share_one_blob(pen):
     data = b"same bytes " + uuid.uuid4().bytes
     sha = hashlib.sha256(data).hexdigest()
