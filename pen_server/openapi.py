@@ -108,6 +108,15 @@ HEADER_PARAMETERS: dict[tuple[str, str], dict[str, dict]] = {
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 
 
+_ANY_TEXT = ({"type": "string"}, {"anyOf": [{"type": "string"}, {"type": "null"}]})
+
+
+def _can_fail(param: dict) -> bool:
+    """Whether validating this parameter can refuse a request: any text at all cannot."""
+    schema = {k: v for k, v in param.get("schema", {}).items() if k not in ("title", "description", "default")}
+    return schema not in _ANY_TEXT or (param.get("required", False) and param["in"] != "path")
+
+
 def _statuses(method: str, path: str, operation: dict) -> dict[int, str]:
     params = operation.get("parameters", [])
     body = operation.get("requestBody", {}).get("content", {})
@@ -118,7 +127,7 @@ def _statuses(method: str, path: str, operation: dict) -> dict[int, str]:
         found[404] = MEANING[404]
     if JSON in body:
         found.update({400: MEANING[400], 413: MEANING[413], 422: MEANING[422]})
-    if any(p.get("in") != "path" for p in params):
+    if any(_can_fail(p) for p in params):
         found[422] = MEANING[422]
     if "admin" in operation.get("tags", []):
         found[403] = "Only an administrator of this PEN can do that (`forbidden`)."
@@ -138,10 +147,11 @@ def complete(document: dict) -> dict:
     for full_path, item in document.get("paths", {}).items():
         path = full_path.removeprefix(PREFIX)
         for method, operation in item.items():
+            statuses = _statuses(method, path, operation)
             # FastAPI's own 422 (its HTTPValidationError shape) goes; ours replace it.
             responses = {code: r for code, r in operation.get("responses", {}).items() if code[0] in "123"}
             operation["responses"] = responses
-            for status, description in sorted(_statuses(method, path, operation).items()):
+            for status, description in sorted(statuses.items()):
                 responses[str(status)] = _error_response(status, description)
             for param in operation.get("parameters", []):
                 param.update(HEADER_PARAMETERS.get((method, path), {}).get(param["name"].lower(), {}))

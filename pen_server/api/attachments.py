@@ -123,7 +123,17 @@ _FILE_HEADERS = {name: {"required": True, "schema": {"type": "string"}} for name
     "ETag", "Repr-Digest", "Accept-Ranges", "Content-Disposition", "Content-Length")}
 
 
-@router.get("/messages/{message_id}/attachments/{attachment_id}", response_class=Response, responses={
+# Read from the request itself (the handler decides on them), stated here for the document.
+_RANGE_PARAMETERS = [
+    {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "bytes=N-, bytes=N-M or bytes=-N: 206 with that range; past the end 416; any other form, "
+                    "or several ranges, 200 and the whole file."},
+    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "The ETag: Range counts only while it matches."}]
+
+
+@router.get("/messages/{message_id}/attachments/{attachment_id}", response_class=Response,
+            openapi_extra={"parameters": _RANGE_PARAMETERS}, responses={
     200: {"description": "The whole file.", "content": _FILE, "headers": _FILE_HEADERS},
     206: {"description": "The one byte range asked for (Range: bytes=N-M).", "content": _FILE, "headers": {
         **_FILE_HEADERS, "Content-Range": {"required": True, "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}}}}})

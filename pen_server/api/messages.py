@@ -19,7 +19,7 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.get("/messages", response_model=PageOut)
 def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200),
-                  cursor: str | None = Query(None, max_length=512), unread: bool | None = None,
+                  cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"), unread: bool | None = None,
                   q: str | None = Query(None, max_length=500), order: Order = "newest",
                   who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     page = mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None, order)

@@ -1,8 +1,8 @@
 """schemathesis hooks for test_schema_fuzz (loaded by the `schemathesis run` it starts).
 
 A schema states the shape of a request, not which things exist: a cursor this server gave
-out, a message the caller can read, the caller's own uploads, an Idempotency-Key not used
-for another message. For a request generated as valid, those are given real values just
+out, a message the caller can read, the caller's own uploads and attachments, an
+Idempotency-Key not used for another message. For a request generated as valid, those are given real values just
 before it is sent, so that positive_data_acceptance judges everything else the schema says.
 Requests generated as invalid are sent as generated."""
 
@@ -35,11 +35,20 @@ def _readable_message(client: httpx.Client) -> str:
 def _uploads(client: httpx.Client, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        r = client.post("/uploads", params={"filename": f"fuzz-{i}.txt"}, content=b"fuzz %d" % i,
+        r = client.post("/uploads", params={"filename": f"fuzz-{i}.txt"}, content=b"%064d" % i,
                         headers={"Content-Type": "text/plain"})
         r.raise_for_status()
         ids.append(r.json()["id"])
     return ids
+
+
+def _attachment(client: httpx.Client) -> dict[str, str]:
+    """A message the caller can read with one attachment of 64 bytes, for the download."""
+    upload = _uploads(client, 1)
+    r = client.post("/messages", json={"to": [{"email": "ann@abc.example"}], "attachments": upload},
+                    headers={"Idempotency-Key": uuid.uuid4().hex})
+    r.raise_for_status()
+    return {"message_id": r.json()["id"], "attachment_id": r.json()["attachments"][0]["id"]}
 
 
 @schemathesis.hook
@@ -50,6 +59,9 @@ def before_call(context, case, kwargs):
     method, path = case.operation.method.upper(), case.operation.path
     if method == "GET" and path == "/api/v1/messages" and case.query and case.query.get("cursor"):
         case.query["cursor"] = PEN["cursors"][case.query.get("order") or "newest"]
+    if method == "GET" and path == "/api/v1/messages/{message_id}/attachments/{attachment_id}":
+        with _client() as client:  # made anew: the run may delete any message it can list
+            case.path_parameters = {**(case.path_parameters or {}), **_attachment(client)}
     if method == "POST" and path == "/api/v1/messages" and isinstance(case.body, dict):
         case.headers = {**(case.headers or {}), "idempotency-key": uuid.uuid4().hex}
         with _client() as client:

@@ -60,8 +60,8 @@ def test_schemathesis_all_checks_find_nothing(fuzz_pen, tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PEN_FUZZ=json.dumps(pen), SCHEMATHESIS_HOOKS="tests.server.schemathesis_hooks",
                PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "schemathesis.cli", "run", pen["url"] + "/api/v1/openapi.json",
-               "--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", SEED,
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+               "run", pen["url"] + "/api/v1/openapi.json", "--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", SEED,
                "--exclude-path-regex", EXCLUDED, "--tls-verify", pen["ca"],
                "--header", f"Authorization: Bearer {pen['token']}",
                "--request-timeout", "60", "--workers", "1", "--no-color", "--output-truncate", "true"]
