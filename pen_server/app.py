@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 
 from pen_server import errors, openapi
 from pen_server.api import admin, attachments, auth, messages
@@ -60,17 +60,23 @@ def read_secret(settings: Settings) -> bytes:
 
 
 def remove_stale_uploads(services: Services) -> int:
-    """Uploads that no message took within a day go, and so do blobs nothing refers to."""
+    """Uploads that no message took within a day go, and so do blobs nothing refers to.
+
+    Race-free with an upload of the same bytes: the first statement is a write, so this
+    transaction holds the database's write lock from its start; each blob row is deleted only
+    if no attachment refers to it, and its file is removed before the commit, still under
+    that lock. An upload writes its attachment row first (waiting for the lock) and only then
+    looks for the file, putting its own copy in place when the file is gone."""
     with services.db.session() as session:
         cutoff = utcnow() - UPLOAD_TTL
         removed = session.execute(delete(Attachment).where(Attachment.message_id.is_(None),
                                                            Attachment.created_at < cutoff)).rowcount
-        used = select(Attachment.sha256)
-        orphans = list(session.scalars(select(Blob.sha256).where(Blob.sha256.not_in(used))))
-        for sha in orphans:
-            session.execute(delete(Blob).where(Blob.sha256 == sha))
-    for sha in orphans:
-        services.blobs.remove(sha)
+        unused = ~exists().where(Attachment.sha256 == Blob.sha256)
+        for sha in list(session.scalars(select(Blob.sha256).where(unused))):
+            gone = session.execute(delete(Blob).where(Blob.sha256 == sha, unused)
+                                   .execution_options(synchronize_session=False)).rowcount
+            if gone:
+                services.blobs.remove(sha)
     return removed
 
 

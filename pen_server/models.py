@@ -140,6 +140,9 @@ class Message(Base):
         back_populates="message", order_by="Attachment.position", lazy="select"
     )
 
+    # The hourly sending limit counts a sender's messages of the last hour.
+    __table_args__ = (Index("ix_message_sender_sent", "sender_id", "sent_at"),)
+
 
 class MailboxEntry(Base):
     """One user's copy of a message: its folder and read state are that user's own."""

@@ -277,6 +277,19 @@ class DeliveryWorker:
         except mailer.AddressError:
             from_ok = None
 
+        headers: dict[str, dict[str, str] | Exception] = {}  # per message: To and Cc, folded once
+
+        def address_headers(message: Message) -> dict[str, str]:
+            if message.id not in headers:
+                try:
+                    headers[message.id] = mailer.address_headers(message)
+                except mailer.AddressError as exc:
+                    headers[message.id] = exc
+            found = headers[message.id]
+            if isinstance(found, Exception):
+                raise found
+            return found
+
         jobs = []
         for row in rows:
             message = messages.get(row.message_id)
@@ -304,7 +317,9 @@ class DeliveryWorker:
                 if message.in_reply_to else None
             try:
                 email = mailer.build_notification(row, message, conf=conf, secret=self.secret,
-                                                  disclaimer=disclaimer, parent_message_id=parent)
+                                                  disclaimer=disclaimer, parent_message_id=parent,
+                                                  guest=sender is not None and sender.role == "guest",
+                                                  headers=address_headers(message))
                 job.rcpt = mailer.checked_address(row.recipient_email)
                 job.data = email.as_bytes()
             except Exception as exc:  # one row that cannot be built fails alone

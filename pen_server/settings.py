@@ -39,6 +39,10 @@ class Settings:
     access_token_seconds: int = 900
     refresh_token_days: int = 30
     invitation_days: int = 30
+    # Sending: recipients of one message (to, cc and bcc together), and per user and hour.
+    max_recipients: int = 100
+    send_messages_per_hour: int = 200
+    send_recipients_per_hour: int = 1000
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     # Delivery worker tuning: retry delays grow from base to max seconds.
     retry_base_seconds: float = 30.0
@@ -122,6 +126,12 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.max_upload_bytes = _int(limits.get("max_upload_bytes", s.max_upload_bytes), "limits.max_upload_bytes", 1)
     s.access_token_seconds = _int(limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10)
     s.refresh_token_days = _int(limits.get("refresh_token_days", s.refresh_token_days), "limits.refresh_token_days", 1)
+    for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
+        value = env.get("PEN_" + key.upper()) or limits.get(key, getattr(s, key))
+        setattr(s, key, _int(value, f"limits.{key}", 1))
+    if s.send_recipients_per_hour < s.max_recipients:
+        raise SettingsError("The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
+                            "or a message to that many people could never be sent.")
     s.retry_base_seconds = _float(delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds")
     s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
     s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pen_server import mailbox
 from pen_server.api.deps import caller_without_session, services
@@ -83,11 +83,13 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
         temp.unlink(missing_ok=True)
         raise
     sha = hasher.sha.hexdigest()
-    await anyio.to_thread.run_sync(pen.blobs.commit_temp, temp, sha)
 
     def record():
+        # The rows first, the file after: once this commits, the clean-up (which removes a
+        # blob's file only under the write lock, and only with no attachment row) cannot
+        # take the file away, and a file it took before is put back by commit_temp below.
         with pen.db.session() as session:
-            if session.get(Blob, sha) is None:
+            if not session.execute(update(Blob).where(Blob.sha256 == sha).values(size=size)).rowcount:
                 session.add(Blob(sha256=sha, size=size))
                 session.flush()  # the attachment's foreign key needs the blob's row first
             att = Attachment(id=new_id(), owner_id=who.user.id, filename=clean_filename(filename),
@@ -96,7 +98,12 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
             session.flush()
             return mailbox.attachment_out(att)
 
-    return JSONResponse(await anyio.to_thread.run_sync(record), status_code=201)
+    try:
+        out = await anyio.to_thread.run_sync(record)
+        await anyio.to_thread.run_sync(pen.blobs.commit_temp, temp, sha)
+    finally:
+        temp.unlink(missing_ok=True)
+    return JSONResponse(out, status_code=201)
 
 
 def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
