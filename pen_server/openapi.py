@@ -76,11 +76,13 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
              "printable ASCII characters (`invalid_request`).",
         403: "A guest wrote to someone who is neither a member nor in its conversations "
              "(`guest_recipient_forbidden`).",
-        409: "The same message (same Idempotency-Key) is being sent at this moment, or the message that "
-             "key sent has been deleted since (`conflict`).",
+        409: "The same message (same Idempotency-Key) is being sent at this moment, the message that key "
+             "sent has been deleted since, or an upload named is part of another message by now (`conflict`).",
         422: "A field is not valid (`validation_failed`): an address, a subject with control characters, "
-             "no recipient, an `in_reply_to` or attachment that is not the sender's; or the "
-             "Idempotency-Key was used for another message (`idempotency_key_reused`).",
+             "no recipient or more than max_recipients in to, cc and bcc together, an `in_reply_to` or "
+             "attachment that is not the sender's, an attachment named twice; or the Idempotency-Key was "
+             "used for another message (`idempotency_key_reused`).",
+        429: "The sender has sent as many messages or recipients as the PEN allows in one hour (`rate_limited`).",
     },
     ("get", "/messages"): {
         422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "
@@ -142,8 +144,17 @@ def _error_response(status: int, description: str) -> dict:
     return response
 
 
-def complete(document: dict) -> dict:
-    """The document with every operation's errors, in place; returns it."""
+def _limits(schemas: dict, settings) -> None:
+    """The limits of this PEN's settings, where the schema can state them."""
+    for kind in ("to", "cc", "bcc"):  # and to, cc and bcc together: the operation's 422
+        schemas["SendIn"]["properties"][kind].update(
+            maxItems=settings.max_recipients,
+            description=f"At most {settings.max_recipients} in to, cc and bcc together (else 422).")
+
+
+def complete(document: dict, settings=None) -> dict:
+    """The document with every operation's errors (and the limits of `settings`), in place;
+    returns it."""
     for full_path, item in document.get("paths", {}).items():
         path = full_path.removeprefix(PREFIX)
         for method, operation in item.items():
@@ -161,6 +172,8 @@ def complete(document: dict) -> dict:
     error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorOut"] = error_schema
+    if settings is not None:
+        _limits(schemas, settings)
     return document
 
 
@@ -169,7 +182,8 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             app.openapi_schema = complete(get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes))
+                title=app.title, version=app.version, description=app.description, routes=app.routes),
+                app.state.pen.settings)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -166,8 +166,9 @@ class SendIn(Strict):
     body_html: str | None = Field(default=None, max_length=20_000_000)
     in_reply_to: str | None = Field(default=None, max_length=64,
                                     description="The id of a message the sender can read (else 422).")
-    attachments: list[str] = Field(default_factory=list, max_length=200,
-                                   description="Ids of the sender's uploads, or of attachments of messages it can read.")
+    attachments: list[str] = Field(default_factory=list, max_length=200, json_schema_extra={"uniqueItems": True},
+                                   description="Ids of the sender's uploads, or of attachments of messages it can "
+                                               "read; each once.")
 
 
 class NotificationsOut(BaseModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pen_server.devstack import SmtpSink
 from tests.conftest import USERS, make_pen
 
 # Fixed so that a run is repeatable; PEN_FUZZ_SEED=<n> tries others.
@@ -27,12 +28,22 @@ MAX_EXAMPLES = os.environ.get("PEN_FUZZ_EXAMPLES", "30")
 EXCLUDED = r"^/api/v1/(events|auth/logout)$"
 
 
+# The hourly sending limits are far above what the run sends (each case a new message), so
+# that sending is fuzzed to the end rather than answered 429; a small recipient cap keeps the
+# longest lists (the cap's boundary) quick to deliver.
+LIMITS = {"PEN_MAX_RECIPIENTS": "20", "PEN_SEND_MESSAGES_PER_HOUR": "100000",
+          "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
+
+
 @pytest.fixture(scope="module")
-def fuzz_pen(tmp_path_factory, smtp):
-    """A PEN of the fuzzer's own: it changes the PEN's settings and fills mailboxes."""
-    process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), smtp).start()
+def fuzz_pen(tmp_path_factory):
+    """A PEN of the fuzzer's own, with an SMTP sink of its own: it changes the PEN's settings,
+    fills mailboxes and sends notifications to made-up addresses."""
+    sink = SmtpSink().start()
+    process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), sink, env=LIMITS).start()
     yield process
     process.stop()
+    sink.stop()
 
 
 def _prepare(process) -> dict:
@@ -51,7 +62,8 @@ def _prepare(process) -> dict:
             r = c.get("/messages", params={"folder": "sent", "limit": 1, "order": order})
             cursors[order] = r.json()["next_cursor"]
             assert cursors[order], r.text
-    return {"url": process.url, "ca": str(process.ca_file), "token": token, "cursors": cursors}
+    return {"url": process.url, "ca": str(process.ca_file), "token": token, "cursors": cursors,
+            "max_recipients": int(LIMITS["PEN_MAX_RECIPIENTS"])}
 
 
 @pytest.mark.timeout(600)
