@@ -2,8 +2,8 @@
 answer with, each with the API's one error body and the headers that come with it.
 
 Declared here, in one place, and applied to the document FastAPI builds from the routes: rules
-that follow from an operation's shape (signed in: 401; a path id: 404; a JSON body: 400, 413
-and 422; everything: 503), then what only some operations answer (ERRORS). A route that is
+that follow from an operation's shape (signed in: 401; a path id: 404; a JSON body: 400, 408,
+413 and 422; everything: 503), then what only some operations answer (ERRORS). A route that is
 added needs no entry here unless it answers a status of its own."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ MEANING = {
          "(`unauthenticated`, `token_expired`).",
     403: "Signed in, but not allowed to do this (`forbidden`).",
     404: "There is no such thing, or it is not the caller's (`not_found`); never 403 for another's.",
+    408: "The request body stopped arriving before it was complete; send it again.",
     409: "It conflicts with what exists (`conflict`, `account_exists`).",
     411: "The request has no Content-Length (`length_required`).",
     413: "The request is larger than the server takes (`too_large`).",
@@ -90,6 +91,7 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("post", "/uploads"): {
         400: "The body is shorter or longer than its Content-Length (`invalid_request`).",
+        408: MEANING[408],
         411: MEANING[411],
         413: "The file is larger than the PEN's max_upload_bytes; answered before the body is read.",
     },
@@ -128,7 +130,7 @@ def _statuses(method: str, path: str, operation: dict) -> dict[int, str]:
     if any(p.get("in") == "path" for p in params):
         found[404] = MEANING[404]
     if JSON in body:
-        found.update({400: MEANING[400], 413: MEANING[413], 422: MEANING[422]})
+        found.update({400: MEANING[400], 408: MEANING[408], 413: MEANING[413], 422: MEANING[422]})
     if any(_can_fail(p) for p in params):
         found[422] = MEANING[422]
     if "admin" in operation.get("tags", []):
