@@ -2,7 +2,7 @@
 
 A schema states the shape of a request, not which things exist: a cursor this server gave
 out, a message the caller can read, the caller's own uploads and attachments, an
-Idempotency-Key not used for another message; nor a sum (recipients in to, cc and bcc
+invitation not yet used, an Idempotency-Key not used for another message; nor a sum (recipients in to, cc and bcc
 together). For a request generated as valid, those are given real values just
 before it is sent, so that positive_data_acceptance judges everything else the schema says.
 Requests generated as invalid are sent as generated."""
@@ -16,7 +16,8 @@ import uuid
 import httpx
 import schemathesis
 
-PEN = json.loads(os.environ["PEN_FUZZ"])  # url, ca, token, cursors, max_recipients
+PEN = json.loads(os.environ["PEN_FUZZ"])  # url, ca, token, cursors, max_recipients, invitations
+UNUSED_INVITATIONS = list(PEN["invitations"])  # each guest signs up once; later ones get 409
 MAX_UPLOADS = 5  # per request: enough to cover a list of several, quick to make
 
 
@@ -60,6 +61,11 @@ def before_call(context, case, kwargs):
     method, path = case.operation.method.upper(), case.operation.path
     if method == "GET" and path == "/api/v1/messages" and case.query and case.query.get("cursor"):
         case.query["cursor"] = PEN["cursors"][case.query.get("order") or "newest"]
+    if path.startswith("/api/v1/invitations/"):
+        token = PEN["invitations"][0]
+        if method == "POST" and UNUSED_INVITATIONS:
+            token = UNUSED_INVITATIONS.pop()
+        case.path_parameters = {**(case.path_parameters or {}), "token": token}
     if method == "GET" and path == "/api/v1/messages/{message_id}/attachments/{attachment_id}":
         with _client() as client:  # made anew: the run may delete any message it can list
             case.path_parameters = {**(case.path_parameters or {}), **_attachment(client)}

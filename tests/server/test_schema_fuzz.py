@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pen_server.devstack import SmtpSink
-from tests.conftest import USERS, make_pen
+from tests.conftest import USERS, Pen, make_pen
 
 # Fixed so that a run is repeatable; PEN_FUZZ_SEED=<n> tries others.
 SEED = os.environ.get("PEN_FUZZ_SEED", "20261129")
@@ -35,20 +35,25 @@ LIMITS = {"PEN_MAX_RECIPIENTS": "20", "PEN_SEND_MESSAGES_PER_HOUR": "100000",
           "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
 
 
+INVITATIONS = 3 * int(LIMITS["PEN_MAX_RECIPIENTS"])  # more than the sign-ups the run tries
+
+
 @pytest.fixture(scope="module")
 def fuzz_pen(tmp_path_factory):
     """A PEN of the fuzzer's own, with an SMTP sink of its own: it changes the PEN's settings,
     fills mailboxes and sends notifications to made-up addresses."""
     sink = SmtpSink().start()
     process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), sink, env=LIMITS).start()
-    yield process
+    yield process, sink
     process.stop()
     sink.stop()
 
 
-def _prepare(process) -> dict:
-    """The admin's sign-in (so that the admin calls are fuzzed past 403), and a cursor of each
-    order for the hooks (see schemathesis_hooks.py)."""
+def _prepare(process, sink) -> dict:
+    """The admin's sign-in (so that the admin calls are fuzzed past 403), a cursor of each
+    order, and invitations to guests not yet signed up, from the notifications the SMTP sink
+    received, for the hooks (see schemathesis_hooks.py)."""
+    cap = int(LIMITS["PEN_MAX_RECIPIENTS"])
     with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
         r = c.post("/auth/login", json={"email": USERS["admin"][0], "password": "correct horse battery"})
         token = r.json()["access_token"]
@@ -62,13 +67,21 @@ def _prepare(process) -> dict:
             r = c.get("/messages", params={"folder": "sent", "limit": 1, "order": order})
             cursors[order] = r.json()["next_cursor"]
             assert cursors[order], r.text
+        for n in range(INVITATIONS // cap):
+            guests = [{"email": f"guest-{n}-{i}@outside.example"} for i in range(cap)]
+            r = c.post("/messages", json={"bcc": guests, "subject": "invitation"},
+                       headers={"Idempotency-Key": f"fuzz-guests-{n}"})
+            assert r.status_code == 201, r.text
+    mails = sink.handler.wait_for(INVITATIONS + 2, timeout=120)
+    invitations = [Pen.link_token(m)[1] for m in mails if m.message["Subject"] == "invitation"]
+    assert len(invitations) == INVITATIONS, len(mails)
     return {"url": process.url, "ca": str(process.ca_file), "token": token, "cursors": cursors,
-            "max_recipients": int(LIMITS["PEN_MAX_RECIPIENTS"])}
+            "max_recipients": cap, "invitations": invitations}
 
 
 @pytest.mark.timeout(600)
 def test_schemathesis_all_checks_find_nothing(fuzz_pen, tmp_path):
-    pen = _prepare(fuzz_pen)
+    pen = _prepare(*fuzz_pen)
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PEN_FUZZ=json.dumps(pen), SCHEMATHESIS_HOOKS="tests.server.schemathesis_hooks",
                PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
@@ -86,3 +99,6 @@ def test_schemathesis_all_checks_find_nothing(fuzz_pen, tmp_path):
     generated = re.search(r"(\d+) generated", out)
     assert tested and int(tested.group(1)) >= 18, summary  # every operation but the two excluded
     assert generated and int(generated.group(1)) > 300, summary
+    with httpx.Client(base_url=fuzz_pen[0].api, verify=pen["ca"], timeout=30) as c:
+        signed_up = [c.get(f"/invitations/{t}").json()["registered"] for t in pen["invitations"]]
+    assert any(signed_up), "no valid sign-up was tried: the hooks gave no invitation"
