@@ -123,6 +123,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     for module in (auth, messages, attachments, admin):
         app.include_router(module.router, prefix="/api/v1")
 
+    from pen_server import web
+
+    web.install(app)
+
     @app.get("/api/v1/health", tags=["meta"])
     def health():
         return {"status": "ok"}

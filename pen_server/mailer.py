@@ -261,7 +261,8 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     who = sender_name if sender_name == clean_line(message.from_email) else \
         f"{sender_name} <{clean_line(message.from_email)}>"
     who += ", a guest," if guest else ""
-    sentence = f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}."
+    sentence = (f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}; "
+                f"the link below opens it in any web browser.")
     footer, notice = clean_block(conf.footer), clean_block(disclaimer)
 
     text = [sentence, "", "Read it here:", link]

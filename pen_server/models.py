@@ -232,3 +232,15 @@ class Notification(Base):
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+
+class WebSession(Base):
+    """A browser's sign-in to the web pages: the cookie carries a random token, the row keeps
+    only its sha256. Deleting the row ends the sign-in at once (sign-out, password change)."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -208,13 +208,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
                                      unread=True, sent_at=now))
             announce.append((recipient.id, message.id, "inbox"))
-        notif_id = new_id()
-        session.add(Notification(
-            id=notif_id, message_id=message.id, position=position, recipient_email=addr["email"],
-            recipient_name=addr["name"], recipient_user_id=recipient.id, kind=kind, status="queued",
-            updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
-            token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
-            token_expires_at=expires))
+        session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now))
     session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
     try:
         session.flush()
@@ -231,6 +225,19 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
                                                       MailboxEntry.message_id == message.id))
     return entry, announce
+
+
+def notification_row(secret: bytes, host: str, expires: datetime, message_id: str, position: int, addr: dict,
+                     user_id: str | None, kind: str, now: datetime) -> Notification:
+    """One queued notification e-mail to `addr` ({"email", "name"}), with a link token of its
+    own (made again from the row's id when the e-mail is built; stored only hashed)."""
+    notif_id = new_id()
+    return Notification(
+        id=notif_id, message_id=message_id, position=position, recipient_email=addr["email"],
+        recipient_name=addr["name"], recipient_user_id=user_id, kind=kind, status="queued",
+        updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
+        token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
+        token_expires_at=expires)
 
 
 def own_message(session: Session, user: User, message_id: str) -> Message:

@@ -220,7 +220,7 @@ def test_a_guests_notification_says_guest_and_has_no_reply_to():
     assert sender.display_name == "Dr. Elena Ruiz (guest) via ABC Medical PEN"
     plain, _ = texts(parsed)
     assert plain.splitlines()[0] == ("Dr. Elena Ruiz <g@outside.example>, a guest, sent you a secure message "
-                                     "through ABC Medical PEN.")
+                                     "through ABC Medical PEN; the link below opens it in any web browser.")
 
 
 @pytest.mark.parametrize("key", sorted(TEXTS))
@@ -263,7 +263,8 @@ def test_body_has_sentence_link_footer_and_disclaimer_only():
     token = security.derived_token(SECRET, "invite", "N_1")
     link = f"https://pen.example/m/MSG_abc-123?t={token}"
     assert hashlib.sha256(token.encode()).hexdigest() == security.token_hash(token)
-    assert plain.splitlines()[0] == "Zoe Park <zoe@z.example> sent you a secure message through ABC Medical PEN."
+    assert plain.splitlines()[0] == ("Zoe Park <zoe@z.example> sent you a secure message through ABC Medical PEN; "
+                                     "the link below opens it in any web browser.")
     assert link in plain and f'href="{link}"' in page
     assert FOOTER in plain and FOOTER in page
     for line in DISCLAIMER.splitlines():
