@@ -89,7 +89,9 @@ async def _janitor(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
+    """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
+    before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
                         secret=read_secret(settings))
@@ -99,6 +101,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         services.hub.bind(asyncio.get_running_loop())
         services.blobs.clean_temp()
         tasks = [asyncio.create_task(_janitor(services))]
+        bounce_server = None
+        if bounce_socket is not None:
+            from pen_server.bounces import start_server
+
+            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
+            log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if run_worker:
             from pen_server.outbox import DeliveryWorker
 
@@ -107,6 +115,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if bounce_server is not None:
+                bounce_server.close()
             if services.worker is not None:
                 await services.worker.stop()
             for task in tasks:

@@ -221,7 +221,8 @@ def thread_root_id(thread_id: str, host: str) -> str:
 
 def build_notification(notification, message, *, conf: PenConf, secret: bytes,
                        disclaimer: str | None = None, parent_message_id: str | None = None,
-                       guest: bool = False, headers: dict[str, str] | None = None) -> EmailMessage:
+                       guest: bool = False, headers: dict[str, str] | None = None,
+                       subject_policy: str = "keep") -> EmailMessage:
     """The notification e-mail for one Notification row of one Message.
 
     `disclaimer` is the sender's package disclaimer (None for a guest sender or a package
@@ -229,8 +230,10 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     recipient got for the message being replied to, when there is one; `guest` says that
     the sender is a guest: its From name says so and there is no Reply-To (a reply goes to
     the PEN, never to an address the guest chose); `headers` is address_headers(message),
-    made once for all of a message's notifications. Raises AddressError when an address or
-    id cannot be written safely (the row should then fail)."""
+    made once for all of a message's notifications; `subject_policy` is the sender's
+    package's: "generic" puts "Secure message from NAME" in place of the message's subject.
+    Raises AddressError when an address or id cannot be written safely (the row should then
+    fail)."""
     msg = EmailMessage(policy=POLICY)
     sender_name = clean_line((message.from_name or "")[:NAME_LIMIT]) or clean_line(message.from_email)
     from_name = guest_from_name(message.from_name, message.from_email, conf.name) if guest else sender_name
@@ -246,7 +249,8 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
         msg.set_raw("Reply-To", _fold("Reply-To", _mailbox_tokens(message.from_name, message.from_email)))
     for field, value in (headers if headers is not None else address_headers(message)).items():
         msg.set_raw(field, value)
-    msg.set_raw("Subject", _fold("Subject", _text_tokens(message.subject)))
+    subject = f"Secure message from {sender_name}" if subject_policy == "generic" else message.subject
+    msg.set_raw("Subject", _fold("Subject", _text_tokens(subject)))
     msg.set_raw("Message-ID", own_id)
     references = [root]
     if message.in_reply_to:
@@ -273,12 +277,14 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     def para(block: str) -> str:
         return "<p>" + "<br>\n".join(html.escape(line, quote=True) for line in block.split("\n")) + "</p>"
 
-    parts = [para(sentence),
-             f'<p><a href="{html.escape(link, quote=True)}">Read the message</a><br>\n'
-             f"{html.escape(link, quote=True)}</p>"]
+    # The HTML part says what the text part says, and the link's visible text is the link
+    # itself, on the PEN's own host: nothing hides where it goes (filters look for that).
+    shown = html.escape(link, quote=True)
+    parts = [para(sentence), f'<p>Read it here:<br>\n<a href="{shown}">{shown}</a></p>']
     parts += [para(footer)] if footer else []
     parts += [para(notice)] if notice else []
-    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n'
+    title = html.escape(clean_line(conf.name) or "Private Email Network")
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>\n'
             + "\n".join(parts) + "\n</body></html>\n")
     msg.add_alternative(page, subtype="html", charset="utf-8", cte="quoted-printable")
     return msg

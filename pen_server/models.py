@@ -83,6 +83,9 @@ class Package(Base):
     __tablename__ = "packages"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     disclaimer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # "keep": notifications carry the message's subject; "generic": "Secure message from
+    # NAME", for organisations whose subjects must not travel in plain SMTP.
+    subject_policy: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
 
 
 class User(Base):

@@ -256,7 +256,7 @@ def resend(session: Session, user: User, message_id: str, recipients: list[str] 
         query = query.where(Notification.status == "failed")
     else:
         wanted = {r.strip().lower() for r in recipients}
-        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred")))
+        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred", "bounced")))
     now = utcnow()
     ids = [n.id for n in session.scalars(query)]
     if ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,11 @@ class Settings:
     worker_batch: int = 100
     worker_concurrency: int = 4
     lease_seconds: float = 30.0
+    # Bounces: the domain of the envelope senders (default: that of from_address), and the
+    # SMTP port on which `pen-server run` takes them (0: none; an MTA pipes them instead).
+    bounce_domain: str = ""
+    bounce_host: str = "127.0.0.1"
+    bounce_port: int = 0
     # Sign-in limits (see docs/pen-api.md, "Sign-in limits").
     signin_free_failures: int = 5
     signin_max_delay: float = 60.0
@@ -115,7 +121,9 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     limits = raw.get("limits", {})
     smtp_raw = raw.get("smtp", {})
     delivery = raw.get("delivery", {})
-    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery)):
+    bounces = raw.get("bounces", {})
+    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery),
+                           ("bounces", bounces)):
         if not isinstance(value, dict):
             raise SettingsError(f"The [{section}] part of {path} must be a table.")
     s = Settings(data_dir=data)
@@ -138,6 +146,14 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
     _signin_limits(s, limits)
     s.smtp = smtp_from(smtp_raw, env)
+    s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or bounces.get("domain", "")).strip().lower()
+    s.bounce_host = str(bounces.get("host", s.bounce_host))
+    s.bounce_port = _int(env.get("PEN_BOUNCE_PORT") or bounces.get("port", 0), "bounces.port")
+    if s.bounce_domain and not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+                                            s.bounce_domain):
+        raise SettingsError(f"The bounce domain must be a host name, not {s.bounce_domain!r}.")
+    if s.bounce_port > 65535:
+        raise SettingsError("The bounce port must be between 1 and 65535, or 0 for none.")
     if env.get("PEN_DATABASE_URL"):
         s.database_url = env["PEN_DATABASE_URL"]
     if env.get("PEN_RETRY_BASE_SECONDS"):
