@@ -32,6 +32,11 @@ MODULES = [
     "tui.demo",
     "tui.demo_data",
     "tui.line.commands",
+    "tui.intercept",
+    "tui.intercept.imap",
+    "tui.intercept.local",
+    "tui.intercept.settings",
+    "tui.line.intercept",
 ]
 OPTIONAL: list[str] = []
 
