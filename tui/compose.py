@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tui.drafts import write_atomic
+from tui.files import write_atomic
 from tui.safe_text import clean, one_line
 
 __all__ = [

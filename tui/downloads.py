@@ -58,7 +58,7 @@ import httpx
 
 from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
 from tui.config import default_download_dir
-from tui.filenames import UnsafePathError, create_exclusive, safe_filename, unique_path
+from tui.files import UnsafePathError, create_exclusive, fsync_dir, safe_filename, try_lock, unique_path
 from tui.pen_client import (
     Attachment,
     NotFound,
@@ -68,11 +68,6 @@ from tui.pen_client import (
     ServerError,
     Unreachable,
 )
-
-try:  # POSIX; elsewhere two downloads of one file simply are not guarded against each other
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "CHUNK_SIZE",
@@ -209,19 +204,6 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def _disk_sentence(exc: OSError, name: str, folder: Path) -> str:
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         return (f"There is no room left in {folder} for {name}; free some space and try again "
@@ -257,8 +239,8 @@ def check_folder(folder: str | os.PathLike) -> Path:
 
 
 class _Part:
-    """An open, locked ``.part`` with its metadata file. Methods other than ``close`` and
-    ``_lock`` run in a worker thread; the writer is used by one thread at a time."""
+    """An open, locked ``.part`` with its metadata file. Methods other than ``close``
+    run in a worker thread; the writer is used by one thread at a time."""
 
     def __init__(self, folder: Path, part: Path, meta: Path, fd: int, meta_doc: dict):
         self.folder, self.path, self.meta, self.fd, self.doc = folder, part, meta, fd, meta_doc
@@ -294,23 +276,13 @@ class _Part:
     def _matches(doc: dict | None, sha256: str, size: int) -> bool:
         return bool(doc) and doc.get("sha256") == sha256 and doc.get("size") == size
 
-    @staticmethod
-    def _lock(fd: int) -> bool:
-        if fcntl is None:  # pragma: no cover
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
     @classmethod
     def _open_existing(cls, part: Path) -> int | None:
         try:
             fd = os.open(part, os.O_RDWR | _OPEN_FLAGS)
         except OSError:
             return None
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or not cls._lock(fd):
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not try_lock(fd):
             os.close(fd)
             return None
         return fd
@@ -338,7 +310,7 @@ class _Part:
                 fd = cls._open_existing(part)
             else:  # metadata written, .part not yet made (a crash in between)
                 fd = cls._create(part)
-                if fd is not None and not cls._lock(fd):
+                if fd is not None and not try_lock(fd):
                     os.close(fd)
                     fd = None
             if fd is not None:
@@ -357,7 +329,7 @@ class _Part:
             finally:
                 os.close(mfd)
             fd = cls._create(part)
-            if fd is None or not cls._lock(fd):
+            if fd is None or not try_lock(fd):
                 if fd is not None:
                     os.close(fd)
                 os.unlink(meta)
@@ -440,7 +412,7 @@ class _Part:
             os.unlink(self.meta)
         except FileNotFoundError:
             pass
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         if final.resolve(strict=True).parent != self.folder:  # pragma: no cover - defence in depth
             raise UnsafePathError(f"{final!r} resolves outside {self.folder}.")
         return final
@@ -452,7 +424,7 @@ class _Part:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     @property
     def closed(self) -> bool:

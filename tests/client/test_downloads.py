@@ -29,7 +29,7 @@ from tui.downloads import (
     download_all,
     download_attachment,
 )
-from tui.filenames import safe_filename
+from tui.files import safe_filename
 from tui.pen_client import Attachment, DirectRoute, NotFound, PenClient, PenError, Unreachable, tls_context
 
 BOB = ("bob@abc.example", "correct horse battery")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.filenames import (
+from tui.files import (
     MAX_NAME_BYTES,
     UnsafePathError,
     create_exclusive,

@@ -11,12 +11,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tui.config import config_path
+from tui.format import address_text
 from tui.line import (
     EXIT_NOT_SIGNED_IN,
     EXIT_OK,
-)
-from tui.line.output import (
-    address_text,
 )
 from tui.safe_text import one_line
 

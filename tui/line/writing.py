@@ -11,17 +11,14 @@ import sys
 from pathlib import Path
 
 from tui.config import state_dir
+from tui.format import address_text, body_text, human_size, iso
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
 )
 from tui.line.output import (
-    address_text,
-    human_size,
-    iso,
     message_json,
-    render_body,
 )
 from tui.safe_text import clean, one_line
 
@@ -211,7 +208,7 @@ async def cmd_reply(run: Run) -> int:
         own = _read_body(run)
         quoted_text = original.body_text
         if not quoted_text.strip() and original.body_html:
-            quoted_text, _, _ = render_body(original)
+            quoted_text, _, _ = body_text(original)
         quoted = quote_body(quoted_text, original.sent_at, original.sender.name or original.sender.email)
         body = (own.rstrip("\n") + "\n\n" if own.strip() else "") + quoted
         draft = Draft(to=[format_address(x) for x in to], cc=[format_address(x) for x in cc],

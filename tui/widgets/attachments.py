@@ -28,18 +28,11 @@ from textual.widgets import Input, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
 from tui.drafts import reusable_upload, upload_record
+from tui.format import human_size
 from tui.pen_client import Attachment, PenClient, PenError
 from tui.safe_text import one_line, safe_text
 from tui.widgets.path_suggester import PathSuggester
 from tui.widgets.safe_static import SafeStatic
-
-
-def human_size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
 
 
 @dataclass(eq=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
 from rich.segment import Segment
 from textual import work
@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.format import short_date
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
 
@@ -34,16 +35,7 @@ PageKey = tuple[str, int]  # (chain, page number counted from that chain's end)
 
 def row_text(s: Summary, width: int, now: datetime | None = None) -> str:
     """One row: markers as letters (U unread, A attachment), sender, subject, date."""
-    now = now or datetime.now(timezone.utc)
-    local = s.sent_at.astimezone() if s.sent_at else None
-    if local is None:
-        when = ""
-    elif local.date() == now.astimezone().date():
-        when = local.strftime("%H:%M")
-    elif local.year == now.astimezone().year:
-        when = local.strftime("%d %b")
-    else:
-        when = local.strftime("%Y-%m-%d")
+    when = short_date(s.sent_at, now)
     marks = ("U" if s.unread else "-") + ("A" if s.attachment_count else "-")
     who = one_line(s.sender.name or s.sender.email)
     sender_w = max(8, min(24, width // 4))

@@ -9,17 +9,10 @@ from pathlib import Path
 from textual.binding import Binding
 from textual.widgets.option_list import Option
 
+from tui.format import human_size
 from tui.pen_client import Attachment
 from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
-
-
-def human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
 
 
 def attachment_row(number: int, attachment: Attachment, saved: Path | None = None, marked: bool = False) -> str:
