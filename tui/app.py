@@ -16,7 +16,7 @@ from textual.theme import Theme
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
-from tui.config import Config
+from tui.config import Config, ConfigError
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -31,6 +31,44 @@ HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00fff
 
 # Older names of Textual's themes: "textual-ansi" (the terminal's own palette) is "ansi-dark" now.
 THEME_ALIASES = {"textual-ansi": "ansi-dark", "textual-ansi-light": "ansi-light"}
+
+
+def binding_ids() -> set[str]:
+    """Every action id a ``[keys]`` table can name: the ids of the bindings of penmail's app,
+    screens and widgets (found by walking tui/screens/ and tui/widgets/)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    import tui.screens
+    import tui.widgets
+
+    modules = [sys.modules[__name__]]
+    for package in (tui.screens, tui.widgets):
+        modules += [importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    ids = set()
+    for module in modules:
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, DOMNode):
+                for klass in cls.__mro__:
+                    ids.update(b.id for b in vars(klass).get("BINDINGS", ()) if isinstance(b, Binding) and b.id)
+    return ids
+
+
+def check_key_ids(config: Config) -> None:
+    """ConfigError (one sentence naming the id and the file) when ``[keys]`` names an action
+    id that no binding has: a typo would otherwise silently do nothing."""
+    if not config.keys:
+        return
+    known = binding_ids()
+    unknown = [action for action in config.keys if action not in known]
+    if unknown:
+        where = config.path or "the settings file"
+        raise ConfigError(f"In {where}, keys has {unknown[0]!r}, which is not an action id; F1 shows each "
+                          f"screen's ids, and the README lists them all.")
 
 
 class PenmailApp(App):
