@@ -26,6 +26,7 @@ from textual.strip import Strip
 from tui.format import short_date
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
+from tui.widgets.vim_keys import moving_bindings
 
 # loader(cursor, limit, order): a page of `limit` rows from `cursor`, order "newest" or "oldest".
 PageLoader = Callable[[str | None, int, str], Awaitable[Page]]
@@ -54,12 +55,9 @@ class MessageList(ScrollView, can_focus=True):
     MAX_PAGES = 12  # pages kept in memory, both chains together; others are fetched again
 
     BINDINGS = [
-        Binding("down,j", "cursor_down", "Next", show=False, id="list.down"),
-        Binding("up,k", "cursor_up", "Previous", show=False, id="list.up"),
+        *moving_bindings("list.", ("Next", "Previous", "First message", "Last message")),
         Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="list.page_down"),
         Binding("pageup,ctrl+u", "page_up", "Page up", show=False, id="list.page_up"),
-        Binding("home,g", "first", "First message", show=False, id="list.first"),
-        Binding("end,G", "last", "Last message", show=False, id="list.last"),
         Binding("enter", "open", "Open", id="list.open"),
     ]
 
