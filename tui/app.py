@@ -17,6 +17,16 @@ from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
+from tui.screens.messages import (
+    ComposeRequested,
+    DraftResumeRequested,
+    EventsWanted,
+    MessageOpenRequested,
+    NotificationsRequested,
+    PenEvent,
+    SignedIn,
+    SummaryChanged,
+)
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -198,7 +208,36 @@ class PenmailApp(App):
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout,
                     markup=False)
 
-    # ------------------------------------------------------------ routing
+    # ------------------------------------------------------------ routing: what screens ask for
+
+    @on(SignedIn)
+    def _signed_in(self, event: SignedIn) -> None:
+        self.signed_in(event.session)
+
+    @on(EventsWanted)
+    def _events_wanted(self) -> None:
+        self.start_events()
+
+    @on(MessageOpenRequested)
+    def _open_requested(self, event: MessageOpenRequested) -> None:
+        self.open_message(event.summary)
+
+    @on(SummaryChanged)
+    def _summary_changed(self, event: SummaryChanged) -> None:
+        self.summary_changed(event.summary, event.moved)
+
+    @on(ComposeRequested)
+    def _compose_requested(self, event: ComposeRequested) -> None:
+        self.start_compose(event.kind, event.message)
+
+    @on(DraftResumeRequested)
+    def _resume_requested(self, event: DraftResumeRequested) -> None:
+        self.resume_draft(event.draft)
+
+    @on(NotificationsRequested)
+    def _notifications_requested(self, event: NotificationsRequested) -> None:
+        self.show_notifications(event.message_id, event.subject)
+
 
     def mailbox(self) -> MailboxScreen | None:
         for screen in self.screen_stack:
@@ -265,7 +304,8 @@ class PenmailApp(App):
         from tui.screens.drafts import offer_saved_drafts
 
         self._follow_events()
-        offer_saved_drafts(self)
+        if self.session is not None:
+            offer_saved_drafts(self, self.session)
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:
@@ -294,9 +334,7 @@ class PenmailApp(App):
             if mailbox is not None:
                 mailbox.message_arrived(str(event.data.get("folder", "")))
         for screen in self.screen_stack:
-            handler = getattr(screen, "pen_event", None)
-            if handler is not None:
-                handler(event)
+            screen.post_message(PenEvent(event))
 
     # ------------------------------------------------------------ actions
 

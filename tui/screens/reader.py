@@ -26,6 +26,7 @@ from tui.downloads import DownloadCancelled, download_all, download_attachment
 from tui.files import safe_filename
 from tui.format import body_text, header_text
 from tui.htmlbody import allowed_link
+from tui.screens.messages import ComposeRequested, NotificationsRequested, SummaryChanged
 from tui.opener import open_file
 from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
@@ -125,7 +126,10 @@ class ReaderScreen(Screen):
         attachments.display = bool(message.attachments)
         self.query_one("#reader-attachments-title").display = bool(message.attachments)
         self.refresh_bindings()
-        body, self.links, note = await asyncio.to_thread(body_text, message)
+        if message.body_html:  # the conversion has a deadline, off the event loop
+            body, self.links, note = await asyncio.to_thread(body_text, message)
+        else:
+            body, self.links, note = body_text(message)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
         hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
@@ -135,7 +139,7 @@ class ReaderScreen(Screen):
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
-                self.app.summary_changed(updated)
+                self.post_message(SummaryChanged(updated))
             except PenError as exc:
                 self.say(exc.message)
         # The people on it complete addresses when composing (in a thread; never the user).
@@ -168,7 +172,7 @@ class ReaderScreen(Screen):
         if self.message is None:
             self.say("The message is still loading.")
             return
-        self.app.start_compose(kind, self.message)
+        self.post_message(ComposeRequested(kind, self.message))
 
     def action_mark_unread(self) -> None:
         self._change(unread=True)
@@ -183,7 +187,7 @@ class ReaderScreen(Screen):
         except PenError as exc:
             self.say(exc.message)
             return
-        self.app.summary_changed(updated, moved="folder" in change)
+        self.post_message(SummaryChanged(updated, moved="folder" in change))
         if "folder" in change:
             self.app.pop_screen()
         else:
@@ -353,4 +357,4 @@ class ReaderScreen(Screen):
         elif not self.message.notifications:
             self.say("Only the sender of a message can follow its notifications.")
         else:
-            self.app.show_notifications(self.message.id, self.message.subject)
+            self.post_message(NotificationsRequested(self.message.id, self.message.subject))
