@@ -54,7 +54,7 @@ async def cmd_login(run: Run) -> int:
     address, problem = parse_address(email)
     if problem:
         raise usage(problem)
-    email = address["email"]
+    email = address.email
     if email != config.email:
         changes["email"] = email
 

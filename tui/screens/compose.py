@@ -31,9 +31,7 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.screens.messages import NotificationsRequested
 from tui.pen_client import (
-    Address,
     Conflict,
     Message,
     PenClient,
@@ -43,6 +41,7 @@ from tui.pen_client import (
     Unreachable,
 )
 from tui.safe_text import clean, one_line
+from tui.screens.messages import NotificationsRequested
 from tui.uploads import Entry, Uploader
 from tui.widgets.address_field import AddressField, SubjectField
 from tui.widgets.attachments import AttachmentPanel
@@ -58,15 +57,6 @@ ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
 MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
 SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
                "(look in Sent; F12 twice discards it).")
-
-
-def _message_dict(m: Message) -> dict:
-    """The contract's shape, which tui.compose works on."""
-    def addr(a):
-        return {"email": a.email, "name": a.name}
-
-    return {"from": addr(m.sender), "to": [addr(a) for a in m.to], "cc": [addr(a) for a in m.cc],
-            "subject": m.subject, "sent_at": m.sent_at, "body_text": m.body_text, "body_html": m.body_html}
 
 
 def _reply_text(m: Message) -> str:
@@ -126,17 +116,16 @@ class ComposeScreen(Screen):
             raise ValueError(f"cannot compose {kind!r}")
         draft, forwarded, seen = Draft(), (), []
         if message is not None and kind != "new":
-            m = _message_dict(message)
-            seen = [m["from"], *m["to"], *m["cc"]]
+            seen = [message.sender, *message.to, *message.cc]
             if kind == "forward":
                 draft.subject = forward_subject(message.subject)
-                draft.body = "\n\n" + forward_body(m)
+                draft.body = "\n\n" + forward_body(message)
                 draft.forward_of = message.id
                 draft.forward_attachment_ids = [a.id for a in message.attachments]
                 forwarded = message.attachments
             else:
                 me = client.user.email if client.user else ""
-                to, cc = reply_recipients(m, me, reply_all=kind == "reply_all")
+                to, cc = reply_recipients(message, me, reply_all=kind == "reply_all")
                 draft.to, draft.cc = [format_address(a) for a in to], [format_address(a) for a in cc]
                 draft.subject = reply_subject(message.subject)
                 draft.body = "\n\n" + quote_body(_reply_text(message), message.sent_at,
@@ -459,8 +448,7 @@ class ComposeScreen(Screen):
         files = self.query_one(AttachmentPanel)
         if not await self._upload_and_keep(files):
             return
-        fields = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
-                  for name, _ in ADDRESS_FIELDS}
+        fields = {name: self._field(name).addresses()[0] for name, _ in ADDRESS_FIELDS}
         for attempt in (1, 2):
             try:
                 message = await self.client.send(
@@ -479,7 +467,7 @@ class ComposeScreen(Screen):
                 self._not_sent(exc)
                 return
         await asyncio.to_thread(self._forget)
-        sent_to = [a.to_json() for people in fields.values() for a in people]
+        sent_to = [a for people in fields.values() for a in people]
         await asyncio.to_thread((self.book or AddressBook()).add_seen, sent_to, self._me)
         # The app closes this screen: a worker of the screen would end with it.
         self.app.call_later(_after_sent, self.app, self, message)

@@ -11,8 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.pen_client import PenClient, PenError, Summary
+from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList

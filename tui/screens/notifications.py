@@ -12,9 +12,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable
 
-from tui.screens.messages import PenEvent
 from tui.pen_client import Notification, PenClient, PenError
 from tui.safe_text import one_line
+from tui.screens.messages import PenEvent
 from tui.widgets.footer import KeyFooter
 from tui.widgets.notification_table import PENDING, NotificationTable, detail, summary
 from tui.widgets.safe_static import SafeStatic

@@ -26,10 +26,10 @@ from tui.downloads import DownloadCancelled, download_all, download_attachment
 from tui.files import safe_filename
 from tui.format import body_text, header_text
 from tui.htmlbody import allowed_link
-from tui.screens.messages import ComposeRequested, NotificationsRequested, SummaryChanged
 from tui.opener import open_file
 from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
+from tui.screens.messages import ComposeRequested, NotificationsRequested, SummaryChanged
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList

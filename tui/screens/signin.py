@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Label
 
-from tui.screens.messages import SignedIn
 from tui.pen_client import PenError
+from tui.screens.messages import SignedIn
 from tui.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
