@@ -97,7 +97,10 @@ def main() -> int:
         t = time.perf_counter()
         port = make_bench_pen(root, args.messages)
         out["seed_seconds"] = round(time.perf_counter() - t, 1)
-        process = PenProcess(root, port, smtp_port=sink.port).start()
+        # One message to --recipients people: above the default cap of 100, raised for this run.
+        limits = {"PEN_MAX_RECIPIENTS": str(args.recipients),
+                  "PEN_SEND_RECIPIENTS_PER_HOUR": str(max(1000, args.recipients))}
+        process = PenProcess(root, port, smtp_port=sink.port, env=limits).start()
         try:
             with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
                 tok = c.post("/auth/login", json={"email": "reader@bench.example", "password": PASSWORD}).json()

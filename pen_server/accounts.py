@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from pen_server import security
 from pen_server.errors import ApiError
-from pen_server.models import AuthToken, User, new_id, utcnow
+from pen_server.models import AuthToken, User, WebSession, new_id, utcnow
 from pen_server.settings import Settings
 
 MIN_PASSWORD = 8
@@ -112,4 +112,6 @@ def create_user(session: Session, email: str, name: str, password: str | None, r
 
 
 def revoke_all(session: Session, user_id: str) -> None:
+    """End every sign-in of the user: API tokens and the web pages' sessions."""
     session.execute(update(AuthToken).where(AuthToken.user_id == user_id).values(revoked=True))
+    session.execute(delete(WebSession).where(WebSession.user_id == user_id))

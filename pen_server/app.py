@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 
 from pen_server import errors
 from pen_server.api import admin, attachments, auth, messages
@@ -44,6 +44,7 @@ class Services:
         if self.limiter is None:
             self.limiter = SignInLimiter(Rule(s.signin_free_failures, s.signin_max_delay),
                                          Rule(s.address_free_failures, s.address_max_delay),
+                                         Rule(s.account_free_failures, s.signin_max_delay),
                                          forget_after=s.signin_forget_seconds)
         if self.hashing is None:
             self.hashing = HashPool(s.hash_workers, s.hash_queue)
@@ -59,17 +60,23 @@ def read_secret(settings: Settings) -> bytes:
 
 
 def remove_stale_uploads(services: Services) -> int:
-    """Uploads that no message took within a day go, and so do blobs nothing refers to."""
+    """Uploads that no message took within a day go, and so do blobs nothing refers to.
+
+    Race-free with an upload of the same bytes: the first statement is a write, so this
+    transaction holds the database's write lock from its start; each blob row is deleted only
+    if no attachment refers to it, and its file is removed before the commit, still under
+    that lock. An upload writes its attachment row first (waiting for the lock) and only then
+    looks for the file, putting its own copy in place when the file is gone."""
     with services.db.session() as session:
         cutoff = utcnow() - UPLOAD_TTL
         removed = session.execute(delete(Attachment).where(Attachment.message_id.is_(None),
                                                            Attachment.created_at < cutoff)).rowcount
-        used = select(Attachment.sha256)
-        orphans = list(session.scalars(select(Blob.sha256).where(Blob.sha256.not_in(used))))
-        for sha in orphans:
-            session.execute(delete(Blob).where(Blob.sha256 == sha))
-    for sha in orphans:
-        services.blobs.remove(sha)
+        unused = ~exists().where(Attachment.sha256 == Blob.sha256)
+        for sha in list(session.scalars(select(Blob.sha256).where(unused))):
+            gone = session.execute(delete(Blob).where(Blob.sha256 == sha, unused)
+                                   .execution_options(synchronize_session=False)).rowcount
+            if gone:
+                services.blobs.remove(sha)
     return removed
 
 
@@ -82,7 +89,9 @@ async def _janitor(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
+    """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
+    before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
                         secret=read_secret(settings))
@@ -92,6 +101,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         services.hub.bind(asyncio.get_running_loop())
         services.blobs.clean_temp()
         tasks = [asyncio.create_task(_janitor(services))]
+        bounce_server = None
+        if bounce_socket is not None:
+            from pen_server.bounces import start_server
+
+            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
+            log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if run_worker:
             from pen_server.outbox import DeliveryWorker
 
@@ -100,6 +115,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if bounce_server is not None:
+                bounce_server.close()
             if services.worker is not None:
                 await services.worker.stop()
             for task in tasks:
@@ -115,6 +132,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     errors.install(app)
     for module in (auth, messages, attachments, admin):
         app.include_router(module.router, prefix="/api/v1")
+
+    from pen_server import web
+
+    web.install(app)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health():

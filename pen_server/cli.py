@@ -1,4 +1,4 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, run."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, run."""
 
 from __future__ import annotations
 
@@ -110,11 +110,85 @@ def cmd_package_set(args) -> int:
 
     _settings, db = _open(args)
     with db.session() as session:
-        package = session.get(Package, args.name) or Package(name=args.name)
-        package.disclaimer = args.disclaimer or None
+        package = session.get(Package, args.name) or Package(name=args.name, subject_policy="keep")
+        if args.disclaimer is not None:  # not given: the disclaimer stays as it is
+            package.disclaimer = args.disclaimer or None
+        if args.subject is not None:
+            package.subject_policy = args.subject
         session.add(package)
-    print(f"The package {args.name!r} now has {'a' if args.disclaimer else 'no'} disclaimer.")
+        has, subject = package.disclaimer, package.subject_policy
+    said = "the message's subject" if subject == "keep" else "'Secure message from NAME' as their subject"
+    print(f"The package {args.name!r} now has {'a' if has else 'no'} disclaimer, and its members' "
+          f"notifications carry {said}.")
     return 0
+
+
+def cmd_dkim(args) -> int:
+    """`pen-server dkim init|use|list|remove`; the domain is --domain, else that of from_address."""
+    from pen_server import dkim, penconf
+
+    settings, db = _open(args)
+    with db.session() as session:
+        conf = penconf.effective(session, settings)
+    db.dispose()
+    data = settings.data_dir
+    try:
+        domain = dkim.checked_domain(args.domain or conf.smtp.from_address.rpartition("@")[2])
+        selector = dkim.checked_selector(args.selector) if args.dkim_command != "list" else ""
+        if args.dkim_command == "init":
+            made_current = dkim.make_key(data, domain, selector)
+            print(f"Made a {dkim.KEY_BITS}-bit DKIM key for {domain} with the selector {selector} "
+                  f"in {dkim.key_path(data, domain, selector)}.\n")
+            print("\n".join(dkim.zone_lines(domain, selector, dkim.public_value(data, domain, selector),
+                                            conf.host)) + "\n")
+            if made_current:
+                print(f"Notifications from {domain} are signed with it from now on.")
+            else:
+                print(f"The selector {dkim.current(data, domain)} still signs. Once this record is in the "
+                      f"DNS, switch with: pen-server dkim use --data {data} --domain {domain} "
+                      f"--selector {selector}")
+        elif args.dkim_command == "use":
+            dkim.use(data, domain, selector)
+            print(f"Notifications from {domain} are signed with the selector {selector} from the next "
+                  "one on; keep the old selector's record published for a few days.")
+        elif args.dkim_command == "remove":
+            dkim.remove(data, domain, selector)
+            print(f"Removed the key of the selector {selector}; its DNS record can go too.")
+        else:
+            now = dkim.current(data, domain)
+            for name in dkim.selectors(data, domain):
+                print(f"{name}\t{'current' if name == now else 'standby'}")
+                print(dkim.zone_lines(domain, name, dkim.public_value(data, domain, name))[1])
+    except dkim.DkimError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_bounce(args) -> int:
+    """One message from an MTA's pipe (standard input). Exit 0 when it was recorded or
+    dropped on purpose, 75 (EX_TEMPFAIL: the MTA keeps it and tries again) when it could not
+    be recorded now."""
+    import email
+
+    from pen_server import bounces
+    from pen_server.app import read_secret
+
+    settings, db = _open(args)
+    data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    recipients = list(args.recipient or [])
+    if not recipients:  # the MTA's delivery headers name the address it was sent to
+        head = email.message_from_bytes(data)
+        for name in ("X-Original-To", "Delivered-To", "Envelope-To", "To"):
+            recipients += [str(v).strip() for v in head.get_all(name, [])]
+    try:
+        outcome = bounces.receive(db, read_secret(settings), recipients, data)
+    except Exception as exc:
+        logging.getLogger("pen_server.bounces").error("recording a bounce failed (%s); exit 75 so the MTA "
+                                                      "tries again", exc)
+        return 75
+    finally:
+        db.dispose()
+    return 75 if outcome.retry else 0
 
 
 def cmd_run(args) -> int:
@@ -158,11 +232,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     package = sub.add_parser("package", help="membership packages").add_subparsers(dest="package_command",
                                                                                  required=True)
-    pset = package.add_parser("set", help="set a package's notification disclaimer")
+    pset = package.add_parser("set", help="set a package's notification disclaimer and subject policy")
     pset.add_argument("--data", required=True)
     pset.add_argument("name")
-    pset.add_argument("--disclaimer", default="")
+    pset.add_argument("--disclaimer", help="the disclaimer ('' for none; left out: unchanged)")
+    pset.add_argument("--subject", choices=("keep", "generic"),
+                      help="keep: the message's subject (the default); generic: 'Secure message from NAME'")
     pset.set_defaults(func=cmd_package_set)
+
+    dk = sub.add_parser("dkim", help="DKIM keys that sign the notifications").add_subparsers(
+        dest="dkim_command", required=True)
+    for name, text in (("init", "make a new key and print its DNS record"),
+                       ("use", "sign with this selector from now on"),
+                       ("list", "the keys and their DNS records"),
+                       ("remove", "remove a key that no longer signs")):
+        cmd = dk.add_parser(name, help=text)
+        cmd.add_argument("--data", required=True)
+        cmd.add_argument("--domain", help="the d= domain (default: that of the from_address)")
+        if name != "list":
+            cmd.add_argument("--selector", required=True)
+        cmd.set_defaults(func=cmd_dkim)
+
+    bounce = sub.add_parser("bounce", help="read one bounce from standard input (for an MTA's pipe)")
+    bounce.add_argument("--data", required=True)
+    bounce.add_argument("--recipient", action="append",
+                        help="the bounce address it was sent to (default: from its delivery headers)")
+    bounce.set_defaults(func=cmd_bounce)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)
@@ -176,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command, at the bounce port
     # Everything a command writes (settings, keys, the database and its -wal/-shm, blobs)
     # is for this user only; the umask is put back for callers that run us in-process.
     umask = os.umask(UMASK)

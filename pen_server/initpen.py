@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from pen_server.private import DIR_MODE, write_private
-from pen_server.settings import CONFIG_NAME
+from pen_server.settings import CONFIG_NAME, Settings
 from pen_server.text import has_control
+
+DEFAULTS = Settings(data_dir=Path("."))  # the values a new PEN's [limits] starts with
 
 MAX_NAME = 200  # as PUT /admin/pen takes them
 MAX_BASE_URL = 2000
@@ -43,7 +45,8 @@ class Plan:
     def toml(self) -> str:
         doc = {"pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer},
                "smtp": {"host": "localhost", "port": 25, "security": "none", "from_address": self.from_address},
-               "limits": {"max_upload_bytes": 1 << 30}}
+               "limits": {key: getattr(DEFAULTS, key) for key in ("max_upload_bytes", "max_recipients",
+                                                                   "send_messages_per_hour", "send_recipients_per_hour")}}
         text = tomli_w.dumps(doc)
         if tomllib.loads(text) != doc:  # pragma: no cover - the writer's promise, checked anyway
             raise InitError("The settings could not be written as TOML exactly; nothing was written.")

@@ -13,8 +13,6 @@ literal encoded-word text in the input reaches the receiver as literal text.
 
 from __future__ import annotations
 
-import functools
-
 import html
 import re
 import unicodedata
@@ -160,15 +158,23 @@ def _fold(name: str, tokens: list[str]) -> str:
     return "\r\n".join(lines)[len(name) + 2:]
 
 
-def _key(entries: list[dict]) -> tuple:
-    return tuple((entry.get("email"), entry.get("name")) for entry in entries)
+def address_headers(message) -> dict[str, str]:
+    """The folded To and Cc header values of a message. Every notification of the message
+    carries the same ones, so the delivery worker makes them once per message and hands them
+    to build_notification for each recipient. Raises AddressError as build_notification does."""
+    out = {"To": _fold("To", _address_list(message.to_list)) if message.to_list
+           else "undisclosed-recipients:;"}  # only Cc/Bcc: an empty group names nobody
+    if message.cc_list:
+        out["Cc"] = _fold("Cc", _address_list(message.cc_list))
+    return out
 
 
-@functools.lru_cache(maxsize=64)
-def _address_header(field: str, entries: tuple) -> str:
-    """A folded To or Cc header. Every notification of a message carries the same one, so
-    it is made once: a message to 1,000 people would otherwise check a million addresses."""
-    return _fold(field, _address_list([{"email": e, "name": n} for e, n in entries]))
+def guest_from_name(name: str | None, email: str, pen_name: str) -> str:
+    """The From name of a guest's notification, "NAME (guest) via PEN NAME": a guest chooses
+    its own name, so the e-mail never shows it bare on the PEN's own sending address."""
+    name = clean_line((name or "")[:NAME_LIMIT // 2]) or clean_line(email[:NAME_LIMIT // 2])
+    pen_name = clean_line((pen_name or "")[:NAME_LIMIT // 2 - 20]) or "PEN"
+    return f"{name} (guest) via {pen_name}"
 
 
 def _address_list(entries: list[dict]) -> list[str]:
@@ -214,16 +220,23 @@ def thread_root_id(thread_id: str, host: str) -> str:
 
 
 def build_notification(notification, message, *, conf: PenConf, secret: bytes,
-                       disclaimer: str | None = None,
-                       parent_message_id: str | None = None) -> EmailMessage:
+                       disclaimer: str | None = None, parent_message_id: str | None = None,
+                       guest: bool = False, headers: dict[str, str] | None = None,
+                       subject_policy: str = "keep") -> EmailMessage:
     """The notification e-mail for one Notification row of one Message.
 
     `disclaimer` is the sender's package disclaimer (None for a guest sender or a package
     without one); `parent_message_id` the Message-ID of the notification that this
-    recipient got for the message being replied to, when there is one. Raises AddressError
-    when an address or id cannot be written safely (the row should then fail)."""
+    recipient got for the message being replied to, when there is one; `guest` says that
+    the sender is a guest: its From name says so and there is no Reply-To (a reply goes to
+    the PEN, never to an address the guest chose); `headers` is address_headers(message),
+    made once for all of a message's notifications; `subject_policy` is the sender's
+    package's: "generic" puts "Secure message from NAME" in place of the message's subject.
+    Raises AddressError when an address or id cannot be written safely (the row should then
+    fail)."""
     msg = EmailMessage(policy=POLICY)
     sender_name = clean_line((message.from_name or "")[:NAME_LIMIT]) or clean_line(message.from_email)
+    from_name = guest_from_name(message.from_name, message.from_email, conf.name) if guest else sender_name
     sent_at = message.sent_at or datetime.now(timezone.utc)
     if sent_at.tzinfo is None:
         sent_at = sent_at.replace(tzinfo=timezone.utc)
@@ -231,15 +244,13 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     root = thread_root_id(message.thread_id, conf.host)
 
     msg["Date"] = format_datetime(sent_at)
-    msg.set_raw("From", _fold("From", _mailbox_tokens(sender_name, conf.smtp.from_address)))
-    msg.set_raw("Reply-To", _fold("Reply-To", _mailbox_tokens(message.from_name, message.from_email)))
-    if message.to_list:
-        msg.set_raw("To", _address_header("To", _key(message.to_list)))
-    else:  # only Cc/Bcc recipients: an empty group names nobody, and keeps filters calm
-        msg.set_raw("To", "undisclosed-recipients:;")
-    if message.cc_list:
-        msg.set_raw("Cc", _address_header("Cc", _key(message.cc_list)))
-    msg.set_raw("Subject", _fold("Subject", _text_tokens(message.subject)))
+    msg.set_raw("From", _fold("From", _mailbox_tokens(from_name, conf.smtp.from_address)))
+    if not guest:
+        msg.set_raw("Reply-To", _fold("Reply-To", _mailbox_tokens(message.from_name, message.from_email)))
+    for field, value in (headers if headers is not None else address_headers(message)).items():
+        msg.set_raw(field, value)
+    subject = f"Secure message from {sender_name}" if subject_policy == "generic" else message.subject
+    msg.set_raw("Subject", _fold("Subject", _text_tokens(subject)))
     msg.set_raw("Message-ID", own_id)
     references = [root]
     if message.in_reply_to:
@@ -253,7 +264,9 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     link = message_link(conf.base_url, message.id, invite_token(secret, notification.id))
     who = sender_name if sender_name == clean_line(message.from_email) else \
         f"{sender_name} <{clean_line(message.from_email)}>"
-    sentence = f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}."
+    who += ", a guest," if guest else ""
+    sentence = (f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}; "
+                f"the link below opens it in any web browser.")
     footer, notice = clean_block(conf.footer), clean_block(disclaimer)
 
     text = [sentence, "", "Read it here:", link]
@@ -264,12 +277,14 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     def para(block: str) -> str:
         return "<p>" + "<br>\n".join(html.escape(line, quote=True) for line in block.split("\n")) + "</p>"
 
-    parts = [para(sentence),
-             f'<p><a href="{html.escape(link, quote=True)}">Read the message</a><br>\n'
-             f"{html.escape(link, quote=True)}</p>"]
+    # The HTML part says what the text part says, and the link's visible text is the link
+    # itself, on the PEN's own host: nothing hides where it goes (filters look for that).
+    shown = html.escape(link, quote=True)
+    parts = [para(sentence), f'<p>Read it here:<br>\n<a href="{shown}">{shown}</a></p>']
     parts += [para(footer)] if footer else []
     parts += [para(notice)] if notice else []
-    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n'
+    title = html.escape(clean_line(conf.name) or "Private Email Network")
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>\n'
             + "\n".join(parts) + "\n</body></html>\n")
     msg.add_alternative(page, subtype="html", charset="utf-8", cte="quoted-printable")
     return msg

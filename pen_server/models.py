@@ -83,6 +83,9 @@ class Package(Base):
     __tablename__ = "packages"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     disclaimer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # "keep": notifications carry the message's subject; "generic": "Secure message from
+    # NAME", for organisations whose subjects must not travel in plain SMTP.
+    subject_policy: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
 
 
 class User(Base):
@@ -139,6 +142,9 @@ class Message(Base):
     attachments: Mapped[list["Attachment"]] = relationship(
         back_populates="message", order_by="Attachment.position", lazy="select"
     )
+
+    # The hourly sending limit counts a sender's messages of the last hour.
+    __table_args__ = (Index("ix_message_sender_sent", "sender_id", "sent_at"),)
 
 
 class MailboxEntry(Base):
@@ -229,3 +235,15 @@ class Notification(Base):
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+
+class WebSession(Base):
+    """A browser's sign-in to the web pages: the cookie carries a random token, the row keeps
+    only its sha256. Deleting the row ends the sign-in at once (sign-out, password change)."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -27,7 +27,7 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import mailer, penconf
+from pen_server import bounces, dkim, mailer, penconf
 from pen_server.events import EventHub
 from pen_server.models import Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
@@ -45,6 +45,7 @@ class _Job:
     recipient: dict
     attempts: int  # including this try
     rcpt: str = ""
+    mail_from: str = ""  # the envelope sender: this notification's own bounce address
     data: bytes = b""
     error: str | None = None
     retry: bool = False  # the error is the PEN's setup, not the recipient's: defer, not fail
@@ -148,6 +149,7 @@ class DeliveryWorker:
         self._stopping = False
         self._running = False
         self._relay: _Relay | None = None
+        self.signer = dkim.Signer(settings.data_dir)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -263,7 +265,7 @@ class DeliveryWorker:
             .options(lazyload(Message.attachments)))}
         senders = {u.id: u for u in session.scalars(
             select(User).where(User.id.in_({m.sender_id for m in messages.values()})))}
-        disclaimers = {p.name: p.disclaimer for p in session.scalars(
+        packages = {p.name: p for p in session.scalars(
             select(Package).where(Package.name.in_({u.package for u in senders.values() if u.package})))}
         parents: dict[tuple[str, str], str] = {}
         parent_ids = {m.in_reply_to for m in messages.values() if m.in_reply_to}
@@ -276,6 +278,19 @@ class DeliveryWorker:
             from_ok: str | None = mailer.checked_address(conf.smtp.from_address)
         except mailer.AddressError:
             from_ok = None
+
+        headers: dict[str, dict[str, str] | Exception] = {}  # per message: To and Cc, folded once
+
+        def address_headers(message: Message) -> dict[str, str]:
+            if message.id not in headers:
+                try:
+                    headers[message.id] = mailer.address_headers(message)
+                except mailer.AddressError as exc:
+                    headers[message.id] = exc
+            found = headers[message.id]
+            if isinstance(found, Exception):
+                raise found
+            return found
 
         jobs = []
         for row in rows:
@@ -297,16 +312,23 @@ class DeliveryWorker:
                 job.retry = True
                 continue
             sender = senders.get(message.sender_id)
-            disclaimer = None
-            if sender is not None and sender.role != "guest" and sender.package:
-                disclaimer = disclaimers.get(sender.package)
+            disclaimer, subject_policy = None, "keep"
+            package = packages.get(sender.package) if sender is not None and sender.package else None
+            if package is not None and sender.role != "guest":
+                disclaimer, subject_policy = package.disclaimer, package.subject_policy
             parent = parents.get((message.in_reply_to, row.recipient_email.lower())) \
                 if message.in_reply_to else None
             try:
                 email = mailer.build_notification(row, message, conf=conf, secret=self.secret,
-                                                  disclaimer=disclaimer, parent_message_id=parent)
+                                                  disclaimer=disclaimer, parent_message_id=parent,
+                                                  guest=sender is not None and sender.role == "guest",
+                                                  headers=address_headers(message),
+                                                  subject_policy=subject_policy)
                 job.rcpt = mailer.checked_address(row.recipient_email)
-                job.data = email.as_bytes()
+                job.mail_from = bounces.verp_address(
+                    self.secret, row.id, self.settings.bounce_domain or from_ok.rpartition("@")[2]) or from_ok
+                # Signed last: nothing may change the e-mail after this.
+                job.data = self.signer.sign(email.as_bytes(), from_ok)
             except Exception as exc:  # one row that cannot be built fails alone
                 log.warning("notification %s cannot be built: %s", row.id, exc)
                 job.error = f"cannot build the notification: {exc}"
@@ -366,7 +388,7 @@ class DeliveryWorker:
                 return "deferred", reason
             relay.slots[slot] = client
         try:
-            await client.sendmail(mailer.checked_address(relay.smtp.from_address), [job.rcpt], job.data)
+            await client.sendmail(job.mail_from, [job.rcpt], job.data)
             return "sent", None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]

@@ -85,7 +85,7 @@ class AttachmentOut(BaseModel):
 class NotificationOut(BaseModel):
     recipient: Address
     kind: Literal["to", "cc", "bcc"]
-    status: Literal["queued", "sending", "sent", "deferred", "failed"]
+    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced"]
     attempts: int
     last_error: str | None
     updated_at: datetime
@@ -186,13 +186,18 @@ class PenOut(BaseModel):
     max_upload_bytes: int
 
 
+SubjectPolicy = Literal["keep", "generic"]
+
+
 class PackageIn(Strict):
     disclaimer: str | None = Field(default=None, max_length=20000)
+    subject: SubjectPolicy | None = None  # left out: unchanged ("keep" for a new package)
 
 
 class PackageOut(BaseModel):
     name: str
     disclaimer: str | None
+    subject: SubjectPolicy
 
 
 class PackagesOut(BaseModel):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import penconf, security
+from pen_server import penconf, security, send_limits
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change, entry_for
@@ -67,13 +67,15 @@ def _recipients(body: SendIn) -> tuple[dict[str, list[dict]], list[tuple[str, di
 
 
 def _check_guest(session: Session, user: User, recipients: list[tuple[str, dict]]) -> None:
-    """A guest writes only to PEN members and to the people of its own threads."""
-    threads = select(Message.thread_id).join(MailboxEntry, MailboxEntry.message_id == Message.id).where(
-        MailboxEntry.user_id == user.id)
+    """A guest writes only to PEN members and to the people named on messages it holds a copy
+    of. Only its own copies count: a reply in its thread that it never received must not let
+    it write to (nor, by the answer, learn of) the people named there."""
     known: set[str] = set()
-    for m in session.scalars(select(Message).where(Message.thread_id.in_(threads))):
-        known.add(m.from_email)
-        known.update(a["email"] for a in m.to_list + m.cc_list)
+    for from_email, to, cc, bcc, is_sender in session.execute(
+            select(Message.from_email, Message.to_list, Message.cc_list, Message.bcc_list, MailboxEntry.is_sender)
+            .join(MailboxEntry, MailboxEntry.message_id == Message.id).where(MailboxEntry.user_id == user.id)):
+        known.add(from_email)
+        known.update(a["email"] for a in to + cc + (bcc if is_sender else []))
     for _kind, addr in recipients:
         if addr["email"] in known:
             continue
@@ -84,25 +86,54 @@ def _check_guest(session: Session, user: User, recipients: list[tuple[str, dict]
                            f"conversations, and {addr['email']} is neither.")
 
 
-def _attachments(session: Session, user: User, ids: list[str]) -> list[Attachment]:
-    found: list[Attachment] = []
+def _attachments(session: Session, user: User, ids: list[str]) -> list[tuple[Attachment, bool]]:
+    """The attachments named, each with True when it is the caller's own upload (to be
+    claimed) or False when it belongs to a message the caller can read (to be shared)."""
+    if len(set(ids)) != len(ids):
+        raise validation({"attachments": "an attachment is named more than once"},
+                         "The same attachment is named twice in this message; name each file once.")
+    found: list[tuple[Attachment, bool]] = []
     for i, att_id in enumerate(ids):
         att = session.get(Attachment, att_id)
         if att is not None and att.message_id is None and att.owner_id == user.id:
-            found.append(att)
+            found.append((att, True))
             continue
         if att is not None and att.message_id is not None and session.scalar(
                 select(MailboxEntry.id).where(MailboxEntry.user_id == user.id,
                                               MailboxEntry.message_id == att.message_id)):
-            # Forwarding: the original's attachment is shared by a new row on the same blob.
-            copy = Attachment(id=new_id(), owner_id=user.id, filename=att.filename,
-                              content_type=att.content_type, size=att.size, sha256=att.sha256)
-            session.add(copy)
-            found.append(copy)
+            found.append((att, False))
             continue
+        if att is not None and att.owner_id == user.id:
+            raise _taken(i)
         raise validation({f"attachments[{i}]": "no such upload"},
                          "One of the attachments is not an upload of yours; upload the file again.")
     return found
+
+
+def _taken(i: int) -> ApiError:
+    return ApiError(409, "conflict", f"Attachment {i + 1} is already part of another message (perhaps one sent "
+                                     "at the same moment); upload the file again to send it with this one.",
+                    fields={f"attachments[{i}]": "already part of another message"})
+
+
+def _attach(session: Session, user: User, message: Message, attachments: list[tuple[Attachment, bool]]) -> None:
+    """Own uploads are claimed by one conditional UPDATE each, so of several messages sent at
+    the same moment naming one upload exactly one gets it; forwarded files get a new row on
+    the same blob."""
+    for position, (att, own) in enumerate(attachments):
+        if own:
+            claimed = session.execute(
+                update(Attachment).where(Attachment.id == att.id, Attachment.owner_id == user.id,
+                                         Attachment.message_id.is_(None))
+                .values(message_id=message.id, position=position)
+                .execution_options(synchronize_session=False)).rowcount
+            if claimed != 1:
+                raise _taken(position)
+            session.expire(att)
+        else:
+            session.add(Attachment(id=new_id(), owner_id=user.id, filename=att.filename, message_id=message.id,
+                                   position=position, content_type=att.content_type, size=att.size,
+                                   sha256=att.sha256))
 
 
 def send(session: Session, settings: Settings, secret: bytes, user: User, body: SendIn,
@@ -123,6 +154,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     if has_control(body.subject):
         raise validation({"subject": "no line breaks or control characters"},
                          "The subject cannot contain line breaks or control characters.")
+    send_limits.check_recipient_cap(settings, len(body.to) + len(body.cc) + len(body.bcc))
     lists, recipients = _recipients(body)
     if user.role == "guest":
         _check_guest(session, user, recipients)
@@ -143,13 +175,13 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         from_email=user.email, from_name=strip_controls(user.display_name) or None,
         to_list=lists["to"], cc_list=lists["cc"], bcc_list=lists["bcc"], subject=body.subject,
         body_text=text, body_html=html, snippet=snippet(text), in_reply_to=parent.id if parent else None,
-        sent_at=now, size=len(text.encode()) + len((html or "").encode()) + sum(a.size for a in attachments),
+        sent_at=now, size=len(text.encode()) + len((html or "").encode()) + sum(a.size for a, _ in attachments),
         attachment_count=len(attachments),
     )
     session.add(message)
-    session.flush()
-    for position, att in enumerate(attachments):
-        att.message_id, att.position = message.id, position
+    session.flush()  # from here on this transaction holds SQLite's write lock
+    send_limits.check_rate(session, settings, user.id, message.id, len(recipients))
+    _attach(session, user, message, attachments)
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
                              is_sender=True, sent_at=now))
     announce = [(user.id, message.id, "sent")]
@@ -167,13 +199,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
                                      unread=True, sent_at=now))
             announce.append((recipient.id, message.id, "inbox"))
-        notif_id = new_id()
-        session.add(Notification(
-            id=notif_id, message_id=message.id, position=position, recipient_email=addr["email"],
-            recipient_name=addr["name"], recipient_user_id=recipient.id, kind=kind, status="queued",
-            updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
-            token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
-            token_expires_at=expires))
+        session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now))
     session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
     try:
         session.flush()
@@ -192,6 +218,19 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     return entry, announce
 
 
+def notification_row(secret: bytes, host: str, expires: datetime, message_id: str, position: int, addr: dict,
+                     user_id: str | None, kind: str, now: datetime) -> Notification:
+    """One queued notification e-mail to `addr` ({"email", "name"}), with a link token of its
+    own (made again from the row's id when the e-mail is built; stored only hashed)."""
+    notif_id = new_id()
+    return Notification(
+        id=notif_id, message_id=message_id, position=position, recipient_email=addr["email"],
+        recipient_name=addr["name"], recipient_user_id=user_id, kind=kind, status="queued",
+        updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
+        token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
+        token_expires_at=expires)
+
+
 def own_message(session: Session, user: User, message_id: str) -> Message:
     """The caller's own sent message; anyone else gets 404."""
     message = session.get(Message, message_id)
@@ -207,7 +246,7 @@ def resend(session: Session, user: User, message_id: str, recipients: list[str] 
         query = query.where(Notification.status == "failed")
     else:
         wanted = {r.strip().lower() for r in recipients}
-        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred")))
+        query = query.where(Notification.recipient_email.in_(wanted), Notification.status.in_(("failed", "deferred", "bounced")))
     now = utcnow()
     ids = [n.id for n in session.scalars(query)]
     if ids:

@@ -3,6 +3,7 @@ and SIGINT stop both; the worker finishes what it is sending first."""
 
 from __future__ import annotations
 
+import os
 import signal
 import ssl
 
@@ -20,8 +21,18 @@ def serve(settings: Settings, host: str, port: int) -> int:
     if not 0 < port < 65536:
         raise SettingsError(f"The port must be between 1 and 65535, not {port}.")
     migrate(settings.database_url)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, ssl_certfile=str(cert),
-                            ssl_keyfile=str(key), log_level="warning", lifespan="on",
+    bounce_socket = None
+    if settings.bounce_port:
+        from pen_server.bounces import listen
+
+        try:
+            bounce_socket = listen(settings.bounce_host, settings.bounce_port)
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SettingsError(f"Could not take bounces on {settings.bounce_host}:{settings.bounce_port} "
+                                f"({why}); change [bounces] port or free it.") from None
+    config = uvicorn.Config(create_app(settings, bounce_socket=bounce_socket), host=host, port=port,
+                            ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=10, proxy_headers=False, server_header=False)
     config.load()
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2

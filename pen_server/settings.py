@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,10 @@ class Settings:
     access_token_seconds: int = 900
     refresh_token_days: int = 30
     invitation_days: int = 30
+    # Sending: recipients of one message (to, cc and bcc together), and per user and hour.
+    max_recipients: int = 100
+    send_messages_per_hour: int = 200
+    send_recipients_per_hour: int = 1000
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     # Delivery worker tuning: retry delays grow from base to max seconds.
     retry_base_seconds: float = 30.0
@@ -47,11 +52,17 @@ class Settings:
     worker_batch: int = 100
     worker_concurrency: int = 4
     lease_seconds: float = 30.0
+    # Bounces: the domain of the envelope senders (default: that of from_address), and the
+    # SMTP port on which `pen-server run` takes them (0: none; an MTA pipes them instead).
+    bounce_domain: str = ""
+    bounce_host: str = "127.0.0.1"
+    bounce_port: int = 0
     # Sign-in limits (see docs/pen-api.md, "Sign-in limits").
     signin_free_failures: int = 5
     signin_max_delay: float = 60.0
     address_free_failures: int = 10
     address_max_delay: float = 900.0
+    account_free_failures: int = 20
     signin_forget_seconds: float = 900.0
     # The header a reverse proxy puts the client's address in (e.g. "X-Forwarded-For"),
     # trusted only on connections from these addresses or networks; off when empty.
@@ -110,7 +121,9 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     limits = raw.get("limits", {})
     smtp_raw = raw.get("smtp", {})
     delivery = raw.get("delivery", {})
-    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery)):
+    bounces = raw.get("bounces", {})
+    for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery),
+                           ("bounces", bounces)):
         if not isinstance(value, dict):
             raise SettingsError(f"The [{section}] part of {path} must be a table.")
     s = Settings(data_dir=data)
@@ -121,12 +134,26 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.max_upload_bytes = _int(limits.get("max_upload_bytes", s.max_upload_bytes), "limits.max_upload_bytes", 1)
     s.access_token_seconds = _int(limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10)
     s.refresh_token_days = _int(limits.get("refresh_token_days", s.refresh_token_days), "limits.refresh_token_days", 1)
+    for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
+        value = env.get("PEN_" + key.upper()) or limits.get(key, getattr(s, key))
+        setattr(s, key, _int(value, f"limits.{key}", 1))
+    if s.send_recipients_per_hour < s.max_recipients:
+        raise SettingsError("The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
+                            "or a message to that many people could never be sent.")
     s.retry_base_seconds = _float(delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds")
     s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
     s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
     s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
     _signin_limits(s, limits)
     s.smtp = smtp_from(smtp_raw, env)
+    s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or bounces.get("domain", "")).strip().lower()
+    s.bounce_host = str(bounces.get("host", s.bounce_host))
+    s.bounce_port = _int(env.get("PEN_BOUNCE_PORT") or bounces.get("port", 0), "bounces.port")
+    if s.bounce_domain and not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+                                            s.bounce_domain):
+        raise SettingsError(f"The bounce domain must be a host name, not {s.bounce_domain!r}.")
+    if s.bounce_port > 65535:
+        raise SettingsError("The bounce port must be between 1 and 65535, or 0 for none.")
     if env.get("PEN_DATABASE_URL"):
         s.database_url = env["PEN_DATABASE_URL"]
     if env.get("PEN_RETRY_BASE_SECONDS"):
@@ -134,14 +161,23 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     return s
 
 
+def _seconds(value, key: str) -> float:
+    seconds = _float(value, key)
+    if seconds < 1:
+        raise SettingsError(f"The setting {key} must be at least 1 second.")
+    return seconds
+
+
 def _signin_limits(s: Settings, limits: dict) -> None:
     s.signin_free_failures = _int(limits.get("signin_free_failures", s.signin_free_failures),
                                   "limits.signin_free_failures", 1)
-    s.signin_max_delay = _float(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
+    s.signin_max_delay = _seconds(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
     s.address_free_failures = _int(limits.get("address_free_failures", s.address_free_failures),
                                    "limits.address_free_failures", 1)
-    s.address_max_delay = _float(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
-    s.signin_forget_seconds = _float(limits.get("signin_forget_seconds", s.signin_forget_seconds),
+    s.address_max_delay = _seconds(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
+    s.account_free_failures = _int(limits.get("account_free_failures", s.account_free_failures),
+                                   "limits.account_free_failures", 1)
+    s.signin_forget_seconds = _seconds(limits.get("signin_forget_seconds", s.signin_forget_seconds),
                                      "limits.signin_forget_seconds")
     s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
     s.hash_queue = _int(limits.get("hash_queue", s.hash_queue), "limits.hash_queue", 0)

@@ -115,7 +115,9 @@ def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None) -> PenProcess:
         set_package(root, name, disclaimer)
     for email, name, role, package in USERS.values():
         add_user(root, email, name, PASSWORD, role=role, package=package)
-    base_env = {"PEN_STRICT_ERRORS": "1", "PEN_RETRY_BASE_SECONDS": "0.2"}
+    # Sending limits far above what any test sends; tests of the limits set their own.
+    base_env = {"PEN_STRICT_ERRORS": "1", "PEN_RETRY_BASE_SECONDS": "0.2", "PEN_MAX_RECIPIENTS": "5000",
+                "PEN_SEND_MESSAGES_PER_HOUR": "1000000", "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
     return PenProcess(root, port, smtp_port=smtp.port, env={**base_env, **(env or {})})
 
 

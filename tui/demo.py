@@ -160,6 +160,10 @@ class DemoStack:
             self.seed_stats = self._run_async(self._seed())
             self.seed_stats["start_seconds"] = round(ready - started, 2)
             self.seed_stats["seed_seconds"] = round(time.monotonic() - ready, 2)
+            link = self.guest_link()
+            if link:
+                self.progress(f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is "
+                              f"{self.ca_file}; trust it, or accept the browser's warning)")
             self.progress(f"Signing in as {self.email} (password: {self.password}) ...")
             return self
         except DemoError:
@@ -316,6 +320,18 @@ class DemoStack:
         stats["notifications_delivered"] = len(delivered)
         stats["demo_mailbox"] = folders
         return stats
+
+    def guest_link(self) -> str | None:
+        """The link of a notification e-mail to an outsider who has not registered: the
+        browser path (landing page, sign-up, reading) from its start."""
+        waiting = {p.email for p in PEOPLE.values() if not p.member and p.key not in REGISTERING_GUESTS}
+        for received in list(self.smtp.received) if self.smtp else []:
+            if waiting & set(received.rcpt_tos):
+                body = received.message.get_body(("plain",)).get_content()
+                match = re.search(r"https://\S+/m/[A-Za-z0-9_-]+\?t=[A-Za-z0-9_-]+", body)
+                if match:
+                    return match.group(0)
+        return None
 
     def _invitation_token(self, email: str, timeout: float = 30.0) -> str:
         """The link token in the first notification e-mail to `email` that the sink got."""

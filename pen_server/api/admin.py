@@ -58,8 +58,11 @@ def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_
 
 @router.get("/packages", response_model=PackagesOut)
 def list_packages(_=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
-    return {"items": [{"name": p.name, "disclaimer": p.disclaimer}
-                      for p in session.scalars(select(Package).order_by(Package.name))]}
+    return {"items": [_package_out(p) for p in session.scalars(select(Package).order_by(Package.name))]}
+
+
+def _package_out(package: Package) -> dict:
+    return {"name": package.name, "disclaimer": package.disclaimer, "subject": package.subject_policy or "keep"}
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
@@ -68,8 +71,10 @@ def put_package(name: str, body: PackageIn, _=Depends(admin, scope="function"), 
         raise not_found("That package")
     package = session.get(Package, name)
     if package is None:
-        package = Package(name=name)
+        package = Package(name=name, subject_policy="keep")
         session.add(package)
     package.disclaimer = body.disclaimer
+    if body.subject is not None:
+        package.subject_policy = body.subject
     session.flush()
-    return {"name": package.name, "disclaimer": package.disclaimer}
+    return _package_out(package)

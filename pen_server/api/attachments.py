@@ -11,7 +11,7 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pen_server import mailbox
 from pen_server.api.deps import caller_without_session, services
@@ -51,6 +51,14 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+def clean_content_type(value: str | None) -> str:
+    """A file's declared type when it is a plain, well-formed one; else application/octet-stream."""
+    value = (value or "application/octet-stream").strip()
+    if len(value) > 255 or has_control(value) or not _CONTENT_TYPE.match(value):
+        return "application/octet-stream"
+    return value
+
+
 @router.post("/uploads", response_model=AttachmentOut, status_code=201)
 async def upload(request: Request, filename: str = Query(..., min_length=1, max_length=1024),
                  pen=Depends(services), who=Depends(caller_without_session)):
@@ -61,9 +69,7 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
     limit = pen.settings.max_upload_bytes
     if size > limit:  # before a byte of the body is read
         raise ApiError(413, "too_large", f"The file is {size} bytes; this PEN takes files of at most {limit} bytes.")
-    content_type = (request.headers.get("content-type") or "application/octet-stream").strip()
-    if len(content_type) > 255 or has_control(content_type) or not _CONTENT_TYPE.match(content_type):
-        content_type = "application/octet-stream"
+    content_type = clean_content_type(request.headers.get("content-type"))
     temp, fd = pen.blobs.new_temp()
     hasher = Hasher()
     try:
@@ -80,20 +86,31 @@ async def upload(request: Request, filename: str = Query(..., min_length=1, max_
         temp.unlink(missing_ok=True)
         raise
     sha = hasher.sha.hexdigest()
-    await anyio.to_thread.run_sync(pen.blobs.commit_temp, temp, sha)
+    out = await anyio.to_thread.run_sync(store_upload, pen, temp, who.user.id, filename, content_type, size, sha)
+    return JSONResponse(out, status_code=201)
 
-    def record():
+
+def store_upload(pen, temp, owner_id: str, filename: str, content_type: str, size: int, sha: str) -> dict:
+    """A finished temporary file (`temp`, of that size and sha256) made an upload owned by
+    `owner_id` that a message can name: the API's uploads and the web pages' forms both
+    store files with this. Returns the upload as the API shows it."""
+    try:
+        # The rows first, the file after: once this commits, the clean-up (which removes a
+        # blob's file only under the write lock, and only with no attachment row) cannot
+        # take the file away, and a file it took before is put back by commit_temp below.
         with pen.db.session() as session:
-            if session.get(Blob, sha) is None:
+            if not session.execute(update(Blob).where(Blob.sha256 == sha).values(size=size)).rowcount:
                 session.add(Blob(sha256=sha, size=size))
                 session.flush()  # the attachment's foreign key needs the blob's row first
-            att = Attachment(id=new_id(), owner_id=who.user.id, filename=clean_filename(filename),
+            att = Attachment(id=new_id(), owner_id=owner_id, filename=clean_filename(filename),
                              content_type=content_type, size=size, sha256=sha, created_at=utcnow())
             session.add(att)
             session.flush()
-            return mailbox.attachment_out(att)
-
-    return JSONResponse(await anyio.to_thread.run_sync(record), status_code=201)
+            out = mailbox.attachment_out(att)
+        pen.blobs.commit_temp(temp, sha)
+    finally:
+        temp.unlink(missing_ok=True)
+    return out
 
 
 def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -119,9 +136,16 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
 async def download(message_id: str, attachment_id: str, request: Request, pen=Depends(services),
                    who=Depends(caller_without_session)):
+    return await attachment_response(pen, who.user.id, message_id, attachment_id, request)
+
+
+async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str,
+                              request: Request) -> FileResponse:
+    """An attachment of a message that `user_id` has a copy of, streamed with Range support;
+    the API and the web pages both answer with this."""
     def lookup():
         with pen.db.session() as session:
-            if session.scalar(select(MailboxEntry.id).where(MailboxEntry.user_id == who.user.id,
+            if session.scalar(select(MailboxEntry.id).where(MailboxEntry.user_id == user_id,
                                                             MailboxEntry.message_id == message_id)) is None:
                 raise not_found("That attachment")
             att = session.get(Attachment, attachment_id)

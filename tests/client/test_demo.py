@@ -223,6 +223,13 @@ def test_stop_leaves_nothing_running(stack, api):
     stack.stop()  # twice is fine
 
 
+def test_demo_offers_a_guest_link_that_opens_in_a_browser(stack):
+    link = stack.guest_link()
+    assert link and link.startswith(stack.server + "/m/")
+    r = httpx.get(link, verify=stack.ca_file)
+    assert r.status_code == 200 and "A secure message for you" in r.text and "Open the message" in r.text
+
+
 # ---------------------------------------------------------------- run_demo
 
 

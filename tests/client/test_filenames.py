@@ -1,4 +1,4 @@
-"""tui.filenames: attachment names cannot escape, hide, overwrite or break the file system."""
+"""tui.files: attachment names cannot escape, hide, overwrite or break the file system."""
 
 from __future__ import annotations
 

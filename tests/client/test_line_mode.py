@@ -162,7 +162,7 @@ def test_not_signed_in_is_exit_3_with_a_sentence(line):
     assert done.json() == {"error": {"code": "not_signed_in", "message": done.err.strip().removeprefix("penmail: "),
                                      "exit_code": 3}}
     # A wrong password from the environment is not signed in either (a fresh account: five
-    # failures in a row would lock a shared one for minutes).
+    # failures in a row would make a shared one wait before its next sign-in).
     done = line("whoami", password="not the password", config=line.config("x", email=fresh_user(line.pen)))
     assert done.code == 3 and "password is wrong" in done.one_sentence()
     # Nothing configured at all.

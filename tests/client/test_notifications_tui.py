@@ -170,3 +170,49 @@ def test_rows_and_sentences_in_words():
     assert summary([failed, deferred, sent, sent]) == "4 recipients: 2 sent, 1 failed, 1 deferred"
     assert reply_text(sent) == "" and reply_text(failed) == "550 5.1.1 no"
     assert recipient_text(failed, 20) == "lab@partner.example"  # the address, when both do not fit
+
+
+def test_a_bounce_and_a_reported_delay_in_words():
+    from tui.pen_client import Address, Notification
+    from tui.widgets.notification_table import detail, reply_text, summary
+
+    bounced = Notification(Address("x@elsewhere.example"), "to", "bounced", 1, "550 5.1.1 User unknown", None)
+    delayed = Notification(Address("y@elsewhere.example"), "cc", "sent", 1, "delayed: 451 4.4.1 timed out", None)
+    assert detail(bounced) == ("x@elsewhere.example (to): bounced: sent after 1 attempt, then returned as "
+                               "undeliverable by the recipient's mail server, which said: 550 5.1.1 User unknown.")
+    assert reply_text(bounced) == "550 5.1.1 User unknown"
+    assert detail(delayed) == ("y@elsewhere.example (cc): sent; the mail server took it after 1 attempt; "
+                               "since then: delayed: 451 4.4.1 timed out.")
+    assert summary([bounced, delayed]) == "2 recipients: 1 sent, 1 bounced"
+
+
+async def test_a_bounce_shows_as_a_word_with_the_reply(pen, send, state):
+    """A notification that the relay took and that bounced later (piped in as an MTA would)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.server.test_bounces import dsn
+
+    subject = f"Later bounce {uuid.uuid4().hex[:8]}"
+    rcpt = f"gone.{uuid.uuid4().hex[:6]}@elsewhere.example"
+    sent = send("ann", [rcpt], subject=subject)
+    envelope = pen.mails_to(rcpt, subject)[0].mail_from
+    deadline = time.monotonic() + 30
+    with pen.as_user("ann") as c:  # the worker records "sent" just after the relay's 250
+        while c.get(f"/messages/{sent['id']}/notifications").json()["items"][0]["status"] != "sent":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    done = subprocess.run([sys.executable, "-m", "pen_server", "bounce", "--data", str(pen.data)],
+                          input=dsn(envelope), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    async with ann_app(pen, state).run_test(size=(110, 30)) as pilot:
+        await signed_in(pilot)
+        pilot.app.show_notifications(sent["id"], subject)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NotificationsScreen) and pilot.app.screen.loaded)
+        await pilot.pause(0.3)
+        assert statuses(pilot.app.screen) == {rcpt: ("to", "bounced")}
+        text = flat(rendered(pilot.app)[0])
+        assert "1 recipient: 1 bounced." in text
+        assert (f"{rcpt} (to): bounced: sent after 1 attempt, then returned as undeliverable by the "
+                "recipient's mail server, which said: 550 5.1.1") in text

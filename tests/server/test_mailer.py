@@ -202,6 +202,47 @@ def test_identity_and_auto_submitted_headers():
     assert parsed["References"] == "<thread.THR_xyz@pen.example>"
 
 
+def test_a_members_notification_keeps_the_members_reply_to():
+    raw, parsed = roundtrip(guest=False)
+    head = header_block(raw).decode()
+    assert 'From: "Zoe Park" <pen@pen.example>\r\n' in head
+    assert addresses(parsed, "Reply-To") == ["zoe@z.example"]
+
+
+def test_a_guests_notification_says_guest_and_has_no_reply_to():
+    # A guest picks its own name; it must not become the PEN's own sender unmarked, and a
+    # reply must not be steered to an address the guest chose.
+    raw, parsed = roundtrip(message(from_name="Dr. Elena Ruiz", from_email="g@outside.example"), guest=True)
+    assert_well_formed(raw)
+    assert parsed["Reply-To"] is None and b"Reply-To" not in header_block(raw)
+    [sender] = parsed["From"].addresses
+    assert sender.addr_spec == "pen@pen.example"
+    assert sender.display_name == "Dr. Elena Ruiz (guest) via ABC Medical PEN"
+    plain, _ = texts(parsed)
+    assert plain.splitlines()[0] == ("Dr. Elena Ruiz <g@outside.example>, a guest, sent you a secure message "
+                                     "through ABC Medical PEN; the link below opens it in any web browser.")
+
+
+@pytest.mark.parametrize("key", sorted(TEXTS))
+def test_a_hostile_guest_name_keeps_the_guest_mark(key):
+    raw, parsed = roundtrip(message(from_name=TEXTS[key] * 20), conf=conf(name="P" * 300), guest=True)
+    assert_well_formed(raw)
+    assert {k.lower() for k in parsed.keys()} == (BASE_HEADERS - {"reply-to"}) | {"cc"}
+    assert " (guest) via P" in rfc2047_name(dict(parsed.raw_items())["From"])
+
+
+def test_address_headers_are_made_once_and_used_as_given():
+    msg = message(to_list=[{"email": f"u{i}@example.org", "name": f"Ünïcode {i}"} for i in range(40)])
+    made = mailer.address_headers(msg)
+    assert set(made) == {"To", "Cc"}
+    raws = [header_block(roundtrip(msg, notification(f"N_{i}", f"u{i}@example.org"), headers=made)[0])
+            for i in range(3)]
+    for raw in raws:
+        assert f"To: {made['To']}\r\n".encode() in raw and f"Cc: {made['Cc']}\r\n".encode() in raw
+    # Without them, build_notification makes the same headers itself.
+    assert f"To: {made['To']}\r\n".encode() in header_block(roundtrip(msg)[0])
+
+
 def test_reply_threads_on_the_parent_notification():
     raw, parsed = roundtrip(message(in_reply_to="MSG_parent"), parent_message_id="<N_0@pen.example>")
     assert parsed["In-Reply-To"] == "<N_0@pen.example>"
@@ -222,7 +263,8 @@ def test_body_has_sentence_link_footer_and_disclaimer_only():
     token = security.derived_token(SECRET, "invite", "N_1")
     link = f"https://pen.example/m/MSG_abc-123?t={token}"
     assert hashlib.sha256(token.encode()).hexdigest() == security.token_hash(token)
-    assert plain.splitlines()[0] == "Zoe Park <zoe@z.example> sent you a secure message through ABC Medical PEN."
+    assert plain.splitlines()[0] == ("Zoe Park <zoe@z.example> sent you a secure message through ABC Medical PEN; "
+                                     "the link below opens it in any web browser.")
     assert link in plain and f'href="{link}"' in page
     assert FOOTER in plain and FOOTER in page
     for line in DISCLAIMER.splitlines():

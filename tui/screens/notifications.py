@@ -1,6 +1,6 @@
 """Who was notified of a message the person sent: each recipient's notification (to, cc or
-bcc; queued, sending, sent, deferred or failed, as words; attempts; the mail server's reply
-for a failure), fetched in a worker and kept up to date from the event stream; the failed
+bcc; queued, sending, sent, deferred, failed or bounced, as words; attempts; the mail
+server's reply for a failure or a bounce), fetched in a worker and kept up to date from the event stream; the failed
 ones can be sent again."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Each recipient's notification of one message as a table: recipient, to/cc/bcc, status
-as a word, attempts, and the mail server's reply for a failure. Cells are safe Text; the
-highlighted row carries a ">" and the terminal cursor (DataTable sets neither)."""
+as a word (queued, sending, sent, deferred, failed, bounced), attempts, and the mail server's
+reply for a failure or a bounce. Cells are safe Text; the highlighted row carries a ">" and
+the terminal cursor (DataTable sets neither)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def recipient_text(n: Notification, max_len: int = 48) -> str:
 
 
 def reply_text(n: Notification) -> str:
-    """The server's reply, shown only while it explains the status (a failure or a delay)."""
-    return one_line(n.last_error or "", 200) if n.status in ("failed", "deferred") else ""
+    """The server's reply, shown only while it explains the status (a failure, a delay, a
+    bounce, or a delay that the recipient's mail server reported after taking it)."""
+    return one_line(n.last_error or "", 200) if n.status in ("failed", "deferred", "bounced", "sent") else ""
 
 
 def detail(n: Notification) -> str:
@@ -42,7 +44,9 @@ def detail(n: Notification) -> str:
     what = {
         "queued": "waiting to be sent",
         "sending": "being handed to the mail server now",
-        "sent": f"sent; the mail server took it after {tries}",
+        "sent": f"sent; the mail server took it after {tries}" + (f"; since then: {reply}" if reply else ""),
+        "bounced": f"bounced: sent after {tries}, then returned as undeliverable by the recipient's "
+                   f"mail server" + (f", which said: {reply}" if reply else ""),
         "deferred": f"deferred after {tries}, and tried again later{answered}",
         "failed": f"failed after {tries}{answered}; press r to send it again",
     }.get(n.status, f"status {one_line(n.status)}{answered}")
@@ -54,7 +58,7 @@ def summary(items: list[Notification]) -> str:
     counts: dict[str, int] = {}
     for n in items:
         counts[n.status] = counts.get(n.status, 0) + 1
-    order = ["sent", "failed", "deferred", "sending", "queued"]
+    order = ["sent", "failed", "bounced", "deferred", "sending", "queued"]
     parts = [f"{counts[s]} {one_line(s)}" for s in order + sorted(set(counts) - set(order)) if counts.get(s)]
     return f"{len(items)} recipient{'s' if len(items) != 1 else ''}: {', '.join(parts) or 'none'}"
 
@@ -87,7 +91,7 @@ class NotificationTable(DataTable):
 
     def _cells(self, n: Notification, marked: bool) -> dict[str, object]:
         recipient_w, reply_w = self._widths
-        status_style = "bold" if n.status == "failed" else ""
+        status_style = "bold" if n.status in ("failed", "bounced") else ""
         return {"mark": safe_text(">" if marked else " "), "recipient": safe_text(recipient_text(n, recipient_w)),
                 "kind": safe_text(one_line(n.kind, FIXED["kind"])),
                 "status": safe_text(one_line(n.status, FIXED["status"]), status_style),

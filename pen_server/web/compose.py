@@ -1,0 +1,146 @@
+"""Replying (reply, reply all) and, for members, a new message: a form with attachments,
+sent through the same code as POST /messages (sending.send), with an idempotency key in the
+form so a double submit sends once. A refused message comes back as the form, filled in,
+with one sentence; files already uploaded stay attached."""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from pen_server import mailbox, sending
+from pen_server.errors import ApiError
+from pen_server.models import Attachment, IdempotencyKey, new_id
+from pen_server.schemas import SendIn
+from pen_server.web.core import WebRoute, check_post, redirect, render, services
+from pen_server.web.sessions import begin
+from pen_server.web.uploads import StreamedForm, read_multipart
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+_SPLIT = re.compile(r"[;\n]")
+
+
+def _addresses(raw: str) -> list[dict]:
+    pairs = getaddresses([_SPLIT.sub(",", raw)])
+    return [{"email": email.strip()} for _name, email in pairs if email.strip()]
+
+
+def _reply_fields(user, m, everyone: bool) -> dict:
+    me = user.email.lower()
+    if m.from_email.lower() == me:  # replying to one's own message: to its recipients again
+        to = [a["email"] for a in m.to_list]
+    else:
+        to = [m.from_email] + ([a["email"] for a in m.to_list] if everyone else [])
+    cc = [a["email"] for a in m.cc_list] if everyone else []
+    to = [e for e in dict.fromkeys(to) if e.lower() != me] or [m.from_email]
+    cc = [e for e in dict.fromkeys(cc) if e.lower() != me and e not in to]
+    subject = m.subject if m.subject.lower().startswith("re:") else f"Re: {m.subject}"
+    return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": subject[:998], "body": ""}
+
+
+def _form_page(request: Request, *, action: str, fields: dict, key: str, status: int = 200,
+               error: str | None = None, kept: list[dict] = (), replying_to=None):
+    return render(request, "compose.html", status=status, title="Reply" if replying_to else "New message",
+                  action=action, fields=fields, key=key, error=error, kept=list(kept), replying_to=replying_to,
+                  limit=services(request).settings.max_upload_bytes)
+
+
+@router.get("/m/{message_id}/reply")
+def reply_form(message_id: str, request: Request, all: int = Query(0, ge=0, le=1)):
+    with services(request).db.session() as s:
+        user = begin(request, s)
+        if user is None:
+            return redirect(f"/login?next=/m/{message_id}")
+        m = mailbox.entry_for(s, user, message_id).message
+        return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(user, m, bool(all)),
+                          key=new_id(), replying_to=message_id)
+
+
+@router.get("/new")
+def new_form(request: Request):
+    with services(request).db.session() as s:
+        user = begin(request, s)
+        if user is None:
+            return redirect("/login")
+        return _form_page(request, action="/new", fields={"to": "", "cc": "", "subject": "", "body": ""},
+                          key=new_id())
+
+
+@router.post("/m/{message_id}/reply")
+async def reply(message_id: str, request: Request):
+    return await _send(request, message_id)
+
+
+@router.post("/new")
+async def new(request: Request):
+    return await _send(request, None)
+
+
+async def _send(request: Request, in_reply_to: str | None):
+    pen = services(request)
+    action = f"/m/{in_reply_to}/reply" if in_reply_to else "/new"
+
+    def who():
+        with pen.db.session() as s:
+            user = begin(request, s)
+            if user is not None and in_reply_to:
+                mailbox.entry_for(s, user, in_reply_to)  # 404 before a byte of the form is read
+            return user
+
+    user = await anyio.to_thread.run_sync(who)
+    if user is None:
+        return redirect("/login")
+
+    def checks(form: StreamedForm) -> None:
+        check_post(request, {"csrf": form.first("csrf")})
+
+    form = await read_multipart(request, pen, user.id, checks)
+    if not form.checked:
+        checks(form)
+    key = form.first("key")[:255]
+    fields = {name: form.first(name) for name in ("to", "cc", "subject", "body")}
+    upload_ids = [i for i in form.fields.get("upload", []) if i][:50] + [u["id"] for u in form.uploads]
+
+    def send():
+        with pen.db.session() as s:
+            done = s.get(IdempotencyKey, (user.id, key)) if key else None
+            if done is not None:  # sent already (a double submit): show what was sent
+                return done.message_id, None, []
+            kept = [mailbox.attachment_out(a) for a in s.scalars(select(Attachment).where(
+                Attachment.id.in_(upload_ids), Attachment.owner_id == user.id, Attachment.message_id.is_(None)))]
+            if form.too_large:
+                return None, (f"{form.too_large[0]} is larger than this PEN takes (at most "
+                              f"{pen.settings.max_upload_bytes} bytes a file); choose a smaller file."), kept
+            try:
+                body = SendIn(to=_addresses(fields["to"]), cc=_addresses(fields["cc"]), subject=fields["subject"],
+                              body_text=fields["body"], in_reply_to=in_reply_to, attachments=[a["id"] for a in kept])
+            except ValidationError:
+                return None, "The subject is too long or there are too many recipients; shorten them.", kept
+            try:
+                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key)
+            except ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                s.rollback()
+                if exc.code in ("conflict", "idempotency_key_reused"):  # a double submit raced this one
+                    done = s.get(IdempotencyKey, (user.id, key))
+                    if done is not None:
+                        return done.message_id, None, []
+                return None, exc.message, kept
+            s.commit()
+        for user_id, mid, folder in announce:
+            pen.hub.publish(user_id, "message.new", {"id": mid, "folder": folder})
+        if announce:
+            pen.wake_worker()
+        return entry.message_id, None, []
+
+    sent_id, error, kept = await anyio.to_thread.run_sync(send)
+    if sent_id:
+        return redirect(f"/m/{sent_id}")
+    return _form_page(request, action=action, fields=fields, key=key or new_id(), status=422, error=error,
+                      kept=kept, replying_to=in_reply_to)

@@ -1,0 +1,208 @@
+"""What every web page shares: the templates, the security headers, CSRF tokens, the
+Origin / Sec-Fetch-Site check, size-limited form bodies, and errors as pages.
+
+Every route of the web pages is a `WebRoute`: an ApiError raised anywhere below becomes a
+page with the error's sentence (never JSON, never a traceback), and every response leaves
+with the headers of `PAGE_HEADERS`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import jinja2
+from markupsafe import Markup, escape
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+
+from pen_server.errors import ApiError
+from pen_server.text import strip_controls
+
+HERE = Path(__file__).parent
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Strict-Transport-Security": "max-age=31536000",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+PRE_COOKIE = "__Host-pen_pre"  # binds the CSRF token of forms shown before a sign-in
+FORM_LIMIT = 64 * 1024  # bytes of a urlencoded form (sign-in, sign-up and the like)
+_NOT_SHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _when(dt: datetime) -> str:
+    return dt.strftime("%-d %b %Y, %H:%M UTC")
+
+
+def one_line(value) -> str:
+    """Text of one line as a page shows it: control and bidi characters gone."""
+    return " ".join(strip_controls(str(value or ""), " ").split())
+
+
+def lines(value) -> str:
+    """Text of several lines (a body): line breaks and tabs kept, other controls and bidi
+    overrides gone."""
+    return _NOT_SHOWN.sub("", str(value or "").replace("\r\n", "\n"))
+
+
+def text_body(value) -> Markup:
+    """A plain-text body as HTML lines (a <br> each), so that text browsers, which know no
+    CSS white-space, keep its line breaks too."""
+    return Markup("<br>").join(escape(line) for line in lines(value).split("\n"))
+
+
+templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+templates.filters.update(size=_size, when=_when, line=one_line, lines=lines, text_body=text_body)
+
+
+def secure(response: Response, extra: dict | None = None) -> Response:
+    for key, value in PAGE_HEADERS.items():
+        response.headers.setdefault(key, value)
+    for key, value in (extra or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def services(request: Request):
+    return request.app.state.pen
+
+
+# -- CSRF -----------------------------------------------------------------------------------
+
+def _mac(request: Request, purpose: str, value: str) -> str:
+    mac = hmac.new(services(request).secret, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def csrf_token(request: Request) -> str:
+    """The token every form of this page carries: bound to the sign-in when there is one,
+    else to a random cookie of this browser's own (set with the page when it is missing)."""
+    binding = getattr(request.state, "session_hash", None)
+    if binding:
+        return _mac(request, "csrf-session", binding)
+    pre = getattr(request.state, "pre", None) or request.cookies.get(PRE_COOKIE)
+    if not pre or len(pre) > 100:
+        pre = secrets.token_urlsafe(24)
+        request.state.new_pre = pre
+    request.state.pre = pre
+    return _mac(request, "csrf-pre", pre)
+
+
+def _same_origin(request: Request) -> bool:
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # text browsers send none; the CSRF token still has to match
+    if origin == "null":
+        # What browsers send from a page with Referrer-Policy: no-referrer (ours); a
+        # sandboxed frame elsewhere sends it too, so only with Sec-Fetch-Site's word.
+        return site == "same-origin"
+    host = request.headers.get("host", "")
+    allowed = {f"https://{host}".lower(), _origin_of(services(request).settings.base_url)}
+    return origin.lower() in allowed
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_post(request: Request, form: dict) -> None:
+    """A POST must come from our own pages: its Origin / Sec-Fetch-Site and its CSRF token."""
+    given = form.get("csrf", "")
+    if getattr(request.state, "session_hash", None):
+        expected = _mac(request, "csrf-session", request.state.session_hash)
+    else:
+        pre = request.cookies.get(PRE_COOKIE, "")
+        expected = _mac(request, "csrf-pre", pre) if pre else ""
+    if not _same_origin(request) or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(403, "csrf", "This form was too old or did not come from this site; go back, reload "
+                                    "the page and send it again.")
+
+
+async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict:
+    """An application/x-www-form-urlencoded body of at most `limit` bytes, as a dict of the
+    first value of each field."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise ApiError(415, "invalid_request", "This form must be sent by a web browser as an ordinary form.")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise ApiError(413, "too_large", "That form is larger than this page takes; shorten what you typed.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", "That form is larger than this page takes; shorten what you typed.")
+    form: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_request", "That form could not be read; reload the page and try again.") from None
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+def render(request: Request, template: str, status: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
+    context.setdefault("user", getattr(request.state, "user", None))
+    context.setdefault("pen_name", getattr(request.state, "pen_name", None) or services(request).settings.name)
+    context.setdefault("error", None)
+    context["csrf"] = csrf_token(request)
+    response = HTMLResponse(templates.get_template(template).render(**context), status_code=status)
+    if getattr(request.state, "new_pre", None):
+        response.set_cookie(PRE_COOKIE, request.state.new_pre, path="/", secure=True, httponly=True, samesite="lax")
+    return secure(response, headers)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return secure(RedirectResponse(url, status_code=303))
+
+
+def error_page(request: Request, status: int, message: str, headers: dict | None = None) -> HTMLResponse:
+    titles = {403: "Not allowed", 404: "Not found", 410: "Link expired", 413: "Too large", 429: "Too many tries"}
+    return render(request, "error.html", status=status, headers=headers,
+                  title=titles.get(status, "Something went wrong"), message=message)
+
+
+class WebRoute(APIRoute):
+    """A route of the web pages: errors become pages, and every answer gets PAGE_HEADERS."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = error_page(request, exc.status, exc.message, exc.headers)
+            except RequestValidationError:
+                response = error_page(request, 404, "There is no page at that address.")
+            return secure(response)
+
+        return route

@@ -1,0 +1,276 @@
+"""The web pages over HTTPS without a browser: headers, cookies, CSRF and origin checks,
+size limits, double submits, the guest rule, page weight, and how w3m reads each page."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD, USERS, make_pen
+from pen_server.devstack import add_user, run_cli
+from pen_server.models import utcnow
+from pen_server.security import token_hash
+from tests.web.conftest import Web, missing
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def _guest_session(web: Web, link: str) -> str:
+    """Sign up through the link with httpx; returns the message's path."""
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    path = "/" + path
+    landing = web.get(path)
+    assert landing.status_code == 200, landing.text
+    mid, token = re.match(r"/m/([^?]+)\?t=(.+)", path).groups()
+    csrf = web.form_token(landing.text)
+    r = web.post(f"/m/{mid}/open", {"csrf": csrf, "t": token})
+    assert r.status_code == 200 and "Make your account" in r.text
+    r = web.post(f"/m/{mid}/signup", {"csrf": csrf, "t": token, "name": "Gus", "password": "guest password 1"})
+    assert r.status_code == 303 and r.headers["location"] == f"/m/{mid}"
+    return f"/m/{mid}"
+
+
+def test_every_page_has_the_security_headers(web, guest_message):
+    _guest, link, sent, _ = guest_message(html="<p>hello</p>")
+    landing_path = "/" + link.split("/", 3)[3]
+    anonymous = {"landing": web.get(landing_path), "login": web.get("/login"),
+                 "expired": web.get(f"/m/{sent['id']}?t=nonsense"), "stylesheet": web.get("/static/pen.css")}
+    path = _guest_session(web, link)
+    message = web.get(path)
+    att = re.search(r'href="(/m/[^"]+/a/[^"]+)"', message.text).group(1)
+    signed_in = {"inbox": web.get("/"), "message": message, "reply": web.get(path + "/reply"),
+                 "body": web.get(path + "/body"), "download": web.get(att), "not found": web.get("/m/nothing")}
+    for name, r in {**anonymous, **signed_in}.items():
+        assert r.headers["x-content-type-options"] == "nosniff", name
+        assert r.headers["referrer-policy"] == "no-referrer", name
+        assert r.headers["strict-transport-security"].startswith("max-age="), name
+        if name not in ("stylesheet",):
+            assert r.headers["cache-control"].endswith("no-store"), name
+        if name not in ("body", "download"):
+            assert r.headers["content-security-policy"] == CSP, name
+        assert "<script" not in r.text.lower() or name == "download", name
+    assert signed_in["not found"].status_code == 404 and "does not exist" in signed_in["not found"].text
+    assert anonymous["expired"].status_code == 410
+    frame_csp = signed_in["body"].headers["content-security-policy"]
+    assert "default-src 'none'" in frame_csp and "sandbox" in frame_csp and "allow-scripts" not in frame_csp
+    download = signed_in["download"]
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert "sandbox" in download.headers["content-security-policy"]
+    ranged = web.get(att, headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 206 and ranged.content == download.content[:10]
+    assert ranged.headers["content-range"] == f"bytes 0-9/{len(download.content)}"
+
+
+def test_session_cookie_attributes_and_sign_out_ends_the_row(pen, web, guest_message):
+    r = web.login(USERS["ann"][0], PASSWORD)
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("__Host-pen_session=")
+    attrs = {a.strip().lower() for a in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "path=/", "samesite=lax"} <= attrs
+    assert not any(a.startswith("domain") for a in attrs)
+    value = cookie.split(";")[0].split("=", 1)[1]
+    inbox = web.get("/")
+    assert inbox.status_code == 200 and "Signed in as ann@abc.example" in inbox.text
+    csrf = web.form_token(inbox.text)
+    assert web.post("/logout", {"csrf": csrf}).status_code == 303
+    with httpx.Client(base_url=web.url, verify=pen.ca_file, cookies={"__Host-pen_session": value}) as c:
+        assert c.get("/").headers["location"] == "/login"
+
+
+def test_a_password_change_ends_web_sign_ins(pen, web):
+    email = f"pat-{uuid.uuid4().hex[:8]}@abc.example"
+    add_user(pen.data, email, "Pat", PASSWORD)
+    web.login(email, PASSWORD)
+    assert web.get("/").status_code == 200
+    run_cli("user", "passwd", "--data", str(pen.data), "--email", email, stdin="another password 2\n")
+    r = web.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_a_session_ends_after_an_hour_without_a_page(pen, web):
+    web.login(USERS["bob"][0], PASSWORD)
+    assert web.get("/").status_code == 200
+    token = web.client.cookies["__Host-pen_session"]
+    with sqlite3.connect(pen.data / "pen.db") as db:
+        db.execute("UPDATE web_sessions SET last_seen_at = ? WHERE token_hash = ?",
+                   ((utcnow() - timedelta(minutes=61)).replace(tzinfo=None).isoformat(" "), token_hash(token)))
+    r = web.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    with sqlite3.connect(pen.data / "pen.db") as db:
+        assert db.execute("SELECT count(*) FROM web_sessions WHERE token_hash = ?", (token_hash(token),)).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("case", ["no token", "wrong token", "cross-site fetch", "foreign origin", "null origin"])
+def test_csrf_and_origin_checks_refuse_a_post(web, case):
+    page = web.get("/login")
+    data = {"email": USERS["cat"][0], "password": PASSWORD, "next": "/", "csrf": web.form_token(page.text)}
+    headers = {}
+    if case == "no token":
+        del data["csrf"]
+    elif case == "wrong token":
+        data["csrf"] = "x" + data["csrf"][1:]
+    elif case == "cross-site fetch":
+        headers = {"Sec-Fetch-Site": "cross-site"}
+    elif case == "foreign origin":
+        headers = {"Origin": "https://evil.example"}
+    else:
+        headers = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    r = web.client.post("/login", data=data, headers=headers)
+    assert r.status_code == 403, r.text
+    assert "did not come from this site" in r.text and "set-cookie" not in r.headers
+    # The same form from our own page is accepted.
+    ok = web.client.post("/login", data={**data, "csrf": web.form_token(page.text)},
+                         headers={"Origin": web.url, "Sec-Fetch-Site": "same-origin"})
+    assert ok.status_code == 303
+
+
+def test_a_form_body_over_the_limit_is_refused(web):
+    page = web.get("/login")
+    r = web.client.post("/login", data={"csrf": web.form_token(page.text), "email": "a" * 70_000, "password": "x"})
+    assert r.status_code == 413 and "larger than this page takes" in r.text
+
+
+def test_reply_double_submit_sends_once_and_guest_rule_keeps_the_form(pen, web, guest_message):
+    _guest, link, sent, _ = guest_message(subject="Twice")
+    path = _guest_session(web, link)
+    form = web.get(path + "/reply")
+    fields = {"csrf": web.form_token(form.text), "key": re.search(r'name="key" value="([^"]+)"', form.text).group(1),
+              "to": "ann@abc.example", "cc": "", "subject": "Re: Twice", "body": "Once only."}
+    files = {"files": ("note.txt", b"a note", "text/plain")}
+    first = web.client.post(path + "/reply", data=fields, files=files)
+    second = web.client.post(path + "/reply", data=fields, files=files)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    with pen.as_user("ann") as c:
+        found = c.get("/messages", params={"q": "Once only."}).json()["items"]
+    assert len(found) == 1
+
+    # A guest may not write to a stranger: one sentence, and what was typed comes back.
+    form = web.get(path + "/reply")
+    refused = web.client.post(path + "/reply", files=files, data={
+        "csrf": web.form_token(form.text), "key": uuid.uuid4().hex, "to": "stranger@elsewhere.example",
+        "cc": "", "subject": "Re: Twice", "body": "Please keep this text."})
+    assert refused.status_code == 422
+    assert "stranger@elsewhere.example is neither" in refused.text
+    assert "Please keep this text." in refused.text and 'value="stranger@elsewhere.example"' in refused.text
+    assert "note.txt" in refused.text and 'name="upload"' in refused.text  # the file stays attached
+
+
+def test_upload_over_the_pens_limit_is_refused_with_the_form_filled(tmp_path, smtp):
+    process = make_pen(tmp_path / "pen", smtp)
+    config = tmp_path / "pen" / "pen-server.toml"
+    config.write_text(re.sub(r"max_upload_bytes = \d+", "max_upload_bytes = 100000", config.read_text()))
+    process.start()
+    try:
+        class P:  # what Web needs of the `pen` fixture
+            ca_file = str(process.ca_file)
+        P.process = process
+        web = Web(P)
+        web.login(USERS["ann"][0], PASSWORD)
+        form = web.get("/new")
+        fields = {"csrf": web.form_token(form.text), "key": uuid.uuid4().hex, "to": USERS["bob"][0], "cc": "",
+                  "subject": "Big", "body": "Too big a file."}
+        r = web.client.post("/new", data=fields, files={"files": ("big.bin", b"x" * 300_000)})
+        assert r.status_code == 422
+        assert "big.bin is larger than this PEN takes (at most 100000 bytes a file)" in r.text
+        assert "Too big a file." in r.text
+        assert not list((tmp_path / "pen" / "tmp").glob("upload-*"))  # nothing of it left on disk
+        # Beyond the hard cap, refused before the body is read.
+        cookie = "; ".join(f"{k}={v}" for k, v in web.client.cookies.items())
+        tls_context = ssl.create_default_context(cafile=str(process.ca_file))
+        with socket.create_connection(("127.0.0.1", process.port), timeout=30) as raw, \
+                tls_context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall((f"POST /new HTTP/1.1\r\nHost: 127.0.0.1:{process.port}\r\nCookie: {cookie}\r\n"
+                         f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {10**12}\r\n\r\n").encode())
+            status_line = tls.recv(65536).split(b"\r\n", 1)[0]
+        assert b" 413 " in status_line, status_line
+        web.close()
+    finally:
+        process.stop()
+
+
+def test_a_page_without_the_body_weighs_under_30_kb(pen, web, send):
+    for i in range(45):
+        send("bob", ["cat"], subject=f"Weight {i} " + "w" * 120, body="x" * 500)
+    web.login(USERS["cat"][0], PASSWORD)
+    inbox = web.get("/")
+    assert inbox.text.count('class="subject"') == 40 and "Older messages" in inbox.text
+    assert inbox.text.count("<strong class=\"flag\">Unread:</strong>") == 40  # by a word, not only by weight
+    assert len(inbox.content) < 30_000, len(inbox.content)
+
+
+def test_text_browsers_read_each_page_in_order(web, guest_message, tmp_path):
+    w3m = shutil.which("w3m")
+    if w3m is None:
+        missing("The w3m test needs Debian's w3m, which is not installed")
+    _guest, link, sent, _ = guest_message(subject="Read in w3m", body="The body text.\nSecond line.",
+                                          files=[("scan.pdf", b"%PDF scan")])
+    landing = web.get("/" + link.split("/", 3)[3]).text
+    path = _guest_session(web, link)
+    pages = {"landing": (landing, ["ABC Medical", "A secure message for you", "Ann Lee", "Read in w3m",
+                                   "Open the message"]),
+             "message": (web.get(path).text, ["Skip to the content", "ABC Medical", "Sign out", "Read in w3m",
+                                              "From", "Ann Lee", "Reply", "The body text.", "Attachments",
+                                              "scan.pdf"]),
+             "inbox": (web.get("/").text, ["ABC Medical", "Inbox", "Read in w3m", "From: Ann Lee"]),
+             "reply": (web.get(path + "/reply").text, ["Reply", "To", "ann@abc.example", "Subject", "Message",
+                                                       "Attach files", "Send"]),
+             "login": (web.get("/login").text, ["Sign in", "E-mail address", "Password"])}
+    browsers = {"w3m": [w3m, "-dump", "-T", "text/html", "-cols", "80"]}
+    if shutil.which("lynx"):  # not installed by .ci/run; checked where it is
+        browsers["lynx"] = [shutil.which("lynx"), "-dump", "-force_html", "-nolist", "-width=80"]
+    for name, (html, order) in pages.items():
+        f = tmp_path / f"{name}.html"
+        f.write_text(html)
+        for browser, command in browsers.items():
+            text = subprocess.run([*command, str(f)], capture_output=True, text=True, timeout=30, check=True).stdout
+            at = 0
+            for piece in order:
+                found = text.find(piece, at)
+                assert found >= 0, f"{browser}, {name}: {piece!r} missing or out of order in:\n{text}"
+                at = found + len(piece)
+            if name == "message":  # the body's lines stay lines
+                assert re.search(r"The body text\.\n\s*Second line\.", text), (browser, text)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_a_large_upload_streams_to_disk_not_memory(pen, web, tmp_path):
+    pid = pen.process.proc.pid
+    big = tmp_path / "scan.bin"
+    with open(big, "wb") as f:
+        for i in range(96):  # 96 MiB, each MiB different so nothing compresses or repeats
+            f.write(hashlib.sha256(str(i).encode()).digest() * (1 << 15))
+    web.login(USERS["ann"][0], PASSWORD)
+    form = web.get("/new")
+    rss_before = _status_kib(pid, "VmRSS")
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from now
+    with open(big, "rb") as f:
+        r = web.client.post("/new", files={"files": ("scan.bin", f, "application/octet-stream")}, data={
+            "csrf": web.form_token(form.text), "key": uuid.uuid4().hex, "to": USERS["bob"][0], "cc": "",
+            "subject": "A large scan", "body": "Attached."})
+    assert r.status_code == 303, r.text
+    growth_mib = (_status_kib(pid, "VmHWM") - rss_before) / 1024
+    assert growth_mib < 40, f"the server's memory grew by {growth_mib:.0f} MiB for a 96 MiB upload"
+    mid = r.headers["location"].rsplit("/", 1)[1]
+    with pen.as_user("ann") as c:
+        [att] = c.get(f"/messages/{mid}").json()["attachments"]
+    assert att["size"] == big.stat().st_size
+    assert att["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
