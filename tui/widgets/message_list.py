@@ -273,7 +273,7 @@ class MessageList(ScrollView, can_focus=True):
         if index == self.cursor:
             style += self.get_component_rich_style("message-list--cursor")
             text = ">" + text[1:]  # a text marker, not colour alone
-            if self.has_focus:
+            if self._owns_cursor():
                 region = self.content_region
                 self.app.cursor_position = Offset(region.x, region.y + y)
         return Strip([Segment(text.ljust(width)[:width], style)])
@@ -304,9 +304,14 @@ class MessageList(ScrollView, can_focus=True):
         elif index >= top + height:
             self.scroll_to(y=index - height + 1, animate=False, immediate=True)
 
+    def _owns_cursor(self) -> bool:
+        """Focused, and on the screen shown: a list left focused on a screen below (the
+        reader pushed over the mailbox, say) never takes the terminal cursor back."""
+        return self.has_focus and self.is_mounted and self.screen is self.app.screen
+
     def _place_terminal_cursor(self) -> None:
         """Screen readers and braille displays follow the terminal cursor, not colour."""
-        if not self.has_focus or not self.is_mounted:
+        if not self._owns_cursor():
             return
         region = self.content_region
         row = self.cursor - int(self.scroll_offset.y)
