@@ -281,8 +281,9 @@ async def cmd_open(run: Run) -> int | Callable[[], int]:
                                      password_command=None if password is not None else config.password_command)
 
     def launch() -> int:
-        from tui.app import PenmailApp
+        from tui.app import PenmailApp, check_key_ids
 
+        check_key_ids(tui_config)  # a typo in [keys]: one sentence and status 2, as for any setting
         app = PenmailApp(tui_config, env=env, use_keyring=run.use_keyring, open_message_id=message_id)
         app.run()
         return app.return_code or 0
