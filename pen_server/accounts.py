@@ -96,6 +96,27 @@ def authenticate(session: Session, token: str) -> tuple[User, AuthToken]:
     return user, row
 
 
+def signed_in(session: Session, token: str) -> bool:
+    try:
+        authenticate(session, token)
+    except ApiError:
+        return False
+    return True
+
+
+def sign_in_stands(session: Session, token_hash: str) -> bool:
+    """Whether the sign-in that gave out this access token still stands. Sign-out, a password
+    change and a reused refresh token revoke the token with its family; the sign-in also ends
+    when no token of its family is left unexpired. (A long-lived event stream is not cut
+    just because its access token expires while the client refreshes.)"""
+    row = session.get(AuthToken, token_hash)
+    if row is None or row.revoked:
+        return False
+    live = select(AuthToken.token_hash).where(AuthToken.family_id == row.family_id, AuthToken.revoked.is_(False),
+                                              AuthToken.expires_at > utcnow()).limit(1)
+    return session.scalar(live) is not None
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise ApiError(422, "validation_failed", f"The password must have at least {MIN_PASSWORD} characters.",

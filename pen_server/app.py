@@ -13,10 +13,11 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
-from pen_server import errors
+from pen_server import accounts, errors
 from pen_server.api import admin, attachments, auth, messages
 from pen_server.db import Database
 from pen_server.events import EventHub
+from pen_server.middleware import BodyLimit
 from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
@@ -94,7 +95,13 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
-                        secret=read_secret(settings))
+                        secret=read_secret(settings), hub=EventHub(max_streams=settings.max_event_streams))
+
+    async def signed_in(token: str) -> bool:
+        def check() -> bool:
+            with db.session() as session:
+                return accounts.signed_in(session, token)
+        return await asyncio.to_thread(check)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -130,6 +137,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     app.state.pen = services
     app.state.strict_errors = os.environ.get("PEN_STRICT_ERRORS") == "1"
     errors.install(app)
+    app.add_middleware(BodyLimit, small=settings.max_json_bytes, large=settings.max_message_bytes,
+                       signed_in=signed_in, stall_seconds=settings.body_timeout_seconds)
     for module in (auth, messages, attachments, admin):
         app.include_router(module.router, prefix="/api/v1")
 

@@ -7,6 +7,7 @@ import getpass
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pen_server.private import UMASK, loose_modes_warning
 from pen_server.settings import SettingsError, load_settings
@@ -198,7 +199,7 @@ def cmd_run(args) -> int:
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
-    return serve(settings, args.host, args.port)
+    return serve(settings, args.host, args.port, Path(args.log).expanduser().resolve() if args.log else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", required=True)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8443)
+    run.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error "
+                                                  "(or set [log] file in pen-server.toml)")
     run.set_defaults(func=cmd_run)
     return p
 

@@ -106,6 +106,12 @@ class PenProcess:
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    nofile: int | None = None  # the process's open-files limit (soft and hard), for load tests
+
+    def _limit_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     @property
     def url(self) -> str:
@@ -128,7 +134,7 @@ class PenProcess:
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "pen_server", "run", "--data", str(self.data),
                                       "--port", str(self.port)], env=env, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=self._limit_files if self.nofile else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,6 +147,35 @@ class PenProcess:
                 time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"pen-server did not start within {timeout} s: {self.log_tail()}")
+
+    def tls_socket(self, timeout: float = 10.0):
+        """A raw TLS connection to the server, for tests and benchmarks that speak HTTP by hand."""
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        return ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=timeout),
+                               server_hostname="127.0.0.1")
+
+    def post_raw(self, head: bytes, chunk: bytes, count: int) -> tuple[bytes, int]:
+        """Send a request head, then `chunk` up to `count` times, stopping when the server
+        closes (as a client that reads the early answer would); returns the server's answer
+        and how many chunks went out."""
+        sent = 0
+        with self.tls_socket() as s:
+            s.sendall(head)
+            try:
+                for _ in range(count):
+                    s.sendall(chunk)
+                    sent += 1
+            except OSError:
+                pass  # the server answered and closed
+            answer = b""
+            try:
+                while data := s.recv(65536):
+                    answer += data
+            except OSError:
+                pass
+        return answer, sent
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -40,7 +40,7 @@ KEY_BITS = 2048
 # signature (for a guest's notification that has no Reply-To, for instance).
 SIGNED_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
                   "references", "mime-version", "content-type", "content-transfer-encoding",
-                  "auto-submitted")
+                  "auto-submitted", "x-pen-message")
 _SELECTOR = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 

@@ -204,7 +204,16 @@ def invite_token(secret: bytes, notification_id: str) -> str:
 
 
 def message_link(base_url: str, message_id: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/m/{quote(message_id, safe='')}?t={quote(token, safe='')}"
+    return f"{message_address(base_url, message_id)}?t={quote(token, safe='')}"
+
+
+def message_address(base_url: str, message_id: str) -> str:
+    """`<base_url>/m/<message id>`: the link without its token, for the X-PEN-Message header
+    (a program such as `penmail intercept` finds the message by it; it opens nothing)."""
+    return f"{base_url.rstrip('/')}/m/{quote(message_id, safe='')}"
+
+
+_HEADER_URL = re.compile(r"https?://[!-~]{1,900}")
 
 
 def thread_root_id(thread_id: str, host: str) -> str:
@@ -260,6 +269,9 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
             references.append(parent)
     msg.set_raw("References", _fold("References", references))
     msg.set_raw("Auto-Submitted", "auto-generated")
+    pen_message = message_address(conf.base_url, message.id)
+    if _HEADER_URL.fullmatch(pen_message):  # printable ASCII, one line; else no header rather than a bad one
+        msg.set_raw("X-PEN-Message", pen_message)
 
     link = message_link(conf.base_url, message.id, invite_token(secret, notification.id))
     who = sender_name if sender_name == clean_line(message.from_email) else \

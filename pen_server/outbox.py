@@ -131,6 +131,7 @@ class _Outcomes:
                                   len(batch))
                 else:
                     for (job, _, _), status in zip(batch, finals):
+                        log.info("delivery %s to %s: %s", job.id, job.rcpt.rpartition("@")[2] or "-", status)
                         self.worker._publish(job, status)
             if self.closing and not self.pending:
                 return

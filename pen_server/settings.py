@@ -70,6 +70,17 @@ class Settings:
     trusted_proxy_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     hash_workers: int = 2
     hash_queue: int = 8
+    # Hostile load: body sizes (bytes), connection timeouts (seconds), caps. docs/pen-api.md.
+    max_json_bytes: int = 128 << 10
+    max_message_bytes: int = 40 << 20
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    handshake_timeout_seconds: float = 10.0
+    keepalive_seconds: float = 20.0
+    max_connections: int = 4000
+    max_event_streams: int = 8
+    stream_check_seconds: float = 5.0
+    log_file: Path | None = None
 
     @property
     def blob_dir(self) -> Path:
@@ -106,6 +117,20 @@ def _float(value, key: str) -> float:
         raise SettingsError(f"The setting {key} must be a number, not {value!r}.") from None
 
 
+def _positive(value, key: str) -> float:
+    number = _float(value, key)
+    if not number > 0:
+        raise SettingsError(f"The setting {key} must be more than 0.")
+    return number
+
+
+def _load_limits(s: Settings, limits: dict) -> None:
+    for name in ("max_json_bytes", "max_message_bytes", "max_connections", "max_event_streams"):
+        setattr(s, name, _int(limits.get(name, getattr(s, name)), f"limits.{name}", 1))
+    for name in ("head_timeout_seconds", "body_timeout_seconds", "handshake_timeout_seconds", "keepalive_seconds", "stream_check_seconds"):
+        setattr(s, name, _positive(limits.get(name, getattr(s, name)), f"limits.{name}"))
+
+
 def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Settings:
     """Read DIR/pen-server.toml and apply the PEN_* variables."""
     env = os.environ if env is None else env
@@ -121,9 +146,10 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     limits = raw.get("limits", {})
     smtp_raw = raw.get("smtp", {})
     delivery = raw.get("delivery", {})
+    log = raw.get("log", {})
     bounces = raw.get("bounces", {})
     for section, value in (("pen", pen), ("limits", limits), ("smtp", smtp_raw), ("delivery", delivery),
-                           ("bounces", bounces)):
+                           ("bounces", bounces), ("log", log)):
         if not isinstance(value, dict):
             raise SettingsError(f"The [{section}] part of {path} must be a table.")
     s = Settings(data_dir=data)
@@ -145,6 +171,9 @@ def load_settings(data_dir: str | os.PathLike, env: dict | None = None) -> Setti
     s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
     s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
     _signin_limits(s, limits)
+    _load_limits(s, limits)
+    if log.get("file"):
+        s.log_file = (data / Path(str(log["file"])).expanduser()).resolve()
     s.smtp = smtp_from(smtp_raw, env)
     s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or bounces.get("domain", "")).strip().lower()
     s.bounce_host = str(bounces.get("host", s.bounce_host))

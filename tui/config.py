@@ -17,6 +17,9 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
     [ui]
     animations = false
 
+    [imap]                             # for `penmail intercept --imap` (tui.intercept.settings)
+    host = "imap.example.org"
+
 A missing file gives the defaults.  Anything wrong raises ``ConfigError`` whose message
 is one sentence naming the file and the key, ready to show as it is.  Whether each id in
 ``[keys]`` names a real binding is checked by ``tui.app.check_key_ids`` at start (the ids
@@ -48,7 +51,8 @@ KNOWN_THEMES = (
     "catppuccin-mocha", "catppuccin-latte", "dracula", "tokyo-night", "monokai", "flexoki",
     "solarized-light", "solarized-dark",
 )
-_TOP_KEYS = ("server", "ca_file", "email", "password_command", "download_dir", "theme", "keys", "ui")
+_TOP_KEYS = ("server", "ca_file", "email", "password_command", "download_dir", "theme", "keys", "ui", "imap",
+             "intercept")
 _UI_KEYS = ("animations",)
 _THEME_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ACTION_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
@@ -79,6 +83,9 @@ class Config:
     keys: dict[str, str] = field(default_factory=dict)  # action id -> "k1,k2" (Textual's form)
     animations: bool = False
     path: Path | None = None
+    # `penmail intercept`'s tables as written; tui.intercept.settings checks them when used.
+    imap: dict = field(default_factory=dict)
+    intercept: dict = field(default_factory=dict)
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     """The settings file penmail reads: ``$PENMAIL_CONFIG`` or the platform's config folder."""
@@ -220,6 +227,12 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             if not isinstance(ui["animations"], bool):
                 raise fail(f"ui.animations must be true or false, not {_type_name(ui['animations'])}")
             kwargs["animations"] = ui["animations"]
+
+    for table in ("imap", "intercept"):
+        if table in data:
+            if not isinstance(data[table], dict):
+                raise fail(f"{table} must be a table ([{table}]), not {_type_name(data[table])}")
+            kwargs[table] = data[table]
 
     return Config(**kwargs)
 

@@ -231,6 +231,25 @@ def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, ho
     return msg
 
 
+def _skeleton(data: bytes, msg: EmailMessage) -> bytes:
+    """``data`` with the body of each MIME part cut to one line: every header block and
+    every boundary line as they are, so parsing it shows the same structure and headers,
+    without holding a parsed copy of every attachment (that took 12 times their size)."""
+    bounds = [part.get_boundary() for part in msg.walk() if part.is_multipart()]
+    if not bounds or not all(bounds):
+        return data
+    delimiter = re.compile(rb"^--(?:" + b"|".join(re.escape(b.encode("ascii")) for b in bounds)
+                           + rb")(?:--)?[ \t]*\n", re.M)
+    out, pos = [], 0
+    for found in delimiter.finditer(data):
+        end = data.find(b"\n\n", pos, found.start()) if pos else -1
+        out.append(data[pos:found.start()] if end < 0 else data[pos:end + 2] + b"x\n")
+        out.append(found.group(0))
+        pos = found.end()
+    out.append(data[pos:])
+    return b"".join(out)
+
+
 def serialize(msg: EmailMessage) -> bytes:
     """The message's bytes for a Maildir (LF line ends), after checking that parsing them
     again shows exactly the headers that were set (no input added one)."""
@@ -239,7 +258,7 @@ def serialize(msg: EmailMessage) -> bytes:
     if b"\r" in head:
         raise ExportError("A message could not be written safely (a header would have held a line break), "
                           "so the export stopped.", code="unsafe_header")
-    parsed = BytesParser(policy=email.policy.default).parsebytes(data)
+    parsed = BytesParser(policy=email.policy.default).parsebytes(_skeleton(data, msg))
     if sorted(k.lower() for k in parsed.keys()) != sorted(k.lower() for k in msg.keys()):
         raise ExportError("A message could not be written safely (its headers changed when written), so the "
                           "export stopped.", code="unsafe_header")

@@ -32,8 +32,11 @@ def refresh(body: RefreshIn, session=Depends(db_session, scope="function"), pen=
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
-def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
+           pen=Depends(services)):
     accounts.revoke_family(session, who.token.family_id)
+    session.commit()
+    pen.hub.end_sign_in(who.user.id, who.token.family_id)
     return Response(status_code=204)
 
 

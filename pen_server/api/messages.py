@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from pen_server import mailbox, sending
+from pen_server import accounts, mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
+from pen_server.events import END
 from pen_server.schemas import (
     Folder, Order, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
 )
@@ -79,21 +81,35 @@ def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(
 @router.get("/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
-    queue = pen.hub.subscribe(who.user.id)
+    token_hash, check_every = who.token.token_hash, pen.settings.stream_check_seconds
+
+    def sign_in_stands() -> bool:
+        with pen.db.session() as session:
+            return accounts.sign_in_stands(session, token_hash)
 
     async def stream():
+        sub = pen.hub.subscribe(who.user.id, who.token.family_id)
         try:
             yield ": connected\n\n"
+            checked = sent = time.monotonic()
             while True:
                 try:
-                    frame = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    frame = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, check_every))
                 except asyncio.TimeoutError:
-                    frame = ": keep-alive\n\n"
-                if await request.is_disconnected():
+                    frame = ""
+                if frame is END or await request.is_disconnected():
                     break
-                yield frame
+                # The sign-in may have ended in another process (`pen-server user passwd`):
+                # looked up before each event, and every few seconds while none come.
+                if frame or time.monotonic() - checked >= check_every:
+                    if not await asyncio.to_thread(sign_in_stands):
+                        break
+                    checked = time.monotonic()
+                if frame or time.monotonic() - sent >= KEEPALIVE_SECONDS:
+                    yield frame or ": keep-alive\n\n"
+                    sent = time.monotonic()
         finally:
-            pen.hub.unsubscribe(who.user.id, queue)
+            pen.hub.unsubscribe(sub)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -94,7 +94,7 @@ def test_every_notification_verifies_and_signs_the_headers_that_matter(signed_pe
         assert tag(mail.data, "c") == "relaxed/relaxed"
         signed = {h.strip() for h in tag(mail.data, "h").split(":")}
         assert {"from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
-                "references", "mime-version", "content-type", "content-transfer-encoding"} <= signed
+                "references", "mime-version", "content-type", "content-transfer-encoding", "x-pen-message"} <= signed
 
 
 def test_untouched_dkimpy_in_a_process_of_its_own_agrees(signed_pen, smtp):
@@ -133,6 +133,9 @@ def test_changed_content_fails(signed_pen, smtp):
     head, _, body = mail.data.partition(b"\r\n\r\n")
     assert not verifies(head + b"\r\n\r\n" + body.replace(b"Read it here", b"Read it HERE", 1), zone)
     assert not verifies(mail.data.replace(b"Subject: Results", b"Subject: Resultz", 1), zone)
+    # the message a program (penmail intercept) fetches for it cannot be changed on the way
+    assert b"\r\nX-PEN-Message: https://" in head
+    assert not verifies(mail.data.replace(b"\r\nX-PEN-Message: https://", b"\r\nX-PEN-Message: https://x", 1), zone)
     # a header that the notification does not have, added on the way, breaks it too
     assert b"\r\nIn-Reply-To:" not in head
     assert not verifies(b"In-Reply-To: <phish@evil.example>\r\n" + mail.data, zone)

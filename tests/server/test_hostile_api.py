@@ -13,7 +13,7 @@ def _headers_of(mail) -> list[str]:
 
 EXPECTED = {"from", "reply-to", "to", "cc", "subject", "message-id", "date", "auto-submitted",
             "in-reply-to", "references", "mime-version", "content-type", "content-transfer-encoding",
-            "x-auto-response-suppress", "precedence"}
+            "x-auto-response-suppress", "precedence", "x-pen-message"}
 
 
 def test_hostile_subjects_names_and_bodies(pen, hostile):

@@ -30,7 +30,7 @@ TO = [{"email": "ann@a.example", "name": "Ann Lee"}, {"email": "bob@b.example", 
 CC = [{"email": "cat@c.example", "name": "Cat Ng"}]
 BCC = [{"email": "dan@d.example", "name": "Dan Secret"}]
 BASE_HEADERS = {"date", "from", "reply-to", "to", "subject", "message-id", "references",
-                "auto-submitted", "mime-version", "content-type"}
+                "auto-submitted", "mime-version", "content-type", "x-pen-message"}
 
 
 def conf(**kw) -> PenConf:
@@ -91,6 +91,14 @@ def assert_well_formed(raw: bytes) -> None:
     assert re.search(rb"(?<!\r)\n|\r(?!\n)", raw) is None, "a bare CR or LF"
     for line in header_block(raw).split(b"\r\n"):
         assert len(line) <= 78, line[:100]
+
+
+def test_x_pen_message_names_the_message_without_its_token():
+    raw, parsed = roundtrip(message(id="MSG_abc-123"))
+    assert parsed["X-PEN-Message"] == "https://pen.example/m/MSG_abc-123"
+    # The link in the body still carries the token and names the same message.
+    body = parsed.get_body(("plain",)).get_content()
+    assert "https://pen.example/m/MSG_abc-123?t=" in body
 
 
 # -- header safety -------------------------------------------------------------------------

@@ -36,6 +36,9 @@ times RFC 3339 UTC):
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
 * export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
   "flags", "attachments"}]}
+* intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed", "folder",
+  "id", "message_id", "subject", "attachments", "left_on_pen", "reason"} (what applies), then
+  {"summary": {"replaced", "already", "left", "failed"}} (not with --watch or --stdin)
 * any failure: {"error": {"code", "message", "exit_code"}} (and the sentence on stderr)
 """
 
@@ -50,7 +53,8 @@ __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_NOT_SIGNED_IN", "E
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
-COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export")
+COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
+            "intercept")
 
 
 def _positive(text: str) -> int:
@@ -129,6 +133,20 @@ def add_commands(sub) -> None:
     p.add_argument("--folder", action="append", choices=FOLDERS, metavar="F",
                    help="a folder to export (repeat for more; default inbox, archive and sent)")
     p.add_argument("--since", metavar="DATE", help="only messages sent on or after DATE (2026-11-27)")
+
+    p = command("intercept", "replace the PEN's notification e-mails in your mailbox with the real messages",
+                "Find the PEN's notification e-mails in your own mailbox and put the real messages, with their "
+                "attachments, in their place (over IMAP with the [imap] settings, in a Maildir, or one message "
+                "from standard input to standard output).")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--imap", action="store_true", help="the folders of [imap] in the settings file")
+    where.add_argument("--maildir", metavar="DIR", help="a local Maildir (mbsync, notmuch)")
+    where.add_argument("--stdin", action="store_true",
+                       help="one message on standard input; its replacement (or itself) on standard output")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="with --imap: replace what is there and stop (default)")
+    when.add_argument("--watch", action="store_true",
+                      help="with --imap: stay connected (IDLE) and replace each new notification as it comes")
 
 
 ID_COMMANDS = ("read", "get", "reply", "status")

@@ -45,6 +45,7 @@ from tui.line.run import _exit_code, update_settings  # noqa: E402
 from tui.line.account import cmd_login, cmd_logout, cmd_open, cmd_whoami
 from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
 from tui.line.run import LineError, Run, _sentence
+from tui.line.intercept import cmd_intercept
 from tui.line.writing import cmd_reply, cmd_send
 
 
@@ -54,7 +55,7 @@ from tui.line.writing import cmd_reply, cmd_send
 HANDLERS = {
     "login": cmd_login, "logout": cmd_logout, "whoami": cmd_whoami, "list": cmd_list, "read": cmd_read,
     "get": cmd_get, "send": cmd_send, "reply": cmd_reply, "status": cmd_status, "open": cmd_open,
-    "export": cmd_export,
+    "export": cmd_export, "intercept": cmd_intercept,
 }
 
 
@@ -73,6 +74,9 @@ def _fail(out: Output, message: str, exit_code: int, code: str) -> int:
 def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     out = Output(json_mode=getattr(args, "json", False), env=env)
+    piped = args.line_command == "intercept" and getattr(args, "stdin", False)
+    if piped:
+        out.out = out.err  # `intercept --stdin`: standard output is the message, lines go to stderr
     code = EXIT_FAILED
     try:
         try:
@@ -83,6 +87,10 @@ def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> i
         except LineError as exc:
             code = _fail(out, exc.message, exc.exit_code, exc.code)
         except ConfigError as exc:
+            if piped:  # a broken settings file loses no mail: it goes through unchanged
+                from tui.line.intercept import pass_through
+
+                pass_through()
             code = _fail(out, str(exc), EXIT_USAGE, "config")
         except KeyboardInterrupt:
             extra = " what arrived so far is kept, and `penmail get` again goes on from there." \

@@ -1,0 +1,161 @@
+"""`penmail intercept`: notification e-mails become the real messages (tui.intercept).
+
+Output: one line per notification handled ("Replaced", "Already there", "Left",
+"Failed"), and with --once or --maildir a summary; --json gives one JSON object per line
+instead (``{"event": "replaced"|"already"|"left"|"failed", "folder", "id", ...}``, then
+``{"summary": {...}}``).  With --stdin, standard output is the message, so the lines go to
+standard error.  Exit codes: 0 done (a notification the person cannot read is left in
+place and is not a failure), 1 a message or the run failed, 2 usage or settings, 3 not
+signed in (to the PEN or the IMAP server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+
+from tui.line import EXIT_FAILED, EXIT_NOT_SIGNED_IN, EXIT_OK, EXIT_USAGE
+from tui.line.run import LineError, Run
+from tui.safe_text import one_line
+
+_WORDS = {"replaced": "Replaced", "already": "Already there, notification removed", "left": "Left in place",
+          "failed": "Failed"}
+
+
+def _report(run: Run, outcome, counts: Counter) -> None:
+    counts[outcome.kind] += 1
+    out = run.out
+    if out.json:
+        out.emit(outcome.to_json())
+        out.flush()
+        return
+    folder = one_line(outcome.folder, 60)
+    if outcome.replacement is not None:
+        made = outcome.replacement
+        extra = f", {made.attachments} attachment{'s' if made.attachments != 1 else ''}" if made.attachments else ""
+        extra += f", {made.left_on_pen} left on the PEN (too large)" if made.left_on_pen else ""
+        out.line(f"{_WORDS[outcome.kind]} in {folder}: \"{one_line(made.subject, 80)}\" "
+                 f"({one_line(made.pen_id, 200)}{extra})")
+    else:
+        why = f": {one_line(outcome.reason, 200)}" if outcome.reason else ""
+        out.line(f"{_WORDS[outcome.kind]} in {folder}: message {one_line(outcome.pen_id or '?', 200)}{why}")
+    out.flush()
+
+
+def _summary(run: Run, counts: Counter) -> int:
+    doc = {k: counts.get(k, 0) for k in ("replaced", "already", "left", "failed")}
+    if run.out.json:
+        run.out.emit({"summary": doc})
+    else:
+        run.out.line(f"{doc['replaced']} replaced, {doc['already']} already there, {doc['left']} left in place "
+                     f"(not readable with your sign-in), {doc['failed']} failed.")
+    return EXIT_FAILED if doc["failed"] else EXIT_OK
+
+
+def _limit(run: Run) -> int:
+    from tui.intercept.settings import attachment_limit
+
+    return attachment_limit(run.config)
+
+
+def _server(run: Run) -> str:
+    if not run.config.server or not run.config.email:
+        raise LineError("No PEN is set up yet; run `penmail login` first.", EXIT_NOT_SIGNED_IN, "not_configured")
+    return run.config.server
+
+
+async def cmd_intercept(run: Run) -> int:
+    from tui.export import ExportError
+
+    args = run.args
+    if args.watch and not args.imap:
+        raise LineError("--watch works with --imap only.", EXIT_USAGE, "usage")
+    if args.stdin:
+        return await _stdin(run)
+    try:
+        limit = _limit(run)
+        server = _server(run)
+        if args.maildir:
+            return await _maildir(run, server, limit)
+        return await _imap(run, server, limit)
+    except ExportError as exc:
+        raise LineError(exc.message, EXIT_FAILED, exc.code) from None
+
+
+def pass_through() -> None:
+    """Standard input to standard output, unchanged, in pieces."""
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+async def _stdin(run: Run) -> int:
+    from tui.config import ConfigError
+    from tui.export import ExportError
+    from tui.intercept.local import intercept_stream
+
+    try:
+        limit, server = _limit(run), _server(run)
+    except (LineError, ConfigError):
+        pass_through()  # not set up: the message still goes through, unchanged, and the failure is said
+        raise
+    try:
+        outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
+                                         sink=sys.stdout.buffer)
+    except ExportError as exc:
+        raise LineError(exc.message, EXIT_FAILED, exc.code) from None
+    if outcome is not None:
+        _report(run, outcome, Counter())
+    return EXIT_OK
+
+
+async def _maildir(run: Run, server: str, limit: int) -> int:
+    from tui.intercept.local import intercept_maildir
+
+    counts: Counter = Counter()
+    async with run.signed_in() as client:
+        async for outcome in intercept_maildir(client, run.args.maildir, server, limit=limit):
+            _report(run, outcome, counts)
+    return _summary(run, counts)
+
+
+async def _imap(run: Run, server: str, limit: int) -> int:
+    from tui.credentials import CredentialError
+    from tui.intercept import imap
+    from tui.intercept.settings import imap_password, imap_settings
+
+    settings = imap_settings(run.config)
+    try:
+        password = await asyncio.to_thread(imap_password, settings, run.env)
+    except CredentialError as exc:
+        raise LineError(f"The IMAP password could not be read: {exc}", EXIT_NOT_SIGNED_IN, "password_command") from None
+    if not password:
+        raise LineError(f"No IMAP password for {settings.user} on {settings.host}; set imap.password_command, keep "
+                        f"it in the keyring (service \"penmail-imap\"), or set PENMAIL_IMAP_PASSWORD.",
+                        EXIT_NOT_SIGNED_IN, "imap_password")
+    counts: Counter = Counter()
+    try:
+        async with run.signed_in() as client:
+            if run.args.watch:
+                run.out.note(f"Watching {', '.join(one_line(f, 60) for f in settings.folders)} on {settings.host}; "
+                             f"stop with Ctrl-C.")
+                await imap.watch(settings, password, client, server, limit=limit,
+                                 report=lambda o: _report(run, o, counts), note=run.out.note)
+                return EXIT_OK  # pragma: no cover - watch runs until stopped
+            async for outcome in imap.once(settings, password, client, server, limit=limit):
+                _report(run, outcome, counts)
+    except imap.ImapFailure as exc:
+        code = EXIT_NOT_SIGNED_IN if exc.code == "imap_login" else EXIT_FAILED
+        raise LineError(exc.message, code, exc.code) from None
+    except OSError as exc:
+        raise LineError(f"The connection to the IMAP server {settings.host} was lost ({type(exc).__name__}); run "
+                        f"the command again.", EXIT_FAILED, "imap_connection") from None
+    except Exception as exc:
+        from imapclient.exceptions import IMAPClientError
+
+        if not isinstance(exc, IMAPClientError):
+            raise
+        raise LineError(f"The IMAP server {settings.host} refused a command ({one_line(str(exc), 200)}); check "
+                        f"[imap] folders.", EXIT_FAILED, "imap_refused") from None
+    return _summary(run, counts)
