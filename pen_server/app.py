@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
-from pen_server import accounts, errors
+from pen_server import accounts, errors, openapi
 from pen_server.api import admin, attachments, auth, messages
 from pen_server.db import Database
 from pen_server.events import EventHub
@@ -153,5 +153,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     @app.get("/api/v1/health", tags=["meta"])
     def health():
         return {"status": "ok"}
+
+    openapi.install(app)
 
     return app

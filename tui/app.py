@@ -17,11 +17,21 @@ from textual.theme import Theme
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
-from tui.config import Config
+from tui.config import Config, ConfigError
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
+from tui.screens.messages import (
+    ComposeRequested,
+    DraftResumeRequested,
+    EventsWanted,
+    MessageOpenRequested,
+    NotificationsRequested,
+    PenEvent,
+    SignedIn,
+    SummaryChanged,
+)
 from tui.session import Session, open_session, sign_in_quietly
 from tui.widgets.message_list import MessageList
 
@@ -35,13 +45,62 @@ HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00fff
 THEME_ALIASES = {"textual-ansi": "ansi-dark", "textual-ansi-light": "ansi-light"}
 
 
+def binding_ids() -> set[str]:
+    """Every action id a ``[keys]`` table can name: the ids of the bindings of penmail's app,
+    screens and widgets (found by walking tui/screens/ and tui/widgets/)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    import tui.screens
+    import tui.widgets
+
+    modules = [sys.modules[__name__]]
+    for package in (tui.screens, tui.widgets):
+        modules += [
+            importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)
+        ]
+    ids: set[str] = set()
+    for module in modules:
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, DOMNode):
+                for klass in cls.__mro__:
+                    ids.update(b.id for b in vars(klass).get("BINDINGS", ()) if isinstance(b, Binding) and b.id)
+    return ids
+
+
+def check_key_ids(config: Config) -> None:
+    """ConfigError (one sentence naming the id and the file) when ``[keys]`` names an action
+    id that no binding has: a typo would otherwise silently do nothing."""
+    if not config.keys:
+        return
+    known = binding_ids()
+    unknown = [action for action in config.keys if action not in known]
+    if unknown:
+        where = config.path or "the settings file"
+        raise ConfigError(
+            f"In {where}, keys has {unknown[0]!r}, which is not an action id; F1 shows each "
+            f"screen's ids, and the README lists them all."
+        )
+
+
 class PenmailApp(App):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
 
-    def __init__(self, config: Config, *, session: Session | None = None, env: Mapping[str, str] | None = None,
-                 use_keyring: bool = True, open_message_id: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session: Session | None = None,
+        env: Mapping[str, str] | None = None,
+        use_keyring: bool = True,
+        open_message_id: str | None = None,
+    ):
         super().__init__()
         self.config = config
         self.session = session
@@ -77,8 +136,9 @@ class PenmailApp(App):
     def sign_in_screen(self, *, notice: str | None = None, error: str | None = None) -> Screen:
         from tui.screens.signin import SignInScreen
 
-        return SignInScreen(self.config.server or "", self.config.email or "", self.config.ca_file,
-                            notice=notice, error=error)
+        return SignInScreen(
+            self.config.server or "", self.config.email or "", self.config.ca_file, notice=notice, error=error
+        )
 
     def _start_quietly(self) -> None:
         """The first frame comes before any network: the mailbox, empty and saying so, while
@@ -154,15 +214,46 @@ class PenmailApp(App):
         """A failure nobody expected still reaches the person, as one sentence."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.toast(f"Something went wrong ({type(error).__name__}: {error}); try again.",
-                       title="Error", severity="error", timeout=15)
+            self.toast(
+                f"Something went wrong ({type(error).__name__}: {error}); try again.",
+                title="Error",
+                severity="error",
+                timeout=15,
+            )
 
     def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
-        self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout,
-                    markup=False)
+        self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
 
-    # ------------------------------------------------------------ routing
+    # ------------------------------------------------------------ routing: what screens ask for
+
+    @on(SignedIn)
+    def _signed_in(self, event: SignedIn) -> None:
+        self.signed_in(event.session)
+
+    @on(EventsWanted)
+    def _events_wanted(self) -> None:
+        self.start_events()
+
+    @on(MessageOpenRequested)
+    def _open_requested(self, event: MessageOpenRequested) -> None:
+        self.open_message(event.summary)
+
+    @on(SummaryChanged)
+    def _summary_changed(self, event: SummaryChanged) -> None:
+        self.summary_changed(event.summary, event.moved)
+
+    @on(ComposeRequested)
+    def _compose_requested(self, event: ComposeRequested) -> None:
+        self.start_compose(event.kind, event.message)
+
+    @on(DraftResumeRequested)
+    def _resume_requested(self, event: DraftResumeRequested) -> None:
+        self.resume_draft(event.draft)
+
+    @on(NotificationsRequested)
+    def _notifications_requested(self, event: NotificationsRequested) -> None:
+        self.show_notifications(event.message_id, event.subject)
 
     def mailbox(self) -> MailboxScreen | None:
         for screen in self.screen_stack:
@@ -229,7 +320,8 @@ class PenmailApp(App):
         from tui.screens.drafts import offer_saved_drafts
 
         self._follow_events()
-        offer_saved_drafts(self)
+        if self.session is not None:
+            offer_saved_drafts(self, self.session)
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:
@@ -258,9 +350,7 @@ class PenmailApp(App):
             if mailbox is not None:
                 mailbox.message_arrived(str(event.data.get("folder", "")))
         for screen in self.screen_stack:
-            handler = getattr(screen, "pen_event", None)
-            if handler is not None:
-                handler(event)
+            screen.post_message(PenEvent(event))
 
     # ------------------------------------------------------------ actions
 

@@ -14,8 +14,9 @@ from tui.config import ConfigError, load_config
 def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
     import gc
 
-    from tui.app import PenmailApp
+    from tui.app import PenmailApp, check_key_ids
 
+    check_key_ids(config)
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
@@ -33,6 +34,10 @@ def cmd_demo(args) -> int:
     from tui.demo_prepared import cache_root
 
     config = load_config()
+    if config.keys:  # a typo in [keys] is said before the demo PEN is made
+        from tui.app import check_key_ids
+
+        check_key_ids(config)
     # The client's modules load while the demo's server process starts (another core).
     threading.Thread(target=importlib.import_module, args=("tui.app",), name="penmail-warm", daemon=True).start()
 

@@ -1,4 +1,4 @@
-"""tui.filenames: attachment names cannot escape, hide, overwrite or break the file system."""
+"""tui.files: attachment names cannot escape, hide, overwrite or break the file system."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.filenames import (
+from tui.files import (
     MAX_NAME_BYTES,
     UnsafePathError,
     create_exclusive,
@@ -154,11 +154,11 @@ def test_create_exclusive_refuses_a_name_outside_its_folder_whatever_made_it(tmp
                                                                              made: str) -> None:
     # The last line before the disk checks the path itself, should safe_filename ever let
     # a separator or ".." through: one clear ValueError, and nothing created anywhere.
-    import tui.filenames
+    import tui.files
 
     folder = tmp_path / "downloads"
     (folder / "sub").mkdir(parents=True)
-    monkeypatch.setattr(tui.filenames, "safe_filename", lambda name: made)
+    monkeypatch.setattr(tui.files, "safe_filename", lambda name: made)
     with pytest.raises(ValueError) as caught:
         create_exclusive(folder, "report.pdf")
     assert isinstance(caught.value, UnsafePathError) and "outside" in str(caught.value)
