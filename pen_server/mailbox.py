@@ -63,6 +63,15 @@ def folder_total(session: Session, user_id: str, folder: str) -> int:
         MailboxEntry.user_id == user_id, MailboxEntry.folder == folder)) or 0
 
 
+def folders(session: Session, user_id: str) -> list[dict]:
+    """Each folder's name, total (the kept count) and unread (counted: one pass over the
+    user's rows, as unread is not in the page index)."""
+    unread = dict(session.execute(
+        select(MailboxEntry.folder, func.count()).where(MailboxEntry.user_id == user_id, MailboxEntry.unread)
+        .group_by(MailboxEntry.folder)).all())
+    return [{"name": f, "total": folder_total(session, user_id, f), "unread": unread.get(f, 0)} for f in FOLDERS]
+
+
 def notifications_for(session: Session, message_id: str) -> list[Notification]:
     return list(session.scalars(select(Notification).where(Notification.message_id == message_id)
                                 .order_by(Notification.position)))

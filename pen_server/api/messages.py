@@ -12,7 +12,7 @@ from pen_server import accounts, mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.events import END
 from pen_server.schemas import (
-    Folder, Order, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
+    Folder, FoldersOut, Order, rfc3339, MessageOut, NotificationsOut, PageOut, PatchIn, ResendIn, SendIn, SummaryOut,
 )
 
 router = APIRouter(tags=["messages"])
@@ -29,6 +29,11 @@ def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200)
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])
     return JSONResponse(page)
+
+
+@router.get("/folders", response_model=FoldersOut)
+def list_folders(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+    return {"items": mailbox.folders(session, who.user.id)}
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
