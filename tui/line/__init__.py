@@ -13,7 +13,11 @@ stdout is not a terminal (aligned columns on one): id, date ("YYYY-MM-DD HH:MM",
 sender, two markers ("U" unread or "-", "A" attachments or "-"), subject.  ``status``:
 recipient, kind, status, "N attempts", last error or "-".  ``read``: "Label:" headers
 (From, To, Cc, Bcc, Date, Subject, Id), a numbered "Attachments:" list, a blank line, the
-text.  ``get``: each saved path.  Everything from the server is cleaned by tui.safe_text.
+text.  ``get``: each saved path.  ``folders``: name, total, unread (tab-separated in a
+pipe).  ``move``, ``mark``, ``delete``: one sentence a message done ("Moved ID to the
+archive."), each failure as its own sentence on stderr.  ``list`` with more to come says
+the command for the next page on stderr ("More: penmail list ... --cursor C").
+Everything from the server is cleaned by tui.safe_text.
 
 --json prints one JSON document on one line.  Shapes (Address = {"email", "name"|null};
 times RFC 3339 UTC):
@@ -21,7 +25,7 @@ times RFC 3339 UTC):
 * whoami: {"server", "id", "email", "display_name", "role", "package"|null}
 * login:  {"server", "email", "display_name", "role", "remembered": bool, "notice"|null}
 * logout: {"server", "email", "signed_out": bool}
-* list:   {"folder", "total", "count", "items": [Summary]} where Summary is {"id",
+* list:   {"folder", "total", "count", "next_cursor"|null, "items": [Summary]} where Summary is {"id",
   "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
   "sent_at", "unread", "attachment_count", "size", "snippet"}
 * read, open: Summary + {"bcc": [Address], "in_reply_to"|null, "attachments":
@@ -32,6 +36,11 @@ times RFC 3339 UTC):
   "sha256"}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
   "in_reply_to", "attachments", "notifications": [Notification]}
+* folders: {"items": [{"name", "total", "unread"}]}
+* move, mark, delete: {"done": [{"id", "folder" (null once deleted for good), "unread", "subject"} +
+  "deleted" for delete], "failed": [{"id", "code", "message", "exit_code"}]}; with one id
+  that fails, the error document below instead
+* forward: as send
 * status: {"message_id", "items": [Notification]} where Notification is {"recipient":
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
 * export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
@@ -54,7 +63,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept")
+            "intercept", "folders", "move", "delete", "mark", "forward")
+MOVABLE = ("inbox", "archive", "trash")
 
 
 def _positive(text: str) -> int:
@@ -92,8 +102,36 @@ def add_commands(sub) -> None:
     p = command("list", "list messages, one a line: id, date, sender, U(nread) A(ttachment), subject")
     p.add_argument("--folder", choices=FOLDERS, default="inbox", help="the folder (default inbox)")
     p.add_argument("--unread", action="store_true", help="only unread messages")
-    p.add_argument("--search", metavar="Q", help="only messages whose subject, sender or text matches Q")
+    p.add_argument("--search", metavar="Q",
+                   help="only messages that match Q, in the PEN's search language: words and \"phrases\" "
+                        "(subject, sender, text), from:, to:, cc:, subject:, body:, has:attachment, is:unread, "
+                        "is:read, before:/after:YYYY-MM-DD; all must match")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N messages (default 50)")
+    p.add_argument("--cursor", metavar="C",
+                   help="go on where a list stopped (the next cursor it gave; same --folder, --search, --unread)")
+
+    command("folders", "list the folders: name, messages, unread")
+
+    p = command("move", "move messages to another folder")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("folder", choices=MOVABLE, metavar="FOLDER", help="inbox, archive or trash")
+
+    p = command("delete", "move messages to the trash (or, from the trash, delete them for good)")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("--for-good", action="store_true",
+                   help="delete for good, with no way back; only messages already in the trash")
+
+    p = command("mark", "mark messages read or unread")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("state", choices=("read", "unread"), metavar="read|unread", help="read or unread")
+
+    p = command("forward", "forward a message with its attachments; your text comes from standard input")
+    p.add_argument("id", metavar="ID", help="the message to forward")
+    p.add_argument("--to", action="append", default=[], metavar="A",
+                   help="a recipient (repeat, or separate with commas)")
+    p.add_argument("--cc", action="append", default=[], metavar="A", help="a copy recipient")
+    p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file of yours as well")
 
     p = command("read", "show a message's headers and text, and mark it read")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list`)")
@@ -149,15 +187,16 @@ def add_commands(sub) -> None:
                       help="with --imap: stay connected (IDLE) and replace each new notification as it comes")
 
 
-ID_COMMANDS = ("read", "get", "reply", "status")
+ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward")
 _DASH_ID = re.compile(r"^-{1,2}[A-Za-z0-9_-]{14,200}$")
 
 
 def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """Message ids are URL-safe base64, so one in 64 starts with "-", which argparse would
-    take for an option.  For the commands that take an ID, the first word after the command
+    take for an option.  For the commands that take IDs, the first word after the command
     that is not one of its options, and any later word that looks like an id and is not an
-    option, is moved behind "--", where argparse takes it as it is."""
+    option, is an id: then the options go first and every positional word, in its order,
+    behind "--", where argparse takes it as it is."""
     if len(argv) < 2 or argv[0] not in ID_COMMANDS or "--" in argv:
         return argv
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
@@ -165,7 +204,7 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     if command is None:
         return argv
     options = command._option_string_actions
-    kept, ids, expect_value = [], [], False
+    kept, positionals, dashed, expect_value = [], [], False, False
     for n, word in enumerate(argv[1:]):
         if expect_value:
             kept.append(word)
@@ -178,10 +217,11 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
                 and not isinstance(options[name], (argparse._StoreTrueAction, argparse._HelpAction))
             continue
         if word.startswith("-") and (n == 0 or _DASH_ID.match(word)):
-            ids.append(word)
+            positionals.append(word)
+            dashed = True
             continue
-        kept.append(word)
-    return [argv[0], *kept, "--", *ids] if ids else argv
+        (kept if word.startswith("-") else positionals).append(word)
+    return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
 def run(args: argparse.Namespace) -> int:

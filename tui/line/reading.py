@@ -31,21 +31,27 @@ from tui.line.run import LineError, Run, _join, read_and_print, usage
 
 
 async def cmd_list(run: Run) -> int:
+    from tui.pen_client import ValidationFailed
+
     args, out = run.args, run.out
     items: list = []
     total = 0
+    cursor = args.cursor or None
     async with run.signed_in() as client:
-        cursor = None
         while len(items) < args.limit:
-            page = await client.list_messages(args.folder, limit=min(200, args.limit - len(items)), cursor=cursor,
-                                              unread=True if args.unread else None, q=args.search or None)
+            try:
+                page = await client.list_messages(args.folder, limit=min(200, args.limit - len(items)), cursor=cursor,
+                                                  unread=True if args.unread else None, q=args.search or None)
+            except ValidationFailed as exc:  # a search the PEN cannot read, or a cursor it did not give
+                raise usage(exc.message) from None
             items.extend(page.items)
             total = page.total
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
+    next_cursor = one_line(cursor) if cursor else None
     if out.json:
-        out.emit({"folder": args.folder, "total": total, "count": len(items),
+        out.emit({"folder": args.folder, "total": total, "count": len(items), "next_cursor": next_cursor,
                   "items": [summary_json(s) for s in items]})
         return EXIT_OK
     for s in items:
@@ -59,7 +65,25 @@ async def cmd_list(run: Run) -> int:
             out.line("\t".join((one_line(s.id), list_date(s.sent_at), sender, marks, subject)))
     if not items and out.err_tty:
         out.note(f"No messages in {args.folder}" + (" that match." if args.search or args.unread else "."))
+    if next_cursor:
+        out.note(f"More: {next_command(args, next_cursor)}")
     return EXIT_OK
+
+
+def next_command(args, cursor: str) -> str:
+    """The command that lists the next page (on stderr, so stdout stays the rows alone)."""
+    import shlex
+
+    words = ["penmail", "list"]
+    if args.folder != "inbox":
+        words += ["--folder", args.folder]
+    if args.unread:
+        words.append("--unread")
+    if args.search:
+        words += ["--search", one_line(args.search)]
+    if args.limit != 50:
+        words += ["--limit", str(args.limit)]
+    return shlex.join([*words, "--cursor", cursor])
 
 
 async def cmd_read(run: Run) -> int:

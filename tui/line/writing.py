@@ -99,7 +99,7 @@ async def _deliver(run: Run, client, store, draft) -> int:
                 sent = await client.send(to=addrs(draft.to), cc=addrs(draft.cc), bcc=addrs(draft.bcc),
                                          subject=draft.subject, body_text=draft.body,
                                          idempotency_key=draft.idempotency_key, in_reply_to=draft.in_reply_to,
-                                         attachments=upload_ids)
+                                         attachments=upload_ids + list(draft.forward_attachment_ids))
                 break
             except (Unreachable, ServerError) as exc:
                 # The answer may be lost while the PEN has the message: the same key is safe.
