@@ -350,18 +350,34 @@ def test_get_saves_checked_attachments_and_never_overwrites(line, pen, tmp_path)
     assert done.lines == [str(out / "scan.pdf"), str(out / "notes.txt")]
     assert done.err == ""  # no progress line in a pipe
     assert (out / "scan.pdf").read_bytes() == one and (out / "notes.txt").read_bytes() == two
+    # The same file again: recognised by its sha256, said, and no copy written.
     done = line("get", mine["id"], "--attachment", "2", "-o", str(out), "--json", who="bob")
     assert done.code == 0, done.err
     doc = done.json()
-    assert doc["message_id"] == mine["id"]
+    assert doc["message_id"] == mine["id"] and doc["made_folder"] is None
     assert doc["saved"] == [{"number": 2, "attachment_id": mine["attachments"][1]["id"], "filename": "notes.txt",
-                             "path": str(out / "notes (1).txt"), "size": len(two),
-                             "sha256": hashlib.sha256(two).hexdigest()}]
-    assert (out / "notes.txt").read_bytes() == two  # never overwritten
+                             "path": str(out / "notes.txt"), "size": len(two),
+                             "sha256": hashlib.sha256(two).hexdigest(), "already_saved": True}]
+    assert f"notes.txt is already saved as {out / 'notes.txt'} (the same sha256); nothing was written." in done.err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "scan.pdf"]
+    # Another file under that name is never overwritten: the download goes beside it.
+    (out / "notes.txt").write_bytes(b"mine, not the attachment\n")
+    done = line("get", mine["id"], "--attachment", "2", "-o", str(out), who="bob")
+    assert done.code == 0 and done.lines == [str(out / "notes (1).txt")] and done.err == ""
+    assert (out / "notes.txt").read_bytes() == b"mine, not the attachment\n" and (out / "notes (1).txt").read_bytes() == two
+    done = line("get", mine["id"], "--attachment", "2", "-o", str(out), who="bob")  # the copy counts as saved
+    assert done.lines == [str(out / "notes (1).txt")] and "already saved as" in done.err
     done = line("get", mine["id"], "--attachment", "3", who="bob")
     assert done.code == 4 and "no number 3" in done.one_sentence()
-    done = line("get", mine["id"], "-o", str(tmp_path / "missing"), "--attachment", "1", who="bob")
-    assert done.code == 1 and "does not exist" in done.one_sentence()
+    # -o with a folder that is not there: made, and said.
+    missing = tmp_path / "missing" / "deeper"
+    done = line("get", mine["id"], "-o", str(missing), "--attachment", "1", "--json", who="bob")
+    assert done.code == 0, done.err
+    assert done.json()["made_folder"] == str(missing) and done.json()["saved"][0]["already_saved"] is False
+    assert done.err.strip() == f"Made the folder {missing}." and (missing / "scan.pdf").read_bytes() == one
+    (tmp_path / "a-file").write_text("x")
+    done = line("get", mine["id"], "-o", str(tmp_path / "a-file" / "sub"), "--attachment", "1", who="bob")
+    assert done.code == 1 and "could not be made" in done.one_sentence()
 
 
 def test_status_lists_each_recipient(line, pen):

@@ -32,8 +32,9 @@ times RFC 3339 UTC):
   [{"number", "id", "filename", "content_type", "size", "sha256"}], "body" (the text as
   shown), "body_text", "has_html", "links": [url], "notifications": [Notification]}, with
   "unread" as it is after reading
-* get:    {"message_id", "saved": [{"number", "attachment_id", "filename", "path", "size",
-  "sha256"}]}
+* get:    {"message_id", "made_folder"|null (the -o folder, when it was made), "saved":
+  [{"number", "attachment_id", "filename", "path", "size", "sha256", "already_saved": bool
+  (a file with that name, or a numbered copy, already had this sha256: nothing written)}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
   "in_reply_to", "attachments", "notifications": [Notification]}
 * folders: {"items": [{"name", "total", "unread"}]}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -92,12 +94,13 @@ async def cmd_read(run: Run) -> int:
 
 
 async def cmd_get(run: Run) -> int:
-    from tui.downloads import download_attachment
+    from tui.downloads import already_saved, download_attachment
     from tui.pen_client import PenError
 
     args, out = run.args, run.out
     folder = Path(args.output).expanduser() if args.output else run.config.download_dir
     saved: list[dict] = []
+    made = None
     async with run.signed_in() as client:
         message = await client.get_message(args.id)
         attachments = list(message.attachments)
@@ -121,24 +124,44 @@ async def cmd_get(run: Run) -> int:
             out.progress(f"{p.filename}{which}: {p.fraction * 100:3.0f}% of {human_size(p.total)}"
                          f"{f', {human_size(p.bytes_per_second)}/s' if p.bytes_per_second else ''}{left}")
 
+        if args.output and not os.path.lexists(folder):
+            made = _make_folder(folder)  # named on the command line: made, and said
+            out.note(f"Made the folder {clean(str(made), keep_newlines=False)}.")
         for index, (number, attachment) in enumerate(chosen, 1):
-            try:
-                path = await download_attachment(client, message.id, attachment, folder, progress=progress,
-                                                 _number=index, _count=len(chosen))
-            except PenError as exc:
-                if saved:
-                    exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
-                raise
+            path = await asyncio.to_thread(already_saved, folder, attachment) if folder.is_dir() else None
+            already = path is not None
+            if path is not None:
+                out.note(f"{one_line(attachment.filename) or 'The attachment'} is already saved as "
+                         f"{clean(str(path), keep_newlines=False)} (the same sha256); nothing was written.")
+            else:
+                try:
+                    path = await download_attachment(client, message.id, attachment, folder, progress=progress,
+                                                     _number=index, _count=len(chosen))
+                except PenError as exc:
+                    if saved:
+                        exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
+                    raise
             shown = clean(str(path), keep_newlines=False)
             saved.append({"number": number, "attachment_id": one_line(attachment.id),
                           "filename": one_line(attachment.filename), "path": shown, "size": attachment.size,
-                          "sha256": one_line(attachment.sha256)})
+                          "sha256": one_line(attachment.sha256), "already_saved": already})
             out.end_progress()
             if not out.json:
                 out.line(shown)
     if out.json:
-        out.emit({"message_id": one_line(message.id), "saved": saved})
+        out.emit({"message_id": one_line(message.id), "made_folder": clean(str(made), keep_newlines=False)
+                  if made else None, "saved": saved})
     return EXIT_OK
+
+
+def _make_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise LineError(f"The folder {clean(str(folder), keep_newlines=False)} could not be made "
+                        f"({exc.strerror or type(exc).__name__}); choose another with -o.", EXIT_FAILED,
+                        "folder_not_made") from None
+    return folder
 
 
 async def cmd_status(run: Run) -> int:
