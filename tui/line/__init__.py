@@ -44,8 +44,8 @@ times RFC 3339 UTC):
 * forward: as send
 * status: {"message_id", "items": [Notification]} where Notification is {"recipient":
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
-* export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
-  "flags", "attachments"}]}
+* export: {"maildir", "count", "skipped", "migrated" (moved out of the old flat layout),
+  "added": [{"id", "key", "folder", "subject", "flags", "attachments"}]}
 * intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed", "folder",
   "id", "message_id", "subject", "attachments", "left_on_pen", "reason"} (what applies), then
   {"summary": {"replaced", "already", "left", "failed"}} (not with --watch or --stdin)
@@ -167,8 +167,9 @@ def add_commands(sub) -> None:
     p.add_argument("--print", action="store_true", help="print the message as `read` does instead of the TUI")
     p.add_argument("--keep-unread", action="store_true", help="with --print: do not mark the message read")
 
-    p = command("export", "write messages with their attachments into a Maildir, once each")
-    p.add_argument("--maildir", required=True, metavar="DIR", help="the Maildir (made when missing)")
+    p = command("export", "write messages with their attachments into a Maildir++ tree, once each")
+    p.add_argument("--maildir", required=True, metavar="DIR",
+                   help="the Maildir++ tree: the inbox at its root, .Sent, .Archive, .Trash (made when missing)")
     p.add_argument("--folder", action="append", choices=FOLDERS, metavar="F",
                    help="a folder to export (repeat for more; default inbox, archive and sent)")
     p.add_argument("--since", metavar="DATE", help="only messages sent on or after DATE (2026-11-27)")

@@ -8,6 +8,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from tui.config import state_dir
 from tui.format import address_text, human_size, list_date
 from tui.line import (
     EXIT_FAILED,
@@ -206,15 +207,20 @@ async def cmd_export(run: Run) -> int:
 
     async with run.signed_in() as client:
         try:
-            result = await export_maildir(client, maildir, folders=folders, since=since, progress=progress)
+            result = await export_maildir(client, maildir, folders=folders, since=since, progress=progress,
+                                          state=state_dir(run.env) / "exports")
         except ExportError as exc:
             raise LineError(exc.message, EXIT_FAILED, exc.code) from None
     out.end_progress()
+    where = clean(str(result.maildir), keep_newlines=False)
+    if result.migrated:
+        out.note(f"Moved {result.migrated} message{'s' if result.migrated != 1 else ''} of {where} from the old flat "
+                 f"layout into its folders .Sent, .Archive and .Trash (Maildir++); penmail's index is now in its "
+                 f"state folder.")
     if out.json:
         out.emit(result.to_json())
         return EXIT_OK
     attachments = sum(item["attachments"] for item in result.added)
-    where = clean(str(result.maildir), keep_newlines=False)
     out.line(f"Exported {len(result.added)} new message{'s' if len(result.added) != 1 else ''} "
              f"({attachments} attachment{'s' if attachments != 1 else ''}) to {where}; "
              f"{result.skipped} {'were' if result.skipped != 1 else 'was'} there already.")
