@@ -9,14 +9,10 @@ against `python -c pass` (spawn to exit), median of several runs taken in turns,
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pen_server.devstack import PenProcess, SmtpSink  # noqa: E402
-from server_mailbox import PASSWORD, make_bench_pen  # noqa: E402
+from client_mailbox import bench_pen  # noqa: E402
+from server_mailbox import PASSWORD  # noqa: E402
 
 
 def first_line(argv: list[str], env: dict) -> tuple[float, float]:
@@ -48,43 +44,25 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    compileall.compile_dir(ROOT / "tui", quiet=1)  # as an installed package would be
-    root = Path(tempfile.mkdtemp(prefix="penmail-line-bench-"))
-    sink = SmtpSink().start()
     out: dict = {"messages": args.messages, "runs": args.runs}
-    try:
-        port = make_bench_pen(root / "pen", args.messages)
-        process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
-        try:
-            config = root / "config.toml"
-            config.write_text(f'server = "{process.url}"\nca_file = "{process.ca_file}"\n'
-                              f'email = "reader@bench.example"\n')
-            env = dict(os.environ, PENMAIL_CONFIG=str(config), PENMAIL_STATE_DIR=str(root / "state"),
-                       PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
-                       BENCH_KEYRING_FILE=str(root / "keyring.json"))
-            env.pop("PENMAIL_PASSWORD", None)
-            login = subprocess.run([sys.executable, "-m", "tui.cli", "login"], input=PASSWORD + "\n", text=True,
-                                   env=env, cwd=ROOT, capture_output=True)
-            if login.returncode != 0:
-                raise SystemExit(f"penmail login failed: {login.stderr}")
-            penmail = [sys.executable, "-m", "tui.cli", "list"]
-            bare = [sys.executable, "-c", "pass"]
-            first_line(bare, env), first_line(penmail, env)  # warm the disk cache
-            py, pm_first, pm_end = [], [], []
-            for _ in range(args.runs):  # in turns, so that other load falls on both alike
-                py.append(first_line(bare, env)[1])
-                a, b = first_line(penmail, env)
-                pm_first.append(a)
-                pm_end.append(b)
-            out["python_c_pass_ms"] = round(statistics.median(py) * 1000, 1)
-            out["penmail_list_first_line_ms"] = round(statistics.median(pm_first) * 1000, 1)
-            out["penmail_list_exit_ms"] = round(statistics.median(pm_end) * 1000, 1)
-            out["ratio_first_line"] = round(statistics.median(pm_first) / statistics.median(py), 1)
-        finally:
-            process.stop()
-    finally:
-        sink.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with bench_pen(args.messages) as (_root, _process, _config, env):
+        login = subprocess.run([sys.executable, "-m", "tui.cli", "login"], input=PASSWORD + "\n", text=True,
+                               env=env, cwd=ROOT, capture_output=True)
+        if login.returncode != 0:
+            raise SystemExit(f"penmail login failed: {login.stderr}")
+        penmail = [sys.executable, "-m", "tui.cli", "list"]
+        bare = [sys.executable, "-c", "pass"]
+        first_line(bare, env), first_line(penmail, env)  # warm the disk cache
+        py, pm_first, pm_end = [], [], []
+        for _ in range(args.runs):  # in turns, so that other load falls on both alike
+            py.append(first_line(bare, env)[1])
+            a, b = first_line(penmail, env)
+            pm_first.append(a)
+            pm_end.append(b)
+    out["python_c_pass_ms"] = round(statistics.median(py) * 1000, 1)
+    out["penmail_list_first_line_ms"] = round(statistics.median(pm_first) * 1000, 1)
+    out["penmail_list_exit_ms"] = round(statistics.median(pm_end) * 1000, 1)
+    out["ratio_first_line"] = round(statistics.median(pm_first) / statistics.median(py), 1)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
