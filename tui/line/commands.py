@@ -1,4 +1,5 @@
-"""The line-mode commands: sign-in, list, read, get, send, reply, status, open, export.
+"""The line-mode commands: sign-in, list, read, get, send, reply, forward, status, open, export,
+folders, move, delete, mark.
 
 Each command is a coroutine taking a ``Run`` (the parsed arguments, the output, the
 settings) and returning an exit code.  ``main`` runs one, and turns every failure into
