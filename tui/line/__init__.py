@@ -19,7 +19,8 @@ text.  ``get``: each saved path.  Everything from the server is cleaned by tui.s
 times RFC 3339 UTC):
 
 * whoami: {"server", "id", "email", "display_name", "role", "package"|null}
-* login:  {"server", "email", "display_name", "role", "remembered": bool, "notice"|null}
+* login:  {"server", "email", "display_name", "role", "remembered": bool, "token_file"|null (the
+  private file that keeps the sign-in where no keyring works), "notice"|null}
 * logout: {"server", "email", "signed_out": bool}
 * list:   {"folder", "total", "count", "items": [Summary]} where Summary is {"id",
   "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
@@ -78,13 +79,13 @@ def add_commands(sub) -> None:
         p.set_defaults(func=run, line_command=name)
         return p
 
-    p = command("login", "sign in and remember the sign-in in the system keyring",
+    p = command("login", "sign in and remember the sign-in (the system keyring, else a private file)",
                 "Sign in to the PEN. Asks for the server and e-mail address when they are not configured, "
                 "and for the password on a terminal; reads the password from standard input otherwise.")
     p.add_argument("--server", help="the PEN's https:// address (saved in the settings file)")
     p.add_argument("--email", help="your e-mail address on the PEN (saved in the settings file)")
     p.add_argument("--ca-file", help="the PEN's CA certificate, for a PEN with a private CA (saved)")
-    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in in the keyring")
+    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in (keyring or file)")
 
     command("logout", "sign out: revoke the sign-in on the server and forget it here")
     command("whoami", "show who you are signed in as, and where")
