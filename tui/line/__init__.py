@@ -115,6 +115,8 @@ def add_commands(sub) -> None:
     p.add_argument("--subject", help="the subject")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
     p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="send even when standard input has no text (refused otherwise)")
 
     p = command("reply", "reply to a message; your text comes from standard input, the original is quoted")
     p.add_argument("id", metavar="ID", help="the message to reply to")

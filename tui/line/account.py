@@ -133,7 +133,8 @@ async def cmd_logout(run: Run) -> int:
 
     config, out = run.config, run.out
     if not config.server or not config.email:
-        raise LineError("penmail is not set up yet, so there is no sign-in to end.", EXIT_NOT_SIGNED_IN,
+        raise LineError(config.not_set_up() if config.server or config.email
+                        else "penmail is not set up yet, so there is no sign-in to end.", EXIT_NOT_SIGNED_IN,
                         "not_configured")
     host = urlsplit(config.server).netloc
     session = Session(config.server, config.email, config.ca_file, use_keyring=run.use_keyring)

@@ -181,6 +181,10 @@ async def cmd_send(run: Run) -> int:
             raise usage(problem)
         files = _check_files(args.attach)
         body = _read_body(run)
+        if not body.strip() and not args.allow_empty:
+            # `send </dev/null`, or a script whose text went missing: never a blank message unasked.
+            raise usage("Standard input had no text, so nothing was sent; give the message on standard input, "
+                        "or pass --allow-empty to send it without text.")
         draft = Draft(to=[format_address(a) for a in to], cc=[format_address(a) for a in cc],
                       bcc=[format_address(a) for a in bcc], subject=args.subject, body=body, attachments=files)
         store.save(draft)
