@@ -16,7 +16,17 @@ from textual.theme import Theme
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
-from tui.config import Config
+from tui.config import Config, ConfigError
+from tui.screens.messages import (
+    ComposeRequested,
+    DraftResumeRequested,
+    EventsWanted,
+    MessageOpenRequested,
+    NotificationsRequested,
+    PenEvent,
+    SignedIn,
+    SummaryChanged,
+)
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -31,6 +41,44 @@ HIGH_CONTRAST = Theme(name="high-contrast", primary="#ffff00", secondary="#00fff
 
 # Older names of Textual's themes: "textual-ansi" (the terminal's own palette) is "ansi-dark" now.
 THEME_ALIASES = {"textual-ansi": "ansi-dark", "textual-ansi-light": "ansi-light"}
+
+
+def binding_ids() -> set[str]:
+    """Every action id a ``[keys]`` table can name: the ids of the bindings of penmail's app,
+    screens and widgets (found by walking tui/screens/ and tui/widgets/)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    import tui.screens
+    import tui.widgets
+
+    modules = [sys.modules[__name__]]
+    for package in (tui.screens, tui.widgets):
+        modules += [importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    ids = set()
+    for module in modules:
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, DOMNode):
+                for klass in cls.__mro__:
+                    ids.update(b.id for b in vars(klass).get("BINDINGS", ()) if isinstance(b, Binding) and b.id)
+    return ids
+
+
+def check_key_ids(config: Config) -> None:
+    """ConfigError (one sentence naming the id and the file) when ``[keys]`` names an action
+    id that no binding has: a typo would otherwise silently do nothing."""
+    if not config.keys:
+        return
+    known = binding_ids()
+    unknown = [action for action in config.keys if action not in known]
+    if unknown:
+        where = config.path or "the settings file"
+        raise ConfigError(f"In {where}, keys has {unknown[0]!r}, which is not an action id; F1 shows each "
+                          f"screen's ids, and the README lists them all.")
 
 
 class PenmailApp(App):
@@ -160,7 +208,36 @@ class PenmailApp(App):
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout,
                     markup=False)
 
-    # ------------------------------------------------------------ routing
+    # ------------------------------------------------------------ routing: what screens ask for
+
+    @on(SignedIn)
+    def _signed_in(self, event: SignedIn) -> None:
+        self.signed_in(event.session)
+
+    @on(EventsWanted)
+    def _events_wanted(self) -> None:
+        self.start_events()
+
+    @on(MessageOpenRequested)
+    def _open_requested(self, event: MessageOpenRequested) -> None:
+        self.open_message(event.summary)
+
+    @on(SummaryChanged)
+    def _summary_changed(self, event: SummaryChanged) -> None:
+        self.summary_changed(event.summary, event.moved)
+
+    @on(ComposeRequested)
+    def _compose_requested(self, event: ComposeRequested) -> None:
+        self.start_compose(event.kind, event.message)
+
+    @on(DraftResumeRequested)
+    def _resume_requested(self, event: DraftResumeRequested) -> None:
+        self.resume_draft(event.draft)
+
+    @on(NotificationsRequested)
+    def _notifications_requested(self, event: NotificationsRequested) -> None:
+        self.show_notifications(event.message_id, event.subject)
+
 
     def mailbox(self) -> MailboxScreen | None:
         for screen in self.screen_stack:
@@ -227,7 +304,8 @@ class PenmailApp(App):
         from tui.screens.drafts import offer_saved_drafts
 
         self._follow_events()
-        offer_saved_drafts(self)
+        if self.session is not None:
+            offer_saved_drafts(self, self.session)
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def _follow_events(self) -> None:
@@ -256,9 +334,7 @@ class PenmailApp(App):
             if mailbox is not None:
                 mailbox.message_arrived(str(event.data.get("folder", "")))
         for screen in self.screen_stack:
-            handler = getattr(screen, "pen_event", None)
-            if handler is not None:
-                handler(event)
+            screen.post_message(PenEvent(event))
 
     # ------------------------------------------------------------ actions
 

@@ -14,8 +14,9 @@ from tui.config import ConfigError, load_config
 def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
     import gc
 
-    from tui.app import PenmailApp
+    from tui.app import PenmailApp, check_key_ids
 
+    check_key_ids(config)
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
@@ -30,6 +31,10 @@ def cmd_demo(_args) -> int:
     from tui.demo import run_demo
 
     config = load_config()
+    if config.keys:  # a typo in [keys] is said before the demo PEN is made
+        from tui.app import check_key_ids
+
+        check_key_ids(config)
 
     def launch(stack) -> int:
         # Signed in by password from the environment; the demo never touches the keyring.

@@ -5,21 +5,23 @@ reply, the recipients of a reply or reply-all, the body of a forward, checking w
 person typed in the address and subject fields (one sentence per problem, shown as it
 is), and the address book used to complete addresses.
 
-Message dicts have the contract's shape (docs/pen-api.md): ``from``/``to``/``cc`` are
-``{"email", "name"}``, ``sent_at`` is RFC 3339.  Everything taken from a message passes
-through ``safe_text`` before it is put into a new one.
+It works on the client's dataclasses (``tui.pen_client.Message`` and ``Address``); the
+address book's file holds ``{"email", "name"}`` objects, read into Addresses. Everything
+taken from a message passes through ``safe_text`` before it is put into a new one.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tui.drafts import write_atomic
+from tui.files import write_atomic
+from tui.pen_client import Address, Message
 from tui.safe_text import clean, one_line
 
 __all__ = [
@@ -92,12 +94,12 @@ def format_date(value: Any) -> str:
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H:%M}"
 
 
-def format_address(address: Mapping[str, Any] | str) -> str:
+def format_address(address: Address | str) -> str:
     """ "Ann Lee <ann@x.example>", or the bare address when there is no name."""
     if isinstance(address, str):
         return one_line(address)
-    email = one_line(str(address.get("email") or ""))
-    name = one_line(str(address.get("name") or ""))
+    email = one_line(address.email or "")
+    name = one_line(address.name or "")
     if not name or name.lower() == email.lower():
         return email
     if _NAME_SPECIALS.search(name):
@@ -124,75 +126,66 @@ def quote_body(text: str, date: Any, name: str | None) -> str:
     return header + "\n" + "\n".join(quoted) + "\n"
 
 
-def _address(value: Any) -> dict[str, Any] | None:
-    """A clean {"email", "name"} from a message's Address, or None if it has no address."""
-    if not isinstance(value, Mapping):
-        return None
-    email = one_line(str(value.get("email") or ""))
-    if not email:
-        return None
-    name = one_line(str(value.get("name") or "")) or None
-    return {"email": email, "name": name}
+def _clean_address(value: Address) -> Address | None:
+    """The address with its fields cleaned for a new message, or None if it has no address."""
+    email = one_line(value.email or "")
+    return Address(email, one_line(value.name or "") or None) if email else None
 
 
-def _addresses(values: Any) -> list[dict[str, Any]]:
-    if not isinstance(values, list):
-        return []
-    return [a for a in (_address(v) for v in values) if a is not None]
+def _clean_addresses(values: Iterable[Address]) -> list[Address]:
+    return [a for a in (_clean_address(v) for v in values) if a is not None]
 
 
-def reply_recipients(
-    message: Mapping[str, Any], me_email: str, reply_all: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def reply_recipients(message: Message, me_email: str, reply_all: bool) -> tuple[list[Address], list[Address]]:
     """(to, cc) for a reply.  Reply-all adds the other recipients to cc, never the user."""
     me = (me_email or "").strip().lower()
-    sender = _address(message.get("from"))
-    original_to = _addresses(message.get("to"))
-    if sender is not None and sender["email"].lower() == me:
+    sender = _clean_address(message.sender)
+    original_to = _clean_addresses(message.to)
+    if sender is not None and sender.email.lower() == me:
         # Replying to one's own sent message continues with its recipients.
-        to = [a for a in original_to if a["email"].lower() != me] or original_to[:1]
+        to = [a for a in original_to if a.email.lower() != me] or original_to[:1]
     else:
         to = [sender] if sender is not None else []
     seen: set[str] = set()
-    to = [a for a in to if not (a["email"].lower() in seen or seen.add(a["email"].lower()))]
-    cc: list[dict[str, Any]] = []
+    to = [a for a in to if not (a.email.lower() in seen or seen.add(a.email.lower()))]
+    cc: list[Address] = []
     if reply_all:
         seen.add(me)
-        for a in original_to + _addresses(message.get("cc")):
-            key = a["email"].lower()
+        for a in original_to + _clean_addresses(message.cc):
+            key = a.email.lower()
             if key not in seen:
                 seen.add(key)
                 cc.append(a)
     return to, cc
 
 
-def forward_body(message: Mapping[str, Any]) -> str:
+def forward_body(message: Message) -> str:
     """The forwarded message's headers and text, to follow what the person writes."""
     lines = ["---------- Forwarded message ----------"]
-    sender = _address(message.get("from"))
+    sender = _clean_address(message.sender)
     if sender:
         lines.append(f"From: {format_address(sender)}")
-    when = format_date(message.get("sent_at"))
+    when = format_date(message.sent_at)
     if when:
         lines.append(f"Date: {when}")
-    lines.append(f"Subject: {one_line(str(message.get('subject') or ''))}")
-    for key, label in (("to", "To"), ("cc", "Cc")):
-        people = _addresses(message.get(key))
-        if people:
-            lines.append(f"{label}: " + ", ".join(format_address(a) for a in people))
-    body = message.get("body_text") or ""
-    if not body.strip() and message.get("body_html"):
+    lines.append(f"Subject: {one_line(message.subject or '')}")
+    for people, label in ((message.to, "To"), (message.cc, "Cc")):
+        cleaned = _clean_addresses(people)
+        if cleaned:
+            lines.append(f"{label}: " + ", ".join(format_address(a) for a in cleaned))
+    body = message.body_text or ""
+    if not body.strip() and message.body_html:
         from tui.htmlbody import HtmlConversionError, html_to_text
 
         try:
-            body, _ = html_to_text(str(message["body_html"]))
+            body, _ = html_to_text(message.body_html)
         except HtmlConversionError:
             body = ""
-    return "\n".join(lines) + "\n\n" + clean(str(body)).rstrip() + "\n"
+    return "\n".join(lines) + "\n\n" + clean(body).rstrip() + "\n"
 
 
-def parse_address(text: str) -> tuple[dict[str, Any] | None, str | None]:
-    """({"email", "name"}, None) for "ann@x.example" or "Ann Lee <ann@x.example>", else (None, sentence)."""
+def parse_address(text: str) -> tuple[Address | None, str | None]:
+    """(Address, None) for "ann@x.example" or "Ann Lee <ann@x.example>", else (None, sentence)."""
     if not isinstance(text, str):
         return None, "An address must be text."
     s = text.strip()
@@ -220,7 +213,7 @@ def parse_address(text: str) -> tuple[dict[str, Any] | None, str | None]:
     except EmailNotValidError as e:
         reason = str(e).strip().rstrip(".")
         return None, f"{shown} is not a valid e-mail address ({reason[:1].lower()}{reason[1:]})."
-    return {"email": result.normalized, "name": name}, None
+    return Address(result.normalized, name), None
 
 
 def validate_address(text: str) -> str | None:
@@ -253,17 +246,17 @@ def _split_list(text: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def parse_address_list(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+def parse_address_list(text: str) -> tuple[list[Address], list[str]]:
     """Addresses from a comma-separated field, each once, and a sentence per bad one."""
-    addresses: list[dict[str, Any]] = []
+    addresses: list[Address] = []
     errors: list[str] = []
     seen: set[str] = set()
     for item in _split_list(text or ""):
         address, error = parse_address(item)
         if error is not None:
             errors.append(error)
-        elif address is not None and address["email"].lower() not in seen:
-            seen.add(address["email"].lower())
+        elif address is not None and address.email.lower() not in seen:
+            seen.add(address.email.lower())
             addresses.append(address)
     return addresses, errors
 
@@ -295,7 +288,7 @@ class AddressBook:
             path = state_dir() / "addresses.json"
         self.path = Path(path)
         self.limit = limit
-        self._entries: dict[str, dict[str, Any]] = {}  # lower-case email -> address; insertion = recency
+        self._entries: dict[str, Address] = {}  # lower-case email -> address; insertion = recency
         self._load()
 
     def __len__(self) -> int:
@@ -307,56 +300,54 @@ class AddressBook:
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return  # no book yet, or a broken one: start afresh rather than fail
         items = data.get("addresses") if isinstance(data, dict) else None
-        if isinstance(items, list):
-            self._remember(items)
+        if isinstance(items, list):  # the file's {"email", "name"} objects; anything else is skipped
+            self._remember(Address(item.get("email"), item.get("name") if isinstance(item.get("name"), str) else None)
+                           for item in items if isinstance(item, dict))
 
-    def _remember(self, items: Iterable[Any]) -> bool:
+    def _remember(self, items: Iterable[Address | str]) -> bool:
         """Add or refresh entries; True when the book (its entries or their order) changed."""
         before = list(self._entries.items())
         for item in items:
             address = self._normalise(item)
             if address is None:
                 continue
-            key = address["email"].lower()
+            key = address.email.lower()
             old = self._entries.pop(key, None)
-            if old is not None and not address["name"]:
-                address["name"] = old["name"]  # "ann@x" alone does not forget "Ann Lee"
+            if old is not None and not address.name:
+                address = replace(address, name=old.name)  # "ann@x" alone does not forget "Ann Lee"
             self._entries[key] = address
         while len(self._entries) > self.limit:
             del self._entries[next(iter(self._entries))]
         return list(self._entries.items()) != before  # reading the same message again writes nothing
 
     @staticmethod
-    def _normalise(item: Any) -> dict[str, Any] | None:
+    def _normalise(item: Address | str) -> Address | None:
         if isinstance(item, str):
             address, _ = parse_address(item)
             return address
-        if not isinstance(item, Mapping):
-            return None
-        email = item.get("email")
+        email = item.email
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
             return None
         if _CONTROL.search(email) or any(c.isspace() for c in email):
             return None
-        name = one_line(str(item.get("name") or ""), 200) or None
-        return {"email": email, "name": name}
+        return Address(email, one_line(item.name or "", 200) or None)
 
-    def add(self, address: Mapping[str, Any] | str) -> None:
-        """Remember one address ({"email", "name"} or "Name <email>") and save."""
+    def add(self, address: Address | str) -> None:
+        """Remember one address (an Address or "Name <email>") and save."""
         self.add_many([address])
 
-    def add_seen(self, addresses: Iterable[Any], me_email: str | None = None) -> None:
+    def add_seen(self, addresses: Iterable[Address], me_email: str | None = None) -> None:
         """Remember the people on a message the user has seen: see seen_addresses()."""
         self.add_many(seen_addresses(addresses, me_email))
 
-    def add_many(self, addresses: Iterable[Mapping[str, Any] | str]) -> None:
+    def add_many(self, addresses: Iterable[Address | str]) -> None:
         """Remember several (say, everyone on a message) with one write."""
         if self._remember(addresses):
             self.save()
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = {"version": 1, "addresses": list(self._entries.values())}
+        data = {"version": 1, "addresses": [a.to_json() for a in self._entries.values()]}
         write_atomic(self.path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
     def complete(self, prefix: str, limit: int = 10) -> list[str]:
@@ -366,8 +357,8 @@ class AddressBook:
             return []
         found: list[str] = []
         for address in reversed(self._entries.values()):
-            email = address["email"].lower()
-            name = (address["name"] or "").lower()
+            email = address.email.lower()
+            name = (address.name or "").lower()
             words = re.split(r"[\s,.'\"()-]+", name)
             if email.startswith(p) or name.startswith(p) or any(w.startswith(p) for w in words if w):
                 found.append(format_address(address))
@@ -379,31 +370,28 @@ class AddressBook:
 MAX_SEEN_PER_MESSAGE = 100  # a message to thousands adds its first hundred people, not all
 
 
-def seen_addresses(addresses: Iterable[Any], me_email: str | None = None,
-                   limit: int = MAX_SEEN_PER_MESSAGE) -> list[dict[str, Any]]:
+def seen_addresses(addresses: Iterable[Address], me_email: str | None = None,
+                   limit: int = MAX_SEEN_PER_MESSAGE) -> list[Address]:
     """The people on a message, for the address book: each once, the user never, at most ``limit``.
 
-    Items are ``{"email", "name"}`` mappings, "Name <email>" strings, or objects with
-    ``email`` and ``name`` attributes (tui.pen_client.Address).  The user's own address is
-    left out: it is on every message they receive, and is not whom they complete.
+    The user's own address is left out: it is on every message they receive, and is not
+    whom they complete.
     """
     me = (me_email or "").strip().lower()
     seen: set[str] = {me} if me else set()
-    found: list[dict[str, Any]] = []
+    found: list[Address] = []
     for item in addresses:
         if len(found) >= limit:
             break
-        if not isinstance(item, (Mapping, str)) and hasattr(item, "email"):
-            item = {"email": getattr(item, "email", None), "name": getattr(item, "name", None)}
         address = AddressBook._normalise(item)
-        if address is None or address["email"].lower() in seen:
+        if address is None or address.email.lower() in seen:
             continue
-        seen.add(address["email"].lower())
+        seen.add(address.email.lower())
         found.append(address)
     return found
 
 
-def remember_seen(addresses: Iterable[Any], me_email: str | None = None, path: Path | str | None = None) -> None:
+def remember_seen(addresses: Iterable[Address], me_email: str | None = None, path: Path | str | None = None) -> None:
     """Add the people on a message the user opened to the address book (blocking: call it in
     a thread).  A book that cannot be written is not the reader's problem: nothing is raised."""
     try:

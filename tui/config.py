@@ -10,9 +10,9 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
     download_dir = "~/Downloads"
     theme = "textual-dark"             # or "high-contrast", "ansi-dark", ...
 
-    [keys]                             # action id -> key(s)
-    quit = "q"
-    compose = ["c", "ctrl+n"]
+    [keys]                             # action id -> key(s); F1 shows each action's id
+    "mailbox.quit" = "q"
+    "mailbox.compose" = ["c", "ctrl+n"]
 
     [ui]
     animations = false
@@ -21,7 +21,9 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
     host = "imap.example.org"
 
 A missing file gives the defaults.  Anything wrong raises ``ConfigError`` whose message
-is one sentence naming the file and the key, ready to show as it is.
+is one sentence naming the file and the key, ready to show as it is.  Whether each id in
+``[keys]`` names a real binding is checked by ``tui.app.check_key_ids`` at start (the ids
+live with the screens and widgets that bind them).
 """
 
 from __future__ import annotations
@@ -96,10 +98,6 @@ class Config:
         example = 'email = "you@example.org"' if missing == "email" else 'server = "https://pen.example.org"'
         return (f"In {where}, {given} is set but {missing} is missing; add {example} there, or run "
                 f"`penmail login --{missing} ...`.")
-
-    def key_for(self, action: str, default: str) -> str:
-        """The key(s) bound to ``action``: the user's choice, else ``default``."""
-        return self.keys.get(action, default)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:

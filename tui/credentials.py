@@ -24,16 +24,16 @@ process has rotated it, and stores the new token.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shlex
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from tui.files import lock_within
 
 try:  # POSIX
     import fcntl
@@ -197,21 +197,8 @@ class RefreshLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError:
             return None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    break  # ENOLCK and the like: this file system cannot lock
-            if time.monotonic() >= deadline:
-                break
-            if cancelled is not None:
-                if cancelled.wait(0.02):
-                    break
-            else:
-                time.sleep(0.02)
+        if lock_within(fd, self.timeout, stop=cancelled, poll=0.02):
+            return fd
         os.close(fd)
         return None
 

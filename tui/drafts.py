@@ -14,7 +14,7 @@ crash reuses that id while the file is unchanged, so a retried send has the same
 the first and the server answers it with the first one's message instead of refusing a
 reused Idempotency-Key.
 
-``write_atomic`` is also used by other state files (the address book).
+Files are written with ``tui.files.write_atomic``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
@@ -32,7 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Draft", "DraftError", "DraftStore", "account_key", "reusable_upload", "upload_record", "write_atomic"]
+from tui.files import fsync_dir, write_atomic
+
+__all__ = ["Draft", "DraftError", "DraftStore", "account_key", "reusable_upload", "upload_record"]
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # the contract: 1-255 printable ASCII
@@ -43,43 +44,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class DraftError(ValueError):
     """A draft file's contents are not a draft."""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash at any moment leaves old or new, whole.
-
-    The file is private to the user (mode 0o600, as ``mkstemp`` creates it).
-    """
-    path = Path(path)
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable; not every platform can open a folder."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def account_key(server: str, email: str) -> str:
@@ -305,7 +269,7 @@ class DraftStore:
             path.unlink()
         except (DraftError, FileNotFoundError):
             return False
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return True
 
     @staticmethod

@@ -54,14 +54,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tui.drafts import write_atomic
-from tui.filenames import safe_filename
+from tui.files import fsync_dir, safe_filename, try_lock, write_atomic
 from tui.safe_text import clean, one_line
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "DEFAULT_FOLDERS",
@@ -285,19 +279,6 @@ def serialize(msg: EmailMessage) -> bytes:
 # ---------------------------------------------------------------- the Maildir on disk
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _unique_name() -> str:
     now = time.time()
     host = (socket.gethostname() or "localhost").replace("/", r"\057").replace(":", r"\072")
@@ -418,23 +399,18 @@ class Maildir:
                 os.rename(tmp, dest)  # no hard links on this file system
             else:
                 tmp.unlink()
-            _fsync_dir(self.root / sub)
+            fsync_dir(self.root / sub)
             return key
         raise ExportError(f"No unique file name could be made in {self.root}.", code="names")  # pragma: no cover
 
     @contextlib.contextmanager
     def locked(self):
         """One export into a Maildir at a time."""
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
         fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            if not try_lock(fd):
                 raise ExportError(f"Another export into {self.root} is running; wait for it to finish.",
-                                  code="busy") from None
+                                  code="busy")
             yield
         finally:
             os.close(fd)

@@ -274,6 +274,19 @@ class DirectRoute(NamedTuple):
     authorization: str
 
 
+def download_request(message_id: str, attachment_id: str, *, start: int = 0,
+                     if_range: str | None = None) -> tuple[str, dict[str, str]]:
+    """(path below the API root, headers) of an attachment's GET: the bytes from ``start`` on
+    (``Range``), the whole file again if it changed (``If-Range``, with ``start`` only)."""
+    url = f"/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}"
+    headers = {"Accept-Encoding": "identity"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+        if if_range:
+            headers["If-Range"] = if_range
+    return url, headers
+
+
 class PenClient:
     """One sign-in to one PEN. `on_refresh_token` is called with each new refresh token (so
     the caller can keep it in the keyring), and with None when the sign-in ends.
@@ -324,7 +337,7 @@ class PenClient:
         return self._access is not None
 
     def direct_route(self) -> DirectRoute | None:
-        """How to make one request over a connection of one's own, as tui/raw_body.py does
+        """How to make one request over a connection of one's own, as tui/downloads/raw_tls.py does
         for a download's body; None when only httpx can make it: requests that go through a
         proxy (from the environment) or a transport the caller gave, or no sign-in yet."""
         if not self._own_transport or self._access is None:
@@ -581,12 +594,7 @@ class PenClient:
                        if_range: str | None = None) -> AsyncIterator[httpx.Response]:
         """The attachment's response, streaming; `start` asks for the bytes from there on
         (206), `if_range` makes a changed file come back whole (200)."""
-        url = f"/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}"
-        headers = {"Accept-Encoding": "identity"}
-        if start:
-            headers["Range"] = f"bytes={start}-"
-            if if_range:
-                headers["If-Range"] = if_range
+        url, headers = download_request(message_id, attachment_id, start=start, if_range=if_range)
         if not self._access:
             await self._renew()
         for attempt in (1, 2):

@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from tui.credentials import CredentialStore
-from tui.drafts import write_atomic
+from tui.files import write_atomic
 
 __all__ = ["SignInStore", "token_file_name"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,26 +27,31 @@ from tui.compose import (
     validate_address,
     validate_subject,
 )
+from tui.pen_client import Address, Message
 
 HOSTILE = json.loads((Path(__file__).parents[1] / "data" / "hostile.json").read_text("utf-8"))["text"]
 ME = "me@pen.example"
 
 
-def addr(email: str, name: str | None = None) -> dict[str, str | None]:
+def addr(email: str, name: str | None = None) -> Address:
+    return Address(email, name)
+
+
+def json_addr(email: str, name: str | None = None) -> dict[str, str | None]:
     return {"email": email, "name": name}
 
 
-MESSAGE = {
+MESSAGE = Message.of({
     "id": "m1",
-    "from": addr("ann@x.example", "Ann Lee"),
-    "to": [addr("Me@Pen.Example", "Me"), addr("bob@x.example", "Bob")],
-    "cc": [addr("carol@x.example"), addr("ANN@x.example", "Ann again"), addr("bob@x.example")],
+    "from": json_addr("ann@x.example", "Ann Lee"),
+    "to": [json_addr("Me@Pen.Example", "Me"), json_addr("bob@x.example", "Bob")],
+    "cc": [json_addr("carol@x.example"), json_addr("ANN@x.example", "Ann again"), json_addr("bob@x.example")],
     "bcc": [],
     "subject": "Results",
     "sent_at": "2026-11-27T09:30:00Z",
     "body_text": "Line one\n\n> earlier\nLine three\n",
     "body_html": None,
-}
+})
 
 
 @pytest.fixture
@@ -132,18 +138,20 @@ def test_reply_all_excludes_me_and_duplicates() -> None:
 
 
 def test_reply_to_my_own_sent_message() -> None:
-    sent = dict(MESSAGE, **{"from": addr(ME, "Me"), "to": [addr("bob@x.example"), addr(ME)], "cc": [addr("carol@x.example")]})
+    sent = replace(MESSAGE, sender=addr(ME, "Me"), to=(addr("bob@x.example"), addr(ME)), cc=(addr("carol@x.example"),))
     assert reply_recipients(sent, ME, reply_all=False) == ([addr("bob@x.example")], [])
     assert reply_recipients(sent, ME, reply_all=True) == ([addr("bob@x.example")], [addr("carol@x.example")])
-    to_self = dict(sent, to=[addr(ME)], cc=[])
+    to_self = replace(sent, to=(addr(ME),), cc=())
     assert reply_recipients(to_self, ME, reply_all=True) == ([addr(ME)], [])
 
 
-def test_reply_recipients_clean_hostile_names_and_tolerate_junk() -> None:
-    message = {"from": addr("ann@x.example", HOSTILE["display_name_injection"]), "to": "junk", "cc": [None, 3, {}]}
+def test_reply_recipients_clean_hostile_names_and_skip_empty_addresses() -> None:
+    message = replace(MESSAGE, sender=addr("ann@x.example", HOSTILE["display_name_injection"]), to=(addr(""),),
+                      cc=(addr("", "Nobody"), addr(" ")))
     to, cc = reply_recipients(message, ME, reply_all=True)
     assert to == [addr("ann@x.example", "Ann Bcc: victim@evil.example")] and cc == []
-    assert reply_recipients({}, ME, reply_all=True) == ([], [])
+    nobody = replace(MESSAGE, sender=addr(""), to=(), cc=())
+    assert reply_recipients(nobody, ME, reply_all=True) == ([], [])
 
 
 def test_forward_body(cet: None) -> None:
@@ -158,13 +166,13 @@ def test_forward_body(cet: None) -> None:
 
 
 def test_forward_body_uses_html_when_there_is_no_text() -> None:
-    message = dict(MESSAGE, body_text="", body_html="<p>From <b>HTML</b></p><script>x()</script>")
+    message = replace(MESSAGE, body_text="", body_html="<p>From <b>HTML</b></p><script>x()</script>")
     body = forward_body(message)
     assert "From HTML" in body and "x()" not in body
 
 
 def test_forward_body_cleans_hostile_fields() -> None:
-    message = dict(MESSAGE, subject=HOSTILE["crlf_header_injection"], body_text=HOSTILE["osc52_clipboard_write"])
+    message = replace(MESSAGE, subject=HOSTILE["crlf_header_injection"], body_text=HOSTILE["osc52_clipboard_write"])
     body = forward_body(message)
     assert "Subject: Results Bcc: victim@evil.example\n" in body
     assert "\x1b" not in body and "\x07" not in body
@@ -245,7 +253,7 @@ def test_validate_subject(subject: str, error: str | None) -> None:
 def test_address_book_completes_and_persists(tmp_path: Path) -> None:
     path = tmp_path / "addresses.json"
     book = AddressBook(path)
-    book.add_many([MESSAGE["from"], *MESSAGE["to"], *MESSAGE["cc"]])
+    book.add_many([MESSAGE.sender, *MESSAGE.to, *MESSAGE.cc])
     book.add("Dan Wu <dan@y.example>")
     assert book.complete("ann") == ["Ann again <ANN@x.example>"]  # one entry per address, latest name
     assert book.complete("LEE") == []  # the newer name replaced "Ann Lee"
@@ -279,7 +287,7 @@ def test_address_book_newest_first_and_bounded(tmp_path: Path) -> None:
 
 def test_address_book_rejects_junk_and_cleans_names(tmp_path: Path) -> None:
     book = AddressBook(tmp_path / "a.json")
-    book.add_many([None, 3, {}, {"email": "no-at-sign"}, {"email": "a b@x.example"}, "not an address",
+    book.add_many([addr(""), addr("no-at-sign"), addr("a b@x.example"), "not an address",
                    addr("eve@x.example", HOSTILE["csi_clear_screen"] + " " + HOSTILE["markup_action"])])
     assert len(book) == 1
     [entry] = book.complete("eve")
@@ -303,22 +311,17 @@ def test_address_book_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_seen_addresses_leave_out_the_user_and_repeats_and_are_bounded() -> None:
-    class Addr:  # tui.pen_client.Address's shape
-        def __init__(self, email, name=None):
-            self.email, self.name = email, name
-
-    people = [Addr("cat@abc.example", "Cat Moss"), {"email": "ANN@abc.example", "name": "Ann"},
-              "Bob Stone <bob@abc.example>", Addr("Cat@ABC.example"), {"email": "no at sign"}, 42]
+    people = [addr("cat@abc.example", "Cat Moss"), addr("ANN@abc.example", "Ann"),
+              addr("bob@abc.example", "Bob Stone"), addr("Cat@ABC.example"), addr("no at sign")]
     assert seen_addresses(people, " Ann@abc.example ") == [
-        {"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "bob@abc.example", "name": "Bob Stone"}]
-    many = [{"email": f"p{i}@x.example"} for i in range(500)]
+        addr("cat@abc.example", "Cat Moss"), addr("bob@abc.example", "Bob Stone")]
+    many = [addr(f"p{i}@x.example") for i in range(500)]
     assert len(seen_addresses(many, None)) == 100
 
 
 def test_remember_seen_writes_once_and_not_again_for_the_same_message(tmp_path: Path) -> None:
     path = tmp_path / "addresses.json"
-    people = [{"email": "cat@abc.example", "name": "Cat Moss"}, {"email": "ann@abc.example", "name": "Ann"},
-              {"email": "bob@abc.example", "name": None}]
+    people = [addr("cat@abc.example", "Cat Moss"), addr("ann@abc.example", "Ann"), addr("bob@abc.example")]
     remember_seen(people, "ann@abc.example", path)
     book = AddressBook(path)
     assert len(book) == 2 and book.complete("ann") == []
@@ -326,4 +329,4 @@ def test_remember_seen_writes_once_and_not_again_for_the_same_message(tmp_path: 
     time.sleep(0.01)
     remember_seen(people, "ann@abc.example", path)
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == written  # nothing changed: no write
-    remember_seen([{"email": "dan@abc.example"}], None, path / "book.json")  # a file as its folder: no raise
+    remember_seen([addr("dan@abc.example")], None, path / "book.json")  # a file as its folder: no raise

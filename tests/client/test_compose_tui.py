@@ -85,7 +85,7 @@ def inbox(pen, who: str, subject: str) -> list[dict]:
 async def test_compose_and_send_to_member_cc_and_bcc(pen, state):
     subject = f"Clinic plan {tag()}"
     # The address book knows Cat from an earlier message: Cc completes from it.
-    AddressBook(state / "state" / "addresses.json").add({"email": "cat@abc.example", "name": "Cat Moss"})
+    AddressBook(state / "state" / "addresses.json").add("Cat Moss <cat@abc.example>")
     app = app_for(pen, state)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compose(pilot)

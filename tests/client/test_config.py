@@ -49,9 +49,9 @@ download_dir = "dl"
 theme = "high-contrast"
 
 [keys]
-quit = "q"
-compose = ["c", "ctrl+n"]
-reply = "r,shift+r"
+"mailbox.quit" = "q"
+"mailbox.compose" = ["c", "ctrl+n"]
+"reader.reply" = "r,shift+r"
 
 [ui]
 animations = true
@@ -64,8 +64,7 @@ animations = true
     assert config.password_command == "pass show 'pen mail'"
     assert config.download_dir == tmp_path / "dl"
     assert config.theme == "high-contrast"
-    assert config.keys == {"quit": "q", "compose": "c,ctrl+n", "reply": "r,shift+r"}
-    assert config.key_for("quit", "ctrl+q") == "q" and config.key_for("help", "f1") == "f1"
+    assert config.keys == {"mailbox.quit": "q", "mailbox.compose": "c,ctrl+n", "reader.reply": "r,shift+r"}
     assert config.animations is True
     assert config.path == path
 

@@ -25,11 +25,13 @@ from tui.downloads import (
     DownloadCancelled,
     DownloadError,
     Progress,
-    _Part,
     download_all,
     download_attachment,
+    part as part_file,
+    raw_tls,
 )
-from tui.filenames import safe_filename
+from tui.downloads.part import Part
+from tui.files import safe_filename
 from tui.pen_client import Attachment, DirectRoute, NotFound, PenClient, PenError, Unreachable, tls_context
 
 BOB = ("bob@abc.example", "correct horse battery")
@@ -209,7 +211,7 @@ def body_path(request, monkeypatch):
     if request.param == "httpx":
         monkeypatch.setattr(downloads, "RAW_DOWNLOADS", False)
         return request.param
-    route, opener = PenClient.direct_route, downloads._RawBody.open.__func__
+    route, opener = PenClient.direct_route, raw_tls.RawBody.open.__func__
 
     def direct_route(client):
         transport = client._http._transport
@@ -222,14 +224,14 @@ def body_path(request, monkeypatch):
         recorder = Recorder.by_route.get(id(route_.ssl_context))
         try:
             body = await opener(cls, route_, path, headers, *args)
-        except downloads._RawFallback:
+        except raw_tls.RawFallback:
             raise
         if recorder is not None:
             recorder.seen.append((path, {k.lower(): v for k, v in headers.items()}, body.status_code))
         return body
 
     monkeypatch.setattr(PenClient, "direct_route", direct_route)
-    monkeypatch.setattr(downloads._RawBody, "open", classmethod(open_and_record))
+    monkeypatch.setattr(raw_tls.RawBody, "open", classmethod(open_and_record))
     return request.param
 
 
@@ -297,13 +299,13 @@ async def test_whole_download_verifies(tmp_path, bob, big, big_att):
 async def test_writes_and_hashes_off_the_event_loop(tmp_path, bob, big, big_att, monkeypatch):
     loop_thread = threading.get_ident()
     threads: set[int] = set()
-    original = _Part.write
+    original = Part.write
 
     def write(self, chunk):
         threads.add(threading.get_ident())
         return original(self, chunk)
 
-    monkeypatch.setattr(_Part, "write", write)
+    monkeypatch.setattr(Part, "write", write)
     await download_attachment(bob[0], big[0], big_att, tmp_path, chunk_size=SMALL_CHUNK)
     assert threads and loop_thread not in threads
 
@@ -600,7 +602,7 @@ async def test_cancelling_the_task_keeps_the_part(tmp_path, bob, big, big_att):
 
 async def test_the_default_download_folder_is_made_but_a_chosen_one_never(tmp_path, bob, big, big_att, monkeypatch):
     default = tmp_path / "home" / "Downloads"
-    monkeypatch.setattr(downloads, "default_download_dir", lambda: default)
+    monkeypatch.setattr(part_file, "default_download_dir", lambda: default)
     path = await download_attachment(bob[0], big[0], big_att, default)
     assert path.parent == default and path.read_bytes() == big[1]
     assert (default.stat().st_mode & 0o777) == 0o700
@@ -671,9 +673,9 @@ def test_written_windows_go_to_writeback_and_old_ones_leave_the_cache(tmp_path, 
     kernel to throttle, a short final fsync), and a window written four windows ago is
     dropped from the page cache; a restart starts the windows again."""
     calls = []
-    monkeypatch.setattr(downloads, "_fadvise", lambda fd, offset, length, advice: calls.append((offset, length, advice)))
-    window = downloads._WRITEBACK_WINDOW
-    part = _Part.claim(tmp_path, "big.bin", {"format": downloads.META_FORMAT, "sha256": "0" * 64, "size": 10 * window,
+    monkeypatch.setattr(part_file, "_fadvise", lambda fd, offset, length, advice: calls.append((offset, length, advice)))
+    window = part_file.WRITEBACK_WINDOW
+    part = Part.claim(tmp_path, "big.bin", {"format": part_file.META_FORMAT, "sha256": "0" * 64, "size": 10 * window,
                                              "etag": None, "filename": "big.bin"})
     try:
         chunk = b"x" * (window // 2)

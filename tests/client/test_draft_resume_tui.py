@@ -123,7 +123,7 @@ async def test_the_people_on_an_opened_message_complete_addresses(pen, send, sta
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         await wait_for(pilot, lambda: book_path.exists())
         book = AddressBook(book_path)
-        assert {a["email"] for a in book._entries.values()} == \
+        assert {a.email for a in book._entries.values()} == \
             {"cat@abc.example", "zoe@outside.example", "bob@abc.example"}  # never Ann herself
         written = book_path.stat().st_mtime_ns
         await pilot.press("escape")

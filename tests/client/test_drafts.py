@@ -20,8 +20,8 @@ from tui.drafts import (
     account_key,
     reusable_upload,
     upload_record,
-    write_atomic,
 )
+from tui.files import write_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""tui.filenames: attachment names cannot escape, hide, overwrite or break the file system."""
+"""tui.files: attachment names cannot escape, hide, overwrite or break the file system."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.filenames import (
+from tui.files import (
     MAX_NAME_BYTES,
     UnsafePathError,
     create_exclusive,

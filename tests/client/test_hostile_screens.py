@@ -42,6 +42,7 @@ class ObjectsClient:
         self.order = [m.id for m in messages]
         from tui.pen_client import User
 
+        self.server = "https://pen.abc.example"
         self.user = User("u1", "me@abc.example", "Me", "member", None)
         self.signed_in = True
 

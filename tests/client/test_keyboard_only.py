@@ -440,7 +440,7 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = app.screen.query_one("#help-keys", TextArea).text
-        assert "Archive: e" in text.splitlines(), text
+        assert "Archive: e  (id mailbox.archive)" in text.splitlines(), text
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is mailbox)
         await wait_for(pilot, lambda: any(messages.summary_at(i) and messages.summary_at(i).id == sent["id"]

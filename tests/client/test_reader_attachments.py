@@ -280,7 +280,8 @@ async def test_open_a_saved_file_only_on_request(pen, send, state, monkeypatch):
 
 def test_progress_figures_in_words():
     from tui.downloads import Progress
-    from tui.widgets.download_panel import duration, figures, heading
+    from tui.format import duration_left as duration
+    from tui.widgets.download_panel import figures, heading
 
     p = Progress(1536 * 1024, 6 << 20, 3.2 * (1 << 20), 1.4, "scan.bin", 2, 3)
     assert figures(p) == "1.5 MB of 6.0 MB, 3.2 MB/s, 2 seconds left"

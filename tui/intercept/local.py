@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui.export import _fsync_dir
+from tui.files import fsync_dir
 from tui.intercept.build import Replacement, Unreadable, replacement
 from tui.intercept.notice import MAX_NOTICE, recognise
 
@@ -74,7 +74,7 @@ def _write(root: Path, sub: str, name: str, data: bytes, mtime: float) -> None:
         os.close(fd)
     os.utime(tmp, (mtime, mtime))
     os.rename(tmp, root / sub / name)
-    _fsync_dir(root / sub)
+    fsync_dir(root / sub)
 
 
 async def intercept_maildir(client, root: str | os.PathLike, server: str, *, limit: int) -> AsyncIterator[Outcome]:
@@ -104,7 +104,7 @@ async def intercept_maildir(client, root: str | os.PathLike, server: str, *, lim
             key = _key(host, notice.pen_id)
             if key in present:
                 path.unlink(missing_ok=True)
-                _fsync_dir(root / sub)
+                fsync_dir(root / sub)
                 yield Outcome("already", sub, pen_id=notice.pen_id)
                 continue
             try:
@@ -124,7 +124,7 @@ async def intercept_maildir(client, root: str | os.PathLike, server: str, *, lim
             present.add(key)
             crash_hook()
             path.unlink(missing_ok=True)
-            _fsync_dir(root / sub)
+            fsync_dir(root / sub)
             yield Outcome("replaced", sub, made)
 
 

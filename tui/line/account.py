@@ -11,12 +11,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tui.config import config_path
+from tui.format import address_text
 from tui.line import (
     EXIT_NOT_SIGNED_IN,
     EXIT_OK,
-)
-from tui.line.output import (
-    address_text,
 )
 from tui.safe_text import one_line
 
@@ -56,7 +54,7 @@ async def cmd_login(run: Run) -> int:
     address, problem = parse_address(email)
     if problem:
         raise usage(problem)
-    email = address["email"]
+    email = address.email
     if email != config.email:
         changes["email"] = email
 
@@ -290,8 +288,9 @@ async def cmd_open(run: Run) -> int | Callable[[], int]:
                                      password_command=None if password is not None else config.password_command)
 
     def launch() -> int:
-        from tui.app import PenmailApp
+        from tui.app import PenmailApp, check_key_ids
 
+        check_key_ids(tui_config)  # a typo in [keys]: one sentence and status 2, as for any setting
         app = PenmailApp(tui_config, env=env, use_keyring=run.use_keyring, open_message_id=message_id)
         app.run()
         return app.return_code or 0

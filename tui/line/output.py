@@ -13,19 +13,15 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from tui.format import iso
 from tui.safe_text import clean, one_line
 
 __all__ = [
     "Output",
     "address_json",
     "attachment_json",
-    "human_size",
-    "iso",
-    "list_date",
-    "message_headers",
     "message_json",
     "notification_json",
     "summary_json",
@@ -134,43 +130,14 @@ class Output:
 # ---------------------------------------------------------------- formatting
 
 
-def human_size(n: int | float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"  # pragma: no cover
 
 
-def iso(when: datetime | None) -> str | None:
-    """RFC 3339 in UTC, as the API writes it."""
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def list_date(when: datetime | None) -> str:
-    """ "2026-11-27 09:30" in local time: sortable, the same in every locale."""
-    if when is None:
-        return "-"
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def long_date(when: datetime | None) -> str:
-    if when is None:
-        return "-"
-    local = when.astimezone()
-    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    return f"{days[local.weekday()]} {local.day:02d} {months[local.month - 1]} {local.year} {local:%H:%M}"
 
 
-def address_text(a) -> str:
-    email = one_line(a.email)
-    name = one_line(a.name or "")
-    return f"{name} <{email}>" if name and name.lower() != email.lower() else email
 
 
 def address_json(a) -> dict:
@@ -211,32 +178,3 @@ def message_json(m, body: str, links: list[str]) -> dict:
         "notifications": [notification_json(n) for n in m.notifications],
     })
     return doc
-
-
-def message_headers(m) -> list[tuple[str, str]]:
-    """The reader's header block as (label, value) pairs, every value on one line."""
-    def addrs(items) -> str:
-        return ", ".join(address_text(a) for a in items) or "-"
-
-    rows = [("From", address_text(m.sender)), ("To", addrs(m.to))]
-    if m.cc:
-        rows.append(("Cc", addrs(m.cc)))
-    if m.bcc:
-        rows.append(("Bcc", addrs(m.bcc)))
-    rows += [("Date", long_date(m.sent_at)), ("Subject", one_line(m.subject) or "(no subject)"),
-             ("Id", one_line(m.id))]
-    return rows
-
-
-def render_body(m) -> tuple[str, list[str], str | None]:
-    """(text, links, note): the HTML part through tui.htmlbody, the text part when that fails
-    or there is no HTML; everything cleaned.  ``note`` says why the text part is shown."""
-    from tui.htmlbody import HtmlConversionError, html_to_text
-
-    if m.body_html:
-        try:
-            text, links = html_to_text(m.body_html)
-            return clean(text), [u for u in links], None
-        except HtmlConversionError as exc:
-            return clean(m.body_text), [], str(exc)
-    return clean(m.body_text), [], None

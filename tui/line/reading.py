@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from tui.format import address_text, human_size, list_date
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -13,9 +14,6 @@ from tui.line import (
 )
 from tui.line.output import (
     BOLD,
-    address_text,
-    human_size,
-    list_date,
     notification_json,
     summary_json,
 )

@@ -13,12 +13,13 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tui.config import Config, ConfigError, load_config, state_dir
+from tui.files import lock_within, write_atomic
+from tui.format import body_text, header_rows, human_size
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -29,10 +30,7 @@ from tui.line import (
 from tui.line.output import (
     BOLD,
     Output,
-    human_size,
-    message_headers,
     message_json,
-    render_body,
 )
 from tui.safe_text import one_line
 
@@ -121,15 +119,7 @@ class Run:
             yield  # no state folder to lock in: go on unguarded rather than fail
             return
         try:
-            deadline = time.monotonic() + LOCK_TIMEOUT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break  # a stuck holder; better to try than to wait for ever
-                    time.sleep(0.05)
+            lock_within(fd, LOCK_TIMEOUT)  # not had in time (a stuck holder): better to try than to wait for ever
             yield
         finally:
             os.close(fd)
@@ -229,8 +219,6 @@ def update_settings(path: Path, values: Mapping[str, str]) -> None:
             lines.insert(top, rendered)  # top-level keys go before any [table]
             top += 1
             end += 1
-    from tui.drafts import write_atomic
-
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(path, "".join(lines).encode("utf-8"))
     try:
@@ -273,12 +261,12 @@ def same_server(a: str | None, b: str | None) -> bool:
 def print_message(run: Run, message) -> dict:
     """`read`'s output; returns the --json document (without printing it)."""
     out = run.out
-    body, links, note = render_body(message)
+    body, links, note = body_text(message)
     if note:
         out.note(note)
     if out.json:
         return message_json(message, body, links)
-    for label, value in message_headers(message):
+    for label, value in header_rows(message, with_id=True):
         out.line(f"{out.style(label + ':', BOLD)}{' ' * max(1, 8 - len(label))}{value}")
     if message.attachments:
         out.line(out.style("Attachments:", BOLD))

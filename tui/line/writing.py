@@ -9,21 +9,22 @@ import mimetypes
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.config import state_dir
+from tui.format import address_text, body_text, human_size
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
 )
 from tui.line.output import (
-    address_text,
-    human_size,
-    iso,
     message_json,
-    render_body,
 )
 from tui.safe_text import clean, one_line
+
+if TYPE_CHECKING:
+    from tui.pen_client import Address
 
 try:  # POSIX
     import fcntl
@@ -46,7 +47,7 @@ def _read_body(run: Run) -> str:
         raise usage("The text on standard input is not UTF-8.") from None
 
 
-def _addresses(values: list[str], option: str) -> list[dict]:
+def _addresses(values: list[str], option: str) -> list[Address]:
     from tui.compose import parse_address_list
 
     found, errors = parse_address_list(", ".join(values))
@@ -71,13 +72,12 @@ async def _deliver(run: Run, client, store, draft) -> int:
     """Upload, send with the draft's Idempotency-Key (a retry never sends twice), and
     remove the draft once the PEN has it; keep it, and say so, when anything fails."""
     from tui.compose import parse_address_list
-    from tui.pen_client import Address, PenError, ServerError, Unreachable, ValidationFailed
+    from tui.pen_client import PenError, ServerError, Unreachable, ValidationFailed
 
     out = run.out
 
     def addrs(items: list[str]) -> list[Address]:
-        found, _ = parse_address_list(", ".join(items))
-        return [Address(a["email"], a["name"]) for a in found]
+        return parse_address_list(", ".join(items))[0]
 
     upload_ids = []
     try:
@@ -203,19 +203,13 @@ async def cmd_reply(run: Run) -> int:
     async with run.signed_in() as client:
         original = await client.get_message(args.id)
         me = client.user.email if client.user else (run.config.email or "")
-
-        def a(x) -> dict:
-            return {"email": x.email, "name": x.name}
-
-        as_dict = {"from": a(original.sender), "to": [a(x) for x in original.to], "cc": [a(x) for x in original.cc],
-                   "sent_at": iso(original.sent_at)}
-        to, cc = reply_recipients(as_dict, me, args.all)
+        to, cc = reply_recipients(original, me, args.all)
         if not to:
             raise LineError("There is no one to reply to on this message.", EXIT_FAILED, "no_recipients")
         own = _read_body(run)
         quoted_text = original.body_text
         if not quoted_text.strip() and original.body_html:
-            quoted_text, _, _ = render_body(original)
+            quoted_text, _, _ = body_text(original)
         quoted = quote_body(quoted_text, original.sent_at, original.sender.name or original.sender.email)
         body = (own.rstrip("\n") + "\n\n" if own.strip() else "") + quoted
         draft = Draft(to=[format_address(x) for x in to], cc=[format_address(x) for x in cc],

@@ -32,7 +32,6 @@ from tui.compose import (
 )
 from tui.drafts import Draft, DraftStore, account_key
 from tui.pen_client import (
-    Address,
     Conflict,
     Message,
     PenClient,
@@ -42,8 +41,10 @@ from tui.pen_client import (
     Unreachable,
 )
 from tui.safe_text import clean, one_line
+from tui.screens.messages import NotificationsRequested
+from tui.uploads import Entry, Uploader
 from tui.widgets.address_field import AddressField, SubjectField
-from tui.widgets.attachments import AttachmentPanel, Entry
+from tui.widgets.attachments import AttachmentPanel
 from tui.widgets.external_editor import edit_text
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
@@ -56,15 +57,6 @@ ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
 MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
 SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
                "(look in Sent; F12 twice discards it).")
-
-
-def _message_dict(m: Message) -> dict:
-    """The contract's shape, which tui.compose works on."""
-    def addr(a):
-        return {"email": a.email, "name": a.name}
-
-    return {"from": addr(m.sender), "to": [addr(a) for a in m.to], "cc": [addr(a) for a in m.cc],
-            "subject": m.subject, "sent_at": m.sent_at, "body_text": m.body_text, "body_html": m.body_html}
 
 
 def _reply_text(m: Message) -> str:
@@ -96,6 +88,7 @@ class ComposeScreen(Screen):
                  forwarded: tuple = (), seen: list | None = None) -> None:
         super().__init__()
         self.client, self.draft, self.kind = client, draft, kind
+        self.uploader = Uploader(client)  # its I/O runs in this screen's workers
         self.store = store if store is not None else DraftStore()
         self.book: AddressBook | None = None  # loaded in a thread on mount
         self._seen = list(seen or [])  # addresses to remember once the book is loaded
@@ -123,17 +116,16 @@ class ComposeScreen(Screen):
             raise ValueError(f"cannot compose {kind!r}")
         draft, forwarded, seen = Draft(), (), []
         if message is not None and kind != "new":
-            m = _message_dict(message)
-            seen = [m["from"], *m["to"], *m["cc"]]
+            seen = [message.sender, *message.to, *message.cc]
             if kind == "forward":
                 draft.subject = forward_subject(message.subject)
-                draft.body = "\n\n" + forward_body(m)
+                draft.body = "\n\n" + forward_body(message)
                 draft.forward_of = message.id
                 draft.forward_attachment_ids = [a.id for a in message.attachments]
                 forwarded = message.attachments
             else:
                 me = client.user.email if client.user else ""
-                to, cc = reply_recipients(m, me, reply_all=kind == "reply_all")
+                to, cc = reply_recipients(message, me, reply_all=kind == "reply_all")
                 draft.to, draft.cc = [format_address(a) for a in to], [format_address(a) for a in cc]
                 draft.subject = reply_subject(message.subject)
                 draft.body = "\n\n" + quote_body(_reply_text(message), message.sent_at,
@@ -156,7 +148,7 @@ class ComposeScreen(Screen):
             with Horizontal(classes="compose-row"):
                 yield SafeStatic(" Subject:", classes="compose-label", id="subject-label")
                 yield SubjectField(clean(d.subject), id="subject")
-            yield AttachmentPanel(self.client, self._entries(), self.draft.forward_of, id="compose-files")
+            yield AttachmentPanel(self._entries(), id="compose-files")
         yield TextArea(clean(d.body), soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
                        id="compose-body")
         yield SafeStatic("", id="compose-status")
@@ -174,6 +166,7 @@ class ComposeScreen(Screen):
     def on_mount(self) -> None:
         self._show_title()
         self._load_book()
+        self._start_files()
         self._validate()
         if not self.query_one("#to", AddressField).value:
             self.query_one("#to").focus()
@@ -211,6 +204,34 @@ class ComposeScreen(Screen):
         if self._seen:
             book.add_seen(self._seen, self._me)
         self.book = book
+
+    def _start_files(self) -> None:
+        entries = self.query_one(AttachmentPanel).entries
+        if self.draft.forward_of and any(e.forwarded and e.size is None for e in entries):
+            self._name_forwarded()  # a resumed forward: its file names come from the original
+        if any(e.record and not e.upload_id for e in entries):
+            self._check_resumed()  # a resumed draft: files uploaded in an earlier session
+        self._fetch_limit()
+
+    @work(group="attach-limit", exit_on_error=False)
+    async def _fetch_limit(self) -> None:
+        await self.uploader.limit()
+
+    @work(group="attach-names", exit_on_error=False)
+    async def _name_forwarded(self) -> None:
+        await self.uploader.name_forwarded(self.query_one(AttachmentPanel), self.draft.forward_of)
+
+    @work(group="attach-check", exit_on_error=False)
+    async def _check_resumed(self) -> None:
+        await self.uploader.check_resumed(self.query_one(AttachmentPanel))
+
+    @on(AttachmentPanel.AttachRequested)
+    def _attach_requested(self, event: AttachmentPanel.AttachRequested) -> None:
+        self._attach_file(event.path)
+
+    @work(group="attach", exit_on_error=False)
+    async def _attach_file(self, path: str) -> None:
+        await self.uploader.attach(self.query_one(AttachmentPanel), path)
 
     # ------------------------------------------------------------ editing and drafts
 
@@ -413,7 +434,7 @@ class ComposeScreen(Screen):
 
     async def _upload_and_keep(self, files: AttachmentPanel) -> bool:
         """Every file uploaded, and their upload ids on disk in the draft before the send goes out."""
-        if not await files.upload_all():
+        if not await self.uploader.upload_all(files):
             return False
         if self._collect():
             self.touched = True
@@ -427,8 +448,7 @@ class ComposeScreen(Screen):
         files = self.query_one(AttachmentPanel)
         if not await self._upload_and_keep(files):
             return
-        fields = {name: [Address(a["email"], a["name"]) for a in self._field(name).addresses()[0]]
-                  for name, _ in ADDRESS_FIELDS}
+        fields = {name: self._field(name).addresses()[0] for name, _ in ADDRESS_FIELDS}
         for attempt in (1, 2):
             try:
                 message = await self.client.send(
@@ -447,7 +467,7 @@ class ComposeScreen(Screen):
                 self._not_sent(exc)
                 return
         await asyncio.to_thread(self._forget)
-        sent_to = [a.to_json() for people in fields.values() for a in people]
+        sent_to = [a for people in fields.values() for a in people]
         await asyncio.to_thread((self.book or AddressBook()).add_seen, sent_to, self._me)
         # The app closes this screen: a worker of the screen would end with it.
         self.app.call_later(_after_sent, self.app, self, message)
@@ -483,7 +503,4 @@ class ComposeScreen(Screen):
 async def _after_sent(app, screen: ComposeScreen, message: Message) -> None:
     while screen in app.screen_stack:
         await app.pop_screen()
-    try:
-        app.show_notifications(message.id, message.subject)
-    except ImportError:  # the notifications screen is not there yet
-        app.toast(f"Sent \u201c{one_line(message.subject, 60)}\u201d.", title="Sent")
+    app.post_message(NotificationsRequested(message.id, message.subject))

@@ -16,6 +16,8 @@ from textual.widgets.option_list import Option
 from tui.compose import format_date
 from tui.drafts import Draft, DraftStore, account_key
 from tui.safe_text import one_line, safe_text
+from tui.screens.messages import DraftResumeRequested
+from tui.session import Session
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
@@ -32,22 +34,19 @@ def draft_row(draft: Draft) -> Text:
     return row
 
 
-def session_account(session) -> str | None:
+def session_account(session: Session) -> str | None:
     """The account_key of a signed-in session (the e-mail as the PEN knows it), or None."""
-    if session is None:
-        return None
-    client = getattr(session, "client", None)
-    user = getattr(client, "user", None)
-    server = getattr(client, "server", None) or getattr(session, "server", "")
-    email = getattr(user, "email", None) or getattr(session, "email", "")
+    user = session.client.user
+    server = session.client.server or session.server
+    email = user.email if user is not None else session.email
     return account_key(server, email) if server and email else None
 
 
-def offer_saved_drafts(app: App) -> None:
-    """After sign-in: if the signed-in account (``app.session``) has drafts on disk, offer them
-    (the folder is read in a thread).  Drafts of other accounts stay on disk, unseen; drafts
-    written before drafts had an account are offered to whichever account signs in."""
-    account = session_account(getattr(app, "session", None))
+def offer_saved_drafts(app: App, session: Session) -> None:
+    """After sign-in: if the signed-in account has drafts on disk, offer them (the folder is
+    read in a thread).  Drafts of other accounts stay on disk, unseen; drafts written before
+    drafts had an account are offered to whichever account signs in."""
+    account = session_account(session)
     if account is None:
         return  # nobody signed in: no draft can be told apart, so none is offered
 
@@ -112,7 +111,7 @@ class DraftsScreen(ModalScreen[None]):
         if draft is None:
             return
         self.dismiss(None)
-        self.app.resume_draft(draft)
+        self.app.post_message(DraftResumeRequested(draft))  # this screen is gone: straight to the app
 
     def action_discard(self) -> None:
         draft = self._current()

@@ -14,16 +14,21 @@ KEY_NAMES = {"question_mark": "?", "slash": "/", "enter": "enter", "escape": "es
 
 
 def describe_keys(screen: Screen) -> str:
-    """One line an action: what it does, then every key that does it, in words."""
-    actions: dict[tuple[str, str], list[str]] = {}
+    """One line an action: what it does, every key that does it, in words, and the id that
+    the ``[keys]`` table of the settings file changes its keys by."""
+    actions: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for key, active in screen.active_bindings.items():
         b = active.binding
         if not b.description or not (b.id or b.action in ("focus_next", "focus_previous")):
             continue  # Textual's own scrolling keys are noise here
         name = KEY_NAMES.get(key, key.replace("ctrl+", "control+"))
-        actions.setdefault((b.description, b.action), []).append(name)
+        keys, ids = actions.setdefault((b.description, b.action), ([], []))
+        keys.append(name)
+        if b.id:
+            ids.append(b.id)
     return "\n".join(f"{description}: {' or '.join(dict.fromkeys(keys))}"
-                     for (description, _action), keys in actions.items())
+                     + (f"  (id {', '.join(dict.fromkeys(ids))})" if ids else "")
+                     for (description, _action), (keys, ids) in actions.items())
 
 
 class HelpScreen(ModalScreen[None]):

@@ -12,6 +12,7 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.pen_client import PenClient, PenError, Summary
+from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
@@ -115,16 +116,16 @@ class MailboxScreen(Screen):
     def _highlighted(self, event: MessageList.Highlighted) -> None:
         self._update_title()
         if self.query_one(MessageList).loaded_once:
-            self.app.start_events()
+            self.post_message(EventsWanted())
 
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:
         self.say(event.error.message)
-        self.app.start_events()  # the stream reloads the list when it opens
+        self.post_message(EventsWanted())  # the stream reloads the list when it opens
 
     @on(MessageList.Opened)
     def _opened(self, event: MessageList.Opened) -> None:
-        self.app.open_message(event.summary)
+        self.post_message(MessageOpenRequested(event.summary))
 
     @on(OptionList.OptionSelected, "#folders")
     def _folder_chosen(self, event: OptionList.OptionSelected) -> None:

@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 
 from tui.pen_client import Notification, PenClient, PenError
 from tui.safe_text import one_line
+from tui.screens.messages import PenEvent
 from tui.widgets.footer import KeyFooter
 from tui.widgets.notification_table import PENDING, NotificationTable, detail, summary
 from tui.widgets.safe_static import SafeStatic
@@ -95,6 +96,10 @@ class NotificationsScreen(Screen):
     def _poll(self) -> None:
         if self.loaded and any(n.status in PENDING for n in self.table.items):
             self._fetch()
+
+    @on(PenEvent)
+    def _pen_event(self, message: PenEvent) -> None:
+        self.pen_event(message.event)
 
     def pen_event(self, event) -> None:
         """From the app's event stream: a notification of this message changed."""

@@ -23,40 +23,20 @@ from textual.widgets import Input, OptionList, TextArea
 
 from tui.compose import remember_seen
 from tui.downloads import DownloadCancelled, download_all, download_attachment
-from tui.filenames import safe_filename
-from tui.htmlbody import HtmlConversionError, allowed_link, html_to_text
+from tui.files import safe_filename
+from tui.format import body_text, header_text
+from tui.htmlbody import allowed_link
 from tui.opener import open_file
 from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
+from tui.screens.messages import ComposeRequested, NotificationsRequested, SummaryChanged
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
-from tui.widgets.reader_attachments import ReaderAttachmentList, human_size
+from tui.widgets.reader_attachments import ReaderAttachmentList
 from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
 
-__all__ = ["ReaderScreen", "attachments_text", "header_text", "human_size"]
-
-
-def header_text(m: Message) -> str:
-    def addrs(items) -> str:
-        return ", ".join(one_line(str(a)) for a in items) or "-"
-
-    lines = [f"From:    {one_line(str(m.sender))}", f"To:      {addrs(m.to)}"]
-    if m.cc:
-        lines.append(f"Cc:      {addrs(m.cc)}")
-    if m.bcc:
-        lines.append(f"Bcc:     {addrs(m.bcc)}")
-    when = m.sent_at.astimezone().strftime("%a %d %b %Y %H:%M") if m.sent_at else "-"
-    lines += [f"Date:    {when}", f"Subject: {one_line(m.subject) or '(no subject)'}"]
-    return "\n".join(lines)
-
-
-def attachments_text(m: Message) -> str:
-    if not m.attachments:
-        return ""
-    rows = [f"{n}. {one_line(a.filename) or '(no name)'}  ({one_line(a.content_type)}, {human_size(a.size)})"
-            for n, a in enumerate(m.attachments, 1)]
-    return "Attachments:\n" + "\n".join(rows)
+__all__ = ["ReaderScreen"]
 
 
 def _count(n: int, what: str) -> str:
@@ -146,12 +126,10 @@ class ReaderScreen(Screen):
         attachments.display = bool(message.attachments)
         self.query_one("#reader-attachments-title").display = bool(message.attachments)
         self.refresh_bindings()
-        body, note = clean(message.body_text), ""
-        if message.body_html:
-            try:
-                body, self.links = await asyncio.to_thread(html_to_text, message.body_html)
-            except HtmlConversionError as exc:
-                note = str(exc)
+        if message.body_html:  # the conversion has a deadline, off the event loop
+            body, self.links, note = await asyncio.to_thread(body_text, message)
+        else:
+            body, self.links, note = body_text(message)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
         hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
@@ -161,7 +139,7 @@ class ReaderScreen(Screen):
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
-                self.app.summary_changed(updated)
+                self.post_message(SummaryChanged(updated))
             except PenError as exc:
                 self.say(exc.message)
         # The people on it complete addresses when composing (in a thread; never the user).
@@ -194,7 +172,7 @@ class ReaderScreen(Screen):
         if self.message is None:
             self.say("The message is still loading.")
             return
-        self.app.start_compose(kind, self.message)
+        self.post_message(ComposeRequested(kind, self.message))
 
     def action_mark_unread(self) -> None:
         self._change(unread=True)
@@ -209,7 +187,7 @@ class ReaderScreen(Screen):
         except PenError as exc:
             self.say(exc.message)
             return
-        self.app.summary_changed(updated, moved="folder" in change)
+        self.post_message(SummaryChanged(updated, moved="folder" in change))
         if "folder" in change:
             self.app.pop_screen()
         else:
@@ -379,4 +357,4 @@ class ReaderScreen(Screen):
         elif not self.message.notifications:
             self.say("Only the sender of a message can follow its notifications.")
         else:
-            self.app.show_notifications(self.message.id, self.message.subject)
+            self.post_message(NotificationsRequested(self.message.id, self.message.subject))

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Label
 
 from tui.pen_client import PenError
+from tui.screens.messages import SignedIn
 from tui.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
@@ -106,4 +107,4 @@ class SignInScreen(Screen):
             self._say(exc.message)
             self.query_one("#password", Input).focus()
             return
-        self.app.signed_in(session)
+        self.post_message(SignedIn(session))

@@ -12,6 +12,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input
 
 from tui.compose import AddressBook, parse_address_list, validate_subject
+from tui.pen_client import Address
 # The parser's own splitting, so that a draft keeps "Lee, Ann" <ann@x.example> as one address.
 from tui.compose import _split_list as split_addresses
 
@@ -60,7 +61,7 @@ class AddressField(Input):
     def __init__(self, value: str, book: Callable[[], AddressBook | None], **kw: Any) -> None:
         super().__init__(value, suggester=AddressSuggester(book), compact=True, select_on_focus=False, **kw)
 
-    def addresses(self) -> tuple[list[dict[str, Any]], list[str]]:
+    def addresses(self) -> tuple[list[Address], list[str]]:
         """The parsed addresses, and one sentence per address that is not one."""
         return parse_address_list(self.value)
 

@@ -4,19 +4,15 @@ terminal cursor; Textual's OptionList does not set it)."""
 
 from __future__ import annotations
 
-from textual.binding import Binding
 from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widgets import OptionList
 
+from tui.widgets.vim_keys import moving_bindings
+
 
 class CursorOptionList(OptionList):
-    BINDINGS = [
-        Binding("down,j", "cursor_down", "Next", show=False, id="list.option_down"),
-        Binding("up,k", "cursor_up", "Previous", show=False, id="list.option_up"),
-        Binding("home,g", "first", "First", show=False, id="list.option_first"),
-        Binding("end,G", "last", "Last", show=False, id="list.option_last"),
-    ]
+    BINDINGS = moving_bindings("list.option_")
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)

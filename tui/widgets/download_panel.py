@@ -4,32 +4,20 @@ nothing was kept. Everything shown goes through SafeStatic; the bar is Textual's
 
 from __future__ import annotations
 
-import math
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
 from tui.downloads import Progress
-from tui.widgets.reader_attachments import human_size
+from tui.format import duration_left, human_size
 from tui.widgets.safe_static import SafeStatic
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "time left unknown"
-    s = max(0, math.ceil(seconds))
-    if s < 60:
-        return f"{s} second{'s' if s != 1 else ''} left"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s left"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min left"
 
 
 def figures(p: Progress) -> str:
     """"1.5 MB of 6.0 MB, 3.2 MB/s, 2 seconds left"."""
     speed = f"{human_size(int(p.bytes_per_second))}/s" if p.bytes_per_second > 0 else "starting"
-    return f"{human_size(p.done)} of {human_size(p.total)}, {speed}, {duration(p.seconds_left)}"
+    return f"{human_size(p.done)} of {human_size(p.total)}, {speed}, {duration_left(p.seconds_left)}"
 
 
 def heading(p: Progress) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
 from rich.segment import Segment
 from textual import work
@@ -23,8 +23,10 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.format import short_date
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
+from tui.widgets.vim_keys import moving_bindings
 
 # loader(cursor, limit, order): a page of `limit` rows from `cursor`, order "newest" or "oldest".
 PageLoader = Callable[[str | None, int, str], Awaitable[Page]]
@@ -34,16 +36,7 @@ PageKey = tuple[str, int]  # (chain, page number counted from that chain's end)
 
 def row_text(s: Summary, width: int, now: datetime | None = None) -> str:
     """One row: markers as letters (U unread, A attachment), sender, subject, date."""
-    now = now or datetime.now(timezone.utc)
-    local = s.sent_at.astimezone() if s.sent_at else None
-    if local is None:
-        when = ""
-    elif local.date() == now.astimezone().date():
-        when = local.strftime("%H:%M")
-    elif local.year == now.astimezone().year:
-        when = local.strftime("%d %b")
-    else:
-        when = local.strftime("%Y-%m-%d")
+    when = short_date(s.sent_at, now)
     marks = ("U" if s.unread else "-") + ("A" if s.attachment_count else "-")
     who = one_line(s.sender.name or s.sender.email)
     sender_w = max(8, min(24, width // 4))
@@ -62,12 +55,9 @@ class MessageList(ScrollView, can_focus=True):
     MAX_PAGES = 12  # pages kept in memory, both chains together; others are fetched again
 
     BINDINGS = [
-        Binding("down,j", "cursor_down", "Next", show=False, id="list.down"),
-        Binding("up,k", "cursor_up", "Previous", show=False, id="list.up"),
+        *moving_bindings("list.", ("Next", "Previous", "First message", "Last message")),
         Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="list.page_down"),
         Binding("pageup,ctrl+u", "page_up", "Page up", show=False, id="list.page_up"),
-        Binding("home,g", "first", "First message", show=False, id="list.first"),
-        Binding("end,G", "last", "Last message", show=False, id="list.last"),
         Binding("enter", "open", "Open", id="list.open"),
     ]
 
@@ -283,7 +273,7 @@ class MessageList(ScrollView, can_focus=True):
         if index == self.cursor:
             style += self.get_component_rich_style("message-list--cursor")
             text = ">" + text[1:]  # a text marker, not colour alone
-            if self.has_focus:
+            if self._owns_cursor():
                 region = self.content_region
                 self.app.cursor_position = Offset(region.x, region.y + y)
         return Strip([Segment(text.ljust(width)[:width], style)])
@@ -314,9 +304,14 @@ class MessageList(ScrollView, can_focus=True):
         elif index >= top + height:
             self.scroll_to(y=index - height + 1, animate=False, immediate=True)
 
+    def _owns_cursor(self) -> bool:
+        """Focused, and on the screen shown: a list left focused on a screen below (the
+        reader pushed over the mailbox, say) never takes the terminal cursor back."""
+        return self.has_focus and self.is_mounted and self.screen is self.app.screen
+
     def _place_terminal_cursor(self) -> None:
         """Screen readers and braille displays follow the terminal cursor, not colour."""
-        if not self.has_focus or not self.is_mounted:
+        if not self._owns_cursor():
             return
         region = self.content_region
         row = self.cursor - int(self.scroll_offset.y)

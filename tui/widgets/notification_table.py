@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from textual.binding import Binding
 from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widgets import DataTable
 
 from tui.pen_client import Notification
 from tui.safe_text import one_line, safe_text
+from tui.widgets.vim_keys import moving_bindings
 
 COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),
            ("attempts", "Attempts"), ("reply", "Server's reply"))
@@ -68,12 +68,9 @@ def _key(n: Notification) -> str:
 
 
 class NotificationTable(DataTable):
-    BINDINGS = [
-        Binding("down,j", "cursor_down", "Next recipient", show=False, id="notifications.down"),
-        Binding("up,k", "cursor_up", "Previous recipient", show=False, id="notifications.up"),
-        Binding("home,g", "scroll_top", "First recipient", show=False, id="notifications.first"),
-        Binding("end,G", "scroll_bottom", "Last recipient", show=False, id="notifications.last"),
-    ]
+    BINDINGS = moving_bindings("notifications.", ("Next recipient", "Previous recipient", "First recipient",
+                                                  "Last recipient"),
+                               actions=("cursor_down", "cursor_up", "scroll_top", "scroll_bottom"))
 
     def __init__(self, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)

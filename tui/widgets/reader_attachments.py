@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.binding import Binding
 from textual.widgets.option_list import Option
 
+from tui.format import human_size
 from tui.pen_client import Attachment
 from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import CursorOptionList
-
-
-def human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
+from tui.widgets.vim_keys import moving_bindings
 
 
 def attachment_row(number: int, attachment: Attachment, saved: Path | None = None, marked: bool = False) -> str:
@@ -32,12 +25,8 @@ def attachment_row(number: int, attachment: Attachment, saved: Path | None = Non
 class ReaderAttachmentList(CursorOptionList):
     """The attachments of one message; ``highlighted_attachment`` is the one keys act on."""
 
-    BINDINGS = [
-        Binding("down,j", "cursor_down", "Next attachment", show=False, id="attachments.down"),
-        Binding("up,k", "cursor_up", "Previous attachment", show=False, id="attachments.up"),
-        Binding("home,g", "first", "First attachment", show=False, id="attachments.first"),
-        Binding("end,G", "last", "Last attachment", show=False, id="attachments.last"),
-    ]
+    BINDINGS = moving_bindings("attachments.", ("Next attachment", "Previous attachment", "First attachment",
+                                                "Last attachment"))
 
     def __init__(self, **kw) -> None:
         super().__init__(markup=False, **kw)

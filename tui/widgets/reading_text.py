@@ -3,17 +3,15 @@ arrows. Its cursor is the terminal's, so a screen reader follows the line being 
 
 from __future__ import annotations
 
-from textual.binding import Binding
 from textual.widgets import TextArea
+
+from tui.widgets.vim_keys import VIM_ONLY, moving_bindings
 
 
 class ReadingText(TextArea):
-    BINDINGS = [
-        Binding("j", "cursor_down", "Next line", show=False, id="text.down"),
-        Binding("k", "cursor_up", "Previous line", show=False, id="text.up"),
-        Binding("g", "text_start", "Top", show=False, id="text.top"),
-        Binding("G", "text_end", "Bottom", show=False, id="text.bottom"),
-    ]
+    BINDINGS = moving_bindings("text.", ("Next line", "Previous line", "Top", "Bottom"), keys=VIM_ONLY,
+                               actions=("cursor_down", "cursor_up", "text_start", "text_end"),
+                               id_names=("down", "up", "top", "bottom"))
 
     def __init__(self, text: str = "", **kw) -> None:
         kw.setdefault("soft_wrap", True)

@@ -8,10 +8,11 @@ both release the GIL); the event loop only takes full chunks. Measured on the be
 receiving a GiB this way costs 0.5 s of CPU against 0.7 s through asyncio's SSL transport,
 and none of it is on the event loop, which keeps drawing.
 
-Used by tui.downloads for a plain 200/206 answer with a Content-Length only, when
-``PenClient.direct_route()`` gives a route; anything else (an error status, a 401 to renew
+:class:`RawFetcher` is one of the two fetchers of tui.downloads.fetch, used for a plain
+200/206 answer with a Content-Length only, when ``PenClient.direct_route()`` gives a route;
+anything else (an error status, a 401 to renew
 the token on, a chunked or encoded body, a head that does not parse) raises
-:class:`_RawFallback` before a byte of the body is taken, and httpx asks again. A failing
+:class:`RawFallback` before a byte of the body is taken, and httpx asks again. A failing
 network raises what PenClient raises for it. No Textual here."""
 
 from __future__ import annotations
@@ -21,18 +22,22 @@ import collections
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 
-from tui.pen_client import DirectRoute, PenError
+from tui.downloads.fetch import BodyBroken, Chunk
+from tui.pen_client import DirectRoute, PenError, download_request
+
+__all__ = ["RawBody", "RawFallback", "RawFetcher"]
 
 _RAW_QUEUED = 4  # full chunks waiting for the writer before the reader waits (2: ~10% slower here)
 _HEAD_MAX = 64 << 10
 _RECV = 1 << 20  # one recv_into takes what the socket has, up to this
 
 
-class _RawFallback(Exception):
+class RawFallback(Exception):
     """The raw path cannot take this request or answer; httpx does it instead."""
 
 
@@ -58,7 +63,7 @@ def _parse_head(head: bytes) -> tuple[int, httpx.Headers, int | None]:
     return code, headers, left
 
 
-class _RawBody:
+class RawBody:
     """One GET over its own TLS connection (``Connection: close``), read by its own thread.
 
     Full chunks queue for the writer; the reading thread waits while ``_RAW_QUEUED`` of them
@@ -66,9 +71,9 @@ class _RawBody:
     again (a fresh 1 MiB buffer is a fresh mmap, whose page faults cost more than the hash on
     this VM)."""
 
-    def __init__(self, chunk_size: int, on_bytes: Callable[[int], None]):
+    def __init__(self, chunk_size: int, on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]):
         self.loop = asyncio.get_running_loop()
-        self.chunk_size, self.on_bytes = chunk_size, on_bytes
+        self.chunk_size, self.on_bytes, self.describe = chunk_size, on_bytes, describe
         self.head_done: asyncio.Future = self.loop.create_future()
         self.status_code = 0
         self.headers = httpx.Headers()
@@ -88,16 +93,16 @@ class _RawBody:
 
     @classmethod
     async def open(cls, route: DirectRoute, path: str, headers: dict, chunk_size: int,
-                   on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]) -> "_RawBody":
+                   on_bytes: Callable[[int], None], describe: Callable[[Exception], PenError]) -> "RawBody":
         """Connect, ask, and read the head. Network failures raise what PenClient raises for
         them (``describe``: Unreachable, CertificateError), as httpx's would."""
         base = route.base_url
         lines = [f"GET {path} HTTP/1.1", f"Host: {base.netloc.decode('ascii')}", "User-Agent: penmail",
                  *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
         if any(c in line for line in lines for c in "\r\n\0"):
-            raise _RawFallback("a header that cannot be sent as is")
+            raise RawFallback("a header that cannot be sent as is")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        body = cls(chunk_size, on_bytes)
+        body = cls(chunk_size, on_bytes, describe)
         threading.Thread(target=body._run, args=(route, request), name="penmail-download", daemon=True).start()
         try:
             try:
@@ -107,7 +112,7 @@ class _RawBody:
             except ConnectionError as exc:
                 raise describe(httpx.ReadError(str(exc))) from None
             if body.left is None:
-                raise _RawFallback(f"status {body.status_code}, or a body without a plain Content-Length")
+                raise RawFallback(f"status {body.status_code}, or a body without a plain Content-Length")
         except BaseException:
             body.close()
             raise
@@ -220,7 +225,7 @@ class _RawBody:
                 error: BaseException = (httpx.ConnectTimeout("connecting timed out") if isinstance(exc, TimeoutError)
                                         else httpx.ConnectError(str(exc)))
             elif isinstance(exc, ValueError):
-                error = _RawFallback(f"a head that does not parse ({exc})")
+                error = RawFallback(f"a head that does not parse ({exc})")
             elif isinstance(exc, TimeoutError):
                 error = httpx.ReadTimeout("no data arrived in time")
             else:
@@ -264,6 +269,22 @@ class _RawBody:
         self._head_failed(ConnectionError("the connection ended before the answer"))
         self.wakeup.set()
 
+    @property
+    def length(self) -> int | None:
+        """The body's length (known once the head is in)."""
+        return None if self.left is None else self.received + self.left
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """Full chunks until the body's end; BodyBroken when the connection breaks first."""
+        while True:
+            try:
+                chunk = await self.next_chunk()
+            except ConnectionError as exc:
+                raise BodyBroken(self.describe(httpx.ReadError(str(exc)))) from None
+            if chunk is None:
+                return
+            yield chunk
+
     async def next_chunk(self) -> bytearray | memoryview | None:
         """The next full chunk; None at the body's end; the connection's error when it ends
         early (after :meth:`partial` is taken, what arrived can still be kept)."""
@@ -297,3 +318,22 @@ class _RawBody:
             self.full.clear()
             self.filling = None
         return pieces
+
+
+class RawFetcher:
+    """Fetches over a connection of its own (``PenClient.direct_route()``), body read by a thread."""
+
+    def __init__(self, route: DirectRoute, chunk_size: int, describe: Callable[[Exception], PenError]):
+        self.route, self.chunk_size, self.describe = route, chunk_size, describe
+
+    @asynccontextmanager
+    async def open(self, message_id: str, attachment_id: str, start: int, if_range: str | None,
+                   on_bytes: Callable[[int], None]) -> AsyncIterator[RawBody]:
+        url, headers = download_request(message_id, attachment_id, start=start, if_range=if_range)
+        path = self.route.base_url.raw_path.decode("ascii").rstrip("/") + url
+        body = await RawBody.open(self.route, path, {**headers, "Authorization": self.route.authorization},
+                                  self.chunk_size, on_bytes, self.describe)
+        try:
+            yield body
+        finally:
+            body.close()

@@ -7,19 +7,20 @@ How one download goes:
 
 * The file's name is ``safe_filename(attachment.filename)``; every path this module makes
   is checked to lie directly inside the (resolved) folder.
-* The bytes stream into ``NAME.part`` beside the target, with a small ``NAME.part.json``
+* The bytes stream into ``NAME.part`` beside the target (``part``), with a small ``NAME.part.json``
   recording what is expected (sha256, ETag, size), so that a later call -- after a lost
   connection, a cancel, or a restart of the client -- finds the ``.part`` and continues
   with ``Range: bytes=N-`` and ``If-Range: <ETag>``.  A 206 appends; a 200 means the file
   changed, and the download starts again from zero.  A ``.part`` that is not ours (no
   metadata, or metadata for another file) is never touched: another slot, ``NAME (1).part``,
   is used instead.  A lock (``flock``) keeps two downloads off one ``.part``.
-* The body is read straight off its own TLS connection by a thread of its own
-  (:class:`_RawBody`: large ``recv_into`` calls into a memory BIO, decryption straight into
-  chunk-sized buffers) when the client uses httpx's own transport; httpx
-  (``PenClient.download``) reads it otherwise, and asks again for every answer that is not a
-  plain 200/206. httpx hands the body over one 16 KiB TLS record at a time, through
-  httpcore, h11 and several async generators: that, not the disk or the hash, was the limit.
+* The body comes from one of two fetchers (``fetch``): straight off its own TLS connection
+  by a thread of its own (``raw_tls``: large ``recv_into`` calls into a memory BIO,
+  decryption straight into chunk-sized buffers) when the client uses httpx's own transport;
+  through httpx (``PenClient.download``) otherwise, and for every answer that is not a plain
+  200/206. httpx hands the body over one 16 KiB TLS record at a time, through httpcore, h11
+  and several async generators: that, not the disk or the hash, was the limit. Both feed
+  the one writer here.
 * Writing and hashing happen in a worker thread (one chunk in flight while the next is
   read), so the event loop keeps drawing; a few chunks of 1 MiB are held, reused. Each
   8 MiB written is handed to the kernel's writeback at once (posix_fadvise), so dirty pages
@@ -39,26 +40,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import errno
 import hashlib
-import json
 import os
 import re
-import secrets
-import ssl
-import stat
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
-from urllib.parse import quote
 
-import httpx
-
-from tui.raw_body import _RawBody, _RawFallback  # noqa: F401 (tests patch them here)
-from tui.config import default_download_dir
-from tui.filenames import UnsafePathError, create_exclusive, safe_filename, unique_path
+from tui.downloads.errors import DownloadCancelled, DownloadError, Progress
+from tui.downloads.fetch import Body, BodyBroken, Fetcher, HttpxFetcher
+from tui.downloads.part import META_FORMAT, Part, check_folder, disk_sentence
+from tui.downloads.raw_tls import RawFallback, RawFetcher
+from tui.files import UnsafePathError, safe_filename
 from tui.pen_client import (
     Attachment,
     NotFound,
@@ -69,74 +63,25 @@ from tui.pen_client import (
     Unreachable,
 )
 
-try:  # POSIX; elsewhere two downloads of one file simply are not guarded against each other
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
 __all__ = [
     "CHUNK_SIZE",
     "DownloadCancelled",
     "DownloadError",
     "Progress",
+    "check_folder",
     "download_all",
     "download_attachment",
 ]
 
 CHUNK_SIZE = 1 << 20
-PART_SUFFIX = ".part"
-META_SUFFIX = ".part.json"
-META_FORMAT = "penmail-download/1"
 PROGRESS_INTERVAL = 0.1  # seconds between two progress reports (the first and last always go)
-_MAX_SLOTS = 100
-_NAME_MAX = 255
-_REHASH_CHUNK = 8 << 20
-# Written data is handed to the kernel's writeback a window at a time (and dropped from the
-# page cache a few windows later, clean by then): a big download then never piles up dirty
-# pages, which the kernel answers by throttling the writer (0.2 to 1.7 s more per GiB on the
-# benchmark VM, and never the same twice), and the final fsync has only the last window to
-# write. Like `dd oflag=nocache`; where posix_fadvise is missing, this is skipped.
-_WRITEBACK_WINDOW = 8 << 20
-_fadvise = getattr(os, "posix_fadvise", None)
+RAW_DOWNLOADS = True  # False: every download goes through httpx (PenClient.download)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-# Never through a symlink; never blocking on a FIFO planted under our name (O_NONBLOCK does
-# nothing to regular files); binary on Windows.
-_OPEN_FLAGS = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_BINARY", 0))
-_HARD_ERRNOS = tuple(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n))
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_RETRYABLE = (Unreachable, ServerError, RateLimited)
 
 
-class DownloadError(PenError):
-    """A download failed; ``message`` says why in one sentence."""
-
-
-class DownloadCancelled(PenError):
-    """The download was stopped on request; the part that arrived is kept to resume."""
-
-    def __init__(self, message: str, *, part: Path | None = None, done: int = 0):
-        super().__init__(message, code="cancelled")
-        self.part, self.done = part, done
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One report of a download's progress (``filename`` is already safe to show)."""
-
-    done: int
-    total: int
-    bytes_per_second: float
-    seconds_left: float | None
-    filename: str
-    file_number: int = 1
-    file_count: int = 1
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total > 0 else 1.0
-
-
-# ---------------------------------------------------------------- small helpers
+# ---------------------------------------------------------------- checksums the server states
 
 
 def _etag_sha(etag: str | None) -> str | None:
@@ -167,302 +112,6 @@ def _digest_sha(header: str | None) -> str | None:
             return None
         return raw.hex() if len(raw) == 32 else None
     return None
-
-
-def _fit_bytes(text: str, max_bytes: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    return encoded[:max_bytes].decode("utf-8", errors="ignore").rstrip(" .") or "_"
-
-
-def _slot_names(name: str) -> Iterable[tuple[str, str]]:
-    """(part name, metadata name) for slot 0, 1, 2...: ``NAME.part``, ``NAME (1).part``..."""
-    room = _NAME_MAX - len(META_SUFFIX.encode()) - len(f" ({_MAX_SLOTS})".encode())
-    base = _fit_bytes(name, room)
-    for n in range(_MAX_SLOTS):
-        stem = base if n == 0 else f"{base} ({n})"
-        yield stem + PART_SUFFIX, stem + META_SUFFIX
-
-
-def _inside(folder: Path, path: Path) -> Path:
-    """``path`` when it is one plain name directly in ``folder`` (resolved), else
-    UnsafePathError. Symlinks are dealt with where files are opened (O_NOFOLLOW, O_EXCL)."""
-    name = path.name
-    if (path.parent != folder or name in ("", ".", "..") or os.sep in name
-            or (os.altsep and os.altsep in name) or "\0" in name):
-        raise UnsafePathError(f"Refusing to use {path!r}, which is not inside {folder}.")
-    return path
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    if hasattr(os, "pread"):
-        return os.pread(fd, size, offset)
-    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
-    return os.read(fd, size)  # pragma: no cover
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
-def _disk_sentence(exc: OSError, name: str, folder: Path) -> str:
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return (f"There is no room left in {folder} for {name}; free some space and try again "
-                f"(what arrived so far is kept).")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"The folder {folder} cannot be written to; choose another folder."
-    return f"Saving {name} in {folder} failed ({exc.strerror or type(exc).__name__}); try again."
-
-
-def check_folder(folder: str | os.PathLike) -> Path:
-    """The resolved download folder, or DownloadError with one sentence saying what is wrong."""
-    path = Path(folder).expanduser()
-    if not path.exists() and path == default_download_dir():
-        # The platform's Downloads folder, when nobody chose another: made, as a browser
-        # would (a fresh account on a server often has none). A folder the person chose
-        # is never made: a typo would put files where nobody looks.
-        try:
-            path.mkdir(parents=True, mode=0o700, exist_ok=True)
-        except OSError:
-            pass  # said below
-    if not path.exists():
-        raise DownloadError(f"The download folder {path} does not exist; create it or choose another.",
-                            code="folder_missing")
-    if not path.is_dir():
-        raise DownloadError(f"The download folder {path} is not a folder; choose a folder.", code="folder_invalid")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise DownloadError(f"The download folder {path} cannot be written to; choose another folder.",
-                            code="folder_not_writable")
-    return path.resolve(strict=True)
-
-
-# ---------------------------------------------------------------- the .part on disk
-
-
-class _Part:
-    """An open, locked ``.part`` with its metadata file. Methods other than ``close`` and
-    ``_lock`` run in a worker thread; the writer is used by one thread at a time."""
-
-    def __init__(self, folder: Path, part: Path, meta: Path, fd: int, meta_doc: dict):
-        self.folder, self.path, self.meta, self.fd, self.doc = folder, part, meta, fd, meta_doc
-        self.hasher = hashlib.sha256()
-        self.size = 0
-        self.advised = 0  # where the next writeback window starts
-        self._closed = False
-        self._close_lock = threading.Lock()
-
-    # -- opening
-
-    @staticmethod
-    def _read_meta(meta: Path) -> dict | None:
-        try:
-            fd = os.open(meta, os.O_RDONLY | _OPEN_FLAGS)
-        except OSError:
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            raw = os.read(fd, 64 << 10)
-        finally:
-            os.close(fd)
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        if not isinstance(doc, dict) or doc.get("format") != META_FORMAT:
-            return None
-        return doc
-
-    @staticmethod
-    def _matches(doc: dict | None, sha256: str, size: int) -> bool:
-        return bool(doc) and doc.get("sha256") == sha256 and doc.get("size") == size
-
-    @staticmethod
-    def _lock(fd: int) -> bool:
-        if fcntl is None:  # pragma: no cover
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
-    @classmethod
-    def _open_existing(cls, part: Path) -> int | None:
-        try:
-            fd = os.open(part, os.O_RDWR | _OPEN_FLAGS)
-        except OSError:
-            return None
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or not cls._lock(fd):
-            os.close(fd)
-            return None
-        return fd
-
-    @classmethod
-    def _create(cls, path: Path, mode: int = os.O_RDWR) -> int | None:
-        try:
-            return os.open(path, mode | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
-        except FileExistsError:
-            return None
-
-    @classmethod
-    def claim(cls, folder: Path, name: str, doc: dict) -> "_Part":
-        """Resume a matching ``.part`` when there is one, else start a new one in a free slot."""
-        sha, size = doc["sha256"], doc["size"]
-        slots = [(_inside(folder, folder / p), _inside(folder, folder / m)) for p, m in _slot_names(name)]
-        # First a .part of this very file left by an earlier call.
-        for part, meta in slots:
-            if not os.path.lexists(meta):
-                continue
-            found = cls._read_meta(meta)
-            if not cls._matches(found, sha, size):
-                continue
-            if os.path.lexists(part):
-                fd = cls._open_existing(part)
-            else:  # metadata written, .part not yet made (a crash in between)
-                fd = cls._create(part)
-                if fd is not None and not cls._lock(fd):
-                    os.close(fd)
-                    fd = None
-            if fd is not None:
-                merged = {**found, **{k: v for k, v in doc.items() if k != "etag" or not found.get("etag")}}
-                return cls(folder, part, meta, fd, merged)
-        # Else a slot where neither name exists; metadata first, so a .part is never anonymous.
-        for part, meta in slots:
-            if os.path.lexists(part) or os.path.lexists(meta):
-                continue
-            mfd = cls._create(meta, os.O_WRONLY)
-            if mfd is None:
-                continue
-            try:
-                _write_all(mfd, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
-                os.fsync(mfd)
-            finally:
-                os.close(mfd)
-            fd = cls._create(part)
-            if fd is None or not cls._lock(fd):
-                if fd is not None:
-                    os.close(fd)
-                os.unlink(meta)
-                continue
-            return cls(folder, part, meta, fd, doc)
-        raise DownloadError(f"There are already {_MAX_SLOTS} partial downloads named like {name} in {folder}; "
-                            f"remove some and try again.", code="too_many_parts")
-
-    # -- worker-thread operations
-
-    def rehash_step(self, offset: int, size: int) -> int:
-        block = _pread(self.fd, min(_REHASH_CHUNK, size - offset), offset)
-        self.hasher.update(block)
-        return len(block)
-
-    def restart(self) -> None:
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        self.hasher = hashlib.sha256()
-        self.size = self.advised = 0
-
-    def write(self, chunk: bytes) -> None:
-        self.hasher.update(chunk)
-        _write_all(self.fd, chunk)
-        self.size += len(chunk)
-        if self.size - self.advised >= _WRITEBACK_WINDOW:
-            self._write_back(self.advised, self.size - self.advised)
-            self.advised = self.size
-
-    def _write_back(self, offset: int, length: int) -> None:
-        """Start writing this window out, and drop an older one (written by now) from the cache."""
-        if _fadvise is None:
-            return
-        try:
-            _fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
-            older = offset - 4 * _WRITEBACK_WINDOW
-            if older >= 0:
-                _fadvise(self.fd, older, _WRITEBACK_WINDOW, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass  # advice only
-
-    def save_meta(self, changes: dict) -> None:
-        """Rewrite the metadata (atomically, via a fresh temporary name)."""
-        self.doc = {**self.doc, **changes}
-        tmp = _inside(self.folder, self.folder / f"{self.meta.name[:200]}.{secrets.token_hex(6)}.tmp")
-        fd = self._create(tmp, os.O_WRONLY)
-        if fd is None:  # pragma: no cover - 48 random bits
-            return
-        try:
-            _write_all(fd, json.dumps(self.doc, ensure_ascii=False).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.meta)
-
-    def finish(self, name: str) -> Path:
-        """fsync, link into a name nobody has, drop the .part and its metadata, fsync the folder."""
-        os.fsync(self.fd)
-        final = None
-        for _ in range(_MAX_SLOTS):
-            candidate = _inside(self.folder, unique_path(self.folder, name))
-            try:
-                os.link(self.path, candidate)
-            except FileExistsError:
-                continue  # taken between the look and the link: next name
-            except OSError as exc:
-                if exc.errno in _HARD_ERRNOS:
-                    raise
-                break  # no hard links here (FAT, some network shares): reserve and rename
-            final = candidate
-            os.unlink(self.path)
-            break
-        if final is None:
-            reserved, fd = create_exclusive(self.folder, name)
-            os.close(fd)
-            final = _inside(self.folder, reserved)
-            os.replace(self.path, final)  # onto the empty file made for it just now
-        self.close()
-        try:
-            os.unlink(self.meta)
-        except FileNotFoundError:
-            pass
-        _fsync_dir(self.folder)
-        if final.resolve(strict=True).parent != self.folder:  # pragma: no cover - defence in depth
-            raise UnsafePathError(f"{final!r} resolves outside {self.folder}.")
-        return final
-
-    def discard(self) -> None:
-        self.close()
-        for path in (self.path, self.meta):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        _fsync_dir(self.folder)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        with self._close_lock:
-            if not self._closed:
-                self._closed = True
-                os.close(self.fd)  # also releases the lock
 
 
 # ---------------------------------------------------------------- progress
@@ -497,15 +146,7 @@ class _Meter:
         self.callback(Progress(done, self.total, self.rate, seconds_left, self.filename, self.number, self.count))
 
 
-# ---------------------------------------------------------------- the body straight off the TLS connection
-
-RAW_DOWNLOADS = True  # False: every download goes through httpx (PenClient.download)
-
-
 # ---------------------------------------------------------------- downloading
-
-
-_RETRYABLE = (Unreachable, ServerError, RateLimited)
 
 
 class _Download:
@@ -518,11 +159,12 @@ class _Download:
         self.expected_sha = sha if _HEX64.match(sha) else None
         self.size = attachment.size
         self.meter = _Meter(progress, self.name, attachment.size, number, count)
-        self.part: _Part | None = None
+        self.part: Part | None = None
         self.etag: str | None = None
         self.server_shas: set[str] = set()
         self.inflight: asyncio.Future | None = None  # the thread working on the .part, if any
         self.finishing: asyncio.Future | None = None
+        self.body_first = 0  # where the body being received starts in the file (for progress)
 
     # -- the worker thread
 
@@ -530,7 +172,7 @@ class _Download:
         if isinstance(exc, UnsafePathError):
             return DownloadError(f"Refusing to save {self.name} outside {self.folder}.", code="unsafe_path")
         if isinstance(exc, OSError):
-            return DownloadError(_disk_sentence(exc, self.name, self.folder), code="disk")
+            return DownloadError(disk_sentence(exc, self.name, self.folder), code="disk")
         return exc
 
     def _start(self, fn, *args) -> asyncio.Future:
@@ -636,94 +278,64 @@ class _Download:
             await self._call(part.save_meta, {"etag": self.etag})
         self.meter.start(part.size)
 
+    def _fetchers(self) -> list[Fetcher]:
+        """The raw TLS fetcher first when the client allows one, then httpx."""
+        route = self.client.direct_route() if RAW_DOWNLOADS else None
+        raw = [RawFetcher(route, self.chunk_size, self.client.describe_failure)] if route is not None else []
+        return [*raw, HttpxFetcher(self.client, self.chunk_size)]
+
+    def _received(self, received: int) -> None:
+        self.meter.update(self.body_first + received)
+
     async def _fetch(self) -> None:
         """One request: from what is on disk to the end (or the whole file after a 200)."""
         start = self.part.size
-        if_range = self.etag or (f'"{self.expected_sha}"' if self.expected_sha else None)
-        route = self.client.direct_route() if RAW_DOWNLOADS else None
-        if route is not None:
+        if_range = (self.etag or (f'"{self.expected_sha}"' if self.expected_sha else None)) if start else None
+        for fetcher in self._fetchers():
+            self.body_first = start
             try:
-                await self._fetch_raw(route, start, if_range if start else None)
+                async with fetcher.open(self.message_id, self.att.id, start, if_range, self._received) as body:
+                    await self._begin(body, start)
+                    await self._write(body)
                 return
-            except _RawFallback:
-                pass  # before a byte of the body: httpx asks again, and says what went wrong
-        await self._fetch_httpx(start, if_range if start else None)
+            except RawFallback:
+                continue  # before a byte of the body: httpx asks again, and says what went wrong
 
-    async def _fetch_raw(self, route, start: int, if_range: str | None) -> None:
+    async def _write(self, body: Body) -> None:
+        """The one writer: each chunk is written and hashed in the thread while the next one
+        arrives; when the connection breaks, what arrived is kept before the error is raised."""
         part = self.part
-        base = route.base_url
-        path = (base.raw_path.decode("ascii").rstrip("/")
-                + f"/messages/{quote(self.message_id, safe='')}/attachments/{quote(self.att.id, safe='')}")
-        headers = {"Accept-Encoding": "identity", "Authorization": route.authorization}
-        if start:
-            headers["Range"] = f"bytes={start}-"
-            if if_range:
-                headers["If-Range"] = if_range
-        first = start
-        body = await _RawBody.open(route, path, headers, self.chunk_size,
-                                   lambda received: self.meter.update(first + received), self.client.describe_failure)
-        try:
-            await self._begin(body, start)
-            first = part.size  # 0 after a 200 that restarted the .part
-            if part.size + body.received + body.left > self.size:
-                await self._fail("size")
+        self.body_first = end = part.size  # 0 after a 200 that restarted the .part
+        if body.length is not None and part.size + body.length > self.size:
+            await self._fail("size")
+        written = None
+        async with aclosing(body.chunks()) as chunks:
             try:
-                written = None
-                while (chunk := await body.next_chunk()) is not None:
+                async for chunk in chunks:
+                    end += len(chunk)
+                    if end > self.size:
+                        await self._fail("size")
                     await self._settle()  # the chunk before this one is on disk now
                     if written is not None:
                         body.recycle(written)
                     self._start(part.write, chunk)
                     written = chunk
-            except ConnectionError as exc:
+            except BodyBroken as broken:
                 for piece in body.partial():  # keep what arrived before the connection broke
+                    end += len(piece)
+                    if end > self.size:
+                        await self._fail("size")
                     await self._settle()
                     self._start(part.write, piece)
                 await self._settle()
-                raise self.client.describe_failure(httpx.ReadError(str(exc))) from None
-            await self._settle()
-        finally:
-            body.close()
-
-    async def _fetch_httpx(self, start: int, if_range: str | None) -> None:
-        part = self.part
-        async with self.client.download(self.message_id, self.att.id, start=start,
-                                        if_range=if_range) as response:
-            await self._begin(response, start)
-            done = part.size
-            buffer = bytearray()
-            try:
-                # The network's pieces (a TLS record, 16 KiB, or more) are gathered into chunks
-                # of chunk_size for the disk; one chunk is written and hashed in the thread
-                # while the next one arrives. Identity bodies skip httpx's decoder layer.
-                encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                pieces = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
-                async for piece in pieces:
-                    if done + len(piece) > self.size:
-                        await self._fail("size")
-                    buffer += piece
-                    done += len(piece)
-                    if len(buffer) >= self.chunk_size:
-                        await self._settle()  # the chunk before this one is on disk now
-                        self._start(part.write, buffer)
-                        buffer = bytearray()
-                    self.meter.update(done)
-            except (httpx.HTTPError, ssl.SSLError, ConnectionError):
-                if buffer:  # keep what arrived before the connection broke
-                    await self._settle()
-                    self._start(part.write, buffer)
-                    await self._settle()
-                raise
-            if buffer:
-                await self._settle()
-                self._start(part.write, buffer)
-            await self._settle()
+                raise broken.error from None
+        await self._settle()
 
     async def run(self) -> Path:
         doc = {"format": META_FORMAT, "sha256": self.expected_sha or "", "size": self.size,
                "etag": f'"{self.expected_sha}"' if self.expected_sha else None, "filename": self.name,
                "message_id": self.message_id, "attachment_id": self.att.id}
-        self.part = await self._call(_Part.claim, self.folder, self.name, doc)
+        self.part = await self._call(Part.claim, self.folder, self.name, doc)
         self.etag = self.part.doc.get("etag")
         if await self._rehash():
             self.meter.update(self.part.size, force=True)
@@ -803,7 +415,7 @@ class _Download:
         if part is None:
             if fut is not None:  # stopped while claiming: close what the claim opens, if anything
                 fut.add_done_callback(lambda f: None if f.cancelled() or f.exception() is not None
-                                      else _close_quietly(f.result()) if isinstance(f.result(), _Part) else None)
+                                      else _close_quietly(f.result()) if isinstance(f.result(), Part) else None)
             return
         if fut is not None and not fut.done():
             fut.add_done_callback(lambda f: (_consume(f), _close_quietly(part)))
@@ -813,7 +425,7 @@ class _Download:
             _close_quietly(part)
 
 
-def _close_quietly(part: _Part) -> None:
+def _close_quietly(part: Part) -> None:
     try:
         part.close()
     except OSError:  # pragma: no cover

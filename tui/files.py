@@ -1,4 +1,6 @@
-"""Local file names for attachments the server (that is, a sender) names.
+"""Files on disk: safe local names, atomic writes, durable renames, and locks. No Textual.
+
+Names: attachments are named by the server (that is, by a sender).
 
 A sender chooses every attachment's name, so a name may try to climb out of the download
 folder (``../../.ssh/authorized_keys``), hide (``.bashrc``), pose as a device on Windows
@@ -8,25 +10,42 @@ for the file system.  This module owns:
 * ``safe_filename`` -- one harmless path component for any input;
 * ``unique_path`` / ``create_exclusive`` -- never overwrite an existing file;
 * ``parse_content_disposition`` -- the name in an RFC 6266 header.
+
+Writing: ``write_atomic`` replaces a state file whole (temporary file, fsync, rename, fsync
+of the folder); ``fsync_dir`` makes a rename or an unlink in a folder durable. Locks:
+``try_lock`` and ``lock_within`` take an advisory ``flock`` on an open file (where there is
+no ``fcntl``, they succeed without one: nothing is guarded).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import tempfile
+import time
 import unicodedata
 from pathlib import Path
 from urllib.parse import unquote
 
 from tui.safe_text import clean
 
+try:  # POSIX; elsewhere the locks below guard nothing
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "MAX_NAME_BYTES",
     "UnsafePathError",
     "create_exclusive",
+    "fsync_dir",
+    "lock_within",
     "parse_content_disposition",
     "safe_filename",
+    "try_lock",
     "unique_path",
+    "write_atomic",
 ]
 
 MAX_NAME_BYTES = 255  # NAME_MAX of ext4, APFS, NTFS (in UTF-16 units there, bytes are stricter)
@@ -225,3 +244,81 @@ def parse_content_disposition(header: str | None) -> str | None:
     if raw is None:
         return None
     return safe_filename(raw)
+
+
+# ---------------------------------------------------------------- durable writes
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable; not every platform can open a folder,
+    and some file systems refuse to fsync one (then this does nothing)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash at any moment leaves old or new, whole.
+
+    The file is private to the user (mode 0o600, as ``mkstemp`` creates it).
+    """
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+# ---------------------------------------------------------------- locks
+
+
+def try_lock(fd: int) -> bool:
+    """An exclusive ``flock`` on ``fd`` now, or False when another holds it (True where
+    there is no fcntl). Closing the file releases it."""
+    if fcntl is None:  # pragma: no cover
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def lock_within(fd: int, seconds: float, *, stop=None, poll: float = 0.05) -> bool:
+    """Try to lock ``fd`` until ``seconds`` have passed (or ``stop``, a threading.Event, is
+    set); False when it could not be had, or when the file system cannot lock at all."""
+    if fcntl is None:  # pragma: no cover
+        return True
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False  # ENOLCK and the like: this file system cannot lock
+        if time.monotonic() >= deadline:
+            return False
+        if stop is not None:
+            if stop.wait(poll):
+                return False
+        else:
+            time.sleep(poll)

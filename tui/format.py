@@ -1,0 +1,139 @@
+"""How penmail shows things, in the full-screen UI and in line mode alike: sizes, dates,
+addresses, a message's header block and its body as text. No Textual here.
+
+Everything from a server passes through ``tui.safe_text`` here (``one_line`` for fields,
+``clean`` for bodies) before it is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from tui.safe_text import clean, one_line
+
+__all__ = [
+    "address_text",
+    "body_text",
+    "duration_left",
+    "header_rows",
+    "header_text",
+    "human_size",
+    "iso",
+    "list_date",
+    "long_date",
+    "short_date",
+]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# ---------------------------------------------------------------- sizes and durations
+
+
+def human_size(n: int | float) -> str:
+    """ "512 bytes", "1.5 KB", "6.0 MB", "2.1 GB" (units of 1024)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def duration_left(seconds: float | None) -> str:
+    """ "3 seconds left", "2 min 05 s left", "1 h 02 min left", or "time left unknown"."""
+    if seconds is None:
+        return "time left unknown"
+    s = max(0, math.ceil(seconds))
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''} left"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s left"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min left"
+
+
+# ---------------------------------------------------------------- dates (the same in every locale)
+
+
+def iso(when: datetime | None) -> str | None:
+    """RFC 3339 in UTC, as the API writes it."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def list_date(when: datetime | None) -> str:
+    """ "2026-11-27 09:30" in local time: sortable."""
+    if when is None:
+        return "-"
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def long_date(when: datetime | None) -> str:
+    """ "Fri 27 Nov 2026 09:30" in local time."""
+    if when is None:
+        return "-"
+    local = when.astimezone()
+    return f"{_DAYS[local.weekday()]} {local.day:02d} {_MONTHS[local.month - 1]} {local.year} {local:%H:%M}"
+
+
+def short_date(when: datetime | None, now: datetime | None = None) -> str:
+    """A list row's date in local time: "09:30" today, "27 Nov" this year, else "2025-11-27"."""
+    if when is None:
+        return ""
+    local = when.astimezone()
+    today = (now or datetime.now(timezone.utc)).astimezone().date()
+    if local.date() == today:
+        return local.strftime("%H:%M")
+    if local.year == today.year:
+        return f"{local.day:02d} {_MONTHS[local.month - 1]}"
+    return local.strftime("%Y-%m-%d")
+
+
+# ---------------------------------------------------------------- a message
+
+
+def address_text(a) -> str:
+    """ "Ann Smith <ann@a.example>", or the address alone when there is no other name."""
+    email = one_line(a.email)
+    name = one_line(a.name or "")
+    return f"{name} <{email}>" if name and name.lower() != email.lower() else email
+
+
+def header_rows(m, *, with_id: bool = False) -> list[tuple[str, str]]:
+    """A message's header block as (label, value) pairs, every value on one line."""
+    def addrs(items) -> str:
+        return ", ".join(address_text(a) for a in items) or "-"
+
+    rows = [("From", address_text(m.sender)), ("To", addrs(m.to))]
+    if m.cc:
+        rows.append(("Cc", addrs(m.cc)))
+    if m.bcc:
+        rows.append(("Bcc", addrs(m.bcc)))
+    rows += [("Date", long_date(m.sent_at)), ("Subject", one_line(m.subject) or "(no subject)")]
+    if with_id:
+        rows.append(("Id", one_line(m.id)))
+    return rows
+
+
+def header_text(m, *, with_id: bool = False) -> str:
+    """The header block as aligned lines: "From:    Ann <ann@a.example>"..."""
+    return "\n".join(f"{label + ':':<8} {value}" for label, value in header_rows(m, with_id=with_id))
+
+
+def body_text(m) -> tuple[str, list[str], str | None]:
+    """(text, links, note): the HTML part through tui.htmlbody, the text part when that fails
+    or there is no HTML; everything cleaned. ``note`` says why the text part is shown. The
+    conversion can take a while (it has a deadline): call it from a thread in the UI."""
+    from tui.htmlbody import HtmlConversionError, html_to_text  # html2text loads only when needed
+
+    if m.body_html:
+        try:
+            text, links = html_to_text(m.body_html)
+            return clean(text), list(links), None
+        except HtmlConversionError as exc:
+            return clean(m.body_text), [], str(exc)
+    return clean(m.body_text), [], None

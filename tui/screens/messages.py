@@ -1,0 +1,86 @@
+"""The typed messages screens and the app talk through (Textual ``Message``s, handled with
+``@on``), server events included: a screen posts one and the app, which owns the session
+and the screen stack, acts on it; the app hands each server event to every screen as a
+:class:`PenEvent`. Textual is imported here, so it lives in screens/."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from tui.drafts import Draft
+    from tui.pen_client import Event, Message as PenMessage, Summary
+    from tui.session import Session
+
+__all__ = [
+    "ComposeRequested",
+    "DraftResumeRequested",
+    "EventsWanted",
+    "MessageOpenRequested",
+    "NotificationsRequested",
+    "PenEvent",
+    "SignedIn",
+    "SummaryChanged",
+]
+
+
+class SignedIn(Message):
+    """The sign-in screen signed in: the app shows the mailbox."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+
+class EventsWanted(Message):
+    """The mailbox drew its first page (or failed to): time to follow the event stream."""
+
+
+class MessageOpenRequested(Message):
+    """Open this message in the reader."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__()
+        self.summary = summary
+
+
+class SummaryChanged(Message):
+    """A message changed (read, unread); ``moved``: it left its folder, so the list reloads."""
+
+    def __init__(self, summary: Summary, moved: bool = False) -> None:
+        super().__init__()
+        self.summary, self.moved = summary, moved
+
+
+class ComposeRequested(Message):
+    """Write a new message, or a reply, reply-all or forward of ``message``."""
+
+    def __init__(self, kind: str = "new", message: PenMessage | None = None) -> None:
+        super().__init__()
+        self.kind, self.message = kind, message
+
+
+class DraftResumeRequested(Message):
+    """Go on writing this draft."""
+
+    def __init__(self, draft: Draft) -> None:
+        super().__init__()
+        self.draft = draft
+
+
+class NotificationsRequested(Message):
+    """Show who was notified of this sent message."""
+
+    def __init__(self, message_id: str, subject: str = "") -> None:
+        super().__init__()
+        self.message_id, self.subject = message_id, subject
+
+
+class PenEvent(Message, bubble=False):
+    """A server event (``tui.pen_client.Event``), handed by the app to every screen."""
+
+    def __init__(self, event: Event | Any) -> None:
+        super().__init__()
+        self.event = event
