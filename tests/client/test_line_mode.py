@@ -277,8 +277,10 @@ def test_send_checks_addresses_subject_and_files_first(line):
 
 def test_a_failed_send_keeps_the_draft_and_a_retry_never_sends_twice(line, pen):
     subj = subject("retry")
-    closed = line.config("ann", server="https://127.0.0.1:9", name="closed")
-    failed = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Send me once.", config=closed)
+    # The same account (drafts belong to one), but the PEN's certificate is not trusted here.
+    untrusted = line.tmp / "untrusted.toml"
+    untrusted.write_text(f'server = "{line.pen.process.url}"\nemail = "ann@abc.example"\n')
+    failed = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Send me once.", config=untrusted)
     assert failed.code == 1
     sentence = failed.one_sentence()
     draft_id = re.search(r"kept as draft ([0-9a-f]{32})", sentence).group(1)

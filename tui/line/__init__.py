@@ -33,6 +33,10 @@ times RFC 3339 UTC):
   "sha256"}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
   "in_reply_to", "attachments", "notifications": [Notification]}
+* drafts: {"count", "items": [Draft]} where Draft is {"id", "updated_at", "to": [str], "cc": [str],
+  "bcc": [str] (as typed), "subject", "attachments": [path], "forwarded_attachments": int,
+  "in_reply_to"|null, "forward_of"|null}; drafts show: Draft + {"created_at", "body"} (with
+  several ids: {"items": [...]}); drafts delete: {"deleted": [id]}
 * status: {"message_id", "items": [Notification]} where Notification is {"recipient":
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
 * export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
@@ -55,7 +59,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept")
+            "intercept", "drafts")
 
 
 def _positive(text: str) -> int:
@@ -117,6 +121,18 @@ def add_commands(sub) -> None:
     p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
     p.add_argument("--allow-empty", action="store_true",
                    help="send even when standard input has no text (refused otherwise)")
+
+    p = command("drafts", "list, show or delete the drafts kept on this machine",
+                "Without an action, list the drafts (newest first); `show ID...` prints them, `delete ID...` "
+                "removes them.")
+    p.set_defaults(ids=[])
+    actions = p.add_subparsers(dest="action", metavar="{show,delete}")
+    for name, text in (("show", "print drafts: headers, files and text"), ("delete", "remove drafts for good")):
+        a = actions.add_parser(name, help=text, description=text)
+        # --json before or after the action; SUPPRESS keeps one given before it.
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print one JSON document on standard output instead of lines")
+        a.add_argument("ids", nargs="*", metavar="ID", help="a draft's id, as `penmail drafts` lists it")
 
     p = command("reply", "reply to a message; your text comes from standard input, the original is quoted")
     p.add_argument("id", metavar="ID", help="the message to reply to")

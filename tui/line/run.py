@@ -42,7 +42,6 @@ except ImportError:  # pragma: no cover
 
 
 LOCK_TIMEOUT = 30.0
-SEND_TRIES = 3
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _LINK_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/m/(?P<id>[A-Za-z0-9_-]{1,200})/?$")
 
