@@ -138,3 +138,32 @@ def test_drafts_lists_shows_and_deletes_plain_and_json(line, pen):
     done = line("drafts", "delete", ids[1], config=closed)
     assert done.lines == [f'Deleted draft {ids[1]} ("Kept 2").']
     assert line("drafts", "--json", config=closed).json() == {"count": 0, "items": []}
+
+
+def test_send_draft_uploads_again_only_what_the_pen_has_expired(line, pen):
+    """A kept draft with two files: one upload the PEN still has, one it has expired (an id it
+    does not know). Only the expired one goes up again, under the same key."""
+    from tui.drafts import Draft, DraftStore, account_key, upload_record
+
+    kept, gone = line.tmp / "kept.txt", line.tmp / "gone.txt"
+    kept.write_bytes(b"still on the PEN\n")
+    gone.write_bytes(b"expired on the PEN\n")
+    with pen.as_user("ann") as c:
+        answer = c.post("/uploads", params={"filename": "kept.txt"}, content=kept.read_bytes(),
+                        headers={"Content-Type": "text/plain"})
+        assert answer.status_code == 201, answer.text
+        kept_id = answer.json()["id"]
+    subj = subject("expired upload")
+    draft = Draft(to=["bob@abc.example"], subject=subj, body="Two files.", attachments=[str(kept), str(gone)],
+                  uploads={str(kept): upload_record(kept_id, kept.stat().st_size, kept.stat().st_mtime_ns),
+                           str(gone): upload_record("expired" + uuid.uuid4().hex, gone.stat().st_size,
+                                                    gone.stat().st_mtime_ns)},
+                  account=account_key(pen.process.url, "ann@abc.example"))
+    DraftStore(drafts_dir(line)).save(draft)
+    done = line("send", "--json", "--draft", draft.id)
+    assert done.code == 0, done.err
+    sent = done.json()["attachments"]
+    assert [a["filename"] for a in sent] == ["kept.txt", "gone.txt"]
+    assert sent[0]["id"] == kept_id and not sent[1]["id"].startswith("expired")  # only the expired one again
+    [got] = bob_has(pen, subj)
+    assert [a["filename"] for a in got["attachments"]] == ["kept.txt", "gone.txt"]
