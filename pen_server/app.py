@@ -13,7 +13,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
-from pen_server import accounts, errors
+from pen_server import accounts, errors, openapi
 from pen_server.api import admin, attachments, auth, messages
 from pen_server.db import Database
 from pen_server.events import EventHub
@@ -149,5 +149,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     @app.get("/api/v1/health", tags=["meta"])
     def health():
         return {"status": "ok"}
+
+    openapi.install(app)
 
     return app

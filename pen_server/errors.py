@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,9 +42,23 @@ _DEFAULT_CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidde
                   416: "range_not_satisfiable", 429: "rate_limited", 503: "unavailable"}
 
 
+_HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
 def _field_name(loc) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API takes at this path, read from its OpenAPI document (FastAPI's 405
+    names only the methods of the first route that matches the path); None off the API."""
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods = {m.upper() for m in item if m in _HTTP_METHODS}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
 
 
 def install(app: FastAPI) -> None:
@@ -64,14 +79,17 @@ def install(app: FastAPI) -> None:
                             status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         code = _DEFAULT_CODES.get(exc.status_code, "invalid_request")
         message = exc.detail if isinstance(exc.detail, str) and exc.detail else "The request could not be served."
         if exc.status_code == 404:
             message = "There is nothing at that address."
-        elif exc.status_code == 405:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
             message = "That method is not allowed here."
-        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+            allowed = _allowed_methods(request)
+            headers = {"Allow": allowed} if allowed else headers
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
+
+from pen_server.accounts import MIN_PASSWORD
+from pen_server.text import BASE_URL_PATTERN, CONTROL_CLASS, NO_CONTROL_BUT_NEWLINE_PATTERN, NO_CONTROL_PATTERN
 
 Folder = Literal["inbox", "sent", "archive", "trash"]
 MovableFolder = Literal["inbox", "archive", "trash"]
@@ -17,12 +20,29 @@ def rfc3339(value: datetime) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: JSON's types as the schema states them (0 is not false, "5" is not 5).
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+def _whole(value):
+    # JSON Schema counts 25.0 as an integer; strict pydantic would not.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+# Rules the server checks itself (to answer with its own sentence), stated in the schema too.
+NO_CONTROL = {"pattern": NO_CONTROL_PATTERN}
+# What str.strip() removes that CONTROL_CLASS does not already forbid.
+_SPACES = " \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_NO_CONTROL = {"pattern": f"^[^{CONTROL_CLASS}]*[^{CONTROL_CLASS}{_SPACES}][^{CONTROL_CLASS}]*$"}
+# An e-mail address as email-validator takes it (at most 254 characters, RFC 5321).
+EMAIL_MAX = 254
 
 
 class AddressIn(Strict):
-    email: str = Field(max_length=320)
-    name: str | None = Field(default=None, max_length=200)
+    email: str = Field(max_length=EMAIL_MAX, json_schema_extra={"format": "email"})
+    name: str | None = Field(default=None, max_length=200, json_schema_extra=NO_CONTROL)
 
 
 class Address(BaseModel):
@@ -70,8 +90,8 @@ class InvitationOut(BaseModel):
 
 
 class RegisterIn(Strict):
-    display_name: str = Field(min_length=1, max_length=200)
-    password: str = Field(max_length=1024)
+    display_name: str = Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK_NO_CONTROL)
+    password: str = Field(max_length=1024, json_schema_extra={"minLength": MIN_PASSWORD})
 
 
 class AttachmentOut(BaseModel):
@@ -136,14 +156,19 @@ class PatchIn(Strict):
 
 
 class SendIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [  # at least one recipient
+        {"required": [kind], "properties": {kind: {"minItems": 1}}} for kind in ("to", "cc", "bcc")]})
     to: list[AddressIn] = Field(default_factory=list, max_length=5000)
     cc: list[AddressIn] = Field(default_factory=list, max_length=5000)
     bcc: list[AddressIn] = Field(default_factory=list, max_length=5000)
-    subject: str = Field(default="", max_length=998)
+    subject: str = Field(default="", max_length=998, json_schema_extra=NO_CONTROL)
     body_text: str = Field(default="", max_length=10_000_000)
     body_html: str | None = Field(default=None, max_length=20_000_000)
-    in_reply_to: str | None = Field(default=None, max_length=64)
-    attachments: list[str] = Field(default_factory=list, max_length=200)
+    in_reply_to: str | None = Field(default=None, max_length=64,
+                                    description="The id of a message the sender can read (else 422).")
+    attachments: list[str] = Field(default_factory=list, max_length=200, json_schema_extra={"uniqueItems": True},
+                                   description="Ids of the sender's uploads, or of attachments of messages it can "
+                                               "read; each once.")
 
 
 class NotificationsOut(BaseModel):
@@ -155,12 +180,13 @@ class ResendIn(Strict):
 
 
 class SmtpIn(Strict):
-    host: str = Field(default="localhost", max_length=255)
-    port: int = Field(default=25, ge=1, le=65535)
+    host: str = Field(default="localhost", max_length=255, json_schema_extra=NO_CONTROL)
+    port: WholeNumber = Field(default=25, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "none"
     username: str | None = Field(default=None, max_length=255)
     password: str | None = Field(default=None, max_length=1024)
-    from_address: str = Field(default="pen@localhost", max_length=320)
+    from_address: str = Field(default="pen@localhost", max_length=320,
+                              json_schema_extra={"pattern": f"^[^{CONTROL_CLASS}]*@[^{CONTROL_CLASS}]*$"})
 
 
 class SmtpOut(BaseModel):
@@ -172,9 +198,9 @@ class SmtpOut(BaseModel):
 
 
 class PenIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    base_url: str = Field(min_length=1, max_length=2000)
-    footer: str = Field(default="", max_length=4000)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=NO_CONTROL)
+    base_url: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": BASE_URL_PATTERN})
+    footer: str = Field(default="", max_length=4000, json_schema_extra={"pattern": NO_CONTROL_BUT_NEWLINE_PATTERN})
     smtp: SmtpIn | None = None
 
 
@@ -190,7 +216,9 @@ SubjectPolicy = Literal["keep", "generic"]
 
 
 class PackageIn(Strict):
-    disclaimer: str | None = Field(default=None, max_length=20000)
+    # 10,000 characters: even as JSON's \uXXXX\uXXXX escapes (12 bytes a character) the body
+    # stays under max_json_bytes (128 KiB), so no valid disclaimer is refused as too large.
+    disclaimer: str | None = Field(default=None, max_length=10_000)
     subject: SubjectPolicy | None = None  # left out: unchanged ("keep" for a new package)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from pen_server import penconf, security, send_limits
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
-from pen_server.mailbox import count_change, entry_for
+from pen_server.mailbox import count_change
 from pen_server.models import (
     Attachment, FolderCount, IdempotencyKey, MailboxEntry, Message, Notification, User, new_id, utcnow,
 )
@@ -23,10 +24,13 @@ from pen_server.settings import Settings
 from pen_server.text import clean_body, has_control, snippet, strip_controls
 
 IDEMPOTENCY_HOURS = 24
+IDEMPOTENCY_KEY_MAX = 255
+# Printable ASCII; no space at either end, since HTTP drops those from a header's value.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 
 def valid_idempotency_key(key: str | None) -> str:
-    if key is None or not (1 <= len(key) <= 255) or any(not (0x20 <= ord(c) <= 0x7E) for c in key):
+    if key is None or len(key) > IDEMPOTENCY_KEY_MAX or not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
         raise ApiError(400, "invalid_request",
                        "Sending needs an Idempotency-Key header of 1 to 255 printable ASCII characters.")
     return key
@@ -146,7 +150,12 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         if earlier.request_hash != digest:
             raise ApiError(422, "idempotency_key_reused",
                            "That Idempotency-Key was used for another message; make a new key for a new message.")
-        return entry_for(session, user, earlier.message_id), []
+        entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                          MailboxEntry.message_id == earlier.message_id))
+        if entry is None:
+            raise ApiError(409, "conflict", "The message sent with that Idempotency-Key has been deleted since; "
+                                            "make a new key to send it again.")
+        return entry, []
     if earlier is not None:
         session.delete(earlier)
         session.flush()
@@ -232,9 +241,10 @@ def notification_row(secret: bytes, host: str, expires: datetime, message_id: st
 
 
 def own_message(session: Session, user: User, message_id: str) -> Message:
-    """The caller's own sent message; anyone else gets 404."""
+    """The caller's own sent message, while the sender keeps its copy; anyone else gets 404."""
     message = session.get(Message, message_id)
-    if message is None or message.sender_id != user.id:
+    if message is None or message.sender_id != user.id or session.scalar(select(MailboxEntry.id).where(
+            MailboxEntry.user_id == user.id, MailboxEntry.message_id == message_id)) is None:
         raise not_found()
     return message
 

@@ -6,7 +6,17 @@ import re
 import unicodedata
 
 # C0 (tab, newline and carriage return are handled by each caller), DEL, C1, bidi controls.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Kept as regex source so that the OpenAPI schema states the same rule as a `pattern`.
+_C0_BEFORE_NEWLINE, _C0_AFTER_NEWLINE = r"\x00-\x09", r"\x0b-\x1f"
+_OTHER_CONTROLS = r"\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+CONTROL_CLASS = r"\x00-\x1f" + _OTHER_CONTROLS
+_CONTROL = re.compile(f"[{CONTROL_CLASS}]")
+# JSON Schema patterns (ECMA-262 and Python agree on these) for the rules of has_control:
+NO_CONTROL_PATTERN = f"^[^{CONTROL_CLASS}]*$"
+NO_CONTROL_BUT_NEWLINE_PATTERN = f"^[^{_C0_BEFORE_NEWLINE}{_C0_AFTER_NEWLINE}{_OTHER_CONTROLS}]*$"
+# The PEN's own address, as links in notifications start: https://, a host name, maybe a port
+# and a path; no spaces, controls, query or fragment.
+BASE_URL_PATTERN = f"^https://[A-Za-z0-9.-]+(:[0-9]{{1,5}})?(/[^ ?#{CONTROL_CLASS}]*)?$"
 _CONTROL_KEEP_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import re
+
+from fastapi import APIRouter, Depends, Path
 from sqlalchemy import select
 
 from pen_server import penconf
 from pen_server.api.deps import admin, db_session, services
 from pen_server.errors import not_found, validation
 from pen_server.models import Package
-from pen_server.schemas import PackageIn, PackageOut, PackagesOut, PenIn, PenOut
-from pen_server.text import has_control
+from pen_server.schemas import NO_CONTROL, PackageIn, PackageOut, PackagesOut, PenIn, PenOut
+from pen_server.text import BASE_URL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -34,8 +36,8 @@ def put_pen(body: PenIn, _=Depends(admin, scope="function"), session=Depends(db_
     fields = {}
     if has_control(body.name):
         fields["name"] = "no line breaks or control characters"
-    if not body.base_url.startswith("https://") or has_control(body.base_url) or " " in body.base_url:
-        fields["base_url"] = "an https:// address"
+    if not re.fullmatch(BASE_URL_PATTERN, body.base_url):
+        fields["base_url"] = "an https:// address: a host name, maybe a port and a path, no query"
     if has_control(body.footer.replace("\n", "")):
         fields["footer"] = "no control characters"
     if body.smtp and (has_control(body.smtp.host) or has_control(body.smtp.from_address)
@@ -66,7 +68,7 @@ def _package_out(package: Package) -> dict:
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
-def put_package(name: str, body: PackageIn, _=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
+def put_package(body: PackageIn, name: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL), _=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
     if not (1 <= len(name) <= 64) or has_control(name):
         raise not_found("That package")
     package = session.get(Package, name)

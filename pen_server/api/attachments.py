@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import select, update
 
 from pen_server import mailbox
@@ -59,7 +59,10 @@ def clean_content_type(value: str | None) -> str:
     return value
 
 
-@router.post("/uploads", response_model=AttachmentOut, status_code=201)
+@router.post("/uploads", response_model=AttachmentOut, status_code=201, openapi_extra={"requestBody": {
+    "required": False, "description": "The file's bytes (none: an empty file); its Content-Type is stored with "
+                                      "it (else application/octet-stream).",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request, filename: str = Query(..., min_length=1, max_length=1024),
                  pen=Depends(services), who=Depends(caller_without_session)):
     length = request.headers.get("content-length")
@@ -132,8 +135,25 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/messages/{message_id}/attachments/{attachment_id}",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial"}})
+_FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}  # the Content-Type it was uploaded with
+_FILE_HEADERS = {name: {"required": True, "schema": {"type": "string"}} for name in (
+    "ETag", "Repr-Digest", "Accept-Ranges", "Content-Disposition", "Content-Length")}
+
+
+# Read from the request itself (the handler decides on them), stated here for the document.
+_RANGE_PARAMETERS = [
+    {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "bytes=N-, bytes=N-M or bytes=-N: 206 with that range; past the end 416; any other form, "
+                    "or several ranges, 200 and the whole file."},
+    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "The ETag: Range counts only while it matches."}]
+
+
+@router.get("/messages/{message_id}/attachments/{attachment_id}", response_class=Response,
+            openapi_extra={"parameters": _RANGE_PARAMETERS}, responses={
+    200: {"description": "The whole file.", "content": _FILE, "headers": _FILE_HEADERS},
+    206: {"description": "The one byte range asked for (Range: bytes=N-M).", "content": _FILE, "headers": {
+        **_FILE_HEADERS, "Content-Range": {"required": True, "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"}}}}})
 async def download(message_id: str, attachment_id: str, request: Request, pen=Depends(services),
                    who=Depends(caller_without_session)):
     return await attachment_response(pen, who.user.id, message_id, attachment_id, request)

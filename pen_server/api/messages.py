@@ -21,7 +21,7 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.get("/messages", response_model=PageOut)
 def list_messages(folder: Folder = "inbox", limit: int = Query(50, ge=1, le=200),
-                  cursor: str | None = Query(None, max_length=512), unread: bool | None = None,
+                  cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"), unread: bool | None = None,
                   q: str | None = Query(None, max_length=500), order: Order = "newest",
                   who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     page = mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None, order)
@@ -78,8 +78,9 @@ def resend(message_id: str, body: ResendIn | None = None, who: Caller = Depends(
     return out
 
 
-@router.get("/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/events", response_class=StreamingResponse, responses={200: {
+    "description": "Server-sent events, one `message.new` per new message, and a comment every 15 s.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
     token_hash, check_every = who.token.token_hash, pen.settings.stream_check_seconds
 

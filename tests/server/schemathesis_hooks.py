@@ -1,0 +1,83 @@
+"""schemathesis hooks for test_schema_fuzz (loaded by the `schemathesis run` it starts).
+
+A schema states the shape of a request, not which things exist: a cursor this server gave
+out, a message the caller can read, the caller's own uploads and attachments, an
+invitation not yet used, an Idempotency-Key not used for another message; nor a sum (recipients in to, cc and bcc
+together). For a request generated as valid, those are given real values just
+before it is sent, so that positive_data_acceptance judges everything else the schema says.
+Requests generated as invalid are sent as generated."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import httpx
+import schemathesis
+
+PEN = json.loads(os.environ["PEN_FUZZ"])  # url, ca, token, cursors, max_recipients, invitations
+UNUSED_INVITATIONS = list(PEN["invitations"])  # each guest signs up once; later ones get 409
+MAX_UPLOADS = 5  # per request: enough to cover a list of several, quick to make
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(base_url=PEN["url"] + "/api/v1", verify=PEN["ca"], timeout=30,
+                        headers={"Authorization": f"Bearer {PEN['token']}"})
+
+
+def _readable_message(client: httpx.Client) -> str:
+    """A message the caller can read now (the run may have deleted any earlier one)."""
+    r = client.post("/messages", json={"to": [{"email": "ann@abc.example"}], "subject": "fuzz reply target"},
+                    headers={"Idempotency-Key": uuid.uuid4().hex})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def _uploads(client: httpx.Client, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        r = client.post("/uploads", params={"filename": f"fuzz-{i}.txt"}, content=b"%064d" % i,
+                        headers={"Content-Type": "text/plain"})
+        r.raise_for_status()
+        ids.append(r.json()["id"])
+    return ids
+
+
+def _attachment(client: httpx.Client) -> dict[str, str]:
+    """A message the caller can read with one attachment of 64 bytes, for the download."""
+    upload = _uploads(client, 1)
+    r = client.post("/messages", json={"to": [{"email": "ann@abc.example"}], "attachments": upload},
+                    headers={"Idempotency-Key": uuid.uuid4().hex})
+    r.raise_for_status()
+    return {"message_id": r.json()["id"], "attachment_id": r.json()["attachments"][0]["id"]}
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    method, path = case.operation.method.upper(), case.operation.path
+    if method == "GET" and path == "/api/v1/messages" and case.query and case.query.get("cursor"):
+        case.query["cursor"] = PEN["cursors"][case.query.get("order") or "newest"]
+    if path.startswith("/api/v1/invitations/"):
+        token = PEN["invitations"][0]
+        if method == "POST" and UNUSED_INVITATIONS:
+            token = UNUSED_INVITATIONS.pop()
+        case.path_parameters = {**(case.path_parameters or {}), "token": token}
+    if method == "GET" and path == "/api/v1/messages/{message_id}/attachments/{attachment_id}":
+        with _client() as client:  # made anew: the run may delete any message it can list
+            case.path_parameters = {**(case.path_parameters or {}), **_attachment(client)}
+    if method == "POST" and path == "/api/v1/messages" and isinstance(case.body, dict):
+        case.headers = {**(case.headers or {}), "idempotency-key": uuid.uuid4().hex}
+        room = PEN["max_recipients"]  # to, cc and bcc together: a sum no schema can state
+        for kind in ("to", "cc", "bcc"):
+            if isinstance(case.body.get(kind), list):
+                case.body[kind] = case.body[kind][:room]
+                room -= len(case.body[kind])
+        with _client() as client:
+            if case.body.get("in_reply_to") is not None:
+                case.body["in_reply_to"] = _readable_message(client)
+            if case.body.get("attachments"):
+                case.body["attachments"] = _uploads(client, min(len(case.body["attachments"]), MAX_UPLOADS))
