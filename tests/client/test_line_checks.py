@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import time
 
-from tests.client.test_line_mode import line, subject  # noqa: F401 - the fixture
+import pytest
+
+from tests.client.test_line_mode import Line, subject
+
+
+@pytest.fixture
+def line(tmp_path, pen) -> Line:
+    return Line(tmp_path, pen)
 
 
 def test_an_empty_text_is_refused_unless_allow_empty(line, pen):

@@ -13,9 +13,16 @@ import sys
 import time
 import uuid
 
-from tests.client.test_line_mode import REPO, Done, line, link_for, subject  # noqa: F401 - the fixture
+import pytest
+
+from tests.client.test_line_mode import REPO, Done, Line, link_for, subject
 from tests.conftest import PASSWORD
 from tui.sender import SEND_TRIES
+
+
+@pytest.fixture
+def line(tmp_path, pen) -> Line:
+    return Line(tmp_path, pen)
 
 
 def drafts_dir(line, who: str = "ann"):
@@ -25,7 +32,7 @@ def drafts_dir(line, who: str = "ann"):
 def losing(line, *args: str, lose: int, stdin: str = "") -> Done:
     """penmail ARGS as Ann, the PEN's answers to the first `lose` sends lost on the way back."""
     env = line.env("ann", None, PASSWORD, None) | {"PENMAIL_TEST_LOSE": str(lose)}
-    done = subprocess.run([sys.executable, "-m", "tests.client.lose_answers", *args], input=stdin.encode(),
+    done = subprocess.run([sys.executable, "-m", "tests.client.lose_answers", *args], input=stdin.encode(), check=False,
                           capture_output=True, env=env, cwd=REPO, timeout=120)
     return Done(done.returncode, done.stdout.decode(), done.stderr.decode())
 

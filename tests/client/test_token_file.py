@@ -9,8 +9,15 @@ import asyncio
 import stat
 from urllib.parse import urlsplit
 
-from tests.client.test_line_mode import Line, line, whoami_at_once  # noqa: F401 - the fixture
+import pytest
+
+from tests.client.test_line_mode import Line, whoami_at_once
 from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def line(tmp_path, pen) -> Line:
+    return Line(tmp_path, pen)
 
 
 def token_files(line: Line, who: str = "ann") -> list:
