@@ -506,3 +506,23 @@ async def test_discard_asks_twice_and_leaves_nothing(pen, state):
         await pilot.press("f12")
         await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
     assert drafts(state).list() == []
+
+
+async def test_a_draft_the_pen_refuses_says_what_to_change(pen, state):
+    """A 422 that sending again would not change (a reply to a message Ann cannot read, as
+    when the original was deleted for good): the PEN's sentence and "change", never "press
+    F9 to try again"; the draft is kept and nothing is sent."""
+    subject = f"Refused {tag()}"
+    app = app_for(pen, state)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_compose(pilot)
+        screen.draft.in_reply_to = "no-such-message-" + tag()
+        await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *subject, "tab", *"Hello.")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: status(app).startswith("Not sent:"), timeout=30)
+        assert status(app).endswith("The draft is kept; change what the PEN names and send again.")
+        assert "F9" not in status(app)
+        assert screen.definite_failure  # an edit makes a new sending attempt
+        await pilot.press("escape")
+    assert [d.subject for d in drafts(state).list()] == [subject]
+    assert inbox(pen, "bob", subject) == []
