@@ -23,7 +23,8 @@ Everything from the server is cleaned by tui.safe_text.
 times RFC 3339 UTC):
 
 * whoami: {"server", "id", "email", "display_name", "role", "package"|null}
-* login:  {"server", "email", "display_name", "role", "remembered": bool, "notice"|null}
+* login:  {"server", "email", "display_name", "role", "remembered": bool, "token_file"|null (the
+  private file that keeps the sign-in where no keyring works), "notice"|null}
 * logout: {"server", "email", "signed_out": bool}
 * list:   {"folder", "total", "count", "next_cursor"|null, "items": [Summary]} where Summary is {"id",
   "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
@@ -37,6 +38,10 @@ times RFC 3339 UTC):
   (a file with that name, or a numbered copy, already had this sha256: nothing written)}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
   "in_reply_to", "attachments", "notifications": [Notification]}
+* drafts: {"count", "items": [Draft]} where Draft is {"id", "updated_at", "to": [str], "cc": [str],
+  "bcc": [str] (as typed), "subject", "attachments": [path], "forwarded_attachments": int,
+  "in_reply_to"|null, "forward_of"|null}; drafts show: Draft + {"created_at", "body"} (with
+  several ids: {"items": [...]}); drafts delete: {"deleted": [id]}
 * folders: {"items": [{"name", "total", "unread"}]}
 * move, mark, delete: {"done": [{"id", "folder" (null once deleted for good), "unread", "subject"} +
   "deleted" for delete], "failed": [{"id", "code", "message", "exit_code"}]}; with one id
@@ -64,7 +69,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept", "folders", "move", "delete", "mark", "forward")
+            "intercept", "drafts", "folders", "move", "delete", "mark", "forward")
 MOVABLE = ("inbox", "archive", "trash")
 
 
@@ -89,13 +94,13 @@ def add_commands(sub) -> None:
         p.set_defaults(func=run, line_command=name)
         return p
 
-    p = command("login", "sign in and remember the sign-in in the system keyring",
+    p = command("login", "sign in and remember the sign-in (the system keyring, else a private file)",
                 "Sign in to the PEN. Asks for the server and e-mail address when they are not configured, "
                 "and for the password on a terminal; reads the password from standard input otherwise.")
     p.add_argument("--server", help="the PEN's https:// address (saved in the settings file)")
     p.add_argument("--email", help="your e-mail address on the PEN (saved in the settings file)")
     p.add_argument("--ca-file", help="the PEN's CA certificate, for a PEN with a private CA (saved)")
-    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in in the keyring")
+    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in (keyring or file)")
 
     command("logout", "sign out: revoke the sign-in on the server and forget it here")
     command("whoami", "show who you are signed in as, and where")
@@ -153,6 +158,20 @@ def add_commands(sub) -> None:
     p.add_argument("--subject", help="the subject")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
     p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="send even when standard input has no text (refused otherwise)")
+
+    p = command("drafts", "list, show or delete the drafts kept on this machine",
+                "Without an action, list the drafts (newest first); `show ID...` prints them, `delete ID...` "
+                "removes them.")
+    p.set_defaults(ids=[])
+    actions = p.add_subparsers(dest="action", metavar="{show,delete}")
+    for name, text in (("show", "print drafts: headers, files and text"), ("delete", "remove drafts for good")):
+        a = actions.add_parser(name, help=text, description=text)
+        # --json before or after the action; SUPPRESS keeps one given before it.
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print one JSON document on standard output instead of lines")
+        a.add_argument("ids", nargs="*", metavar="ID", help="a draft's id, as `penmail drafts` lists it")
 
     p = command("reply", "reply to a message; your text comes from standard input, the original is quoted")
     p.add_argument("id", metavar="ID", help="the message to reply to")

@@ -48,6 +48,7 @@ from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
 from tui.line.run import LineError, Run, _sentence
 from tui.line.intercept import cmd_intercept
 from tui.line.writing import cmd_reply, cmd_send
+from tui.line.drafts import cmd_drafts
 from tui.line.manage import cmd_delete, cmd_folders, cmd_mark, cmd_move
 from tui.line.forwarding import cmd_forward
 
@@ -58,7 +59,7 @@ from tui.line.forwarding import cmd_forward
 HANDLERS = {
     "login": cmd_login, "logout": cmd_logout, "whoami": cmd_whoami, "list": cmd_list, "read": cmd_read,
     "get": cmd_get, "send": cmd_send, "reply": cmd_reply, "status": cmd_status, "open": cmd_open,
-    "export": cmd_export, "intercept": cmd_intercept,
+    "export": cmd_export, "intercept": cmd_intercept, "drafts": cmd_drafts,
     "folders": cmd_folders, "move": cmd_move, "delete": cmd_delete, "mark": cmd_mark, "forward": cmd_forward,
 }
 
