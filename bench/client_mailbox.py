@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import json
 import os
 import shutil
@@ -160,6 +161,36 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def bench_pen(messages: int):
+    """A PEN on loopback TLS whose reader@bench.example holds ``messages`` messages, a penmail
+    settings file for that reader, and an environment whose keyring is a file (so each
+    penmail process starts signed in, as a person's does); yields (root, process, settings
+    file, environment), and removes it all afterwards."""
+    # As an installed package would be: byte-compiled (this environment may set
+    # PYTHONDONTWRITEBYTECODE, and a changed module would then be compiled at every start).
+    compileall.compile_dir(ROOT / "tui", quiet=1)
+    root = Path(tempfile.mkdtemp(prefix="penmail-bench-"))
+    sink = SmtpSink().start()
+    try:
+        port = make_bench_pen(root / "pen", messages)
+        process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
+        try:
+            config_file = root / "config.toml"
+            config_file.write_text(f'server = "{process.url}"\nca_file = "{process.ca_file}"\n'
+                                   f'email = "reader@bench.example"\n')
+            env = dict(os.environ, PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"),
+                       PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
+                       BENCH_KEYRING_FILE=str(root / "keyring.json"))
+            env.pop("PENMAIL_PASSWORD", None)
+            yield root, process, config_file, env
+        finally:
+            process.stop()
+    finally:
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100_000)
@@ -167,50 +198,29 @@ def main() -> int:
     ap.add_argument("--walk-rows", type=int, default=20_000, help="rows to walk down with page-down")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    # As an installed package would be: byte-compiled (this environment may set
-    # PYTHONDONTWRITEBYTECODE, and a changed module would then be compiled at every start).
-    compileall.compile_dir(ROOT / "tui", quiet=1)
-    root = Path(tempfile.mkdtemp(prefix="penmail-bench-"))
-    sink = SmtpSink().start()
     result: dict = {"messages": args.messages}
-    try:
-        port = make_bench_pen(root / "pen", args.messages)
-        process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
-        try:
-            config_file = root / "config.toml"
-            config_file.write_text(f'server = "{process.url}"\nca_file = "{process.ca_file}"\n'
-                                   f'email = "reader@bench.example"\n')
-            # Signed in as a person is after the first time: a refresh token in the keyring.
-            env = dict(os.environ, PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"),
-                       PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
-                       BENCH_KEYRING_FILE=str(root / "keyring.json"))
-            env.pop("PENMAIL_PASSWORD", None)
-            remember = (
-                f"import asyncio\nfrom tui.session import Session\n"
-                f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
-                f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n"
-            )
-            subprocess.run([sys.executable, "-c", remember], env=env, check=True, cwd=ROOT)
-            first_frame(BARE, env), first_frame(PENMAIL, env)  # warm the disk cache
-            bare, pen = [], []
-            for _ in range(args.runs):  # in turns, so that other load falls on both alike
-                bare.append(first_frame(BARE, env))
-                pen.append(first_frame(PENMAIL, env))
-            result["bare_first_frame_ms"] = round(statistics.median(bare) * 1000)
-            result["penmail_first_mailbox_frame_ms"] = round(statistics.median(pen) * 1000)
-            result["startup_ratio"] = round(statistics.median(pen) / statistics.median(bare), 2)
+    with bench_pen(args.messages) as (root, process, config_file, env):
+        remember = (
+            f"import asyncio\nfrom tui.session import Session\n"
+            f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
+            f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n"
+        )
+        subprocess.run([sys.executable, "-c", remember], env=env, check=True, cwd=ROOT)
+        first_frame(BARE, env), first_frame(PENMAIL, env)  # warm the disk cache
+        bare, pen = [], []
+        for _ in range(args.runs):  # in turns, so that other load falls on both alike
+            bare.append(first_frame(BARE, env))
+            pen.append(first_frame(PENMAIL, env))
+        result["bare_first_frame_ms"] = round(statistics.median(bare) * 1000)
+        result["penmail_first_mailbox_frame_ms"] = round(statistics.median(pen) * 1000)
+        result["startup_ratio"] = round(statistics.median(pen) / statistics.median(bare), 2)
 
-            import asyncio
+        import asyncio
 
-            from tui.config import load_config
+        from tui.config import load_config
 
-            os.environ.update(PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"))
-            result.update(asyncio.run(scroll_run(load_config(), args.walk_rows)))
-        finally:
-            process.stop()
-    finally:
-        sink.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        os.environ.update(PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"))
+        result.update(asyncio.run(scroll_run(load_config(), args.walk_rows)))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

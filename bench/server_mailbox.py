@@ -1,7 +1,8 @@
 """pen-server benchmarks for issue 2, in one run:
 
 1. GET /messages, first page, over a mailbox of 100,000 messages on loopback TLS:
-   the median over many requests, and the 2,000th page (keyset paging) against the first.
+   the median over many requests, and the 2,000th page (keyset paging) against the first;
+   then a few searches in the search language (q) over the whole folder.
 2. One message to 1,000 recipients: time until a local aiosmtpd has accepted all 1,000
    notifications, and over how many SMTP connections.
 
@@ -99,7 +100,9 @@ def main() -> int:
         out["seed_seconds"] = round(time.perf_counter() - t, 1)
         # One message to --recipients people: above the default cap of 100, raised for this run.
         limits = {"PEN_MAX_RECIPIENTS": str(args.recipients),
-                  "PEN_SEND_RECIPIENTS_PER_HOUR": str(max(1000, args.recipients))}
+                  "PEN_SEND_RECIPIENTS_PER_HOUR": str(max(1000, args.recipients)),
+                  # The seeded messages came from the sender within the last hours: not a limit test.
+                  "PEN_SEND_MESSAGES_PER_HOUR": str(args.messages + 10)}
         process = PenProcess(root, port, smtp_port=sink.port, env=limits).start()
         try:
             with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
@@ -126,6 +129,22 @@ def main() -> int:
                 out["page_2000_over_first"] = round(statistics.median(lasts) / statistics.median(firsts), 2)
                 out["page_2000_first_subject"] = last_body["items"][0]["subject"] if last_body["items"] else None
                 out["total"] = last_body["total"]
+
+                # The search language over the whole folder (each counts every match for `total`).
+                day = last_body["items"][0]["sent_at"][:10] if last_body["items"] else "2026-01-01"
+                searches = {"phrase (as before)": "number 99999", "from: has:attachment": "from:sender has:attachment",
+                            "to: (JSON list)": "to:reader", "is:unread": "is:unread", "after:": f"after:{day}",
+                            "words and subject:": '"message" subject:number body:99'}
+                folder_times = []
+                for _ in range(10):  # GET /folders: the unread counts are counted, not kept
+                    t = time.perf_counter()
+                    c.get("/folders").raise_for_status()
+                    folder_times.append(time.perf_counter() - t)
+                out["folders_median_ms"] = round(statistics.median(folder_times) * 1000, 1)
+                out["search_median_ms"] = {}
+                for name, q in searches.items():
+                    times = [timed_get(c, {"limit": 50, "q": q})[0] for _ in range(10)]
+                    out["search_median_ms"][name] = round(statistics.median(times) * 1000, 1)
 
                 # A message to 1,000 recipients.
                 tok = c.post("/auth/login", json={"email": "sender@bench.example", "password": PASSWORD}).json()
@@ -154,6 +173,9 @@ def main() -> int:
         print(f"  page 2,000 median      {out['page_2000_median_ms']} ms   ratio {out['page_2000_over_first']}"
               f"   (target <= 1: keyset, not OFFSET)")
         print(f"  walked 2,000 pages in  {out['walk_seconds']} s")
+        print(f"  GET /folders median    {out['folders_median_ms']} ms (unread counted over the folder)")
+        for name, ms in out["search_median_ms"].items():
+            print(f"  search {name:<24} {ms} ms (first page of 50 and the count)")
         print(f"{args.recipients} recipients: {out['notify_accepted']} accepted in {out['notify_seconds']} s "
               f"over {out['notify_smtp_connections']} SMTP connections   (target < 10 s; "
               f"the POST itself took {out['send_request_seconds']} s)")

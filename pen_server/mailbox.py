@@ -6,10 +6,11 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pen_server import search
 from pen_server.errors import ApiError, not_found
 from pen_server.models import FolderCount, MailboxEntry, Message, Notification, User
 
@@ -59,6 +60,15 @@ def folder_total(session: Session, user_id: str, folder: str) -> int:
         return row.total
     return session.scalar(select(func.count()).select_from(MailboxEntry).where(
         MailboxEntry.user_id == user_id, MailboxEntry.folder == folder)) or 0
+
+
+def folders(session: Session, user_id: str) -> list[dict]:
+    """Each folder's name, total (the kept count) and unread (counted: one pass over the
+    user's rows, as unread is not in the page index)."""
+    unread = dict(session.execute(
+        select(MailboxEntry.folder, func.count()).where(MailboxEntry.user_id == user_id, MailboxEntry.unread)
+        .group_by(MailboxEntry.folder)).all())
+    return [{"name": f, "total": folder_total(session, user_id, f), "unread": unread.get(f, 0)} for f in FOLDERS]
 
 
 def notifications_for(session: Session, message_id: str) -> list[Notification]:
@@ -115,11 +125,6 @@ def decode_cursor(cursor: str, order: str = "newest") -> tuple[datetime, str]:
                        fields={"cursor": "not a cursor from this server for this order"}) from None
 
 
-def _like(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def page(session: Session, user: User, folder: str, limit: int, cursor: str | None,
          unread: bool | None, q: str | None, order: str = "newest") -> dict:
     """One page of a folder, newest first or (order "oldest") oldest first; the same filters,
@@ -129,14 +134,12 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         filters.append(MailboxEntry.unread == unread)
     query = select(MailboxEntry)
     count = select(func.count()).select_from(MailboxEntry)
-    if q:
-        pattern = _like(q)
-        match = or_(Message.subject.ilike(pattern, escape="\\"), Message.from_email.ilike(pattern, escape="\\"),
-                    Message.from_name.ilike(pattern, escape="\\"), Message.body_text.ilike(pattern, escape="\\"))
+    terms = search.parse(q) if q else []
+    if search.needs_message(terms):
         query = query.join(Message, Message.id == MailboxEntry.message_id)
         count = count.join(Message, Message.id == MailboxEntry.message_id)
-        filters.append(match)
-    if q or unread is not None:
+    filters.extend(search.conditions(terms, session.get_bind().dialect.name))
+    if terms or unread is not None:
         total = session.scalar(count.where(*filters)) or 0
     else:
         total = folder_total(session, user.id, folder)

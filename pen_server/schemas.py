@@ -151,6 +151,16 @@ class PageOut(BaseModel):
     total: int
 
 
+class FolderOut(BaseModel):
+    name: Folder
+    total: int
+    unread: int
+
+
+class FoldersOut(BaseModel):
+    items: list[FolderOut]
+
+
 class PatchIn(Strict):
     unread: bool | None = None
     folder: MovableFolder | None = None

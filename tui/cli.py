@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="penmail", description="A terminal client for a Private Email Network. With no command, "
                                             "the full-screen client starts.")
+    from tui import __version__
+
+    p.add_argument("--version", action="version", version=f"penmail {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser("demo", help="start a demo PEN with believable data and open it")
     demo.add_argument("--fresh", action="store_true",

@@ -87,6 +87,19 @@ class Config:
     imap: dict = field(default_factory=dict)
     intercept: dict = field(default_factory=dict)
 
+    def not_set_up(self) -> str | None:
+        """Why there is no account to sign in to (one sentence naming what is missing), or None."""
+        if self.server and self.email:
+            return None
+        if not self.server and not self.email:
+            return "No PEN is set up yet; run `penmail login` first."
+        missing, given = ("email", "server") if self.server else ("server", "email")
+        where = f"{self.path}" if self.path else "the settings file"
+        example = 'email = "you@example.org"' if missing == "email" else 'server = "https://pen.example.org"'
+        return (f"In {where}, {given} is set but {missing} is missing; add {example} there, or run "
+                f"`penmail login --{missing} ...`.")
+
+
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     """The settings file penmail reads: ``$PENMAIL_CONFIG`` or the platform's config folder."""
     env = os.environ if env is None else env

@@ -20,13 +20,16 @@ SMTP, stored with LF line ends as Maildir readers expect):
   were set, or nothing is written.
 * text/plain, with a text/html alternative when the message has one; each attachment as
   a MIME part, downloaded with ``tui.downloads`` and checked against its sha256.
-* Read messages go to ``cur/`` with the ``S`` flag (``T`` too from the trash); unread ones
-  to ``new/``.  Each file is written in ``tmp/``, fsynced, then linked into place under a
-  unique name, so a reader never sees half a message.
+* Read messages go to ``cur/`` with the ``S`` flag, unread ones to ``new/``, in the Maildir++
+  folder of their PEN folder (``tui.maildir``: inbox at the root, ``.Sent``, ``.Archive``,
+  ``.Trash``).  Each file is written in that folder's ``tmp/``, fsynced, then linked into
+  place under a unique name, so a reader never sees half a message.
 
-``DIR/.penmail-index.json`` maps PEN message ids to Maildir keys, so a second run adds
-only what is new; files it does not know are looked at once for ``X-PEN-Message-Id``
-(a crash between writing a message and the index, or a lost index, costs no duplicate).
+The tree's index (PEN message ids to Maildir keys) and lock live in penmail's state folder,
+not in the tree, so a second run adds only what is new while mail programs see only mail;
+files the index does not know are looked at once for ``X-PEN-Message-Id`` (a crash between
+writing a message and the index, or a lost index, costs no duplicate).  A tree of the flat
+layout of earlier versions is migrated (``tui.maildir``).
 No Textual here.
 """
 
@@ -36,14 +39,9 @@ import asyncio
 import contextlib
 import email.policy
 import hashlib
-import itertools
-import json
 import os
 import re
-import secrets
-import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,14 +52,14 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tui.files import fsync_dir, safe_filename, try_lock, write_atomic
+from tui.files import safe_filename
+from tui.maildir import MaildirError, MaildirTree
 from tui.safe_text import clean, one_line
 
 __all__ = [
     "DEFAULT_FOLDERS",
     "ExportError",
     "ExportResult",
-    "INDEX_NAME",
     "build_email",
     "export_maildir",
     "header_text",
@@ -69,18 +67,13 @@ __all__ = [
     "serialize",
 ]
 
-INDEX_NAME = ".penmail-index.json"
-LOCK_NAME = ".penmail-export.lock"
 DEFAULT_FOLDERS = ("inbox", "archive", "sent")
 FILE_POLICY = email.policy.SMTP.clone(linesep="\n")
 MAX_ANCESTORS = 30
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
 _MIME_TYPE = re.compile(r"^([a-z0-9][a-z0-9!#$&^_.+-]{0,126})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})$")
-_MSGID = re.compile(r"<([A-Za-z0-9_-]{1,200})@[^<>@\s]+>")
 _PART_HEADERS = {"content-type", "content-transfer-encoding", "content-disposition", "mime-version"}
-_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_counter = itertools.count()
 
 
 class ExportError(Exception):
@@ -96,10 +89,19 @@ class ExportResult:
     maildir: Path
     added: list[dict] = field(default_factory=list)  # {"id", "key", "folder", "subject", "flags", "attachments"}
     skipped: int = 0  # already in the Maildir
+    migrated: int = 0  # moved from the flat layout of earlier versions into their sub-folders
 
     def to_json(self) -> dict:
         return {"maildir": str(self.maildir), "added": self.added, "count": len(self.added),
-                "skipped": self.skipped}
+                "skipped": self.skipped, "migrated": self.migrated}
+
+
+@contextlib.contextmanager
+def _as_export_error():
+    try:
+        yield
+    except MaildirError as exc:
+        raise ExportError(exc.message, exc.code) from None
 
 
 # ---------------------------------------------------------------- building one message
@@ -279,151 +281,12 @@ def serialize(msg: EmailMessage) -> bytes:
 # ---------------------------------------------------------------- the Maildir on disk
 
 
-def _unique_name() -> str:
-    now = time.time()
-    host = (socket.gethostname() or "localhost").replace("/", r"\057").replace(":", r"\072")
-    return (f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{next(_counter)}"
-            f"R{secrets.token_hex(8)}.{host}")
-
-
-class Maildir:
-    """A Maildir we add to: ``tmp/``, ``new/``, ``cur/`` and our index file."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        try:
-            if root.exists() and not root.is_dir():
-                raise ExportError(f"{root} is a file, not a Maildir folder.", code="not_a_folder")
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for sub in ("tmp", "new", "cur"):
-                (root / sub).mkdir(exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise ExportError(f"The Maildir {root} cannot be made ({exc.strerror or type(exc).__name__}).",
-                              code="folder") from None
-        self.index_path = root / INDEX_NAME
-        self.messages: dict[str, dict] = {}  # PEN id -> {"key", "folder", "in_reply_to"}
-        self.foreign: set[str] = set()  # keys of mail that is not from penmail (looked at once)
-
-    # -- the index
-
-    def load(self) -> None:
-        try:
-            doc = json.loads(self.index_path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-            doc = {}
-        items = doc.get("messages") if isinstance(doc, dict) else None
-        if isinstance(items, dict):
-            for pen_id, entry in items.items():
-                if isinstance(pen_id, str) and isinstance(entry, dict) and isinstance(entry.get("key"), str):
-                    self.messages[pen_id] = {"key": entry["key"], "folder": entry.get("folder"),
-                                             "in_reply_to": entry.get("in_reply_to")}
-        foreign = doc.get("foreign") if isinstance(doc, dict) else None
-        if isinstance(foreign, list):
-            self.foreign = {k for k in foreign if isinstance(k, str)}
-        self._reconcile()
-
-    def save(self) -> None:
-        doc = {"format": "penmail-maildir-index/1", "messages": self.messages, "foreign": sorted(self.foreign)}
-        write_atomic(self.index_path, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
-
-    def keys(self) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for sub in ("new", "cur"):
-            try:
-                names = os.listdir(self.root / sub)
-            except OSError:
-                continue
-            for name in names:
-                if not name.startswith("."):
-                    found[name.split(":", 1)[0]] = self.root / sub / name
-        return found
-
-    def _reconcile(self) -> None:
-        """Files the index does not know: ours from a run cut short, or someone else's mail."""
-        known = {entry["key"] for entry in self.messages.values()}
-        changed = False
-        for key, path in self.keys().items():
-            if key in known or key in self.foreign:
-                continue
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(64 << 10).split(b"\n\n", 1)[0]
-                headers = BytesParser(policy=email.policy.compat32).parsebytes(head + b"\n\n", headersonly=True)
-            except OSError:
-                continue
-            pen_id = (headers.get("X-PEN-Message-Id") or "").strip()
-            if _SAFE_ID.match(pen_id) and pen_id not in self.messages:
-                parent = _MSGID.search(headers.get("In-Reply-To") or "")
-                self.messages[pen_id] = {"key": key, "folder": (headers.get("X-PEN-Folder") or "").strip() or None,
-                                         "in_reply_to": parent.group(1) if parent else None}
-            else:
-                self.foreign.add(key)
-            changed = True
-        if changed:
-            self.save()
-
-    # -- adding
-
-    def deliver(self, data: bytes, *, flags: str, mtime: float | None) -> str:
-        """Write ``data`` into tmp/, fsync, link it into new/ (no flags) or cur/ (flags)."""
-        for _ in range(20):
-            key = _unique_name()
-            tmp = self.root / "tmp" / key
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
-            except FileExistsError:
-                continue
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                tmp.unlink(missing_ok=True)
-                raise
-            os.close(fd)
-            sub = "cur" if flags else "new"
-            dest = self.root / sub / (key + (f":2,{flags}" if flags else ""))
-            if mtime is not None:
-                os.utime(tmp, (mtime, mtime))
-            try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                tmp.unlink(missing_ok=True)
-                continue
-            except OSError:
-                if os.path.lexists(dest):  # pragma: no cover
-                    tmp.unlink(missing_ok=True)
-                    continue
-                os.rename(tmp, dest)  # no hard links on this file system
-            else:
-                tmp.unlink()
-            fsync_dir(self.root / sub)
-            return key
-        raise ExportError(f"No unique file name could be made in {self.root}.", code="names")  # pragma: no cover
-
-    @contextlib.contextmanager
-    def locked(self):
-        """One export into a Maildir at a time."""
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
-        try:
-            if not try_lock(fd):
-                raise ExportError(f"Another export into {self.root} is running; wait for it to finish.",
-                                  code="busy")
-            yield
-        finally:
-            os.close(fd)
-
-
 # ---------------------------------------------------------------- the export
 
 
 def _flags(summary) -> str:
-    flags = "" if summary.unread else "S"
-    if flags and summary.folder == "trash":
-        flags += "T"
-    return flags
+    # Never T (trashed) in .Trash: mutt and others purge T-flagged mail when leaving a folder.
+    return "" if summary.unread else "S"
 
 
 async def _summaries(client, folders: Iterable[str], since: datetime | None) -> list:
@@ -460,9 +323,10 @@ async def _attachment_bytes(client, message, attachment, folder: Path) -> bytes:
 
 
 async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterable[str] = DEFAULT_FOLDERS,
-                         since: datetime | None = None, host: str | None = None,
+                         since: datetime | None = None, host: str | None = None, state: Path | None = None,
                          progress: Callable[[int, int, str], None] | None = None) -> ExportResult:
-    """Add the folders' messages that are not in the Maildir yet; see the module's docstring.
+    """Add the folders' messages that are not in the Maildir tree yet; see the module's
+    docstring. ``state``: where the tree's index and lock are kept (penmail's state folder).
 
     Raises ExportError, or a PenError from the client (not signed in, unreachable, ...).
     Messages written before a failure stay written and indexed.
@@ -470,12 +334,20 @@ async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterabl
     from tui.pen_client import NotFound
 
     root = Path(maildir).expanduser().absolute()
-    box = await asyncio.to_thread(Maildir, root)
+    if state is None:
+        from tui.config import state_dir
+
+        state = state_dir() / "exports"
+    try:
+        box = await asyncio.to_thread(MaildirTree, root, state)
+    except MaildirError as exc:
+        raise ExportError(exc.message, exc.code) from None
     host = host or _host(getattr(client, "server", None))
     me = (getattr(getattr(client, "user", None), "email", "") or "").lower()
     result = ExportResult(root)
-    with box.locked():
+    with _as_export_error(), box.locked():
         await asyncio.to_thread(box.load)
+        result.migrated = box.migrated
         summaries = await _summaries(client, folders, since)
         todo = [s for s in summaries if s.id not in box.messages]
         result.skipped = len(summaries) - len(todo)
@@ -511,7 +383,7 @@ async def export_maildir(client, maildir: str | os.PathLike, *, folders: Iterabl
                 data = serialize(built)
                 flags = _flags(message)
                 mtime = message.sent_at.timestamp() if message.sent_at else None
-                key = await asyncio.to_thread(box.deliver, data, flags=flags, mtime=mtime)
+                key = await asyncio.to_thread(box.deliver, data, folder=message.folder, flags=flags, mtime=mtime)
                 box.messages[message.id] = {"key": key, "folder": message.folder, "in_reply_to": message.in_reply_to}
                 await asyncio.to_thread(box.save)
                 result.added.append({"id": one_line(message.id), "key": key, "folder": one_line(message.folder),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 import time
 import unicodedata
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "UnsafePathError",
     "create_exclusive",
+    "existing_copies",
     "fsync_dir",
     "lock_within",
     "parse_content_disposition",
@@ -140,6 +142,22 @@ def unique_path(folder: Path, name: str) -> Path:
         if not os.path.lexists(path):
             return path
     raise FileExistsError(f"There are already {_MAX_COPIES} files named like {safe} in {folder}.")
+
+
+def existing_copies(folder: Path, name: str) -> list[Path]:
+    """The regular files (not links) already in ``folder`` under ``name``'s safe form and its
+    numbered copies ("name.ext", "name (1).ext", ...), up to the first name that is free."""
+    safe = safe_filename(name)
+    found = []
+    for n in range(_MAX_COPIES):
+        path = Path(folder) / _candidate(safe, n)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            break
+        if stat.S_ISREG(info.st_mode):
+            found.append(path)
+    return found
 
 
 def create_exclusive(folder: Path, name: str) -> tuple[Path, int]:

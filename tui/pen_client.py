@@ -222,6 +222,17 @@ class Page:
 
 
 @dataclass(frozen=True)
+class FolderCount:
+    name: str
+    total: int
+    unread: int
+
+    @classmethod
+    def of(cls, d: dict) -> FolderCount:
+        return cls(str(d.get("name", "")), int(d.get("total", 0)), int(d.get("unread", 0)))
+
+
+@dataclass(frozen=True)
 class PenInfo:
     name: str
     max_upload_bytes: int
@@ -519,6 +530,11 @@ class PenClient:
             params["q"] = q
         d = self._json(await self._call("GET", "/messages", params=params))
         return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)))
+
+    async def folders(self) -> list[FolderCount]:
+        """Each folder's name, total and unread count (GET /folders)."""
+        d = self._json(await self._call("GET", "/folders"))
+        return [FolderCount.of(f) for f in d.get("items", [])]
 
     async def get_message(self, message_id: str) -> Message:
         return Message.of(self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}")))

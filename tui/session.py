@@ -7,8 +7,9 @@ process of the same account (a TUI, line-mode commands, another TUI). Each refre
 therefore runs under that account's ``RefreshLock`` (across processes; waited for in a
 thread): re-read the keyring, refresh with the token stored there when it differs from ours
 (another process rotated it, so ours is dead and would revoke the whole sign-in), store the
-new token, release. Without the keyring (none, switched off, or "remember me" off) a
-session refreshes with its own token, as before."""
+new token, release. Where no keyring works, the same holds for the private token file that
+`penmail login` keeps instead (tui.token_file.SignInStore). Without either (none, switched
+off, or "remember me" off) a session refreshes with its own token, as before."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from tui.config import Config
 from tui.credentials import (
     REFRESH_LOCK_TIMEOUT,
     CredentialError,
-    CredentialStore,
     RefreshLock,
     import_keyring,
     password_from_fallbacks,
 )
 from tui.pen_client import NotSignedIn, PenClient, PenError
+from tui.token_file import SignInStore
 
 
 @dataclass
@@ -43,10 +44,11 @@ class Session:
 
     def __init__(self, server: str, email: str, ca_file=None, *, remember: bool = True,
                  use_keyring: bool = True, keyring_timeout: float = 3.0,
-                 refresh_lock_timeout: float = REFRESH_LOCK_TIMEOUT):
+                 refresh_lock_timeout: float = REFRESH_LOCK_TIMEOUT, may_create_file: bool = False):
         self.server, self.email, self.ca_file, self.remember = server, email, ca_file, remember
         self.use_keyring = use_keyring
-        self.store = CredentialStore(server, email, timeout=keyring_timeout)
+        # The keyring, else a private file (which only `penmail login` creates: may_create_file).
+        self.store = SignInStore(server, email, timeout=keyring_timeout, may_create=may_create_file)
         self.refresh_lock = RefreshLock(self.store.username, timeout=refresh_lock_timeout)
         self.client = PenClient(server, ca_file=ca_file, on_refresh_token=self._token_changed,
                                 refresh_guard=self._refresh_guard)
@@ -55,7 +57,8 @@ class Session:
 
     @property
     def shares_keyring(self) -> bool:
-        """True when the sign-in lives in the keyring, where other processes use it too."""
+        """True when the sign-in lives in the keyring (or the file kept when there is none),
+        where other processes use it too."""
         return self.use_keyring and self.remember and self.store.available
 
     @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from pen_server.api.deps import Caller, caller, caller_without_session, db_sessi
 from pen_server.events import END
 from pen_server.schemas import (
     Folder,
+    FoldersOut,
     MessageOut,
     NotificationsOut,
     Order,
@@ -44,6 +45,11 @@ def list_messages(
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])
     return JSONResponse(page)
+
+
+@router.get("/folders", response_model=FoldersOut)
+def list_folders(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+    return {"items": mailbox.folders(session, who.user.id)}
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)

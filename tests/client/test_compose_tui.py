@@ -17,16 +17,16 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from textual import events
 
+from tests.client.lose_answers import LoseAnswers as LoseFirstSend
 from tests.conftest import DISCLAIMERS, FOOTER, PASSWORD, TEARDOWN_STOP_SECONDS, make_pen
 from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.compose import AddressBook
 from tui.drafts import Draft, DraftStore
-from tui.pen_client import PenClient, tls_context
+from tui.pen_client import PenClient
 from tui.screens.compose import ComposeScreen
 from tui.screens.drafts import DraftsScreen
 from tui.screens.mailbox import MailboxScreen
@@ -420,50 +420,44 @@ async def test_escape_keeps_the_draft_and_the_drafts_screen_discards(pen, state)
 # ---------------------------------------------------------------- a lost answer
 
 
-class LoseFirstSend(httpx.AsyncBaseTransport):
-    """The PEN gets the first POST /messages and answers, but the answer never arrives."""
-
-    def __init__(self, ca_file: str) -> None:
-        self.inner = httpx.AsyncHTTPTransport(verify=tls_context(ca_file))
-        self.keys: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        if request.method == "POST" and request.url.path.endswith("/messages"):
-            self.keys.append(request.headers["Idempotency-Key"])
-            if len(self.keys) == 1:
-                await response.aread()
-                await response.aclose()
-                raise httpx.ReadTimeout("the answer was lost", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def lost_answer_app(pen, state) -> tuple[PenmailApp, LoseFirstSend]:
-    """The app signed in as Ann through a transport that loses the first send's answer."""
-    transport = LoseFirstSend(pen.ca_file)
+async def lost_answer_app(pen, state, lose: int = 1) -> tuple[PenmailApp, LoseFirstSend]:
+    """The app signed in as Ann through a transport that loses the first sends' answers."""
+    transport = LoseFirstSend(pen.ca_file, lose)
     session = Session(pen.process.url, "ann@abc.example", pen.ca_file, use_keyring=False)
     session.client = PenClient(pen.process.url, ca_file=pen.ca_file, transport=transport)
     await session.login(PASSWORD)
     return PenmailApp(config_for(pen, tmp=state), session=session, env={}, use_keyring=False), transport
 
 
-async def test_a_retry_after_a_lost_answer_delivers_once(pen, state):
+async def test_a_retry_after_a_lost_answer_delivers_once(pen, state, tmp_path):
+    """The answer is lost on every one of the sender's tries (SEND_TRIES, the same key and
+    the same upload ids each time); F9 again sends the same draft: one message, one upload."""
+    from tui.sender import SEND_TRIES
+
     subject = f"Lost answer {tag()}"
-    app, transport = await lost_answer_app(pen, state)
+    agenda = tmp_path / "agenda.txt"
+    agenda.write_bytes(b"1. Only once\n" * 200)
+    app, transport = await lost_answer_app(pen, state, lose=SEND_TRIES)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compose(pilot)
         await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *subject, "tab", *"Only once, please.")
+        await pilot.press("f3")
+        screen.query_one("#compose-path").insert_text_at_cursor(str(agenda))
+        await pilot.press("enter")
+        panel = screen.query_one(AttachmentPanel)
+        await wait_for(pilot, lambda: panel.entries and panel.entries[0].upload_id)
         await pilot.press("f9")
-        await wait_for(pilot, lambda: status(app).startswith("Not sent: The PEN at"))
+        await wait_for(pilot, lambda: status(app).startswith("Not sent: The PEN at"), timeout=30)
         assert "did not answer in time" in status(app) and "it cannot go twice" in status(app)
-        assert [d.subject for d in drafts(state).list()] == [subject]  # kept
+        assert len(transport.keys) == SEND_TRIES
+        [kept] = drafts(state).list()
+        assert kept.subject == subject and list(kept.uploads) == [str(agenda)]  # the upload id is kept
         await pilot.press("f9")
         await sent_and_closed(pilot, screen)
-    assert len(transport.keys) == 2 and transport.keys[0] == transport.keys[1]
-    assert len(inbox(pen, "bob", subject)) == 1
+    assert len(transport.keys) == SEND_TRIES + 1 and len(set(transport.keys)) == 1
+    assert transport.uploads == 1 and all(a == transport.attachments[0] for a in transport.attachments)
+    [got] = inbox(pen, "bob", subject)
+    assert [a["filename"] for a in got["attachments"]] == ["agenda.txt"]
     pen.assert_notified_once("ann", subject, ["bob@abc.example"])
     assert drafts(state).list() == []
 
@@ -511,3 +505,23 @@ async def test_discard_asks_twice_and_leaves_nothing(pen, state):
         await pilot.press("f12")
         await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
     assert drafts(state).list() == []
+
+
+async def test_a_draft_the_pen_refuses_says_what_to_change(pen, state):
+    """A 422 that sending again would not change (a reply to a message Ann cannot read, as
+    when the original was deleted for good): the PEN's sentence and "change", never "press
+    F9 to try again"; the draft is kept and nothing is sent."""
+    subject = f"Refused {tag()}"
+    app = app_for(pen, state)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_compose(pilot)
+        screen.draft.in_reply_to = "no-such-message-" + tag()
+        await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *subject, "tab", *"Hello.")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: status(app).startswith("Not sent:"), timeout=30)
+        assert status(app).endswith("The draft is kept; change what the PEN names and send again.")
+        assert "F9" not in status(app)
+        assert screen.definite_failure  # an edit makes a new sending attempt
+        await pilot.press("escape")
+    assert [d.subject for d in drafts(state).list()] == [subject]
+    assert inbox(pen, "bob", subject) == []

@@ -71,17 +71,44 @@ class Api:
         return self.c.get(f"/messages/{message_id}").json()
 
 
+MAILDIR_FOLDERS = {"": "inbox", "Sent": "sent", "Archive": "archive", "Trash": "trash"}
+
+
+def folders_of(path) -> dict[str, mailbox.Maildir]:
+    """The tree as Python's mailbox reads Maildir++: the root (INBOX) and its sub-folders."""
+    root = mailbox.Maildir(str(path), factory=None, create=False)
+    assert sorted(root.list_folders()) == ["Archive", "Sent", "Trash"]
+    return {name: root.get_folder(name) if name else root for name in MAILDIR_FOLDERS}
+
+
 def read_maildir(path) -> dict[str, tuple[mailbox.MaildirMessage, email.message.EmailMessage]]:
-    """PEN id -> (the Maildir's view with subdir and flags, the parsed message); each once."""
-    box = mailbox.Maildir(str(path), factory=None, create=False)
+    """PEN id -> (the Maildir's view with subdir and flags, the parsed message); each once in
+    the whole tree, and in the Maildir folder of the PEN folder it was exported from."""
     found = {}
-    for key in box.keys():
-        entry = box.get_message(key)
-        parsed = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
-        pen_id = parsed["X-PEN-Message-Id"]
-        assert pen_id not in found, f"{pen_id} is in the Maildir twice"
-        found[pen_id] = (entry, parsed)
+    for name, box in folders_of(path).items():
+        for key in box.keys():
+            entry = box.get_message(key)
+            parsed = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+            pen_id = parsed["X-PEN-Message-Id"]
+            assert pen_id not in found, f"{pen_id} is in the Maildir twice"
+            if pen_id is not None:
+                assert parsed["X-PEN-Folder"] == MAILDIR_FOLDERS[name], (pen_id, name, parsed["X-PEN-Folder"])
+            found[pen_id] = (entry, parsed)
     return found
+
+
+def index_file(line, who: str = "export"):
+    """The tree's index, kept in penmail's state folder (never in the Maildir)."""
+    files = list((line.tmp / f"state-{who}" / "exports").glob("*.json"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def only_mail_in(path) -> None:
+    """Mail programs find only Maildir folders in the tree: no index, no lock."""
+    assert sorted(os.listdir(path)) == [".Archive", ".Sent", ".Trash", "cur", "new", "tmp"]
+    for sub in (".Archive", ".Sent", ".Trash"):
+        assert sorted(os.listdir(path / sub)) == ["cur", "new", "tmp"]
 
 
 def export(line, who_config, *args):
@@ -108,8 +135,9 @@ def test_export_writes_each_message_once_with_attachments_flags_and_threads(line
     found = read_maildir(maildir)
     assert set(found) == {m1["id"], m2["id"], m3["id"], m4["id"]}
     assert os.listdir(maildir / "tmp") == []
-    index = json.loads((maildir / ".penmail-index.json").read_text())
-    assert set(index["messages"]) == set(found)
+    only_mail_in(maildir)
+    index = json.loads(index_file(line).read_text())
+    assert set(index["messages"]) == set(found) and index["maildir"] == str(maildir)
 
     host = "127.0.0.1"
     for pen_id, (entry, parsed) in found.items():
@@ -151,7 +179,7 @@ def test_export_writes_each_message_once_with_attachments_flags_and_threads(line
                 config=line.config("export-a", email=people["a"]))
     assert done.code == 0, done.err
     doc = done.json()
-    assert set(doc) == {"maildir", "added", "count", "skipped"} and doc["count"] == 3
+    assert set(doc) == {"maildir", "added", "count", "skipped", "migrated"} and doc["count"] == 3
     assert set(doc["added"][0]) == {"id", "key", "folder", "subject", "flags", "attachments"}
     ann_copy = read_maildir(mine)[m4["id"]][1]
     assert str(ann_copy["Bcc"]) == people["b"]
@@ -166,13 +194,14 @@ def test_export_writes_each_message_once_with_attachments_flags_and_threads(line
     assert len(read_maildir(maildir)) == 5
 
     # The index lost, and someone else's mail beside ours: still nothing twice, theirs untouched.
-    (maildir / ".penmail-index.json").unlink()
+    index_file(line).unlink()
     foreign = maildir / "cur" / "1700000000.M1P1.elsewhere:2,S"
     foreign.write_bytes(b"From: x@y.example\nSubject: not from penmail\n\nhello\n")
     done = export(line, config, "--maildir", str(maildir))
     assert done.code == 0 and "Exported 0 new messages" in done.out, done
     assert foreign.read_bytes().endswith(b"hello\n")
-    assert len(mailbox.Maildir(str(maildir), factory=None)) == 6
+    assert {name: len(box) for name, box in folders_of(maildir).items()} == {"": 4, "Sent": 1, "Archive": 1,
+                                                                             "Trash": 0}
 
     # --since: only what was sent from then on.
     later = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
@@ -307,3 +336,99 @@ def test_addresses_from_a_hostile_pen_add_no_recipient_and_no_header(line, pen, 
         assert sorted(k.lower() for k in parsed.keys()) == sorted(
             ["message-id", "date", "from", "to", "subject", "x-pen-message-id", "x-pen-thread-id", "x-pen-folder",
              "mime-version", "content-type", "content-transfer-encoding"])
+
+
+@pytest.fixture
+def four_folders(pen, people):
+    """Bob holds one message in each PEN folder: inbox (unread), archive (read), trash
+    (read) and his own in sent."""
+    a, b = Api(pen, people["a"]), Api(pen, people["b"])
+    ids = {"inbox": a.send([b.address], "Stays", "In the inbox.")["id"],
+           "archive": a.send([b.address], "Kept", "Archived.")["id"],
+           "trash": a.send([b.address], "Binned", "Trashed.")["id"],
+           "sent": b.send([a.address], "From Bob", "His own.")["id"]}
+    b.patch(ids["archive"], folder="archive", unread=False)
+    b.patch(ids["trash"], folder="trash", unread=False)
+    return a, b, ids
+
+
+ALL = ("--folder", "inbox", "--folder", "sent", "--folder", "archive", "--folder", "trash")
+
+
+def test_each_pen_folder_is_a_maildir_folder(line, pen, people, four_folders, tmp_path):
+    a, b, ids = four_folders
+    config = line.config("export", email=people["b"])
+    maildir = tmp_path / "Mail"
+    done = export(line, config, "--maildir", str(maildir), *ALL)
+    assert done.code == 0, done.err
+    only_mail_in(maildir)
+    boxes = folders_of(maildir)
+    where = {box[k]["X-PEN-Message-Id"]: name for name, box in boxes.items() for k in box.keys()}
+    assert where == {ids["inbox"]: "", ids["sent"]: "Sent", ids["archive"]: "Archive", ids["trash"]: "Trash"}
+    trash = boxes["Trash"]
+    assert [trash.get_message(k).get_flags() for k in trash.keys()] == ["S"]  # never T: mutt would purge it
+    # A second run adds only what is new, into its own folder.
+    later = a.send([b.address], "Later", "Archived later.")["id"]
+    b.patch(later, folder="archive")
+    doc = export(line, config, "--maildir", str(maildir), "--json", *ALL).json()
+    assert [(x["id"], x["folder"]) for x in doc["added"]] == [(later, "archive")] and doc["skipped"] == 4
+    assert len(folders_of(maildir)["Archive"]) == 2 and len(read_maildir(maildir)) == 5
+
+
+def test_the_flat_layout_of_earlier_versions_is_migrated(line, pen, people, four_folders, tmp_path):
+    _a, _b, ids = four_folders
+    config = line.config("export", email=people["b"])
+    maildir = tmp_path / "Mail"
+    assert export(line, config, "--maildir", str(maildir), *ALL).code == 0
+    # Make it what earlier versions wrote: every message in the root, the index and lock there.
+    index = index_file(line)
+    doc = json.loads(index.read_text())
+    (maildir / ".penmail-index.json").write_text(json.dumps({"format": "penmail-maildir-index/1",
+                                                             "messages": doc["messages"], "foreign": []}))
+    (maildir / ".penmail-export.lock").write_bytes(b"")
+    index.unlink()
+    for sub in (".Sent", ".Archive", ".Trash"):
+        for part in ("cur", "new"):
+            for name in os.listdir(maildir / sub / part):
+                os.rename(maildir / sub / part / name, maildir / part / name)
+    assert len(mailbox.Maildir(str(maildir), factory=None)) == 4
+
+    done = export(line, config, "--maildir", str(maildir), "--json", *ALL)
+    assert done.code == 0, done.err
+    assert done.json()["migrated"] == 3 and done.json()["count"] == 0 and done.json()["skipped"] == 4
+    assert done.err.strip() == (f"Moved 3 messages of {maildir} from the old flat layout into its folders .Sent, "
+                                f".Archive and .Trash (Maildir++); penmail's index is now in its state folder.")
+    only_mail_in(maildir)  # the old index and lock are gone
+    found = read_maildir(maildir)  # each in its folder, once
+    assert set(found) == set(ids.values())
+    assert found[ids["archive"]][0].get_flags() == "S" and found[ids["inbox"]][0].get_subdir() == "new"
+    again = export(line, config, "--maildir", str(maildir), *ALL)
+    assert again.lines == [f"Exported 0 new messages (0 attachments) to {maildir}; 4 were there already."]
+    assert again.err == ""
+
+
+def test_notmuch_reads_the_tree(line, pen, people, four_folders, tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("notmuch"):
+        pytest.skip("notmuch is not installed (apt-get install notmuch)")
+    _a, _b, ids = four_folders
+    maildir = tmp_path / "Mail"
+    assert export(line, line.config("export", email=people["b"]), "--maildir", str(maildir), *ALL).code == 0
+    settings = tmp_path / "notmuch-config"
+    settings.write_text(f"[database]\npath={maildir}\n[user]\nname=Bob\nprimary_email={people['b']}\n"
+                        f"[new]\ntags=new\n[maildir]\nsynchronize_flags=true\n")
+    env = {**os.environ, "NOTMUCH_CONFIG": str(settings), "HOME": str(tmp_path)}
+
+    def notmuch(*args: str) -> str:
+        done = subprocess.run(["notmuch", *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    added = notmuch("new")
+    assert "Added 4 new messages" in added and "non-mail" not in added, added
+    for folder, maildir_folder in (("inbox", '""'), ("sent", ".Sent"), ("archive", ".Archive"), ("trash", ".Trash")):
+        found = notmuch("search", "--output=messages", f"folder:{maildir_folder}").split()
+        assert found == [f"id:{ids[folder]}@127.0.0.1"], (folder, found)
+    assert notmuch("count", "tag:unread").strip() == "1"  # only the inbox's message is unread

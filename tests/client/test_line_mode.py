@@ -212,7 +212,7 @@ def test_send_delivers_then_list_and_read_mark_read(line, pen):
     assert fields[2:] == ["Ann Lee", "U-", subj]
 
     doc = line("list", "--json", "--unread", "--limit", "500", who="bob").json()
-    assert set(doc) == {"folder", "total", "count", "items"} and doc["folder"] == "inbox"
+    assert set(doc) == {"folder", "total", "count", "next_cursor", "items"} and doc["folder"] == "inbox"
     item = next(i for i in doc["items"] if i["id"] == mine["id"])
     assert set(item) == {"id", "thread_id", "folder", "from", "to", "cc", "subject", "sent_at", "unread",
                          "attachment_count", "size", "snippet"}
@@ -277,8 +277,10 @@ def test_send_checks_addresses_subject_and_files_first(line):
 
 def test_a_failed_send_keeps_the_draft_and_a_retry_never_sends_twice(line, pen):
     subj = subject("retry")
-    closed = line.config("ann", server="https://127.0.0.1:9", name="closed")
-    failed = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Send me once.", config=closed)
+    # The same account (drafts belong to one), but the PEN's certificate is not trusted here.
+    untrusted = line.tmp / "untrusted.toml"
+    untrusted.write_text(f'server = "{line.pen.process.url}"\nemail = "ann@abc.example"\n')
+    failed = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Send me once.", config=untrusted)
     assert failed.code == 1
     sentence = failed.one_sentence()
     draft_id = re.search(r"kept as draft ([0-9a-f]{32})", sentence).group(1)
@@ -350,24 +352,52 @@ def test_get_saves_checked_attachments_and_never_overwrites(line, pen, tmp_path)
     assert done.lines == [str(out / "scan.pdf"), str(out / "notes.txt")]
     assert done.err == ""  # no progress line in a pipe
     assert (out / "scan.pdf").read_bytes() == one and (out / "notes.txt").read_bytes() == two
+    # The same file again: recognised by its sha256, said, and no copy written.
     done = line("get", mine["id"], "--attachment", "2", "-o", str(out), "--json", who="bob")
     assert done.code == 0, done.err
     doc = done.json()
-    assert doc["message_id"] == mine["id"]
+    assert doc["message_id"] == mine["id"] and doc["made_folder"] is None
     assert doc["saved"] == [{"number": 2, "attachment_id": mine["attachments"][1]["id"], "filename": "notes.txt",
-                             "path": str(out / "notes (1).txt"), "size": len(two),
-                             "sha256": hashlib.sha256(two).hexdigest()}]
-    assert (out / "notes.txt").read_bytes() == two  # never overwritten
+                             "path": str(out / "notes.txt"), "size": len(two),
+                             "sha256": hashlib.sha256(two).hexdigest(), "already_saved": True}]
+    assert f"notes.txt is already saved as {out / 'notes.txt'} (the same sha256); nothing was written." in done.err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "scan.pdf"]
+    # Another file under that name is never overwritten: the download goes beside it.
+    (out / "notes.txt").write_bytes(b"mine, not the attachment\n")
+    done = line("get", mine["id"], "--attachment", "2", "-o", str(out), who="bob")
+    assert done.code == 0 and done.lines == [str(out / "notes (1).txt")] and done.err == ""
+    assert (out / "notes.txt").read_bytes() == b"mine, not the attachment\n"
+    assert (out / "notes (1).txt").read_bytes() == two
+    done = line("get", mine["id"], "--attachment", "2", "-o", str(out), who="bob")  # the copy counts as saved
+    assert done.lines == [str(out / "notes (1).txt")] and "already saved as" in done.err
     done = line("get", mine["id"], "--attachment", "3", who="bob")
     assert done.code == 4 and "no number 3" in done.one_sentence()
-    done = line("get", mine["id"], "-o", str(tmp_path / "missing"), "--attachment", "1", who="bob")
-    assert done.code == 1 and "does not exist" in done.one_sentence()
+    # -o with a folder that is not there: made, and said.
+    missing = tmp_path / "missing" / "deeper"
+    done = line("get", mine["id"], "-o", str(missing), "--attachment", "1", "--json", who="bob")
+    assert done.code == 0, done.err
+    assert done.json()["made_folder"] == str(missing) and done.json()["saved"][0]["already_saved"] is False
+    assert done.err.strip() == f"Made the folder {missing}." and (missing / "scan.pdf").read_bytes() == one
+    (tmp_path / "a-file").write_text("x")
+    done = line("get", mine["id"], "-o", str(tmp_path / "a-file" / "sub"), "--attachment", "1", who="bob")
+    assert done.code == 1 and "could not be made" in done.one_sentence()
 
 
 def test_status_lists_each_recipient(line, pen):
     subj = subject("status")
-    sent = line("send", "--to", "bob@abc.example", "--cc", "cat@abc.example", "--bcc", "admin@abc.example",
-                "--subject", subj, "--json", stdin="x").json()
+    sent = line(
+        "send",
+        "--to",
+        "bob@abc.example",
+        "--cc",
+        "cat@abc.example",
+        "--bcc",
+        "admin@abc.example",
+        "--subject",
+        subj,
+        "--json",
+        stdin="x",
+    ).json()
     assert set(sent) >= {"id", "notifications", "to", "cc", "bcc"}
     assert [a["email"] for a in sent["bcc"]] == ["admin@abc.example"]
     pen.mails_to("admin@abc.example", subj)
@@ -379,9 +409,11 @@ def test_status_lists_each_recipient(line, pen):
         if all(r[2] == "sent" for r in rows) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert sorted(rows) == [["admin@abc.example", "bcc", "sent", "1 attempt", "-"],
-                            ["bob@abc.example", "to", "sent", "1 attempt", "-"],
-                            ["cat@abc.example", "cc", "sent", "1 attempt", "-"]]
+    assert sorted(rows) == [
+        ["admin@abc.example", "bcc", "sent", "1 attempt", "-"],
+        ["bob@abc.example", "to", "sent", "1 attempt", "-"],
+        ["cat@abc.example", "cc", "sent", "1 attempt", "-"],
+    ]
     doc = line("status", sent["id"], "--json").json()
     assert doc["message_id"] == sent["id"] and len(doc["items"]) == 3
     assert set(doc["items"][0]) == {"recipient", "kind", "status", "attempts", "last_error", "updated_at"}
@@ -396,11 +428,25 @@ def test_status_lists_each_recipient(line, pen):
 def test_login_remembers_in_the_keyring_whoami_resumes_and_logout_revokes(line, pen, tmp_path):
     ring = tmp_path / "keyring.json"
     config = tmp_path / "fresh" / "config.toml"
-    done = line("login", "--server", pen.process.url, "--email", "cat@abc.example", "--ca-file", pen.ca_file,
-                who="cat", config=config, keyring_file=ring, password=None, stdin=PASSWORD + "\n")
+    done = line(
+        "login",
+        "--server",
+        pen.process.url,
+        "--email",
+        "cat@abc.example",
+        "--ca-file",
+        pen.ca_file,
+        who="cat",
+        config=config,
+        keyring_file=ring,
+        password=None,
+        stdin=PASSWORD + "\n",
+    )
     assert done.code == 0, done.err
-    assert done.lines == [f"Signed in to {urlsplit(pen.process.url).netloc} as Cat Moss <cat@abc.example>.",
-                          "The sign-in is remembered in the system keyring; `penmail logout` ends it."]
+    assert done.lines == [
+        f"Signed in to {urlsplit(pen.process.url).netloc} as Cat Moss <cat@abc.example>.",
+        "The sign-in is remembered in the system keyring; `penmail logout` ends it.",
+    ]
     assert "Saved server, email and ca_file" in done.err
     text = config.read_text()
     assert f'server = "{pen.process.url}"' in text and 'email = "cat@abc.example"' in text
@@ -417,16 +463,39 @@ def test_login_remembers_in_the_keyring_whoami_resumes_and_logout_revokes(line, 
 
     done = line("logout", who="cat", config=config, keyring_file=ring, password=None)
     assert done.code == 0, done.err
-    assert done.lines == [f"Signed out of {urlsplit(pen.process.url).netloc}; the remembered sign-in was revoked "
-                          f"and removed."]
+    assert done.lines == [
+        f"Signed out of {urlsplit(pen.process.url).netloc}; the remembered sign-in was revoked and removed."
+    ]
     assert json.loads(ring.read_text()) == {}
     with pen.client() as c:
         assert c.post("/auth/refresh", json={"refresh_token": first_token}).status_code == 401
     done = line("whoami", who="cat", config=config, keyring_file=ring, password=None)
     assert done.code == 3
     done = line("logout", "--json", who="cat", config=config, keyring_file=ring, password=None)
-    assert done.code == 0 and done.json() == {"server": pen.process.url, "email": "cat@abc.example",
-                                              "signed_out": False}
+    assert done.code == 0 and done.json() == {
+        "server": pen.process.url,
+        "email": "cat@abc.example",
+        "signed_out": False,
+    }
+
+
+def whoami_at_once(env: dict, count: int = 4) -> None:
+    """`whoami` in `count` processes started together; each must succeed."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "whoami", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+        )
+        for _ in range(count)
+    ]
+    results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert [code for code, _, _ in results] == [0] * count, results
 
 
 def test_commands_at_the_same_time_share_the_remembered_sign_in(line, pen, tmp_path):
@@ -435,14 +504,7 @@ def test_commands_at_the_same_time_share_the_remembered_sign_in(line, pen, tmp_p
     ring = tmp_path / "keyring.json"
     config = line.config("ann", name="parallel")
     assert line("login", config=config, keyring_file=ring, password=None, stdin=PASSWORD).code == 0
-    env = line.env("ann", config, None, ring)
-    procs = [subprocess.Popen([sys.executable, "-m", "tui.cli", "whoami", "--json"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, cwd=REPO) for _ in range(4)]
-    results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
-    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    whoami_at_once(line.env("ann", config, None, ring))
     done = line("whoami", config=config, keyring_file=ring, password=None)
     assert done.code == 0, done.err
 
@@ -450,11 +512,17 @@ def test_commands_at_the_same_time_share_the_remembered_sign_in(line, pen, tmp_p
 def test_login_without_a_keyring_says_so_and_wrong_password_is_3(line, pen):
     done = line("login", password=None, stdin=PASSWORD + "\n")
     assert done.code == 0, done.err
-    assert "No system keyring is available" in done.err
-    assert done.lines[-1].startswith("The sign-in could not be remembered here")
+    assert done.lines[-1].startswith("No system keyring is available, so the sign-in is kept in ")
     doc = line("login", "--json", "--no-remember", password=None, stdin=PASSWORD + "\n").json()
-    assert doc == {"server": pen.process.url, "email": "ann@abc.example", "display_name": "Ann Lee",
-                   "role": "member", "remembered": False, "notice": None}
+    assert doc == {
+        "server": pen.process.url,
+        "email": "ann@abc.example",
+        "display_name": "Ann Lee",
+        "role": "member",
+        "remembered": False,
+        "token_file": None,
+        "notice": None,
+    }
     done = line("login", password=None, stdin="wrong password\n", config=line.config("x", email=fresh_user(pen)))
     assert done.code == 3 and "password is wrong" in done.one_sentence()
     done = line("login", password=None, stdin="")
@@ -495,11 +563,13 @@ def test_open_signs_up_a_new_guest_and_prints_the_message(line, pen, tmp_path):
     config = tmp_path / "guest.toml"
     config.write_text(f'ca_file = "{pen.ca_file}"\n')
     # Passwords that differ: nothing is made.
-    done = line("open", url, who="guest", config=config, password=None,
-                stdin="Gwen Guest\nlong password\nanother one\n")
+    done = line(
+        "open", url, who="guest", config=config, password=None, stdin="Gwen Guest\nlong password\nanother one\n"
+    )
     assert done.code == 2 and "differ" in done.err
-    done = line("open", url, who="guest", config=config, password=None,
-                stdin="Gwen Guest\nlong password\nlong password\n")
+    done = line(
+        "open", url, who="guest", config=config, password=None, stdin="Gwen Guest\nlong password\nlong password\n"
+    )
     assert done.code == 0, done.err
     assert f'sent you a secure message, "{subj}".' in done.err and "ABC Medical: Ann Lee <ann@abc.example>" in done.err
     assert done.lines[0] == "From:    Ann Lee <ann@abc.example>" and f"Subject: {subj}" in done.lines
@@ -529,10 +599,13 @@ def test_open_for_a_member_and_links_it_refuses(line, pen):
     # The configured PEN is another one: the saved password is not sent to the link's server.
     done = line("open", url, who="bob")
     assert done.code == 3 and "another PEN" in done.one_sentence()
-    for bad, words in ((url.replace("https://", "http://"), "only https://"),
-                       (url.replace("https://", "javascript://"), "only https://"),
-                       (f"https://localhost:{pen.process.port}/x/abc?t=def", "not a PEN message link"),
-                       (url.split("?")[0], "not a PEN message link"), ("", "only https://")):
+    for bad, words in (
+        (url.replace("https://", "http://"), "only https://"),
+        (url.replace("https://", "javascript://"), "only https://"),
+        (f"https://localhost:{pen.process.port}/x/abc?t=def", "not a PEN message link"),
+        (url.split("?")[0], "not a PEN message link"),
+        ("", "only https://"),
+    ):
         done = line("open", bad, who="bob", config=local)
         assert done.code == 2, (bad, done)
         assert words in done.one_sentence()
@@ -554,8 +627,15 @@ def test_open_on_a_terminal_starts_the_tui_at_the_message(line, pen, tmp_path):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
     env = line.env("bob", local, PASSWORD, None)
     env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "open", url], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, cwd=REPO, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "open", url],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=REPO,
+        close_fds=True,
+    )
     os.close(slave)
     screen = [b""]
 
@@ -603,8 +683,14 @@ def run_on_terminal(line, *args, env_extra=None) -> str:
     env = line.env("bob", None, PASSWORD, None)
     env.update(env_extra or {})
     env["TERM"] = "xterm"
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], stdin=subprocess.DEVNULL, stdout=slave,
-                            stderr=subprocess.PIPE, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -648,31 +734,72 @@ class HostilePen:
             data = f"file {n}\n".encode() * (n + 1)
             aid = f"a{n}"
             self.files[aid] = data
-            attachments.append({"id": aid, "filename": name, "content_type": "text/plain\x1b[31m",
-                                "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-        self.user = {"id": "u1", "email": "me@abc.example", "display_name": " ".join(short[:8]), "role": "member",
-                     "package": short[3]}
+            attachments.append(
+                {
+                    "id": aid,
+                    "filename": name,
+                    "content_type": "text/plain\x1b[31m",
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
+        self.user = {
+            "id": "u1",
+            "email": "me@abc.example",
+            "display_name": " ".join(short[:8]),
+            "role": "member",
+            "package": short[3],
+        }
         self.messages = {}
         for key, value in self.values.items():
             self.messages[f"m-{key}"] = self._message(f"m-{key}", value, value, value, None, [])
         everything = "\n".join(self.values.values())
-        self.messages["m-all"] = self._message("m-all", " ".join(short), " ".join(short[:10]), everything,
-                                               "".join(hostile["html"].values()), attachments,
-                                               in_reply_to="m-csi_clear_screen")
+        self.messages["m-all"] = self._message(
+            "m-all",
+            " ".join(short),
+            " ".join(short[:10]),
+            everything,
+            "".join(hostile["html"].values()),
+            attachments,
+            in_reply_to="m-csi_clear_screen",
+        )
         self.messages["m-text"] = self._message("m-text", short[0], short[1], everything, None, attachments[:3])
-        self.notifications = [{"recipient": {"email": "x@evil.example", "name": v}, "kind": "to",
-                               "status": "failed", "attempts": 3, "last_error": v,
-                               "updated_at": "2026-11-20T09:31:00Z"} for v in short]
+        self.notifications = [
+            {
+                "recipient": {"email": "x@evil.example", "name": v},
+                "kind": "to",
+                "status": "failed",
+                "attempts": 3,
+                "last_error": v,
+                "updated_at": "2026-11-20T09:31:00Z",
+            }
+            for v in short
+        ]
         self.tls = (pen.data / "tls" / "server.pem", pen.data / "tls" / "server.key")
         self.httpd: ThreadingHTTPServer | None = None
 
     def _message(self, mid, subject_, name, body, html, attachments, in_reply_to=None) -> dict:
         addr = {"email": "x@evil.example", "name": name[:300]}
-        return {"id": mid, "thread_id": "t1", "folder": "inbox", "from": addr, "to": [addr, {"email": "me@abc.example",
-                "name": name[:300]}], "cc": [addr], "subject": subject_, "sent_at": "2026-11-20T09:30:00Z",
-                "unread": True, "attachment_count": len(attachments), "size": len(body), "snippet": body[:140],
-                "bcc": [], "body_text": body, "body_html": html, "attachments": attachments,
-                "in_reply_to": in_reply_to, "notifications": []}
+        return {
+            "id": mid,
+            "thread_id": "t1",
+            "folder": "inbox",
+            "from": addr,
+            "to": [addr, {"email": "me@abc.example", "name": name[:300]}],
+            "cc": [addr],
+            "subject": subject_,
+            "sent_at": "2026-11-20T09:30:00Z",
+            "unread": True,
+            "attachment_count": len(attachments),
+            "size": len(body),
+            "snippet": body[:140],
+            "bcc": [],
+            "body_text": body,
+            "body_html": html,
+            "attachments": attachments,
+            "in_reply_to": in_reply_to,
+            "notifications": [],
+        }
 
     @property
     def url(self) -> str:
@@ -701,8 +828,16 @@ class HostilePen:
                 parts = urlsplit(self.path)
                 path = parts.path.removeprefix("/api/v1")
                 if method == "POST" and path in ("/auth/login", "/auth/refresh"):
-                    return self.answer(200, {"access_token": "at", "refresh_token": "rt", "token_type": "bearer",
-                                             "expires_in": 900, "user": owner.user})
+                    return self.answer(
+                        200,
+                        {
+                            "access_token": "at",
+                            "refresh_token": "rt",
+                            "token_type": "bearer",
+                            "expires_in": 900,
+                            "user": owner.user,
+                        },
+                    )
                 if method == "POST" and path == "/auth/logout":
                     return self.answer(204)
                 if path == "/me":
@@ -725,11 +860,23 @@ class HostilePen:
                     file = re.match(r"^/attachments/(\w+)$", rest)
                     if file and file.group(1) in owner.files:
                         data = owner.files[file.group(1)]
-                        return self.answer(200, body=data, headers={
-                            "Content-Type": "application/octet-stream",
-                            "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
-                return self.answer(404, {"error": {"code": "not_found", "message":
-                                                   owner.values["csi_clear_screen"] + owner.values["bidi_override"]}})
+                        return self.answer(
+                            200,
+                            body=data,
+                            headers={
+                                "Content-Type": "application/octet-stream",
+                                "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                            },
+                        )
+                return self.answer(
+                    404,
+                    {
+                        "error": {
+                            "code": "not_found",
+                            "message": owner.values["csi_clear_screen"] + owner.values["bidi_override"],
+                        }
+                    },
+                )
 
             def do_GET(self):
                 self.route("GET")
@@ -776,7 +923,7 @@ def test_hostile_data_never_reaches_the_output_raw(line, hostile_pen, hostile):
     for name, done in runs.items():
         for stream in (done.out, done.err):
             found = BAD.search(stream)
-            assert not found, (name, repr(stream[max(0, found.start() - 40):found.end() + 40]))
+            assert not found, (name, repr(stream[max(0, found.start() - 40) : found.end() + 40]))
     assert runs["missing"].code == 4
     assert runs["missing"].one_sentence() == "penmail: You have been signed outinvoicetxt.exe."
     for name in ("list", "read", "read-text", "status", "whoami", "list-json", "read-json", "status-json"):

@@ -93,7 +93,8 @@ def test_hostile_query_strings(pen, hostile):
     with pen.as_user("ann") as c:
         for value in list(hostile["text"].values())[1:]:
             r = c.get("/messages", params={"q": value[:500]})
-            assert r.status_code == 200, r.text
+            # The search language may refuse a text (e.g. "C:\\Users" reads as an unknown key): one sentence, field q.
+            assert r.status_code == 200 or (r.status_code == 422 and list(r.json()["error"]["fields"]) == ["q"]), r.text
             from urllib.parse import quote
 
             r = c.get(f"/messages/{quote(value[:100], safe='')}")

@@ -245,19 +245,10 @@ async def test_one_email_per_recipient_with_the_sender_headers(db, tmp_path, ser
         assert mail.rcpt_tos == [rcpt]
         assert mail.mail_from.startswith("bounces+") and mail.mail_from.endswith("@pen.example")
         parsed = mail.parsed
-        assert header_names(mail) == {
-            "date",
-            "from",
-            "reply-to",
-            "to",
-            "cc",
-            "subject",
-            "message-id",
-            "references",
-            "auto-submitted",
-            "mime-version",
-            "content-type",
-        }
+        assert header_names(mail) == {"date", "from", "reply-to", "to", "cc", "subject", "message-id",
+                                      "references", "auto-submitted", "mime-version", "content-type",
+                                      "x-pen-message"}
+        assert parsed["X-PEN-Message"] == f"https://pen.example/m/{mid}"  # the link without its token
         assert [a.addr_spec for a in parsed["To"].addresses] == ["ann@a.example", "bob@b.example"]
         assert [a.display_name for a in parsed["To"].addresses] == ["Ann", "Bob"]
         assert [a.addr_spec for a in parsed["Cc"].addresses] == ["cat@c.example"]

@@ -52,7 +52,7 @@ from tui.downloads.errors import DownloadCancelled, DownloadError, Progress
 from tui.downloads.fetch import Body, BodyBroken, Fetcher, HttpxFetcher
 from tui.downloads.part import META_FORMAT, Part, check_folder, disk_sentence
 from tui.downloads.raw_tls import RawFallback, RawFetcher
-from tui.files import UnsafePathError, safe_filename
+from tui.files import UnsafePathError, existing_copies, safe_filename
 from tui.pen_client import (
     Attachment,
     NotFound,
@@ -68,6 +68,7 @@ __all__ = [
     "DownloadCancelled",
     "DownloadError",
     "Progress",
+    "already_saved",
     "check_folder",
     "download_all",
     "download_attachment",
@@ -435,6 +436,24 @@ def _close_quietly(part: Part) -> None:
 def _consume(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+def already_saved(folder: str | os.PathLike, attachment: Attachment) -> Path | None:
+    """A file already in ``folder`` under the attachment's name (or a numbered copy of it)
+    with its size and sha256, so that saving it again need write no copy; None when there
+    is none (or the attachment has no sha256 to compare). Reads files: call it in a thread."""
+    if not re.fullmatch(r"[0-9a-f]{64}", attachment.sha256 or ""):
+        return None
+    for path in existing_copies(Path(folder), attachment.filename):
+        try:
+            if path.stat().st_size != attachment.size:
+                continue
+            with open(path, "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() == attachment.sha256:
+                    return path
+        except OSError:
+            continue
+    return None
 
 
 async def download_attachment(client: PenClient, message_id: str, attachment: Attachment,

@@ -13,29 +13,44 @@ stdout is not a terminal (aligned columns on one): id, date ("YYYY-MM-DD HH:MM",
 sender, two markers ("U" unread or "-", "A" attachments or "-"), subject.  ``status``:
 recipient, kind, status, "N attempts", last error or "-".  ``read``: "Label:" headers
 (From, To, Cc, Bcc, Date, Subject, Id), a numbered "Attachments:" list, a blank line, the
-text.  ``get``: each saved path.  Everything from the server is cleaned by tui.safe_text.
+text.  ``get``: each saved path.  ``folders``: name, total, unread (tab-separated in a
+pipe).  ``move``, ``mark``, ``delete``: one sentence a message done ("Moved ID to the
+archive."), each failure as its own sentence on stderr.  ``list`` with more to come says
+the command for the next page on stderr ("More: penmail list ... --cursor C").
+Everything from the server is cleaned by tui.safe_text.
 
 --json prints one JSON document on one line.  Shapes (Address = {"email", "name"|null};
 times RFC 3339 UTC):
 
 * whoami: {"server", "id", "email", "display_name", "role", "package"|null}
-* login:  {"server", "email", "display_name", "role", "remembered": bool, "notice"|null}
+* login:  {"server", "email", "display_name", "role", "remembered": bool, "token_file"|null (the
+  private file that keeps the sign-in where no keyring works), "notice"|null}
 * logout: {"server", "email", "signed_out": bool}
-* list:   {"folder", "total", "count", "items": [Summary]} where Summary is {"id",
+* list:   {"folder", "total", "count", "next_cursor"|null, "items": [Summary]} where Summary is {"id",
   "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
   "sent_at", "unread", "attachment_count", "size", "snippet"}
 * read, open: Summary + {"bcc": [Address], "in_reply_to"|null, "attachments":
   [{"number", "id", "filename", "content_type", "size", "sha256"}], "body" (the text as
   shown), "body_text", "has_html", "links": [url], "notifications": [Notification]}, with
   "unread" as it is after reading
-* get:    {"message_id", "saved": [{"number", "attachment_id", "filename", "path", "size",
-  "sha256"}]}
+* get:    {"message_id", "made_folder"|null (the -o folder, when it was made), "saved":
+  [{"number", "attachment_id", "filename", "path", "size", "sha256", "already_saved": bool
+  (a file with that name, or a numbered copy, already had this sha256: nothing written)}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
   "in_reply_to", "attachments", "notifications": [Notification]}
+* drafts: {"count", "items": [Draft]} where Draft is {"id", "updated_at", "to": [str], "cc": [str],
+  "bcc": [str] (as typed), "subject", "attachments": [path], "forwarded_attachments": int,
+  "in_reply_to"|null, "forward_of"|null}; drafts show: Draft + {"created_at", "body"} (with
+  several ids: {"items": [...]}); drafts delete: {"deleted": [id]}
+* folders: {"items": [{"name", "total", "unread"}]}
+* move, mark, delete: {"done": [{"id", "folder" (null once deleted for good), "unread", "subject"} +
+  "deleted" for delete], "failed": [{"id", "code", "message", "exit_code"}]}; with one id
+  that fails, the error document below instead
+* forward: as send
 * status: {"message_id", "items": [Notification]} where Notification is {"recipient":
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
-* export: {"maildir", "count", "skipped", "added": [{"id", "key", "folder", "subject",
-  "flags", "attachments"}]}
+* export: {"maildir", "count", "skipped", "migrated" (moved out of the old flat layout),
+  "added": [{"id", "key", "folder", "subject", "flags", "attachments"}]}
 * intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed", "folder",
   "id", "message_id", "subject", "attachments", "left_on_pen", "reason"} (what applies), then
   {"summary": {"replaced", "already", "left", "failed"}} (not with --watch or --stdin)
@@ -54,7 +69,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept")
+            "intercept", "drafts", "folders", "move", "delete", "mark", "forward")
+MOVABLE = ("inbox", "archive", "trash")
 
 
 def _positive(text: str) -> int:
@@ -78,13 +94,13 @@ def add_commands(sub) -> None:
         p.set_defaults(func=run, line_command=name)
         return p
 
-    p = command("login", "sign in and remember the sign-in in the system keyring",
+    p = command("login", "sign in and remember the sign-in (the system keyring, else a private file)",
                 "Sign in to the PEN. Asks for the server and e-mail address when they are not configured, "
                 "and for the password on a terminal; reads the password from standard input otherwise.")
     p.add_argument("--server", help="the PEN's https:// address (saved in the settings file)")
     p.add_argument("--email", help="your e-mail address on the PEN (saved in the settings file)")
     p.add_argument("--ca-file", help="the PEN's CA certificate, for a PEN with a private CA (saved)")
-    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in in the keyring")
+    p.add_argument("--no-remember", action="store_true", help="do not keep the sign-in (keyring or file)")
 
     command("logout", "sign out: revoke the sign-in on the server and forget it here")
     command("whoami", "show who you are signed in as, and where")
@@ -92,8 +108,36 @@ def add_commands(sub) -> None:
     p = command("list", "list messages, one a line: id, date, sender, U(nread) A(ttachment), subject")
     p.add_argument("--folder", choices=FOLDERS, default="inbox", help="the folder (default inbox)")
     p.add_argument("--unread", action="store_true", help="only unread messages")
-    p.add_argument("--search", metavar="Q", help="only messages whose subject, sender or text matches Q")
+    p.add_argument("--search", metavar="Q",
+                   help="only messages that match Q, in the PEN's search language: words and \"phrases\" "
+                        "(subject, sender, text), from:, to:, cc:, subject:, body:, has:attachment, is:unread, "
+                        "is:read, before:/after:YYYY-MM-DD; all must match")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N messages (default 50)")
+    p.add_argument("--cursor", metavar="C",
+                   help="go on where a list stopped (the next cursor it gave; same --folder, --search, --unread)")
+
+    command("folders", "list the folders: name, messages, unread")
+
+    p = command("move", "move messages to another folder")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("folder", choices=MOVABLE, metavar="FOLDER", help="inbox, archive or trash")
+
+    p = command("delete", "move messages to the trash (or, from the trash, delete them for good)")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("--for-good", action="store_true",
+                   help="delete for good, with no way back; only messages already in the trash")
+
+    p = command("mark", "mark messages read or unread")
+    p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
+    p.add_argument("state", choices=("read", "unread"), metavar="read|unread", help="read or unread")
+
+    p = command("forward", "forward a message with its attachments; your text comes from standard input")
+    p.add_argument("id", metavar="ID", help="the message to forward")
+    p.add_argument("--to", action="append", default=[], metavar="A",
+                   help="a recipient (repeat, or separate with commas)")
+    p.add_argument("--cc", action="append", default=[], metavar="A", help="a copy recipient")
+    p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file of yours as well")
 
     p = command("read", "show a message's headers and text, and mark it read")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list`)")
@@ -114,6 +158,20 @@ def add_commands(sub) -> None:
     p.add_argument("--subject", help="the subject")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
     p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="send even when standard input has no text (refused otherwise)")
+
+    p = command("drafts", "list, show or delete the drafts kept on this machine",
+                "Without an action, list the drafts (newest first); `show ID...` prints them, `delete ID...` "
+                "removes them.")
+    p.set_defaults(ids=[])
+    actions = p.add_subparsers(dest="action", metavar="{show,delete}")
+    for name, text in (("show", "print drafts: headers, files and text"), ("delete", "remove drafts for good")):
+        a = actions.add_parser(name, help=text, description=text)
+        # --json before or after the action; SUPPRESS keeps one given before it.
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print one JSON document on standard output instead of lines")
+        a.add_argument("ids", nargs="*", metavar="ID", help="a draft's id, as `penmail drafts` lists it")
 
     p = command("reply", "reply to a message; your text comes from standard input, the original is quoted")
     p.add_argument("id", metavar="ID", help="the message to reply to")
@@ -128,8 +186,9 @@ def add_commands(sub) -> None:
     p.add_argument("--print", action="store_true", help="print the message as `read` does instead of the TUI")
     p.add_argument("--keep-unread", action="store_true", help="with --print: do not mark the message read")
 
-    p = command("export", "write messages with their attachments into a Maildir, once each")
-    p.add_argument("--maildir", required=True, metavar="DIR", help="the Maildir (made when missing)")
+    p = command("export", "write messages with their attachments into a Maildir++ tree, once each")
+    p.add_argument("--maildir", required=True, metavar="DIR",
+                   help="the Maildir++ tree: the inbox at its root, .Sent, .Archive, .Trash (made when missing)")
     p.add_argument("--folder", action="append", choices=FOLDERS, metavar="F",
                    help="a folder to export (repeat for more; default inbox, archive and sent)")
     p.add_argument("--since", metavar="DATE", help="only messages sent on or after DATE (2026-11-27)")
@@ -149,15 +208,16 @@ def add_commands(sub) -> None:
                       help="with --imap: stay connected (IDLE) and replace each new notification as it comes")
 
 
-ID_COMMANDS = ("read", "get", "reply", "status")
+ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward")
 _DASH_ID = re.compile(r"^-{1,2}[A-Za-z0-9_-]{14,200}$")
 
 
 def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """Message ids are URL-safe base64, so one in 64 starts with "-", which argparse would
-    take for an option.  For the commands that take an ID, the first word after the command
+    take for an option.  For the commands that take IDs, the first word after the command
     that is not one of its options, and any later word that looks like an id and is not an
-    option, is moved behind "--", where argparse takes it as it is."""
+    option, is an id: then the options go first and every positional word, in its order,
+    behind "--", where argparse takes it as it is."""
     if len(argv) < 2 or argv[0] not in ID_COMMANDS or "--" in argv:
         return argv
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
@@ -165,7 +225,7 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     if command is None:
         return argv
     options = command._option_string_actions
-    kept, ids, expect_value = [], [], False
+    kept, positionals, dashed, expect_value = [], [], False, False
     for n, word in enumerate(argv[1:]):
         if expect_value:
             kept.append(word)
@@ -178,10 +238,11 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
                 and not isinstance(options[name], (argparse._StoreTrueAction, argparse._HelpAction))
             continue
         if word.startswith("-") and (n == 0 or _DASH_ID.match(word)):
-            ids.append(word)
+            positionals.append(word)
+            dashed = True
             continue
-        kept.append(word)
-    return [argv[0], *kept, "--", *ids] if ids else argv
+        (kept if word.startswith("-") else positionals).append(word)
+    return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
 def run(args: argparse.Namespace) -> int:

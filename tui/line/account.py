@@ -90,11 +90,13 @@ async def cmd_login(run: Run) -> int:
         raise usage("No password was given; type it on a terminal or give it on standard input.")
 
     remember = not args.no_remember
-    session = Session(server, email, ca_file, remember=remember, use_keyring=remember and run.use_keyring)
+    session = Session(server, email, ca_file, remember=remember, use_keyring=remember and run.use_keyring,
+                      may_create_file=True)
     try:
         user = await session.client.login(email, password)
         await session.settle()
         remembered = Run.remembered(session)
+        in_file = remembered and session.store.in_file
         notice = session.store.problem if remember and not remembered else None
         if not remembered:
             try:  # nothing will ever use this sign-in again: end it on the server
@@ -114,12 +116,16 @@ async def cmd_login(run: Run) -> int:
         out.note(notice)
     if out.json:
         out.emit({"server": server, "email": one_line(user.email), "display_name": one_line(user.display_name),
-                  "role": one_line(user.role), "remembered": remembered, "notice": notice})
+                  "role": one_line(user.role), "remembered": remembered,
+                  "token_file": str(session.store.path()) if in_file else None, "notice": notice})
         return EXIT_OK
     name = one_line(user.display_name)
     who = f"{name} <{one_line(user.email)}>" if name else one_line(user.email)
     out.line(f"Signed in to {urlsplit(server).netloc} as {who}.")
-    if remembered:
+    if in_file:
+        out.line(f"No system keyring is available, so the sign-in is kept in {session.store.path()}, which only "
+                 f"you can read; `penmail logout` ends it.")
+    elif remembered:
         out.line("The sign-in is remembered in the system keyring; `penmail logout` ends it.")
     elif not remember:
         out.line("The sign-in was not remembered (--no-remember), and has been ended.")
@@ -134,7 +140,8 @@ async def cmd_logout(run: Run) -> int:
 
     config, out = run.config, run.out
     if not config.server or not config.email:
-        raise LineError("penmail is not set up yet, so there is no sign-in to end.", EXIT_NOT_SIGNED_IN,
+        raise LineError(config.not_set_up() if config.server or config.email
+                        else "penmail is not set up yet, so there is no sign-in to end.", EXIT_NOT_SIGNED_IN,
                         "not_configured")
     host = urlsplit(config.server).netloc
     session = Session(config.server, config.email, config.ca_file, use_keyring=run.use_keyring)

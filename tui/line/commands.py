@@ -1,4 +1,5 @@
-"""The line-mode commands: sign-in, list, read, get, send, reply, status, open, export.
+"""The line-mode commands: sign-in, list, read, get, send, reply, forward, status, open, export,
+folders, move, delete, mark.
 
 Each command is a coroutine taking a ``Run`` (the parsed arguments, the output, the
 settings) and returning an exit code.  ``main`` runs one, and turns every failure into
@@ -47,7 +48,10 @@ from tui.line.account import (
     cmd_whoami,
     parse_link,  # noqa: E402
 )
+from tui.line.drafts import cmd_drafts
+from tui.line.forwarding import cmd_forward
 from tui.line.intercept import cmd_intercept
+from tui.line.manage import cmd_delete, cmd_folders, cmd_mark, cmd_move
 from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
 from tui.line.run import LineError, Run, _exit_code, _sentence, update_settings  # noqa: E402
 from tui.line.writing import cmd_reply, cmd_send
@@ -58,7 +62,8 @@ from tui.line.writing import cmd_reply, cmd_send
 HANDLERS = {
     "login": cmd_login, "logout": cmd_logout, "whoami": cmd_whoami, "list": cmd_list, "read": cmd_read,
     "get": cmd_get, "send": cmd_send, "reply": cmd_reply, "status": cmd_status, "open": cmd_open,
-    "export": cmd_export, "intercept": cmd_intercept,
+    "export": cmd_export, "intercept": cmd_intercept, "drafts": cmd_drafts,
+    "folders": cmd_folders, "move": cmd_move, "delete": cmd_delete, "mark": cmd_mark, "forward": cmd_forward,
 }
 
 

@@ -60,8 +60,9 @@ def _limit(run: Run) -> int:
 
 
 def _server(run: Run) -> str:
-    if not run.config.server or not run.config.email:
-        raise LineError("No PEN is set up yet; run `penmail login` first.", EXIT_NOT_SIGNED_IN, "not_configured")
+    problem = run.config.not_set_up()
+    if problem:
+        raise LineError(problem, EXIT_NOT_SIGNED_IN, "not_configured")
     return run.config.server
 
 

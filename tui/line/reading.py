@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from datetime import datetime
 from pathlib import Path
 
+from tui.config import state_dir
 from tui.format import address_text, human_size, list_date
 from tui.line import (
     EXIT_FAILED,
@@ -30,21 +33,27 @@ from tui.line.run import LineError, Run, _join, read_and_print, usage
 
 
 async def cmd_list(run: Run) -> int:
+    from tui.pen_client import ValidationFailed
+
     args, out = run.args, run.out
     items: list = []
     total = 0
+    cursor = args.cursor or None
     async with run.signed_in() as client:
-        cursor = None
         while len(items) < args.limit:
-            page = await client.list_messages(args.folder, limit=min(200, args.limit - len(items)), cursor=cursor,
-                                              unread=True if args.unread else None, q=args.search or None)
+            try:
+                page = await client.list_messages(args.folder, limit=min(200, args.limit - len(items)), cursor=cursor,
+                                                  unread=True if args.unread else None, q=args.search or None)
+            except ValidationFailed as exc:  # a search the PEN cannot read, or a cursor it did not give
+                raise usage(exc.message) from None
             items.extend(page.items)
             total = page.total
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
+    next_cursor = one_line(cursor) if cursor else None
     if out.json:
-        out.emit({"folder": args.folder, "total": total, "count": len(items),
+        out.emit({"folder": args.folder, "total": total, "count": len(items), "next_cursor": next_cursor,
                   "items": [summary_json(s) for s in items]})
         return EXIT_OK
     for s in items:
@@ -58,7 +67,25 @@ async def cmd_list(run: Run) -> int:
             out.line("\t".join((one_line(s.id), list_date(s.sent_at), sender, marks, subject)))
     if not items and out.err_tty:
         out.note(f"No messages in {args.folder}" + (" that match." if args.search or args.unread else "."))
+    if next_cursor:
+        out.note(f"More: {next_command(args, next_cursor)}")
     return EXIT_OK
+
+
+def next_command(args, cursor: str) -> str:
+    """The command that lists the next page (on stderr, so stdout stays the rows alone)."""
+    import shlex
+
+    words = ["penmail", "list"]
+    if args.folder != "inbox":
+        words += ["--folder", args.folder]
+    if args.unread:
+        words.append("--unread")
+    if args.search:
+        words += ["--search", one_line(args.search)]
+    if args.limit != 50:
+        words += ["--limit", str(args.limit)]
+    return shlex.join([*words, "--cursor", cursor])
 
 
 async def cmd_read(run: Run) -> int:
@@ -67,12 +94,13 @@ async def cmd_read(run: Run) -> int:
 
 
 async def cmd_get(run: Run) -> int:
-    from tui.downloads import download_attachment
+    from tui.downloads import already_saved, download_attachment
     from tui.pen_client import PenError
 
     args, out = run.args, run.out
     folder = Path(args.output).expanduser() if args.output else run.config.download_dir
     saved: list[dict] = []
+    made = None
     async with run.signed_in() as client:
         message = await client.get_message(args.id)
         attachments = list(message.attachments)
@@ -96,24 +124,44 @@ async def cmd_get(run: Run) -> int:
             out.progress(f"{p.filename}{which}: {p.fraction * 100:3.0f}% of {human_size(p.total)}"
                          f"{f', {human_size(p.bytes_per_second)}/s' if p.bytes_per_second else ''}{left}")
 
+        if args.output and not os.path.lexists(folder):
+            made = _make_folder(folder)  # named on the command line: made, and said
+            out.note(f"Made the folder {clean(str(made), keep_newlines=False)}.")
         for index, (number, attachment) in enumerate(chosen, 1):
-            try:
-                path = await download_attachment(client, message.id, attachment, folder, progress=progress,
-                                                 _number=index, _count=len(chosen))
-            except PenError as exc:
-                if saved:
-                    exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
-                raise
+            path = await asyncio.to_thread(already_saved, folder, attachment) if folder.is_dir() else None
+            already = path is not None
+            if path is not None:
+                out.note(f"{one_line(attachment.filename) or 'The attachment'} is already saved as "
+                         f"{clean(str(path), keep_newlines=False)} (the same sha256); nothing was written.")
+            else:
+                try:
+                    path = await download_attachment(client, message.id, attachment, folder, progress=progress,
+                                                     _number=index, _count=len(chosen))
+                except PenError as exc:
+                    if saved:
+                        exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
+                    raise
             shown = clean(str(path), keep_newlines=False)
             saved.append({"number": number, "attachment_id": one_line(attachment.id),
                           "filename": one_line(attachment.filename), "path": shown, "size": attachment.size,
-                          "sha256": one_line(attachment.sha256)})
+                          "sha256": one_line(attachment.sha256), "already_saved": already})
             out.end_progress()
             if not out.json:
                 out.line(shown)
     if out.json:
-        out.emit({"message_id": one_line(message.id), "saved": saved})
+        out.emit({"message_id": one_line(message.id), "made_folder": clean(str(made), keep_newlines=False)
+                  if made else None, "saved": saved})
     return EXIT_OK
+
+
+def _make_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise LineError(f"The folder {clean(str(folder), keep_newlines=False)} could not be made "
+                        f"({exc.strerror or type(exc).__name__}); choose another with -o.", EXIT_FAILED,
+                        "folder_not_made") from None
+    return folder
 
 
 async def cmd_status(run: Run) -> int:
@@ -158,15 +206,20 @@ async def cmd_export(run: Run) -> int:
 
     async with run.signed_in() as client:
         try:
-            result = await export_maildir(client, maildir, folders=folders, since=since, progress=progress)
+            result = await export_maildir(client, maildir, folders=folders, since=since, progress=progress,
+                                          state=state_dir(run.env) / "exports")
         except ExportError as exc:
             raise LineError(exc.message, EXIT_FAILED, exc.code) from None
     out.end_progress()
+    where = clean(str(result.maildir), keep_newlines=False)
+    if result.migrated:
+        out.note(f"Moved {result.migrated} message{'s' if result.migrated != 1 else ''} of {where} from the old flat "
+                 f"layout into its folders .Sent, .Archive and .Trash (Maildir++); penmail's index is now in its "
+                 f"state folder.")
     if out.json:
         out.emit(result.to_json())
         return EXIT_OK
     attachments = sum(item["attachments"] for item in result.added)
-    where = clean(str(result.maildir), keep_newlines=False)
     out.line(f"Exported {len(result.added)} new message{'s' if len(result.added) != 1 else ''} "
              f"({attachments} attachment{'s' if attachments != 1 else ''}) to {where}; "
              f"{result.skipped} {'were' if result.skipped != 1 else 'was'} there already.")

@@ -42,7 +42,6 @@ except ImportError:  # pragma: no cover
 
 
 LOCK_TIMEOUT = 30.0
-SEND_TRIES = 3
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _LINK_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/m/(?P<id>[A-Za-z0-9_-]{1,200})/?$")
 
@@ -135,8 +134,8 @@ class Run:
         server = server or self.config.server
         email = email or self.config.email
         if not server or not email:
-            raise LineError("No PEN is set up yet; run `penmail login` first.", EXIT_NOT_SIGNED_IN,
-                            "not_configured")
+            raise LineError(self.config.not_set_up() or "No PEN is set up yet; run `penmail login` first.",
+                            EXIT_NOT_SIGNED_IN, "not_configured")
         session = Session(server, email, self.config.ca_file, remember=True, use_keyring=self.use_keyring)
         try:
             with self.token_lock():

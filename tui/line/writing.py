@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mimetypes
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.config import state_dir
 from tui.format import address_text, body_text, human_size
 from tui.line import (
     EXIT_FAILED,
-    EXIT_NOT_FOUND,
     EXIT_OK,
 )
 from tui.line.output import (
@@ -31,7 +28,8 @@ try:  # POSIX
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-from tui.line.run import SEND_TRIES, LineError, Run, _exit_code, _join, usage
+from tui.line.drafts import account_of, draft_store, find_draft
+from tui.line.run import LineError, Run, _exit_code, _join, usage
 
 # ---------------------------------------------------------------- writing
 
@@ -67,56 +65,79 @@ def _check_files(paths: list[str]) -> list[str]:
     return checked
 
 
+class _LineFiles:
+    """The draft's files as tui.uploads sees them (its UploadView): the bar on a terminal's
+    standard error, the upload records copied into the draft (kept by the sender)."""
+
+    def __init__(self, run: Run, draft) -> None:
+        from tui.sender import draft_entries
+
+        self.out, self.draft = run.out, draft
+        self.entries = draft_entries(draft)
+        self._uploading: tuple[str, int] = ("", 0)
+
+    def say(self, text: str) -> None:
+        pass  # the sender hands a failure's sentence on; a success needs no words here
+
+    def changed(self, highlight: int | None = None) -> None:
+        self.draft.uploads = {e.path: e.record for e in self.entries if e.path and e.record}
+
+    def redraw(self) -> None:
+        pass
+
+    def upload_started(self, entry) -> None:
+        self._uploading = (one_line(entry.name, 60), entry.size or 0)
+
+    def upload_progress(self, sent: int) -> None:
+        shown, total = self._uploading
+        self.out.progress(f"Uploading {shown}: {sent * 100 // max(total, 1):3d}% of {human_size(total)}")
+
+    def upload_ended(self) -> None:
+        self.out.end_progress()
+
+
+def _not_sent_sentence(exc, draft) -> str:
+    from tui.sender import NotSent
+
+    again = f"`penmail send --draft {draft.id}`"
+    if exc.kind == NotSent.SENT_BEFORE:
+        return _join("The PEN already has this draft's key with other content, so it was probably sent before; "
+                     "check `penmail list --folder sent`", f"it is kept as draft {draft.id} and not sent again "
+                     f"(`penmail drafts delete {draft.id}` removes it).")
+    if exc.kind == NotSent.REFUSED:
+        return _join(exc.message, f"the PEN will refuse this message as it is, so change that and send it anew "
+                                  f"(the text is kept as draft {draft.id}: `penmail drafts show {draft.id}` shows "
+                                  f"it, `penmail drafts delete {draft.id}` removes it).")
+    maybe = (" (it may have reached the PEN; sending the draft again never sends it twice)"
+             if exc.maybe_sent else "")
+    return _join(exc.message, f"the message is kept as draft {draft.id}{maybe}: send it with {again}.")
+
+
 async def _deliver(run: Run, client, store, draft) -> int:
-    """Upload, send with the draft's Idempotency-Key (a retry never sends twice), and
-    remove the draft once the PEN has it; keep it, and say so, when anything fails."""
+    """Send the draft through tui.sender (the TUI's way: upload ids kept in the draft, the
+    draft's Idempotency-Key, a lost answer tried again, expired uploads uploaded again) and
+    remove it once the PEN has it; keep it, and say what to do, when anything fails."""
     from tui.compose import parse_address_list
-    from tui.pen_client import PenError, ServerError, Unreachable, ValidationFailed
+    from tui.sender import NotSent, Sender
+    from tui.uploads import Uploader
 
     out = run.out
+    for name in draft.attachments:
+        if not Path(name).is_file():
+            raise LineError(_join(f"The attached file {clean(name, keep_newlines=False)} is gone",
+                                  f"the message is kept as draft {draft.id}."), EXIT_FAILED, "attachment_missing")
+    files = _LineFiles(run, draft)
 
-    def addrs(items: list[str]) -> list[Address]:
-        return parse_address_list(", ".join(items))[0]
+    async def keep() -> None:
+        files.changed()
+        await asyncio.to_thread(store.save, draft)
 
-    upload_ids = []
+    recipients = {name: parse_address_list(", ".join(getattr(draft, name)))[0] for name in ("to", "cc", "bcc")}
     try:
-        for name in draft.attachments:
-            path = Path(name)
-            if not path.is_file():
-                raise LineError(f"The attached file {clean(name, keep_newlines=False)} is gone.", EXIT_FAILED,
-                                "attachment_missing")
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-
-            def progress(done: int, total: int, shown=one_line(path.name, 60)) -> None:
-                out.progress(f"Uploading {shown}: {done * 100 // max(total, 1):3d}% of {human_size(total)}")
-
-            attachment = await client.upload(path, content_type=content_type, progress=progress)
-            out.end_progress()
-            upload_ids.append(attachment.id)
-        for attempt in range(SEND_TRIES):
-            try:
-                sent = await client.send(to=addrs(draft.to), cc=addrs(draft.cc), bcc=addrs(draft.bcc),
-                                         subject=draft.subject, body_text=draft.body,
-                                         idempotency_key=draft.idempotency_key, in_reply_to=draft.in_reply_to,
-                                         attachments=upload_ids)
-                break
-            except (Unreachable, ServerError) as exc:
-                # The answer may be lost while the PEN has the message: the same key is safe.
-                if attempt == SEND_TRIES - 1:
-                    raise
-                await asyncio.sleep(min(exc.retry_after or 0.5 * 2 ** attempt, 10))
-    except (PenError, LineError, OSError) as exc:
-        message = exc.message if isinstance(exc, (PenError, LineError)) else \
-            f"Reading an attached file failed ({exc.strerror or type(exc).__name__})"
-        maybe = isinstance(exc, (Unreachable, ServerError))
-        if isinstance(exc, ValidationFailed) and exc.code == "idempotency_key_reused":
-            message = ("The PEN already has this draft's key with other content, so it was probably sent "
-                       "before; check `penmail list --folder sent`")
-        then = (f"the message is kept as draft {draft.id}" + (" (it may have reached the PEN; sending the draft "
-                "again never sends it twice)" if maybe else "") + f": send it with `penmail send --draft {draft.id}`.")
-        code = exc.exit_code if isinstance(exc, LineError) else _exit_code(exc) if isinstance(exc, PenError) \
-            else EXIT_FAILED
-        raise LineError(_join(message, then), code, getattr(exc, "code", "failed")) from None
+        sent = await Sender(client, Uploader(client), keep).send(draft, files, recipients)
+    except NotSent as exc:
+        code = _exit_code(exc.error) if exc.error is not None else EXIT_FAILED
+        raise LineError(_not_sent_sentence(exc, draft), code, exc.error.code if exc.error else exc.kind) from None
     store.delete(draft.id)
     if out.json:
         doc = {k: v for k, v in message_json(sent, sent.body_text, []).items()
@@ -147,24 +168,16 @@ async def _keeping(draft):
                                            f"`penmail send --draft {draft.id}`."), _exit_code(exc), exc.code) from None
 
 
-def _drafts(run: Run):
-    from tui.drafts import DraftStore
-
-    return DraftStore(state_dir(run.env) / "drafts")
-
-
 async def cmd_send(run: Run) -> int:
     from tui.compose import format_address, validate_subject
     from tui.drafts import Draft
 
     args = run.args
-    store = _drafts(run)
+    store = draft_store(run)
     if args.draft:
         if args.to or args.cc or args.bcc or args.subject is not None or args.attach:
             raise usage("--draft sends a kept draft as it is; give no other options with it.")
-        draft = store.load(args.draft)
-        if draft is None:
-            raise LineError(f"There is no draft {one_line(args.draft, 80)!r}.", EXIT_NOT_FOUND, "not_found")
+        draft = find_draft(run, store, args.draft)
         for items, option in ((draft.to, "to"), (draft.cc, "cc"), (draft.bcc, "bcc")):
             _addresses(items, f"the draft's {option}")
     else:
@@ -180,8 +193,13 @@ async def cmd_send(run: Run) -> int:
             raise usage(problem)
         files = _check_files(args.attach)
         body = _read_body(run)
+        if not body.strip() and not args.allow_empty:
+            # `send </dev/null`, or a script whose text went missing: never a blank message unasked.
+            raise usage("Standard input had no text, so nothing was sent; give the message on standard input, "
+                        "or pass --allow-empty to send it without text.")
         draft = Draft(to=[format_address(a) for a in to], cc=[format_address(a) for a in cc],
-                      bcc=[format_address(a) for a in bcc], subject=args.subject, body=body, attachments=files)
+                      bcc=[format_address(a) for a in bcc], subject=args.subject, body=body, attachments=files,
+                      account=account_of(run))
         store.save(draft)
     async with _keeping(draft):
         async with run.signed_in() as client:
@@ -194,7 +212,7 @@ async def cmd_reply(run: Run) -> int:
 
     args = run.args
     files = _check_files(args.attach)
-    store = _drafts(run)
+    store = draft_store(run)
     async with run.signed_in() as client:
         original = await client.get_message(args.id)
         me = client.user.email if client.user else (run.config.email or "")
@@ -209,7 +227,7 @@ async def cmd_reply(run: Run) -> int:
         body = (own.rstrip("\n") + "\n\n" if own.strip() else "") + quoted
         draft = Draft(to=[format_address(x) for x in to], cc=[format_address(x) for x in cc],
                       subject=reply_subject(original.subject), body=body, attachments=files,
-                      in_reply_to=original.id)
+                      in_reply_to=original.id, account=account_of(run))
         store.save(draft)
         async with _keeping(draft):
             return await _deliver(run, client, store, draft)

@@ -10,7 +10,6 @@ back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,18 +33,10 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.pen_client import (
-    Attachment,
-    Conflict,
-    Message,
-    PenClient,
-    PenError,
-    RateLimited,
-    ServerError,
-    Unreachable,
-)
+from tui.pen_client import Attachment, Message, PenClient
 from tui.safe_text import clean, one_line
 from tui.screens.messages import NotificationsRequested
+from tui.sender import NotSent, Sender, draft_entries
 from tui.uploads import Entry, Uploader
 from tui.widgets.address_field import AddressField, SubjectField
 from tui.widgets.attachments import AttachmentPanel
@@ -60,8 +51,6 @@ AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself
 TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "forward": "Forward",
           "draft": "Draft"}
 ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
-# Failures after which the message may or may not have been sent: the same key goes again.
-MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
 SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
                "(look in Sent; F12 twice discards it).")
 
@@ -167,13 +156,7 @@ class ComposeScreen(Screen):
         yield KeyFooter()
 
     def _entries(self) -> list[Entry]:
-        known = self._forwarded
-        forwarded = [Entry(known[i].filename if i in known else "forwarded attachment",
-                           known[i].size if i in known else None, upload_id=i, forwarded=True)
-                     for i in self.draft.forward_attachment_ids]
-        records = self.draft.uploads
-        return forwarded + [Entry(os.path.basename(p), records[p]["size"] if p in records else None, path=p,
-                                  record=records.get(p)) for p in self.draft.attachments]
+        return draft_entries(self.draft, self._forwarded)
 
     def on_mount(self) -> None:
         self._show_title()
@@ -444,72 +427,47 @@ class ComposeScreen(Screen):
         finally:
             self.sending = False
 
-    async def _upload_and_keep(self, files: AttachmentPanel) -> bool:
-        """Every file uploaded, and their upload ids on disk in the draft before the send goes out."""
-        if not await self.uploader.upload_all(files):
-            return False
+    async def _keep(self) -> None:
+        """The sender's ``keep``: the draft, with its files' upload ids, on disk."""
         if self._collect():
             self.touched = True
         if self.touched:
             await asyncio.to_thread(self._write, *self._snapshot())
-        return True
 
     async def _send_draft(self) -> None:
         if self.touched:
             await asyncio.to_thread(self._write, *self._snapshot())
         files = self.query_one(AttachmentPanel)
-        if not await self._upload_and_keep(files):
-            return
         fields: dict[str, Any] = {name: self._field(name).addresses()[0] for name, _ in ADDRESS_FIELDS}
-        for attempt in (1, 2):
-            try:
-                message = await self.client.send(
-                    **fields, subject=self.draft.subject, body_text=self.draft.body,
-                    in_reply_to=self.draft.in_reply_to, attachments=[e.upload_id for e in files.entries],
-                    idempotency_key=self.draft.idempotency_key)
-                break
-            except PenError as exc:
-                expired = self._expired_uploads(exc, files)
-                if expired and attempt == 1:
-                    # The key was not used (the PEN checks it first): upload those files again, same key.
-                    files.forget_uploads(expired)
-                    if not await self._upload_and_keep(files):
-                        return
-                    continue
-                self._not_sent(exc)
-                return
+        try:
+            message = await Sender(self.client, self.uploader, self._keep).send(self.draft, files, fields)
+        except NotSent as exc:
+            self._not_sent(exc)
+            return
         await asyncio.to_thread(self._forget)
         sent_to = [a for people in fields.values() for a in people]
         await asyncio.to_thread((self.book or AddressBook()).add_seen, sent_to, self._me)
         # The app closes this screen: a worker of the screen would end with it.
         self.app.call_later(_after_sent, self.app, self, message)
 
-    @staticmethod
-    def _expired_uploads(exc: PenError, files: AttachmentPanel) -> list:
-        """The local files whose upload ids the PEN does not know (any more), from its 422's fields."""
-        if exc.code != "validation_failed":
-            return []
-        entries = files.entries
-        found = []
-        for key in exc.fields or {}:
-            if isinstance(key, str) and key.startswith("attachments[") and key.endswith("]"):
-                index = key[len("attachments["):-1]
-                if index.isdigit() and int(index) < len(entries) and entries[int(index)].path:
-                    found.append(entries[int(index)])
-        return found
-
-    def _not_sent(self, exc: PenError) -> None:
-        maybe = isinstance(exc, MAYBE_SENT)
-        if exc.code == "idempotency_key_reused":
+    def _not_sent(self, exc: NotSent) -> None:
+        if exc.kind == NotSent.NOT_UPLOADED:
+            return  # the attachment panel has said why
+        if exc.kind == NotSent.SENT_BEFORE:
             # This key went with another body before (a session that crashed after sending, before
             # it could forget the draft): sending again would send a second message.
             self.sent_before = True
             self.definite_failure = False  # an edit must not make a new key that would send it twice
             self.say(SENT_BEFORE)
             return
-        self.definite_failure = not maybe
-        self.say(f"Not sent: {exc.message} " + ("The draft is kept; press F9 to try again (it cannot go "
-                 "twice)." if maybe else "The draft is kept; change it and send again."))
+        self.definite_failure = not exc.maybe_sent
+        if exc.kind == NotSent.REFUSED:
+            then = "The draft is kept; change what the PEN names and send again."
+        elif exc.maybe_sent:
+            then = "The draft is kept; press F9 to try again (it cannot go twice)."
+        else:
+            then = "The draft is kept; press F9 to try again."
+        self.say(f"Not sent: {exc.message} {then}")
 
 
 async def _after_sent(app, screen: ComposeScreen, message: Message) -> None:

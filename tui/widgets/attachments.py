@@ -156,13 +156,6 @@ class AttachmentPanel(Vertical):
 
     # ------------------------------------------------------------ changing the list
 
-    def forget_uploads(self, entries: list[Entry]) -> None:
-        """The PEN no longer knows these uploads (expired, say): they go up again on the next send."""
-        for entry in entries:
-            if entry.path and not entry.forwarded:
-                entry.upload_id, entry.record = None, None
-        self.changed()
-
     def remove_current(self) -> None:
         entry = self.query_one(AttachmentList).current
         if entry is None:
