@@ -22,12 +22,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  # person's download works either way.
                  "--disable-features=IsolateSandboxedIframes"]
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-REQUIRE = os.environ.get("PEN_REQUIRE_BROWSER") == "1"
+REQUIRE = os.environ.get("PEN_REQUIRE_TOOLS") == "1"
 
 
 def missing(what: str) -> None:
     message = (f"{what}; enable these tests with: apt-get install chromium w3m && npm ci --prefix tests/web "
-               f"(PEN_REQUIRE_BROWSER=1 makes this a failure)")
+               f"(PEN_REQUIRE_TOOLS=1, set by .ci/run, makes this a failure)")
     if REQUIRE:
         pytest.fail(message)
     pytest.skip(message)
