@@ -125,17 +125,21 @@ def _positive(value, key: str) -> float:
     return number
 
 
+def _take(s: Settings, table: dict, section: str, parse, *names: str) -> None:
+    """Each named setting from a table of pen-server.toml, checked by `parse`, or its default."""
+    for name in names:
+        setattr(s, name, parse(table.get(name, getattr(s, name)), f"{section}.{name}"))
+
+
+def _at_least(minimum: int):
+    return lambda value, key: _int(value, key, minimum)
+
+
 def _load_limits(s: Settings, limits: dict) -> None:
-    for name in ("max_json_bytes", "max_message_bytes", "max_connections", "max_event_streams"):
-        setattr(s, name, _int(limits.get(name, getattr(s, name)), f"limits.{name}", 1))
-    for name in (
-        "head_timeout_seconds",
-        "body_timeout_seconds",
-        "handshake_timeout_seconds",
-        "keepalive_seconds",
-        "stream_check_seconds",
-    ):
-        setattr(s, name, _positive(limits.get(name, getattr(s, name)), f"limits.{name}"))
+    _take(s, limits, "limits", _at_least(1), "max_json_bytes", "max_message_bytes", "max_connections",
+          "max_event_streams")
+    _take(s, limits, "limits", _positive, "head_timeout_seconds", "body_timeout_seconds",
+          "handshake_timeout_seconds", "keepalive_seconds", "stream_check_seconds")
 
 
 def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,11 +174,8 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
     s.base_url = str(pen.get("base_url", s.base_url)).rstrip("/")
     s.footer = str(pen.get("footer", s.footer))
     s.database_url = str(raw.get("database", {}).get("url", "")) or f"sqlite:///{data / 'pen.db'}"
-    s.max_upload_bytes = _int(limits.get("max_upload_bytes", s.max_upload_bytes), "limits.max_upload_bytes", 1)
-    s.access_token_seconds = _int(
-        limits.get("access_token_seconds", s.access_token_seconds), "limits.access_token_seconds", 10
-    )
-    s.refresh_token_days = _int(limits.get("refresh_token_days", s.refresh_token_days), "limits.refresh_token_days", 1)
+    _take(s, limits, "limits", _at_least(1), "max_upload_bytes", "refresh_token_days")
+    _take(s, limits, "limits", _at_least(10), "access_token_seconds")
     for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
         value = env.get("PEN_" + key.upper()) or limits.get(key, getattr(s, key))
         setattr(s, key, _int(value, f"limits.{key}", 1))
@@ -183,12 +184,8 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
             "The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
             "or a message to that many people could never be sent."
         )
-    s.retry_base_seconds = _float(
-        delivery.get("retry_base_seconds", s.retry_base_seconds), "delivery.retry_base_seconds"
-    )
-    s.retry_max_seconds = _float(delivery.get("retry_max_seconds", s.retry_max_seconds), "delivery.retry_max_seconds")
-    s.max_attempts = _int(delivery.get("max_attempts", s.max_attempts), "delivery.max_attempts", 1)
-    s.lease_seconds = _float(delivery.get("lease_seconds", s.lease_seconds), "delivery.lease_seconds")
+    _take(s, delivery, "delivery", _float, "retry_base_seconds", "retry_max_seconds", "lease_seconds")
+    _take(s, delivery, "delivery", _at_least(1), "max_attempts")
     _signin_limits(s, limits)
     _load_limits(s, limits)
     if log.get("file"):
@@ -218,22 +215,10 @@ def _seconds(value, key: str) -> float:
 
 
 def _signin_limits(s: Settings, limits: dict) -> None:
-    s.signin_free_failures = _int(
-        limits.get("signin_free_failures", s.signin_free_failures), "limits.signin_free_failures", 1
-    )
-    s.signin_max_delay = _seconds(limits.get("signin_max_delay", s.signin_max_delay), "limits.signin_max_delay")
-    s.address_free_failures = _int(
-        limits.get("address_free_failures", s.address_free_failures), "limits.address_free_failures", 1
-    )
-    s.address_max_delay = _seconds(limits.get("address_max_delay", s.address_max_delay), "limits.address_max_delay")
-    s.account_free_failures = _int(
-        limits.get("account_free_failures", s.account_free_failures), "limits.account_free_failures", 1
-    )
-    s.signin_forget_seconds = _seconds(
-        limits.get("signin_forget_seconds", s.signin_forget_seconds), "limits.signin_forget_seconds"
-    )
-    s.hash_workers = _int(limits.get("hash_workers", s.hash_workers), "limits.hash_workers", 1)
-    s.hash_queue = _int(limits.get("hash_queue", s.hash_queue), "limits.hash_queue", 0)
+    _take(s, limits, "limits", _at_least(1), "signin_free_failures", "address_free_failures",
+          "account_free_failures", "hash_workers")
+    _take(s, limits, "limits", _at_least(0), "hash_queue")
+    _take(s, limits, "limits", _seconds, "signin_max_delay", "address_max_delay", "signin_forget_seconds")
     s.trusted_proxy = str(limits.get("trusted_proxy", s.trusted_proxy)).strip()
     proxies = limits.get("trusted_proxy_addresses", s.trusted_proxy_addresses)
     if isinstance(proxies, str):
