@@ -23,7 +23,7 @@ from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
 from pen_server.settings import Settings
-from pen_server.storage import BlobStore
+from pen_server.storage import BlobStore, open_store
 
 if TYPE_CHECKING:
     from pen_server.outbox import DeliveryWorker
@@ -89,6 +89,9 @@ async def _janitor(services: Services) -> None:
     while True:
         try:
             await asyncio.to_thread(remove_stale_uploads, services)
+            # Another process (or host) may be writing an upload this very minute: only a
+            # crash's leftovers, older than a day, go.
+            await asyncio.to_thread(services.blobs.clean_temp, UPLOAD_TTL.total_seconds())
         except Exception:  # keep serving; the next round tries again
             log.exception("cleaning stale uploads failed")
         await asyncio.sleep(3600)
@@ -98,7 +101,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
-    services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
+    services = Services(settings=settings, db=db, blobs=open_store(settings),
                         secret=read_secret(settings), hub=EventHub(max_streams=settings.max_event_streams))
 
     async def signed_in(token: str) -> bool:
@@ -110,7 +113,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         services.hub.bind(asyncio.get_running_loop())
-        services.blobs.clean_temp()
+        log.info("attachments in %s", services.blobs.describe())
         tasks = [asyncio.create_task(_janitor(services))]
         bounce_server = None
         if bounce_socket is not None:
@@ -134,6 +137,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.hashing.shutdown()
+            await services.blobs.close()
             db.dispose()
 
     app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
