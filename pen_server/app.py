@@ -23,7 +23,7 @@ from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
 from pen_server.settings import Settings
-from pen_server.storage import BlobStore, open_store
+from pen_server.storage import BlobStore, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from pen_server.outbox import DeliveryWorker
@@ -97,6 +97,15 @@ async def _janitor(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
+async def _look_at_store(blobs: BlobStore) -> None:
+    """Say at start-up, in the log, when the attachment store does not answer (the server
+    serves anyway: everything but attachments works, and the store may come back)."""
+    try:
+        await blobs.check()
+    except StoreUnavailable as exc:
+        log.warning("%s", exc.message)
+
+
 def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
@@ -114,7 +123,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     async def lifespan(app: FastAPI):
         services.hub.bind(asyncio.get_running_loop())
         log.info("attachments in %s", services.blobs.describe())
-        tasks = [asyncio.create_task(_janitor(services))]
+        tasks = [asyncio.create_task(_janitor(services)), asyncio.create_task(_look_at_store(services.blobs))]
         bounce_server = None
         if bounce_socket is not None:
             from pen_server.bounces import start_server

@@ -93,11 +93,17 @@ class S3BlobStore(BlobStore):
             credentials["endpoint"] = conf.endpoint
         if conf.access_key_id:
             credentials.update(access_key_id=conf.access_key_id, secret_access_key=conf.secret_access_key)
-        self.s3 = S3Store(conf.bucket, prefix=conf.prefix or None, region=conf.region, client_options=options,
-                          retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=15),
-                                        "backoff": {"init_backoff": timedelta(milliseconds=100),
-                                                    "max_backoff": timedelta(seconds=2), "base": 2}},
-                          **credentials)
+        try:
+            self.s3 = S3Store(conf.bucket, prefix=conf.prefix or None, region=conf.region, client_options=options,
+                              retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=15),
+                                            "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                                        "max_backoff": timedelta(seconds=2), "base": 2}},
+                              **credentials)
+        except (ValueError, ObstoreError) as exc:
+            from pen_server.settings import SettingsError
+
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SettingsError(f"The [storage] settings cannot be used ({first}).") from None
         self._http: httpx.AsyncClient | None = None
 
     def _delete(self, key: str) -> None:
