@@ -18,9 +18,7 @@ Reuses bench/download_1gib.py's helpers. Loopback only; not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,11 +37,16 @@ from download_1gib import (  # noqa: E402
     MIB,
     PASSWORD,
     curl,
+    leave,
     make_file,
     mbps,
     proc_status_kib,
+    report_head,
     reset_peak_of,
+    run_and_report,
     sha256_of,
+    sign_in,
+    size_arguments,
 )
 
 
@@ -59,19 +62,6 @@ def start_pen(root: Path, smtp, size: int, env: dict):
     return PenProcess(root, port, smtp_port=smtp.port, env=env).start()
 
 
-def signed_in(pen, email: str):
-    import httpx
-
-    c = httpx.Client(base_url=pen.api, verify=str(pen.ca_file), timeout=600)
-    token = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
-    c.headers["Authorization"] = f"Bearer {token}"
-    for _ in range(100):  # a sign-in may be answered a moment before it is committed
-        if c.get("/me").status_code == 200:
-            return c
-        time.sleep(0.02)
-    raise SystemExit("signing in failed")
-
-
 def upload_and_send(pen, source: Path, size: int, sha: str) -> tuple[str, float]:
     """The file uploaded as ann and sent to bob: (its download URL, upload seconds)."""
 
@@ -80,7 +70,7 @@ def upload_and_send(pen, source: Path, size: int, sha: str) -> tuple[str, float]
             while block := f.read(MIB):
                 yield block
 
-    c = signed_in(pen, ANN)
+    c = sign_in(pen, ANN, timeout=600)
     try:
         start = time.perf_counter()
         r = c.post(f"/uploads?filename={quote('big file.bin')}", content=chunks(),
@@ -108,7 +98,7 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def timed_download(pen, url: str, out: Path, size: int, sha: str, helper_pid: int | None) -> dict:
-    c = signed_in(pen, BOB)
+    c = sign_in(pen, BOB)
     token = c.headers["Authorization"].split()[1]
     c.close()
     pid = pen.proc.pid
@@ -171,18 +161,13 @@ def run(args: argparse.Namespace) -> dict:
             pen.stop()
         s3.stop()
         smtp.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        leave(work, args.keep)
 
 
 def report(results: dict) -> None:
     size = results["size_mib"] * MIB
     up = results["upload_seconds"]
-    print()
-    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs; 1-minute load average "
-          f"{results['loadavg_before'][0]:.2f} before the downloads, {results['loadavg_after'][0]:.2f} after)")
+    report_head(results)
     print(f"upload (httpx, for reference): folder {mbps(size, up['folder']):7.1f} MiB/s, "
           f"bucket {mbps(size, up['bucket']):7.1f} MiB/s")
     for n, r in enumerate(results["rounds"], 1):
@@ -199,18 +184,8 @@ def report(results: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024 = 1 GiB)")
-    p.add_argument("--rounds", type=int, default=3, help="folder / bucket pairs to run (default 3)")
-    p.add_argument("--workdir", help="where the PENs, the bucket and the downloads live (default: the temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    args = p.parse_args()
-    if not shutil.which("curl"):
-        raise SystemExit("curl is not installed; the downloads are timed with it.")
-    results = run(args)
-    report(results)
-    if args.json:
-        print(json.dumps(results, indent=2))
+    size_arguments(p, rounds=3)
+    run_and_report(p.parse_args(), run, report)
 
 
 if __name__ == "__main__":
