@@ -48,14 +48,29 @@ _FAILURES: tuple[type[BaseException], ...] = (OSError,) if obstore is None else 
 _READ_FAILURES: tuple[type[BaseException], ...] = (httpx.HTTPError, *_FAILURES)
 
 
+def _why(exc: BaseException, bucket: str) -> str:
+    """What a failed request says about the store, in a few words (the details go to the log)."""
+    text = str(exc)
+    if "error sending request" in text or "connect" in text.lower():
+        return "does not answer (no connection)"
+    if "404" in text or isinstance(exc, FileNotFoundError):
+        return f"has no bucket {bucket!r}"
+    if "403" in text or "401" in text or type(exc).__name__ in ("PermissionDeniedError", "UnauthenticatedError"):
+        return "refuses the access key"
+    return f"does not answer as it should ({type(exc).__name__})"
+
+
 class _S3Temp(TempBlob):
     def __init__(self, store: S3BlobStore):
         self.store = store
         self.name = temp_name()
         self.key = f"tmp/{self.name}"
-        self._writer: Any = obstore.open_writer(store.s3, self.key, buffer_size=PART_SIZE,
-                                                max_concurrency=PARTS_IN_FLIGHT)
-        self._open = True
+        try:
+            self._writer: Any = obstore.open_writer(store.s3, self.key, buffer_size=PART_SIZE,
+                                                    max_concurrency=PARTS_IN_FLIGHT)
+        except _FAILURES as exc:
+            raise _unavailable("starting an upload", exc) from None
+        self._open, self._gone = True, False
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -71,13 +86,20 @@ class _S3Temp(TempBlob):
             raise _unavailable("completing an upload", exc) from None
 
     def discard(self) -> None:
+        """Never raises: what cannot be removed now, the clean-up removes after a day."""
+        if self._gone:
+            return
+        self._gone = True
         if self._open:
             self._open = False
             try:  # leaving the writer with an error aborts its multipart upload
                 self._writer.__exit__(RuntimeError, RuntimeError("discarded"), None)
             except _FAILURES:
                 pass
-        self.store._delete(self.key)
+        try:
+            self.store._delete(self.key)
+        except StoreUnavailable:
+            pass  # logged by _delete
 
 
 class S3BlobStore(BlobStore):
@@ -193,9 +215,9 @@ class S3BlobStore(BlobStore):
         try:
             await obstore.list_with_delimiter_async(self.s3)
         except _FAILURES as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise StoreUnavailable(f"The object store {self.describe()} does not answer as it should ({first}); "
-                                   "check [storage] in pen-server.toml and that the bucket exists.") from None
+            log.warning("object store check: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise StoreUnavailable(f"The object store {self.describe()} {_why(exc, self.conf.bucket)}; "
+                                   "check [storage] in pen-server.toml.") from None
 
     async def close(self) -> None:
         if self._http is not None:
