@@ -167,6 +167,18 @@ def test_clean_up_removes_a_stale_upload_from_the_bucket_and_keeps_a_sent_one(s3
         db.dispose()
 
 
+def test_unfinished_uploads_go_only_when_a_day_old(s3):
+    store = S3BlobStore(s3.settings("unfinished"))
+    temp = store.new_temp()
+    temp.write(b"half of a file")
+    temp.finish()  # as a crash would leave it: written, never put in place
+    key = f"unfinished/tmp/{temp.name}"
+    assert key in s3.objects()
+    assert store.clean_temp(older_than=24 * 3600) == 0 and key in s3.objects()  # another process's, maybe
+    assert store.clean_temp(older_than=0) == 1 and key not in s3.objects()
+    temp.discard()  # already gone: nothing to do, nothing raised
+
+
 class BucketRace(RacingBlobs):
     """The clean-up's race with an identical upload, the upload's body in the bucket."""
 
