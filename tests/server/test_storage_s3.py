@@ -117,6 +117,11 @@ def test_upload_send_and_download_with_range_through_the_bucket(s3, s3_pen):
         past = c.get(url, headers={"Range": f"bytes={size}-"})
         assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
         assert past.json()["error"]["code"] == "range_not_satisfiable"
+    empty = upload(s3_pen, "ann", "empty.txt", b"")  # no body at all: an object of 0 bytes
+    message = send(s3_pen, "ann", "bob", [empty["id"]])
+    with s3_pen.as_user("bob") as c:
+        got = c.get(f"/messages/{message['id']}/attachments/{empty['id']}")
+        assert got.status_code == 200 and got.content == b"" and got.headers["content-length"] == "0"
 
 
 def test_web_form_upload_and_page_download_through_the_bucket(s3, s3_pen):
