@@ -428,10 +428,11 @@ async def test_thousand_recipients_on_reused_connections(db, tmp_path, servers, 
     bcc = [f"user{i}@example.org" for i in range(990)]
     mid = seed(db, to=to, bcc=bcc)
     worker = workers(db, settings, None)
+    # No time bound here (a loaded CI machine is no measure): reuse is what is checked, by
+    # the count of SMTP sessions; bench/fanout.py measures the speed.
     started = time.monotonic()
     assert await drain(worker) == 1000
     elapsed = time.monotonic() - started
-    assert elapsed < 10, elapsed
     assert recorder.rcpts() == sorted(to + bcc)
     assert all(len(m.rcpt_tos) == 1 for m in recorder.mails)
     assert len(recorder.sessions) <= settings.worker_concurrency
