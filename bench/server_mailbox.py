@@ -58,7 +58,7 @@ def seed(data: Path, count: int) -> None:
                                  body_html=None, snippet=f"Body of message {i}.", size=40, in_reply_to=None,
                                  sent_at=when))
             entries.append(dict(user_id=reader.id, message_id=mid, folder="inbox", unread=i % 3 == 0,
-                                is_sender=False, sent_at=when))
+                                is_sender=False, sent_at=when, thread_id=mid))
         with db.engine.begin() as conn:
             conn.execute(insert(Message), messages)
             conn.execute(insert(MailboxEntry), entries)
