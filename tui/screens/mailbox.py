@@ -18,12 +18,35 @@ from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
+from tui.widgets.message_rows import fit, plural
 from tui.widgets.safe_static import SafeStatic
 
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
+# The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
+# (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash")
+FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
+LEGEND = "  UA = unread, attachment"
+THREAD_LEGEND = "  Threads: U = unread in thread, A = attachment, [3, 1 unread]; space opens a thread"
+THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
+
+
+def compact_count(n: int) -> str:
+    """A count in at most 4 cells: 12, 9999, 12k, 3M."""
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    return f"{n // 1_000_000}M"
+
+
+def folder_row(number: int, name: str, current: bool, count: int) -> str:
+    """A sidebar row, 14 cells: ">" on the current folder (not shade alone), its key, its
+    name cut with an ellipsis, and its count of unread messages (drafts: of drafts) or none."""
+    label = FOLDER_LABELS.get(name, name.capitalize())
+    return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
 
 
 class MailboxScreen(Screen):
@@ -45,6 +68,8 @@ class MailboxScreen(Screen):
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
+        Binding("T", "threads", "Threads", id="mailbox.threads"),
+        Binding("space", "expand_thread", "Open or close thread", show=False, id="mailbox.expand_thread"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
         Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),
         Binding("L", "app.sign_out", "Sign out", show=False, id="mailbox.sign_out"),
@@ -59,16 +84,17 @@ class MailboxScreen(Screen):
         self.folder = "inbox"
         self.query_text = ""
         self.signing_in_as = signing_in_as
+        self.threads = False  # the thread view (T)
+        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
         with Horizontal():
-            yield CursorOptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
-                                   id="folders")
+            yield CursorOptionList(*[Option(self._folder_prompt(f), id=f) for f in FOLDERS], id="folders")
             with Vertical(id="list-pane"):
                 yield Input(placeholder="Search subject, sender and text; enter to search, escape to clear",
                             id="search")
-                yield SafeStatic("  UA = unread, attachment", id="list-legend")
+                yield SafeStatic(LEGEND, id="list-legend")
                 yield MessageList(self._load_page, id="messages")
         yield SafeStatic("", id="status")
         yield KeyFooter()
@@ -77,7 +103,9 @@ class MailboxScreen(Screen):
         self.query_one("#folders", OptionList).highlighted = 0
         messages = self.query_one(MessageList)
         if self.signing_in_as is None:
+            messages.me = self.client.user.email if self.client.user else None
             messages.reset()
+            self.refresh_folder_counts()
         else:
             self.say("Signing in ...")
         self._update_title()
@@ -87,22 +115,51 @@ class MailboxScreen(Screen):
         if self.signing_in_as is not None:
             self.signing_in_as = None
             self.say("")
+            self.query_one(MessageList).me = self.client.user.email if self.client.user else None
             self.reload(keep_cursor=False)
             self._update_title()
 
     # ------------------------------------------------------------ data
 
+    @property
+    def showing_threads(self) -> bool:
+        """Threads are shown when asked for and no search is on (a search lists messages)."""
+        return self.threads and not self.query_text
+
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
+        if self.showing_threads:
+            return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
         return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
                                                order=order)
+
+    def _folder_prompt(self, folder: str) -> str:
+        return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
+
+    def draw_folders(self) -> None:
+        """The sidebar again: the current folder's marker and every folder's count."""
+        folders = self.query_one("#folders", OptionList)
+        for folder in FOLDERS:
+            folders.replace_option_prompt(folder, self._folder_prompt(folder))
+
+    @work(exclusive=True, group="folder-counts", exit_on_error=False)
+    async def refresh_folder_counts(self) -> None:
+        """Each folder's unread count (GET /folders), after anything that may change one."""
+        try:
+            counts = await self.client.folders()
+        except PenError:
+            return  # the counts stay as they were; the list says what went wrong
+        self.folder_counts.update({c.name: c.unread for c in counts})
+        self.draw_folders()
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
         messages = self.query_one(MessageList)
         if self.signing_in_as is not None:
             count = "signing in"
+        elif not messages.loaded_once:
+            count = "loading"
         else:
-            count = f"{messages.total} messages" if messages.loaded_once else "loading"
+            count = plural(messages.total, "thread" if messages.threads else "message")
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
             f"penmail  {who}  {self.folder.capitalize()} ({count}{search})")
@@ -112,7 +169,11 @@ class MailboxScreen(Screen):
 
     def reload(self, keep_cursor: bool = True) -> None:
         if self.signing_in_as is None:  # else start() loads, with the folder and search chosen by then
-            self.query_one(MessageList).reset(keep_cursor=keep_cursor)
+            messages = self.query_one(MessageList)
+            messages.threads = self.showing_threads
+            self.query_one("#list-legend", SafeStatic).show(THREAD_LEGEND if messages.threads else LEGEND)
+            messages.reset(keep_cursor=keep_cursor)
+            self.refresh_folder_counts()
 
     def message_arrived(self, folder: str) -> None:
         """The event stream said a message came: show it without a manual refresh."""
@@ -120,6 +181,8 @@ class MailboxScreen(Screen):
             self.reload(keep_cursor=True)
             if folder == "inbox":
                 self.say("A new message arrived.")
+        else:
+            self.refresh_folder_counts()
 
     @on(MessageList.Highlighted)
     def _highlighted(self, event: MessageList.Highlighted) -> None:
@@ -148,6 +211,7 @@ class MailboxScreen(Screen):
             return
         self.folder = folder
         self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
+        self.draw_folders()
         self.say("")
         self.reload(keep_cursor=False)
         self._update_title()
@@ -178,6 +242,44 @@ class MailboxScreen(Screen):
     def action_reload(self) -> None:
         self.reload()
 
+    def action_threads(self) -> None:
+        """The list as conversations (each thread under its newest message), or as messages."""
+        self.threads = not self.threads
+        self.reload(keep_cursor=False)
+        self._update_title()
+        if self.threads and self.query_text:
+            self.say("Threads come back when the search is cleared (escape); a search lists messages.")
+        else:
+            self.say("Showing threads; space opens or closes one." if self.threads else "Showing messages.")
+
+    def action_expand_thread(self) -> None:
+        messages = self.query_one(MessageList)
+        if not messages.threads:
+            self.say("Press T for the thread view first.")
+            return
+        head, summary, expanded = messages.highlighted_thread
+        if summary is None:
+            self.say("No thread is highlighted.")
+        elif expanded:
+            messages.collapse_thread(head)
+        elif summary.thread_count <= 1:
+            self.say("This thread has one message here.")
+        else:
+            self._expand(head, summary)
+
+    @work(group="thread-expand", exit_on_error=False)
+    async def _expand(self, head: int, summary: Summary) -> None:
+        try:
+            page = await self.client.thread_messages(summary.thread_id, folder=self.folder, limit=THREAD_ROWS,
+                                                     order="newest")
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        older = tuple(s for s in page.items if s.id != summary.id)
+        if self.query_one(MessageList).expand_thread(head, summary.thread_id, older):
+            more = f" (the newest {len(older) + 1} of {page.total})" if page.total > len(page.items) else ""
+            self.say(f"The thread's {plural(len(older) + 1, 'message')} here{more}; space closes it.")
+
     def _current(self) -> Summary | None:
         summary = self.query_one(MessageList).highlighted
         if summary is None:
@@ -206,6 +308,7 @@ class MailboxScreen(Screen):
             self.reload()
         else:
             self.query_one(MessageList).replace(updated)
+            self.refresh_folder_counts()
             self.say("Marked unread." if updated.unread else "Marked read.")
 
     def action_delete(self) -> None:
