@@ -117,6 +117,7 @@ class MailboxScreen(Screen):
             self.say("")
             self.query_one(MessageList).me = self.client.user.email if self.client.user else None
             self.reload(keep_cursor=False)
+            self.refresh_folder_counts()
             self._update_title()
 
     # ------------------------------------------------------------ data
@@ -173,7 +174,8 @@ class MailboxScreen(Screen):
             messages.threads = self.showing_threads
             self.query_one("#list-legend", SafeStatic).show(THREAD_LEGEND if messages.threads else LEGEND)
             messages.reset(keep_cursor=keep_cursor)
-            self.refresh_folder_counts()
+            if keep_cursor:  # something changed (a move, new mail, F5), not the view: counts too
+                self.refresh_folder_counts()
 
     def message_arrived(self, folder: str) -> None:
         """The event stream said a message came: show it without a manual refresh."""
