@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 # (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash")
 FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
-LEGEND = "  UA = unread, attachment"
-THREAD_LEGEND = "  Threads: U = unread in thread, A = attachment, [3, 1 unread]; space opens a thread"
+LEGEND = "  UA = unread, attachment; T shows threads"
+THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
 THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
 
 
@@ -68,7 +68,7 @@ class MailboxScreen(Screen):
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
-        Binding("T", "threads", "Threads", id="mailbox.threads"),
+        Binding("T", "threads", "Threads", show=False, id="mailbox.threads"),  # the legend says it
         Binding("space", "expand_thread", "Open or close thread", show=False, id="mailbox.expand_thread"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
         Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),
