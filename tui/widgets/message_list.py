@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.bulk import TAG_MARK
 from tui.format import short_date
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
@@ -102,6 +103,12 @@ class MessageList(ScrollView, can_focus=True):
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
+
+    def show_tags(self, ids: frozenset[str]) -> None:
+        """Mark these rows as tagged (a character in the row's mark column)."""
+        self.tagged = frozenset(ids)
+        self.refresh()
 
     # ------------------------------------------------------------ data
 
@@ -267,6 +274,8 @@ class MessageList(ScrollView, can_focus=True):
             text = "  .. loading"
         else:
             text = row_text(summary, width)
+            if summary.id in self.tagged:
+                text = text[:1] + TAG_MARK + text[2:]
             style = base
             if summary.unread:
                 style += self.get_component_rich_style("message-list--unread")
