@@ -451,6 +451,6 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
         await pilot.press("e")
-        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        await wait_for(pilot, lambda: "to Archive; press z to undo." in rendered(app)[0])
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"

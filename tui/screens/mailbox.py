@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from tui.bulk import plural
 from tui.drafts_folder import DRAFTS
 from tui.pen_client import PenClient
 from tui.screens.mailbox_actions import MailboxActions
@@ -98,7 +99,10 @@ class MailboxScreen(MailboxActions):
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
         if self.folder == DRAFTS:
-            return await self._drafts_page(cursor, limit, order)
+            page = await self._drafts_page(cursor, limit, order)
+            if cursor is None:
+                self.show_drafts_count(page.total)
+            return page
         return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
                                                order=order)
 
@@ -108,7 +112,8 @@ class MailboxScreen(MailboxActions):
         if self.signing_in_as is not None:
             count = "signing in"
         else:
-            count = f"{messages.total} messages" if messages.loaded_once else "loading"
+            noun = "draft" if self.folder == DRAFTS else "message"
+            count = plural(messages.total, noun) if messages.loaded_once else "loading"
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
             f"penmail  {who}  {self.folder.capitalize()} ({count}{search}{self.tag_note()})")
