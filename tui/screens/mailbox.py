@@ -9,16 +9,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from tui.bulk import plural
+from tui.drafts_folder import DRAFTS
 from tui.pen_client import PenClient, PenError, Summary
+from tui.screens.mailbox_actions import MailboxActions
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
-from tui.widgets.message_rows import fit, plural
+from tui.widgets.message_rows import fit
 from tui.widgets.safe_static import SafeStatic
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 # The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
 # (and its key binding) is drawn like the others.
-FOLDERS = ("inbox", "sent", "archive", "trash")
+FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
 LEGEND = "  UA = unread, attachment; T shows threads"
 THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
@@ -49,7 +51,7 @@ def folder_row(number: int, name: str, current: bool, count: int) -> str:
     return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
 
 
-class MailboxScreen(Screen):
+class MailboxScreen(MailboxActions):
 
     if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
         app: PenmailApp
@@ -62,6 +64,7 @@ class MailboxScreen(Screen):
         Binding("2", "folder('sent')", "Sent", show=False, id="mailbox.sent"),
         Binding("3", "folder('archive')", "Archive folder", show=False, id="mailbox.archive_folder"),
         Binding("4", "folder('trash')", "Trash folder", show=False, id="mailbox.trash_folder"),
+        Binding("5", "folder('drafts')", "Drafts folder", show=False, id="mailbox.drafts_folder"),
         Binding("c", "app.compose('new')", "Compose", id="mailbox.compose"),
         Binding("u", "toggle_unread", "Read or unread", show=False, id="mailbox.toggle_unread"),
         Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
@@ -106,6 +109,7 @@ class MailboxScreen(Screen):
             messages.me = self.client.user.email if self.client.user else None
             messages.reset()
             self.refresh_folder_counts()
+            self.count_drafts()
         else:
             self.say("Signing in ...")
         self._update_title()
@@ -119,15 +123,21 @@ class MailboxScreen(Screen):
             self.reload(keep_cursor=False)
             self.refresh_folder_counts()
             self._update_title()
+            self.count_drafts()
 
     # ------------------------------------------------------------ data
 
     @property
     def showing_threads(self) -> bool:
         """Threads are shown when asked for and no search is on (a search lists messages)."""
-        return self.threads and not self.query_text
+        return self.threads and not self.query_text and self.folder != DRAFTS
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
+        if self.folder == DRAFTS:
+            page = await self._drafts_page(cursor, limit, order)
+            if cursor is None:
+                self.show_drafts_count(page.total)
+            return page
         if self.showing_threads:
             return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
         return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
@@ -160,10 +170,11 @@ class MailboxScreen(Screen):
         elif not messages.loaded_once:
             count = "loading"
         else:
-            count = plural(messages.total, "thread" if messages.threads else "message")
+            noun = "draft" if self.folder == DRAFTS else "thread" if messages.threads else "message"
+            count = plural(messages.total, noun)
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
-            f"penmail  {who}  {self.folder.capitalize()} ({count}{search})")
+            f"penmail  {who}  {self.folder.capitalize()} ({count}{search}{self.tag_note()})")
 
     def say(self, text: str) -> None:
         self.query_one("#status", SafeStatic).show(text)
@@ -199,6 +210,9 @@ class MailboxScreen(Screen):
 
     @on(MessageList.Opened)
     def _opened(self, event: MessageList.Opened) -> None:
+        if event.summary.folder == DRAFTS:
+            self.open_draft(event.summary)
+            return
         self.post_message(MessageOpenRequested(event.summary))
 
     @on(OptionList.OptionSelected, "#folders")
@@ -211,6 +225,8 @@ class MailboxScreen(Screen):
     def action_folder(self, folder: str) -> None:
         if folder not in FOLDERS:
             return
+        if folder != self.folder:
+            self.forget_tags()
         self.folder = folder
         self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
         self.draw_folders()
@@ -282,48 +298,14 @@ class MailboxScreen(Screen):
             more = f" (the newest {len(older) + 1} of {page.total})" if page.total > len(page.items) else ""
             self.say(f"The thread's {plural(len(older) + 1, 'message')} here{more}; space closes it.")
 
-    def _current(self) -> Summary | None:
-        summary = self.query_one(MessageList).highlighted
-        if summary is None:
-            self.say("No message is highlighted.")
-        return summary
+    # ------------------------------------------------------------ the Drafts folder
 
-    def action_toggle_unread(self) -> None:
-        summary = self._current()
-        if summary:
-            self._update(summary, unread=not summary.unread)
-
-    def action_move(self, folder: str) -> None:
-        summary = self._current()
-        if summary and summary.folder != folder:
-            self._update(summary, folder=folder)
-
-    @work(group="mailbox-action", exit_on_error=False)
-    async def _update(self, summary: Summary, **change) -> None:
-        try:
-            updated = await self.client.update_message(summary.id, **change)
-        except PenError as exc:
-            self.say(exc.message)
-            return
-        if "folder" in change:
-            self.say(f"Moved to {change['folder']}.")
+    def on_screen_resume(self) -> None:
+        """Back from compose (a draft saved, sent or discarded): the count, and the folder."""
+        self.count_drafts()
+        if self.folder == DRAFTS:
             self.reload()
-        else:
-            self.query_one(MessageList).replace(updated)
-            self.refresh_folder_counts()
-            self.say("Marked unread." if updated.unread else "Marked read.")
 
-    def action_delete(self) -> None:
-        summary = self._current()
-        if summary:
-            self._delete(summary)
-
-    @work(group="mailbox-action", exit_on_error=False)
-    async def _delete(self, summary: Summary) -> None:
-        try:
-            await self.client.delete_message(summary.id)
-        except PenError as exc:
-            self.say(exc.message)
-            return
-        self.say("Deleted your copy of the message.")
-        self.reload()
+    def show_drafts_count(self, n: int) -> None:
+        self.folder_counts[DRAFTS] = n
+        self.draw_folders()

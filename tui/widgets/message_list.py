@@ -29,6 +29,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.bulk import TAG_MARK
 from tui.pen_client import Page, PenError, Summary
 from tui.widgets.message_rows import fit, row_text
 from tui.widgets.vim_keys import moving_bindings
@@ -96,10 +97,15 @@ class MessageList(ScrollView, can_focus=True):
         self.loaded_once = False
         self.threads = False  # rows are threads under their newest message (the screen's loader says so)
         self.me: str | None = None  # the user's address: its own messages show their recipients
-        # The mark slot of each row (column 1): a character for a summary, e.g. a tag.
-        self.mark_of: Callable[[Summary], str] | None = None
         # Expanded threads: head (page row) index -> its older messages, in insertion order.
         self._expanded: dict[int, tuple[Summary, ...]] = {}
+        # The mark slot of each row (column 1): TAG_MARK on tagged rows.
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
+
+    def show_tags(self, ids: frozenset[str]) -> None:
+        """Mark these rows as tagged (a character in the row's mark column)."""
+        self.tagged = frozenset(ids)
+        self.refresh()
 
     # ------------------------------------------------------------ data
 
@@ -345,7 +351,7 @@ class MessageList(ScrollView, can_focus=True):
             text = fit("  .. loading", width)
         else:
             thread = self.threads and k < 0
-            text = row_text(summary, width, mark=self.mark_of(summary) if self.mark_of else " ", me=self.me,
+            text = row_text(summary, width, mark=TAG_MARK if summary.id in self.tagged else " ", me=self.me,
                             thread=thread, branch=k >= 0)
             style = base
             if summary.thread_unread if thread else summary.unread:
