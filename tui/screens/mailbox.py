@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.pen_client import PenClient, PenError, Summary
+from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from tui.app import PenmailApp
 
 FOLDERS = ("inbox", "sent", "archive", "trash")
+# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
+SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
+               'after:YYYY-MM-DD before:YYYY-MM-DD')
 
 
 class MailboxScreen(Screen):
@@ -59,6 +62,9 @@ class MailboxScreen(Screen):
         self.folder = "inbox"
         self.query_text = ""
         self.signing_in_as = signing_in_as
+        self._query_before = ""  # the search in effect before the one submitted last
+        # (folder, search, how many match, the folder's total or None) of the last first page
+        self._search_count: tuple[str, str, int, int | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -66,8 +72,8 @@ class MailboxScreen(Screen):
             yield CursorOptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
                                    id="folders")
             with Vertical(id="list-pane"):
-                yield Input(placeholder="Search subject, sender and text; enter to search, escape to clear",
-                            id="search")
+                yield Input(placeholder="Search (keys below); enter to search, escape to clear", id="search")
+                yield SafeStatic(SEARCH_HELP, id="search-note")
                 yield SafeStatic("  UA = unread, attachment", id="list-legend")
                 yield MessageList(self._load_page, id="messages")
         yield SafeStatic("", id="status")
@@ -93,12 +99,41 @@ class MailboxScreen(Screen):
     # ------------------------------------------------------------ data
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
-        return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
-                                               order=order)
+        folder, q = self.folder, self.query_text
+        page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
+        if q and cursor is None and order == "newest":
+            await self._count_search(folder, q, page.total)
+        return page
+
+    async def _count_search(self, folder: str, q: str, matched: int) -> None:
+        """Keep what the title says of a search: how many match, of how many in the folder."""
+        try:
+            total = next((f.total for f in await self.client.folders() if f.name == folder), None)
+        except PenError:
+            total = None  # the title says how many match without "of N"
+        self._search_count = (folder, q, matched, total)
+        self._update_title()
+
+    def _search_title(self) -> str:
+        """ "Inbox: 3 of 72 messages match from:okafor", counting what the list shows."""
+        folder, q = self.folder.capitalize(), self.query_text
+        count = self._search_count
+        if count is None or count[:2] != (self.folder, q):
+            return f"{folder}: searching for {q}"
+        matched, total = count[2], count[3]
+        if not matched:
+            return f"{folder}: no messages match {q}"
+        verb = "matches" if matched == 1 else "match"
+        if total is None:
+            return f"{folder}: {matched} {'message' if matched == 1 else 'messages'} {verb} {q}"
+        return f"{folder}: {matched} of {total} {'message' if total == 1 else 'messages'} {verb} {q}"
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
         messages = self.query_one(MessageList)
+        if self.query_text and self.signing_in_as is None:
+            self.query_one("#mailbox-title", SafeStatic).show(f"penmail  {who}  {self._search_title()}")
+            return
         if self.signing_in_as is not None:
             count = "signing in"
         else:
@@ -129,6 +164,8 @@ class MailboxScreen(Screen):
 
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:
+        if self._search_refused(event.error):
+            return
         self.say(event.error.message)
         self.post_message(EventsWanted())  # the stream reloads the list when it opens
 
@@ -155,20 +192,48 @@ class MailboxScreen(Screen):
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True  # hidden by app.tcss until asked for
+        self.query_one("#search-note").display = True
         search.focus()
 
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
-        self.query_text = event.value.strip()
+        self._query_before, self.query_text = self.query_text, event.value.strip()
+        self._search_note(SEARCH_HELP)
+        self.say("")
+        self.query_one(MessageList).empty_text = "(no messages match)" if self.query_text else None
         self.reload(keep_cursor=False)
         self._update_title()
         self.query_one(MessageList).focus()
+
+    def _search_note(self, text: str, refused: bool = False) -> None:
+        note = self.query_one("#search-note", SafeStatic)
+        note.show(text)
+        note.set_class(refused, "-refused")
+
+    def _search_refused(self, error: PenError) -> bool:
+        """A search the PEN cannot read (422 naming the word): its sentence under the field,
+        the typed text kept there to correct, and the list back on the search before it."""
+        if not (isinstance(error, ValidationFailed) and "q" in error.fields and self.query_text):
+            return False
+        self.query_text = self._query_before
+        self.query_one(MessageList).empty_text = "(no messages match)" if self.query_text else None
+        self._search_note(error.message, refused=True)
+        self.say(error.message)
+        self.reload(keep_cursor=False)
+        self._update_title()
+        search = self.query_one("#search", Input)
+        search.display = self.query_one("#search-note").display = True
+        search.focus()
+        search.cursor_position = len(search.value)
+        return True
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
         had = bool(self.query_text)
         search.value = ""
-        search.display = False
+        search.display = self.query_one("#search-note").display = False
+        self._search_note(SEARCH_HELP)
+        self.query_one(MessageList).empty_text = None
         self.query_text = ""
         self.query_one(MessageList).focus()
         if had:

@@ -102,6 +102,7 @@ class MessageList(ScrollView, can_focus=True):
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
+        self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
 
     # ------------------------------------------------------------ data
 
@@ -258,7 +259,8 @@ class MessageList(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= self.total:
             if index == 0 and self.loaded_once:
-                return Strip([Segment("  (no messages here)".ljust(width)[:width], base)])
+                empty = f"  {self.empty_text or '(no messages here)'}"
+                return Strip([Segment(empty.ljust(width)[:width], base)])
             return Strip.blank(width, base)
         summary = self.summary_at(index)
         if summary is None:
