@@ -21,6 +21,20 @@ def state_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def cat_app(pen, state_dir) -> PenmailApp:
+    return PenmailApp(config_for(pen, "cat@abc.example", tmp=state_dir), env={"PENMAIL_PASSWORD": PASSWORD},
+                      use_keyring=False)
+
+
+async def compose_to(pilot):
+    """Cat's compose screen, open from the mailbox by its key: its To field."""
+    app = pilot.app
+    await wait_for(pilot, lambda: at_mailbox(app))
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+    return app.screen.query_one("#to")
+
+
 async def test_completion_offers_people_only_in_the_inbox_in_their_stored_case(pen, send, state_dir):
     tag = uuid.uuid4().hex[:8]
     omar, linda = f"omar.{tag}@elsewhere.example", f"lp.{tag}@elsewhere.example"
@@ -28,13 +42,9 @@ async def test_completion_offers_people_only_in_the_inbox_in_their_stored_case(p
     send("ann", ["cat"], cc=[{"email": omar, "name": "Omar Haddad"}, {"email": linda, "name": "Linda Park"}],
          subject=f"Rota {tag}")
     book = state_dir / "state" / "addresses.json"
-    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state_dir), env={"PENMAIL_PASSWORD": PASSWORD},
-                     use_keyring=False)
+    app = cat_app(pen, state_dir)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: at_mailbox(app))
-        await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
-        to = app.screen.query_one("#to")
+        to = await compose_to(pilot)
         assert app.focused is to and AddressBook(book).complete("oma") == []  # not in the local book
         await pilot.press(*"oma")
         await wait_for(pilot, lambda: to._suggestion.startswith("Omar Haddad <omar."))
@@ -67,13 +77,9 @@ async def test_typing_fast_asks_the_pen_once(pen, state_dir, monkeypatch):
         return await real(self, prefix, limit)
 
     monkeypatch.setattr(PenClient, "addresses", counting)
-    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state_dir), env={"PENMAIL_PASSWORD": PASSWORD},
-                     use_keyring=False)
+    app = cat_app(pen, state_dir)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: at_mailbox(app))
-        await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
-        to = app.screen.query_one("#to")
+        to = await compose_to(pilot)
         to.insert_text_at_cursor("b")
         to.insert_text_at_cursor("o")
         to.insert_text_at_cursor("b")  # three changes in one turn of the loop
