@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
@@ -242,6 +243,9 @@ class PenmailApp(App):
     @on(SummaryChanged)
     def _summary_changed(self, event: SummaryChanged) -> None:
         self.summary_changed(event.summary, event.moved)
+        mailbox = self.mailbox()
+        if event.moved and event.before and mailbox is not None:
+            mailbox.remember_move(event.summary, event.before)
 
     @on(ComposeRequested)
     def _compose_requested(self, event: ComposeRequested) -> None:
@@ -372,18 +376,32 @@ class PenmailApp(App):
                 await session.sign_out()
             except PenError as exc:
                 self.toast(exc.message, title="Sign-out", severity="warning")
+        kept = self.keep_open_drafts()
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(self.sign_in_screen(notice="You are signed out; the remembered sign-in was removed."))
+        self.switch_screen(self.sign_in_screen(
+            notice=" ".join(["You are signed out; the remembered sign-in was removed.", *kept])))
 
     async def action_quit(self) -> None:
         # A token the server just rotated must reach the keyring first (also one from a quiet
         # sign-in still running): the old one is dead, and using it again ends the sign-in.
+        kept = self.keep_open_drafts()
         session = self.session or self._signing_in
         if session is not None:
             await session.settle()
             await session.client.aclose()
-        self.exit()
+        # Said on the terminal once the screen is gone (plain text: a subject is no markup).
+        self.exit(message=Text(" ".join(kept)) if kept else None)
+
+    def keep_open_drafts(self) -> list[str]:
+        """Every open compose screen writes its draft now; the sentences that say so."""
+        kept = []
+        for screen in self.screen_stack:
+            keep = getattr(screen, "keep_for_later", None)
+            sentence = keep() if keep is not None else None
+            if sentence:
+                kept.append(sentence)
+        return kept
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key of the screen is a palette entry too."""

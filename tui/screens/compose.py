@@ -360,14 +360,25 @@ class ComposeScreen(Screen):
 
     # ------------------------------------------------------------ actions
 
+    def keep_for_later(self) -> str | None:
+        """Quitting or signing out with this screen open: the draft is written now; the
+        sentence that says so (None when there was nothing to keep)."""
+        if self.closed:
+            return None
+        self._collect()
+        self._save_now()
+        if not self.touched:
+            return None
+        return (f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept in Drafts "
+                f"(key 5 in the mailbox); it is offered again when you next sign in.")
+
     def action_close(self) -> None:
         if self.query_one(AttachmentPanel).hide_prompt():
             self.query_one(TextArea).focus()
             return
-        self._save_now()
-        if self.touched:
-            self.app.toast(f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept; "
-                           f"it is offered again when you next sign in.", title="Draft")
+        kept = self.keep_for_later()
+        if kept:
+            self.app.toast(kept, title="Draft")
         self.app.pop_screen()
 
     def action_save(self) -> None:

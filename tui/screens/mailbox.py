@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
+from tui.drafts_folder import DRAFTS
+from tui.pen_client import PenClient, PenError, ValidationFailed
+from tui.screens.mailbox_actions import MailboxActions
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
@@ -23,13 +24,13 @@ from tui.widgets.safe_static import SafeStatic
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
-FOLDERS = ("inbox", "sent", "archive", "trash")
+FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 # Under the search field while it is open; a search the PEN cannot read puts its sentence here.
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
 
 
-class MailboxScreen(Screen):
+class MailboxScreen(MailboxActions):
 
     if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
         app: PenmailApp
@@ -42,6 +43,7 @@ class MailboxScreen(Screen):
         Binding("2", "folder('sent')", "Sent", show=False, id="mailbox.sent"),
         Binding("3", "folder('archive')", "Archive folder", show=False, id="mailbox.archive_folder"),
         Binding("4", "folder('trash')", "Trash folder", show=False, id="mailbox.trash_folder"),
+        Binding("5", "folder('drafts')", "Drafts folder", show=False, id="mailbox.drafts_folder"),
         Binding("c", "app.compose('new')", "Compose", id="mailbox.compose"),
         Binding("u", "toggle_unread", "Read or unread", show=False, id="mailbox.toggle_unread"),
         Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
@@ -84,6 +86,7 @@ class MailboxScreen(Screen):
         messages = self.query_one(MessageList)
         if self.signing_in_as is None:
             messages.reset()
+            self.count_drafts()
         else:
             self.say("Signing in ...")
         self._update_title()
@@ -95,10 +98,13 @@ class MailboxScreen(Screen):
             self.say("")
             self.reload(keep_cursor=False)
             self._update_title()
+            self.count_drafts()
 
     # ------------------------------------------------------------ data
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
+        if self.folder == DRAFTS:
+            return await self._drafts_page(cursor, limit, order)
         folder, q = self.folder, self.query_text
         page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
         if q and cursor is None and order == "newest":
@@ -131,8 +137,9 @@ class MailboxScreen(Screen):
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
         messages = self.query_one(MessageList)
-        if self.query_text and self.signing_in_as is None:
-            self.query_one("#mailbox-title", SafeStatic).show(f"penmail  {who}  {self._search_title()}")
+        if self.query_text and self.signing_in_as is None and self.folder != DRAFTS:
+            self.query_one("#mailbox-title", SafeStatic).show(
+                f"penmail  {who}  {self._search_title()}{self.tag_note()}")
             return
         if self.signing_in_as is not None:
             count = "signing in"
@@ -140,7 +147,7 @@ class MailboxScreen(Screen):
             count = f"{messages.total} messages" if messages.loaded_once else "loading"
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
-            f"penmail  {who}  {self.folder.capitalize()} ({count}{search})")
+            f"penmail  {who}  {self.folder.capitalize()} ({count}{search}{self.tag_note()})")
 
     def say(self, text: str) -> None:
         self.query_one("#status", SafeStatic).show(text)
@@ -171,6 +178,9 @@ class MailboxScreen(Screen):
 
     @on(MessageList.Opened)
     def _opened(self, event: MessageList.Opened) -> None:
+        if event.summary.folder == DRAFTS:
+            self.open_draft(event.summary)
+            return
         self.post_message(MessageOpenRequested(event.summary))
 
     @on(OptionList.OptionSelected, "#folders")
@@ -183,6 +193,8 @@ class MailboxScreen(Screen):
     def action_folder(self, folder: str) -> None:
         if folder not in FOLDERS:
             return
+        if folder != self.folder:
+            self.forget_tags()
         self.folder = folder
         self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
         self.say("")
@@ -243,47 +255,15 @@ class MailboxScreen(Screen):
     def action_reload(self) -> None:
         self.reload()
 
-    def _current(self) -> Summary | None:
-        summary = self.query_one(MessageList).highlighted
-        if summary is None:
-            self.say("No message is highlighted.")
-        return summary
+    # ------------------------------------------------------------ the Drafts folder
 
-    def action_toggle_unread(self) -> None:
-        summary = self._current()
-        if summary:
-            self._update(summary, unread=not summary.unread)
-
-    def action_move(self, folder: str) -> None:
-        summary = self._current()
-        if summary and summary.folder != folder:
-            self._update(summary, folder=folder)
-
-    @work(group="mailbox-action", exit_on_error=False)
-    async def _update(self, summary: Summary, **change) -> None:
-        try:
-            updated = await self.client.update_message(summary.id, **change)
-        except PenError as exc:
-            self.say(exc.message)
-            return
-        if "folder" in change:
-            self.say(f"Moved to {change['folder']}.")
+    def on_screen_resume(self) -> None:
+        """Back from compose (a draft saved, sent or discarded): the count, and the folder."""
+        self.count_drafts()
+        if self.folder == DRAFTS:
             self.reload()
-        else:
-            self.query_one(MessageList).replace(updated)
-            self.say("Marked unread." if updated.unread else "Marked read.")
 
-    def action_delete(self) -> None:
-        summary = self._current()
-        if summary:
-            self._delete(summary)
-
-    @work(group="mailbox-action", exit_on_error=False)
-    async def _delete(self, summary: Summary) -> None:
-        try:
-            await self.client.delete_message(summary.id)
-        except PenError as exc:
-            self.say(exc.message)
-            return
-        self.say("Deleted your copy of the message.")
-        self.reload()
+    def show_drafts_count(self, n: int) -> None:
+        folders = self.query_one("#folders", OptionList)
+        folders.replace_option_prompt(DRAFTS, f"{FOLDERS.index(DRAFTS) + 1}  Drafts ({n})" if n else
+                                      f"{FOLDERS.index(DRAFTS) + 1}  Drafts")

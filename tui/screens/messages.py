@@ -48,11 +48,12 @@ class MessageOpenRequested(Message):
 
 
 class SummaryChanged(Message):
-    """A message changed (read, unread); ``moved``: it left its folder, so the list reloads."""
+    """A message changed (read, unread); ``moved``: it left its folder (``before``), so the
+    list reloads, and the mailbox can undo the move."""
 
-    def __init__(self, summary: Summary, moved: bool = False) -> None:
+    def __init__(self, summary: Summary, moved: bool = False, before: str | None = None) -> None:
         super().__init__()
-        self.summary, self.moved = summary, moved
+        self.summary, self.moved, self.before = summary, moved, before
 
 
 class ComposeRequested(Message):

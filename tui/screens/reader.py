@@ -195,7 +195,7 @@ class ReaderScreen(Screen):
         except PenError as exc:
             self.say(exc.message)
             return
-        self.post_message(SummaryChanged(updated, moved="folder" in change))
+        self.post_message(SummaryChanged(updated, moved="folder" in change, before=self.summary.folder))
         if "folder" in change:
             self.app.pop_screen()
         else:

@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.bulk import TAG_MARK
 from tui.format import short_date
 from tui.pen_client import Page, PenError, Summary
 from tui.safe_text import one_line
@@ -103,6 +104,12 @@ class MessageList(ScrollView, can_focus=True):
         self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
         self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
+
+    def show_tags(self, ids: frozenset[str]) -> None:
+        """Mark these rows as tagged (a character in the row's mark column)."""
+        self.tagged = frozenset(ids)
+        self.refresh()
 
     # ------------------------------------------------------------ data
 
@@ -269,6 +276,8 @@ class MessageList(ScrollView, can_focus=True):
             text = "  .. loading"
         else:
             text = row_text(summary, width)
+            if summary.id in self.tagged:
+                text = text[:1] + TAG_MARK + text[2:]
             style = base
             if summary.unread:
                 style += self.get_component_rich_style("message-list--unread")
