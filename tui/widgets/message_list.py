@@ -99,6 +99,7 @@ class MessageList(ScrollView, can_focus=True):
         self.me: str | None = None  # the user's address: its own messages show their recipients
         # Expanded threads: head (page row) index -> its older messages, in insertion order.
         self._expanded: dict[int, tuple[Summary, ...]] = {}
+        self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
         # The mark slot of each row (column 1): TAG_MARK on tagged rows.
         self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
 
@@ -341,7 +342,7 @@ class MessageList(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= self.rows:
             if index == 0 and self.loaded_once:
-                return Strip([Segment(fit("  (no messages here)", width), base)])
+                return Strip([Segment(fit(f"  {self.empty_text or '(no messages here)'}", width), base)])
             return Strip.blank(width, base)
         head, k = self._locate(index)
         summary = self.row_summary(index)
