@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -18,6 +18,7 @@ from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
+from tui.key_gate import KeyGate
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -109,12 +110,29 @@ class PenmailApp(App):
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
         self.env = os.environ if env is None else env
+        self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
         if not config.animations:
             self.animation_level = "none"
         # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
         # it back after their I/O, every millisecond rather than every 5: a keyring read at
         # start-up took 30-90 ms behind the first screen's layout instead of 5.
         sys.setswitchinterval(0.001)
+
+    # ------------------------------------------------------------ keys, one after the other
+
+    async def on_event(self, event: events.Event) -> None:
+        if KeyGate.takes(event):
+            await self.key_gate.arrived(event)
+        else:
+            await super().on_event(event)
+
+    async def _key_arrived(self, event: events.Event) -> None:
+        await super().on_event(event)
+
+    def call_later(self, callback, *args, **kwargs) -> bool:
+        # Counted: a key is not done while what it queued here (a focus change) is to come.
+        self.key_gate.deferred += 1
+        return super().call_later(callback, *args, **kwargs)
 
     # ------------------------------------------------------------ start-up
 
