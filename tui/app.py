@@ -11,10 +11,10 @@ from pathlib import Path
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
+from textual.geometry import Offset
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
@@ -34,6 +34,7 @@ from tui.screens.messages import (
     SummaryChanged,
 )
 from tui.session import Session, open_session, sign_in_quietly
+from tui.terminal_cursor import terminal_cursor
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -138,7 +139,6 @@ class PenmailApp(App):
 
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
-        self.screen_change_signal.subscribe(self, self._screen_changed)
         theme = THEME_ALIASES.get(self.config.theme, self.config.theme)
         if theme in self.available_themes:
             self.theme = theme
@@ -202,30 +202,24 @@ class PenmailApp(App):
         # A blinking cursor repaints forever and distracts; off unless animations are on.
         if not self.config.animations and hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = False
-        if isinstance(event.widget, (Input, TextArea)):
-            # A field shown and focused in one go places the terminal cursor before it is
-            # laid out; place it again once it is (screen readers follow the cursor).
-            self.call_after_refresh(self._cursor_to_field, event.widget)
 
-    def _cursor_to_field(self, widget) -> None:
-        if widget.has_focus and widget.is_mounted:
-            self.cursor_position = widget.cursor_screen_offset
+    # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
+    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # so never left on a line that moved, a screen below, or a field not yet laid out. What
+    # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 
-    def _screen_changed(self, screen: Screen) -> None:
-        """Back on a screen (a dialog closed): the terminal cursor returns to its focused
-        row or field, which may not be drawn again (nor focused again) to put it there."""
-        self.call_after_refresh(self.place_terminal_cursor)
+    @property
+    def cursor_position(self) -> Offset:
+        try:
+            focused = self.focused
+        except Exception:  # no screen yet, or no longer
+            focused = None
+        spot = terminal_cursor(focused)
+        return spot if spot is not None else self._cursor_fallback
 
-    def place_terminal_cursor(self) -> None:
-        widget = self.focused
-        if widget is None or not widget.is_mounted:
-            return
-        if isinstance(widget, (Input, TextArea)):
-            self.cursor_position = widget.cursor_screen_offset
-        else:
-            place = getattr(widget, "_place_terminal_cursor", None)
-            if place is not None:
-                place()
+    @cursor_position.setter
+    def cursor_position(self, value: Offset) -> None:
+        self._cursor_fallback = value
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

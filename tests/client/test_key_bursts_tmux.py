@@ -53,16 +53,21 @@ def cursor_line(tmux, pane: str) -> str:
     return pane.splitlines()[y]
 
 
-def test_whole_strings_in_one_send_keys_land_in_their_fields(pen, send, tmp_path, tmux):
-    subject = f"Terminal burst {uuid.uuid4().hex[:6]}"
-    send("bob", ["ann"], subject=subject, body="x")
-    config = tmp_path / "config.toml"
+def start_penmail(tmux, pen, folder: Path) -> None:
+    """penmail, signed in as Ann by the password in the environment, in a 100x30 tmux pane."""
+    config = folder / "config.toml"
     config.write_text(f'server = "{pen.process.url}"\nca_file = "{pen.ca_file}"\nemail = "ann@abc.example"\n',
                       encoding="utf-8")
-    env = {"PENMAIL_CONFIG": str(config), "PENMAIL_PASSWORD": PASSWORD, "PENMAIL_STATE_DIR": str(tmp_path / "state"),
+    env = {"PENMAIL_CONFIG": str(config), "PENMAIL_PASSWORD": PASSWORD, "PENMAIL_STATE_DIR": str(folder / "state"),
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
     command = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "tui.cli"])
     tmux("new-session", "-d", "-s", "pen", "-x", "100", "-y", "30", "-c", str(REPO), command)
+
+
+def test_whole_strings_in_one_send_keys_land_in_their_fields(pen, send, tmp_path, tmux):
+    subject = f"Terminal burst {uuid.uuid4().hex[:6]}"
+    send("bob", ["ann"], subject=subject, body="x")
+    start_penmail(tmux, pen, tmp_path)
     wait_for_pane(tmux, lambda p: subject in p, "the inbox")
 
     tmux("send-keys", "-t", "pen", "-l", "/Kim")  # one call, one burst
@@ -80,3 +85,26 @@ def test_whole_strings_in_one_send_keys_land_in_their_fields(pen, send, tmp_path
     assert "bob@x.example" in to and "Subj" not in to and "Body" not in to, pane
     assert "Subj" in next(line for line in lines if "Subject:" in line), pane
     assert "Body" in cursor_line(tmux, pane), pane
+
+    # F3 and a path in one burst: the path in its field, the cursor at the end of it.
+    tmux("send-keys", "-t", "pen", "F3", "/tmp/agenda")
+    pane = wait_for_pane(tmux, lambda p: "/tmp/agenda" in p, "the path")
+    line = cursor_line(tmux, pane)
+    assert "Attach:" in line and "/tmp/agenda" in line, pane
+    x = int(tmux("display-message", "-p", "-t", "pen", "#{cursor_x}").strip())
+    assert x == line.index("/tmp/agenda") + len("/tmp/agenda"), (x, line)
+
+
+def test_the_drafts_dialog_at_sign_in_has_the_terminal_cursor(pen, tmp_path, tmux):
+    from tui.drafts import Draft, DraftStore, account_key
+
+    subject = f"Unfinished {uuid.uuid4().hex[:6]}"
+    DraftStore(tmp_path / "state" / "drafts").save(
+        Draft(to=["cat@abc.example"], subject=subject, account=account_key(pen.process.url, "ann@abc.example")))
+    start_penmail(tmux, pen, tmp_path)
+    pane = wait_for_pane(tmux, lambda p: "unsent draft" in p and subject in p, "the drafts dialog")
+    deadline = time.monotonic() + 10
+    while subject not in cursor_line(tmux, pane) and time.monotonic() < deadline:  # drawn a moment later
+        time.sleep(0.1)
+        pane = tmux("capture-pane", "-p", "-t", "pen")
+    assert subject in cursor_line(tmux, pane), (cursor_line(tmux, pane), pane)

@@ -163,10 +163,7 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         await settle(pilot)
-        assert app.focused.id == "body"
-        cursor_on_focus(app)
-        await pilot.press("shift+tab")  # the attachment list is above the body
-        await settle(pilot)
+        # A message with files opens on their list, the cursor on the highlighted "> 1." row.
         attachments = reader.query_one(ReaderAttachmentList)
         assert app.focused is attachments
         cursor_on_row(app, attachments, 0)
@@ -276,7 +273,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
             await settle(pilot)
             assert app.focused.id == prompt
             cursor_on_focus(app)
-            await back_to(reader, "body")
+            await back_to(reader, "reader-attachments")  # where the message opened (it has a file)
             assert not reader.query_one(f"#{prompt}").display
 
         # compose: the path prompt, then the screen (the draft is kept)
@@ -289,7 +286,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
         assert app.focused.id == "compose-path"
         cursor_on_focus(app)
         await back_to(compose, "compose-body")
-        await back_to(reader, "body")
+        await back_to(reader, "reader-attachments")
         drafts = DraftStore().list()
         assert [d.body.startswith("Kept by escape.") for d in drafts] == [True]
         await back_to(mailbox, "messages")
@@ -352,6 +349,8 @@ async def test_vim_keys_beside_the_arrows_on_every_list(pen, send, state, no_mou
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         body = reader.query_one("#body", TextArea)
+        await pilot.press("tab")  # it opened on its files: on to the text
+        await wait_for(pilot, lambda: app.focused is body)
         await pilot.press("j", "j")
         await settle(pilot)
         assert body.cursor_location[0] == 2
@@ -454,3 +453,4 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"
+

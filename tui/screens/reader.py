@@ -139,6 +139,8 @@ class ReaderScreen(Screen):
         attachments.show_attachments(message.attachments)
         attachments.display = bool(message.attachments)
         self.query_one("#reader-attachments-title").display = bool(message.attachments)
+        if message.attachments and self.focused is self.query_one("#body"):
+            attachments.focus()  # its "> 1." row is the highlighted thing: the cursor goes there
         self.refresh_bindings()
         if message.body_html:  # the conversion has a deadline, off the event loop
             body, self.links, note = await asyncio.to_thread(body_text, message)

@@ -60,7 +60,6 @@ class ReaderAttachmentList(CursorOptionList):
         """Rewrite the rows: the ">" marker moves with the highlight (not colour alone)."""
         for i in range(min(len(self.attachments), self.option_count)):
             self.replace_option_prompt_at_index(i, safe_text(self._row(i)))
-        self._place_terminal_cursor()
 
     def watch_highlighted(self, highlighted: int | None) -> None:
         super().watch_highlighted(highlighted)
