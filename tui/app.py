@@ -11,6 +11,7 @@ from pathlib import Path
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.geometry import Offset
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -19,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
 from tui.key_gate import KeyGate
+from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -89,10 +91,22 @@ def check_key_ids(config: Config) -> None:
         )
 
 
+def _plain(markup: str) -> str:
+    """A notice written in Textual's markup (Textual's own notices), as the words it shows."""
+    from textual.content import Content
+
+    try:
+        return Content.from_markup(markup).plain
+    except Exception:  # not valid markup: shown as it is
+        return markup
+
+
 class PenmailApp(App):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
+    # On every screen; a field takes N as a letter (the palette and F1 still offer it there).
+    BINDINGS = [Binding("N", "notices", "Notices said so far", show=False, id="app.notices")]
 
     def __init__(
         self,
@@ -112,6 +126,7 @@ class PenmailApp(App):
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
         self.env = os.environ if env is None else env
         self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
+        self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
         # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
@@ -236,6 +251,18 @@ class PenmailApp(App):
     def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notice, penmail's and Textual's own, also goes to the history N opens."""
+        self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notices(self) -> None:
+        from tui.screens.notices import NoticesScreen
+
+        if not isinstance(self.screen, NoticesScreen):
+            self.push_screen(NoticesScreen(self.notices.newest_first()))
 
     # ------------------------------------------------------------ routing: what screens ask for
 

@@ -454,3 +454,52 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"
 
+
+async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_mouse):
+    from textual.command import CommandPalette
+
+    from tui.pen_client import Summary
+    from tui.screens.notices import NoticesScreen
+
+    received = send("bob", ["ann"], subject="Notices from the reader")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        app.toast("First notice.", title="Test")
+        app.toast("Second notice.", title="Test", severity="error")
+        # N from the list: newest first, the cursor on it; escape back to the list's row.
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await settle(pilot)
+        listing = app.screen.query_one("#notices-list")
+        cursor_on_row(app, listing, 0)
+        assert "error    Test: Second notice." in rendered(app)[0].splitlines()[app.cursor_position.y]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_focus(app)
+        # F1 lists it with its id; the palette runs it.
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert "Notices said so far: N  (id app.notices)" in app.screen.query_one("#help-keys", TextArea).text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Notices said")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        # N from the reader too (its text does not take the key).
+        app.open_message(Summary.of(received))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is reader)
+        await settle(pilot)
+        cursor_on_focus(app)
+    assert not no_mouse
