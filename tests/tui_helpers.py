@@ -123,6 +123,8 @@ def key_events(text: str) -> list:
             char: str | None = unicodedata.lookup(_get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
         except KeyError:
             char = key if len(key) == 1 else None
+        if key.startswith("alt+") and len(key) == 5:
+            char = key[4]  # as a terminal sends alt+c: escape, then the letter
         out.append(events.Key(key, char))
     return out
 

@@ -18,6 +18,11 @@ and replays them in order, each to the widget focused by then. A key is under wa
     (``App.call_later``, which ``Widget.focus`` uses).
 A key whose action waits for something (a reply to a message still loading) says so with
 ``wait_for``; the keys after it wait too, and then reach the screen that action opened.
+A terminal sends Escape and a letter that come in one read as alt and that letter (that is
+how it sends alt+letter too); penmail binds no alt keys, so an alt key that nothing binds
+is taken as the two keys it was typed as. (Escape with a digit or punctuation in one read
+is already one other key, or lost, in Textual's parser: that cannot be told apart here.)
+
 A key that has not settled within WATCHDOG_SECONDS (plus what it waits for) lets the next
 one go, so a widget that vanished with the key in its queue cannot stop the keyboard."""
 
@@ -30,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
+from textual.keys import _character_to_key
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -61,6 +67,11 @@ class KeyGate:
         return len(self._held)
 
     async def arrived(self, event: events.Event) -> None:
+        split = self._escape_and_key(event)
+        if split:
+            for key in split:
+                await self.arrived(key)
+            return
         if not self._busy:
             await self._deliver(event)
         elif len(self._held) < MAX_HELD:
@@ -69,6 +80,25 @@ class KeyGate:
             while self._held:
                 await self._deliver_now(self._held.popleft())
             await self._deliver_now(event)
+
+    def _escape_and_key(self, event: events.Event) -> list[events.Key]:
+        """[escape, x] for an alt+x that no binding takes (see the module's note)."""
+        if not isinstance(event, events.Key) or not event.key.startswith("alt+") or self._bound(event.key):
+            return []
+        char = event.character
+        if char is not None and len(char) == 1 and char.isprintable():
+            key = char if char.isalnum() else _character_to_key(char)
+        else:
+            key = event.key.removeprefix("alt+")
+            char = key if len(key) == 1 else None
+        return [events.Key("escape", "\x1b"), events.Key(key, char)]
+
+    def _bound(self, key: str) -> bool:
+        try:
+            chain = self.app.screen._binding_chain
+        except Exception:  # no screen yet
+            return False
+        return any(key in bindings.key_to_bindings for _, bindings in chain)
 
     def wait_for(self, done: Awaitable[object], limit: float) -> None:
         """The key under way is not done until ``done`` is, or ``limit`` seconds have passed;

@@ -105,3 +105,14 @@ async def test_enter_reply_and_text_in_one_burst_reach_the_reply(pen, send, stat
         assert compose.query_one("#subject", Input).value == f"Re: {subject}"
         assert isinstance(app.screen_stack[-2], ReaderScreen)
         assert app.screen_stack[-2].summary.folder == "inbox"  # no a (archive) reached the reader
+
+
+async def test_an_alt_key_nothing_binds_is_escape_and_that_key(pen, state):
+    """A terminal sends Escape and c read together as alt+c: the search closes, compose opens."""
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await at_loaded_mailbox(pilot)
+        burst(app, "/Kim<alt+c>bob@x.example")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen)
+                       and app.screen.query_one("#to", Input).value == "bob@x.example")
+        assert app.screen_stack[-2].query_one("#search", Input).value == ""
