@@ -4,6 +4,7 @@ counts in words, and counts that fit the sidebar."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from rich.cells import cell_len
@@ -15,12 +16,13 @@ from tui.widgets.message_rows import ELLIPSIS, fit, row_text, thread_count_text,
 WHEN = datetime(2020, 1, 15, 9, 30, tzinfo=UTC)
 
 
+BASE = Summary(id="m1", thread_id="t1", folder="inbox", sender=Address("ann@x.example", "Ann Lee"),
+               to=(Address("bob@x.example", "Bob Stone"), Address("cat@x.example", None)), cc=(),
+               subject="Lab results", sent_at=WHEN, unread=True, attachment_count=0, size=1, snippet="")
+
+
 def summary(**over) -> Summary:
-    fields = dict(id="m1", thread_id="t1", folder="inbox", sender=Address("ann@x.example", "Ann Lee"),
-                  to=(Address("bob@x.example", "Bob Stone"), Address("cat@x.example", None)), cc=(),
-                  subject="Lab results", sent_at=WHEN, unread=True, attachment_count=0, size=1, snippet="")
-    fields.update(over)
-    return Summary(**fields)
+    return replace(BASE, **over)
 
 
 def test_fit_is_exact_in_cells_with_an_ellipsis():
