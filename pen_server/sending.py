@@ -200,7 +200,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     send_limits.check_rate(session, settings, user.id, message.id, len(recipients))
     _attach(session, user, message, attachments)
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
-                             is_sender=True, sent_at=now))
+                             is_sender=True, sent_at=now, thread_id=message.thread_id))
     announce = [(user.id, message.id, "sent")]
     invited: set[str] = set()  # users made by this message: their inbox counts start at 1
     host = effective_settings.effective(session, settings).host
@@ -214,7 +214,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             invited.add(recipient.id)
         if recipient.id != user.id:
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
-                                     unread=True, sent_at=now))
+                                     unread=True, sent_at=now, thread_id=message.thread_id))
             announce.append((recipient.id, message.id, "inbox"))
         session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now))
     session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
