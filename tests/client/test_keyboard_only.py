@@ -544,3 +544,54 @@ async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, s
         await settle(pilot)
         cursor_on_focus(app)
     assert not no_mouse
+
+
+async def test_threads_by_keys_alone_from_the_palette_help_and_keys(pen, send, state, no_mouse):
+    """The thread view from the command palette, a thread opened with space, a message of it
+    read, the reader's thread list reached with T: the cursor on the highlighted row each time."""
+    from tui.widgets.thread_list import ThreadList
+
+    first = send("bob", ["ann"], subject="Keys thread")
+    reply = send("ann", ["bob"], subject="Re: Keys thread", in_reply_to=first["id"])
+    last = send("bob", ["ann"], subject="Re: Keys thread again", in_reply_to=reply["id"])
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+        assert "Threads: T  (id mailbox.threads)" in lines
+        assert "Open or close thread: space  (id mailbox.expand_thread)" in lines
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Threads")
+        await wait_for(pilot, lambda: "Key: T" in rendered(app)[0])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is mailbox and messages.threads and messages.highlighted is not None
+                       and messages.highlighted.id == last["id"])
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: messages.rows == messages.total + 1)
+        await pilot.press("j")
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        assert messages.highlighted.id == first["id"]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown
+                       and len(app.screen.query_one(ThreadList).summaries) == 3)
+        reader = app.screen
+        await pilot.press("T")
+        await settle(pilot)
+        thread = reader.query_one(ThreadList)
+        cursor_on_row(app, thread, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        await pilot.press("T")
+        await wait_for(pilot, lambda: not messages.threads and messages.highlighted is not None)
+    assert not no_mouse

@@ -97,21 +97,15 @@ class MessageList(ScrollView, can_focus=True):
         self.loaded_once = False
         self.threads = False  # rows are threads under their newest message (the screen's loader says so)
         self.me: str | None = None  # the user's address: its own messages show their recipients
-        # The mark slot of each row (column 1): a character for a summary, e.g. a tag.
-        self.mark_of: Callable[[Summary], str] | None = None
         # Expanded threads: head (page row) index -> its older messages, in insertion order.
         self._expanded: dict[int, tuple[Summary, ...]] = {}
-        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK (without mark_of)
+        # The mark slot of each row (column 1): TAG_MARK on tagged rows.
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
 
     def show_tags(self, ids: frozenset[str]) -> None:
         """Mark these rows as tagged (a character in the row's mark column)."""
         self.tagged = frozenset(ids)
         self.refresh()
-
-    def _mark(self, summary: Summary) -> str:
-        if self.mark_of is not None:
-            return self.mark_of(summary)
-        return TAG_MARK if summary.id in self.tagged else " "
 
     # ------------------------------------------------------------ data
 
@@ -357,7 +351,7 @@ class MessageList(ScrollView, can_focus=True):
             text = fit("  .. loading", width)
         else:
             thread = self.threads and k < 0
-            text = row_text(summary, width, mark=self._mark(summary), me=self.me,
+            text = row_text(summary, width, mark=TAG_MARK if summary.id in self.tagged else " ", me=self.me,
                             thread=thread, branch=k >= 0)
             style = base
             if summary.thread_unread if thread else summary.unread:
