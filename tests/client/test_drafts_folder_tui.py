@@ -62,7 +62,8 @@ async def test_the_drafts_folder_lists_resumes_and_deletes(pen, state):
         messages = mailbox.query_one(MessageList)
         await wait_for(pilot, lambda: drafts_count(mailbox) == "2")
         await pilot.press("5")
-        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.loaded_once and messages.total == 2)
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 2
+                       and messages.highlighted is not None and messages.highlighted.folder == "drafts")
         await wait_for(pilot, lambda: drafts_count(mailbox) == "2")
         screen = rendered(app)[0]
         assert "Fire drill" in screen and "Rota swap" in screen and "Bob's own draft" not in screen
