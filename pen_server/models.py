@@ -159,12 +159,15 @@ class MailboxEntry(Base):
     is_sender: Mapped[bool] = mapped_column(Boolean, default=False)
     # Copied from the message so that the page query reads one index only.
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Copied too, so that a folder's threads are found in one index (migration 0008).
+    thread_id: Mapped[str] = mapped_column(String(32))
     message: Mapped[Message] = relationship(lazy="joined")
 
     __table_args__ = (
         UniqueConstraint("user_id", "message_id", name="uq_entry_user_message"),
         Index("ix_entry_page", "user_id", "folder", "sent_at", "message_id"),
         Index("ix_entry_message", "message_id"),
+        Index("ix_entry_thread", "user_id", "folder", "thread_id", "sent_at", "message_id"),
     )
 
 

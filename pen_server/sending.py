@@ -200,7 +200,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     send_limits.check_rate(session, settings, user.id, message.id, len(recipients))
     _attach(session, user, message, attachments)
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
-                             is_sender=True, sent_at=now))
+                             is_sender=True, sent_at=now, thread_id=message.thread_id))
     announce = [(user.id, message.id, "sent")]
     sender_person = {"email": user.email, "name": message.from_name}
     copies = [(user.id, user.email, addresses.people_of_copy(
@@ -217,7 +217,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             invited.add(recipient.id)
         if recipient.id != user.id:
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
-                                     unread=True, sent_at=now))
+                                     unread=True, sent_at=now, thread_id=message.thread_id))
             announce.append((recipient.id, message.id, "inbox"))
             copies.append((recipient.id, recipient.email, addresses.people_of_copy(
                 sender_person, lists["to"] + lists["cc"], [], is_sender=False)))

@@ -240,7 +240,7 @@ class PenmailApp(App):
 
     @on(MessageOpenRequested)
     def _open_requested(self, event: MessageOpenRequested) -> None:
-        self.open_message(event.summary)
+        self.open_message(event.summary, instead_of=event.instead_of)
 
     @on(SummaryChanged)
     def _summary_changed(self, event: SummaryChanged) -> None:
@@ -267,10 +267,14 @@ class PenmailApp(App):
                 return screen
         return None
 
-    def open_message(self, summary: Summary) -> None:
+    def open_message(self, summary: Summary, instead_of: Screen | None = None) -> None:
         from tui.screens.reader import ReaderScreen
 
-        self.push_screen(ReaderScreen(self.session.client, summary))
+        reader = ReaderScreen(self.session.client, summary)
+        if instead_of is not None and instead_of is self.screen:
+            self.switch_screen(reader)
+        else:
+            self.push_screen(reader)
 
     @work(group="open-by-id", exit_on_error=False)
     async def _open_by_id(self, message_id: str) -> None:
@@ -313,6 +317,7 @@ class PenmailApp(App):
                 mailbox.reload()
             else:
                 mailbox.query_one("#messages", MessageList).replace(summary)
+                mailbox.refresh_folder_counts()
 
     def start_events(self) -> None:
         """Once the first page is drawn (or failed), and not before, so as not to compete with

@@ -111,9 +111,15 @@ async def apply(targets: Iterable[Summary], act: Callable[[Summary], Awaitable[S
 def sentence(outcome: Outcome, verb: str, what: str = "message", then: str = "") -> str:
     """One sentence: "Moved 3 messages to Trash." or "Moved 2 of 3 messages to Trash; 1
     failed: “Lab results” (The message was not found.)." ``verb`` reads "Moved {n} to
-    Trash": the count goes where ``{n}`` is."""
+    Trash": the count goes where ``{n}`` is (for one message, its subject; when that one
+    failed, the PEN's sentence alone)."""
     done, total = len(outcome.done), outcome.total
-    count = plural(total, what) if done == total else f"{done} of {plural(total, what)}"
+    if total == 1 and outcome.failed:
+        return one_line(outcome.failed[0][1], 300)  # one message: the PEN's own sentence
+    if total == 1:
+        count = f"\u201c{one_line(outcome.done[0].subject, 60) or '(no subject)'}\u201d"
+    else:
+        count = plural(total, what) if done == total else f"{done} of {plural(total, what)}"
     text = verb.format(n=count)
     if outcome.failed:
         shown = [f"\u201c{one_line(s.subject, 40) or '(no subject)'}\u201d ({one_line(why, 80).rstrip('.')})"

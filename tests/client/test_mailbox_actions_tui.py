@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
-from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
-from tui.app import PenmailApp
+from tests.client import test_compose_tui
+from tests.client.test_compose_tui import app_for
+from tests.tui_helpers import at_mailbox, rendered, wait_for
 from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.mailbox import MailboxScreen
 from tui.widgets.message_list import MessageList
 
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)
-    return tmp_path
-
-
-def app_for(pen, state, who: str = "ann@abc.example") -> PenmailApp:
-    return PenmailApp(config_for(pen, who, tmp=state), env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
+state = test_compose_tui.state  # the fixture: a state folder of the test's own
 
 
 def token() -> str:
@@ -160,7 +149,7 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         assert not isinstance(app.screen, ConfirmScreen)
         assert folder_of(pen, "ann", word) == {subject: "inbox"}
         await pilot.press("d")
-        await wait_for(pilot, lambda: "Moved 1 message to Trash" in status(app))
+        await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d to Trash; press z to undo.")
         await pilot.press("4")
         await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.loaded_once and messages.total == 1)
         # D asks; the cursor is on "No", and enter means No
@@ -171,7 +160,7 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         choices = confirm.query_one("#confirm-choices")
         assert app.focused is choices and choices.highlighted == 0
         assert app.cursor_position.y == choices.content_region.y
-        assert f"Delete the message \u201c{subject}\u201d for good?" in rendered(app)[0]
+        await wait_for(pilot, lambda: f"Delete the message \u201c{subject}\u201d for good?" in rendered(app)[0])
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is mailbox and status(app) == "Nothing was deleted.")
         assert folder_of(pen, "ann", word) == {subject: "trash"}
@@ -185,7 +174,7 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         await pilot.press("D")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: status(app) == "Deleted 1 message for good.")
+        await wait_for(pilot, lambda: status(app) == f"Deleted \u201c{subject}\u201d for good.")
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").status_code == 404
         await wait_for(pilot, lambda: messages.total == 0)
@@ -204,7 +193,8 @@ async def test_undo_a_move_made_in_the_reader(pen, send, state):
         await wait_for(pilot, lambda: app.screen is mailbox and messages.total == 0)
         assert folder_of(pen, "ann", word) == {subject: "archive"}
         await pilot.press("z")
-        await wait_for(pilot, lambda: "Moved 1 message back to Inbox" in status(app))
+        await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d back to Inbox; the move to "
+                       f"Archive is undone.")
         assert folder_of(pen, "ann", word) == {subject: "inbox"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,21 +13,44 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.drafts_folder import DRAFTS
-from tui.pen_client import PenClient, PenError, ValidationFailed
+from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.mailbox_actions import MailboxActions
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
+from tui.widgets.message_rows import fit, plural
 from tui.widgets.safe_static import SafeStatic
 
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
+# The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
+# (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 # Under the search field while it is open; a search the PEN cannot read puts its sentence here.
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
+FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
+LEGEND = "  UA = unread, attachment"
+THREAD_LEGEND = "  Threads: U = unread in thread, A = attachment, [3, 1 unread]; space opens a thread"
+THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
+
+
+def compact_count(n: int) -> str:
+    """A count in at most 4 cells: 12, 9999, 12k, 3M."""
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    return f"{n // 1_000_000}M"
+
+
+def folder_row(number: int, name: str, current: bool, count: int) -> str:
+    """A sidebar row, 14 cells: ">" on the current folder (not shade alone), its key, its
+    name cut with an ellipsis, and its count of unread messages (drafts: of drafts) or none."""
+    label = FOLDER_LABELS.get(name, name.capitalize())
+    return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
 
 
 class MailboxScreen(MailboxActions):
@@ -50,6 +73,8 @@ class MailboxScreen(MailboxActions):
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
+        Binding("T", "threads", "Threads", id="mailbox.threads"),
+        Binding("space", "expand_thread", "Open or close thread", show=False, id="mailbox.expand_thread"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
         Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),
         Binding("L", "app.sign_out", "Sign out", show=False, id="mailbox.sign_out"),
@@ -67,16 +92,17 @@ class MailboxScreen(MailboxActions):
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
         self._search_count: tuple[str, str, int, int | None] | None = None
+        self.threads = False  # the thread view (T)
+        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
         with Horizontal():
-            yield CursorOptionList(*[Option(f"{n}  {f.capitalize()}", id=f) for n, f in enumerate(FOLDERS, 1)],
-                                   id="folders")
+            yield CursorOptionList(*[Option(self._folder_prompt(f), id=f) for f in FOLDERS], id="folders")
             with Vertical(id="list-pane"):
                 yield Input(placeholder="Search (keys below); enter to search, escape to clear", id="search")
                 yield SafeStatic(SEARCH_HELP, id="search-note")
-                yield SafeStatic("  UA = unread, attachment", id="list-legend")
+                yield SafeStatic(LEGEND, id="list-legend")
                 yield MessageList(self._load_page, id="messages")
         yield SafeStatic("", id="status")
         yield KeyFooter()
@@ -85,7 +111,9 @@ class MailboxScreen(MailboxActions):
         self.query_one("#folders", OptionList).highlighted = 0
         messages = self.query_one(MessageList)
         if self.signing_in_as is None:
+            messages.me = self.client.user.email if self.client.user else None
             messages.reset()
+            self.refresh_folder_counts()
             self.count_drafts()
         else:
             self.say("Signing in ...")
@@ -96,15 +124,28 @@ class MailboxScreen(MailboxActions):
         if self.signing_in_as is not None:
             self.signing_in_as = None
             self.say("")
+            self.query_one(MessageList).me = self.client.user.email if self.client.user else None
             self.reload(keep_cursor=False)
+            self.refresh_folder_counts()
             self._update_title()
             self.count_drafts()
 
     # ------------------------------------------------------------ data
 
+    @property
+    def showing_threads(self) -> bool:
+        """Threads are shown when asked for and no search is on (a search lists messages),
+        except in Drafts (drafts on disk have no threads)."""
+        return self.threads and not self.query_text and self.folder != DRAFTS
+
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
         if self.folder == DRAFTS:
-            return await self._drafts_page(cursor, limit, order)
+            page = await self._drafts_page(cursor, limit, order)
+            if cursor is None:
+                self.show_drafts_count(page.total)
+            return page
+        if self.showing_threads:
+            return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
         folder, q = self.folder, self.query_text
         page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
         if q and cursor is None and order == "newest":
@@ -131,8 +172,27 @@ class MailboxScreen(MailboxActions):
             return f"{folder}: no messages match {q}"
         verb = "matches" if matched == 1 else "match"
         if total is None:
-            return f"{folder}: {matched} {'message' if matched == 1 else 'messages'} {verb} {q}"
-        return f"{folder}: {matched} of {total} {'message' if total == 1 else 'messages'} {verb} {q}"
+            return f"{folder}: {plural(matched, 'message')} {verb} {q}"
+        return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
+
+    def _folder_prompt(self, folder: str) -> str:
+        return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
+
+    def draw_folders(self) -> None:
+        """The sidebar again: the current folder's marker and every folder's count."""
+        folders = self.query_one("#folders", OptionList)
+        for folder in FOLDERS:
+            folders.replace_option_prompt(folder, self._folder_prompt(folder))
+
+    @work(exclusive=True, group="folder-counts", exit_on_error=False)
+    async def refresh_folder_counts(self) -> None:
+        """Each folder's unread count (GET /folders), after anything that may change one."""
+        try:
+            counts = await self.client.folders()
+        except PenError:
+            return  # the counts stay as they were; the list says what went wrong
+        self.folder_counts.update({c.name: c.unread for c in counts})
+        self.draw_folders()
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
@@ -143,8 +203,11 @@ class MailboxScreen(MailboxActions):
             return
         if self.signing_in_as is not None:
             count = "signing in"
+        elif not messages.loaded_once:
+            count = "loading"
         else:
-            count = f"{messages.total} messages" if messages.loaded_once else "loading"
+            noun = "draft" if self.folder == DRAFTS else "thread" if messages.threads else "message"
+            count = plural(messages.total, noun)
         search = f", search: {self.query_text}" if self.query_text else ""
         self.query_one("#mailbox-title", SafeStatic).show(
             f"penmail  {who}  {self.folder.capitalize()} ({count}{search}{self.tag_note()})")
@@ -154,7 +217,12 @@ class MailboxScreen(MailboxActions):
 
     def reload(self, keep_cursor: bool = True) -> None:
         if self.signing_in_as is None:  # else start() loads, with the folder and search chosen by then
-            self.query_one(MessageList).reset(keep_cursor=keep_cursor)
+            messages = self.query_one(MessageList)
+            messages.threads = self.showing_threads
+            self.query_one("#list-legend", SafeStatic).show(THREAD_LEGEND if messages.threads else LEGEND)
+            messages.reset(keep_cursor=keep_cursor)
+            if keep_cursor:  # something changed (a move, new mail, F5), not the view: counts too
+                self.refresh_folder_counts()
 
     def message_arrived(self, folder: str) -> None:
         """The event stream said a message came: show it without a manual refresh."""
@@ -162,6 +230,8 @@ class MailboxScreen(MailboxActions):
             self.reload(keep_cursor=True)
             if folder == "inbox":
                 self.say("A new message arrived.")
+        else:
+            self.refresh_folder_counts()
 
     @on(MessageList.Highlighted)
     def _highlighted(self, event: MessageList.Highlighted) -> None:
@@ -197,6 +267,7 @@ class MailboxScreen(MailboxActions):
             self.forget_tags()
         self.folder = folder
         self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
+        self.draw_folders()
         self.say("")
         self.reload(keep_cursor=False)
         self._update_title()
@@ -255,6 +326,44 @@ class MailboxScreen(MailboxActions):
     def action_reload(self) -> None:
         self.reload()
 
+    def action_threads(self) -> None:
+        """The list as conversations (each thread under its newest message), or as messages."""
+        self.threads = not self.threads
+        self.reload(keep_cursor=False)
+        self._update_title()
+        if self.threads and self.query_text:
+            self.say("Threads come back when the search is cleared (escape); a search lists messages.")
+        else:
+            self.say("Showing threads; space opens or closes one." if self.threads else "Showing messages.")
+
+    def action_expand_thread(self) -> None:
+        messages = self.query_one(MessageList)
+        if not messages.threads:
+            self.say("Press T for the thread view first.")
+            return
+        head, summary, expanded = messages.highlighted_thread
+        if summary is None:
+            self.say("No thread is highlighted.")
+        elif expanded:
+            messages.collapse_thread(head)
+        elif summary.thread_count <= 1:
+            self.say("This thread has one message here.")
+        else:
+            self._expand(head, summary)
+
+    @work(group="thread-expand", exit_on_error=False)
+    async def _expand(self, head: int, summary: Summary) -> None:
+        try:
+            page = await self.client.thread_messages(summary.thread_id, folder=self.folder, limit=THREAD_ROWS,
+                                                     order="newest")
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        older = tuple(s for s in page.items if s.id != summary.id)
+        if self.query_one(MessageList).expand_thread(head, summary.thread_id, older):
+            more = f" (the newest {len(older) + 1} of {page.total})" if page.total > len(page.items) else ""
+            self.say(f"The thread's {plural(len(older) + 1, 'message')} here{more}; space closes it.")
+
     # ------------------------------------------------------------ the Drafts folder
 
     def on_screen_resume(self) -> None:
@@ -264,6 +373,5 @@ class MailboxScreen(MailboxActions):
             self.reload()
 
     def show_drafts_count(self, n: int) -> None:
-        folders = self.query_one("#folders", OptionList)
-        folders.replace_option_prompt(DRAFTS, f"{FOLDERS.index(DRAFTS) + 1}  Drafts ({n})" if n else
-                                      f"{FOLDERS.index(DRAFTS) + 1}  Drafts")
+        self.folder_counts[DRAFTS] = n
+        self.draw_folders()

@@ -42,6 +42,7 @@ class MailboxActions(Screen):
         def say(self, text: str) -> None: ...
         def reload(self, keep_cursor: bool = True) -> None: ...
         def _update_title(self) -> None: ...
+        def refresh_folder_counts(self) -> object: ...
 
     BINDINGS = [
         Binding("t", "tag", "Tag or untag", show=False, id="mailbox.tag"),
@@ -169,6 +170,7 @@ class MailboxActions(Screen):
             return
         for updated in outcome.done:
             self._list.replace(updated)
+        self.refresh_folder_counts()
         self.tags.refresh(outcome.done)  # their read state, for the next u
         state = "unread" if change.get("unread") else "read"
         self.say(bulk.sentence(outcome, f"Marked {{n}} {state}"))

@@ -8,6 +8,7 @@ from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widgets import OptionList
 
+from tui.safe_text import safe_text
 from tui.widgets.vim_keys import moving_bindings
 
 
@@ -43,3 +44,24 @@ class CursorOptionList(OptionList):
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         self._place_terminal_cursor()
+
+
+class MarkedOptionList(CursorOptionList):
+    """A list whose rows are drawn again as the highlight moves: a ">" on the highlighted
+    row, in the text (never colour alone). Subclasses give `_row(index)` and `_row_count()`."""
+
+    def _row(self, index: int) -> str:
+        raise NotImplementedError
+
+    def _row_count(self) -> int:
+        raise NotImplementedError
+
+    def _mark(self) -> None:
+        for i in range(min(self._row_count(), self.option_count)):
+            self.replace_option_prompt_at_index(i, safe_text(self._row(i)))
+        self._place_terminal_cursor()
+
+    def watch_highlighted(self, highlighted: int | None) -> None:
+        super().watch_highlighted(highlighted)
+        if self._row_count():
+            self._mark()

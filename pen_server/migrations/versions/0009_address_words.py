@@ -1,7 +1,7 @@
 """words for address completion: the people on each user's messages and the PEN's members
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 import json
 
@@ -11,7 +11,7 @@ from alembic import op
 from pen_server.addresses import MEMBER_ROLES, people_of_copy, words
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
