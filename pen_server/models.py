@@ -181,6 +181,32 @@ class FolderCount(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# Address completion (pen_server/addresses.py): words kept lower-case and compared by byte
+# order, so that a prefix is a range scan of the index on SQLite and PostgreSQL alike.
+WORD_LENGTH = 100
+_Word = String(WORD_LENGTH).with_variant(String(WORD_LENGTH, collation="C"), "postgresql")
+
+
+class AddressWord(Base):
+    """One word of a person on a user's own messages (the whole address, the whole name and
+    each word of the name), with the name last seen for that address."""
+
+    __tablename__ = "address_words"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    word: Mapped[str] = mapped_column(_Word, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class MemberWord(Base):
+    """One word of a PEN member (role member or admin): its address, its name and each word
+    of its name; the name itself is read from `users`."""
+
+    __tablename__ = "member_words"
+    word: Mapped[str] = mapped_column(_Word, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Blob(Base):
     """File content, addressed by its sha256: identical files share one blob."""
 

@@ -174,6 +174,10 @@ class FoldersOut(BaseModel):
     items: list[FolderOut]
 
 
+class AddressesOut(BaseModel):
+    items: list[Address]
+
+
 class PatchIn(Strict):
     unread: bool | None = None
     folder: MovableFolder | None = None

@@ -568,6 +568,12 @@ class PenClient:
         d = self._json(await self._call("GET", "/folders"))
         return [FolderCount.of(f) for f in d.get("items", [])]
 
+    async def addresses(self, prefix: str, limit: int = 10) -> list[Address]:
+        """The members and the people of the caller's messages whose name or address starts
+        with `prefix` (GET /addresses), with their stored names."""
+        d = self._json(await self._call("GET", "/addresses", params={"prefix": prefix[:100], "limit": limit}))
+        return [Address.of(a) for a in d.get("items", []) if isinstance(a, dict)]
+
     async def get_message(self, message_id: str) -> Message:
         return Message.of(self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}")))
 

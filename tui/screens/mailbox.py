@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 
 from tui.bulk import plural
 from tui.drafts_folder import DRAFTS
-from tui.pen_client import PenClient, PenError, Summary
+from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.mailbox_actions import MailboxActions
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 # The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
 # (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
+# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
+SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
+               'after:YYYY-MM-DD before:YYYY-MM-DD')
 FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
 LEGEND = "  UA = unread, attachment; T shows threads"
 THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
@@ -87,6 +90,9 @@ class MailboxScreen(MailboxActions):
         self.folder = "inbox"
         self.query_text = ""
         self.signing_in_as = signing_in_as
+        self._query_before = ""  # the search in effect before the one submitted last
+        # (folder, search, how many match, the folder's total or None) of the last first page
+        self._search_count: tuple[str, str, int, int | None] | None = None
         self.threads = False  # the thread view (T)
         self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
@@ -95,8 +101,8 @@ class MailboxScreen(MailboxActions):
         with Horizontal():
             yield CursorOptionList(*[Option(self._folder_prompt(f), id=f) for f in FOLDERS], id="folders")
             with Vertical(id="list-pane"):
-                yield Input(placeholder="Search subject, sender and text; enter to search, escape to clear",
-                            id="search")
+                yield Input(placeholder="Search (keys below); enter to search, escape to clear", id="search")
+                yield SafeStatic(SEARCH_HELP, id="search-note")
                 yield SafeStatic(LEGEND, id="list-legend")
                 yield MessageList(self._load_page, id="messages")
         yield SafeStatic("", id="status")
@@ -141,8 +147,34 @@ class MailboxScreen(MailboxActions):
             return page
         if self.showing_threads:
             return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
-        return await self.client.list_messages(self.folder, limit=limit, cursor=cursor, q=self.query_text or None,
-                                               order=order)
+        folder, q = self.folder, self.query_text
+        page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
+        if q and cursor is None and order == "newest":
+            await self._count_search(folder, q, page.total)
+        return page
+
+    async def _count_search(self, folder: str, q: str, matched: int) -> None:
+        """Keep what the title says of a search: how many match, of how many in the folder."""
+        try:
+            total = next((f.total for f in await self.client.folders() if f.name == folder), None)
+        except PenError:
+            total = None  # the title says how many match without "of N"
+        self._search_count = (folder, q, matched, total)
+        self._update_title()
+
+    def _search_title(self) -> str:
+        """ "Inbox: 3 of 72 messages match from:okafor", counting what the list shows."""
+        folder, q = self.folder.capitalize(), self.query_text
+        count = self._search_count
+        if count is None or count[:2] != (self.folder, q):
+            return f"{folder}: searching for {q}"
+        matched, total = count[2], count[3]
+        if not matched:
+            return f"{folder}: no messages match {q}"
+        verb = "matches" if matched == 1 else "match"
+        if total is None:
+            return f"{folder}: {plural(matched, 'message')} {verb} {q}"
+        return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
 
     def _folder_prompt(self, folder: str) -> str:
         return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
@@ -166,6 +198,10 @@ class MailboxScreen(MailboxActions):
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
         messages = self.query_one(MessageList)
+        if self.query_text and self.signing_in_as is None and self.folder != DRAFTS:
+            self.query_one("#mailbox-title", SafeStatic).show(
+                f"penmail  {who}  {self._search_title()}{self.tag_note()}")
+            return
         if self.signing_in_as is not None:
             count = "signing in"
         elif not messages.loaded_once:
@@ -206,6 +242,8 @@ class MailboxScreen(MailboxActions):
 
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:
+        if self._search_refused(event.error):
+            return
         self.say(event.error.message)
         self.post_message(EventsWanted())  # the stream reloads the list when it opens
 
@@ -238,20 +276,48 @@ class MailboxScreen(MailboxActions):
     def action_search(self) -> None:
         search = self.query_one("#search", Input)
         search.display = True  # hidden by app.tcss until asked for
+        self.query_one("#search-note").display = True
         search.focus()
 
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
-        self.query_text = event.value.strip()
+        self._query_before, self.query_text = self.query_text, event.value.strip()
+        self._search_note(SEARCH_HELP)
+        self.say("")
+        self.query_one(MessageList).empty_text = "(no messages match)" if self.query_text else None
         self.reload(keep_cursor=False)
         self._update_title()
         self.query_one(MessageList).focus()
+
+    def _search_note(self, text: str, refused: bool = False) -> None:
+        note = self.query_one("#search-note", SafeStatic)
+        note.show(text)
+        note.set_class(refused, "-refused")
+
+    def _search_refused(self, error: PenError) -> bool:
+        """A search the PEN cannot read (422 naming the word): its sentence under the field,
+        the typed text kept there to correct, and the list back on the search before it."""
+        if not (isinstance(error, ValidationFailed) and "q" in error.fields and self.query_text):
+            return False
+        self.query_text = self._query_before
+        self.query_one(MessageList).empty_text = "(no messages match)" if self.query_text else None
+        self._search_note(error.message, refused=True)
+        self.say(error.message)
+        self.reload(keep_cursor=False)
+        self._update_title()
+        search = self.query_one("#search", Input)
+        search.display = self.query_one("#search-note").display = True
+        search.focus()
+        search.cursor_position = len(search.value)
+        return True
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
         had = bool(self.query_text)
         search.value = ""
-        search.display = False
+        search.display = self.query_one("#search-note").display = False
+        self._search_note(SEARCH_HELP)
+        self.query_one(MessageList).empty_text = None
         self.query_text = ""
         self.query_one(MessageList).focus()
         if had:
