@@ -162,7 +162,7 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
             self.root = tmp_path / f"run-{port}"
             self.server, self.email, self.ca_file, self.password = f"https://127.0.0.1:{port}", email, None, "pw"
 
-    def run_tui(config, *, env=None, use_keyring=True):
+    def run_tui(config, *, env=None, use_keyring=True, **more):
         drafts = DraftStore(Path(os.environ["PENMAIL_STATE_DIR"]) / "drafts")
         mine = account_key(config.server, config.email)
         seen.append((os.environ["PENMAIL_STATE_DIR"], [d.subject for d in drafts.list(account=mine)]))

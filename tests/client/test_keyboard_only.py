@@ -163,10 +163,7 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         await settle(pilot)
-        assert app.focused.id == "body"
-        cursor_on_focus(app)
-        await pilot.press("shift+tab")  # the attachment list is above the body
-        await settle(pilot)
+        # A message with files opens on their list, the cursor on the highlighted "> 1." row.
         attachments = reader.query_one(ReaderAttachmentList)
         assert app.focused is attachments
         cursor_on_row(app, attachments, 0)
@@ -288,7 +285,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
             await settle(pilot)
             assert app.focused.id == prompt
             cursor_on_focus(app)
-            await back_to(reader, "body")
+            await back_to(reader, "reader-attachments")  # where the message opened (it has a file)
             assert not reader.query_one(f"#{prompt}").display
 
         # compose: the path prompt, then the screen (the draft is kept)
@@ -301,7 +298,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
         assert app.focused.id == "compose-path"
         cursor_on_focus(app)
         await back_to(compose, "compose-body")
-        await back_to(reader, "body")
+        await back_to(reader, "reader-attachments")
         drafts = DraftStore().list()
         assert [d.body.startswith("Kept by escape.") for d in drafts] == [True]
         await back_to(mailbox, "messages")
@@ -364,6 +361,8 @@ async def test_vim_keys_beside_the_arrows_on_every_list(pen, send, state, no_mou
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         body = reader.query_one("#body", TextArea)
+        await pilot.press("tab")  # it opened on its files: on to the text
+        await wait_for(pilot, lambda: app.focused is body)
         await pilot.press("j", "j")
         await settle(pilot)
         assert body.cursor_location[0] == 2
@@ -600,4 +599,53 @@ async def test_threads_by_keys_alone_from_the_palette_help_and_keys(pen, send, s
         cursor_on_row(app, messages, 1)
         await pilot.press("T")
         await wait_for(pilot, lambda: not messages.threads and messages.highlighted is not None)
+
+
+async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_mouse):
+    from textual.command import CommandPalette
+
+    from tui.pen_client import Summary
+    from tui.screens.notices import NoticesScreen
+
+    received = send("bob", ["ann"], subject="Notices from the reader")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        app.toast("First notice.", title="Test")
+        app.toast("Second notice.", title="Test", severity="error")
+        # N from the list: newest first, the cursor on it; escape back to the list's row.
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await settle(pilot)
+        listing = app.screen.query_one("#notices-list")
+        cursor_on_row(app, listing, 0)
+        assert "error    Test: Second notice." in rendered(app)[0].splitlines()[app.cursor_position.y]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_focus(app)
+        # F1 lists it with its id; the palette runs it.
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert "Notices said so far: N  (id app.notices)" in app.screen.query_one("#help-keys", TextArea).text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Notices said")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        # N from the reader too (its text does not take the key).
+        app.open_message(Summary.of(received))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is reader)
+        await settle(pilot)
+        cursor_on_focus(app)
     assert not no_mouse
