@@ -199,6 +199,24 @@ async def test_undo_a_move_made_in_the_reader(pen, send, state):
         assert folder_of(pen, "ann", word) == {subject: "inbox"}
 
 
+async def test_a_move_out_of_sent_says_it_cannot_be_undone(pen, send, state):
+    word = token()
+    subject = f"Sent then trashed {word}"
+    send("ann", ["bob"], subject=subject)
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query_one(MessageList).loaded_once)
+        await pilot.press("2")
+        mailbox, messages = await searched(pilot, word, 1)
+        assert mailbox.folder == "sent" and messages.highlighted.subject == subject
+        await pilot.press("d")
+        await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d to Trash.")
+        await pilot.press("z")
+        await wait_for(pilot, lambda: status(app) == "The PEN moves no message into Sent, so it stays in Trash; "
+                                                     "move it to the inbox or the archive.")
+        assert folder_of(pen, "ann", word) == {subject: "trash"}
+
+
 async def test_reply_reply_all_and_forward_from_the_list(pen, send, state):
     word = token()
     with pen.as_user("bob") as c:

@@ -165,7 +165,8 @@ class MailboxActions(Screen):
             self.tags.discard(s.id for s in outcome.done)  # they left this folder
             self._show_tags()
             self.say(bulk.sentence(outcome, f"Moved {{n}} to {bulk.folder_name(to)}",
-                                   then="press z to undo" if outcome.done else ""))
+                                   then="press z to undo" if any(before[s.id] in bulk.MOVABLE
+                                                                  for s in outcome.done) else ""))
             self.reload()
             return
         for updated in outcome.done:
