@@ -156,6 +156,8 @@ class MailboxActions(Screen):
 
     @work(group="mailbox-action", exit_on_error=False)
     async def _change(self, targets: list[Summary], **change) -> None:
+        if len(targets) > 1:  # one request a message: say what is under way
+            self.say(f"Changing {bulk.plural(len(targets), 'message')} ...")
         outcome = await bulk.apply(targets, lambda s: self.client.update_message(s.id, **change))
         if "folder" in change:
             to = change["folder"]
@@ -228,6 +230,8 @@ class MailboxActions(Screen):
 
     @work(group="mailbox-action", exit_on_error=False)
     async def _delete(self, targets: list[Summary]) -> None:
+        if len(targets) > 1:
+            self.say(f"Deleting {bulk.plural(len(targets), 'message')} ...")
         outcome = await bulk.apply(targets, self._delete_one)
         self.tags.discard(s.id for s in outcome.done)
         self._show_tags()
