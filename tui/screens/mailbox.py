@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.bulk import plural
+from tui.bulk import FOLDER_NAMES, plural
 from tui.drafts_folder import DRAFTS
 from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.mailbox_actions import MailboxActions
@@ -29,13 +29,12 @@ if TYPE_CHECKING:
 # The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
 # (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
-# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
-SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
-               'after:YYYY-MM-DD before:YYYY-MM-DD')
-FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
 LEGEND = "  UA = unread, attachment; T shows threads"
 THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
 THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
+# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
+SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
+               'after:YYYY-MM-DD before:YYYY-MM-DD')
 
 
 def compact_count(n: int) -> str:
@@ -50,7 +49,7 @@ def compact_count(n: int) -> str:
 def folder_row(number: int, name: str, current: bool, count: int) -> str:
     """A sidebar row, 14 cells: ">" on the current folder (not shade alone), its key, its
     name cut with an ellipsis, and its count of unread messages (drafts: of drafts) or none."""
-    label = FOLDER_LABELS.get(name, name.capitalize())
+    label = FOLDER_NAMES.get(name, name.capitalize())
     return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
 
 
@@ -90,11 +89,11 @@ class MailboxScreen(MailboxActions):
         self.folder = "inbox"
         self.query_text = ""
         self.signing_in_as = signing_in_as
+        self.threads = False  # the thread view (T)
+        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
         self._search_count: tuple[str, str, int, int | None] | None = None
-        self.threads = False  # the thread view (T)
-        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -135,8 +134,7 @@ class MailboxScreen(MailboxActions):
 
     @property
     def showing_threads(self) -> bool:
-        """Threads are shown when asked for and no search is on (a search lists messages),
-        except in Drafts (drafts on disk have no threads)."""
+        """Threads are shown when asked for and no search is on (a search lists messages)."""
         return self.threads and not self.query_text and self.folder != DRAFTS
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
@@ -173,8 +171,8 @@ class MailboxScreen(MailboxActions):
             return f"{folder}: no messages match {q}"
         verb = "matches" if matched == 1 else "match"
         if total is None:
-            return f"{folder}: {plural(matched, 'message')} {verb} {q}"
-        return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
+            return f"{folder}: {matched} {'message' if matched == 1 else 'messages'} {verb} {q}"
+        return f"{folder}: {matched} of {total} {'message' if total == 1 else 'messages'} {verb} {q}"
 
     def _folder_prompt(self, folder: str) -> str:
         return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
