@@ -10,15 +10,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.geometry import Offset
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
+from tui.key_gate import KeyGate
+from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -34,6 +37,7 @@ from tui.screens.messages import (
     SummaryChanged,
 )
 from tui.session import Session, open_session, sign_in_quietly
+from tui.terminal_cursor import terminal_cursor
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -88,10 +92,22 @@ def check_key_ids(config: Config) -> None:
         )
 
 
+def _plain(markup: str) -> str:
+    """A notice written in Textual's markup (Textual's own notices), as the words it shows."""
+    from textual.content import Content
+
+    try:
+        return Content.from_markup(markup).plain
+    except Exception:  # not valid markup: shown as it is
+        return markup
+
+
 class PenmailApp(App):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
+    # On every screen; a field takes N as a letter (the palette and F1 still offer it there).
+    BINDINGS = [Binding("N", "notices", "Notices said so far", show=False, id="app.notices")]
 
     def __init__(
         self,
@@ -112,6 +128,8 @@ class PenmailApp(App):
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
         self.env = os.environ if env is None else env
+        self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
+        self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
         # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
@@ -119,11 +137,26 @@ class PenmailApp(App):
         # start-up took 30-90 ms behind the first screen's layout instead of 5.
         sys.setswitchinterval(0.001)
 
+    # ------------------------------------------------------------ keys, one after the other
+
+    async def on_event(self, event: events.Event) -> None:
+        if KeyGate.takes(event):
+            await self.key_gate.arrived(event)
+        else:
+            await super().on_event(event)
+
+    async def _key_arrived(self, event: events.Event) -> None:
+        await super().on_event(event)
+
+    def call_later(self, callback, *args, **kwargs) -> bool:
+        # Counted: a key is not done while what it queued here (a focus change) is to come.
+        self.key_gate.deferred += 1
+        return super().call_later(callback, *args, **kwargs)
+
     # ------------------------------------------------------------ start-up
 
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
-        self.screen_change_signal.subscribe(self, self._screen_changed)
         theme = THEME_ALIASES.get(self.config.theme, self.config.theme)
         if theme in self.available_themes:
             self.theme = theme
@@ -187,30 +220,24 @@ class PenmailApp(App):
         # A blinking cursor repaints forever and distracts; off unless animations are on.
         if not self.config.animations and hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = False
-        if isinstance(event.widget, (Input, TextArea)):
-            # A field shown and focused in one go places the terminal cursor before it is
-            # laid out; place it again once it is (screen readers follow the cursor).
-            self.call_after_refresh(self._cursor_to_field, event.widget)
 
-    def _cursor_to_field(self, widget) -> None:
-        if widget.has_focus and widget.is_mounted:
-            self.cursor_position = widget.cursor_screen_offset
+    # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
+    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # so never left on a line that moved, a screen below, or a field not yet laid out. What
+    # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 
-    def _screen_changed(self, screen: Screen) -> None:
-        """Back on a screen (a dialog closed): the terminal cursor returns to its focused
-        row or field, which may not be drawn again (nor focused again) to put it there."""
-        self.call_after_refresh(self.place_terminal_cursor)
+    @property
+    def cursor_position(self) -> Offset:
+        try:
+            focused = self.focused
+        except Exception:  # no screen yet, or no longer
+            focused = None
+        spot = terminal_cursor(focused)
+        return spot if spot is not None else self._cursor_fallback
 
-    def place_terminal_cursor(self) -> None:
-        widget = self.focused
-        if widget is None or not widget.is_mounted:
-            return
-        if isinstance(widget, (Input, TextArea)):
-            self.cursor_position = widget.cursor_screen_offset
-        else:
-            place = getattr(widget, "_place_terminal_cursor", None)
-            if place is not None:
-                place()
+    @cursor_position.setter
+    def cursor_position(self, value: Offset) -> None:
+        self._cursor_fallback = value
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -227,6 +254,18 @@ class PenmailApp(App):
     def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notice, penmail's and Textual's own, also goes to the history N opens."""
+        self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notices(self) -> None:
+        from tui.screens.notices import NoticesScreen
+
+        if not isinstance(self.screen, NoticesScreen):
+            self.push_screen(NoticesScreen(self.notices.newest_first()))
 
     # ------------------------------------------------------------ routing: what screens ask for
 

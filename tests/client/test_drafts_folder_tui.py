@@ -62,7 +62,8 @@ async def test_the_drafts_folder_lists_resumes_and_deletes(pen, state):
         messages = mailbox.query_one(MessageList)
         await wait_for(pilot, lambda: drafts_count(mailbox) == "2")
         await pilot.press("5")
-        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.loaded_once and messages.total == 2)
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 2
+                       and messages.highlighted is not None and messages.highlighted.folder == "drafts")
         await wait_for(pilot, lambda: drafts_count(mailbox) == "2")
         screen = rendered(app)[0]
         assert "Fire drill" in screen and "Rota swap" in screen and "Bob's own draft" not in screen
@@ -161,7 +162,7 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
             self.root = tmp_path / f"run-{port}"
             self.server, self.email, self.ca_file, self.password = f"https://127.0.0.1:{port}", email, None, "pw"
 
-    def run_tui(config, *, env=None, use_keyring=True):
+    def run_tui(config, *, env=None, use_keyring=True, **more):
         drafts = DraftStore(Path(os.environ["PENMAIL_STATE_DIR"]) / "drafts")
         mine = account_key(config.server, config.email)
         seen.append((os.environ["PENMAIL_STATE_DIR"], [d.subject for d in drafts.list(account=mine)]))

@@ -151,7 +151,8 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         await pilot.press("d")
         await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d to Trash; press z to undo.")
         await pilot.press("4")
-        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.loaded_once and messages.total == 1)
+        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.total == 1
+                       and messages.highlighted is not None and messages.highlighted.folder == "trash")
         # D asks; the cursor is on "No", and enter means No
         await pilot.press("D")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -14,9 +14,10 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
+from tui.bulk import plural
 from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
-from tui.widgets.message_rows import ELLIPSIS, fit, plural
+from tui.widgets.message_rows import ELLIPSIS, fit
 from tui.widgets.thread_list import ThreadList
 
 

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from tui.bulk import plural
 from tui.drafts_folder import DRAFTS
 from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.mailbox_actions import MailboxActions
@@ -20,7 +21,7 @@ from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
-from tui.widgets.message_rows import fit, plural
+from tui.widgets.message_rows import fit
 from tui.widgets.safe_static import SafeStatic
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
 FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
-LEGEND = "  UA = unread, attachment"
-THREAD_LEGEND = "  Threads: U = unread in thread, A = attachment, [3, 1 unread]; space opens a thread"
+LEGEND = "  UA = unread, attachment; T shows threads"
+THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
 THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
 
 
@@ -74,7 +75,7 @@ class MailboxScreen(MailboxActions):
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
-        Binding("T", "threads", "Threads", id="mailbox.threads"),
+        Binding("T", "threads", "Threads", show=False, id="mailbox.threads"),  # the legend says it
         Binding("space", "expand_thread", "Open or close thread", show=False, id="mailbox.expand_thread"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
         Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),

@@ -170,8 +170,8 @@ class MailboxActions(Screen):
             return
         for updated in outcome.done:
             self._list.replace(updated)
-        self.refresh_folder_counts()
         self.tags.refresh(outcome.done)  # their read state, for the next u
+        self.refresh_folder_counts()
         state = "unread" if change.get("unread") else "read"
         self.say(bulk.sentence(outcome, f"Marked {{n}} {state}"))
 

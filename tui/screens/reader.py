@@ -38,6 +38,8 @@ from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
 from tui.widgets.thread_list import ThreadList
 
+LOAD_WAIT_SECONDS = 30.0  # keys typed after a reply asked for while loading wait at most this
+
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
@@ -88,6 +90,8 @@ class ReaderScreen(Screen):
         self._cancel: asyncio.Event | None = None
         self._save_which = "one"  # what the folder prompt saves: "one" or "all"
         self._focus_before: Widget | None = None
+        self._shown = asyncio.Event()  # the message is shown, or could not be fetched
+        self._when_shown: str | None = None  # the reply asked for while it was loading
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
@@ -137,6 +141,8 @@ class ReaderScreen(Screen):
             message = await self.client.get_message(self.summary.id)
         except PenError as exc:
             self.query_one("#headers", SafeStatic).show(exc.message)
+            self._when_shown = None
+            self._shown.set()
             return
         self.message = message
         self.query_one("#headers", SafeStatic).show(header_text(message))
@@ -144,6 +150,8 @@ class ReaderScreen(Screen):
         attachments.show_attachments(message.attachments)
         attachments.display = bool(message.attachments)
         self.query_one("#reader-attachments-title").display = bool(message.attachments)
+        if message.attachments and self.focused is self.query_one("#body"):
+            attachments.focus()  # its "> 1." row is the highlighted thing: the cursor goes there
         self.refresh_bindings()
         self._load_thread(message)
         if message.body_html:  # the conversion has a deadline, off the event loop
@@ -152,6 +160,10 @@ class ReaderScreen(Screen):
             body, self.links, note = body_text(message)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
+        if self._when_shown is not None:  # r pressed while loading: the reply opens now
+            self.post_message(ComposeRequested(self._when_shown, message))
+            self._when_shown = None
+        self._shown.set()
         hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
         if message.notifications:
             hints.append("You sent this message; press n to see who was notified.")
@@ -220,8 +232,11 @@ class ReaderScreen(Screen):
             self.say("Showing the text part.")
 
     def action_reply(self, kind: str) -> None:
-        if self.message is None:
-            self.say("The message is still loading.")
+        if self.message is None or not self.body_shown:
+            # Once it is shown; the keys typed after this one wait for the reply to open.
+            self._when_shown = kind
+            self.say("Replying once the message is loaded ...")
+            self.app.key_gate.wait_for(self._shown.wait(), LOAD_WAIT_SECONDS)
             return
         self.post_message(ComposeRequested(kind, self.message))
 

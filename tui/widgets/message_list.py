@@ -31,6 +31,7 @@ from textual.strip import Strip
 
 from tui.bulk import TAG_MARK
 from tui.pen_client import Page, PenError, Summary
+from tui.terminal_cursor import row_offset
 from tui.widgets.message_rows import fit, row_text
 from tui.widgets.vim_keys import moving_bindings
 
@@ -98,21 +99,15 @@ class MessageList(ScrollView, can_focus=True):
         self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
         self.threads = False  # rows are threads under their newest message (the screen's loader says so)
         self.me: str | None = None  # the user's address: its own messages show their recipients
-        # The mark slot of each row (column 1): a character for a summary, e.g. a tag.
-        self.mark_of: Callable[[Summary], str] | None = None
         # Expanded threads: head (page row) index -> its older messages, in insertion order.
         self._expanded: dict[int, tuple[Summary, ...]] = {}
-        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK (without mark_of)
+        # The mark slot of each row (column 1): TAG_MARK on tagged rows.
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
 
     def show_tags(self, ids: frozenset[str]) -> None:
         """Mark these rows as tagged (a character in the row's mark column)."""
         self.tagged = frozenset(ids)
         self.refresh()
-
-    def _mark(self, summary: Summary) -> str:
-        if self.mark_of is not None:
-            return self.mark_of(summary)
-        return TAG_MARK if summary.id in self.tagged else " "
 
     # ------------------------------------------------------------ data
 
@@ -359,7 +354,7 @@ class MessageList(ScrollView, can_focus=True):
             text = fit("  .. loading", width)
         else:
             thread = self.threads and k < 0
-            text = row_text(summary, width, mark=self._mark(summary), me=self.me,
+            text = row_text(summary, width, mark=TAG_MARK if summary.id in self.tagged else " ", me=self.me,
                             thread=thread, branch=k >= 0)
             style = base
             if summary.thread_unread if thread else summary.unread:
@@ -367,26 +362,20 @@ class MessageList(ScrollView, can_focus=True):
         if index == self.cursor:
             style += self.get_component_rich_style("message-list--cursor")
             text = ">" + text[1:]  # a text marker, not colour alone
-            if self._owns_cursor():
-                region = self.content_region
-                self.app.cursor_position = Offset(region.x, region.y + y)
         return Strip([Segment(text, style)])
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.rows)
-        self._place_terminal_cursor()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         self._want_visible()
-        self._place_terminal_cursor()
 
     def watch_cursor(self, old: int, new: int) -> None:
         if self.rows:
             self.scroll_to_region_of(new)
         self.refresh()
         self._want_visible()
-        self._place_terminal_cursor()
         if old != new:
             self.post_message(self.Highlighted(self.highlighted))
 
@@ -398,22 +387,12 @@ class MessageList(ScrollView, can_focus=True):
         elif index >= top + height:
             self.scroll_to(y=index - height + 1, animate=False, immediate=True)
 
-    def _owns_cursor(self) -> bool:
-        """Focused, and on the screen shown: a list left focused on a screen below (the
-        reader pushed over the mailbox, say) never takes the terminal cursor back."""
-        return self.has_focus and self.is_mounted and self.screen is self.app.screen
-
-    def _place_terminal_cursor(self) -> None:
-        """Screen readers and braille displays follow the terminal cursor, not colour."""
-        if not self._owns_cursor():
-            return
-        region = self.content_region
-        row = self.cursor - int(self.scroll_offset.y)
-        if 0 <= row < region.height:
-            self.app.cursor_position = Offset(region.x, region.y + row)
+    def terminal_cursor(self) -> Offset | None:
+        """The highlighted row: the app puts the terminal cursor there while this list has
+        focus (screen readers and braille displays follow it, not colour)."""
+        return row_offset(self, self.cursor)
 
     def on_focus(self) -> None:
-        self.call_after_refresh(self._place_terminal_cursor)
         self.refresh()
 
     def on_blur(self) -> None:

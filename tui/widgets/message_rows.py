@@ -3,7 +3,7 @@
 Columns, left to right (every state as a character, never by colour alone):
 
     0      the cursor: ">" on the highlighted row (the list draws it), else a space
-    1      a one-character mark slot (tagged rows, say: MessageList.mark_of fills it)
+    1      a one-character mark slot: "*" on a tagged row (MessageList.tagged)
     2-3    U unread (in a thread row: unread in the thread), A attachment; "-" where not
     4      a space
     ...    who: the sender, or "to" and the recipients where the row is the user's own
@@ -38,11 +38,6 @@ def fit(text: str, width: int) -> str:
     if cell_len(text) > width:
         text = set_cell_size(text, width - 1).rstrip() + ELLIPSIS
     return set_cell_size(text, width)
-
-
-def plural(n: int, what: str) -> str:
-    """ "1 message", "2 messages", "0 threads"."""
-    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def who_text(s: Summary, me: str | None = None) -> str:

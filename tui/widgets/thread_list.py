@@ -15,7 +15,7 @@ from tui.widgets.vim_keys import moving_bindings
 
 
 def thread_row(s: Summary, *, reading: bool, marked: bool, me: str | None = None) -> str:
-    flag = "U" if s.unread else "-"
+    flag = "U" if s.unread and not reading else "-"  # the one being read is read (marked so as it opens)
     subject = one_line(s.subject, 200) or "(no subject)"
     where = "this message" if reading else s.folder
     when = short_date(s.sent_at)

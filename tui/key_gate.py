@@ -1,0 +1,181 @@
+"""Keys are never lost or sent to the wrong place, however fast they come (SSH, a paste, a
+macro): each key is delivered only once the one before it has done all it set off.
+
+Why Textual alone loses them: the app hands each key to the focused widget's queue at once,
+but a binding runs only when the key has bubbled back up to the app, and a focus change
+(``Widget.focus``) or a screen's first focus (in its ``on_mount``) happens later still, as a
+callback queued behind the keys already waiting. So in ``/Kim`` the ``K``, ``i`` and ``m``
+reach the message list before ``/`` has opened the search field; in compose, the text after
+a Tab reaches the field the Tab leaves.
+
+The gate holds every key (and paste) that arrives while the one before is still under way,
+and replays them in order, each to the widget focused by then. A key is under way until
+ 1. it has been through every widget it can bubble through, up to the app (one callback
+    queued behind it at each, in turn, so the last runs after the app's bindings), and
+ 2. what it set off has settled: a round trip through the current screen's queue (which
+    runs after that screen's on_mount, for a screen just pushed) and the app's queue
+    changes neither the screen, nor the focus, nor the count of callbacks queued on the app
+    (``App.call_later``, which ``Widget.focus`` uses).
+A key whose action waits for something (a reply to a message still loading) says so with
+``wait_for``; the keys after it wait too, and then reach the screen that action opened.
+A terminal sends Escape and a letter that come in one read as alt and that letter (that is
+how it sends alt+letter too); penmail binds no alt keys, so an alt key that nothing binds
+is taken as the two keys it was typed as. (Escape with a digit or punctuation in one read
+is already one other key, or lost, in Textual's parser: that cannot be told apart here.)
+
+A key that has not settled within WATCHDOG_SECONDS (plus what it waits for) lets the next
+one go, so a widget that vanished with the key in its queue cannot stop the keyboard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
+
+from textual import events
+from textual.keys import _character_to_key
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.message_pump import MessagePump
+
+MAX_ROUNDS = 12  # settling rounds for one key; a screen push takes three or four
+MAX_HELD = 10_000  # keys waiting; past this they go as they come (a stuck app, not a person)
+WATCHDOG_SECONDS = 3.0
+
+
+class KeyGate:
+    def __init__(self, app: App, deliver: Callable[[events.Event], Awaitable[None]]) -> None:
+        self.app = app
+        self._deliver_now = deliver  # the app's own handling of a key from the terminal
+        self._held: deque[events.Event] = deque()
+        self._busy = False
+        self._generation = 0  # the key under way; callbacks of an earlier one do nothing
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._waits: list[asyncio.Future] = []  # what the key under way waits for
+        self.deferred = 0  # callbacks queued with App.call_later (counted by the app)
+
+    @staticmethod
+    def takes(event: events.Event) -> bool:
+        """A key or a paste from the terminal (not one on its way through the widgets)."""
+        return isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)
+
+    async def arrived(self, event: events.Event) -> None:
+        split = self._escape_and_key(event)
+        if split:
+            for key in split:
+                await self.arrived(key)
+            return
+        if not self._busy:
+            await self._deliver(event)
+        elif len(self._held) < MAX_HELD:
+            self._held.append(event)
+        else:  # never lose one: what waits goes now, in order
+            while self._held:
+                await self._deliver_now(self._held.popleft())
+            await self._deliver_now(event)
+
+    def _escape_and_key(self, event: events.Event) -> list[events.Key]:
+        """[escape, x] for an alt+x that no binding takes (see the module's note)."""
+        if not isinstance(event, events.Key) or not event.key.startswith("alt+") or self._bound(event.key):
+            return []
+        char = event.character
+        if char is not None and len(char) == 1 and char.isprintable():
+            key = char if char.isalnum() else _character_to_key(char)
+        else:
+            key = event.key.removeprefix("alt+")
+            char = key if len(key) == 1 else None
+        return [events.Key("escape", "\x1b"), events.Key(key, char)]
+
+    def _bound(self, key: str) -> bool:
+        try:
+            chain = self.app.screen._binding_chain
+        except Exception:  # no screen yet
+            return False
+        return any(key in bindings.key_to_bindings for _, bindings in chain)
+
+    def wait_for(self, done: Awaitable[object], limit: float) -> None:
+        """The key under way is not done until ``done`` is, or ``limit`` seconds have passed;
+        the keys typed after it wait with it. Outside a key (the palette) this does nothing."""
+        if self._busy:
+            self._waits.append(asyncio.ensure_future(done))
+            self._arm_watchdog(self._generation, WATCHDOG_SECONDS + limit)
+
+    async def _deliver(self, event: events.Event) -> None:
+        self._busy = True
+        self._generation += 1
+        generation = self._generation
+        app = self.app
+        target = app.focused or app.screen
+        path = list(target.ancestors_with_self)
+        self._arm_watchdog(generation, WATCHDOG_SECONDS)
+        await self._deliver_now(event)
+        self._climb(generation, path, 0)
+
+    def _post(self, node: MessagePump, callback: Callable[[], object]) -> bool:
+        # Not node.call_later: the app counts its own call_later, and these are the gate's.
+        return node.post_message(events.Callback(callback=cast(Any, callback)))
+
+    def _climb(self, generation: int, path: list, at: int) -> None:
+        """A callback behind the key at each node it may bubble to, one after the other."""
+        if generation != self._generation:
+            return
+        if at == len(path):
+            self._round(generation, 0)
+        elif not self._post(path[at], partial(self._climb, generation, path, at + 1)):
+            self._climb(generation, path, at + 1)  # that node is closing: on to the next
+
+    def _state(self) -> tuple:
+        app = self.app
+        return app.screen, app.focused, self.deferred
+
+    def _round(self, generation: int, rounds: int) -> None:
+        app = self.app
+        before = self._state()
+        back = partial(self._post, app, partial(self._check, generation, rounds, before))
+        if not self._post(app.screen, back):
+            back()
+
+    async def _check(self, generation: int, rounds: int, before: tuple) -> None:
+        if generation != self._generation:
+            return
+        now = self._state()
+        changed = before[0] is not now[0] or before[1] is not now[1] or before[2] != now[2]
+        pending = [w for w in self._waits if not w.done()]
+        if changed and rounds + 1 < MAX_ROUNDS:
+            self._round(generation, rounds + 1)
+        elif pending:
+            asyncio.get_running_loop().create_task(self._after(generation, pending))
+        else:
+            await self._release()
+
+    async def _after(self, generation: int, pending: list[asyncio.Future]) -> None:
+        await asyncio.wait(pending)  # the watchdog lets the keys go if this takes too long
+        self._post(self.app, partial(self._round, generation, 0))  # then settle what it set off
+
+    def _arm_watchdog(self, generation: int, seconds: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        expire = partial(self._post, self.app, partial(self._expired, generation))
+        self._watchdog = asyncio.get_running_loop().call_later(seconds, expire)
+
+    async def _expired(self, generation: int) -> None:
+        if generation == self._generation and self._busy:
+            await self._release()
+
+    async def _release(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._busy = False
+        for wait in self._waits:
+            wait.cancel()
+        self._waits.clear()
+        if self._held:
+            await self._deliver(self._held.popleft())
