@@ -2,7 +2,7 @@
 thread in the reader (T, enter), and the list as a mail user expects: Sent shows whom each
 message went to, the sidebar's unread counts follow reads and new mail, the current folder
 carries a ">" beside its shade, names and subjects end in an ellipsis at 80 columns, and
-"1 message" in the title. Against the real PEN over TLS, by keys alone."""
+"1 draft" in the title. Against the real PEN over TLS, by keys alone."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from tests.conftest import PASSWORD
 from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
 from tui.app import PenmailApp
 from tui.bulk import plural
+from tui.drafts import Draft, DraftStore
+from tui.screens.drafts import DraftsScreen
 from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
 from tui.widgets.message_rows import ELLIPSIS, fit
@@ -34,7 +36,7 @@ def app_for(pen, state, who: str = "ann@abc.example") -> PenmailApp:
 
 async def mailbox_of(pilot) -> tuple:
     app = pilot.app
-    await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query_one(MessageList).highlighted is not None)
+    await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query_one(MessageList).loaded_once)
     await pilot.pause()
     return app.screen, app.screen.query_one(MessageList)
 
@@ -173,8 +175,12 @@ async def test_rows_fit_80_columns_with_an_ellipsis_and_one_message_is_singular(
     long_name = "Catherine Moss-Featherstonehaugh of the Riverside Clinic"
     long_subject = f"Long {tag} " + "about the quarterly review of the clinic's patient records " * 2
     send("ann", [{"email": "cat@abc.example", "name": long_name}], subject=long_subject)
+    store = DraftStore(state / "state" / "drafts")
+    store.save(Draft(to=[f"{long_name} <cat@abc.example>"], subject=f"Draft {tag}", body="..."))
     app = app_for(pen, state)
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DraftsScreen))  # offered at sign-in: later
+        await pilot.press("escape")
         mailbox, messages = await mailbox_of(pilot)
         await pilot.press("2")
         await wait_for(pilot, lambda: mailbox.folder == "sent" and messages.loaded_once
@@ -194,3 +200,11 @@ async def test_rows_fit_80_columns_with_an_ellipsis_and_one_message_is_singular(
         await wait_for(pilot, lambda: mailbox.query_text and messages.loaded_once and messages.total == 1
                        and "matches" in rendered(app)[0])
         assert re.search(rf"Sent: 1 of \d+ messages? matches Long {tag}", screen_line(app, "Sent: "))
+        await pilot.press("escape")  # the search cleared
+        await wait_for(pilot, lambda: not mailbox.query_text)
+        # One draft: "1 draft", not "1 drafts"; its row shows whom it is to.
+        await pilot.press("5")
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.loaded_once and messages.total == 1)
+        await pilot.pause()
+        assert "Drafts (1 draft)" in screen_line(app, "penmail")
+        assert f"to {long_name[:10]}" in list_row(app, f"Draft {tag}")

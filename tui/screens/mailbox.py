@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.bulk import plural
+from tui.bulk import FOLDER_NAMES, plural
 from tui.drafts_folder import DRAFTS
 from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
 from tui.screens.mailbox_actions import MailboxActions
@@ -33,10 +33,12 @@ FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 # Under the search field while it is open; a search the PEN cannot read puts its sentence here.
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
-FOLDER_LABELS = {"inbox": "Inbox", "sent": "Sent", "archive": "Archive", "trash": "Trash", "drafts": "Drafts"}
 LEGEND = "  UA = unread, attachment; T shows threads"
 THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
 THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
+# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
+SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
+               'after:YYYY-MM-DD before:YYYY-MM-DD')
 
 
 def compact_count(n: int) -> str:
@@ -51,7 +53,7 @@ def compact_count(n: int) -> str:
 def folder_row(number: int, name: str, current: bool, count: int) -> str:
     """A sidebar row, 14 cells: ">" on the current folder (not shade alone), its key, its
     name cut with an ellipsis, and its count of unread messages (drafts: of drafts) or none."""
-    label = FOLDER_LABELS.get(name, name.capitalize())
+    label = FOLDER_NAMES.get(name, name.capitalize())
     return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
 
 

@@ -96,11 +96,11 @@ class MessageList(ScrollView, can_focus=True):
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
         self.loaded_once = False
-        self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
         self.threads = False  # rows are threads under their newest message (the screen's loader says so)
         self.me: str | None = None  # the user's address: its own messages show their recipients
         # Expanded threads: head (page row) index -> its older messages, in insertion order.
         self._expanded: dict[int, tuple[Summary, ...]] = {}
+        self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
         # The mark slot of each row (column 1): TAG_MARK on tagged rows.
         self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
 
@@ -343,8 +343,7 @@ class MessageList(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= self.rows:
             if index == 0 and self.loaded_once:
-                empty = f"  {self.empty_text or '(no messages here)'}"
-                return Strip([Segment(fit(empty, width), base)])
+                return Strip([Segment(fit(f"  {self.empty_text or '(no messages here)'}", width), base)])
             return Strip.blank(width, base)
         head, k = self._locate(index)
         summary = self.row_summary(index)

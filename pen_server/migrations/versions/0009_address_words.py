@@ -11,7 +11,7 @@ from alembic import op
 from pen_server.addresses import MEMBER_ROLES, people_of_copy, words
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0008"  # chained after 0008 (threads) when the branches met
 branch_labels = None
 depends_on = None
 
