@@ -649,3 +649,45 @@ async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_m
         await settle(pilot)
         cursor_on_focus(app)
     assert not no_mouse
+
+
+async def test_search_language_completion_and_the_subject_question_by_keys_alone(pen, send, state, no_mouse):
+    """Issue 10's search, address completion and the question before sending without a
+    subject, by keys alone, the terminal cursor in the focused field or on the answer."""
+    import uuid
+
+    from tui.screens.confirm import ConfirmScreen
+
+    word = "ks" + uuid.uuid4().hex[:8]
+    send("bob", ["ann"], cc=[{"email": f"omar.{word}@elsewhere.example", "name": "Omar Haddad"}],
+         subject=f"Search by keys {word}")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        # A search the PEN cannot read: its sentence under the field, the cursor still in it.
+        await pilot.press("slash", *"frm:bob", "enter")
+        await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "search"
+        await pilot.press("ctrl+u", *f"from:bob {word}", "enter")
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total == 1 and app.focused is messages)
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        # Completion from the PEN, taken with the right arrow; no subject asks, No is the default.
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        compose = app.screen
+        to = compose.query_one("#to", Input)
+        await pilot.press(*f"omar haddad <omar.{word}")
+        await wait_for(pilot, lambda: to._suggestion == f"Omar Haddad <omar.{word}@elsewhere.example>")
+        await pilot.press("right", "f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None)
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is compose and app.focused is not None
+                       and app.focused.id == "subject")
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "subject"
+        assert to.value == f"Omar Haddad <omar.{word}@elsewhere.example>"

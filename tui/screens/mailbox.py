@@ -3,6 +3,7 @@ message. Every call to the PEN runs in a worker; the screen reacts to what comes
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -29,12 +30,12 @@ if TYPE_CHECKING:
 # The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
 # (and its key binding) is drawn like the others.
 FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
-LEGEND = "  UA = unread, attachment; T shows threads"
-THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
-THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
 # Under the search field while it is open; a search the PEN cannot read puts its sentence here.
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
+LEGEND = "  UA = unread, attachment; T shows threads"
+THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
+THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
 
 
 def compact_count(n: int) -> str:
@@ -89,11 +90,11 @@ class MailboxScreen(MailboxActions):
         self.folder = "inbox"
         self.query_text = ""
         self.signing_in_as = signing_in_as
-        self.threads = False  # the thread view (T)
-        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
         self._search_count: tuple[str, str, int, int | None] | None = None
+        self.threads = False  # the thread view (T)
+        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -134,7 +135,8 @@ class MailboxScreen(MailboxActions):
 
     @property
     def showing_threads(self) -> bool:
-        """Threads are shown when asked for and no search is on (a search lists messages)."""
+        """Threads are shown when asked for and no search is on (a search lists messages),
+        except in Drafts (drafts on disk have no threads)."""
         return self.threads and not self.query_text and self.folder != DRAFTS
 
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
@@ -146,19 +148,22 @@ class MailboxScreen(MailboxActions):
         if self.showing_threads:
             return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
         folder, q = self.folder, self.query_text
-        page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
-        if q and cursor is None and order == "newest":
-            await self._count_search(folder, q, page.total)
+        listing = self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
+        if not (q and cursor is None and order == "newest"):
+            return await listing
+        # A search's first page: the folder's total is asked for at the same time, for the title.
+        page, total = await asyncio.gather(listing, self._folder_total(folder))
+        self._search_count = (folder, q, page.total, total)
+        self._update_title()
         return page
 
-    async def _count_search(self, folder: str, q: str, matched: int) -> None:
-        """Keep what the title says of a search: how many match, of how many in the folder."""
+    async def _folder_total(self, folder: str) -> int | None:
+        """How many messages the folder holds (GET /folders); None when the PEN cannot say,
+        and the title says how many match without "of N"."""
         try:
-            total = next((f.total for f in await self.client.folders() if f.name == folder), None)
+            return next((f.total for f in await self.client.folders() if f.name == folder), None)
         except PenError:
-            total = None  # the title says how many match without "of N"
-        self._search_count = (folder, q, matched, total)
-        self._update_title()
+            return None
 
     def _search_title(self) -> str:
         """ "Inbox: 3 of 72 messages match from:okafor", counting what the list shows."""
@@ -171,8 +176,8 @@ class MailboxScreen(MailboxActions):
             return f"{folder}: no messages match {q}"
         verb = "matches" if matched == 1 else "match"
         if total is None:
-            return f"{folder}: {matched} {'message' if matched == 1 else 'messages'} {verb} {q}"
-        return f"{folder}: {matched} of {total} {'message' if total == 1 else 'messages'} {verb} {q}"
+            return f"{folder}: {plural(matched, 'message')} {verb} {q}"
+        return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
 
     def _folder_prompt(self, folder: str) -> str:
         return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
