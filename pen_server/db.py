@@ -54,8 +54,8 @@ class Database:
         self.engine.dispose()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema up to the newest migration."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema up to the newest migration (or to `revision`)."""
     from alembic import command
     from alembic.config import Config
 
@@ -63,4 +63,4 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)

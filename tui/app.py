@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rich.text import Text
 from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -276,11 +277,14 @@ class PenmailApp(App):
 
     @on(MessageOpenRequested)
     def _open_requested(self, event: MessageOpenRequested) -> None:
-        self.open_message(event.summary)
+        self.open_message(event.summary, instead_of=event.instead_of)
 
     @on(SummaryChanged)
     def _summary_changed(self, event: SummaryChanged) -> None:
         self.summary_changed(event.summary, event.moved)
+        mailbox = self.mailbox()
+        if event.moved and event.before and mailbox is not None:
+            mailbox.remember_move(event.summary, event.before)
 
     @on(ComposeRequested)
     def _compose_requested(self, event: ComposeRequested) -> None:
@@ -300,10 +304,14 @@ class PenmailApp(App):
                 return screen
         return None
 
-    def open_message(self, summary: Summary) -> None:
+    def open_message(self, summary: Summary, instead_of: Screen | None = None) -> None:
         from tui.screens.reader import ReaderScreen
 
-        self.push_screen(ReaderScreen(self.session.client, summary))
+        reader = ReaderScreen(self.session.client, summary)
+        if instead_of is not None and instead_of is self.screen:
+            self.switch_screen(reader)
+        else:
+            self.push_screen(reader)
 
     @work(group="open-by-id", exit_on_error=False)
     async def _open_by_id(self, message_id: str) -> None:
@@ -346,6 +354,7 @@ class PenmailApp(App):
                 mailbox.reload()
             else:
                 mailbox.query_one("#messages", MessageList).replace(summary)
+                mailbox.refresh_folder_counts()
 
     def start_events(self) -> None:
         """Once the first page is drawn (or failed), and not before, so as not to compete with
@@ -411,18 +420,32 @@ class PenmailApp(App):
                 await session.sign_out()
             except PenError as exc:
                 self.toast(exc.message, title="Sign-out", severity="warning")
+        kept = self.keep_open_drafts()
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(self.sign_in_screen(notice="You are signed out; the remembered sign-in was removed."))
+        self.switch_screen(self.sign_in_screen(
+            notice=" ".join(["You are signed out; the remembered sign-in was removed.", *kept])))
 
     async def action_quit(self) -> None:
         # A token the server just rotated must reach the keyring first (also one from a quiet
         # sign-in still running): the old one is dead, and using it again ends the sign-in.
+        kept = self.keep_open_drafts()
         session = self.session or self._signing_in
         if session is not None:
             await session.settle()
             await session.client.aclose()
-        self.exit()
+        # Said on the terminal once the screen is gone (plain text: a subject is no markup).
+        self.exit(message=Text(" ".join(kept)) if kept else None)
+
+    def keep_open_drafts(self) -> list[str]:
+        """Every open compose screen writes its draft now; the sentences that say so."""
+        kept = []
+        for screen in self.screen_stack:
+            keep = getattr(screen, "keep_for_later", None)
+            sentence = keep() if keep is not None else None
+            if sentence:
+                kept.append(sentence)
+        return kept
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key of the screen is a palette entry too."""

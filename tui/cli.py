@@ -31,7 +31,7 @@ def cmd_demo(args) -> int:
     import threading
 
     from tui.demo import run_demo
-    from tui.demo_prepared import cache_root
+    from tui.demo_prepared import adopt_drafts, cache_root, state_dir
 
     config = load_config()
     if config.keys:  # a typo in [keys] is said before the demo PEN is made
@@ -41,16 +41,21 @@ def cmd_demo(args) -> int:
     # The client's modules load while the demo's server process starts (another core).
     threading.Thread(target=importlib.import_module, args=("tui.app",), name="penmail-warm", daemon=True).start()
 
+    cache = None if args.fresh else cache_root()
+
     def launch(stack) -> int:
         # Signed in by password from the environment; the demo never touches the keyring.
         demo = dataclasses.replace(config, server=stack.server, email=stack.email, ca_file=stack.ca_file,
                                    password_command=None)
         # Its drafts and address book go with it: the demo's people must not turn up in the
-        # completion of the person's own PEN, nor its drafts be offered there.
-        os.environ["PENMAIL_STATE_DIR"] = str(stack.root / "state")
+        # completion of the person's own PEN, nor its drafts be offered there. With the
+        # prepared data they outlive the run: a draft is there again at the next demo.
+        state = state_dir(cache, stack.root)
+        os.environ["PENMAIL_STATE_DIR"] = str(state)
+        adopt_drafts(state, stack.server, stack.email)
         return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False)
 
-    return run_demo(launch, cache_dir=None if args.fresh else cache_root())
+    return run_demo(launch, cache_dir=cache)
 
 
 class _Parser(argparse.ArgumentParser):

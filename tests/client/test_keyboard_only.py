@@ -450,9 +450,149 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
         await pilot.press("e")
-        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        await wait_for(pilot, lambda: "to Archive; press z to undo." in rendered(app)[0])
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"
+
+
+async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, send, state, no_mouse):
+    """Issue 10's mailbox actions by keys alone, the terminal cursor on the highlighted row,
+    the focused field or the question's answer at each step; each has a help line with its
+    id, and a palette entry that runs it."""
+    import uuid
+
+    from textual.command import CommandPalette
+
+    from tui.drafts import Draft, DraftStore, account_key
+    from tui.screens.confirm import ConfirmScreen
+
+    word = "kb" + uuid.uuid4().hex[:8]
+    for n in range(2):
+        send("bob", ["ann"], subject=f"Bulk by keys {word} {n}")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+        for line in ("Tag or untag: t  (id mailbox.tag)", "Tag all that match: *  (id mailbox.tag_matching)",
+                     "Untag all: control+t  (id mailbox.untag_all)", "Undo move: z  (id mailbox.undo)",
+                     "Reply: r  (id mailbox.reply)", "Reply all: R  (id mailbox.reply_all)",
+                     "Forward: f  (id mailbox.forward)", "Drafts folder: 5  (id mailbox.drafts_folder)"):
+            assert line in lines, (line, lines)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("slash", *word, "enter")
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total == 2 and app.focused is messages)
+        # t tags and moves on; the cursor follows the row
+        await pilot.press("t")
+        await wait_for(pilot, lambda: len(messages.tagged) == 1 and messages.cursor == 1)
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        # the palette runs "Tag all that match"
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Tag all that match")
+        await wait_for(pilot, lambda: "Tag all that match" in rendered(app)[0].split("\n", 3)[-1])
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is mailbox and len(messages.tagged) == 2)
+        # d moves both to Trash; z brings them back
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "Moved 2 messages to Trash" in rendered(app)[0])
+        await pilot.press("z")
+        await wait_for(pilot, lambda: "Moved 2 messages back to Inbox" in rendered(app)[0] and messages.total == 2)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        # D in Trash asks; the cursor is on "No"
+        await pilot.press("d")
+        await pilot.press("4")
+        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.loaded_once and messages.total >= 1
+                       and not messages.tagged)
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await settle(pilot)
+        choices = app.screen.query_one("#confirm-choices")
+        cursor_on_row(app, choices, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        # Drafts: 5, the cursor on the row; enter resumes into compose, the cursor in the body
+        DraftStore().save(Draft(to=["bob@abc.example"], subject=f"Draft by keys {word}", body="Hello",
+                                account=account_key(pen.process.url, "ann@abc.example")))
+        await pilot.press("5")
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 1
+                       and messages.highlighted is not None)
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        await settle(pilot)
+        assert app.focused.id == "compose-body"
+        cursor_on_focus(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        # r on a message of the list: compose with the reply
+        await pilot.press("1", "slash", *word, "enter")
+        await wait_for(pilot, lambda: mailbox.folder == "inbox" and messages.loaded_once and messages.total == 1)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None
+                       and app.screen.draft.in_reply_to == messages.highlighted.id)
+        await settle(pilot)
+        cursor_on_focus(app)
+    assert not no_mouse
+
+
+async def test_threads_by_keys_alone_from_the_palette_help_and_keys(pen, send, state, no_mouse):
+    """The thread view from the command palette, a thread opened with space, a message of it
+    read, the reader's thread list reached with T: the cursor on the highlighted row each time."""
+    from tui.widgets.thread_list import ThreadList
+
+    first = send("bob", ["ann"], subject="Keys thread")
+    reply = send("ann", ["bob"], subject="Re: Keys thread", in_reply_to=first["id"])
+    last = send("bob", ["ann"], subject="Re: Keys thread again", in_reply_to=reply["id"])
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+        assert "Threads: T  (id mailbox.threads)" in lines
+        assert "Open or close thread: space  (id mailbox.expand_thread)" in lines
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Threads")
+        await wait_for(pilot, lambda: "Key: T" in rendered(app)[0])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is mailbox and messages.threads and messages.highlighted is not None
+                       and messages.highlighted.id == last["id"])
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: messages.rows == messages.total + 1)
+        await pilot.press("j")
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        assert messages.highlighted.id == first["id"]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown
+                       and len(app.screen.query_one(ThreadList).summaries) == 3)
+        reader = app.screen
+        await pilot.press("T")
+        await settle(pilot)
+        thread = reader.query_one(ThreadList)
+        cursor_on_row(app, thread, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        await pilot.press("T")
+        await wait_for(pilot, lambda: not messages.threads and messages.highlighted is not None)
 
 
 async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_mouse):

@@ -33,7 +33,7 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.pen_client import Attachment, Message, PenClient
+from tui.pen_client import Address, Attachment, Message, PenClient, PenError
 from tui.safe_text import clean, one_line
 from tui.screens.messages import NotificationsRequested
 from tui.sender import NotSent, Sender, draft_entries
@@ -144,7 +144,7 @@ class ComposeScreen(Screen):
                 with Horizontal(classes="compose-row"):
                     yield SafeStatic(f" {label}:", classes="compose-label", id=f"{name}-label")
                     yield AddressField(", ".join(one_line(a) for a in getattr(d, name)), lambda: self.book,
-                                       id=name, classes="compose-address",
+                                       self._people, id=name, classes="compose-address",
                                        placeholder="name@example.org, ...; right arrow completes")
             with Horizontal(classes="compose-row"):
                 yield SafeStatic(" Subject:", classes="compose-label", id="subject-label")
@@ -192,6 +192,14 @@ class ComposeScreen(Screen):
     @property
     def _me(self) -> str | None:
         return self.client.user.email if self.client.user else None
+
+    async def _people(self, prefix: str) -> list[Address] | None:
+        """The PEN's people for an address field's completion; None (the book alone) when it
+        cannot say, e.g. an older PEN without GET /addresses or no connection."""
+        try:
+            return await self.client.addresses(prefix, limit=20)
+        except PenError:
+            return None
 
     @work(thread=True, group="compose-book", exit_on_error=False)
     def _load_book(self) -> None:
@@ -352,14 +360,25 @@ class ComposeScreen(Screen):
 
     # ------------------------------------------------------------ actions
 
+    def keep_for_later(self) -> str | None:
+        """Quitting or signing out with this screen open: the draft is written now; the
+        sentence that says so (None when there was nothing to keep)."""
+        if self.closed:
+            return None
+        self._collect()
+        self._save_now()
+        if not self.touched:
+            return None
+        return (f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept in Drafts "
+                f"(key 5 in the mailbox); it is offered again when you next sign in.")
+
     def action_close(self) -> None:
         if self.query_one(AttachmentPanel).hide_prompt():
             self.query_one(TextArea).focus()
             return
-        self._save_now()
-        if self.touched:
-            self.app.toast(f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept; "
-                           f"it is offered again when you next sign in.", title="Draft")
+        kept = self.keep_for_later()
+        if kept:
+            self.app.toast(kept, title="Draft")
         self.app.pop_screen()
 
     def action_save(self) -> None:
