@@ -23,7 +23,7 @@ from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
 from pen_server.settings import Settings
-from pen_server.storage import BlobStore
+from pen_server.storage import BlobStore, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from pen_server.outbox import DeliveryWorker
@@ -89,16 +89,28 @@ async def _janitor(services: Services) -> None:
     while True:
         try:
             await asyncio.to_thread(remove_stale_uploads, services)
+            # Another process (or host) may be writing an upload this very minute: only a
+            # crash's leftovers, older than a day, go.
+            await asyncio.to_thread(services.blobs.clean_temp, UPLOAD_TTL.total_seconds())
         except Exception:  # keep serving; the next round tries again
             log.exception("cleaning stale uploads failed")
         await asyncio.sleep(3600)
+
+
+async def _look_at_store(blobs: BlobStore) -> None:
+    """Say at start-up, in the log, when the attachment store does not answer (the server
+    serves anyway: everything but attachments works, and the store may come back)."""
+    try:
+        await blobs.check()
+    except StoreUnavailable as exc:
+        log.warning("%s", exc.message)
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
-    services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
+    services = Services(settings=settings, db=db, blobs=open_store(settings),
                         secret=read_secret(settings), hub=EventHub(max_streams=settings.max_event_streams))
 
     async def signed_in(token: str) -> bool:
@@ -110,8 +122,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         services.hub.bind(asyncio.get_running_loop())
-        services.blobs.clean_temp()
-        tasks = [asyncio.create_task(_janitor(services))]
+        log.info("attachments in %s", services.blobs.describe())
+        tasks = [asyncio.create_task(_janitor(services)), asyncio.create_task(_look_at_store(services.blobs))]
         bounce_server = None
         if bounce_socket is not None:
             from pen_server.bounces import start_server
@@ -134,6 +146,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.hashing.shutdown()
+            await services.blobs.close()
             db.dispose()
 
     app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -18,7 +18,7 @@ from pen_server.app import remove_stale_uploads
 from pen_server.db import Database
 from pen_server.models import Attachment, utcnow
 from pen_server.settings import load_settings
-from pen_server.storage import BlobStore
+from pen_server.storage import BlobStore, LocalBlobStore
 from tests.conftest import PASSWORD, USERS, make_pen
 from tests.server.test_attachments import upload
 
@@ -127,13 +127,18 @@ class RacingBlobs:
         self.thread = threading.Thread(target=lambda: self.answer.append(self.do_upload()))
         self.thread.start()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not self.answer:  # its body is on the server's disk
-            if any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*")):
+        while time.monotonic() < deadline and not self.answer:
+            if self.body_arrived():
                 break
             time.sleep(0.01)
         # Give the upload its chance to finish first (with the fix it waits for our lock).
         self.thread.join(5)
         self.store.remove(sha)
+
+    def body_arrived(self) -> bool:
+        """The upload's body is in the store, as a temporary blob (here: on the server's disk)."""
+        assert isinstance(self.store, LocalBlobStore)
+        return any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*"))
 
 
 def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
@@ -157,7 +162,7 @@ def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
                 c.headers["Authorization"] = token
                 return upload(c, "new.bin", data)
 
-        blobs = RacingBlobs(BlobStore(settings.blob_dir, settings.tmp_dir), do_upload, len(data))
+        blobs = RacingBlobs(LocalBlobStore(settings.blob_dir, settings.tmp_dir), do_upload, len(data))
         assert remove_stale_uploads(SimpleNamespace(db=db, blobs=blobs)) == 1
         blobs.thread.join(60)
         [fresh] = blobs.answer
