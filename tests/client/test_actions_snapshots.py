@@ -9,7 +9,6 @@ import json
 import pytest
 
 from tests.client.test_compose_snapshots import mailbox_loaded
-from tests.client.test_drafts_folder_tui import drafts_count
 from tests.client.test_snapshots import SIZES, signed_in_app
 from tests.tui_helpers import at_mailbox, wait_for
 from tui.drafts import Draft, DraftStore
@@ -52,7 +51,7 @@ def test_drafts_folder(snap_compare, snap_pen, size, tmp_path, monkeypatch):
         mailbox = app.mailbox()
         messages = mailbox.query_one(MessageList)
         await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 3
-                       and messages.highlighted is not None and drafts_count(mailbox) == "3")
+                       and messages.highlighted is not None and mailbox.folder_counts.get("drafts") == 3)
         await pilot.press("j")
         await pilot.pause()
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 
-import pytest
-
-from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, config_for, rendered, wait_for
-from tui.app import PenmailApp
+from tests.client.test_key_bursts import app_for, state  # noqa: F401  (state: a fixture)
+from tests.tui_helpers import at_mailbox, rendered, wait_for
 from tui.bulk import plural
 from tui.drafts import Draft, DraftStore
 from tui.screens.drafts import DraftsScreen
@@ -21,17 +18,6 @@ from tui.screens.reader import ReaderScreen
 from tui.widgets.message_list import MessageList
 from tui.widgets.message_rows import ELLIPSIS, fit
 from tui.widgets.thread_list import ThreadList
-
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)
-    return tmp_path
-
-
-def app_for(pen, state, who: str = "ann@abc.example") -> PenmailApp:
-    return PenmailApp(config_for(pen, who, tmp=state), env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
 
 
 async def mailbox_of(pilot) -> tuple:

@@ -36,9 +36,6 @@ SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment i
 LEGEND = "  UA = unread, attachment; T shows threads"
 THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
 THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
-# Under the search field while it is open; a search the PEN cannot read puts its sentence here.
-SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
-               'after:YYYY-MM-DD before:YYYY-MM-DD')
 
 
 def compact_count(n: int) -> str:
