@@ -9,13 +9,17 @@ reach the message list before ``/`` has opened the search field; in compose, the
 a Tab reaches the field the Tab leaves.
 
 The gate holds every key (and paste) that arrives while the one before is still under way,
-and replays them in order, each to the widget focused by then. A key is under way until
+and replays them in order, each to the widget focused by then. A character typed into a
+field is never under way after it is handed over (a field takes it, nothing else happens),
+so text goes at full speed. A key is under way until
  1. it has been through every widget it can bubble through, up to the app (one callback
     queued behind it at each, in turn, so the last runs after the app's bindings), and
- 2. what it set off has settled: a round trip through the current screen's queue (which
-    runs after that screen's on_mount, for a screen just pushed) and the app's queue
-    changes neither the screen, nor the focus, nor the count of callbacks queued on the app
-    (``App.call_later``, which ``Widget.focus`` uses).
+ 2. what it set off has settled: a round of callbacks up the focused widget's queue and
+    each of its parents' to the screen (which runs after the on_mount of a screen just
+    pushed) and the app (so a message the key made a field post, an Input's Submitted
+    that moves the focus in compose, has been handled) changes neither the screen, nor
+    the focus, nor the count of callbacks queued on the app (``App.call_later``, which
+    ``Widget.focus`` uses).
 A key whose action waits for something (a reply to a message still loading) says so with
 ``wait_for``; the keys after it wait too, and then reach the screen that action opened.
 A terminal sends Escape and a letter that come in one read as alt and that letter (that is
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
 from textual.keys import _character_to_key
+from textual.widgets import Input, TextArea
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -93,12 +98,14 @@ class KeyGate:
             char = key if len(key) == 1 else None
         return [events.Key("escape", "\x1b"), events.Key(key, char)]
 
-    def _bound(self, key: str) -> bool:
+    def _bound(self, key: str, priority: bool = False) -> bool:
+        """A binding for ``key`` on the focused widget, its screen or the app (with priority:
+        one that runs before the focused widget sees the key)."""
         try:
             chain = self.app.screen._binding_chain
         except Exception:  # no screen yet
             return False
-        return any(key in bindings.key_to_bindings for _, bindings in chain)
+        return any(not priority or b.priority for _, bindings in chain for b in bindings.key_to_bindings.get(key, ()))
 
     def wait_for(self, done: Awaitable[object], limit: float) -> None:
         """The key under way is not done until ``done`` is, or ``limit`` seconds have passed;
@@ -107,7 +114,18 @@ class KeyGate:
             self._waits.append(asyncio.ensure_future(done))
             self._arm_watchdog(self._generation, WATCHDOG_SECONDS + limit)
 
+    def _goes_straight(self, event: events.Event) -> bool:
+        """A character (or a paste) for a field that takes it: it moves no focus and opens
+        nothing, so the key after it need not wait. Typing runs at full speed this way."""
+        if isinstance(event, events.Key) and (not event.is_printable or self._bound(event.key, priority=True)):
+            return False
+        focused = self.app.focused
+        return isinstance(focused, Input) or (isinstance(focused, TextArea) and not focused.read_only)
+
     async def _deliver(self, event: events.Event) -> None:
+        if self._goes_straight(event):
+            await self._deliver_now(event)
+            return
         self._busy = True
         self._generation += 1
         generation = self._generation
@@ -116,31 +134,44 @@ class KeyGate:
         path = list(target.ancestors_with_self)
         self._arm_watchdog(generation, WATCHDOG_SECONDS)
         await self._deliver_now(event)
-        self._climb(generation, path, 0)
+        self._climb(generation, event, path, 0)
 
     def _post(self, node: MessagePump, callback: Callable[[], object]) -> bool:
         # Not node.call_later: the app counts its own call_later, and these are the gate's.
         return node.post_message(events.Callback(callback=cast(Any, callback)))
 
-    def _climb(self, generation: int, path: list, at: int) -> None:
-        """A callback behind the key at each node it may bubble to, one after the other."""
+    def _climb(self, generation: int, event: events.Event, path: list, at: int) -> None:
+        """A callback behind the key at each node it may bubble to, one after the other,
+        until one stopped it (a field took a character): it goes no further up."""
         if generation != self._generation:
             return
+        # (Textual still hands a key stopped for having come from the parent to that parent.)
+        if at and event._stop_propagation and at < len(path) and path[at] is not event._sender:
+            at = len(path)
         if at == len(path):
             self._round(generation, 0)
-        elif not self._post(path[at], partial(self._climb, generation, path, at + 1)):
-            self._climb(generation, path, at + 1)  # that node is closing: on to the next
+        elif not self._post(path[at], partial(self._climb, generation, event, path, at + 1)):
+            self._climb(generation, event, path, at + 1)  # that node is closing: on to the next
 
     def _state(self) -> tuple:
         app = self.app
         return app.screen, app.focused, self.deferred
 
     def _round(self, generation: int, rounds: int) -> None:
-        app = self.app
+        """A callback behind what waits in the queue of the focused widget, then of each of
+        its parents up to the screen (which runs after the on_mount of a screen just pushed)
+        and the app, one after the other: a message the key made a field post (an Input's
+        Submitted, which moves the focus in compose) has been handled by then."""
         before = self._state()
-        back = partial(self._post, app, partial(self._check, generation, rounds, before))
-        if not self._post(app.screen, back):
-            back()
+        app = self.app
+        path = list((app.focused or app.screen).ancestors_with_self)
+        self._follow(path, 0, partial(self._check, generation, rounds, before))
+
+    def _follow(self, path: list, at: int, then: Callable[[], object]) -> None:
+        if at == len(path):
+            self._post(self.app, then)
+        elif not self._post(path[at], partial(self._follow, path, at + 1, then)):
+            self._follow(path, at + 1, then)
 
     async def _check(self, generation: int, rounds: int, before: tuple) -> None:
         if generation != self._generation:
@@ -177,5 +208,5 @@ class KeyGate:
         for wait in self._waits:
             wait.cancel()
         self._waits.clear()
-        if self._held:
+        while self._held and not self._busy:
             await self._deliver(self._held.popleft())

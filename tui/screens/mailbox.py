@@ -6,55 +6,32 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from tui.bulk import FOLDER_NAMES, plural
+from tui.bulk import plural
 from tui.drafts_folder import DRAFTS
-from tui.pen_client import PenClient, PenError, Summary, ValidationFailed
-from tui.screens.mailbox_actions import MailboxActions
+from tui.pen_client import PenClient, PenError, ValidationFailed
+from tui.screens.mailbox_view import FOLDERS, LEGEND, THREAD_LEGEND, MailboxView
 from tui.screens.messages import EventsWanted, MessageOpenRequested
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.message_list import MessageList
-from tui.widgets.message_rows import fit
 from tui.widgets.safe_static import SafeStatic
 
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
-# The sidebar, in order: each folder's key is its place (1, 2, ...); a folder added here
-# (and its key binding) is drawn like the others.
-FOLDERS = ("inbox", "sent", "archive", "trash", DRAFTS)
 # Under the search field while it is open; a search the PEN cannot read puts its sentence here.
 SEARCH_HELP = ('words, "a phrase", from: to: cc: subject: body: has:attachment is:unread is:read '
                'after:YYYY-MM-DD before:YYYY-MM-DD')
-LEGEND = "  UA = unread, attachment; T shows threads"
-THREAD_LEGEND = "  Threads (T): U unread in it, A attachment; space opens one"
-THREAD_ROWS = 200  # an expanded thread shows at most this many of its messages
 
 
-def compact_count(n: int) -> str:
-    """A count in at most 4 cells: 12, 9999, 12k, 3M."""
-    if n < 10_000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n // 1000}k"
-    return f"{n // 1_000_000}M"
-
-
-def folder_row(number: int, name: str, current: bool, count: int) -> str:
-    """A sidebar row, 14 cells: ">" on the current folder (not shade alone), its key, its
-    name cut with an ellipsis, and its count of unread messages (drafts: of drafts) or none."""
-    label = FOLDER_NAMES.get(name, name.capitalize())
-    return f"{'>' if current else ' '}{number} {fit(label, 7)}{(compact_count(count) if count else '').rjust(4)}"
-
-
-class MailboxScreen(MailboxActions):
+class MailboxScreen(MailboxView):
 
     if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
         app: PenmailApp
@@ -74,8 +51,6 @@ class MailboxScreen(MailboxActions):
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
-        Binding("T", "threads", "Threads", show=False, id="mailbox.threads"),  # the legend says it
-        Binding("space", "expand_thread", "Open or close thread", show=False, id="mailbox.expand_thread"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
         Binding("f1,question_mark", "app.help", "Help", id="mailbox.help"),
         Binding("L", "app.sign_out", "Sign out", show=False, id="mailbox.sign_out"),
@@ -85,7 +60,7 @@ class MailboxScreen(MailboxActions):
     def __init__(self, client: PenClient, *, signing_in_as: str | None = None) -> None:
         """With `signing_in_as`, the screen is the first frame while a quiet sign-in runs
         behind it: it fetches nothing until `start()` says the client is signed in."""
-        super().__init__()
+        super().__init__()  # the thread view off, no counts yet (MailboxView)
         self.client = client
         self.folder = "inbox"
         self.query_text = ""
@@ -133,12 +108,6 @@ class MailboxScreen(MailboxActions):
 
     # ------------------------------------------------------------ data
 
-    @property
-    def showing_threads(self) -> bool:
-        """Threads are shown when asked for and no search is on (a search lists messages),
-        except in Drafts (drafts on disk have no threads)."""
-        return self.threads and not self.query_text and self.folder != DRAFTS
-
     async def _load_page(self, cursor: str | None, limit: int, order: str = "newest"):
         if self.folder == DRAFTS:
             page = await self._drafts_page(cursor, limit, order)
@@ -178,25 +147,6 @@ class MailboxScreen(MailboxActions):
         if total is None:
             return f"{folder}: {plural(matched, 'message')} {verb} {q}"
         return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
-
-    def _folder_prompt(self, folder: str) -> str:
-        return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.folder, self.folder_counts.get(folder, 0))
-
-    def draw_folders(self) -> None:
-        """The sidebar again: the current folder's marker and every folder's count."""
-        folders = self.query_one("#folders", OptionList)
-        for folder in FOLDERS:
-            folders.replace_option_prompt(folder, self._folder_prompt(folder))
-
-    @work(exclusive=True, group="folder-counts", exit_on_error=False)
-    async def refresh_folder_counts(self) -> None:
-        """Each folder's unread count (GET /folders), after anything that may change one."""
-        try:
-            counts = await self.client.folders()
-        except PenError:
-            return  # the counts stay as they were; the list says what went wrong
-        self.folder_counts.update({c.name: c.unread for c in counts})
-        self.draw_folders()
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")
@@ -329,44 +279,6 @@ class MailboxScreen(MailboxActions):
 
     def action_reload(self) -> None:
         self.reload()
-
-    def action_threads(self) -> None:
-        """The list as conversations (each thread under its newest message), or as messages."""
-        self.threads = not self.threads
-        self.reload(keep_cursor=False)
-        self._update_title()
-        if self.threads and self.query_text:
-            self.say("Threads come back when the search is cleared (escape); a search lists messages.")
-        else:
-            self.say("Showing threads; space opens or closes one." if self.threads else "Showing messages.")
-
-    def action_expand_thread(self) -> None:
-        messages = self.query_one(MessageList)
-        if not messages.threads:
-            self.say("Press T for the thread view first.")
-            return
-        head, summary, expanded = messages.highlighted_thread
-        if summary is None:
-            self.say("No thread is highlighted.")
-        elif expanded:
-            messages.collapse_thread(head)
-        elif summary.thread_count <= 1:
-            self.say("This thread has one message here.")
-        else:
-            self._expand(head, summary)
-
-    @work(group="thread-expand", exit_on_error=False)
-    async def _expand(self, head: int, summary: Summary) -> None:
-        try:
-            page = await self.client.thread_messages(summary.thread_id, folder=self.folder, limit=THREAD_ROWS,
-                                                     order="newest")
-        except PenError as exc:
-            self.say(exc.message)
-            return
-        older = tuple(s for s in page.items if s.id != summary.id)
-        if self.query_one(MessageList).expand_thread(head, summary.thread_id, older):
-            more = f" (the newest {len(older) + 1} of {page.total})" if page.total > len(page.items) else ""
-            self.say(f"The thread's {plural(len(older) + 1, 'message')} here{more}; space closes it.")
 
     # ------------------------------------------------------------ the Drafts folder
 
