@@ -117,9 +117,11 @@ class PenmailApp(App):
         env: Mapping[str, str] | None = None,
         use_keyring: bool = True,
         open_message_id: str | None = None,
+        sign_in_hint: str | None = None,
     ):
         super().__init__()
         self.config = config
+        self.sign_in_hint = sign_in_hint  # shown on every sign-in screen (the demo's password)
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
@@ -171,8 +173,8 @@ class PenmailApp(App):
         from tui.screens.signin import SignInScreen
 
         return SignInScreen(
-            self.config.server or "", self.config.email or "", self.config.ca_file, notice=notice, error=error
-        )
+            self.config.server or "", self.config.email or "", self.config.ca_file, notice=notice, error=error,
+            hint=self.sign_in_hint)
 
     def _start_quietly(self) -> None:
         """The first frame comes before any network: the mailbox, empty and saying so, while

@@ -139,10 +139,19 @@ class LastMove:
     moved: tuple[tuple[Summary, str], ...]  # (the message as it is now, the folder it was in)
 
 
+MOVABLE = ("inbox", "archive", "trash")  # the folders the PEN moves a message into (not Sent)
+NOT_BACK = "The PEN moves no message into Sent, so it stays in {to}; move it to the inbox or the archive."
+
+
 async def undo(client: PenClient, last: LastMove) -> Outcome:
-    """Put the messages of the last move back where they were (one request each)."""
+    """Put the messages of the last move back where they were (one request each); one
+    that came from Sent cannot go back there, and is a failure that says so."""
     back = {s.id: folder for s, folder in last.moved}
-    return await apply([s for s, _ in last.moved], lambda s: client.update_message(s.id, folder=back[s.id]))
+    outcome = await apply([s for s, folder in last.moved if folder in MOVABLE],
+                          lambda s: client.update_message(s.id, folder=back[s.id]))
+    outcome.failed += [(s, NOT_BACK.format(to=folder_name(last.to))) for s, folder in last.moved
+                       if folder not in MOVABLE]
+    return outcome
 
 
 async def matching(client: PenClient, folder: str, q: str | None, limit: int = MAX_TAGGED) -> tuple[list[Summary], int]:

@@ -11,7 +11,7 @@ import sys
 from tui.config import ConfigError, load_config
 
 
-def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
+def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None) -> int:
     import gc
 
     from tui.app import PenmailApp, check_key_ids
@@ -20,7 +20,7 @@ def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
-    app = PenmailApp(config, env=env, use_keyring=use_keyring)
+    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint)
     app.run()
     return app.return_code or 0
 
@@ -30,7 +30,7 @@ def cmd_demo(args) -> int:
     import importlib
     import threading
 
-    from tui.demo import run_demo
+    from tui.demo import run_demo, sign_in_hint
     from tui.demo_prepared import adopt_drafts, cache_root, state_dir
 
     config = load_config()
@@ -53,7 +53,8 @@ def cmd_demo(args) -> int:
         state = state_dir(cache, stack.root)
         os.environ["PENMAIL_STATE_DIR"] = str(state)
         adopt_drafts(state, stack.server, stack.email)
-        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False)
+        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False,
+                       sign_in_hint=sign_in_hint(stack.email, stack.password))
 
     return run_demo(launch, cache_dir=cache)
 

@@ -225,6 +225,18 @@ async def ready(pilot) -> MailboxScreen:
     return app.screen
 
 
+async def help_lines(pilot) -> list[str]:
+    """The lines of F1's help for the screen shown; escape closes it again."""
+    app = pilot.app
+    screen = app.screen
+    await pilot.press("f1")
+    await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+    lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: app.screen is screen)
+    return lines
+
+
 async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_mouse):
     from textual.command import CommandPalette
 
@@ -473,16 +485,12 @@ async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, s
     async with app.run_test(size=(100, 30)) as pilot:
         mailbox = await ready(pilot)
         messages = mailbox.query_one(MessageList)
-        await pilot.press("f1")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-        lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+        lines = await help_lines(pilot)
         for line in ("Tag or untag: t  (id mailbox.tag)", "Tag all that match: *  (id mailbox.tag_matching)",
                      "Untag all: control+t  (id mailbox.untag_all)", "Undo move: z  (id mailbox.undo)",
                      "Reply: r  (id mailbox.reply)", "Reply all: R  (id mailbox.reply_all)",
                      "Forward: f  (id mailbox.forward)", "Drafts folder: 5  (id mailbox.drafts_folder)"):
             assert line in lines, (line, lines)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is mailbox)
         await pilot.press("slash", *word, "enter")
         await wait_for(pilot, lambda: messages.loaded_once and messages.total == 2 and app.focused is messages)
         # t tags and moves on; the cursor follows the row
@@ -508,8 +516,8 @@ async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, s
         # D in Trash asks; the cursor is on "No"
         await pilot.press("d")
         await pilot.press("4")
-        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.loaded_once and messages.total >= 1
-                       and not messages.tagged)
+        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.highlighted is not None
+                       and messages.highlighted.folder == "trash" and not messages.tagged)
         await pilot.press("D")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await settle(pilot)
@@ -524,7 +532,7 @@ async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, s
                                 account=account_key(pen.process.url, "ann@abc.example")))
         await pilot.press("5")
         await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 1
-                       and messages.highlighted is not None)
+                       and messages.highlighted is not None and messages.highlighted.folder == "drafts")
         await settle(pilot)
         cursor_on_row(app, messages, 0)
         await pilot.press("enter")
@@ -536,7 +544,8 @@ async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, s
         await wait_for(pilot, lambda: app.screen is mailbox)
         # r on a message of the list: compose with the reply
         await pilot.press("1", "slash", *word, "enter")
-        await wait_for(pilot, lambda: mailbox.folder == "inbox" and messages.loaded_once and messages.total == 1)
+        await wait_for(pilot, lambda: mailbox.folder == "inbox" and messages.total == 1
+                       and messages.highlighted is not None and messages.highlighted.folder == "inbox")
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None
                        and app.screen.draft.in_reply_to == messages.highlighted.id)
@@ -557,12 +566,9 @@ async def test_threads_by_keys_alone_from_the_palette_help_and_keys(pen, send, s
     async with app.run_test(size=(100, 30)) as pilot:
         mailbox = await ready(pilot)
         messages = mailbox.query_one(MessageList)
-        await pilot.press("f1")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-        lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+        lines = await help_lines(pilot)
         assert "Threads: T  (id mailbox.threads)" in lines
         assert "Open or close thread: space  (id mailbox.expand_thread)" in lines
-        await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is mailbox)
         await pilot.press("ctrl+p")
         await settle(pilot)
@@ -643,3 +649,45 @@ async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_m
         await settle(pilot)
         cursor_on_focus(app)
     assert not no_mouse
+
+
+async def test_search_language_completion_and_the_subject_question_by_keys_alone(pen, send, state, no_mouse):
+    """Issue 10's search, address completion and the question before sending without a
+    subject, by keys alone, the terminal cursor in the focused field or on the answer."""
+    import uuid
+
+    from tui.screens.confirm import ConfirmScreen
+
+    word = "ks" + uuid.uuid4().hex[:8]
+    send("bob", ["ann"], cc=[{"email": f"omar.{word}@elsewhere.example", "name": "Omar Haddad"}],
+         subject=f"Search by keys {word}")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        # A search the PEN cannot read: its sentence under the field, the cursor still in it.
+        await pilot.press("slash", *"frm:bob", "enter")
+        await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "search"
+        await pilot.press("ctrl+u", *f"from:bob {word}", "enter")
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total == 1 and app.focused is messages)
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        # Completion from the PEN, taken with the right arrow; no subject asks, No is the default.
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        compose = app.screen
+        to = compose.query_one("#to", Input)
+        await pilot.press(*f"omar haddad <omar.{word}")
+        await wait_for(pilot, lambda: to._suggestion == f"Omar Haddad <omar.{word}@elsewhere.example>")
+        await pilot.press("right", "f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None)
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is compose and app.focused is not None
+                       and app.focused.id == "subject")
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "subject"
+        assert to.value == f"Omar Haddad <omar.{word}@elsewhere.example>"

@@ -151,7 +151,8 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         await pilot.press("d")
         await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d to Trash; press z to undo.")
         await pilot.press("4")
-        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.loaded_once and messages.total == 1)
+        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.total == 1
+                       and messages.highlighted is not None and messages.highlighted.folder == "trash")
         # D asks; the cursor is on "No", and enter means No
         await pilot.press("D")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -180,10 +181,11 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         await wait_for(pilot, lambda: messages.total == 0)
 
 
-async def test_undo_a_move_made_in_the_reader(pen, send, state):
+async def test_undo_a_move_made_in_the_reader_and_one_out_of_sent(pen, send, state):
     word = token()
-    subject = f"Archived from the reader {word}"
+    subject, mine = f"Archived from the reader {word}", f"Sent then trashed {word}"
     send("bob", ["ann"], subject=subject)
+    send("ann", ["bob"], subject=mine)
     app = app_for(pen, state)
     async with app.run_test(size=(100, 30)) as pilot:
         mailbox, messages = await searched(pilot, word, 1)
@@ -191,11 +193,21 @@ async def test_undo_a_move_made_in_the_reader(pen, send, state):
         await wait_for(pilot, lambda: app.screen is not mailbox and getattr(app.screen, "body_shown", False))
         await pilot.press("a")
         await wait_for(pilot, lambda: app.screen is mailbox and messages.total == 0)
-        assert folder_of(pen, "ann", word) == {subject: "archive"}
+        assert folder_of(pen, "ann", word)[subject] == "archive"
         await pilot.press("z")
         await wait_for(pilot, lambda: status(app) == f"Moved \u201c{subject}\u201d back to Inbox; the move to "
                        f"Archive is undone.")
-        assert folder_of(pen, "ann", word) == {subject: "inbox"}
+        assert folder_of(pen, "ann", word)[subject] == "inbox"
+        # The PEN moves nothing into Sent: z says the message stays where it went.
+        await pilot.press("2")
+        await wait_for(pilot, lambda: mailbox.folder == "sent" and messages.highlighted is not None
+                       and messages.highlighted.subject == mine)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: status(app) == f"Moved \u201c{mine}\u201d to Trash.")
+        await pilot.press("z")
+        await wait_for(pilot, lambda: status(app) == "The PEN moves no message into Sent, so it stays in Trash; "
+                                                     "move it to the inbox or the archive.")
+        assert folder_of(pen, "ann", word)[mine] == "trash"
 
 
 async def test_reply_reply_all_and_forward_from_the_list(pen, send, state):

@@ -5,6 +5,7 @@ counts in words, and counts that fit the sidebar."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.cells import cell_len
 
@@ -16,7 +17,7 @@ WHEN = datetime(2020, 1, 15, 9, 30, tzinfo=UTC)
 
 
 def summary(**over) -> Summary:
-    fields = dict(id="m1", thread_id="t1", folder="inbox", sender=Address("ann@x.example", "Ann Lee"),
+    fields: dict[str, Any] = dict(id="m1", thread_id="t1", folder="inbox", sender=Address("ann@x.example", "Ann Lee"),
                   to=(Address("bob@x.example", "Bob Stone"), Address("cat@x.example", None)), cc=(),
                   subject="Lab results", sent_at=WHEN, unread=True, attachment_count=0, size=1, snippet="")
     fields.update(over)

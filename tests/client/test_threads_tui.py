@@ -6,6 +6,7 @@ carries a ">" beside its shade, names and subjects end in an ellipsis at 80 colu
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from tests.client.test_key_bursts import app_for, state  # noqa: F401  (state: a fixture)
@@ -180,6 +181,13 @@ async def test_rows_fit_80_columns_with_an_ellipsis_and_one_message_is_singular(
         assert subject.startswith(f" Long {tag} about the") and ELLIPSIS + " " in subject
         assert long_subject not in row
 
+        # A search that finds one message: "1 of N messages matches", not "1 ... match".
+        await pilot.press("slash", *f"Long {tag}", "enter")
+        await wait_for(pilot, lambda: mailbox.query_text and messages.loaded_once and messages.total == 1
+                       and "matches" in rendered(app)[0])
+        assert re.search(rf"Sent: 1 of \d+ messages? matches Long {tag}", screen_line(app, "Sent: "))
+        await pilot.press("escape")  # the search cleared
+        await wait_for(pilot, lambda: not mailbox.query_text)
         # One draft: "1 draft", not "1 drafts"; its row shows whom it is to.
         await pilot.press("5")
         await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.loaded_once and messages.total == 1)

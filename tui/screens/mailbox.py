@@ -3,6 +3,7 @@ message. Every call to the PEN runs in a worker; the screen reacts to what comes
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -114,19 +115,22 @@ class MailboxScreen(MailboxView):
         if self.showing_threads:
             return await self.client.list_threads(self.folder, limit=limit, cursor=cursor, order=order)
         folder, q = self.folder, self.query_text
-        page = await self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
-        if q and cursor is None and order == "newest":
-            await self._count_search(folder, q, page.total)
+        listing = self.client.list_messages(folder, limit=limit, cursor=cursor, q=q or None, order=order)
+        if not (q and cursor is None and order == "newest"):
+            return await listing
+        # A search's first page: the folder's total is asked for at the same time, for the title.
+        page, total = await asyncio.gather(listing, self._folder_total(folder))
+        self._search_count = (folder, q, page.total, total)
+        self._update_title()
         return page
 
-    async def _count_search(self, folder: str, q: str, matched: int) -> None:
-        """Keep what the title says of a search: how many match, of how many in the folder."""
+    async def _folder_total(self, folder: str) -> int | None:
+        """How many messages the folder holds (GET /folders); None when the PEN cannot say,
+        and the title says how many match without "of N"."""
         try:
-            total = next((f.total for f in await self.client.folders() if f.name == folder), None)
+            return next((f.total for f in await self.client.folders() if f.name == folder), None)
         except PenError:
-            total = None  # the title says how many match without "of N"
-        self._search_count = (folder, q, matched, total)
-        self._update_title()
+            return None
 
     def _search_title(self) -> str:
         """ "Inbox: 3 of 72 messages match from:okafor", counting what the list shows."""
@@ -139,8 +143,8 @@ class MailboxScreen(MailboxView):
             return f"{folder}: no messages match {q}"
         verb = "matches" if matched == 1 else "match"
         if total is None:
-            return f"{folder}: {matched} {'message' if matched == 1 else 'messages'} {verb} {q}"
-        return f"{folder}: {matched} of {total} {'message' if total == 1 else 'messages'} {verb} {q}"
+            return f"{folder}: {plural(matched, 'message')} {verb} {q}"
+        return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"
 
     def _update_title(self) -> None:
         who = self.client.user.email if self.client.user else (self.signing_in_as or "")

@@ -156,6 +156,8 @@ class MailboxActions(Screen):
 
     @work(group="mailbox-action", exit_on_error=False)
     async def _change(self, targets: list[Summary], **change) -> None:
+        if len(targets) > 1:  # one request a message: say what is under way
+            self.say(f"Changing {bulk.plural(len(targets), 'message')} ...")
         outcome = await bulk.apply(targets, lambda s: self.client.update_message(s.id, **change))
         if "folder" in change:
             to = change["folder"]
@@ -165,7 +167,8 @@ class MailboxActions(Screen):
             self.tags.discard(s.id for s in outcome.done)  # they left this folder
             self._show_tags()
             self.say(bulk.sentence(outcome, f"Moved {{n}} to {bulk.folder_name(to)}",
-                                   then="press z to undo" if outcome.done else ""))
+                                   then="press z to undo" if any(before[s.id] in bulk.MOVABLE
+                                                                  for s in outcome.done) else ""))
             self.reload()
             return
         for updated in outcome.done:
@@ -227,6 +230,8 @@ class MailboxActions(Screen):
 
     @work(group="mailbox-action", exit_on_error=False)
     async def _delete(self, targets: list[Summary]) -> None:
+        if len(targets) > 1:
+            self.say(f"Deleting {bulk.plural(len(targets), 'message')} ...")
         outcome = await bulk.apply(targets, self._delete_one)
         self.tags.discard(s.id for s in outcome.done)
         self._show_tags()

@@ -376,7 +376,8 @@ class ReaderScreen(Screen):
                 listing.mark_saved(attachment, path)
             sentence = exc.message
             if saved:
-                sentence = (f"{sentence.rstrip('.')}; {len(saved)} of {len(attachments)} attachments were "
+                were = "was" if len(saved) == 1 else "were"
+                sentence = (f"{sentence.rstrip('.')}; {len(saved)} of {len(attachments)} attachments {were} "
                             f"saved in {saved[0].parent} before that.")
             if not isinstance(exc, DownloadCancelled):
                 self.app.bell()
