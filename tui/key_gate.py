@@ -60,6 +60,7 @@ class KeyGate:
         self._generation = 0  # the key under way; callbacks of an earlier one do nothing
         self._watchdog: asyncio.TimerHandle | None = None
         self._waits: list[asyncio.Future] = []  # what the key under way waits for
+        self._failed_what = ""
         self.deferred = 0  # callbacks queued with App.call_later (counted by the app)
 
     @staticmethod
@@ -107,11 +108,15 @@ class KeyGate:
             return False
         return any(not priority or b.priority for _, bindings in chain for b in bindings.key_to_bindings.get(key, ()))
 
-    def wait_for(self, done: Awaitable[object], limit: float) -> None:
+    def wait_for(self, done: Awaitable[object], limit: float, what: str = "") -> None:
         """The key under way is not done until ``done`` is, or ``limit`` seconds have passed;
-        the keys typed after it wait with it. Outside a key (the palette) this does nothing."""
+        the keys typed after it wait with it. When ``done`` ends in False or an error, what it
+        was to open did not open: the keys typed for it are not used (they would act on the
+        screen below: an a that archives), and a notice says so, naming ``what``.
+        Outside a key (the palette) this does nothing."""
         if self._busy:
-            self._waits.append(asyncio.ensure_future(done))
+            self._waits.append(asyncio.ensure_future(_outcome(done)))
+            self._failed_what = what or "what they were typed for"
             self._arm_watchdog(self._generation, WATCHDOG_SECONDS + limit)
 
     def _goes_straight(self, event: events.Event) -> bool:
@@ -179,12 +184,22 @@ class KeyGate:
         now = self._state()
         changed = before[0] is not now[0] or before[1] is not now[1] or before[2] != now[2]
         pending = [w for w in self._waits if not w.done()]
+        if not pending and any(w.result() is False for w in self._waits):
+            self._drop_held()
         if changed and rounds + 1 < MAX_ROUNDS:
             self._round(generation, rounds + 1)
         elif pending:
             asyncio.get_running_loop().create_task(self._after(generation, pending))
         else:
             await self._release()
+
+    def _drop_held(self) -> None:
+        if self._held:
+            n = len(self._held)
+            self._held.clear()
+            keys = "key" if n == 1 else "keys"
+            self.app.notify(f"{n} {keys} typed after it went unused, as {self._failed_what} did not open.",
+                            title="Keys", severity="warning", markup=False)
 
     async def _after(self, generation: int, pending: list[asyncio.Future]) -> None:
         await asyncio.wait(pending)  # the watchdog lets the keys go if this takes too long
@@ -210,3 +225,11 @@ class KeyGate:
         self._waits.clear()
         while self._held and not self._busy:
             await self._deliver(self._held.popleft())
+
+
+async def _outcome(done: Awaitable[object]) -> bool:
+    """False when what a key waits for ended in False or an error, else True."""
+    try:
+        return (await done) is not False
+    except Exception:
+        return False

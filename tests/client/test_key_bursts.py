@@ -56,6 +56,14 @@ async def test_slash_and_text_in_one_burst_search(pen, send, state, before):
         assert messages.highlighted == first and first.folder == "inbox"
 
 
+async def on_new_message(pilot, send, prefix: str) -> tuple[MessageList, dict]:
+    """A new message from Bob, highlighted in Ann's loaded inbox."""
+    sent = send("bob", ["ann"], subject=f"{prefix} {uuid.uuid4().hex[:6]}", body="Please answer.")
+    messages = await at_loaded_mailbox(pilot)
+    await wait_for(pilot, lambda: messages.highlighted is not None and messages.highlighted.id == sent["id"])
+    return messages, sent
+
+
 async def compose_burst(pilot, text: str, field: str, value: str) -> ComposeScreen:
     """From the loaded mailbox, ``text`` in one burst; waits until compose's ``field`` has ``value``."""
     app = pilot.app
@@ -96,12 +104,10 @@ async def test_f3_and_a_path_in_one_burst_fill_the_path_field(pen, state):
 
 
 async def test_enter_reply_and_text_in_one_burst_reach_the_reply(pen, send, state):
-    subject = f"Burst reply {uuid.uuid4().hex[:6]}"
-    send("bob", ["ann"], subject=subject, body="Please answer.")
     app = app_for(pen, state)
     async with app.run_test(size=(100, 30)) as pilot:
-        messages = await at_loaded_mailbox(pilot)
-        await wait_for(pilot, lambda: messages.highlighted is not None and messages.highlighted.subject == subject)
+        _, sent = await on_new_message(pilot, send, "Burst reply")
+        subject = sent["subject"]
         # Enter opens the message (fetched over the network); r waits for it, then replies.
         burst(app, "<enter>rThanks")
         await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen)
@@ -121,3 +127,29 @@ async def test_an_alt_key_nothing_binds_is_escape_and_that_key(pen, state):
         await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen)
                        and app.screen.query_one("#to", Input).value == "bob@x.example")
         assert app.screen_stack[-2].query_one("#search", Input).value == ""
+
+
+async def test_reply_from_the_list_and_text_in_one_burst_reach_the_reply(pen, send, state):
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        _, sent = await on_new_message(pilot, send, "Burst list reply")
+        burst(app, "rThanks")  # r fetches the message over the network; a in Thanks would archive
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen)
+                       and app.screen.query_one("#compose-body", TextArea).text.startswith("Thanks\n"))
+        with pen.as_user("ann") as c:
+            assert c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
+
+
+async def test_keys_for_a_reply_that_cannot_open_are_not_used_and_a_notice_says_so(pen, send, state):
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        messages, _ = await on_new_message(pilot, send, "Burst gone")
+        gone = messages.highlighted
+        with pen.as_user("ann") as c:  # deleted elsewhere: the reply's fetch fails
+            assert c.delete(f"/messages/{gone.id}").status_code in (200, 204)
+        burst(app, "rT/x")
+        await wait_for(pilot, lambda: any("3 keys typed after it went unused, as the reply did not open."
+                                          == n.text for n in app.notices))
+        await pilot.pause()
+        assert isinstance(app.screen, MailboxScreen) and app.screen.threads is False  # T did not reach the list
+        assert not app.screen.query_one("#search", Input).display  # nor / and x

@@ -68,8 +68,6 @@ class MailboxScreen(MailboxView):
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
         self._search_count: tuple[str, str, int, int | None] | None = None
-        self.threads = False  # the thread view (T)
-        self.folder_counts: dict[str, int] = {}  # the number each folder shows in the sidebar
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")

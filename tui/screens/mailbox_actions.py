@@ -252,17 +252,19 @@ class MailboxActions(Screen):
             self.say("No message is highlighted.")
             return
         self.say("Fetching the message ...")
-        self._reply(kind, summary)
+        # The keys typed after r wait for the reply to open (or are not used if it cannot).
+        self.app.key_gate.wait_for(self._reply(kind, summary).wait(), 30, "the reply")
 
     @work(exclusive=True, group="mailbox-reply", exit_on_error=False)
-    async def _reply(self, kind: str, summary: Summary) -> None:
+    async def _reply(self, kind: str, summary: Summary) -> bool:
         try:
             message = await self.client.get_message(summary.id)
         except PenError as exc:
             self.say(exc.message)
-            return
+            return False
         self.say("")
         self.post_message(ComposeRequested(kind, message))
+        return True
 
     # ------------------------------------------------------------ the Drafts folder
 
@@ -295,17 +297,19 @@ class MailboxActions(Screen):
         """Overridden by the screen: where the count is shown."""
 
     def open_draft(self, summary: Summary) -> None:
-        self._open_draft(summary.id)
+        # The keys typed after enter wait for the draft to open (or are not used if it cannot).
+        self.app.key_gate.wait_for(self._open_draft(summary.id).wait(), 10, "the draft")
 
     @work(thread=True, group="drafts-open", exit_on_error=False)
-    def _open_draft(self, draft_id: str) -> None:
+    def _open_draft(self, draft_id: str) -> bool:
         draft = self._drafts().load(draft_id)
         if draft is None or not draft.belongs_to(self._account() or ""):
             self.app.call_from_thread(self.say, "That draft is gone (sent or deleted elsewhere); the list is "
                                                 "read again.")
             self.app.call_from_thread(self.reload)
-            return
+            return False
         self.app.call_from_thread(self.app.post_message, DraftResumeRequested(draft))
+        return True
 
     @work(thread=True, group="mailbox-action", exit_on_error=False)
     def _delete_drafts(self, targets: list[Summary]) -> None:

@@ -231,12 +231,17 @@ class ReaderScreen(Screen):
             self.query_one("#body", TextArea).load_text(clean(self.message.body_text) or "(no text part)")
             self.say("Showing the text part.")
 
+    async def _replying(self) -> bool:
+        """Once the message is shown: whether the reply asked for while loading opened."""
+        await self._shown.wait()
+        return self.message is not None
+
     def action_reply(self, kind: str) -> None:
         if self.message is None or not self.body_shown:
             # Once it is shown; the keys typed after this one wait for the reply to open.
             self._when_shown = kind
             self.say("Replying once the message is loaded ...")
-            self.app.key_gate.wait_for(self._shown.wait(), LOAD_WAIT_SECONDS)
+            self.app.key_gate.wait_for(self._replying(), LOAD_WAIT_SECONDS, "the reply")
             return
         self.post_message(ComposeRequested(kind, self.message))
 
