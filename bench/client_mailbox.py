@@ -97,7 +97,6 @@ def rss_mib() -> float:
 async def scroll_run(config, walk_rows: int = 20_000) -> dict:
     """In this process: sign in, time the first page, then End to the last row, then a walk
     down `walk_rows` rows with page-down, measuring memory before and after it."""
-    import gc
 
     from tui.app import PenmailApp
     from tui.pen_client import PenClient
@@ -135,34 +134,44 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
         out["end_ms"] = round((time.perf_counter() - t) * 1000, 1)
         out["end_requests"] = len(requests)
         out["last_row"] = ml.highlighted.subject
-        await pilot.press("g")
-        while ml.highlighted is None or ml.cursor:
-            await pilot.pause(0.001)
-        await pilot.pause()
-        gc.collect()
-        out["rss_start_mib"] = round(rss_mib(), 1)
-        requests.clear()
-        walk = min(walk_rows, ml.total - 1)
-        t = time.perf_counter()
-        while ml.cursor < walk:
-            await pilot.press("pagedown")
-            while ml.highlighted is None or ml._loading:  # the rows drawn before the next press
-                await pilot.pause(0.001)
-        await pilot.pause()
-        out["walk_rows"] = ml.cursor
-        out["walk_s"] = round(time.perf_counter() - t, 1)
-        out["walk_requests"] = len(requests)
+        out.update(await page_down_walk(pilot, ml, walk_rows, requests))
         out["walk_row"] = ml.highlighted.subject
-        gc.collect()
-        out["rss_end_mib"] = round(rss_mib(), 1)
-        out["rss_growth_mib"] = round(out["rss_end_mib"] - out["rss_start_mib"], 1)
-        out["pages_in_memory"] = len(ml._pages)
     PenClient.list_messages = list_messages  # type: ignore[method-assign]
     return out
 
 
+async def page_down_walk(pilot, ml, walk_rows: int, requests: list) -> dict:
+    """From the top (g), page-down through `walk_rows` rows, each press waiting until its
+    rows are drawn: the time, the requests, and the resident memory before and after."""
+    import gc
+
+    out: dict = {}
+    await pilot.press("g")
+    while ml.highlighted is None or ml.cursor:
+        await pilot.pause(0.001)
+    await pilot.pause()
+    gc.collect()
+    out["rss_start_mib"] = round(rss_mib(), 1)
+    requests.clear()
+    walk = min(walk_rows, ml.rows - 1)
+    t = time.perf_counter()
+    while ml.cursor < walk:
+        await pilot.press("pagedown")
+        while ml.highlighted is None or ml._loading:  # the rows drawn before the next press
+            await pilot.pause(0.001)
+    await pilot.pause()
+    out["walk_rows"] = ml.cursor
+    out["walk_s"] = round(time.perf_counter() - t, 1)
+    out["walk_requests"] = len(requests)
+    gc.collect()
+    out["rss_end_mib"] = round(rss_mib(), 1)
+    out["rss_growth_mib"] = round(out["rss_end_mib"] - out["rss_start_mib"], 1)
+    out["pages_in_memory"] = len(ml._pages)
+    return out
+
+
 @contextlib.contextmanager
-def bench_pen(messages: int):
+def bench_pen(messages: int, thread_size: int = 1):
     """A PEN on loopback TLS whose reader@bench.example holds ``messages`` messages, a penmail
     settings file for that reader, and an environment whose keyring is a file (so each
     penmail process starts signed in, as a person's does); yields (root, process, settings
@@ -173,7 +182,7 @@ def bench_pen(messages: int):
     root = Path(tempfile.mkdtemp(prefix="penmail-bench-"))
     sink = SmtpSink().start()
     try:
-        port = make_bench_pen(root / "pen", messages)
+        port = make_bench_pen(root / "pen", messages, thread_size)
         process = PenProcess(root / "pen", port, smtp_port=sink.port).start()
         try:
             config_file = root / "config.toml"

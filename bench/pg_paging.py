@@ -80,7 +80,7 @@ def main() -> int:
     try:
         for name, url in (("sqlite", ""), ("postgresql", cluster.create_database())):
             t = time.perf_counter()
-            port = make_bench_pen(root / name, args.messages, url)
+            port = make_bench_pen(root / name, args.messages, database_url=url)
             if url:
                 with cluster.connect(url.rsplit("/", 1)[1]) as conn:
                     conn.execute("VACUUM ANALYZE")

@@ -34,7 +34,9 @@ from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # 
 PASSWORD = "bench password 1"
 
 
-def seed(data: Path, count: int) -> None:
+def seed(data: Path, count: int, thread_size: int = 1) -> None:
+    """`count` messages from sender to reader, one a second; each run of `thread_size`
+    messages is one thread (its first message's id), as replies would make it."""
     from sqlalchemy import insert, select
 
     from pen_server.db import Database
@@ -51,14 +53,16 @@ def seed(data: Path, count: int) -> None:
         messages, entries = [], []
         for i in range(first, min(first + batch, count)):
             mid = new_id()
+            if i % thread_size == 0:
+                thread = mid
             when = start + timedelta(seconds=i)
-            messages.append(dict(id=mid, thread_id=mid, sender_id=sender.id, from_email=sender.email,
+            messages.append(dict(id=mid, thread_id=thread, sender_id=sender.id, from_email=sender.email,
                                  from_name="Sender", to_list=[{"email": reader.email, "name": None}], cc_list=[],
                                  bcc_list=[], subject=f"Message number {i}", body_text=f"Body of message {i}.",
                                  body_html=None, snippet=f"Body of message {i}.", size=40, in_reply_to=None,
                                  sent_at=when))
             entries.append(dict(user_id=reader.id, message_id=mid, folder="inbox", unread=i % 3 == 0,
-                                is_sender=False, sent_at=when))
+                                is_sender=False, sent_at=when, thread_id=thread))
         with db.engine.begin() as conn:
             conn.execute(insert(Message), messages)
             conn.execute(insert(MailboxEntry), entries)
@@ -67,14 +71,15 @@ def seed(data: Path, count: int) -> None:
     db.dispose()
 
 
-def make_bench_pen(data: Path, messages: int, database_url: str = "") -> int:
-    """A PEN in `data` with a reader holding `messages` messages and a sender; its port.
-    `database_url`: an empty PostgreSQL database instead of SQLite (bench/pg_paging.py)."""
+def make_bench_pen(data: Path, messages: int, thread_size: int = 1, database_url: str = "") -> int:
+    """A PEN in `data` with a reader holding `messages` messages (in threads of `thread_size`)
+    and a sender; its port. `database_url`: an empty PostgreSQL database instead of SQLite
+    (bench/pg_paging.py)."""
     port = free_port()
     init_pen(data, port=port, database_url=database_url)
     add_user(data, "reader@bench.example", "Reader", PASSWORD)
     add_user(data, "sender@bench.example", "Sender", PASSWORD)
-    seed(data, messages)
+    seed(data, messages, thread_size)
     return port
 
 

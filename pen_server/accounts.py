@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from pen_server import security
+from pen_server.addresses import index_member
 from pen_server.errors import ApiError
 from pen_server.models import AuthToken, User, WebSession, new_id, utcnow
 from pen_server.settings import Settings
@@ -131,6 +132,7 @@ def create_user(session: Session, email: str, name: str, password: str | None, r
     user = User(id=new_id(), email=email, display_name=name, role=role, package=package,
                 password_hash=security.hash_password(password) if password is not None else None)
     session.add(user)
+    index_member(session, user)
     return user
 
 

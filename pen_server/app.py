@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
 from pen_server import accounts, errors, openapi
-from pen_server.api import admin, attachments, auth, messages
+from pen_server.api import admin, attachments, auth, messages, threads
 from pen_server.db import Database
 from pen_server.events import EventHub
 from pen_server.middleware import BodyLimit
@@ -156,7 +156,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     errors.install(app)
     app.add_middleware(BodyLimit, small=settings.max_json_bytes, large=settings.max_message_bytes,
                        signed_in=signed_in, stall_seconds=settings.body_timeout_seconds)
-    for module in (auth, messages, attachments, admin):
+    for module in (auth, messages, threads, attachments, admin):
         app.include_router(module.router, prefix="/api/v1")
 
     from pen_server import web

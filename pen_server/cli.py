@@ -52,6 +52,7 @@ def _open(args):
 
 def cmd_user_add(args) -> int:
     from pen_server import accounts
+    from pen_server.addresses import index_member
     from pen_server.models import Package
 
     settings, db = _open(args)
@@ -71,6 +72,7 @@ def cmd_user_add(args) -> int:
         if existing is not None:  # an invited guest becomes a member
             existing.display_name, existing.role, existing.package = args.name, args.role, args.package
             existing.password_hash = accounts.security.hash_password(password)
+            index_member(session, existing)
         else:
             accounts.create_user(session, email, args.name, password, role=args.role, package=args.package)
     print(f"Added {email} ({args.role}).")

@@ -87,8 +87,8 @@ def existing_tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema up to the newest migration."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema up to the newest migration (or to `revision`)."""
     from alembic import command
     from alembic.config import Config
 
@@ -96,4 +96,4 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)

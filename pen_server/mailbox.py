@@ -143,6 +143,15 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         total = session.scalar(count.where(*filters)) or 0
     else:
         total = folder_total(session, user.id, folder)
+    rows, next_cursor = keyset(session, query, filters, limit, cursor, order)
+    return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total}
+
+
+def keyset(session: Session, query, filters: list, limit: int, cursor: str | None,
+           order: str) -> tuple[list[MailboxEntry], str | None]:
+    """`limit` entries of `query` after `cursor`, by (sent_at, message_id) newest or oldest
+    first, and the cursor of the next page (None at the end)."""
+    filters = list(filters)
     oldest = order == "oldest"
     if cursor:
         c_sent, c_id = decode_cursor(cursor, order)
@@ -157,7 +166,7 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].sent_at, rows[-1].message_id, order) if more and rows else None
-    return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total}
+    return rows, next_cursor
 
 
 def patch(session: Session, user: User, message_id: str, unread: bool | None, folder: str | None) -> MailboxEntry:

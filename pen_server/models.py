@@ -159,12 +159,15 @@ class MailboxEntry(Base):
     is_sender: Mapped[bool] = mapped_column(Boolean, default=False)
     # Copied from the message so that the page query reads one index only.
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Copied too, so that a folder's threads are found in one index (migration 0008).
+    thread_id: Mapped[str] = mapped_column(String(32))
     message: Mapped[Message] = relationship(lazy="joined")
 
     __table_args__ = (
         UniqueConstraint("user_id", "message_id", name="uq_entry_user_message"),
         Index("ix_entry_page", "user_id", "folder", "sent_at", "message_id"),
         Index("ix_entry_message", "message_id"),
+        Index("ix_entry_thread", "user_id", "folder", "thread_id", "sent_at", "message_id"),
     )
 
 
@@ -176,6 +179,32 @@ class FolderCount(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     folder: Mapped[str] = mapped_column(String(16), primary_key=True)
     total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Address completion (pen_server/addresses.py): words kept lower-case and compared by byte
+# order, so that a prefix is a range scan of the index on SQLite and PostgreSQL alike.
+WORD_LENGTH = 100
+_Word = String(WORD_LENGTH).with_variant(String(WORD_LENGTH, collation="C"), "postgresql")
+
+
+class AddressWord(Base):
+    """One word of a person on a user's own messages (the whole address, the whole name and
+    each word of the name), with the name last seen for that address."""
+
+    __tablename__ = "address_words"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    word: Mapped[str] = mapped_column(_Word, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class MemberWord(Base):
+    """One word of a PEN member (role member or admin): its address, its name and each word
+    of its name; the name itself is read from `users`."""
+
+    __tablename__ = "member_words"
+    word: Mapped[str] = mapped_column(_Word, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Blob(Base):

@@ -89,6 +89,15 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
         422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "
              "gave out for this order.",
     },
+    ("get", "/threads"): {
+        422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "
+             "gave out for this order.",
+    },
+    ("get", "/threads/{thread_id}"): {
+        404: "The caller has no message in that thread (`not_found`).",
+        422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "
+             "gave out for this order.",
+    },
     ("post", "/uploads"): {
         400: "The body is shorter or longer than its Content-Length (`invalid_request`).",
         408: MEANING[408],

@@ -23,6 +23,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from pen_server.text import plural
+
 KNOWN_SECONDS = 30 * 86400
 _WHY = {"own": "Too many failed sign-ins for this account",
         "account": "Too many failed sign-ins for this account from several places",
@@ -138,7 +140,7 @@ class SignInLimiter:
             wait, kind = max((self._wait(key[0], self._current(key, now) or _Entry(), now), key[0]) for key in keys)
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
-                raise RateLimited(seconds, f"{_WHY[kind]}; wait {seconds} seconds and try again.")
+                raise RateLimited(seconds, f"{_WHY[kind]}; wait {plural(seconds, 'second')} and try again.")
             entries = [self._entry(key, now) for key in keys]
             for entry in entries:
                 entry.pending += 1

@@ -151,6 +151,19 @@ class PageOut(BaseModel):
     total: int
 
 
+class ThreadOut(BaseModel):
+    thread_id: str
+    count: int
+    unread: int
+    latest: SummaryOut
+
+
+class ThreadPageOut(BaseModel):
+    items: list[ThreadOut]
+    next_cursor: str | None
+    total: int
+
+
 class FolderOut(BaseModel):
     name: Folder
     total: int
@@ -159,6 +172,10 @@ class FolderOut(BaseModel):
 
 class FoldersOut(BaseModel):
     items: list[FolderOut]
+
+
+class AddressesOut(BaseModel):
+    items: list[Address]
 
 
 class PatchIn(Strict):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from pen_server.errors import ApiError, validation
 from pen_server.models import Message, Notification, User, utcnow
 from pen_server.settings import Settings
+from pen_server.text import plural
 
 WINDOW = timedelta(hours=1)
 
@@ -25,9 +26,9 @@ WINDOW = timedelta(hours=1)
 def check_recipient_cap(settings: Settings, count: int) -> None:
     cap = settings.max_recipients
     if count > cap:
-        raise validation({"to": f"at most {cap} recipients in to, cc and bcc together"},
-                         f"A message can go to at most {cap} people (to, cc and bcc together) and this one "
-                         f"names {count}; split it into several messages or use fewer recipients.")
+        raise validation({"to": f"at most {plural(cap, 'recipient')} in to, cc and bcc together"},
+                         f"A message can go to at most {plural(cap, 'person', 'people')} (to, cc and bcc together) "
+                         f"and this one names {count}; split it into several messages or use fewer recipients.")
 
 
 def _wait(now: datetime, earlier: list[tuple[datetime, int]], new: int, limit: int) -> float | None:
@@ -61,7 +62,8 @@ def check_rate(session: Session, settings: Settings, sender_id: str, message_id:
         seconds = math.ceil(max(waits))
         minutes = max(1, math.ceil(seconds / 60))
         raise ApiError(429, "rate_limited",
-                       f"You have sent as much as this PEN allows in one hour ({settings.send_messages_per_hour} "
-                       f"messages, {settings.send_recipients_per_hour} recipients); try again in about "
-                       f"{minutes} minute{'s' if minutes != 1 else ''}.",
+                       f"You have sent as much as this PEN allows in one hour "
+                       f"({plural(settings.send_messages_per_hour, 'message')}, "
+                       f"{plural(settings.send_recipients_per_hour, 'recipient')}); try again in about "
+                       f"{plural(minutes, 'minute')}.",
                        headers={"Retry-After": str(seconds)})

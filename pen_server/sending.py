@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import effective_settings, security, send_limits
+from pen_server import addresses, effective_settings, security, send_limits
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change
@@ -200,8 +200,11 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     send_limits.check_rate(session, settings, user.id, message.id, len(recipients))
     _attach(session, user, message, attachments)
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
-                             is_sender=True, sent_at=now))
+                             is_sender=True, sent_at=now, thread_id=message.thread_id))
     announce = [(user.id, message.id, "sent")]
+    sender_person = {"email": user.email, "name": message.from_name}
+    copies = [(user.id, user.email, addresses.people_of_copy(
+        sender_person, lists["to"] + lists["cc"], lists["bcc"], is_sender=True))]
     invited: set[str] = set()  # users made by this message: their inbox counts start at 1
     host = effective_settings.effective(session, settings).host
     expires = now + timedelta(days=settings.invitation_days)
@@ -218,8 +221,10 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
                 invited.add(recipient.id)
         if recipient.id != user.id:
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
-                                     unread=True, sent_at=now))
+                                     unread=True, sent_at=now, thread_id=message.thread_id))
             announce.append((recipient.id, message.id, "inbox"))
+            copies.append((recipient.id, recipient.email, addresses.people_of_copy(
+                sender_person, lists["to"] + lists["cc"], [], is_sender=False)))
         session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now))
     session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
     try:
@@ -229,6 +234,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         session.rollback()
         raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
                        headers={"Retry-After": "1"}) from None
+    addresses.remember(session, copies)
     for user_id, _mid, folder in announce:
         if user_id in invited:
             session.add(FolderCount(user_id=user_id, folder=folder, total=1))

@@ -20,6 +20,11 @@ BASE_URL_PATTERN = f"^https://[A-Za-z0-9.-]+(:[0-9]{{1,5}})?(/[^ ?#{CONTROL_CLAS
 _CONTROL_KEEP_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+def plural(n: int, what: str, many: str | None = None) -> str:
+    """ "1 second", "2 seconds"; `many` for a word whose plural is not what+"s" ("people")."""
+    return f"{n} {what if n == 1 else (many or what + 's')}"
+
+
 def has_control(s: str) -> bool:
     return bool(_CONTROL.search(s))
 

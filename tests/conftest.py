@@ -272,6 +272,24 @@ def _snapshot_pen(tmp_path_factory):
                 payload["body_html"] = html
             r = c.post("/messages", json=payload, headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
             assert r.status_code == 201, r.text
+        # A thread of Omar's and Rosa's (the thread view's snapshots; Dana is not on it): Omar
+        # answers the referral he was copied on, Rosa answers twice, and writes once more.
+        parent = next(m["id"] for m in c.get("/messages", headers=omar).json()["items"]
+                      if m["subject"] == "Referral: Mr. Patel")
+        for headers, subject, body in [
+                (omar, "Re: Referral: Mr. Patel", "I can see him on Tuesday."),
+                (rosa, "Re: Referral: Mr. Patel", "Tuesday is fine; I told his GP."),
+                (rosa, "Handover notes for the weekend: the on-call list, the pharmacy order and the rota",
+                 "All in the shared folder."),
+                (rosa, "Re: Referral: Mr. Patel", "His notes are attached to the first message.")]:
+            to = "rosa@riverside.example" if headers is omar else "omar@riverside.example"
+            payload = {"to": [{"email": to}], "subject": subject, "body_text": body}
+            if subject.startswith("Re:"):
+                payload["in_reply_to"] = parent
+            r = c.post("/messages", json=payload, headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+            assert r.status_code == 201, r.text
+            if subject.startswith("Re:"):
+                parent = r.json()["id"]
     yield process
     process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()

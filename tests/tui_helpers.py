@@ -95,3 +95,43 @@ def record_events(app) -> list[str]:
 def stream_is_up(app) -> bool:
     """The app's event stream has opened (record_events(app) installed before it ran)."""
     return "stream.open" in getattr(app, "_recorded_event_kinds", ())
+
+
+BURST_KEY = re.compile(r"<([a-z0-9_+]+)>")
+
+
+def key_events(text: str) -> list:
+    """Key events for ``text`` as a terminal sends it: each character a key, and each
+    ``<name>`` (``<tab>``, ``<enter>``, ``<escape>``, ``<f3>``) the key of that name."""
+    import unicodedata
+
+    from textual import events
+    from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
+
+    keys: list[str] = []
+    at = 0
+    for named in BURST_KEY.finditer(text):
+        keys += list(text[at:named.start()])
+        keys.append(named.group(1))
+        at = named.end()
+    keys += list(text[at:])
+    out = []
+    for key in keys:
+        if len(key) == 1 and not key.isalnum():
+            key = _character_to_key(key)
+        try:
+            char: str | None = unicodedata.lookup(_get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
+        except KeyError:
+            char = key if len(key) == 1 else None
+        if key.startswith("alt+") and len(key) == 5:
+            char = key[4]  # as a terminal sends alt+c: escape, then the letter
+        out.append(events.Key(key, char))
+    return out
+
+
+def burst(app, text: str) -> None:
+    """Every key of ``text`` (see key_events) posted to the app at once, with no wait between
+    them, as a paste, a macro or SSH delivers keys; the caller waits on what should follow."""
+    for event in key_events(text):
+        event.set_sender(app)
+        app.post_message(event)

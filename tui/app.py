@@ -9,15 +9,19 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from textual import on, work
+from rich.text import Text
+from textual import events, on, work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.geometry import Offset
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
+from tui.key_gate import KeyGate
+from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
@@ -33,6 +37,7 @@ from tui.screens.messages import (
     SummaryChanged,
 )
 from tui.session import Session, open_session, sign_in_quietly
+from tui.terminal_cursor import terminal_cursor
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -87,10 +92,22 @@ def check_key_ids(config: Config) -> None:
         )
 
 
+def _plain(markup: str) -> str:
+    """A notice written in Textual's markup (Textual's own notices), as the words it shows."""
+    from textual.content import Content
+
+    try:
+        return Content.from_markup(markup).plain
+    except Exception:  # not valid markup: shown as it is
+        return markup
+
+
 class PenmailApp(App):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
+    # On every screen; a field takes N as a letter (the palette and F1 still offer it there).
+    BINDINGS = [Binding("N", "notices", "Notices said so far", show=False, id="app.notices")]
 
     def __init__(
         self,
@@ -100,15 +117,19 @@ class PenmailApp(App):
         env: Mapping[str, str] | None = None,
         use_keyring: bool = True,
         open_message_id: str | None = None,
+        sign_in_hint: str | None = None,
     ):
         super().__init__()
         self.config = config
+        self.sign_in_hint = sign_in_hint  # shown on every sign-in screen (the demo's password)
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
         self.env = os.environ if env is None else env
+        self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
+        self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
         # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
@@ -116,11 +137,26 @@ class PenmailApp(App):
         # start-up took 30-90 ms behind the first screen's layout instead of 5.
         sys.setswitchinterval(0.001)
 
+    # ------------------------------------------------------------ keys, one after the other
+
+    async def on_event(self, event: events.Event) -> None:
+        if KeyGate.takes(event):
+            await self.key_gate.arrived(event)
+        else:
+            await super().on_event(event)
+
+    async def _key_arrived(self, event: events.Event) -> None:
+        await super().on_event(event)
+
+    def call_later(self, callback, *args, **kwargs) -> bool:
+        # Counted: a key is not done while what it queued here (a focus change) is to come.
+        self.key_gate.deferred += 1
+        return super().call_later(callback, *args, **kwargs)
+
     # ------------------------------------------------------------ start-up
 
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
-        self.screen_change_signal.subscribe(self, self._screen_changed)
         theme = THEME_ALIASES.get(self.config.theme, self.config.theme)
         if theme in self.available_themes:
             self.theme = theme
@@ -137,8 +173,8 @@ class PenmailApp(App):
         from tui.screens.signin import SignInScreen
 
         return SignInScreen(
-            self.config.server or "", self.config.email or "", self.config.ca_file, notice=notice, error=error
-        )
+            self.config.server or "", self.config.email or "", self.config.ca_file, notice=notice, error=error,
+            hint=self.sign_in_hint)
 
     def _start_quietly(self) -> None:
         """The first frame comes before any network: the mailbox, empty and saying so, while
@@ -184,30 +220,24 @@ class PenmailApp(App):
         # A blinking cursor repaints forever and distracts; off unless animations are on.
         if not self.config.animations and hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = False
-        if isinstance(event.widget, (Input, TextArea)):
-            # A field shown and focused in one go places the terminal cursor before it is
-            # laid out; place it again once it is (screen readers follow the cursor).
-            self.call_after_refresh(self._cursor_to_field, event.widget)
 
-    def _cursor_to_field(self, widget) -> None:
-        if widget.has_focus and widget.is_mounted:
-            self.cursor_position = widget.cursor_screen_offset
+    # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
+    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # so never left on a line that moved, a screen below, or a field not yet laid out. What
+    # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 
-    def _screen_changed(self, screen: Screen) -> None:
-        """Back on a screen (a dialog closed): the terminal cursor returns to its focused
-        row or field, which may not be drawn again (nor focused again) to put it there."""
-        self.call_after_refresh(self.place_terminal_cursor)
+    @property
+    def cursor_position(self) -> Offset:
+        try:
+            focused = self.focused
+        except Exception:  # no screen yet, or no longer
+            focused = None
+        spot = terminal_cursor(focused)
+        return spot if spot is not None else self._cursor_fallback
 
-    def place_terminal_cursor(self) -> None:
-        widget = self.focused
-        if widget is None or not widget.is_mounted:
-            return
-        if isinstance(widget, (Input, TextArea)):
-            self.cursor_position = widget.cursor_screen_offset
-        else:
-            place = getattr(widget, "_place_terminal_cursor", None)
-            if place is not None:
-                place()
+    @cursor_position.setter
+    def cursor_position(self, value: Offset) -> None:
+        self._cursor_fallback = value
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -225,6 +255,18 @@ class PenmailApp(App):
         """A notification whose text may come from the server: cleaned, never markup."""
         self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notice, penmail's and Textual's own, also goes to the history N opens."""
+        self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notices(self) -> None:
+        from tui.screens.notices import NoticesScreen
+
+        if not isinstance(self.screen, NoticesScreen):
+            self.push_screen(NoticesScreen(self.notices.newest_first()))
+
     # ------------------------------------------------------------ routing: what screens ask for
 
     @on(SignedIn)
@@ -237,11 +279,14 @@ class PenmailApp(App):
 
     @on(MessageOpenRequested)
     def _open_requested(self, event: MessageOpenRequested) -> None:
-        self.open_message(event.summary)
+        self.open_message(event.summary, instead_of=event.instead_of)
 
     @on(SummaryChanged)
     def _summary_changed(self, event: SummaryChanged) -> None:
         self.summary_changed(event.summary, event.moved)
+        mailbox = self.mailbox()
+        if event.moved and event.before and mailbox is not None:
+            mailbox.remember_move(event.summary, event.before)
 
     @on(ComposeRequested)
     def _compose_requested(self, event: ComposeRequested) -> None:
@@ -261,10 +306,14 @@ class PenmailApp(App):
                 return screen
         return None
 
-    def open_message(self, summary: Summary) -> None:
+    def open_message(self, summary: Summary, instead_of: Screen | None = None) -> None:
         from tui.screens.reader import ReaderScreen
 
-        self.push_screen(ReaderScreen(self.session.client, summary))
+        reader = ReaderScreen(self.session.client, summary)
+        if instead_of is not None and instead_of is self.screen:
+            self.switch_screen(reader)
+        else:
+            self.push_screen(reader)
 
     @work(group="open-by-id", exit_on_error=False)
     async def _open_by_id(self, message_id: str) -> None:
@@ -307,6 +356,7 @@ class PenmailApp(App):
                 mailbox.reload()
             else:
                 mailbox.query_one("#messages", MessageList).replace(summary)
+                mailbox.refresh_folder_counts()
 
     def start_events(self) -> None:
         """Once the first page is drawn (or failed), and not before, so as not to compete with
@@ -372,18 +422,32 @@ class PenmailApp(App):
                 await session.sign_out()
             except PenError as exc:
                 self.toast(exc.message, title="Sign-out", severity="warning")
+        kept = self.keep_open_drafts()
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(self.sign_in_screen(notice="You are signed out; the remembered sign-in was removed."))
+        self.switch_screen(self.sign_in_screen(
+            notice=" ".join(["You are signed out; the remembered sign-in was removed.", *kept])))
 
     async def action_quit(self) -> None:
         # A token the server just rotated must reach the keyring first (also one from a quiet
         # sign-in still running): the old one is dead, and using it again ends the sign-in.
+        kept = self.keep_open_drafts()
         session = self.session or self._signing_in
         if session is not None:
             await session.settle()
             await session.client.aclose()
-        self.exit()
+        # Said on the terminal once the screen is gone (plain text: a subject is no markup).
+        self.exit(message=Text(" ".join(kept)) if kept else None)
+
+    def keep_open_drafts(self) -> list[str]:
+        """Every open compose screen writes its draft now; the sentences that say so."""
+        kept = []
+        for screen in self.screen_stack:
+            keep = getattr(screen, "keep_for_later", None)
+            sentence = keep() if keep is not None else None
+            if sentence:
+                kept.append(sentence)
+        return kept
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key of the screen is a palette entry too."""

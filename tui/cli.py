@@ -11,7 +11,7 @@ import sys
 from tui.config import ConfigError, load_config
 
 
-def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
+def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None) -> int:
     import gc
 
     from tui.app import PenmailApp, check_key_ids
@@ -20,7 +20,7 @@ def run_tui(config, *, env=None, use_keyring: bool = True) -> int:
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
-    app = PenmailApp(config, env=env, use_keyring=use_keyring)
+    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint)
     app.run()
     return app.return_code or 0
 
@@ -30,8 +30,8 @@ def cmd_demo(args) -> int:
     import importlib
     import threading
 
-    from tui.demo import run_demo
-    from tui.demo_prepared import cache_root
+    from tui.demo import run_demo, sign_in_hint
+    from tui.demo_prepared import adopt_drafts, cache_root, state_dir
 
     config = load_config()
     if config.keys:  # a typo in [keys] is said before the demo PEN is made
@@ -41,16 +41,22 @@ def cmd_demo(args) -> int:
     # The client's modules load while the demo's server process starts (another core).
     threading.Thread(target=importlib.import_module, args=("tui.app",), name="penmail-warm", daemon=True).start()
 
+    cache = None if args.fresh else cache_root()
+
     def launch(stack) -> int:
         # Signed in by password from the environment; the demo never touches the keyring.
         demo = dataclasses.replace(config, server=stack.server, email=stack.email, ca_file=stack.ca_file,
                                    password_command=None)
         # Its drafts and address book go with it: the demo's people must not turn up in the
-        # completion of the person's own PEN, nor its drafts be offered there.
-        os.environ["PENMAIL_STATE_DIR"] = str(stack.root / "state")
-        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False)
+        # completion of the person's own PEN, nor its drafts be offered there. With the
+        # prepared data they outlive the run: a draft is there again at the next demo.
+        state = state_dir(cache, stack.root)
+        os.environ["PENMAIL_STATE_DIR"] = str(state)
+        adopt_drafts(state, stack.server, stack.email)
+        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False,
+                       sign_in_hint=sign_in_hint(stack.email, stack.password))
 
-    return run_demo(launch, cache_dir=None if args.fresh else cache_root())
+    return run_demo(launch, cache_dir=cache)
 
 
 class _Parser(argparse.ArgumentParser):

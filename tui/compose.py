@@ -352,16 +352,20 @@ class AddressBook:
 
     def complete(self, prefix: str, limit: int = 10) -> list[str]:
         """Addresses whose email, name or any word of the name starts with ``prefix``, newest first."""
+        return [format_address(a) for a in self.complete_addresses(prefix, limit)]
+
+    def complete_addresses(self, prefix: str, limit: int = 10) -> list[Address]:
+        """As complete(), the Addresses themselves."""
         p = " ".join((prefix or "").split()).lower()
         if not p:
             return []
-        found: list[str] = []
+        found: list[Address] = []
         for address in reversed(self._entries.values()):
             email = address.email.lower()
             name = (address.name or "").lower()
             words = re.split(r"[\s,.'\"()-]+", name)
             if email.startswith(p) or name.startswith(p) or any(w.startswith(p) for w in words if w):
-                found.append(format_address(address))
+                found.append(address)
                 if len(found) >= limit:
                     break
         return found

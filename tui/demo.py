@@ -79,6 +79,13 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def sign_in_hint(email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD) -> str:
+    """What the sign-in screen says while the demo runs (the password was printed before the
+    full screen, where it is gone after a sign-out)."""
+    return (f"Demo PEN: sign in as {email} with the password {password} (every demo member "
+            f"has it; a demo guest's is {GUEST_PASSWORD}).")
+
+
 class DemoStack:
     """A PEN with a clinic's mail, on this machine, for as long as the demo runs."""
 

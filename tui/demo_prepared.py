@@ -10,6 +10,13 @@ every date in the database forward by the time since it was prepared, so the mai
 reads as the last six weeks. A change to any of those sources makes a new entry; older ones
 are removed when it is written.
 
+The client's state of a reused demo (its drafts, its address book) is kept beside the
+entries, in ``.state`` (a hidden name, which the removal of old entries passes over), so a
+draft written in one demo is in Drafts at the next start. Each start serves the PEN on a
+new port, and a draft belongs to the account it was written in (its server URL and
+e-mail), so at each start the demo user's drafts become the new server's
+(``adopt_drafts``).
+
 Plain sqlite3 and tomllib here: a start from the cache imports nothing of the server.
 """
 
@@ -40,6 +47,29 @@ def cache_root() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("penmail")) / "demo"
+
+
+def state_dir(cache_dir: Path | None, run_root: Path) -> Path:
+    """The client's state folder for a demo: kept across starts with a cache (``cache_dir``
+    is what ``penmail demo`` passes), else the run's own folder, removed when it stops."""
+    return Path(cache_dir) / ".state" if cache_dir is not None else run_root / "state"
+
+
+def adopt_drafts(state: Path, server: str, email: str) -> int:
+    """The demo user's drafts from earlier starts (another loopback port) belong to this
+    start's server; how many were moved over."""
+    from tui.drafts import DraftStore, account_key
+
+    store = DraftStore(state / "drafts")
+    now = account_key(server, email)
+    moved = 0
+    for draft in store.list():
+        old = draft.account or ""
+        if old != now and old.startswith("https://127.0.0.1:") and old.endswith("|" + email.lower()):
+            draft.account = now
+            store.save(draft)
+            moved += 1
+    return moved
 
 
 def entry_for(root: Path, **options: Any) -> Path:

@@ -181,6 +181,10 @@ class Summary:
     attachment_count: int
     size: int
     snippet: str
+    # In a list of threads (GET /threads), this summary is a thread's newest message there:
+    # how many of the folder's messages the thread holds, and how many of those are unread.
+    thread_count: int = 0
+    thread_unread: int = 0
 
     @classmethod
     def fields_of(cls, d: dict) -> dict:
@@ -531,10 +535,44 @@ class PenClient:
         d = self._json(await self._call("GET", "/messages", params=params))
         return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)))
 
+    async def list_threads(self, folder: str = "inbox", *, limit: int = 50, cursor: str | None = None,
+                           order: str = "newest") -> Page:
+        """A page of a folder's threads: each thread's newest message there, with the thread's
+        count and unread count in that folder (GET /threads), newest first or oldest first."""
+        params: dict[str, Any] = {"folder": folder, "limit": limit}
+        if order != "newest":
+            params["order"] = order
+        if cursor:
+            params["cursor"] = cursor
+        d = self._json(await self._call("GET", "/threads", params=params))
+        items = []
+        for t in d.get("items", []):
+            fields = Summary.fields_of(t.get("latest") or {})
+            fields.update(thread_count=int(t.get("count", 1)), thread_unread=int(t.get("unread", 0)))
+            items.append(Summary(**fields))
+        return Page(tuple(items), d.get("next_cursor"), int(d.get("total", 0)))
+
+    async def thread_messages(self, thread_id: str, *, folder: str | None = None, limit: int = 50,
+                              cursor: str | None = None, order: str = "oldest") -> Page:
+        """The caller's messages of one thread, in every folder or one (GET /threads/{id})."""
+        params: dict[str, Any] = {"limit": limit, "order": order}
+        if folder:
+            params["folder"] = folder
+        if cursor:
+            params["cursor"] = cursor
+        d = self._json(await self._call("GET", f"/threads/{quote(thread_id, safe='')}", params=params))
+        return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)))
+
     async def folders(self) -> list[FolderCount]:
         """Each folder's name, total and unread count (GET /folders)."""
         d = self._json(await self._call("GET", "/folders"))
         return [FolderCount.of(f) for f in d.get("items", [])]
+
+    async def addresses(self, prefix: str, limit: int = 10) -> list[Address]:
+        """The members and the people of the caller's messages whose name or address starts
+        with `prefix` (GET /addresses), with their stored names."""
+        d = self._json(await self._call("GET", "/addresses", params={"prefix": prefix[:100], "limit": limit}))
+        return [Address.of(a) for a in d.get("items", []) if isinstance(a, dict)]
 
     async def get_message(self, message_id: str) -> Message:
         return Message.of(self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}")))

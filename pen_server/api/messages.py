@@ -8,10 +8,11 @@ import time
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from pen_server import accounts, mailbox, sending
+from pen_server import accounts, addresses, mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.events import END
 from pen_server.schemas import (
+    AddressesOut,
     Folder,
     FoldersOut,
     MessageOut,
@@ -50,6 +51,18 @@ def list_messages(
 @router.get("/folders", response_model=FoldersOut)
 def list_folders(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
     return {"items": mailbox.folders(session, who.user.id)}
+
+
+@router.get("/addresses", response_model=AddressesOut)
+def complete_addresses(
+    prefix: str = Query(..., min_length=1, max_length=addresses.MAX_PREFIX),
+    limit: int = Query(10, ge=1, le=addresses.MAX_LIMIT),
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """The members and the people of the caller's own messages whose address or name starts
+    with `prefix` (pen_server/addresses.py)."""
+    return {"items": addresses.complete(session, who.user, prefix, limit)}
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)

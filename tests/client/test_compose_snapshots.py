@@ -24,7 +24,7 @@ def mailbox_loaded(app) -> bool:
     """The mailbox's first row is highlighted (querying before its list is mounted finds nothing)."""
     mailbox = app.mailbox()
     lists = mailbox.query(MessageList) if mailbox is not None else None
-    return bool(lists) and lists.first().highlighted is not None
+    return bool(lists) and lists.first().highlighted is not None and {"inbox", "drafts"} <= set(mailbox.folder_counts)
 
 
 def compose_from_reader(key: str, focused: str):

@@ -382,3 +382,29 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     assert not _port_open(info["port"]) and not _port_open(info["smtp"])
     assert not Path(info["root"]).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["demo_child.py"]
+
+
+async def test_the_sign_in_screen_after_sign_out_shows_the_demo_password(stack, tmp_path, monkeypatch):
+    """`L` in the demo: the password printed before the full screen is on the sign-in screen,
+    and it is the one that signs in (as `penmail demo` starts the TUI, tui/cli.py)."""
+    from tests.tui_helpers import at_mailbox, rendered, wait_for
+    from tui.app import PenmailApp
+    from tui.config import Config
+    from tui.demo import sign_in_hint
+    from tui.screens.signin import SignInScreen
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    config = Config(server=stack.server, email=stack.email, ca_file=Path(stack.ca_file), download_dir=tmp_path)
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": stack.password}, use_keyring=False,
+                     sign_in_hint=sign_in_hint(stack.email, stack.password))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app))
+        await pilot.press("L")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and app.focused is not None)
+        hint = app.screen.query_one("#signin-hint").render().plain
+        assert f"with the password {stack.password}" in hint and stack.email in hint
+        assert "Demo PEN" in rendered(app)[0]
+        shown = hint.split("with the password ", 1)[1].split(" ", 1)[0]
+        assert app.focused.id == "password"
+        await pilot.press(*shown, "enter")
+        await wait_for(pilot, lambda: at_mailbox(app))

@@ -189,3 +189,37 @@ async def test_hostile_sign_in_error(hostile, tmp_path, monkeypatch):
             assert_clean_render(app)
             if printable_ascii(value) and len(value) < 60:
                 assert value in rendered(app)[0]
+
+
+async def test_hostile_subjects_in_the_mailbox_actions_sentences_and_question(hostile, tmp_path, monkeypatch):
+    """A bulk action's sentence and the question before a delete for good name subjects:
+    shown literally, nothing from them reaches the terminal as control or markup."""
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path))
+    from tui.config import Config
+    from tui.screens.confirm import ConfirmScreen
+
+    values = texts(hostile)
+    messages = [raw_message(k, v, None, []) for k, v in values.items()]
+    app = PenmailApp(Config(server="https://pen.example", email="me@abc.example"),
+                     session=ObjectsSession(ObjectsClient(messages)), env={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app))
+        mailbox = app.screen
+        mlist = mailbox.query_one(MessageList)
+        await wait_for(pilot, lambda: mlist.loaded_once)
+        mailbox.folder = "trash"  # the objects' client lists them whatever the folder: D asks
+        for i, value in enumerate(values.values()):
+            mlist.cursor = i
+            await pilot.press("t")  # "Tagged “<subject>”; ..."
+            await pilot.pause()
+            assert_clean_render(app)
+            await pilot.press("D")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.pause()
+            text = assert_clean_render(app)
+            if printable_ascii(value) and len(value) < 30:
+                assert f"\u201c{value}\u201d" in text
+            await pilot.press("n")
+            await wait_for(pilot, lambda: app.screen is mailbox)
+            mailbox.action_untag_all()
+        assert app.is_running

@@ -163,10 +163,7 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         await settle(pilot)
-        assert app.focused.id == "body"
-        cursor_on_focus(app)
-        await pilot.press("shift+tab")  # the attachment list is above the body
-        await settle(pilot)
+        # A message with files opens on their list, the cursor on the highlighted "> 1." row.
         attachments = reader.query_one(ReaderAttachmentList)
         assert app.focused is attachments
         cursor_on_row(app, attachments, 0)
@@ -228,6 +225,18 @@ async def ready(pilot) -> MailboxScreen:
     return app.screen
 
 
+async def help_lines(pilot) -> list[str]:
+    """The lines of F1's help for the screen shown; escape closes it again."""
+    app = pilot.app
+    screen = app.screen
+    await pilot.press("f1")
+    await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+    lines = app.screen.query_one("#help-keys", TextArea).text.splitlines()
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: app.screen is screen)
+    return lines
+
+
 async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_mouse):
     from textual.command import CommandPalette
 
@@ -276,7 +285,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
             await settle(pilot)
             assert app.focused.id == prompt
             cursor_on_focus(app)
-            await back_to(reader, "body")
+            await back_to(reader, "reader-attachments")  # where the message opened (it has a file)
             assert not reader.query_one(f"#{prompt}").display
 
         # compose: the path prompt, then the screen (the draft is kept)
@@ -289,7 +298,7 @@ async def test_escape_backs_out_of_every_screen_and_dialog(pen, send, state, no_
         assert app.focused.id == "compose-path"
         cursor_on_focus(app)
         await back_to(compose, "compose-body")
-        await back_to(reader, "body")
+        await back_to(reader, "reader-attachments")
         drafts = DraftStore().list()
         assert [d.body.startswith("Kept by escape.") for d in drafts] == [True]
         await back_to(mailbox, "messages")
@@ -352,6 +361,8 @@ async def test_vim_keys_beside_the_arrows_on_every_list(pen, send, state, no_mou
         await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
         reader = app.screen
         body = reader.query_one("#body", TextArea)
+        await pilot.press("tab")  # it opened on its files: on to the text
+        await wait_for(pilot, lambda: app.focused is body)
         await pilot.press("j", "j")
         await settle(pilot)
         assert body.cursor_location[0] == 2
@@ -451,6 +462,232 @@ async def test_a_key_remapped_by_binding_id_works_and_help_shows_it(pen, send, s
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
         await pilot.press("e")
-        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        await wait_for(pilot, lambda: "to Archive; press z to undo." in rendered(app)[0])
         with pen.as_user("ann") as c:
             assert c.get(f"/messages/{sent['id']}").json()["folder"] == "archive"
+
+
+async def test_tags_bulk_moves_undo_delete_drafts_and_reply_by_keys_alone(pen, send, state, no_mouse):
+    """Issue 10's mailbox actions by keys alone, the terminal cursor on the highlighted row,
+    the focused field or the question's answer at each step; each has a help line with its
+    id, and a palette entry that runs it."""
+    import uuid
+
+    from textual.command import CommandPalette
+
+    from tui.drafts import Draft, DraftStore, account_key
+    from tui.screens.confirm import ConfirmScreen
+
+    word = "kb" + uuid.uuid4().hex[:8]
+    for n in range(2):
+        send("bob", ["ann"], subject=f"Bulk by keys {word} {n}")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        lines = await help_lines(pilot)
+        for line in ("Tag or untag: t  (id mailbox.tag)", "Tag all that match: *  (id mailbox.tag_matching)",
+                     "Untag all: control+t  (id mailbox.untag_all)", "Undo move: z  (id mailbox.undo)",
+                     "Reply: r  (id mailbox.reply)", "Reply all: R  (id mailbox.reply_all)",
+                     "Forward: f  (id mailbox.forward)", "Drafts folder: 5  (id mailbox.drafts_folder)"):
+            assert line in lines, (line, lines)
+        await pilot.press("slash", *word, "enter")
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total == 2 and app.focused is messages)
+        # t tags and moves on; the cursor follows the row
+        await pilot.press("t")
+        await wait_for(pilot, lambda: len(messages.tagged) == 1 and messages.cursor == 1)
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        # the palette runs "Tag all that match"
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Tag all that match")
+        await wait_for(pilot, lambda: "Tag all that match" in rendered(app)[0].split("\n", 3)[-1])
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is mailbox and len(messages.tagged) == 2)
+        # d moves both to Trash; z brings them back
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "Moved 2 messages to Trash" in rendered(app)[0])
+        await pilot.press("z")
+        await wait_for(pilot, lambda: "Moved 2 messages back to Inbox" in rendered(app)[0] and messages.total == 2)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        # D in Trash asks; the cursor is on "No"
+        await pilot.press("d")
+        await pilot.press("4")
+        await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.highlighted is not None
+                       and messages.highlighted.folder == "trash" and not messages.tagged)
+        await pilot.press("D")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await settle(pilot)
+        choices = app.screen.query_one("#confirm-choices")
+        cursor_on_row(app, choices, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, messages.cursor)
+        # Drafts: 5, the cursor on the row; enter resumes into compose, the cursor in the body
+        DraftStore().save(Draft(to=["bob@abc.example"], subject=f"Draft by keys {word}", body="Hello",
+                                account=account_key(pen.process.url, "ann@abc.example")))
+        await pilot.press("5")
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and messages.total == 1
+                       and messages.highlighted is not None and messages.highlighted.folder == "drafts")
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        await settle(pilot)
+        assert app.focused.id == "compose-body"
+        cursor_on_focus(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        # r on a message of the list: compose with the reply
+        await pilot.press("1", "slash", *word, "enter")
+        await wait_for(pilot, lambda: mailbox.folder == "inbox" and messages.total == 1
+                       and messages.highlighted is not None and messages.highlighted.folder == "inbox")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None
+                       and app.screen.draft.in_reply_to == messages.highlighted.id)
+        await settle(pilot)
+        cursor_on_focus(app)
+    assert not no_mouse
+
+
+async def test_threads_by_keys_alone_from_the_palette_help_and_keys(pen, send, state, no_mouse):
+    """The thread view from the command palette, a thread opened with space, a message of it
+    read, the reader's thread list reached with T: the cursor on the highlighted row each time."""
+    from tui.widgets.thread_list import ThreadList
+
+    first = send("bob", ["ann"], subject="Keys thread")
+    reply = send("ann", ["bob"], subject="Re: Keys thread", in_reply_to=first["id"])
+    last = send("bob", ["ann"], subject="Re: Keys thread again", in_reply_to=reply["id"])
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        lines = await help_lines(pilot)
+        assert "Threads: T  (id mailbox.threads)" in lines
+        assert "Open or close thread: space  (id mailbox.expand_thread)" in lines
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Threads")
+        await wait_for(pilot, lambda: "Key: T" in rendered(app)[0])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is mailbox and messages.threads and messages.highlighted is not None
+                       and messages.highlighted.id == last["id"])
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: messages.rows == messages.total + 1)
+        await pilot.press("j")
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        assert messages.highlighted.id == first["id"]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown
+                       and len(app.screen.query_one(ThreadList).summaries) == 3)
+        reader = app.screen
+        await pilot.press("T")
+        await settle(pilot)
+        thread = reader.query_one(ThreadList)
+        cursor_on_row(app, thread, 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_row(app, messages, 1)
+        await pilot.press("T")
+        await wait_for(pilot, lambda: not messages.threads and messages.highlighted is not None)
+
+
+async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_mouse):
+    from textual.command import CommandPalette
+
+    from tui.pen_client import Summary
+    from tui.screens.notices import NoticesScreen
+
+    received = send("bob", ["ann"], subject="Notices from the reader")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        app.toast("First notice.", title="Test")
+        app.toast("Second notice.", title="Test", severity="error")
+        # N from the list: newest first, the cursor on it; escape back to the list's row.
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await settle(pilot)
+        listing = app.screen.query_one("#notices-list")
+        cursor_on_row(app, listing, 0)
+        assert "error    Test: Second notice." in rendered(app)[0].splitlines()[app.cursor_position.y]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await settle(pilot)
+        cursor_on_focus(app)
+        # F1 lists it with its id; the palette runs it.
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert "Notices said so far: N  (id app.notices)" in app.screen.query_one("#help-keys", TextArea).text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Notices said")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is mailbox)
+        # N from the reader too (its text does not take the key).
+        app.open_message(Summary.of(received))
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
+        reader = app.screen
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is reader)
+        await settle(pilot)
+        cursor_on_focus(app)
+    assert not no_mouse
+
+
+async def test_search_language_completion_and_the_subject_question_by_keys_alone(pen, send, state, no_mouse):
+    """Issue 10's search, address completion and the question before sending without a
+    subject, by keys alone, the terminal cursor in the focused field or on the answer."""
+    import uuid
+
+    from tui.screens.confirm import ConfirmScreen
+
+    word = "ks" + uuid.uuid4().hex[:8]
+    send("bob", ["ann"], cc=[{"email": f"omar.{word}@elsewhere.example", "name": "Omar Haddad"}],
+         subject=f"Search by keys {word}")
+    app = signed_in(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        # A search the PEN cannot read: its sentence under the field, the cursor still in it.
+        await pilot.press("slash", *"frm:bob", "enter")
+        await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "search"
+        await pilot.press("ctrl+u", *f"from:bob {word}", "enter")
+        await wait_for(pilot, lambda: messages.loaded_once and messages.total == 1 and app.focused is messages)
+        await settle(pilot)
+        cursor_on_row(app, messages, 0)
+        # Completion from the PEN, taken with the right arrow; no subject asks, No is the default.
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
+        compose = app.screen
+        to = compose.query_one("#to", Input)
+        await pilot.press(*f"omar haddad <omar.{word}")
+        await wait_for(pilot, lambda: to._suggestion == f"Omar Haddad <omar.{word}@elsewhere.example>")
+        await pilot.press("right", "f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None)
+        await settle(pilot)
+        cursor_on_focus(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is compose and app.focused is not None
+                       and app.focused.id == "subject")
+        await settle(pilot)
+        assert cursor_on_focus(app).id == "subject"
+        assert to.value == f"Omar Haddad <omar.{word}@elsewhere.example>"

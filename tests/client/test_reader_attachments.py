@@ -90,10 +90,9 @@ async def test_save_one_and_all_by_key(pen, send, state):
         text = rendered(pilot.app)[0]
         assert "> 1. lab results.csv  (application/octet-stream, 1.0 KB)" in text
         assert "2. knee scan.bin  (application/octet-stream, 6.0 MB)" in text
-        # The list takes the focus from the body with shift+tab; j moves, the ">" and the
+        # The message opens on its files (the list has the focus); j moves, the ">" and the
         # terminal cursor follow.
-        await pilot.press("shift+tab")
-        assert pilot.app.focused is listing
+        await wait_for(pilot, lambda: pilot.app.focused is listing)
         await pilot.press("j")
         assert listing.highlighted_attachment.filename == "knee scan.bin"
         await pilot.pause()

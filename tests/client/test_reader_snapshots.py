@@ -117,7 +117,7 @@ def test_reader_attachments_with_a_download(snap_compare, clinic, size, tmp_path
         await pilot.press("s")
         await wait_for(pilot, lambda: listing.saved and not reader.downloading)
         gate, held_up, _ = gated_downloads(app.session.client, pause_after=1, monkeypatch=monkeypatch)
-        await pilot.press("shift+tab", "j", "s")
+        await pilot.press("j", "s")  # the message opened on its files: j to the second
         await wait_for(pilot, lambda: held_up.is_set() and reader.downloading)
         panel = reader.query_one(DownloadPanel)
         panel.show_progress(Progress(done=12_288, total=30_720, bytes_per_second=4096.0, seconds_left=4.5,

@@ -28,7 +28,8 @@ def signed_in_app(snap_pen, tmp_path) -> PenmailApp:
 async def mailbox_ready(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query(MessageList)
-                   and app.screen.query_one(MessageList).highlighted is not None)
+                   and app.screen.query_one(MessageList).highlighted is not None
+                   and {"inbox", "drafts"} <= set(app.screen.folder_counts))  # the sidebar's counts came too
     await pilot.pause()
 
 

@@ -130,7 +130,7 @@ async def test_folders_search_and_actions_by_key(pen, send, state, memory_keyrin
         await wait_for(pilot, lambda: messages.total == 1 and messages.highlighted is not None)
         assert messages.highlighted.id == sent["id"]
         await pilot.press("a")  # archive
-        await wait_for(pilot, lambda: "Moved to archive." in rendered(app)[0])
+        await wait_for(pilot, lambda: "to Archive; press z to undo." in rendered(app)[0])
         await pilot.press("escape", "3")  # clear the search, archive folder
         await wait_for(pilot, lambda: app.screen.folder == "archive" and messages.loaded_once
                        and any(messages.summary_at(i) and messages.summary_at(i).id == sent["id"]

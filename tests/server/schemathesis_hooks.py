@@ -76,6 +76,11 @@ def before_call(context, case, kwargs):
     method, path = case.operation.method.upper(), case.operation.path
     if method == "GET" and path == "/api/v1/messages" and case.query and case.query.get("cursor"):
         case.query["cursor"] = PEN["cursors"][case.query.get("order") or "newest"]
+    if method == "GET" and path.startswith("/api/v1/threads") and case.query and case.query.get("cursor"):
+        # The thread calls page by the same keys as GET /messages, with the same cursors; one
+        # thread's messages come oldest first unless asked otherwise.
+        default = "oldest" if path.endswith("{thread_id}") else "newest"
+        case.query["cursor"] = PEN["cursors"][case.query.get("order") or default]
     if method == "GET" and path == "/api/v1/messages" and case.query and isinstance(case.query.get("q"), str):
         # The search language (docs/pen-api.md, "Search") is a grammar the schema cannot state:
         # a generated q becomes one it reads (no double quote, no colon to look like a key).

@@ -176,7 +176,7 @@ def seed(db, *, to=(), cc=(), bcc=(), role="member", package="employees", discla
         s.add(message)
         s.flush()
         s.add(MailboxEntry(user_id=sender.id, message_id=message.id, folder="sent", unread=False,
-                           is_sender=True, sent_at=now))
+                           is_sender=True, sent_at=now, thread_id=message.thread_id))
         position = 0
         for kind in ("to", "cc", "bcc"):
             for a in lists[kind]:

@@ -25,13 +25,19 @@ def register_guest(pen, email: str, subject: str, name: str = "Gus Guest") -> st
     return r.json()["access_token"]
 
 
-def test_guest_rule_counts_only_the_guests_own_copies(pen, send):
+def guest_beside_a_reply(pen, send) -> tuple[str, str, str, str, dict]:
+    """A guest signed up from Ann's message to it, Bob and `seen`, and Bob's answer to Ann
+    alone copying `hidden`, whom the guest never hears of: (token, guest, seen, hidden, first)."""
     tag = uuid.uuid4().hex[:8]
     guest, seen, hidden = (f"{who}-{tag}@outside.example" for who in ("guest", "seen", "hidden"))
     first = send("ann", [guest, "bob"], cc=[seen], subject=f"Scan {tag}")
-    # Bob answers Ann alone, copying someone the guest never hears of.
     send("bob", ["ann"], cc=[hidden], subject=f"Re: Scan {tag}", in_reply_to=first["id"])
-    token = register_guest(pen, guest, f"Scan {tag}")
+    return register_guest(pen, guest, f"Scan {tag}"), guest, seen, hidden, first
+
+
+def test_guest_rule_counts_only_the_guests_own_copies(pen, send):
+    token, guest, seen, hidden, first = guest_beside_a_reply(pen, send)
+    tag = guest.split("-", 1)[1].split("@")[0]
     with pen.client(token) as g:
         assert [m["id"] for m in g.get("/messages").json()["items"]] == [first["id"]]
         # Someone on the guest's own copy: allowed.

@@ -82,16 +82,10 @@ def test_cli_changes_one_thing_at_a_time(tmp_path, smtp):
 
 
 def test_the_migration_gives_existing_packages_keep(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from pen_server.db import MIGRATIONS, migrate
+    from pen_server.db import migrate
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "0003")
+    migrate(url, "0003")
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO packages (name, disclaimer) VALUES ('old', 'Old notice.')"))

@@ -33,8 +33,9 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.pen_client import Attachment, Message, PenClient
+from tui.pen_client import Address, Attachment, Message, PenClient, PenError
 from tui.safe_text import clean, one_line
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.messages import NotificationsRequested
 from tui.sender import NotSent, Sender, draft_entries
 from tui.uploads import Entry, Uploader
@@ -144,7 +145,7 @@ class ComposeScreen(Screen):
                 with Horizontal(classes="compose-row"):
                     yield SafeStatic(f" {label}:", classes="compose-label", id=f"{name}-label")
                     yield AddressField(", ".join(one_line(a) for a in getattr(d, name)), lambda: self.book,
-                                       id=name, classes="compose-address",
+                                       self._people, id=name, classes="compose-address",
                                        placeholder="name@example.org, ...; right arrow completes")
             with Horizontal(classes="compose-row"):
                 yield SafeStatic(" Subject:", classes="compose-label", id="subject-label")
@@ -192,6 +193,14 @@ class ComposeScreen(Screen):
     @property
     def _me(self) -> str | None:
         return self.client.user.email if self.client.user else None
+
+    async def _people(self, prefix: str) -> list[Address] | None:
+        """The PEN's people for an address field's completion; None (the book alone) when it
+        cannot say, e.g. an older PEN without GET /addresses or no connection."""
+        try:
+            return await self.client.addresses(prefix, limit=20)
+        except PenError:
+            return None
 
     @work(thread=True, group="compose-book", exit_on_error=False)
     def _load_book(self) -> None:
@@ -352,14 +361,25 @@ class ComposeScreen(Screen):
 
     # ------------------------------------------------------------ actions
 
+    def keep_for_later(self) -> str | None:
+        """Quitting or signing out with this screen open: the draft is written now; the
+        sentence that says so (None when there was nothing to keep)."""
+        if self.closed:
+            return None
+        self._collect()
+        self._save_now()
+        if not self.touched:
+            return None
+        return (f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept in Drafts "
+                f"(key 5 in the mailbox); it is offered again when you next sign in.")
+
     def action_close(self) -> None:
         if self.query_one(AttachmentPanel).hide_prompt():
             self.query_one(TextArea).focus()
             return
-        self._save_now()
-        if self.touched:
-            self.app.toast(f"The draft \u201c{one_line(self.draft.subject, 60) or '(no subject)'}\u201d is kept; "
-                           f"it is offered again when you next sign in.", title="Draft")
+        kept = self.keep_for_later()
+        if kept:
+            self.app.toast(kept, title="Draft")
         self.app.pop_screen()
 
     def action_save(self) -> None:
@@ -415,10 +435,56 @@ class ComposeScreen(Screen):
         problem = self._unsendable()
         if problem:
             self.say(f"Not sent: {problem}")
+            self._focus_named(problem)
+            return
+        if not self._asked_about_empty():
+            self._start_send()
+
+    def _start_send(self) -> None:
+        if self.sending:
             return
         self.sending = True
         self.say("Sending ...")
         self._send()
+
+    def _focus_named(self, problem: str) -> None:
+        """After a sentence that names a field ("To: ...", "Add at least one recipient ..."),
+        the cursor goes to that field, to correct it there."""
+        label = problem.partition(":")[0] if ":" in problem.split(" ", 1)[0] else ""
+        names = {label: name for name, label in ADDRESS_FIELDS + (("subject", "Subject"),)}
+        if label in names:
+            self.query_one(f"#{names[label]}").focus()
+        elif problem.startswith("Add at least one recipient"):
+            self.query_one("#to").focus()
+
+    def _focus_refused(self, error: PenError) -> None:
+        """The PEN refused a field ("to[0].email", "subject") or an address (a guest's
+        recipient): the cursor goes to the field that holds it."""
+        named = [key.split("[")[0].split(".")[0] for key in error.fields]
+        named += [name for name, _ in ADDRESS_FIELDS
+                  if any(a.email.lower() in error.message.lower() for a in self._field(name).addresses()[0])]
+        for name in named:
+            if name in ("to", "cc", "bcc", "subject"):
+                self.query_one(f"#{name}").focus()
+                return
+
+    def _asked_about_empty(self) -> bool:
+        """No subject asks once before sending (one question, also when the text is empty):
+        y sends; n, escape or enter (the default) go back to the Subject field. True while it asks."""
+        if self.query_one("#subject", Input).value.strip():
+            return False
+        no_text = not self.query_one("#compose-body", TextArea).text.strip()
+        question = "This message has no subject" + (" and no text" if no_text else "") + ". Send it anyway?"
+
+        def answered(send: bool | None) -> None:
+            if send:
+                self._start_send()
+                return
+            self.query_one("#subject").focus()
+            self.say("Not sent: type a subject, then press F9 to send.")
+
+        self.app.push_screen(ConfirmScreen(question, yes="Send it"), answered)
+        return True
 
     @work(group="compose-send", exit_on_error=False)
     async def _send(self) -> None:
@@ -461,6 +527,8 @@ class ComposeScreen(Screen):
             self.say(SENT_BEFORE)
             return
         self.definite_failure = not exc.maybe_sent
+        if exc.kind == NotSent.REFUSED and exc.error is not None:
+            self._focus_refused(exc.error)
         if exc.kind == NotSent.REFUSED:
             then = "The draft is kept; change what the PEN names and send again."
         elif exc.maybe_sent:

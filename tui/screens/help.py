@@ -10,7 +10,7 @@ from textual.screen import ModalScreen, Screen
 from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
 
-KEY_NAMES = {"question_mark": "?", "slash": "/", "enter": "enter", "escape": "escape"}
+KEY_NAMES = {"question_mark": "?", "slash": "/", "asterisk": "*", "enter": "enter", "escape": "escape"}
 
 
 def describe_keys(screen: Screen) -> str:

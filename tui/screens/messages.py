@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from tui.drafts import Draft
     from tui.pen_client import Event, Summary
     from tui.pen_client import Message as PenMessage
@@ -40,19 +42,21 @@ class EventsWanted(Message):
 
 
 class MessageOpenRequested(Message):
-    """Open this message in the reader."""
+    """Open this message in the reader; ``instead_of``: in place of that screen (the reader
+    moving along a thread, so the screens do not pile up)."""
 
-    def __init__(self, summary: Summary) -> None:
+    def __init__(self, summary: Summary, instead_of: Screen | None = None) -> None:
         super().__init__()
-        self.summary = summary
+        self.summary, self.instead_of = summary, instead_of
 
 
 class SummaryChanged(Message):
-    """A message changed (read, unread); ``moved``: it left its folder, so the list reloads."""
+    """A message changed (read, unread); ``moved``: it left its folder (``before``), so the
+    list reloads, and the mailbox can undo the move."""
 
-    def __init__(self, summary: Summary, moved: bool = False) -> None:
+    def __init__(self, summary: Summary, moved: bool = False, before: str | None = None) -> None:
         super().__init__()
-        self.summary, self.moved = summary, moved
+        self.summary, self.moved, self.before = summary, moved, before
 
 
 class ComposeRequested(Message):

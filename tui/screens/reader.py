@@ -30,17 +30,23 @@ from tui.htmlbody import allowed_link
 from tui.opener import open_file
 from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
-from tui.screens.messages import ComposeRequested, NotificationsRequested, SummaryChanged
+from tui.screens.messages import ComposeRequested, MessageOpenRequested, NotificationsRequested, SummaryChanged
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList
 from tui.widgets.reading_text import ReadingText
 from tui.widgets.safe_static import SafeStatic
+from tui.widgets.thread_list import ThreadList
+
+LOAD_WAIT_SECONDS = 30.0  # keys typed after a reply asked for while loading wait at most this
 
 if TYPE_CHECKING:
     from tui.app import PenmailApp
 
 __all__ = ["ReaderScreen"]
+
+
+THREAD_ROWS = 50  # of the conversation, the newest shown in the reader
 
 
 def _count(n: int, what: str) -> str:
@@ -70,6 +76,7 @@ class ReaderScreen(Screen):
         Binding("W", "save_to('all')", "Save all to folder", show=False, id="reader.save_all_to"),
         Binding("x", "open_saved", "Open saved file", show=False, id="reader.open_saved"),
         Binding("n", "notifications", "Notifications", id="reader.notifications"),
+        Binding("T", "thread", "Thread", show=False, id="reader.thread"),
         Binding("f1,question_mark", "app.help", "Help", id="reader.help"),
     ]
 
@@ -83,6 +90,8 @@ class ReaderScreen(Screen):
         self._cancel: asyncio.Event | None = None
         self._save_which = "one"  # what the folder prompt saves: "one" or "all"
         self._focus_before: Widget | None = None
+        self._shown = asyncio.Event()  # the message is shown, or could not be fetched
+        self._when_shown: str | None = None  # the reply asked for while it was loading
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
@@ -90,6 +99,8 @@ class ReaderScreen(Screen):
             yield SafeStatic("Attachments (s save, S save all, w or W save elsewhere, x open):",
                              id="reader-attachments-title")
             yield ReaderAttachmentList(id="reader-attachments")
+            yield SafeStatic("", id="reader-thread-title")
+            yield ThreadList(id="reader-thread")
         yield DownloadPanel(id="download-panel")
         yield ReadingText("", id="body")
         yield Input(placeholder="Link number to open in your browser; escape cancels", id="link-number")
@@ -102,6 +113,8 @@ class ReaderScreen(Screen):
         self.query_one("#save-folder", Input).display = False
         self.query_one("#reader-attachments-title").display = False
         self.query_one(ReaderAttachmentList).display = False
+        self.query_one("#reader-thread-title").display = False
+        self.query_one(ThreadList).display = False
         self.query_one("#body", TextArea).focus()
         self._load()
 
@@ -118,6 +131,8 @@ class ReaderScreen(Screen):
             return self.downloading
         if action == "notifications":
             return bool(self.message and self.message.notifications)
+        if action == "thread":
+            return bool(self.query_one(ThreadList).summaries)
         return True
 
     @work(exclusive=True, group="reader", exit_on_error=False)
@@ -126,6 +141,8 @@ class ReaderScreen(Screen):
             message = await self.client.get_message(self.summary.id)
         except PenError as exc:
             self.query_one("#headers", SafeStatic).show(exc.message)
+            self._when_shown = None
+            self._shown.set()
             return
         self.message = message
         self.query_one("#headers", SafeStatic).show(header_text(message))
@@ -133,13 +150,20 @@ class ReaderScreen(Screen):
         attachments.show_attachments(message.attachments)
         attachments.display = bool(message.attachments)
         self.query_one("#reader-attachments-title").display = bool(message.attachments)
+        if message.attachments and self.focused is self.query_one("#body"):
+            attachments.focus()  # its "> 1." row is the highlighted thing: the cursor goes there
         self.refresh_bindings()
+        self._load_thread(message)
         if message.body_html:  # the conversion has a deadline, off the event loop
             body, self.links, note = await asyncio.to_thread(body_text, message)
         else:
             body, self.links, note = body_text(message)
         self.query_one("#body", TextArea).load_text(body or "(This message has no text.)")
         self.body_shown = True
+        if self._when_shown is not None:  # r pressed while loading: the reply opens now
+            self.post_message(ComposeRequested(self._when_shown, message))
+            self._when_shown = None
+        self._shown.set()
         hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
         if message.notifications:
             hints.append("You sent this message; press n to see who was notified.")
@@ -153,6 +177,37 @@ class ReaderScreen(Screen):
         # The people on it complete addresses when composing (in a thread; never the user).
         await asyncio.to_thread(remember_seen, [message.sender, *message.to, *message.cc],
                                 self.client.user.email if self.client.user else None)
+
+    @work(exclusive=True, group="reader-thread", exit_on_error=False)
+    async def _load_thread(self, message: Message) -> None:
+        """The rest of the conversation: its newest THREAD_ROWS messages, oldest first."""
+        try:
+            page = await self.client.thread_messages(message.thread_id, limit=THREAD_ROWS, order="newest")
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        if page.total <= 1:
+            return
+        shown = "" if page.total <= len(page.items) else f", the newest {len(page.items)} shown"
+        self.query_one("#reader-thread-title", SafeStatic).show(
+            f"This conversation: {_count(page.total, 'message')}{shown} (T goes here, enter opens one):")
+        thread = self.query_one(ThreadList)
+        me = self.client.user.email if self.client.user else None
+        thread.show_thread(tuple(reversed(page.items)), message.id, me)
+        thread.display = True
+        self.query_one("#reader-thread-title").display = True
+        self.refresh_bindings()
+
+    def action_thread(self) -> None:
+        self.query_one(ThreadList).focus()
+
+    @on(OptionList.OptionSelected, "#reader-thread")
+    def _thread_message_chosen(self, event: OptionList.OptionSelected) -> None:
+        summary = self.query_one(ThreadList).highlighted_summary
+        if summary is None or summary.id == self.summary.id:
+            self.say("This is the message you are reading.")
+            return
+        self.post_message(MessageOpenRequested(summary, instead_of=self))
 
     def _hide_input(self, field: Input) -> None:
         field.display = False
@@ -176,9 +231,17 @@ class ReaderScreen(Screen):
             self.query_one("#body", TextArea).load_text(clean(self.message.body_text) or "(no text part)")
             self.say("Showing the text part.")
 
+    async def _replying(self) -> bool:
+        """Once the message is shown: whether the reply asked for while loading opened."""
+        await self._shown.wait()
+        return self.message is not None
+
     def action_reply(self, kind: str) -> None:
-        if self.message is None:
-            self.say("The message is still loading.")
+        if self.message is None or not self.body_shown:
+            # Once it is shown; the keys typed after this one wait for the reply to open.
+            self._when_shown = kind
+            self.say("Replying once the message is loaded ...")
+            self.app.key_gate.wait_for(self._replying(), LOAD_WAIT_SECONDS, "the reply")
             return
         self.post_message(ComposeRequested(kind, self.message))
 
@@ -195,7 +258,7 @@ class ReaderScreen(Screen):
         except PenError as exc:
             self.say(exc.message)
             return
-        self.post_message(SummaryChanged(updated, moved="folder" in change))
+        self.post_message(SummaryChanged(updated, moved="folder" in change, before=self.summary.folder))
         if "folder" in change:
             self.app.pop_screen()
         else:
@@ -318,7 +381,8 @@ class ReaderScreen(Screen):
                 listing.mark_saved(attachment, path)
             sentence = exc.message
             if saved:
-                sentence = (f"{sentence.rstrip('.')}; {len(saved)} of {len(attachments)} attachments were "
+                were = "was" if len(saved) == 1 else "were"
+                sentence = (f"{sentence.rstrip('.')}; {len(saved)} of {len(attachments)} attachments {were} "
                             f"saved in {saved[0].parent} before that.")
             if not isinstance(exc, DownloadCancelled):
                 self.app.bell()

@@ -35,14 +35,17 @@ class SignInScreen(Screen):
     ]
 
     def __init__(self, server: str = "", email: str = "", ca_file=None, notice: str | None = None,
-                 error: str | None = None) -> None:
+                 error: str | None = None, hint: str | None = None) -> None:
+        """`hint`: a line under the title for where the password is known, e.g. the demo's."""
         super().__init__()
         self.server, self.email, self.ca_file = server, email, ca_file
-        self.notice, self.error = notice, error
+        self.notice, self.error, self.hint = notice, error, hint
 
     def compose(self) -> ComposeResult:
         with Vertical(id="signin-box"):
             yield Label("Sign in to your PEN", id="signin-title")
+            if self.hint:
+                yield SafeStatic(self.hint, id="signin-hint")
             yield SafeStatic(self.error or "", id="signin-error")
             yield SafeStatic(self.notice or "", id="signin-notice")
             with Horizontal(classes="field"):

@@ -6,13 +6,19 @@ Pages come from both ends of the folder: counted from the top (newest first, the
 cursors from page 0 down) and counted from the bottom (order "oldest": row index
 total-1-k for the k-th oldest). Keyset paging reaches page N of a chain only through the
 pages before it, so rows that neither chain reaches yet are walked to from the nearer end:
-End fetches one page, from the bottom, and scrolling up from there continues that chain."""
+End fetches one page, from the bottom, and scrolling up from there continues that chain.
+
+In the thread view each page row is a thread under its newest message; a thread the screen
+expands shows its older messages (handed over by the screen: widgets fetch nothing of their
+own) as rows under it. Rows on the screen ("rows") are then the page rows ("heads") with
+the expanded threads' rows between them; at most MAX_EXPANDED threads are open at once.
+Row text: tui/widgets/message_rows.py."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from dataclasses import replace as replaced
 
 from rich.segment import Segment
 from textual import work
@@ -22,10 +28,12 @@ from textual.message import Message as TextualMessage
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import Worker
 
-from tui.format import short_date
+from tui.bulk import TAG_MARK
 from tui.pen_client import Page, PenError, Summary
-from tui.safe_text import one_line
+from tui.terminal_cursor import row_offset
+from tui.widgets.message_rows import fit, row_text
 from tui.widgets.vim_keys import moving_bindings
 
 # loader(cursor, limit, order): a page of `limit` rows from `cursor`, order "newest" or "oldest".
@@ -34,25 +42,12 @@ TOP, BOTTOM = "newest", "oldest"  # a chain of pages, named by the order it is f
 PageKey = tuple[str, int]  # (chain, page number counted from that chain's end)
 
 
-def row_text(s: Summary, width: int, now: datetime | None = None) -> str:
-    """One row: markers as letters (U unread, A attachment), sender, subject, date."""
-    when = short_date(s.sent_at, now)
-    marks = ("U" if s.unread else "-") + ("A" if s.attachment_count else "-")
-    who = one_line(s.sender.name or s.sender.email)
-    sender_w = max(8, min(24, width // 4))
-    who = who[:sender_w].ljust(sender_w)
-    subject_w = max(1, width - 17 - sender_w)
-    subject = one_line(s.subject) or "(no subject)"
-    if len(subject) > subject_w:
-        subject = subject[: max(0, subject_w - 1)] + "\u2026"
-    return f"  {marks} {who} {subject.ljust(subject_w)} {when.rjust(10)}"[:width]
-
-
 class MessageList(ScrollView, can_focus=True):
     """Rows of message summaries; asks its loader for pages as the view needs them."""
 
     PAGE_SIZE = 100
     MAX_PAGES = 12  # pages kept in memory, both chains together; others are fetched again
+    MAX_EXPANDED = 8  # threads open at once; opening one more closes the one opened first
 
     BINDINGS = [
         *moving_bindings("list.", ("Next", "Previous", "First message", "Last message")),
@@ -101,7 +96,20 @@ class MessageList(ScrollView, can_focus=True):
         self._loading: set[PageKey] = set()
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
+        self.first_page_fetch: Worker | None = None  # the first page's fetch since the last reset
         self.loaded_once = False
+        self.threads = False  # rows are threads under their newest message (the screen's loader says so)
+        self.me: str | None = None  # the user's address: its own messages show their recipients
+        # Expanded threads: head (page row) index -> its older messages, in insertion order.
+        self._expanded: dict[int, tuple[Summary, ...]] = {}
+        self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
+        # The mark slot of each row (column 1): TAG_MARK on tagged rows.
+        self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
+
+    def show_tags(self, ids: frozenset[str]) -> None:
+        """Mark these rows as tagged (a character in the row's mark column)."""
+        self.tagged = frozenset(ids)
+        self.refresh()
 
     # ------------------------------------------------------------ data
 
@@ -111,6 +119,10 @@ class MessageList(ScrollView, can_focus=True):
             self.loader = loader
         self._started = True
         self._generation += 1
+        if self._expanded:  # rows may move: the threads close, the cursor stays on its thread
+            head, _ = self._locate(self.cursor)
+            self._expanded.clear()
+            self.cursor = head
         self._stale = dict(self._pages) if keep_cursor else {}
         self._pages.clear()
         self._cursors = {TOP: [None], BOTTOM: [None]}
@@ -152,17 +164,91 @@ class MessageList(ScrollView, can_focus=True):
         k = index if chain == TOP else self.total - 1 - index
         return number * self.PAGE_SIZE <= k < number * self.PAGE_SIZE + length
 
+    # ------------------------------------------------------------ rows and threads
+
+    @property
+    def rows(self) -> int:
+        """Rows on the screen: the page rows and the rows of the expanded threads."""
+        return self.total + sum(len(kids) for kids in self._expanded.values())
+
+    def _locate(self, row: int) -> tuple[int, int]:
+        """(head index, -1) for a page row; (head index, k) for the k-th row under an expanded head."""
+        shift = 0
+        for head in sorted(self._expanded):
+            if row <= head + shift:
+                break
+            kids = len(self._expanded[head])
+            if row <= head + shift + kids:
+                return head, row - shift - head - 1
+            shift += kids
+        return row - shift, -1
+
+    def row_of(self, head: int) -> int:
+        """The screen row of page row `head`."""
+        return head + sum(len(kids) for h, kids in self._expanded.items() if h < head)
+
+    def row_summary(self, row: int) -> Summary | None:
+        head, k = self._locate(row)
+        if k < 0:
+            return self.summary_at(head)
+        return self._expanded[head][k]
+
     @property
     def highlighted(self) -> Summary | None:
-        return self.summary_at(self.cursor) if self.total else None
+        return self.row_summary(self.cursor) if self.total else None
+
+    @property
+    def highlighted_thread(self) -> tuple[int, Summary | None, bool]:
+        """The thread at the cursor: its head index, its head summary, whether it is expanded."""
+        head, _ = self._locate(self.cursor)
+        return head, self.summary_at(head) if self.total else None, head in self._expanded
+
+    def expand_thread(self, head: int, thread_id: str, older: tuple[Summary, ...]) -> bool:
+        """Show `older` (a thread's other messages here, newest first) under page row
+        `head`, if that row is still that thread; the cursor stays on the head."""
+        summary = self.summary_at(head)
+        if summary is None or summary.thread_id != thread_id or head in self._expanded:
+            return False
+        while len(self._expanded) >= self.MAX_EXPANDED:
+            self.collapse_thread(next(iter(self._expanded)))
+        cursor_head, k = self._locate(self.cursor)
+        self._expanded[head] = tuple(older)
+        self._rows_changed(self.row_of(cursor_head) + (k + 1 if k >= 0 else 0))
+        return True
+
+    def collapse_thread(self, head: int) -> None:
+        if head not in self._expanded:
+            return
+        cursor_head, k = self._locate(self.cursor)
+        del self._expanded[head]
+        self._rows_changed(self.row_of(cursor_head) + (k + 1 if k >= 0 and cursor_head != head else 0))
+
+    def _rows_changed(self, cursor: int) -> None:
+        self.virtual_size = Size(self.size.width, self.rows)
+        self.cursor = max(0, min(cursor, self.rows - 1))
+        self.refresh()
 
     def replace(self, summary: Summary) -> None:
-        """Show a changed summary (read state, say) without reloading."""
+        """Show a changed summary (read state, say) without reloading; a thread row keeps
+        its counts, its unread count following the change, also of an expanded older one."""
         changed = False
+        unread_delta: dict[str, int] = {}  # thread id -> change of a thread row's unread count
+        for head, kids in self._expanded.items():
+            for i, s in enumerate(kids):
+                if s.id == summary.id:
+                    self._expanded[head] = kids[:i] + (summary,) + kids[i + 1:]
+                    unread_delta[s.thread_id] = int(summary.unread) - int(s.unread)
+                    changed = True
         for key, page in list(self._pages.items()):  # at the seam, a row may be in a page of each chain
             for i, s in enumerate(page):
+                new = s
                 if s.id == summary.id:
-                    self._pages[key] = page[:i] + (summary,) + page[i + 1:]
+                    new = replaced(summary, thread_count=s.thread_count,
+                                   thread_unread=max(0, s.thread_unread + int(summary.unread) - int(s.unread)))
+                elif self.threads and s.thread_id in unread_delta:
+                    new = replaced(s, thread_unread=max(0, s.thread_unread + unread_delta[s.thread_id]))
+                if new is not s:
+                    self._pages[key] = page = page[:i] + (new,) + page[i + 1:]
                     changed = True
         if changed:
             self.refresh()
@@ -175,7 +261,9 @@ class MessageList(ScrollView, can_focus=True):
                 or number >= len(cursors)):
             return
         self._loading.add(key)
-        self._fetch(key, cursors[number], self._generation)
+        fetch = self._fetch(key, cursors[number], self._generation)
+        if key == (TOP, 0):
+            self.first_page_fetch = fetch  # keys typed after a reload wait for it (the key gate)
 
     def _want_row(self, index: int) -> None:
         """Fetch what row `index` needs: its page from a chain that reaches it, else the next
@@ -228,10 +316,10 @@ class MessageList(ScrollView, can_focus=True):
         self.total = page.total
         first = not self.loaded_once
         self.loaded_once = True
-        self.virtual_size = Size(self.size.width, self.total)
-        self.cursor = min(self.cursor, max(0, self.total - 1))
+        self.virtual_size = Size(self.size.width, self.rows)
+        self.cursor = min(self.cursor, max(0, self.rows - 1))
         self.refresh()
-        if first or self._holds(key, len(page.items), self.cursor):
+        if first or self._holds(key, len(page.items), self._locate(self.cursor)[0]):
             self.post_message(self.Highlighted(self.highlighted))
         self._want_visible()
 
@@ -243,12 +331,13 @@ class MessageList(ScrollView, can_focus=True):
         if not self.total:
             return
         top = int(self.scroll_offset.y)
-        bottom = min(self.total, top + max(1, self.size.height))
+        bottom = min(self.rows, top + max(1, self.size.height))
         # Every visible row: where the chains meet, the rows between two pages of different
         # chains may be in neither.
-        for index in (self.cursor, *range(top, bottom)):
-            if 0 <= index < self.total:
-                self._want_row(index)
+        for row in (self.cursor, *range(top, bottom)):
+            head, k = self._locate(row)
+            if k < 0 and 0 <= head < self.total:
+                self._want_row(head)
 
     # ------------------------------------------------------------ drawing
 
@@ -256,43 +345,40 @@ class MessageList(ScrollView, can_focus=True):
         index = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
         base = self.rich_style
-        if index >= self.total:
+        if index >= self.rows:
             if index == 0 and self.loaded_once:
-                return Strip([Segment("  (no messages here)".ljust(width)[:width], base)])
+                return Strip([Segment(fit(f"  {self.empty_text or '(no messages here)'}", width), base)])
             return Strip.blank(width, base)
-        summary = self.summary_at(index)
+        head, k = self._locate(index)
+        summary = self.row_summary(index)
         if summary is None:
             self.call_later(self._want_visible)
             style = base + self.get_component_rich_style("message-list--loading")
-            text = "  .. loading"
+            text = fit("  .. loading", width)
         else:
-            text = row_text(summary, width)
+            thread = self.threads and k < 0
+            text = row_text(summary, width, mark=TAG_MARK if summary.id in self.tagged else " ", me=self.me,
+                            thread=thread, branch=k >= 0)
             style = base
-            if summary.unread:
+            if summary.thread_unread if thread else summary.unread:
                 style += self.get_component_rich_style("message-list--unread")
         if index == self.cursor:
             style += self.get_component_rich_style("message-list--cursor")
             text = ">" + text[1:]  # a text marker, not colour alone
-            if self._owns_cursor():
-                region = self.content_region
-                self.app.cursor_position = Offset(region.x, region.y + y)
-        return Strip([Segment(text.ljust(width)[:width], style)])
+        return Strip([Segment(text, style)])
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, self.total)
-        self._place_terminal_cursor()
+        self.virtual_size = Size(self.size.width, self.rows)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         self._want_visible()
-        self._place_terminal_cursor()
 
     def watch_cursor(self, old: int, new: int) -> None:
-        if self.total:
+        if self.rows:
             self.scroll_to_region_of(new)
         self.refresh()
         self._want_visible()
-        self._place_terminal_cursor()
         if old != new:
             self.post_message(self.Highlighted(self.highlighted))
 
@@ -304,22 +390,12 @@ class MessageList(ScrollView, can_focus=True):
         elif index >= top + height:
             self.scroll_to(y=index - height + 1, animate=False, immediate=True)
 
-    def _owns_cursor(self) -> bool:
-        """Focused, and on the screen shown: a list left focused on a screen below (the
-        reader pushed over the mailbox, say) never takes the terminal cursor back."""
-        return self.has_focus and self.is_mounted and self.screen is self.app.screen
-
-    def _place_terminal_cursor(self) -> None:
-        """Screen readers and braille displays follow the terminal cursor, not colour."""
-        if not self._owns_cursor():
-            return
-        region = self.content_region
-        row = self.cursor - int(self.scroll_offset.y)
-        if 0 <= row < region.height:
-            self.app.cursor_position = Offset(region.x, region.y + row)
+    def terminal_cursor(self) -> Offset | None:
+        """The highlighted row: the app puts the terminal cursor there while this list has
+        focus (screen readers and braille displays follow it, not colour)."""
+        return row_offset(self, self.cursor)
 
     def on_focus(self) -> None:
-        self.call_after_refresh(self._place_terminal_cursor)
         self.refresh()
 
     def on_blur(self) -> None:
@@ -328,8 +404,8 @@ class MessageList(ScrollView, can_focus=True):
     # ------------------------------------------------------------ keys
 
     def _move(self, delta: int) -> None:
-        if self.total:
-            self.cursor = max(0, min(self.total - 1, self.cursor + delta))
+        if self.rows:
+            self.cursor = max(0, min(self.rows - 1, self.cursor + delta))
 
     def action_cursor_down(self) -> None:
         self._move(1)
@@ -347,7 +423,7 @@ class MessageList(ScrollView, can_focus=True):
         self._move(-self.cursor)
 
     def action_last(self) -> None:
-        self._move(self.total)
+        self._move(self.rows)
 
     def action_open(self) -> None:
         summary = self.highlighted
@@ -356,5 +432,5 @@ class MessageList(ScrollView, can_focus=True):
 
     def on_click(self, event) -> None:
         index = int(self.scroll_offset.y) + event.y
-        if 0 <= index < self.total:
+        if 0 <= index < self.rows:
             self.cursor = index

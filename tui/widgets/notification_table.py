@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from textual.geometry import Offset
-from textual.strip import Strip
 from textual.widgets import DataTable
 
 from tui.pen_client import Notification
@@ -137,7 +136,6 @@ class NotificationTable(DataTable):
                     self.items[i] = n
                     for column, value in self._cells(n, i == self.cursor_row).items():
                         self.update_cell(keys[i], column, value)
-            self._place_terminal_cursor()
             return
         self.items, self._keys = list(items), keys
         self._build()
@@ -170,14 +168,6 @@ class NotificationTable(DataTable):
         super().watch_cursor_coordinate(old, new)
         if old.row != new.row:
             self._mark(old.row, new.row)
-        self._place_terminal_cursor()
-
-    def render_line(self, y: int) -> Strip:
-        strip = super().render_line(y)
-        if self.has_focus and self.items and y == self._cursor_line():
-            region = self.content_region
-            self.app.cursor_position = Offset(region.x, region.y + y)
-        return strip
 
     def _cursor_line(self) -> int | None:
         if not self.items or not self.is_valid_row_index(self.cursor_row):
@@ -186,17 +176,10 @@ class NotificationTable(DataTable):
         header = self.header_height if self.show_header else 0
         return line if header <= line < self.content_region.height else None
 
-    def _place_terminal_cursor(self) -> None:
-        if not self.has_focus or not self.is_mounted:
-            return
+    def terminal_cursor(self) -> Offset | None:
+        """The highlighted row, for the app's rule of where the terminal cursor goes."""
         line = self._cursor_line()
-        if line is not None:
-            region = self.content_region
-            self.app.cursor_position = Offset(region.x, region.y + line)
-
-    def on_focus(self) -> None:
-        self.call_after_refresh(self._place_terminal_cursor)
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        self._place_terminal_cursor()
+        if line is None:
+            return None
+        region = self.content_region
+        return Offset(region.x, region.y + line)

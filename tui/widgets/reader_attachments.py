@@ -11,7 +11,7 @@ from textual.widgets.option_list import Option
 from tui.format import human_size
 from tui.pen_client import Attachment
 from tui.safe_text import one_line, safe_text
-from tui.widgets.cursor_list import CursorOptionList
+from tui.widgets.cursor_list import MarkedOptionList
 from tui.widgets.vim_keys import moving_bindings
 
 
@@ -22,7 +22,7 @@ def attachment_row(number: int, attachment: Attachment, saved: Path | None = Non
     return f"{'>' if marked else ' '} {number}. {name}  ({kind}, {human_size(attachment.size)}){note}"
 
 
-class ReaderAttachmentList(CursorOptionList):
+class ReaderAttachmentList(MarkedOptionList):
     """The attachments of one message; ``highlighted_attachment`` is the one keys act on."""
 
     BINDINGS = moving_bindings("attachments.", ("Next attachment", "Previous attachment", "First attachment",
@@ -56,13 +56,5 @@ class ReaderAttachmentList(CursorOptionList):
         a = self.attachments[index]
         return attachment_row(index + 1, a, self.saved.get(a.id), marked=index == self.highlighted)
 
-    def _mark(self) -> None:
-        """Rewrite the rows: the ">" marker moves with the highlight (not colour alone)."""
-        for i in range(min(len(self.attachments), self.option_count)):
-            self.replace_option_prompt_at_index(i, safe_text(self._row(i)))
-        self._place_terminal_cursor()
-
-    def watch_highlighted(self, highlighted: int | None) -> None:
-        super().watch_highlighted(highlighted)
-        if self.attachments:
-            self._mark()
+    def _row_count(self) -> int:
+        return len(self.attachments)

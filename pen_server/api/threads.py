@@ -1,0 +1,44 @@
+"""Threads: a folder as conversations, and one conversation's messages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from pen_server import threads
+from pen_server.api.deps import Caller, caller, db_session
+from pen_server.schemas import Folder, Order, PageOut, ThreadPageOut, rfc3339
+
+router = APIRouter(tags=["threads"])
+CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$")
+
+
+@router.get("/threads", response_model=ThreadPageOut)
+def list_threads(
+    folder: Folder = "inbox",
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = CURSOR,
+    order: Order = "newest",
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    page = threads.page(session, who.user, folder, limit, cursor or None, order)
+    for item in page["items"]:  # serialised directly, as GET /messages is
+        item["latest"]["sent_at"] = rfc3339(item["latest"]["sent_at"])
+    return JSONResponse(page)
+
+
+@router.get("/threads/{thread_id}", response_model=PageOut)
+def thread_messages(
+    thread_id: str,
+    folder: Folder | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = CURSOR,
+    order: Order = "oldest",
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    page = threads.messages(session, who.user, thread_id, folder, limit, cursor or None, order)
+    for item in page["items"]:
+        item["sent_at"] = rfc3339(item["sent_at"])
+    return JSONResponse(page)
