@@ -44,6 +44,16 @@ def _alembic(url: str, *step: str) -> None:
     getattr(command, step[0])(cfg, step[1])
 
 
+def _revisions() -> list[str]:
+    """Every migration's revision, oldest first (so a new migration is walked too)."""
+    from alembic.script import ScriptDirectory
+
+    from pen_server.db import MIGRATIONS
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    return [rev.revision for rev in reversed(list(script.walk_revisions("base", "heads")))]
+
+
 def _schema_drift(url: str) -> list:
     """What differs between the migrated database and the models (Alembic's comparison)."""
     from alembic.autogenerate import compare_metadata
@@ -83,14 +93,16 @@ def test_every_migration_runs_up_and_down_with_rows_in_place(tmp_path, database)
         for uid, folder in (("u1", "sent"), ("u2", "inbox")):
             db.execute(text("insert into mailbox_entries (user_id, message_id, folder, unread, is_sender, sent_at) "
                             "values (:u, 'm1', :f, false, true, '2026-01-02 03:04:05')"), {"u": uid, "f": folder})
-    for revision in ("0002", "0003", "0004", "0005", "0006"):
+    revisions = _revisions()
+    assert revisions[:6] == ["0001", "0002", "0003", "0004", "0005", "0006"], revisions
+    for revision in revisions[1:]:
         _alembic(url, "upgrade", revision)
     assert _schema_drift(url) == []
     with engine.connect() as db:
         assert db.execute(text("select attachment_count from messages")).scalar() == 2
         counts = db.execute(text("select user_id, folder, total from folder_counts order by user_id")).all()
         assert [tuple(row) for row in counts] == [("u1", "sent", 1), ("u2", "inbox", 1)]
-    for revision in ("0005", "0004", "0003", "0002", "0001", "base"):
+    for revision in [*reversed(revisions[:-1]), "base"]:
         _alembic(url, "downgrade", revision)
     assert inspect(engine).get_table_names() == ["alembic_version"]
     _alembic(url, "upgrade", "head")
