@@ -1,0 +1,230 @@
+"""A PEN as a fleet: two API processes (`pen-server run` on two ports, as two hosts behind a
+load balancer) and one delivery worker (`pen-server worker`) on one database, the API
+processes not delivering (`PEN_DELIVERY_IN_API=0`). Everything that must be shared is:
+events reach a stream open on the other process, a reconnect with Last-Event-ID to the
+other process misses nothing, an upload through one downloads through the other with
+Range, the sign-in limit holds across both, and a worker killed with kill -9 leaves its
+notifications to the next worker, each delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import threading
+import time
+import tomllib
+import uuid
+from urllib.parse import quote
+
+import httpx
+import pytest
+import tomli_w
+from sqlalchemy import create_engine, text
+
+from pen_devstack import PenProcess, SinkHandler, SmtpSink, free_port
+from pen_devstack.fleet import EventReader, WorkerProcess
+from tests.conftest import PASSWORD, USERS, make_pen
+
+LEASE_SECONDS = 3
+
+
+class GatedSink(SinkHandler):
+    """An SMTP sink that takes the first `open_for` e-mails at once and holds every later
+    MAIL FROM until `release()`; held ones are then answered 451 (their client is gone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.open_for: int | None = None
+        self.mails = 0
+        self.held = 0
+        self.released = threading.Event()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mails += 1
+            hold = self.open_for is not None and self.mails > self.open_for and not self.released.is_set()
+            self.held += hold
+        if hold:
+            while not self.released.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    s = SmtpSink(handler=GatedSink()).start()
+    yield s
+    s.handler.release()
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, sink):
+    root = tmp_path_factory.mktemp("fleet")
+    env = {"PEN_DELIVERY_IN_API": "0"}
+    first = make_pen(root, sink, env)
+    config = root / "pen-server.toml"
+    doc = tomllib.loads(config.read_text())
+    doc.setdefault("delivery", {})["lease_seconds"] = LEASE_SECONDS
+    config.write_text(tomli_w.dumps(doc))
+    first.start()
+    second = PenProcess(root, free_port(), smtp_port=sink.port, env=first.env).start()
+    worker = WorkerProcess(root, smtp_port=sink.port, env=first.env).start()
+    yield first, second, worker
+    worker.stop()
+    second.stop(2)
+    first.stop(2)
+
+
+def _client(process: PenProcess, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=process.api, verify=str(process.ca_file), headers=headers, timeout=30)
+
+
+def _login(process: PenProcess, who: str) -> str:
+    with _client(process) as c:
+        r = c.post("/auth/login", json={"email": USERS[who][0], "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def _send(process: PenProcess, token: str, to: list[str], subject: str, **extra) -> dict:
+    with _client(process, token) as c:
+        r = c.post("/messages", json={"to": [{"email": a} for a in to], "subject": subject, "body_text": "x", **extra},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _stream(process: PenProcess, token: str, last_event_id: str | None = None) -> EventReader:
+    return EventReader(process.api, process.ca_file, token, last_event_id)
+
+
+def _rows(process: PenProcess, sql: str, **params) -> list:
+    engine = create_engine(os.environ.get("PEN_DATABASE_URL") or f"sqlite:///{process.data / 'pen.db'}")
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def _user_id(process: PenProcess, who: str) -> str:
+    return _rows(process, "SELECT id FROM users WHERE email = :e", e=USERS[who][0])[0][0]
+
+
+def test_a_message_sent_through_one_reaches_a_stream_open_on_the_other(fleet):
+    first, second, _ = fleet
+    stream = _stream(first, _login(first, "ann"))
+    try:
+        sent = _send(second, _login(second, "bob"), [USERS["ann"][0]], "Across the fleet")
+        events = stream.wait_for(lambda evs: any(k == "message.new" and d["id"] == sent["id"] for _, k, d in evs))
+        ids = [i for i, _, _ in events]
+        assert all(isinstance(i, int) for i in ids) and ids == sorted(ids)
+    finally:
+        stream.close()
+
+
+def test_the_worker_s_events_reach_the_sender_s_stream(fleet):
+    first, second, _ = fleet
+    stream = _stream(second, _login(second, "cat"))
+    try:
+        sent = _send(first, _login(first, "cat"), ["outside@far.example"], "Told by the worker")
+        stream.wait_for(lambda evs: any(k == "notification.updated" and d["message_id"] == sent["id"]
+                                        and d["status"] == "sent" for _, k, d in evs))
+    finally:
+        stream.close()
+
+
+def test_a_reconnect_with_last_event_id_to_the_other_process_misses_nothing(fleet):
+    first, second, _ = fleet
+    bob = _user_id(first, "bob")
+    stream = _stream(first, _login(first, "bob"))
+    token = _login(first, "ann")
+    _send(first, token, [USERS["bob"][0]], "Before the break")
+    seen = stream.wait_for(lambda evs: any(k == "message.new" for _, k, _ in evs))
+    last = stream.last_id
+    stream.close()
+    # While bob is away: messages through both processes, and the worker's events for his own.
+    missed = [_send(p, token, [USERS["bob"][0]], f"While away {i}")["id"] for i, p in enumerate((first, second) * 3)]
+    _send(second, _login(second, "bob"), ["far@away.example"], "His own, delivered while away")
+    back = _stream(second, _login(second, "bob"), last_event_id=str(last))
+    try:
+        events = back.wait_for(lambda evs: {d.get("id") for _, k, d in evs if k == "message.new"} >= set(missed))
+        in_table = [r[0] for r in _rows(first, "SELECT id FROM events WHERE user_id = :u AND id > :i ORDER BY id",
+                                        u=bob, i=last)]
+        events = back.wait_for(lambda evs: {i for i, _, _ in evs} >= set(in_table))
+        got = [i for i, _, _ in events]
+        assert got[:len(in_table)] == in_table, "replayed out of order, twice, or with a gap"
+        assert not {i for i, _, _ in events} & {i for i, _, _ in seen}
+        assert all(k != "resync" for _, k, _ in events)
+    finally:
+        back.close()
+
+
+def test_an_upload_through_one_downloads_through_the_other_with_range(fleet):
+    first, second, _ = fleet
+    data = os.urandom((2 << 20) + 11)
+    with _client(first, _login(first, "ann")) as c:
+        r = c.post(f"/uploads?filename={quote('scan.bin')}", content=data,
+                   headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        att = r.json()
+    sent = _send(first, _login(first, "ann"), [USERS["bob"][0]], "With a scan", attachments=[att["id"]])
+    with _client(second, _login(second, "bob")) as c:
+        part = c.get(f"/messages/{sent['id']}/attachments/{att['id']}", headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == data[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+
+
+def test_the_sign_in_limit_holds_across_both_processes(fleet):
+    first, second, _ = fleet
+    codes = []
+    for i in range(7):  # alternating between the processes, from one address
+        with _client((first, second)[i % 2]) as c:
+            codes.append(c.post("/auth/login", json={"email": USERS["admin"][0], "password": f"wrong-{i}"}).status_code)
+    # Five free failures in all (each process alone used to allow five: ten before any 429).
+    assert codes == [401] * 5 + [429] * 2, codes
+
+
+def test_a_killed_worker_s_notifications_are_delivered_by_the_next_each_once(fleet, sink):
+    first, second, worker = fleet
+    handler: GatedSink = sink.handler
+    worker.stop()
+    before = len(sink.received)
+    recipients = [f"person{i:03d}@many.example" for i in range(200)]
+    sent = _send(first, _login(first, "cat"), recipients, "Two hundred at once")
+    handler.open_for, handler.mails = 50, 0
+    doomed = WorkerProcess(first.data, smtp_port=sink.port, env=first.env, name="doomed").start()
+
+    def settled() -> bool:  # 50 accepted and recorded; the next sends held at MAIL FROM
+        rows = _rows(first, "SELECT status, count(*) FROM notifications WHERE message_id = :m GROUP BY status",
+                     m=sent["id"])
+        return dict(rows).get("sent") == 50 and handler.held > 0
+
+    deadline = time.monotonic() + 60
+    while not settled():
+        assert time.monotonic() < deadline, "the first worker never got 50 sent with more in flight"
+        time.sleep(0.05)
+    doomed.kill()  # kill -9 with 150 to go, some of them leased and in flight
+    handler.release()
+    worker.start()
+    def statuses() -> dict:
+        return dict(_rows(first, "SELECT status, count(*) FROM notifications WHERE message_id = :m GROUP BY status",
+                          m=sent["id"]))
+
+    deadline = time.monotonic() + 120
+    while statuses() != {"sent": 200}:  # every row sent: none is left that could go a second time
+        assert time.monotonic() < deadline, statuses()
+        time.sleep(0.1)
+    mails = sink.received[before:]
+    ids = [email.message_from_bytes(m.data)["Message-ID"] for m in mails]
+    assert len(ids) == 200 and len(set(ids)) == 200, (len(ids), len(set(ids)))
+    assert sorted(r for m in mails for r in m.rcpt_tos) == recipients
