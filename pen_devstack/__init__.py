@@ -224,12 +224,14 @@ def run_cli(*args: str, stdin: str = "") -> str:
 
 
 def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,
-             port: int | None = None, from_address: str | None = None) -> int:
+             port: int | None = None, from_address: str | None = None, database_url: str = "") -> int:
     """Make a PEN in `data`; returns the port its base URL names. Without `from_address` it
-    sends from pen@localhost (init's warning about that goes nowhere)."""
+    sends from pen@localhost (init's warning about that goes nowhere); without `database_url`
+    (an empty PostgreSQL database, see pen_devstack.postgres) its database is SQLite."""
     port = port or free_port()
     run_cli("init", "--data", str(data), "--name", name, "--base-url", base_url or f"https://localhost:{port}",
-            "--footer", footer, *(["--from", from_address] if from_address else []))
+            "--footer", footer, *(["--from", from_address] if from_address else []),
+            *(["--database-url", database_url] if database_url else []))
     return port
 
 

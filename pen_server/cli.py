@@ -21,7 +21,8 @@ def cmd_init(args) -> int:
     from pen_server import initpen
 
     try:
-        plan = initpen.plan(args.data, args.name, args.base_url, args.footer, args.from_address)
+        plan = initpen.plan(args.data, args.name, args.base_url, args.footer, args.from_address,
+                            args.database_url or "")
         if plan.warning:
             print(f"pen-server: {plan.warning}", file=sys.stderr)
         initpen.create(plan)
@@ -226,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--footer", default="")
     init.add_argument("--from", dest="from_address", metavar="ADDRESS",
                       help="the address notifications come from (default: pen@ the base URL's host)")
+    init.add_argument("--database-url", metavar="URL",
+                      help="an empty PostgreSQL database, postgresql+psycopg://USER:PASSWORD@HOST/NAME "
+                           "(default: SQLite, pen.db in the data folder); written to [database] url")
     init.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)

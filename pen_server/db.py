@@ -54,6 +54,17 @@ class Database:
         self.engine.dispose()
 
 
+def existing_tables(url: str) -> list[str]:
+    """The tables a database holds already (a new PEN's database must hold none)."""
+    from sqlalchemy import inspect
+
+    engine = make_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
 def migrate(url: str) -> None:
     """Bring the schema up to the newest migration."""
     from alembic import command
