@@ -1,5 +1,5 @@
-"""The events table behind GET /events (pen_server/events.py), in process on a real SQLite
-file: a reconnect replays only the caller's own events after its Last-Event-ID, and never
+"""The events table behind GET /events (pen_server/events.py), in process on SQLite and
+PostgreSQL: a reconnect replays only the caller's own events after its Last-Event-ID, and never
 more than REPLAY_MAX; what cannot be replayed whole (too many, pruned, an id that is not
 ours) is one `resync` instead, so a stranger's Last-Event-ID cannot cause an unbounded
 replay. Over HTTP: tests/server/test_fleet.py and test_processes.py."""
@@ -16,8 +16,8 @@ from pen_server.models import Event, utcnow
 
 
 @pytest.fixture
-def hub(tmp_path):
-    url = f"sqlite:///{tmp_path / 'pen.db'}"
+def hub(tmp_path, database):
+    url = database() or f"sqlite:///{tmp_path / 'pen.db'}"
     migrate(url)
     db = Database(url)
     yield EventHub(db)

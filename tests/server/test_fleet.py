@@ -1,5 +1,5 @@
-"""A PEN as a fleet: two API processes (`pen-server run` on two ports, as two hosts behind a
-load balancer) and one delivery worker (`pen-server worker`) on one database, the API
+"""A PEN as a fleet, on SQLite and on PostgreSQL: two API processes (`pen-server run` on two
+ports, as two hosts behind a load balancer) and one delivery worker (`pen-server worker`) on one database, the API
 processes not delivering (`PEN_DELIVERY_IN_API=0`). Everything that must be shared is:
 events reach a stream open on the other process, a reconnect with Last-Event-ID to the
 other process misses nothing, an upload through one downloads through the other with
@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from pen_devstack import PenProcess, SinkHandler, SmtpSink, free_port
 from pen_devstack.fleet import EventReader, WorkerProcess
+from pen_server.settings import load_settings
 from tests.conftest import PASSWORD, USERS, make_pen
 
 LEASE_SECONDS = 3
@@ -66,10 +67,10 @@ def sink():
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, sink):
+def fleet(tmp_path_factory, sink, database):
     root = tmp_path_factory.mktemp("fleet")
     env = {"PEN_DELIVERY_IN_API": "0"}
-    first = make_pen(root, sink, env)
+    first = make_pen(root, sink, env, database_url=database())
     config = root / "pen-server.toml"
     doc = tomllib.loads(config.read_text())
     doc.setdefault("delivery", {})["lease_seconds"] = LEASE_SECONDS
@@ -108,7 +109,7 @@ def _stream(process: PenProcess, token: str, last_event_id: str | None = None) -
 
 
 def _rows(process: PenProcess, sql: str, **params) -> list:
-    engine = create_engine(os.environ.get("PEN_DATABASE_URL") or f"sqlite:///{process.data / 'pen.db'}")
+    engine = create_engine(load_settings(process.data, env={}).database_url)
     try:
         with engine.connect() as conn:
             return list(conn.execute(text(sql), params))
@@ -128,6 +129,11 @@ def test_a_message_sent_through_one_reaches_a_stream_open_on_the_other(fleet):
         events = stream.wait_for(lambda evs: any(k == "message.new" and d["id"] == sent["id"] for _, k, d in evs))
         ids = [i for i, _, _ in events]
         assert all(isinstance(i, int) for i in ids) and ids == sorted(ids)
+        if load_settings(first.data, env={}).database_url.startswith("postgresql"):
+            # Each API process holds one LISTEN connection; the worker only publishes.
+            listening = _rows(first, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND query = 'LISTEN pen_events'")
+            assert listening == [(2,)], listening
     finally:
         stream.close()
 

@@ -1,7 +1,7 @@
 """The sign-in limiter keeps its counts in the database (table signin_counts), shared by every
 server process: what a stranger sends cannot grow the table without bound, refused tries
 write nothing, and two limiters on one database (two processes) see one count. In process,
-on a real SQLite file: a flood over TLS would take minutes."""
+on SQLite and PostgreSQL (a flood over TLS would take minutes)."""
 
 import pytest
 from sqlalchemy import func, select
@@ -12,8 +12,8 @@ from pen_server.ratelimit import RateLimited, Rule, SignInLimiter
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'pen.db'}"
+def db(tmp_path, database):
+    url = database() or f"sqlite:///{tmp_path / 'pen.db'}"
     migrate(url)
     database = Database(url)
     yield database
