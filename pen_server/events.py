@@ -225,9 +225,10 @@ class EventHub:
             if len(rows) < READ_BATCH:
                 return
 
-    async def listen(self) -> None:
-        """PostgreSQL: hold one LISTEN connection and wake the dispatcher on each NOTIFY;
-        reconnect with growing pauses when it drops (the dispatcher polls meanwhile)."""
+    async def listen(self, also=None) -> None:
+        """PostgreSQL: hold one LISTEN connection and wake the dispatcher (and call `also`)
+        on each NOTIFY; reconnect with growing pauses when it drops (the dispatcher polls
+        meanwhile)."""
         import psycopg
 
         url = make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -240,6 +241,8 @@ class EventHub:
                     self.wake()  # what was published while we were not listening
                     async for _ in conn.notifies():
                         self.wake()
+                        if also is not None:
+                            also()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

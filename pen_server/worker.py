@@ -28,7 +28,8 @@ def run_worker(settings: Settings, log_file: Path | None = None) -> int:
     log_to(log_file or settings.log_file)
     migrate(settings.database_url)
     db = Database(settings.database_url)
-    worker = DeliveryWorker(db, settings, read_secret(settings), EventHub(db))
+    hub = EventHub(db)
+    worker = DeliveryWorker(db, settings, read_secret(settings), hub)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -36,14 +37,17 @@ def run_worker(settings: Settings, log_file: Path | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         task = asyncio.create_task(worker.run())
+        # On PostgreSQL a new message's event (NOTIFY) starts a pass at once; else a look a second.
+        listen = asyncio.create_task(hub.listen(also=worker.wake)) if hub.postgres else None
         print(f"pen-server worker delivering notifications, data in {settings.data_dir}", flush=True)
         log.info("delivery worker %s started", worker.owner[:8])
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
         await worker.stop_within()
-        task.cancel()
-        stopped.cancel()
-        await asyncio.gather(task, stopped, return_exceptions=True)
+        for running in (task, stopped, listen):
+            if running is not None:
+                running.cancel()
+        await asyncio.gather(*(t for t in (task, stopped, listen) if t is not None), return_exceptions=True)
         log.info("delivery worker %s stopped", worker.owner[:8])
 
     try:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pen_devstack import PenProcess
+from pen_devstack import PenProcess, free_port
 from pen_devstack.fleet import EventReader
 from tests.conftest import PASSWORD, USERS, make_pen
 
@@ -95,3 +95,79 @@ def test_several_api_processes_are_refused_on_sqlite(tmp_path, smtp):
     assert done.stderr.strip() == (
         "pen-server: SQLite takes one writer at a time, so more API processes would only wait for each other; "
         "run with --workers 1, or use PostgreSQL ([database] url) for several.")
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+
+
+def _listening(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND query = 'LISTEN pen_events'"))
+    finally:
+        engine.dispose()
+
+
+def test_workers_share_the_port_are_restarted_and_stop_together(tmp_path, smtp, postgres):
+    url = postgres.create_database()
+    process = make_pen(tmp_path / "pen", smtp, database_url=url)
+    process.args = ("--workers", "2")
+    process.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(process.proc.pid)) != 2 or _listening(url) != 2:
+            assert time.monotonic() < deadline, (_children(process.proc.pid), _listening(url))
+            time.sleep(0.1)
+        for _ in range(20):  # every connection is answered, by whichever process takes it
+            assert _token(process)
+        first = _children(process.proc.pid)
+        os.kill(min(first), 9)
+        while len(_children(process.proc.pid) - {min(first)}) != 2 or _listening(url) != 2:
+            assert time.monotonic() < deadline + 30, "the killed API process was not replaced"
+            time.sleep(0.1)
+        assert _token(process)
+        children = _children(process.proc.pid)
+        began = time.monotonic()
+        process.proc.send_signal(15)
+        assert process.proc.wait(45) == 0 and time.monotonic() - began < 45
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    finally:
+        process.stop(5)
+
+
+def test_concurrent_sends_through_two_processes_cannot_pass_the_hourly_limit(tmp_path, smtp, postgres):
+    """PostgreSQL: one user's sends at one moment through two processes are counted one after
+    the other (the sender's row is locked), so exactly the limit of three gets through."""
+    import concurrent.futures
+    import uuid
+
+    import httpx
+
+    limits = {"PEN_SEND_MESSAGES_PER_HOUR": "3", "PEN_DELIVERY_IN_API": "0"}
+    first = make_pen(tmp_path / "pen", smtp, limits, database_url=postgres.create_database()).start()
+    second = PenProcess(first.data, free_port(), smtp_port=smtp.port, env=first.env).start()
+    try:
+        token = _token(first)
+        start = threading.Barrier(8)
+
+        def send_one(i: int) -> int:
+            process = (first, second)[i % 2]
+            with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
+                start.wait()
+                return c.post("/messages", headers={"Idempotency-Key": uuid.uuid4().hex,
+                                                    "Authorization": f"Bearer {token}"},
+                              json={"to": [{"email": f"r{i}@outside.example"}], "subject": f"race {i}",
+                                    "body_text": "x"}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(send_one, range(8)))
+        assert codes == [201] * 3 + [429] * 5, codes
+    finally:
+        second.stop(5)
+        first.stop(5)
