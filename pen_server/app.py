@@ -23,7 +23,7 @@ from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.security import HashPool
 from pen_server.settings import Settings
-from pen_server.storage import BlobStore
+from pen_server.storage import BlobStore, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from pen_server.outbox import DeliveryWorker
@@ -44,6 +44,7 @@ class Services:
     signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: DeliveryWorker | None = None
     draining: bool = False  # SIGTERM came: not ready, streams ended, in-flight requests finish
+    not_ready: str | None = None  # what /health/ready found not answering last time (api/health.py)
 
     def stopping(self) -> None:
         self.draining = True
@@ -100,13 +101,28 @@ async def _every(seconds: float, fn, what: str) -> None:
         await asyncio.sleep(seconds)
 
 
+async def _look_at_store(blobs: BlobStore) -> None:
+    """Say at start-up, in the log, when the attachment store does not answer (the server
+    serves anyway: everything but attachments works, and the store may come back)."""
+    try:
+        await blobs.check()
+    except StoreUnavailable as exc:
+        log.warning("%s", exc.message)
+
+
+def _clean_uploads(services: Services) -> None:
+    remove_stale_uploads(services)
+    # Another process (or host) may be writing an upload this very minute: only a
+    # crash's leftovers, older than a day, go.
+    services.blobs.clean_temp(UPLOAD_TTL.total_seconds())
+
+
 def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_socket=None) -> FastAPI:
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
     hub = EventHub(db, max_streams=settings.max_event_streams, keep_hours=settings.events_keep_hours)
-    services = Services(settings=settings, db=db, blobs=BlobStore(settings.blob_dir, settings.tmp_dir),
-                        secret=read_secret(settings), hub=hub)
+    services = Services(settings=settings, db=db, blobs=open_store(settings), secret=read_secret(settings), hub=hub)
 
     async def signed_in(token: str) -> bool:
         def check() -> bool:
@@ -117,8 +133,9 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.bind(asyncio.get_running_loop())
-        services.blobs.clean_temp()
-        tasks = [asyncio.create_task(_every(3600, lambda: remove_stale_uploads(services), "cleaning stale uploads")),
+        log.info("attachments in %s", services.blobs.describe())
+        tasks = [asyncio.create_task(_every(3600, lambda: _clean_uploads(services), "cleaning stale uploads")),
+                 asyncio.create_task(_look_at_store(services.blobs)),
                  asyncio.create_task(_every(60, services.limiter.prune, "pruning sign-in counts")),
                  asyncio.create_task(_every(600, hub.prune, "pruning old events")),
                  asyncio.create_task(hub.run())]
@@ -146,6 +163,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.hashing.shutdown()
+            await services.blobs.close()
             db.dispose()
 
     app = FastAPI(title="PEN API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CONFIG_NAME = "pen-server.toml"
 SECURITIES = ("starttls", "tls", "none")
@@ -31,6 +32,26 @@ class SmtpSettings:
 
 
 @dataclass
+class StorageSettings:
+    """Where attachment bytes live: the data folder's blobs/ (url empty) or an S3-compatible
+    bucket, url "s3://bucket/prefix". The secret is never shown (repr, logs, errors)."""
+
+    url: str = ""
+    endpoint: str = ""  # e.g. "https://s3.eu-central-1.amazonaws.com" or "http://127.0.0.1:9000"
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def prefix(self) -> str:
+        return urlsplit(self.url).path.strip("/")
+
+
+@dataclass
 class Settings:
     data_dir: Path
     name: str = "PEN"
@@ -46,6 +67,7 @@ class Settings:
     send_messages_per_hour: int = 200
     send_recipients_per_hour: int = 1000
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     # Delivery worker tuning: retry delays grow from base to max seconds.
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
@@ -173,7 +195,9 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
     delivery = raw.get("delivery", {})
     log = raw.get("log", {})
     bounces = raw.get("bounces", {})
+    storage = raw.get("storage", {})
     for section, value in (
+        ("storage", storage),
         ("pen", pen),
         ("limits", limits),
         ("smtp", smtp_raw),
@@ -223,7 +247,54 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
         s.database_url = env["PEN_DATABASE_URL"]
     if env.get("PEN_RETRY_BASE_SECONDS"):
         s.retry_base_seconds = _float(env["PEN_RETRY_BASE_SECONDS"], "PEN_RETRY_BASE_SECONDS")
+    s.storage = storage_from(storage, env, data)
+    if s.storage.url and s.max_upload_bytes > S3_COPY_LIMIT:
+        raise SettingsError("With attachments in S3 the setting limits.max_upload_bytes must be at most 5 GiB "
+                            f"({S3_COPY_LIMIT} bytes): an upload is put in place by one server-side copy.")
     return s
+
+
+S3_COPY_LIMIT = 5 << 30  # CopyObject's limit: an upload is copied to its content address
+
+
+def storage_from(raw: dict, env: Mapping[str, str], data: Path) -> StorageSettings:
+    """[storage] with PEN_STORAGE_* over it. The secret may come from a file of its own
+    (secret_access_key_file / PEN_STORAGE_SECRET_ACCESS_KEY_FILE, mode 0600), and where none
+    is given the S3 library reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY itself."""
+    st = StorageSettings()
+    for name in ("url", "endpoint", "region", "access_key_id", "secret_access_key", "secret_access_key_file"):
+        value = env.get("PEN_STORAGE_" + name.upper()) or raw.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise SettingsError(f"The setting storage.{name} must be text.")
+        if name == "secret_access_key_file":
+            st.secret_access_key = _secret_file(data / Path(value).expanduser())
+        else:
+            setattr(st, name, value.strip())
+    if not st.url:
+        return st
+    parts = urlsplit(st.url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"The setting storage.url must look like s3://bucket/prefix, not {st.url!r}.")
+    if st.endpoint and urlsplit(st.endpoint).scheme not in ("http", "https"):
+        raise SettingsError(f"The setting storage.endpoint must be an http:// or https:// address, "
+                            f"not {st.endpoint!r}.")
+    if bool(st.access_key_id) != bool(st.secret_access_key):
+        raise SettingsError("The storage settings need both access_key_id and secret_access_key, or neither "
+                            "(then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are read).")
+    return st
+
+
+def _secret_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise SettingsError(f"The secret key file {path} may be read by others; make it private "
+                                f"(chmod 600 {path}).")
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"The secret key file {path} cannot be read ({exc.strerror}).") from None
 
 
 def _seconds(value, key: str) -> float:

@@ -1,24 +1,23 @@
-"""Uploads streamed to disk and downloads streamed back with Range, If-Range, ETag and
+"""Uploads streamed to the blob store and downloads streamed back with Range, If-Range, ETag and
 Repr-Digest. The storage path comes from the content's sha256, never from a file name."""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 
-from pen_server import mailbox
+from pen_server import errors, mailbox
 from pen_server.api.deps import caller_without_session, services
 from pen_server.errors import ApiError, not_found
 from pen_server.models import Attachment, Blob, MailboxEntry, new_id, utcnow
 from pen_server.schemas import AttachmentOut
-from pen_server.storage import Hasher
+from pen_server.storage import BlobStore, Hasher, StoreUnavailable, TempBlob
 from pen_server.text import clean_filename, has_control
 
 router = APIRouter(tags=["attachments"])
@@ -28,23 +27,43 @@ _CONTENT_TYPE = re.compile(
 )
 
 
-class AttachmentResponse(FileResponse):
-    """A file with the one byte range we decided on (or the whole file). Starlette would
-    answer several ranges with a multipart/byteranges 206 and parse forms we do not take;
-    the contract promises 200 and the whole file for those, so the Range it sees is ours."""
+class AttachmentResponse(Response):
+    """A blob streamed from the store: the whole of it (200) or the one byte range we decided
+    on (206). The first piece is read before the status line goes out, so a store that does
+    not answer is a 503 in the API's form; a failure later can only cut the body short."""
 
-    # Starlette's 64 KiB chunks leave most of the link idle; 1 MiB nearly fills it.
-    chunk_size = 1 << 20
-
-    def __init__(self, *args, byte_range: tuple[int, int] | None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.byte_range = byte_range
+    def __init__(self, store: BlobStore, sha256: str, size: int, *, byte_range: tuple[int, int] | None,
+                 media_type: str, headers: dict):
+        super().__init__(media_type=media_type, headers=headers)
+        self.store, self.sha256 = store, sha256
+        self.start, self.end = byte_range if byte_range is not None else (0, size - 1)
+        self.headers["content-length"] = str(self.end - self.start + 1)
+        if byte_range is not None:
+            self.status_code = 206
+            self.headers["content-range"] = f"bytes {self.start}-{self.end}/{size}"
 
     async def __call__(self, scope, receive, send):
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"range", b"if-range")]
-        if self.byte_range is not None:
-            headers.append((b"range", f"bytes={self.byte_range[0]}-{self.byte_range[1]}".encode("ascii")))
-        await super().__call__({**scope, "headers": headers}, receive, send)
+        pieces = None
+        first = b""
+        if scope["method"] != "HEAD" and self.end >= self.start:
+            pieces = self.store.read(self.sha256, self.start, self.end)
+            try:
+                first = await anext(pieces)
+            except StoreUnavailable as exc:
+                await pieces.aclose()
+                await errors.error_response(exc)(scope, receive, send)
+                return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if pieces is None:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for piece in pieces:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await pieces.aclose()
 
 
 def content_disposition(filename: str) -> str:
@@ -88,34 +107,35 @@ async def upload(
     if size > limit:  # before a byte of the body is read
         raise ApiError(413, "too_large", f"The file is {size} bytes; this PEN takes files of at most {limit} bytes.")
     content_type = clean_content_type(request.headers.get("content-type"))
-    temp, fd = pen.blobs.new_temp()
+    temp = await anyio.to_thread.run_sync(pen.blobs.new_temp)
     hasher = Hasher()
     try:
-        with os.fdopen(fd, "wb", buffering=0) as out:
-            async for chunk in request.stream():
-                if hasher.size + len(chunk) > size:
-                    raise ApiError(400, "invalid_request", "The body is longer than its Content-Length.")
-                hasher.update(chunk)
-                await anyio.to_thread.run_sync(out.write, chunk)
-            if hasher.size != size:
-                raise ApiError(400, "invalid_request", "The body ended before its Content-Length; upload it again.")
-            await anyio.to_thread.run_sync(os.fsync, out.fileno())
+        async for chunk in request.stream():
+            if hasher.size + len(chunk) > size:
+                raise ApiError(400, "invalid_request", "The body is longer than its Content-Length.")
+            hasher.update(chunk)
+            await anyio.to_thread.run_sync(temp.write, chunk)
+        if hasher.size != size:
+            raise ApiError(400, "invalid_request", "The body ended before its Content-Length; upload it again.")
+        await anyio.to_thread.run_sync(temp.finish)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(temp.discard)
         raise
     sha = hasher.sha.hexdigest()
     stored = await anyio.to_thread.run_sync(store_upload, pen, temp, who.user.id, filename, content_type, size, sha)
     return JSONResponse(stored, status_code=201)
 
 
-def store_upload(pen, temp, owner_id: str, filename: str, content_type: str, size: int, sha: str) -> dict:
-    """A finished temporary file (`temp`, of that size and sha256) made an upload owned by
+def store_upload(pen, temp: TempBlob, owner_id: str, filename: str, content_type: str, size: int, sha: str) -> dict:
+    """A finished temporary blob (`temp`, of that size and sha256) made an upload owned by
     `owner_id` that a message can name: the API's uploads and the web pages' forms both
     store files with this. Returns the upload as the API shows it."""
     try:
         # The rows first, the file after: once this commits, the clean-up (which removes a
         # blob's file only under the write lock, and only with no attachment row) cannot
         # take the file away, and a file it took before is put back by commit_temp below.
+        # (The same holds for a bucket: the blob's object is looked for after the commit.)
         with pen.db.session() as session:
             if not session.execute(update(Blob).where(Blob.sha256 == sha).values(size=size)).rowcount:
                 session.add(Blob(sha256=sha, size=size))
@@ -134,7 +154,7 @@ def store_upload(pen, temp, owner_id: str, filename: str, content_type: str, siz
             out = mailbox.attachment_out(att)
         pen.blobs.commit_temp(temp, sha)
     finally:
-        temp.unlink(missing_ok=True)
+        temp.discard()
     return out
 
 
@@ -213,7 +233,8 @@ async def download(
     return await attachment_response(pen, who.user.id, message_id, attachment_id, request)
 
 
-async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str, request: Request) -> FileResponse:
+async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str,
+                              request: Request) -> AttachmentResponse:
     """An attachment of a message that `user_id` has a copy of, streamed with Range support;
     the API and the web pages both answer with this."""
 
@@ -234,8 +255,7 @@ async def attachment_response(pen, user_id: str, message_id: str, attachment_id:
             return att
 
     att = await anyio.to_thread.run_sync(lookup)
-    path = pen.blobs.path(att.sha256)
-    if not path.is_file():
+    if await anyio.to_thread.run_sync(pen.blobs.size, att.sha256) is None:
         raise ApiError(
             503,
             "unavailable",
@@ -256,6 +276,5 @@ async def attachment_response(pen, user_id: str, message_id: str, attachment_id:
         "Content-Disposition": content_disposition(att.filename),
         "Cache-Control": "private, no-store",
     }
-    return AttachmentResponse(
-        path, media_type=att.content_type, headers=headers, content_disposition_type="attachment", byte_range=byte_range
-    )
+    return AttachmentResponse(pen.blobs, att.sha256, att.size, media_type=att.content_type, headers=headers,
+                              byte_range=byte_range)

@@ -8,7 +8,7 @@ with one sentence naming what does not answer, so a balancer sends requests else
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import text
@@ -16,6 +16,7 @@ from sqlalchemy import text
 from pen_server.api.deps import services
 from pen_server.errors import ApiError
 
+log = logging.getLogger("pen_server")
 router = APIRouter(tags=["meta"])
 CHECK_SECONDS = 5.0
 
@@ -38,18 +39,28 @@ async def ready(pen=Depends(services)):
         with pen.db.session() as session:
             session.execute(text("SELECT 1"))
 
+    # The sentences stay general (no path, host or endpoint for a caller without a sign-in);
+    # the cause goes to the log, once each time the answer changes.
     try:
         await asyncio.wait_for(asyncio.to_thread(database), CHECK_SECONDS)
-    except Exception:
+    except Exception as exc:
+        _note(pen, "database", f"the database does not answer: {_first_line(exc)}")
         raise _not_ready("The database does not answer; check that it is running and reachable.") from None
     try:
-        await asyncio.wait_for(_store_answers(pen.blobs), CHECK_SECONDS)
-    except Exception:
+        await asyncio.wait_for(pen.blobs.check(), CHECK_SECONDS)
+    except Exception as exc:
+        _note(pen, "store", f"the attachment store does not answer: {_first_line(exc)}")
         raise _not_ready("The attachment store does not answer; check that it is running and reachable.") from None
+    _note(pen, None, "ready again: the database and the attachment store answer")
     return {"status": "ready"}
 
 
-async def _store_answers(blobs) -> None:
-    root = blobs.root
-    if not await asyncio.to_thread(lambda: root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
-        raise OSError(f"{root} cannot be written")
+def _first_line(exc: Exception) -> str:
+    return (str(getattr(exc, "message", "") or exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _note(pen, failing: str | None, line: str) -> None:
+    """Logs `line` when readiness changes (probes come every few seconds: no flood)."""
+    if getattr(pen, "not_ready", None) != failing:
+        pen.not_ready = failing
+        (log.warning if failing else log.info)("readiness: %s", line)

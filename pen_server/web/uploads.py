@@ -1,5 +1,5 @@
 """A multipart/form-data body read as it arrives: text fields kept (bounded), each file
-written straight to a temporary file of the blob store while it is hashed, and made an
+written straight to a temporary blob of the blob store while it is hashed, and made an
 upload of the signed-in user when it ends. A huge form never sits in memory: a file over
 the PEN's size limit stops being written at the limit (the rest is read and thrown away,
 so the browser gets our page, not a broken connection), and a body past the hard cap is
@@ -7,10 +7,7 @@ refused before a byte of it is read."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import anyio
 from fastapi import Request
@@ -18,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pen_server.api.attachments import clean_content_type, store_upload
 from pen_server.errors import ApiError
-from pen_server.storage import Hasher
+from pen_server.storage import Hasher, TempBlob
 
 MAX_FILES = 20
 MAX_PARTS = 100
@@ -57,8 +54,7 @@ class StreamedForm:
         self._name: str | None = None
         self._filename: str | None = None
         self._value = bytearray()
-        self._out: Any = None  # the open file of the part being received
-        self._temp: Path | None = None
+        self._temp: TempBlob | None = None  # the upload of the part being received
         self._hasher: Hasher | None = None
         self._skip = False
 
@@ -96,8 +92,7 @@ class StreamedForm:
             self.before_files(self)
         if len(self.uploads) + len(self.too_large) >= MAX_FILES:
             raise FormTooLarge(f"A message takes at most {MAX_FILES} files; send the others in another message.")
-        self._temp, fd = self.pen.blobs.new_temp()
-        self._out = os.fdopen(fd, "wb", buffering=0)
+        self._temp = self.pen.blobs.new_temp()
         self._hasher = Hasher()
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -116,7 +111,7 @@ class StreamedForm:
             self._skip = True
             return
         self._hasher.update(piece)
-        self._out.write(piece)
+        self._temp.write(piece)
 
     def _part_end(self) -> None:
         if self._skip:
@@ -124,19 +119,16 @@ class StreamedForm:
         if self._filename is None:
             self.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
             return
-        os.fsync(self._out.fileno())
-        self._out.close()
+        self._temp.finish()
         sha, size = self._hasher.sha.hexdigest(), self._hasher.size
         temp, self._temp = self._temp, None
         content_type = clean_content_type(self._headers.get(b"content-type", b"").decode("latin-1"))
         self.uploads.append(store_upload(self.pen, temp, self.owner_id, self._filename, content_type, size, sha))
 
     def _drop_file(self) -> None:
-        if self._out is not None:
-            self._out.close()
         if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
-        self._out = self._temp = None
+            self._temp.discard()
+        self._temp = None
 
     def first(self, name: str, default: str = "") -> str:
         return (self.fields.get(name) or [default])[0]
@@ -160,7 +152,8 @@ async def read_multipart(request: Request, pen, owner_id: str,
             if received > cap:
                 raise FormTooLarge("That form is larger than this PEN takes; send smaller files.")
             await anyio.to_thread.run_sync(form.parser.write, chunk)
-        form.parser.finalize()
+        await anyio.to_thread.run_sync(form.parser.finalize)
     finally:
-        form._drop_file()
+        with anyio.CancelScope(shield=True):  # a bucket's temporary object is a request away
+            await anyio.to_thread.run_sync(form._drop_file)
     return form

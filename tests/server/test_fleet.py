@@ -1,4 +1,4 @@
-"""A PEN as a fleet, on SQLite and on PostgreSQL: two API processes (`pen-server run` on two
+"""A PEN as a fleet, on SQLite and on PostgreSQL with an S3 bucket: two API processes (`pen-server run` on two
 ports, as two hosts behind a load balancer) and one delivery worker (`pen-server worker`) on one database, the API
 processes not delivering (`PEN_DELIVERY_IN_API=0`). Everything that must be shared is:
 events reach a stream open on the other process, a reconnect with Last-Event-ID to the
@@ -24,6 +24,8 @@ from sqlalchemy import create_engine, text
 
 from pen_devstack import PenProcess, SinkHandler, SmtpSink, free_port
 from pen_devstack.fleet import EventReader, WorkerProcess
+from pen_devstack.s3 import HOW_TO_ENABLE as S3_HOW_TO_ENABLE
+from pen_devstack.s3 import S3Server, rclone_binary
 from pen_server.settings import load_settings
 from tests.conftest import PASSWORD, USERS, make_pen
 
@@ -54,6 +56,11 @@ class GatedSink(SinkHandler):
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    def gate(self, open_for: int) -> None:
+        with self.lock:
+            self.open_for, self.mails, self.held = open_for, 0, 0
+            self.released.clear()
+
     def release(self) -> None:
         self.released.set()
 
@@ -66,11 +73,23 @@ def sink():
     s.stop()
 
 
+def _bucket(root):
+    """The fleet on PostgreSQL keeps its attachments in one S3 bucket (rclone serve s3)."""
+    if rclone_binary() is None:
+        if os.environ.get("PEN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{S3_HOW_TO_ENABLE} (PEN_REQUIRE_TOOLS=1)")
+        pytest.skip(S3_HOW_TO_ENABLE)
+    return S3Server(root).start()
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, sink, database):
+    """(first API process, second API process, worker, the S3 server or None)."""
     root = tmp_path_factory.mktemp("fleet")
-    env = {"PEN_DELIVERY_IN_API": "0"}
-    first = make_pen(root, sink, env, database_url=database())
+    url = database()
+    bucket = _bucket(tmp_path_factory.mktemp("fleet-s3")) if url else None
+    env = {"PEN_DELIVERY_IN_API": "0", **(bucket.env() if bucket else {})}
+    first = make_pen(root, sink, env, database_url=url)
     config = root / "pen-server.toml"
     doc = tomllib.loads(config.read_text())
     doc.setdefault("delivery", {})["lease_seconds"] = LEASE_SECONDS
@@ -78,10 +97,12 @@ def fleet(tmp_path_factory, sink, database):
     first.start()
     second = PenProcess(root, free_port(), smtp_port=sink.port, env=first.env).start()
     worker = WorkerProcess(root, smtp_port=sink.port, env=first.env).start()
-    yield first, second, worker
+    yield first, second, worker, bucket
     worker.stop()
     second.stop(2)
     first.stop(2)
+    if bucket is not None:
+        bucket.stop()
 
 
 def _client(process: PenProcess, token: str | None = None) -> httpx.Client:
@@ -122,7 +143,7 @@ def _user_id(process: PenProcess, who: str) -> str:
 
 
 def test_a_message_sent_through_one_reaches_a_stream_open_on_the_other(fleet):
-    first, second, _ = fleet
+    first, second, *_ = fleet
     stream = _stream(first, _login(first, "ann"))
     try:
         sent = _send(second, _login(second, "bob"), [USERS["ann"][0]], "Across the fleet")
@@ -130,16 +151,16 @@ def test_a_message_sent_through_one_reaches_a_stream_open_on_the_other(fleet):
         ids = [i for i, _, _ in events]
         assert all(isinstance(i, int) for i in ids) and ids == sorted(ids)
         if load_settings(first.data, env={}).database_url.startswith("postgresql"):
-            # Each API process holds one LISTEN connection; the worker only publishes.
+            # Each process holds one LISTEN connection (the worker's starts a delivery pass).
             listening = _rows(first, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                      "AND query = 'LISTEN pen_events'")
-            assert listening == [(2,)], listening
+            assert listening == [(3,)], listening
     finally:
         stream.close()
 
 
 def test_the_worker_s_events_reach_the_sender_s_stream(fleet):
-    first, second, _ = fleet
+    first, second, *_ = fleet
     stream = _stream(second, _login(second, "cat"))
     try:
         sent = _send(first, _login(first, "cat"), ["outside@far.example"], "Told by the worker")
@@ -150,7 +171,7 @@ def test_the_worker_s_events_reach_the_sender_s_stream(fleet):
 
 
 def test_a_reconnect_with_last_event_id_to_the_other_process_misses_nothing(fleet):
-    first, second, _ = fleet
+    first, second, *_ = fleet
     bob = _user_id(first, "bob")
     stream = _stream(first, _login(first, "bob"))
     token = _login(first, "ann")
@@ -176,7 +197,7 @@ def test_a_reconnect_with_last_event_id_to_the_other_process_misses_nothing(flee
 
 
 def test_an_upload_through_one_downloads_through_the_other_with_range(fleet):
-    first, second, _ = fleet
+    first, second, _, bucket = fleet
     data = os.urandom((2 << 20) + 11)
     with _client(first, _login(first, "ann")) as c:
         r = c.post(f"/uploads?filename={quote('scan.bin')}", content=data,
@@ -188,10 +209,13 @@ def test_an_upload_through_one_downloads_through_the_other_with_range(fleet):
         part = c.get(f"/messages/{sent['id']}/attachments/{att['id']}", headers={"Range": "bytes=1000-1999"})
     assert part.status_code == 206 and part.content == data[1000:2000]
     assert part.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+    if bucket is not None:  # in the bucket, not on either process's disk
+        assert any(key.endswith(att["sha256"]) for key in bucket.objects())
+        assert not list((first.data / "blobs").rglob(att["sha256"]))
 
 
 def test_the_sign_in_limit_holds_across_both_processes(fleet):
-    first, second, _ = fleet
+    first, second, *_ = fleet
     codes = []
     for i in range(7):  # alternating between the processes, from one address
         with _client((first, second)[i % 2]) as c:
@@ -201,13 +225,17 @@ def test_the_sign_in_limit_holds_across_both_processes(fleet):
 
 
 def test_a_killed_worker_s_notifications_are_delivered_by_the_next_each_once(fleet, sink):
-    first, second, worker = fleet
+    first, second, worker, _ = fleet
     handler: GatedSink = sink.handler
+    deadline = time.monotonic() + 60
+    while _rows(first, "SELECT count(*) FROM notifications WHERE status IN ('queued', 'sending', 'deferred')")[0][0]:
+        assert time.monotonic() < deadline, "the earlier tests' notifications are still going out"
+        time.sleep(0.1)
     worker.stop()
     before = len(sink.received)
     recipients = [f"person{i:03d}@many.example" for i in range(200)]
     sent = _send(first, _login(first, "cat"), recipients, "Two hundred at once")
-    handler.open_for, handler.mails = 50, 0
+    handler.gate(50)
     doomed = WorkerProcess(first.data, smtp_port=sink.port, env=first.env, name="doomed").start()
 
     def settled() -> bool:  # 50 accepted and recorded; the next sends held at MAIL FROM
@@ -217,7 +245,9 @@ def test_a_killed_worker_s_notifications_are_delivered_by_the_next_each_once(fle
 
     deadline = time.monotonic() + 60
     while not settled():
-        assert time.monotonic() < deadline, "the first worker never got 50 sent with more in flight"
+        assert time.monotonic() < deadline, ("the first worker never got 50 sent with more in flight",
+                                             handler.mails, handler.held, doomed.log_tail(),
+                                             _rows(first, "SELECT status, count(*) FROM notifications GROUP BY status"))
         time.sleep(0.05)
     doomed.kill()  # kill -9 with 150 to go, some of them leased and in flight
     handler.release()

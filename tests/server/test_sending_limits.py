@@ -18,7 +18,7 @@ from pen_server.app import remove_stale_uploads
 from pen_server.db import Database
 from pen_server.models import Attachment, utcnow
 from pen_server.settings import load_settings
-from pen_server.storage import BlobStore
+from pen_server.storage import LocalBlobStore
 from tests.conftest import PASSWORD, USERS, make_pen
 from tests.server.test_attachments import upload
 
@@ -118,7 +118,7 @@ class RacingBlobs:
     """The real blob store, except that just before the clean-up removes a blob's file an
     upload of the same bytes arrives over HTTPS, and gets as far as the server lets it."""
 
-    def __init__(self, store: BlobStore, do_upload, size: int):
+    def __init__(self, store: LocalBlobStore, do_upload, size: int):
         self.store, self.do_upload, self.size = store, do_upload, size
         self.answer: list[httpx.Response] = []
         self.thread: threading.Thread | None = None
@@ -157,7 +157,7 @@ def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
                 c.headers["Authorization"] = token
                 return upload(c, "new.bin", data)
 
-        blobs = RacingBlobs(BlobStore(settings.blob_dir, settings.tmp_dir), do_upload, len(data))
+        blobs = RacingBlobs(LocalBlobStore(settings.blob_dir, settings.tmp_dir), do_upload, len(data))
         assert remove_stale_uploads(SimpleNamespace(db=db, blobs=blobs)) == 1
         blobs.thread.join(60)
         [fresh] = blobs.answer
