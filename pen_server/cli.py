@@ -1,4 +1,5 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, run, worker."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run,
+worker."""
 
 from __future__ import annotations
 
@@ -195,6 +196,21 @@ def cmd_bounce(args) -> int:
     return 75 if outcome.retry else 0
 
 
+def cmd_migrate_to(args) -> int:
+    from pen_server import initpen
+    from pen_server.migrate_to import MigrateError, migrate_to
+
+    settings = load_settings(args.data)
+    try:
+        url = initpen.check_database_url(args.url)
+        copied = migrate_to(settings.database_url, url)
+    except (initpen.InitError, MigrateError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"Copied {copied.rows} rows of {copied.tables} tables. Now set that URL as url in [database] of "
+          f"{settings.data_dir / 'pen-server.toml'} (or PEN_DATABASE_URL) and start the PEN again.")
+    return 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
@@ -276,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     bounce.add_argument("--recipient", action="append",
                         help="the bounce address it was sent to (default: from its delivery headers)")
     bounce.set_defaults(func=cmd_bounce)
+
+    mig = sub.add_parser("migrate-to", help="copy the PEN's database into an empty PostgreSQL database "
+                                            "(stop the PEN first)")
+    mig.add_argument("--data", required=True)
+    mig.add_argument("url", help="postgresql+psycopg://USER:PASSWORD@HOST/NAME, an empty database")
+    mig.set_defaults(func=cmd_migrate_to)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)

@@ -43,18 +43,17 @@ class Plan:
     warning: str | None = None
     database_url: str = ""  # empty: SQLite, pen.db in the data folder
 
-
     def toml(self) -> str:
-        doc = {
-            "pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer},
+        doc: dict = {"pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer}}
+        if self.database_url:
+            doc["database"] = {"url": self.database_url}
+        doc |= {
             "smtp": {"host": "localhost", "port": 25, "security": "none", "from_address": self.from_address},
             "limits": {
                 key: getattr(DEFAULTS, key)
                 for key in ("max_upload_bytes", "max_recipients", "send_messages_per_hour", "send_recipients_per_hour")
             },
         }
-        if self.database_url:
-            doc["database"] = {"url": self.database_url}
         text = tomli_w.dumps(doc)
         if tomllib.loads(text) != doc:  # pragma: no cover - the writer's promise, checked anyway
             raise InitError("The settings could not be written as TOML exactly; nothing was written.")

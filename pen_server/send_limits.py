@@ -3,9 +3,9 @@
 The hourly count is read from the database (the user's own messages of the last hour and
 their notification rows), not kept in memory, so several server processes share it. It is
 checked after the new message's row is written: on SQLite that write holds the database's
-write lock, on PostgreSQL the sender's row is locked (FOR UPDATE) until the commit, so two
-sends of one user at the same moment are counted one after the other and cannot both slip
-under the limit."""
+write lock, and on PostgreSQL the check first locks the sender's row (FOR NO KEY UPDATE, which
+the message rows' foreign-key locks do not conflict with), so two sends of one user at the same
+moment are counted one after the other and cannot both slip under the limit."""
 
 from __future__ import annotations
 
@@ -46,9 +46,7 @@ def _wait(now: datetime, earlier: list[tuple[datetime, int]], new: int, limit: i
 def check_rate(session: Session, settings: Settings, sender_id: str, message_id: str, recipients: int) -> None:
     """Refuse (429) when this message, already written as `message_id`, takes its sender past
     the hourly limits. Call it inside the sending transaction, after the message's row."""
-    # PostgreSQL: the sender's row locked until commit (NO KEY UPDATE: the new rows' foreign keys
-    # take KEY SHARE on it, which FOR UPDATE would deadlock with), so one user's sends at one moment
-    # (in any process) are counted one after the other, as SQLite's write lock does there.
+    # Until this transaction ends, the sender's other sends wait here (SQLite: no-op).
     session.execute(select(User.id).where(User.id == sender_id).with_for_update(key_share=True))
     now = utcnow()
     rows = session.execute(

@@ -82,6 +82,14 @@ class Pen:
     def data(self) -> Path:
         return self.process.data
 
+    @property
+    def on_postgres(self) -> bool:
+        return self.process.database_url.startswith("postgresql")
+
+    def sql(self):
+        """A connection to this PEN's database, SQLite or PostgreSQL (PenProcess.sql)."""
+        return self.process.sql()
+
     def client(self, token: str | None = None, timeout: float | httpx.Timeout = 30, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.api, verify=self.ca_file, headers=headers, timeout=timeout, **kw)

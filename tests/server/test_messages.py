@@ -208,7 +208,7 @@ def test_events_stream(pen, send):
 
 def test_folder_totals_follow_every_change(pen, send):
     """The kept counts agree with the rows after sends, moves and deletes."""
-    import sqlite3
+    from sqlalchemy import text
 
     for i in range(3):
         send("ann", ["cat"], subject=f"count {i}")
@@ -221,10 +221,8 @@ def test_folder_totals_follow_every_change(pen, send):
         c.patch(f"/messages/{ids[2]}", json={"unread": False})
         after = {f: c.get("/messages", params={"folder": f}).json()["total"] for f in ("inbox", "archive", "trash")}
     assert after == {"inbox": before["inbox"] - 2, "archive": before["archive"] + 1, "trash": before["trash"]}
-    with sqlite3.connect(pen.data / "pen.db") as db:
-        kept = dict(((u, f), t) for u, f, t in db.execute("select user_id, folder, total from folder_counts"))
-        real = dict(
-            ((u, f), t)
-            for u, f, t in db.execute("select user_id, folder, count(*) from mailbox_entries group by user_id, folder")
-        )
+    with pen.sql() as db:
+        kept = dict(((u, f), t) for u, f, t in db.execute(text("select user_id, folder, total from folder_counts")))
+        real = dict(((u, f), t) for u, f, t in db.execute(
+            text("select user_id, folder, count(*) from mailbox_entries group by user_id, folder")))
     assert {k: v for k, v in kept.items() if v} == real

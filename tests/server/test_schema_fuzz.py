@@ -39,11 +39,11 @@ INVITATIONS = 3 * int(LIMITS["PEN_MAX_RECIPIENTS"])  # more than the sign-ups th
 
 
 @pytest.fixture(scope="module")
-def fuzz_pen(tmp_path_factory):
+def fuzz_pen(tmp_path_factory, database):
     """A PEN of the fuzzer's own, with an SMTP sink of its own: it changes the PEN's settings,
     fills mailboxes and sends notifications to made-up addresses."""
     sink = SmtpSink().start()
-    process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), sink, env=LIMITS).start()
+    process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), sink, env=LIMITS, database_url=database()).start()
     yield process, sink
     process.stop()
     sink.stop()

@@ -16,8 +16,8 @@ SECRET_SUBJECT = "HIV test result for Jane Roe"
 
 
 @pytest.fixture(scope="module")
-def spen(tmp_path_factory, smtp):
-    process = make_pen(tmp_path_factory.mktemp("subject-pen"), smtp)
+def spen(tmp_path_factory, smtp, database):
+    process = make_pen(tmp_path_factory.mktemp("subject-pen"), smtp, database_url=database())
     run_cli("package", "set", "--data", str(process.data), "clinical", "--disclaimer", "Clinical notice.",
             "--subject", "generic")
     add_user(process.data, "dr.who@abc.example", "Dr. Who", PASSWORD, package="clinical")
