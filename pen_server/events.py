@@ -196,9 +196,11 @@ class EventHub:
     async def run(self) -> None:
         """Hand new rows to this process's streams until cancelled."""
         assert self._wake is not None, "bind() first"
-        self.last_id = await asyncio.to_thread(self._newest)
+        started = False
         while True:
             try:
+                if not started:  # streams get what comes from now on (and replay the rest)
+                    self.last_id, started = await asyncio.to_thread(self._newest), True
                 await self._dispatch()
             except Exception:  # a database hiccup: the next round reads from the same id
                 log.exception("reading new events failed")
