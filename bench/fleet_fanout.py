@@ -7,13 +7,16 @@ for each round one or two `pen-server worker` processes started before it. A rou
 from the first POST until the sink has accepted all 1,000. Rounds alternate one and two
 workers, so other load on the machine falls on both alike. Also reported: the CPU seconds
 the workers, the API process and this process (the sink) used in each round (Linux /proc).
+`--relay-ms N` makes the sink take N ms before it answers each e-mail's DATA, as a distant
+relay does (a loopback sink answers at once, so only the CPU is measured).
 
-    /work/venv/bin/python bench/fleet_fanout.py [--rounds 3] [--recipients 1000] [--json]
+    /work/venv/bin/python bench/fleet_fanout.py [--rounds 3] [--recipients 1000] [--relay-ms 0] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -29,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen  # noqa: E402
+from pen_devstack import PenProcess, SinkHandler, SmtpSink, add_user, free_port, init_pen  # noqa: E402
 from pen_devstack.fleet import WorkerProcess  # noqa: E402
 from pen_devstack.postgres import PostgresCluster  # noqa: E402
 
@@ -44,6 +47,16 @@ def cpu(pid: int) -> float:
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class SlowRelay(SinkHandler):
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
 
 
 def one_round(api: PenProcess, token: str, sink: SmtpSink, workers: int, recipients: int, per_message: int,
@@ -79,13 +92,14 @@ def main() -> int:
     ap.add_argument("--recipients", type=int, default=1000)
     ap.add_argument("--per-message", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--relay-ms", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     recipients, rounds = max(1, min(args.recipients, 5000)), max(1, min(args.rounds, 10))
     per_message = max(1, min(args.per_message, 100))
     root = Path(tempfile.mkdtemp(prefix="pen-fleet-fanout-"))
     cluster = PostgresCluster().start()
-    sink = SmtpSink().start()
+    sink = SmtpSink(handler=SlowRelay(max(0, min(args.relay_ms, 5000)) / 1000)).start()
     results = []
     try:
         url = cluster.create_database()
@@ -111,15 +125,16 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     one = [r["seconds"] for r in results if r["workers"] == 1]
     two = [r["seconds"] for r in results if r["workers"] == 2]
-    out = {"recipients": recipients, "rounds": results, "median_one_worker": statistics.median(one),
-           "median_two_workers": statistics.median(two),
+    out = {"recipients": recipients, "relay_ms": args.relay_ms, "rounds": results,
+           "median_one_worker": round(statistics.median(one), 2),
+           "median_two_workers": round(statistics.median(two), 2),
            "speed_up": round(statistics.median(one) / statistics.median(two), 2),
            "load_average": os.getloadavg()}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{recipients} recipients: one worker {out['median_one_worker']} s, two workers "
-              f"{out['median_two_workers']} s (median of {rounds}); two are {out['speed_up']}x as fast; "
+        print(f"{recipients} recipients, relay {args.relay_ms} ms: one worker {out['median_one_worker']} s, "
+              f"two workers {out['median_two_workers']} s (median of {rounds}); two are {out['speed_up']}x as fast; "
               f"load average {out['load_average'][0]:.1f}")
     return 0
 
