@@ -125,7 +125,7 @@ def test_tls_only_and_verified(pen):
         httpx.get(pen.api + "/health", verify=ctx, timeout=5)
 
 
-def test_guest_invitation_register_and_inbox(pen, send, smtp):
+def test_guest_invitation_register_and_inbox(pen, send):
     sent = send("ann", ["newguest@outside.example"], subject="Your scan")
     mails = pen.mails_to("newguest@outside.example", "Your scan")
     assert mails, "the guest got no notification"

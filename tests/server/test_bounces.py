@@ -88,13 +88,13 @@ I am away until Monday and will read your message then.
 
 
 @pytest.fixture(scope="module")
-def bpen(tmp_path_factory, smtp, database):
+def bpen(tmp_path_factory, db_smtp, database):
     port = free_port()
-    process = make_pen(tmp_path_factory.mktemp("bounce-pen"), smtp, env={"PEN_BOUNCE_PORT": str(port)},
+    process = make_pen(tmp_path_factory.mktemp("bounce-pen"), db_smtp, env={"PEN_BOUNCE_PORT": str(port)},
                        database_url=database())
     process.bounce_port = port
     process.start()
-    yield Pen(process, smtp)
+    yield Pen(process, db_smtp)
     process.kill()
 
 

@@ -96,3 +96,24 @@ def test_every_migration_runs_up_and_down_with_rows_in_place(tmp_path, database)
     _alembic(url, "upgrade", "head")
     assert _schema_drift(url) == []
     engine.dispose()
+
+
+def test_a_pooled_connection_the_database_dropped_is_replaced_unseen(postgres, monkeypatch):
+    """A connection idle in the pool for a while is pinged before use: when the database
+    ended it meanwhile (a restart, a firewall), the request gets a new one instead of an error."""
+    from sqlalchemy import text
+
+    from pen_server import db as dbmod
+
+    url = postgres.create_database()
+    database = dbmod.Database(url)
+    try:
+        with database.session() as s:
+            pid = s.execute(text("select pg_backend_pid()")).scalar()
+        with postgres.connect() as admin:
+            assert admin.execute("select pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        monkeypatch.setattr(dbmod, "PING_AFTER_IDLE_SECONDS", 0.0)  # idle long enough
+        with database.session() as s:
+            assert s.execute(text("select pg_backend_pid()")).scalar() != pid
+    finally:
+        database.dispose()

@@ -24,12 +24,12 @@ address_max_delay = 8
 
 
 @pytest.fixture(scope="module")
-def lpen(tmp_path_factory, smtp, database):
-    process = make_pen(tmp_path_factory.mktemp("limits"), smtp, database_url=database())
+def lpen(tmp_path_factory, db_smtp, database):
+    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, database_url=database())
     config = process.data / "pen-server.toml"
     config.write_text(config.read_text() + LIMITS)  # [limits] is the file's last table
     process.start()
-    yield Pen(process, smtp)
+    yield Pen(process, db_smtp)
     process.stop()
 
 
