@@ -262,6 +262,20 @@ def reset_peak_of(pid: int) -> bool:
         return False
 
 
+def sign_in(pen, email: str, timeout: float = 300):
+    """An httpx client of the devstack PEN `pen`, signed in as `email`."""
+    import httpx
+
+    c = httpx.Client(base_url=pen.api, verify=ssl.create_default_context(cafile=str(pen.ca_file)), timeout=timeout)
+    token = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+    c.headers["Authorization"] = f"Bearer {token}"
+    for _ in range(100):  # a sign-in may be answered a moment before it is committed
+        if c.get("/me").status_code == 200:
+            return c
+        time.sleep(0.02)
+    raise SystemExit("signing in failed")
+
+
 def parent(args: argparse.Namespace) -> dict:
     import httpx
 
@@ -287,14 +301,7 @@ def parent(args: argparse.Namespace) -> dict:
         sha = make_file(source, size)
 
         def signed_in(email: str) -> httpx.Client:
-            c = httpx.Client(base_url=pen.api, verify=ssl.create_default_context(cafile=str(ca)), timeout=300)
-            token = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
-            c.headers["Authorization"] = f"Bearer {token}"
-            for _ in range(100):  # a sign-in may be answered a moment before it is committed
-                if c.get("/me").status_code == 200:
-                    return c
-                time.sleep(0.02)
-            raise SystemExit("signing in failed")
+            return sign_in(pen, email)
 
         def chunks():
             with source.open("rb") as f:
@@ -376,17 +383,35 @@ def parent(args: argparse.Namespace) -> dict:
         if pen is not None:
             pen.stop()
         smtp.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        leave(work, args.keep)
+
+
+def leave(work: Path, keep: bool) -> None:
+    """Remove a run's work folder, or say where it is kept."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report_head(results: dict) -> None:
+    print()
+    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs; 1-minute load average "
+          f"{results['loadavg_before'][0]:.2f} before the downloads, {results['loadavg_after'][0]:.2f} after)")
+
+
+def size_arguments(p: argparse.ArgumentParser, rounds: int) -> None:
+    """The options both download benchmarks take."""
+    p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024 = 1 GiB)")
+    p.add_argument("--rounds", type=int, default=rounds, help=f"rounds to run (default {rounds})")
+    p.add_argument("--workdir", help="where the PEN and the downloads live (default: the temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
 
 
 def report(results: dict) -> None:
     size = results["size_mib"] * MIB
-    print()
-    print(f"file: {results['size_mib']} MiB over HTTPS on loopback ({os.cpu_count()} CPUs; 1-minute load average "
-          f"{results['loadavg_before'][0]:.2f} before the downloads, {results['loadavg_after'][0]:.2f} after)")
+    report_head(results)
     print(f"upload (httpx, for reference): {mbps(size, results['upload_seconds']):8.1f} MiB/s")
     for n, r in enumerate(results["rounds"], 1):
         curl_rate, tui_rate = mbps(size, r["curl_seconds"]), mbps(size, r["seconds"])
@@ -422,21 +447,22 @@ def report(results: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024 = 1 GiB)")
-    p.add_argument("--rounds", type=int, default=1, help="curl / tui pairs to run (default 1)")
-    p.add_argument("--workdir", help="where the PEN and the downloads live (default: the temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    size_arguments(p, rounds=1)
     for name in ("server", "ca", "message", "folder", "attachment"):
         p.add_argument(f"--child-{name}", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_server:
         child(args)
         return
+    run_and_report(args, parent, report)
+
+
+def run_and_report(args: argparse.Namespace, run, show) -> None:
+    """Run a download benchmark (curl times it) and print its figures, as JSON too with --json."""
     if not shutil.which("curl"):
-        raise SystemExit("curl is not installed; it is the baseline this benchmark compares with.")
-    results = parent(args)
-    report(results)
+        raise SystemExit("curl is not installed; the downloads are timed with it.")
+    results = run(args)
+    show(results)
     if args.json:
         print(json.dumps(results, indent=2))
 

@@ -58,9 +58,11 @@ class S3Server:
         assert binary, HOW_TO_ENABLE
         self.bucket_dir.mkdir(parents=True, exist_ok=True)
         # The key pair through the environment, not the command line others can read (ps).
+        # No ETag hash: over a plain folder rclone would read each object again for its MD5,
+        # and pen-server uses no ETag of the store.
         env = dict(os.environ, RCLONE_AUTH_KEY=f'"{ACCESS_KEY},{SECRET_KEY}"', RCLONE_CONFIG="/dev/null")
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([binary, "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+            self.proc = subprocess.Popen([binary, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "",
                                           str(self.root)], env=env, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

@@ -197,13 +197,13 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
     bounces = raw.get("bounces", {})
     storage = raw.get("storage", {})
     for section, value in (
-        ("storage", storage),
         ("pen", pen),
         ("limits", limits),
         ("smtp", smtp_raw),
         ("delivery", delivery),
         ("bounces", bounces),
         ("log", log),
+        ("storage", storage),
     ):
         if not isinstance(value, dict):
             raise SettingsError(f"The [{section}] part of {path} must be a table.")

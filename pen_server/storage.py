@@ -80,8 +80,9 @@ class BlobStore(ABC):
         return self.size(sha256) is not None
 
     @abstractmethod
-    def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """The bytes start..end (both included) of a blob, in pieces, as they are read."""
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes | memoryview]:
+        """The bytes start..end (both included; None: to its end) of a blob, in pieces (bytes
+        or a memoryview of them) as they are read."""
 
     @abstractmethod
     def remove(self, sha256: str) -> None:
@@ -154,15 +155,18 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return None
 
-    async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes | memoryview]:
         async with await anyio.open_file(self.path(sha256), "rb") as f:
             await f.seek(start)
-            left = end - start + 1
-            while left > 0:
-                piece = await f.read(min(READ_CHUNK, left))
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                piece = await f.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
                 if not piece:
+                    if left is None:
+                        return
                     raise OSError(f"blob {sha256} ended {left} bytes early")
-                left -= len(piece)
+                if left is not None:
+                    left -= len(piece)
                 yield piece
 
     def remove(self, sha256: str) -> None:

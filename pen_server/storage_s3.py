@@ -4,10 +4,10 @@ request signing). Blobs are PREFIX/blobs/ab/cd/<sha256>; an upload streams to
 PREFIX/tmp/upload-<random> in 8 MiB parts (at most two in flight: memory stays flat
 whatever the size), and is copied under its hash server-side once its rows are committed.
 
-Downloads are one GET of a presigned URL streamed by httpx, with a read timeout between
-pieces rather than a deadline for the whole body (a slow client may take an hour over a
-big file), and accepting a range answered by 206 or, as rclone's `serve s3` 1.75 answers,
-by 200 with the Content-Range asked for (obstore refuses that answer)."""
+A whole download is one GET through obstore, streamed in 1 MiB pieces as the client takes
+them; a range is one GET of a presigned URL through httpx, which takes a range answered by
+206 or, as rclone's `serve s3` 1.75 answers, by 200 with the Content-Range asked for
+(obstore refuses that answer)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from pen_server.settings import StorageSettings
-from pen_server.storage import BlobStore, StoreUnavailable, TempBlob, blob_key, temp_name
+from pen_server.storage import READ_CHUNK, BlobStore, StoreUnavailable, TempBlob, blob_key, temp_name
 
 log = logging.getLogger("pen_server")
 # httpx logs each request's URL at INFO: a presigned URL reads the blob for minutes.
@@ -28,6 +28,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 PART_SIZE = 8 << 20
 PARTS_IN_FLIGHT = 2
 SIGNED_FOR = timedelta(minutes=10)
+MISSING = "That file is missing from the server's storage; tell its administrator."
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 try:
@@ -44,6 +45,19 @@ def _unavailable(what: str, exc: BaseException) -> StoreUnavailable:
 
 
 _FAILURES: tuple[type[BaseException], ...] = (OSError,) if obstore is None else (ObstoreError, OSError)
+_READ_FAILURES: tuple[type[BaseException], ...] = (httpx.HTTPError, *_FAILURES)
+
+
+def _why(exc: BaseException, bucket: str) -> str:
+    """What a failed request says about the store, in a few words (the details go to the log)."""
+    text = str(exc)
+    if "error sending request" in text or "connect" in text.lower():
+        return "does not answer (no connection)"
+    if "404" in text or isinstance(exc, FileNotFoundError):
+        return f"has no bucket {bucket!r}"
+    if "403" in text or "401" in text or type(exc).__name__ in ("PermissionDeniedError", "UnauthenticatedError"):
+        return "refuses the access key"
+    return f"does not answer as it should ({type(exc).__name__})"
 
 
 class _S3Temp(TempBlob):
@@ -51,9 +65,12 @@ class _S3Temp(TempBlob):
         self.store = store
         self.name = temp_name()
         self.key = f"tmp/{self.name}"
-        self._writer: Any = obstore.open_writer(store.s3, self.key, buffer_size=PART_SIZE,
-                                                max_concurrency=PARTS_IN_FLIGHT)
-        self._open = True
+        try:
+            self._writer: Any = obstore.open_writer(store.s3, self.key, buffer_size=PART_SIZE,
+                                                    max_concurrency=PARTS_IN_FLIGHT)
+        except _FAILURES as exc:
+            raise _unavailable("starting an upload", exc) from None
+        self._open, self._gone = True, False
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -69,13 +86,20 @@ class _S3Temp(TempBlob):
             raise _unavailable("completing an upload", exc) from None
 
     def discard(self) -> None:
+        """Never raises: what cannot be removed now, the clean-up removes after a day."""
+        if self._gone:
+            return
+        self._gone = True
         if self._open:
             self._open = False
             try:  # leaving the writer with an error aborts its multipart upload
                 self._writer.__exit__(RuntimeError, RuntimeError("discarded"), None)
             except _FAILURES:
                 pass
-        self.store._delete(self.key)
+        try:
+            self.store._delete(self.key)
+        except StoreUnavailable:
+            pass  # logged by _delete
 
 
 class S3BlobStore(BlobStore):
@@ -134,22 +158,41 @@ class S3BlobStore(BlobStore):
         except _FAILURES as exc:
             raise _unavailable("looking up a blob", exc) from None
 
-    async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes | memoryview]:
+        key = "blobs/" + blob_key(sha256)
+        if start == 0 and end is None:  # the whole blob: obstore's GET, streamed in Rust off the GIL
+            try:
+                answer = await obstore.get_async(self.s3, key)
+                async for piece in answer.stream(min_chunk_size=READ_CHUNK):
+                    yield memoryview(piece)  # the buffer itself, not a copy
+            except FileNotFoundError:
+                raise StoreUnavailable(MISSING) from None
+            except _FAILURES as exc:
+                raise _unavailable("reading a blob", exc) from None
+            return
+        async for part in self._read_range(key, start, end):
+            yield part
+
+    async def _read_range(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes | memoryview]:
+        """A range, through a presigned URL and httpx: obstore refuses a range answered with
+        200 and the Content-Range asked for, as rclone's `serve s3` (1.75) answers."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(60, connect=5),
                                            limits=httpx.Limits(max_keepalive_connections=32))
+        asked = f"bytes={start}-{'' if end is None else end}"
         try:
-            url = await obstore.sign_async(self.s3, "GET", "blobs/" + blob_key(sha256), SIGNED_FOR)
-            async with self._http.stream("GET", url, headers={"Range": f"bytes={start}-{end}"}) as answer:
+            url = await obstore.sign_async(self.s3, "GET", key, SIGNED_FOR)
+            async with self._http.stream("GET", url, headers={"Range": asked}) as answer:
                 if answer.status_code == 404:
-                    raise StoreUnavailable("That file is missing from the server's storage; tell its administrator.")
+                    raise StoreUnavailable(MISSING)
                 match = _CONTENT_RANGE.match(answer.headers.get("content-range", ""))
-                if answer.status_code not in (200, 206) or not match or (int(match[1]), int(match[2])) != (start, end):
+                if answer.status_code not in (200, 206) or not match or int(match[1]) != start or (
+                        end is not None and int(match[2]) != end):
                     raise StoreUnavailable(f"The file storage answered {answer.status_code} "
                                            f"({answer.headers.get('content-range')!r}) to a range of a blob.")
                 async for piece in answer.aiter_raw():
                     yield piece
-        except httpx.HTTPError as exc:
+        except _READ_FAILURES as exc:
             raise _unavailable("reading a blob", exc) from None
 
     def remove(self, sha256: str) -> None:
@@ -172,9 +215,9 @@ class S3BlobStore(BlobStore):
         try:
             await obstore.list_with_delimiter_async(self.s3)
         except _FAILURES as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise StoreUnavailable(f"The object store {self.describe()} does not answer as it should ({first}); "
-                                   "check [storage] in pen-server.toml and that the bucket exists.") from None
+            log.warning("object store check: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise StoreUnavailable(f"The object store {self.describe()} {_why(exc, self.conf.bucket)}; "
+                                   "check [storage] in pen-server.toml.") from None
 
     async def close(self) -> None:
         if self._http is not None:

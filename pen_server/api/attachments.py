@@ -35,7 +35,7 @@ class AttachmentResponse(Response):
     def __init__(self, store: BlobStore, sha256: str, size: int, *, byte_range: tuple[int, int] | None,
                  media_type: str, headers: dict):
         super().__init__(media_type=media_type, headers=headers)
-        self.store, self.sha256 = store, sha256
+        self.store, self.sha256, self.whole = store, sha256, byte_range is None
         self.start, self.end = byte_range if byte_range is not None else (0, size - 1)
         self.headers["content-length"] = str(self.end - self.start + 1)
         if byte_range is not None:
@@ -44,9 +44,9 @@ class AttachmentResponse(Response):
 
     async def __call__(self, scope, receive, send):
         pieces = None
-        first = b""
+        first: bytes | memoryview = b""
         if scope["method"] != "HEAD" and self.end >= self.start:
-            pieces = self.store.read(self.sha256, self.start, self.end)
+            pieces = self.store.read(self.sha256, self.start, None if self.whole else self.end)
             try:
                 first = await anext(pieces)
             except StoreUnavailable as exc:

@@ -18,7 +18,7 @@ from pen_server.app import remove_stale_uploads
 from pen_server.db import Database
 from pen_server.models import Attachment, utcnow
 from pen_server.settings import load_settings
-from pen_server.storage import LocalBlobStore
+from pen_server.storage import BlobStore, LocalBlobStore
 from tests.conftest import PASSWORD, USERS, make_pen
 from tests.server.test_attachments import upload
 
@@ -118,7 +118,7 @@ class RacingBlobs:
     """The real blob store, except that just before the clean-up removes a blob's file an
     upload of the same bytes arrives over HTTPS, and gets as far as the server lets it."""
 
-    def __init__(self, store: LocalBlobStore, do_upload, size: int):
+    def __init__(self, store: BlobStore, do_upload, size: int):
         self.store, self.do_upload, self.size = store, do_upload, size
         self.answer: list[httpx.Response] = []
         self.thread: threading.Thread | None = None
@@ -127,13 +127,18 @@ class RacingBlobs:
         self.thread = threading.Thread(target=lambda: self.answer.append(self.do_upload()))
         self.thread.start()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not self.answer:  # its body is on the server's disk
-            if any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*")):
+        while time.monotonic() < deadline and not self.answer:
+            if self.body_arrived():
                 break
             time.sleep(0.01)
         # Give the upload its chance to finish first (with the fix it waits for our lock).
         self.thread.join(5)
         self.store.remove(sha)
+
+    def body_arrived(self) -> bool:
+        """The upload's body is in the store, as a temporary blob (here: on the server's disk)."""
+        assert isinstance(self.store, LocalBlobStore)
+        return any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*"))
 
 
 def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, db_smtp, database):
