@@ -80,10 +80,10 @@ class SinkHandler:
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, handler: SinkHandler | None = None):
         from aiosmtpd.controller import Controller
 
-        self.handler = SinkHandler()
+        self.handler = handler or SinkHandler()
         self.port = port or free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      data_size_limit=50 << 20, decode_data=False)
@@ -109,6 +109,7 @@ class PenProcess:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     nofile: int | None = None  # the process's open-files limit (soft and hard), for load tests
+    args: tuple[str, ...] = ()  # more arguments for `pen-server run`, e.g. ("--workers", "2")
 
     def _limit_files(self) -> None:
         import resource
@@ -155,7 +156,7 @@ class PenProcess:
         # In the data folder, so as private as the rest of it (pen-server run warns otherwise).
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "pen_server", "run", "--data", str(self.data),
-                                      "--port", str(self.port)], env=env, stdout=log, stderr=log,
+                                      "--port", str(self.port), *self.args], env=env, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL, preexec_fn=self._limit_files if self.nofile else None)
         log.close()
         deadline = time.monotonic() + timeout

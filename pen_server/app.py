@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
 from pen_server import accounts, errors, openapi
-from pen_server.api import admin, attachments, auth, messages, threads
+from pen_server.api import admin, attachments, auth, health, messages, threads
 from pen_server.db import Database
 from pen_server.events import EventHub
 from pen_server.middleware import BodyLimit
@@ -43,11 +43,17 @@ class Services:
     hashing: HashPool | None = None
     signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: DeliveryWorker | None = None
+    draining: bool = False  # SIGTERM came: not ready, streams ended, in-flight requests finish
+    not_ready: str | None = None  # what /health/ready found not answering last time (api/health.py)
+
+    def stopping(self) -> None:
+        self.draining = True
+        self.hub.end_all()
 
     def __post_init__(self):
         s = self.settings
         if self.limiter is None:
-            self.limiter = SignInLimiter(Rule(s.signin_free_failures, s.signin_max_delay),
+            self.limiter = SignInLimiter(self.db, Rule(s.signin_free_failures, s.signin_max_delay),
                                          Rule(s.address_free_failures, s.address_max_delay),
                                          Rule(s.account_free_failures, s.signin_max_delay),
                                          forget_after=s.signin_forget_seconds)
@@ -85,16 +91,14 @@ def remove_stale_uploads(services: Services) -> int:
     return removed
 
 
-async def _janitor(services: Services) -> None:
+async def _every(seconds: float, fn, what: str) -> None:
+    """fn() in a thread now and every `seconds`; a failure is logged and tried next round."""
     while True:
         try:
-            await asyncio.to_thread(remove_stale_uploads, services)
-            # Another process (or host) may be writing an upload this very minute: only a
-            # crash's leftovers, older than a day, go.
-            await asyncio.to_thread(services.blobs.clean_temp, UPLOAD_TTL.total_seconds())
+            await asyncio.to_thread(fn)
         except Exception:  # keep serving; the next round tries again
-            log.exception("cleaning stale uploads failed")
-        await asyncio.sleep(3600)
+            log.exception("%s failed", what)
+        await asyncio.sleep(seconds)
 
 
 async def _look_at_store(blobs: BlobStore) -> None:
@@ -106,12 +110,19 @@ async def _look_at_store(blobs: BlobStore) -> None:
         log.warning("%s", exc.message)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=None) -> FastAPI:
+def _clean_uploads(services: Services) -> None:
+    remove_stale_uploads(services)
+    # Another process (or host) may be writing an upload this very minute: only a
+    # crash's leftovers, older than a day, go.
+    services.blobs.clean_temp(UPLOAD_TTL.total_seconds())
+
+
+def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_socket=None) -> FastAPI:
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
     db = Database(settings.database_url)
-    services = Services(settings=settings, db=db, blobs=open_store(settings),
-                        secret=read_secret(settings), hub=EventHub(max_streams=settings.max_event_streams))
+    hub = EventHub(db, max_streams=settings.max_event_streams, keep_hours=settings.events_keep_hours)
+    services = Services(settings=settings, db=db, blobs=open_store(settings), secret=read_secret(settings), hub=hub)
 
     async def signed_in(token: str) -> bool:
         def check() -> bool:
@@ -121,16 +132,22 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        services.hub.bind(asyncio.get_running_loop())
+        hub.bind(asyncio.get_running_loop())
         log.info("attachments in %s", services.blobs.describe())
-        tasks = [asyncio.create_task(_janitor(services)), asyncio.create_task(_look_at_store(services.blobs))]
+        tasks = [asyncio.create_task(_every(3600, lambda: _clean_uploads(services), "cleaning stale uploads")),
+                 asyncio.create_task(_look_at_store(services.blobs)),
+                 asyncio.create_task(_every(60, services.limiter.prune, "pruning sign-in counts")),
+                 asyncio.create_task(_every(600, hub.prune, "pruning old events")),
+                 asyncio.create_task(hub.run())]
+        if hub.postgres:
+            tasks.append(asyncio.create_task(hub.listen()))
         bounce_server = None
         if bounce_socket is not None:
             from pen_server.bounces import start_server
 
             bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
             log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
-        if run_worker:
+        if settings.delivery_in_api if run_worker is None else run_worker:
             from pen_server.outbox import DeliveryWorker
 
             services.worker = DeliveryWorker(db, settings, services.secret, services.hub)
@@ -141,7 +158,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
             if bounce_server is not None:
                 bounce_server.close()
             if services.worker is not None:
-                await services.worker.stop()
+                await services.worker.stop_within()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -156,16 +173,12 @@ def create_app(settings: Settings, *, run_worker: bool = True, bounce_socket=Non
     errors.install(app)
     app.add_middleware(BodyLimit, small=settings.max_json_bytes, large=settings.max_message_bytes,
                        signed_in=signed_in, stall_seconds=settings.body_timeout_seconds)
-    for module in (auth, messages, threads, attachments, admin):
+    for module in (auth, messages, threads, attachments, admin, health):
         app.include_router(module.router, prefix="/api/v1")
 
     from pen_server import web
 
     web.install(app)
-
-    @app.get("/api/v1/health", tags=["meta"])
-    def health():
-        return {"status": "ok"}
 
     openapi.install(app)
 

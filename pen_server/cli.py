@@ -1,4 +1,5 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run,
+worker."""
 
 from __future__ import annotations
 
@@ -176,6 +177,7 @@ def cmd_bounce(args) -> int:
 
     from pen_server import bounces
     from pen_server.app import read_secret
+    from pen_server.events import EventHub
 
     settings, db = _open(args)
     data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
@@ -185,7 +187,8 @@ def cmd_bounce(args) -> int:
         for name in ("X-Original-To", "Delivered-To", "Envelope-To", "To"):
             recipients += [str(v).strip() for v in head.get_all(name, [])]
     try:
-        outcome = bounces.receive(db, read_secret(settings), recipients, data)
+        # Its event goes to the events table: an API process streams it to the sender.
+        outcome = bounces.receive(db, read_secret(settings), recipients, data, EventHub(db))
     except Exception as exc:
         logging.getLogger("pen_server.bounces").error("recording a bounce failed (%s); exit 75 so the MTA "
                                                       "tries again", exc)
@@ -217,7 +220,18 @@ def cmd_run(args) -> int:
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
-    return serve(settings, args.host, args.port, Path(args.log).expanduser().resolve() if args.log else None)
+    return serve(settings, args.host, args.port, Path(args.log).expanduser().resolve() if args.log else None,
+                 workers=args.workers)
+
+
+def cmd_worker(args) -> int:
+    from pen_server.worker import run_worker
+
+    settings = load_settings(args.data)
+    warning = loose_modes_warning(settings.data_dir)
+    if warning:
+        print(f"pen-server: {warning}", file=sys.stderr, flush=True)
+    return run_worker(settings, Path(args.log).expanduser().resolve() if args.log else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,7 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8443)
     run.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error "
                                                   "(or set [log] file in pen-server.toml)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="N API processes sharing the port (PostgreSQL only; default 1)")
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="deliver notifications only, without serving HTTPS")
+    worker.add_argument("--data", required=True)
+    worker.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error")
+    worker.set_defaults(func=cmd_worker)
     return p
 
 

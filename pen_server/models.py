@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -277,3 +278,38 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """What `GET /events` streams: one row per event for one user, with an id that only grows
+    (AUTOINCREMENT on SQLite, so an emptied table never hands an old id out again), written
+    by the process that made it and read by every process that has a stream open for that
+    user. Kept `events_keep_hours` (events.py prunes)."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_event_user", "user_id", "id"), Index("ix_event_created", "created_at"),
+                      {"sqlite_autoincrement": True})
+
+
+class SignInCount(Base):
+    """The sign-in limiter's counts (ratelimit.py), shared by every server process: one row
+    per counted key, named by a sha256 of the key (no address or e-mail in clear). `kind`
+    is own, address, account or known (an address the account signed in from)."""
+
+    __tablename__ = "signin_counts"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[float] = mapped_column(Float)      # epoch seconds of the last failure (or success, known)
+    pending_at: Mapped[float] = mapped_column(Float)   # epoch seconds of the last reserved try
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_signin_last", "last_at"),)

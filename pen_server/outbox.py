@@ -34,6 +34,7 @@ from pen_server.models import Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
 
 log = logging.getLogger("pen_server.outbox")
+STOP_SECONDS = 15.0  # how long a stopping worker may take to finish its sends
 N = Notification
 
 
@@ -133,7 +134,7 @@ class _Outcomes:
                 else:
                     for (job, _, _), status in zip(batch, finals):
                         log.info("delivery %s to %s: %s", job.id, job.rcpt.rpartition("@")[2] or "-", status)
-                        self.worker._publish(job, status)
+                    await self.worker._publish([(job, status) for (job, _, _), status in zip(batch, finals)])
             if self.closing and not self.pending:
                 return
 
@@ -204,6 +205,16 @@ class DeliveryWorker:
             async with self._pass_lock:
                 await self._close_relay()
 
+    async def stop_within(self, seconds: float | None = None) -> None:
+        """stop(), but give up after `seconds` (STOP_SECONDS): the sends still in flight are
+        then left leased, and another worker takes them when the lease runs out (at least
+        once, as after a crash)."""
+        try:
+            await asyncio.wait_for(self.stop(), STOP_SECONDS if seconds is None else seconds)
+        except TimeoutError:
+            log.warning("delivery did not finish within %s s of the stop; its claimed notifications wait for "
+                        "their lease to run out", STOP_SECONDS if seconds is None else seconds)
+
     # -- one pass ------------------------------------------------------------------------------
 
     async def deliver_due(self) -> int:
@@ -218,8 +229,7 @@ class DeliveryWorker:
                 await self._close_relay()  # idle: do not hold the relay's connections
                 return 0
             conf, jobs = claimed
-            for job in jobs:
-                self._publish(job, "sending")
+            await self._publish([(job, "sending") for job in jobs])
             heartbeat = asyncio.create_task(self._keep_lease())
             try:
                 await self._send_all(conf, jobs)
@@ -360,8 +370,7 @@ class DeliveryWorker:
             await outcomes.close()  # every send that was made is recorded before we go on
         if queue:  # stopping: hand back the rows not tried
             await asyncio.to_thread(self._release, [job.id for job in queue])
-            for job in queue:
-                self._publish(job, "queued" if job.attempts <= 1 else "deferred")
+            await self._publish([(job, "queued" if job.attempts <= 1 else "deferred") for job in queue])
 
     async def _lane(self, relay: _Relay, slot: int, queue: deque, down: list[str],
                     outcomes: _Outcomes) -> None:
@@ -473,11 +482,14 @@ class DeliveryWorker:
         if relay is not None:
             await relay.close()
 
-    def _publish(self, job: _Job, status: str) -> None:
-        if self.hub is None or job.sender_id is None:
+    async def _publish(self, changes: list[tuple[_Job, str]]) -> None:
+        """`notification.updated` to each sender (written to the events table, in a thread)."""
+        items = [(job.sender_id, "notification.updated",
+                  {"message_id": job.message_id, "recipient": job.recipient, "status": status})
+                 for job, status in changes if job.sender_id is not None]
+        if self.hub is None or not items:
             return
         try:
-            self.hub.publish(job.sender_id, "notification.updated",
-                             {"message_id": job.message_id, "recipient": job.recipient, "status": status})
+            await asyncio.to_thread(self.hub.publish_many, items)
         except Exception:
-            log.exception("publishing a notification event failed")
+            log.exception("publishing %d notification events failed", len(items))

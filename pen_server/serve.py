@@ -1,5 +1,13 @@
-"""`pen-server run`: uvicorn over TLS, with the delivery worker in the same process. SIGTERM
-and SIGINT stop both; the worker finishes what it is sending first.
+"""`pen-server run`: uvicorn over TLS, with the delivery worker in the same process (unless
+`[delivery] in_api = false`). SIGTERM and SIGINT stop both: the server stops taking
+connections, ends the event streams (clients reconnect to another process), finishes the
+requests in flight (at most GRACE_SECONDS) and the worker what it is sending (at most
+worker.STOP_SECONDS).
+
+`--workers N` binds the listening socket once and forks N API processes that all accept on
+it (the kernel hands each connection to one of them); this process only watches them: it
+restarts one that dies, and passes SIGTERM on. On SQLite it refuses N > 1 (one writer at a
+time: more processes would only queue on its lock).
 
 Limits against hostile load live here and in `connections.py` / `middleware.py`: the
 open-files limit is raised, a request head must arrive within `head_timeout_seconds`, a TLS
@@ -9,6 +17,7 @@ handshake within `handshake_timeout_seconds`, an idle kept-alive connection is c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -35,12 +44,21 @@ log = logging.getLogger("pen_server")
 MAX_HEAD_BYTES = 16 << 10  # a request line and headers; h11 answers 400 past it
 
 
-def serve(settings: Settings, host: str, port: int, log_file: Path | None = None) -> int:
+GRACE_SECONDS = 10  # in-flight requests may take this long after SIGTERM
+SUPERVISOR_STOP_SECONDS = 40  # then the processes of --workers N are killed
+
+
+def serve(settings: Settings, host: str, port: int, log_file: Path | None = None, workers: int = 1) -> int:
     cert, key = settings.tls_dir / "server.pem", settings.tls_dir / "server.key"
     if not cert.is_file() or not key.is_file():
         raise SettingsError(f"There is no TLS certificate in {settings.tls_dir}; run 'pen-server init' first.")
     if not 0 < port < 65536:
         raise SettingsError(f"The port must be between 1 and 65535, not {port}.")
+    if workers < 1 or workers > 64:
+        raise SettingsError(f"--workers must be between 1 and 64, not {workers}.")
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise SettingsError("SQLite takes one writer at a time, so more API processes would only wait for each "
+                            "other; run with --workers 1, or use PostgreSQL ([database] url) for several.")
     log_to(log_file or settings.log_file)
     migrate(settings.database_url)
     bounce_socket = None
@@ -54,23 +72,37 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
             raise SettingsError(f"Could not take bounces on {settings.bounce_host}:{settings.bounce_port} "
                                 f"({why}); change [bounces] port or free it.") from None
     open_files = raise_open_files_limit()
+    listener = _listen(host, port, 2048)
+    where = f"https://{'[' + host + ']' if ':' in host else host}:{listener.getsockname()[1]}"
+    print(f"pen-server listening on {where}, data in {settings.data_dir}"
+          + (f", {workers} processes" if workers > 1 else ""), flush=True)
+    log.info("listening on %s, data in %s; %d API process(es), delivery %s", where, settings.data_dir, workers,
+             "in them" if settings.delivery_in_api else "by pen-server worker only")
+    try:
+        if workers == 1:
+            return _serve_one(settings, listener, bounce_socket, open_files)
+        return _supervise(workers, lambda i: _serve_one(settings, listener, bounce_socket if i == 0 else None,
+                                                        open_files))
+    finally:
+        listener.close()
+
+
+def _serve_one(settings: Settings, listener: socket.socket, bounce_socket, open_files: int) -> int:
+    """One API process on the listening socket, until SIGTERM."""
+    cert, key = settings.tls_dir / "server.pem", settings.tls_dir / "server.key"
     guard = ConnectionGuard(head_timeout=settings.head_timeout_seconds,
                             max_connections=max(16, min(settings.max_connections, open_files - FILES_KEPT_FREE)))
     app = create_app(settings, bounce_socket=bounce_socket)
-    config = uvicorn.Config(RequestLog(app), host=host, port=port, ssl_certfile=str(cert),
+    config = uvicorn.Config(RequestLog(app), ssl_certfile=str(cert),
                             ssl_keyfile=str(key), log_level="warning", log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=10, proxy_headers=False,
+                            lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS, proxy_headers=False,
                             server_header=False, http=protocol_class(guard),
                             timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]  # a float works
                             h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     config.load()
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
-    listener = _listen(host, port, config.backlog)
-    where = f"https://{'[' + host + ']' if ':' in host else host}:{listener.getsockname()[1]}"
-    print(f"pen-server listening on {where}, data in {settings.data_dir}", flush=True)
-    log.info("listening on %s, data in %s; at most %d connections", where, settings.data_dir,
-             guard.max_connections)
-    server = _Server(config, app.state.pen.hub.end_all)
+    services = app.state.pen
+    server = _Server(config, services.stopping)
     # uvicorn shuts down gracefully, then raises the signal again; SIGTERM is how a service
     # manager asks us to stop, so that ends with 0.
     signal.signal(signal.SIGTERM, _stopped)
@@ -79,9 +111,83 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
             runner.run(server.serve(sockets=[listener]))
     except SystemExit as stop:
         return int(stop.code or 0)
-    finally:
-        listener.close()
     return 0 if server.started else 1
+
+
+def _supervise(count: int, child) -> int:
+    """Fork `count` processes running child(i) and keep them running until SIGTERM or
+    SIGINT, which each of them is sent; those still running after SUPERVISOR_STOP_SECONDS
+    are killed. A process that dies is started again, unless they keep dying at once."""
+    import time
+
+    parent = os.getpid()
+    running: dict[int, tuple[int, float]] = {}  # pid -> (slot, started)
+    stopping = False
+    quick_deaths = 0
+
+    def start(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _die_with(parent)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes SIGTERM on
+                code = child(slot)
+            except BaseException:
+                log.exception("API process %d failed", slot)
+            finally:
+                os._exit(code)
+        running[pid] = (slot, time.monotonic())
+
+    def stop(_signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        signal.alarm(SUPERVISOR_STOP_SECONDS)
+
+    def kill(_signum, _frame) -> None:
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    for slot in range(count):
+        start(slot)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGALRM, kill)
+    failed = False
+    while running:
+        pid, status = os.waitpid(-1, 0)
+        if pid not in running:
+            continue
+        slot, started = running.pop(pid)
+        if stopping:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        quick_deaths = quick_deaths + 1 if time.monotonic() - started < 5 else 0
+        if quick_deaths >= 5:
+            log.error("API processes keep exiting at once (the last with %d); stopping", code)
+            failed = True
+            stop(None, None)
+            continue
+        log.warning("API process %d (pid %d) exited with %d; starting another", slot, pid, code)
+        time.sleep(min(5.0, 0.2 * 2 ** quick_deaths))
+        start(slot)
+    signal.alarm(0)
+    return 1 if failed else 0
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this process gets SIGTERM when the supervisor dies (even by kill -9), so no API
+    process is left holding the port."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 class _Server(uvicorn.Server):
@@ -90,7 +196,7 @@ class _Server(uvicorn.Server):
         self.before_shutdown = before_shutdown
 
     async def shutdown(self, sockets=None) -> None:
-        self.before_shutdown()  # open event streams end now instead of holding the stop up
+        self.before_shutdown()  # not ready; open event streams end now instead of holding the stop up
         await super().shutdown(sockets)
 
 

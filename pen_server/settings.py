@@ -75,6 +75,10 @@ class Settings:
     worker_batch: int = 100
     worker_concurrency: int = 4
     lease_seconds: float = 30.0
+    # Whether `pen-server run` delivers too (false: only `pen-server worker` processes do).
+    delivery_in_api: bool = True
+    # How long GET /events can replay what a reconnecting client missed.
+    events_keep_hours: float = 24.0
     # Bounces: the domain of the envelope senders (default: that of from_address), and the
     # SMTP port on which `pen-server run` takes them (0: none; an MTA pipes them instead).
     bounce_domain: str = ""
@@ -147,6 +151,16 @@ def _positive(value, key: str) -> float:
     return number
 
 
+def _bool(value, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in ("1", "true", "yes"):
+        return True
+    if str(value).strip().lower() in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"The setting {key} must be true or false, not {value!r}.")
+
+
 def _take(s: Settings, table: dict, section: str, parse, *names: str) -> None:
     """Each named setting from a table of pen-server.toml, checked by `parse`, or its default."""
     for name in names:
@@ -210,6 +224,11 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
         )
     _take(s, delivery, "delivery", _float, "retry_base_seconds", "retry_max_seconds", "lease_seconds")
     _take(s, delivery, "delivery", _at_least(1), "max_attempts")
+    s.delivery_in_api = _bool(env.get("PEN_DELIVERY_IN_API") or delivery.get("in_api", True), "delivery.in_api")
+    events = raw.get("events", {})
+    if not isinstance(events, dict):
+        raise SettingsError(f"The [events] part of {path} must be a table.")
+    s.events_keep_hours = _positive(events.get("keep_hours", s.events_keep_hours), "events.keep_hours")
     _signin_limits(s, limits)
     _load_limits(s, limits)
     if log.get("file"):

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from pen_server import accounts, addresses, mailbox, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
-from pen_server.events import END
+from pen_server.events import END, frame, parse_event_id
 from pen_server.schemas import (
     AddressesOut,
     Folder,
@@ -103,8 +103,8 @@ def send_message(
     entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
     out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
     session.commit()
-    for user_id, message_id, folder in announce:
-        pen.hub.publish(user_id, "message.new", {"id": message_id, "folder": folder})
+    pen.hub.publish_many([(user_id, "message.new", {"id": message_id, "folder": folder})
+                          for user_id, message_id, folder in announce])
     if announce:
         pen.wake_worker()
     return JSONResponse(out, status_code=201)
@@ -138,38 +138,63 @@ def resend(
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "Server-sent events, one `message.new` per new message, and a comment every 15 s.",
+            "description": "Server-sent events, each with an `id:`: `message.new` per new message, "
+                           "`notification.updated`, `resync` when missed events cannot be replayed; "
+                           "a comment every 15 s.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     },
 )
-async def events(request: Request, who: Caller = Depends(caller_without_session), pen=Depends(services)):
+async def events(
+    request: Request,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=100,
+                                       description="The id of the last event the client has; what "
+                                                   "came after it is sent first."),
+    who: Caller = Depends(caller_without_session),
+    pen=Depends(services),
+):
     token_hash, check_every = who.token.token_hash, pen.settings.stream_check_seconds
+    user_id = who.user.id
 
     def sign_in_stands() -> bool:
         with pen.db.session() as session:
             return accounts.sign_in_stands(session, token_hash)
 
     async def stream():
-        sub = pen.hub.subscribe(who.user.id, who.token.family_id)
+        sub = pen.hub.subscribe(user_id, who.token.family_id)
         try:
             yield ": connected\n\n"
+            sent_id = 0
+            if last_event_id is not None:  # subscribed first, so nothing falls between replay and live
+                missed, resync = await asyncio.to_thread(pen.hub.replay, user_id, parse_event_id(last_event_id))
+                for event_id, text in missed:
+                    sent_id = event_id
+                    yield text
+                if resync is not None:
+                    sent_id = resync
+                    yield frame(resync, "resync", {})
             checked = sent = time.monotonic()
             while True:
                 try:
-                    frame = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, check_every))
+                    item = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, check_every))
                 except TimeoutError:
-                    frame = ""
-                if frame is END or await request.is_disconnected():
+                    item = False
+                if item is END or await request.is_disconnected():
                     break
+                if item and item[0] <= sent_id:  # already replayed
+                    continue
                 # The sign-in may have ended in another process (`pen-server user passwd`):
                 # looked up before each event, and every few seconds while none come.
-                if frame or time.monotonic() - checked >= check_every:
+                if item or time.monotonic() - checked >= check_every:
                     if not await asyncio.to_thread(sign_in_stands):
                         break
                     checked = time.monotonic()
-                if frame or time.monotonic() - sent >= KEEPALIVE_SECONDS:
-                    yield frame or ": keep-alive\n\n"
+                if item:
+                    sent_id = item[0]
+                    yield item[1]
+                    sent = time.monotonic()
+                elif time.monotonic() - sent >= KEEPALIVE_SECONDS:
+                    yield ": keep-alive\n\n"
                     sent = time.monotonic()
         finally:
             pen.hub.unsubscribe(sub)

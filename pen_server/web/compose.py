@@ -134,8 +134,8 @@ async def _send(request: Request, in_reply_to: str | None):
                         return done.message_id, None, []
                 return None, exc.message, kept
             s.commit()
-        for user_id, mid, folder in announce:
-            pen.hub.publish(user_id, "message.new", {"id": mid, "folder": folder})
+        pen.hub.publish_many([(user_id, "message.new", {"id": mid, "folder": folder})
+                              for user_id, mid, folder in announce])
         if announce:
             pen.wake_worker()
         return entry.message_id, None, []

@@ -168,8 +168,9 @@ def test_validation_errors_name_the_field(pen):
 
 
 def test_resend_failed(pen, send):
-    sent = send("ann", ["bob"], subject="resend me")
-    pen.mails_to("bob@abc.example", "resend me")
+    subject = f"resend me {pen.process.port}"  # the sink is shared by the PENs of both databases
+    sent = send("ann", ["bob"], subject=subject)
+    pen.assert_notified_once("ann", subject, ["bob@abc.example"])  # recorded sent, not only received
     with pen.as_user("ann") as c:
         r = c.post(f"/messages/{sent['id']}/notifications/resend", json={})
         assert r.status_code == 202

@@ -126,8 +126,8 @@ class FakeHub:
     def __init__(self):
         self.events: list[tuple[str, str, dict]] = []
 
-    def publish(self, user_id, event, data):
-        self.events.append((user_id, event, data))
+    def publish_many(self, items):
+        self.events.extend(items)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"  # chained after 0007 (fleet) when the branches met
 branch_labels = None
 depends_on = None
 
