@@ -114,10 +114,13 @@ class KeyGate:
         was to open did not open: the keys typed for it are not used (they would act on the
         screen below: an a that archives), and a notice says so, naming ``what``.
         Outside a key (the palette) this does nothing."""
-        if self._busy:
-            self._waits.append(asyncio.ensure_future(_outcome(done)))
-            self._failed_what = what or "what they were typed for"
-            self._arm_watchdog(self._generation, WATCHDOG_SECONDS + limit)
+        if not self._busy:
+            if asyncio.iscoroutine(done):
+                done.close()  # nothing waits for it: never started
+            return
+        self._waits.append(asyncio.ensure_future(_outcome(done)))
+        self._failed_what = what or "what they were typed for"
+        self._arm_watchdog(self._generation, WATCHDOG_SECONDS + limit)
 
     def _goes_straight(self, event: events.Event) -> bool:
         """A character (or a paste) for a field that takes it: it moves no focus and opens

@@ -85,3 +85,28 @@ async def test_typing_fast_asks_the_pen_once(pen, state_dir, monkeypatch):
         to.insert_text_at_cursor("b")  # three changes in one turn of the loop
         await wait_for(pilot, lambda: to._suggestion == "Bob Stone <bob@abc.example>")
         assert asked == ["bob"]
+
+
+async def test_the_suggester_falls_back_to_the_book_and_asks_again_after_no_answer(tmp_path, monkeypatch):
+    """The suggester alone, with the screen's lookup replaced by one that first has no
+    answer (as the screen's is when the PEN cannot be reached), then has one."""
+    from tui.pen_client import Address
+    from tui.widgets import address_field
+    from tui.widgets.address_field import AddressSuggester
+
+    monkeypatch.setattr(address_field, "DEBOUNCE_SECONDS", 0)
+    book = AddressBook(tmp_path / "addresses.json")
+    book.add("olga stone <olga@x.example>")
+    answers: list = [None, [Address("omar@y.example", "Omar Haddad")]]
+    asked: list[str] = []
+
+    async def lookup(prefix: str):
+        asked.append(prefix)
+        return answers.pop(0) if answers else [Address("omar@y.example", "Omar Haddad")]
+
+    suggester = AddressSuggester(lambda: book, lookup)
+    assert await suggester.get_suggestion("o") == "olga stone <olga@x.example>"  # no answer: the book
+    assert await suggester.get_suggestion("bob@x.example, om") == "bob@x.example, Omar Haddad <omar@y.example>"
+    assert await suggester.get_suggestion("bob@x.example, om") == "bob@x.example, Omar Haddad <omar@y.example>"
+    assert asked == ["o", "om"]  # "om" answered once is kept; "o" had no answer and would be asked again
+    assert await suggester.get_suggestion("o") is not None and asked == ["o", "om", "o"]

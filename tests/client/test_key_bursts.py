@@ -153,3 +153,19 @@ async def test_keys_for_a_reply_that_cannot_open_are_not_used_and_a_notice_says_
         await pilot.pause()
         assert isinstance(app.screen, MailboxScreen) and app.screen.threads is False  # T did not reach the list
         assert not app.screen.query_one("#search", Input).display  # nor / and x
+
+
+async def test_a_folder_key_and_an_action_in_one_burst_act_on_that_folders_rows(pen, send, state):
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        _, sent = await on_new_message(pilot, send, "Burst archived")
+        with pen.as_user("ann") as c:
+            assert c.patch(f"/messages/{sent['id']}", json={"folder": "archive"}).status_code == 200
+        burst(app, "3i")  # the Archive folder's newest (this one) back to the inbox, before its page came
+
+        def back_in_inbox() -> bool:
+            with pen.as_user("ann") as c:
+                return c.get(f"/messages/{sent['id']}").json()["folder"] == "inbox"
+
+        await wait_for(pilot, back_in_inbox)
+        assert app.screen.folder == "archive"

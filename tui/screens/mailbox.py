@@ -173,6 +173,8 @@ class MailboxScreen(MailboxView):
             messages.threads = self.showing_threads
             self.query_one("#list-legend", SafeStatic).show(THREAD_LEGEND if messages.threads else LEGEND)
             messages.reset(keep_cursor=keep_cursor)
+            if messages.first_page_fetch is not None:  # keys typed after 2 or a search act on the new rows
+                self.app.key_gate.wait_for(messages.first_page_fetch.wait(), 15, "the list")
             if keep_cursor:  # something changed (a move, new mail, F5), not the view: counts too
                 self.refresh_folder_counts()
 

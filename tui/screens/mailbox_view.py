@@ -102,18 +102,19 @@ class MailboxView(MailboxActions):
             messages.collapse_thread(head)
         elif summary.thread_count <= 1:
             self.say("This thread has one message here.")
-        else:
-            self._expand(head, summary)
+        else:  # the keys typed after space move in the opened thread
+            self.app.key_gate.wait_for(self._expand(head, summary).wait(), 15, "the thread")
 
     @work(group="thread-expand", exit_on_error=False)
-    async def _expand(self, head: int, summary: Summary) -> None:
+    async def _expand(self, head: int, summary: Summary) -> bool:
         try:
             page = await self.client.thread_messages(summary.thread_id, folder=self.folder, limit=THREAD_ROWS,
                                                      order="newest")
         except PenError as exc:
             self.say(exc.message)
-            return
+            return False
         older = tuple(s for s in page.items if s.id != summary.id)
         if self.query_one(MessageList).expand_thread(head, summary.thread_id, older):
             more = f" (the newest {len(older) + 1} of {page.total})" if page.total > len(page.items) else ""
             self.say(f"The thread's {plural(len(older) + 1, 'message')} here{more}; space closes it.")
+        return True

@@ -53,7 +53,7 @@ class AddressSuggester(Suggester):
         self._book = book
         self._lookup = lookup
         self._current = current
-        self._asked: dict[str, list[Address] | None] = {}  # lower-case prefix -> the PEN's answer
+        self._asked: dict[str, list[Address]] = {}  # lower-case prefix -> the PEN's answer
 
     async def _remote(self, value: str, typed: str) -> list[Address] | None:
         if self._lookup is None:
@@ -61,14 +61,17 @@ class AddressSuggester(Suggester):
         # "Omar Haddad <omar.h" is asked as its address part: the PEN matches a start of a word.
         typed = typed.rpartition("<")[2].strip() or typed
         key = typed.lower()
-        if key not in self._asked:
-            await asyncio.sleep(DEBOUNCE_SECONDS)
-            if self._current is not None and self._current() != value:
-                return None  # typed on: the newer value asks
+        if key in self._asked:
+            return self._asked[key]
+        await asyncio.sleep(DEBOUNCE_SECONDS)
+        if self._current is not None and self._current() != value:
+            return None  # typed on: the newer value asks
+        found = await self._lookup(typed)
+        if found is not None:  # no answer (no connection, say) is asked again at the next key
             if len(self._asked) > 200:
                 self._asked.clear()
-            self._asked[key] = await self._lookup(typed)
-        return self._asked[key]
+            self._asked[key] = found
+        return found
 
     async def get_suggestion(self, value: str) -> str | None:
         head, typed = split_last(value)

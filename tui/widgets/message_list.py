@@ -28,6 +28,7 @@ from textual.message import Message as TextualMessage
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import Worker
 
 from tui.bulk import TAG_MARK
 from tui.pen_client import Page, PenError, Summary
@@ -95,6 +96,7 @@ class MessageList(ScrollView, can_focus=True):
         self._loading: set[PageKey] = set()
         self._generation = 0
         self._started = False  # nothing is fetched before the first reset()
+        self.first_page_fetch: Worker | None = None  # the first page's fetch since the last reset
         self.loaded_once = False
         self.threads = False  # rows are threads under their newest message (the screen's loader says so)
         self.me: str | None = None  # the user's address: its own messages show their recipients
@@ -259,7 +261,9 @@ class MessageList(ScrollView, can_focus=True):
                 or number >= len(cursors)):
             return
         self._loading.add(key)
-        self._fetch(key, cursors[number], self._generation)
+        fetch = self._fetch(key, cursors[number], self._generation)
+        if key == (TOP, 0):
+            self.first_page_fetch = fetch  # keys typed after a reload wait for it (the key gate)
 
     def _want_row(self, index: int) -> None:
         """Fetch what row `index` needs: its page from a chain that reaches it, else the next
