@@ -113,7 +113,9 @@ async def test_every_flow_by_keys_alone(pen, state, no_mouse):
         await settle(pilot)
         cursor_on_focus(app)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.client is not None)
+        # the new mailbox's widgets are there (it is the screen a moment before they are)
+        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.client is not None
+                       and bool(app.screen.query(MessageList)))
         mailbox = app.screen
         messages = mailbox.query_one(MessageList)
         await wait_for(pilot, lambda: messages.loaded_once and messages.total > 0)

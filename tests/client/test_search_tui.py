@@ -87,3 +87,21 @@ async def test_a_search_the_pen_cannot_read_is_said_under_the_field(pen, send, c
         assert "is not a search key" not in rendered(app)[0]  # nor in the status line
         await pilot.press("escape")
         await wait_for(pilot, lambda: "match" not in title(app) and not search.display)
+
+
+async def test_a_search_typed_in_one_burst_is_read_or_refused_whole(pen, send, cat_app):
+    """`/`, the search and Enter in one burst (a paste, a macro, SSH): the whole text reaches
+    the field and the PEN; a refused one is still there to correct."""
+    from tests.tui_helpers import burst
+
+    tag = uuid.uuid4().hex[:8]
+    send("bob", ["cat"], subject=f"{tag} burst")
+    app = cat_app
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query_one(MessageList).loaded_once)
+        messages = app.screen.query_one(MessageList)
+        burst(app, f"/from:bob {tag}<enter>")
+        await wait_for(pilot, lambda: messages.total == 1 and f"matches from:bob {tag}" in title(app))
+        burst(app, "/<ctrl+u>subject:x frm:bob<enter>")
+        await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
+        assert app.screen.query_one("#search").value == "subject:x frm:bob"
