@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from pen_server import security
@@ -49,7 +49,17 @@ def issue_tokens(session: Session, settings: Settings, user: User, family_id: st
             "expires_in": settings.access_token_seconds, "user": user_out(user)}
 
 
+def lock_family(session: Session, family_id: str) -> None:
+    """Changes to one sign-in's tokens go one at a time: on PostgreSQL a lock for the family
+    until the transaction ends (SQLite has one writer anyway). Several copies of a refresh
+    token used at one moment claim and revoke the same rows; each locking them in the order
+    of its own scan deadlocked them, and the one PostgreSQL rolled back answered 500."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(family_id, 0))))
+
+
 def revoke_family(session: Session, family_id: str) -> None:
+    lock_family(session, family_id)
     session.execute(update(AuthToken).where(AuthToken.family_id == family_id).values(revoked=True))
 
 
@@ -70,6 +80,7 @@ def refresh(session: Session, settings: Settings, token: str) -> dict:
         raise ApiError(401, "token_expired", "Your sign-in has expired; sign in again.")
     # Claimed in one conditional UPDATE, not read-then-write: of several refreshes with one
     # token at the same moment exactly one gets it, and the others are a copy's use.
+    lock_family(session, row.family_id)
     claimed = session.execute(
         update(AuthToken)
         .where(AuthToken.token_hash == row.token_hash, AuthToken.used_at.is_(None), AuthToken.revoked.is_(False))
