@@ -71,10 +71,12 @@ def seed(data: Path, count: int, thread_size: int = 1) -> None:
     db.dispose()
 
 
-def make_bench_pen(data: Path, messages: int, thread_size: int = 1) -> int:
-    """A PEN in `data` with a reader holding `messages` messages and a sender; its port."""
+def make_bench_pen(data: Path, messages: int, thread_size: int = 1, database_url: str = "") -> int:
+    """A PEN in `data` with a reader holding `messages` messages (in threads of `thread_size`)
+    and a sender; its port. `database_url`: an empty PostgreSQL database instead of SQLite
+    (bench/pg_paging.py)."""
     port = free_port()
-    init_pen(data, port=port)
+    init_pen(data, port=port, database_url=database_url)
     add_user(data, "reader@bench.example", "Reader", PASSWORD)
     add_user(data, "sender@bench.example", "Sender", PASSWORD)
     seed(data, messages, thread_size)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,26 @@ class PenProcess:
     def ca_file(self) -> Path:
         return self.data / "tls" / "ca.pem"
 
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the PEN's database (SQLite or PostgreSQL), as the server reads it."""
+        from pen_server.settings import load_settings
+
+        return load_settings(self.data, env={k: v for k, v in self.env.items() if k == "PEN_DATABASE_URL"}).database_url
+
+    @contextmanager
+    def sql(self):
+        """A connection (SQLAlchemy) to the PEN's database, committed at the end: for tests and
+        benchmarks that look at or set up rows directly, on either database."""
+        from sqlalchemy import create_engine
+
+        engine = create_engine(self.database_url)
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            engine.dispose()
+
     def start(self, timeout: float = 30.0) -> PenProcess:
         env = dict(os.environ, **self.env)
         if self.smtp_port:
@@ -223,12 +244,14 @@ def run_cli(*args: str, stdin: str = "") -> str:
 
 
 def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,
-             port: int | None = None, from_address: str | None = None) -> int:
+             port: int | None = None, from_address: str | None = None, database_url: str = "") -> int:
     """Make a PEN in `data`; returns the port its base URL names. Without `from_address` it
-    sends from pen@localhost (init's warning about that goes nowhere)."""
+    sends from pen@localhost (init's warning about that goes nowhere); without `database_url`
+    (an empty PostgreSQL database, see pen_devstack.postgres) its database is SQLite."""
     port = port or free_port()
     run_cli("init", "--data", str(data), "--name", name, "--base-url", base_url or f"https://localhost:{port}",
-            "--footer", footer, *(["--from", from_address] if from_address else []))
+            "--footer", footer, *(["--from", from_address] if from_address else []),
+            *(["--database-url", database_url] if database_url else []))
     return port
 
 

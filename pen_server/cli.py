@@ -1,4 +1,4 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, run."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def cmd_init(args) -> int:
     from pen_server import initpen
 
     try:
-        plan = initpen.plan(args.data, args.name, args.base_url, args.footer, args.from_address)
+        plan = initpen.plan(args.data, args.name, args.base_url, args.footer, args.from_address,
+                            args.database_url or "")
         if plan.warning:
             print(f"pen-server: {plan.warning}", file=sys.stderr)
         initpen.create(plan)
@@ -194,6 +195,21 @@ def cmd_bounce(args) -> int:
     return 75 if outcome.retry else 0
 
 
+def cmd_migrate_to(args) -> int:
+    from pen_server import initpen
+    from pen_server.migrate_to import MigrateError, migrate_to
+
+    settings = load_settings(args.data)
+    try:
+        url = initpen.check_database_url(args.url)
+        copied = migrate_to(settings.database_url, url)
+    except (initpen.InitError, MigrateError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"Copied {copied.rows} rows of {copied.tables} tables. Now set that URL as url in [database] of "
+          f"{settings.data_dir / 'pen-server.toml'} (or PEN_DATABASE_URL) and start the PEN again.")
+    return 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
@@ -215,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--footer", default="")
     init.add_argument("--from", dest="from_address", metavar="ADDRESS",
                       help="the address notifications come from (default: pen@ the base URL's host)")
+    init.add_argument("--database-url", metavar="URL",
+                      help="an empty PostgreSQL database, postgresql+psycopg://USER:PASSWORD@HOST/NAME "
+                           "(default: SQLite, pen.db in the data folder); written to [database] url")
     init.set_defaults(func=cmd_init)
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
@@ -261,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     bounce.add_argument("--recipient", action="append",
                         help="the bounce address it was sent to (default: from its delivery headers)")
     bounce.set_defaults(func=cmd_bounce)
+
+    mig = sub.add_parser("migrate-to", help="copy the PEN's database into an empty PostgreSQL database "
+                                            "(stop the PEN first)")
+    mig.add_argument("--data", required=True)
+    mig.add_argument("url", help="postgresql+psycopg://USER:PASSWORD@HOST/NAME, an empty database")
+    mig.set_defaults(func=cmd_migrate_to)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)

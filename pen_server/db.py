@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def make_engine(url: str) -> Engine:
@@ -29,7 +32,26 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+
+    # A pooled connection idle for a while is pinged before use (the database may have
+    # restarted, or a firewall dropped it): a dead one is replaced without the request
+    # seeing it. A busy connection is not, as a ping on every use (pool_pre_ping) is one
+    # more round trip for every request. Should the database go away under load, the first
+    # request on each connection fails (503), and SQLAlchemy then replaces the whole pool.
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception:
+                raise DisconnectionError() from None  # the pool tries a new connection
+
+    return engine
 
 
 class Database:
@@ -52,6 +74,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def existing_tables(url: str) -> list[str]:
+    """The tables a database holds already (a new PEN's database must hold none)."""
+    from sqlalchemy import inspect
+
+    engine = make_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
 
 def migrate(url: str, revision: str = "head") -> None:

@@ -8,6 +8,7 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("pen_server")
@@ -94,6 +95,18 @@ def install(app: FastAPI) -> None:
             allowed = _allowed_methods(request)
             headers = {"Allow": allowed} if allowed else headers
         return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        # PostgreSQL refuses NUL in any text, even to compare (SQLite finds nothing): no
+        # address, name or key holds one, so it is answered as such a value would be.
+        if "NUL" not in str(exc.orig):
+            return await _unexpected(request, exc)
+        if "\x00" in request.url.path:
+            return JSONResponse(error_body("not_found", "There is nothing at that address."), status_code=404)
+        name = next((k for k, v in request.query_params.multi_items() if "\x00" in k + v), "body")
+        message = f"The field {name} may not contain the NUL character; leave it out."
+        return JSONResponse(error_body("validation_failed", message, {name: message}), status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

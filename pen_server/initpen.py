@@ -41,10 +41,13 @@ class Plan:
     from_address: str
     host: str
     warning: str | None = None
+    database_url: str = ""  # empty: SQLite, pen.db in the data folder
 
     def toml(self) -> str:
-        doc = {
-            "pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer},
+        doc: dict = {"pen": {"name": self.name, "base_url": self.base_url, "footer": self.footer}}
+        if self.database_url:
+            doc["database"] = {"url": self.database_url}
+        doc |= {
             "smtp": {"host": "localhost", "port": 25, "security": "none", "from_address": self.from_address},
             "limits": {
                 key: getattr(DEFAULTS, key)
@@ -132,8 +135,10 @@ def check_from(address: str) -> tuple[str, str | None]:
     return address, warning
 
 
-def plan(data: str, name: str, base_url: str, footer: str = "", from_address: str | None = None) -> Plan:
+def plan(data: str, name: str, base_url: str, footer: str = "", from_address: str | None = None,
+         database_url: str = "") -> Plan:
     """Every check `init` makes, before it writes anything."""
+    database_url = check_database_url(database_url)
     name = _check_text("PEN's name", name, MAX_NAME)
     if not name.strip():
         raise InitError("The PEN's name must not be empty.")
@@ -155,11 +160,21 @@ def plan(data: str, name: str, base_url: str, footer: str = "", from_address: st
             raise InitError(f"{folder} holds a PEN already; use another folder or remove it first.")
         if any(folder.iterdir()):
             raise InitError(f"{folder} is not empty; give a new or empty folder with --data.")
-    return Plan(folder.resolve(), name, base_url, footer, address, host, warning)
+    return Plan(folder.resolve(), name, base_url, footer, address, host, warning, database_url)
+
+
+def check_database_url(url: str) -> str:
+    """An SQLAlchemy URL of one of the two databases pen-server runs on, or '' (SQLite in
+    the data folder)."""
+    url = url.strip()
+    if url and not url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise InitError("The database URL must start with postgresql+psycopg:// (PostgreSQL through psycopg 3) "
+                        "or sqlite:///.")
+    return _check_text("database URL", url, MAX_BASE_URL)
 
 
 def _build(p: Plan, into: Path) -> None:
-    from pen_server.db import migrate
+    from pen_server.db import existing_tables, migrate
     from pen_server.settings import load_settings
     from pen_server.tlsgen import make_tls
 
@@ -170,7 +185,11 @@ def _build(p: Plan, into: Path) -> None:
     if settings.database_url == f"sqlite:///{into / 'pen.db'}":
         write_private(into / "pen.db", b"", exclusive=True)  # SQLite gives -wal and -shm its mode
     try:
+        if existing_tables(settings.database_url):
+            raise InitError("The database already holds tables; give an empty database (or drop its tables).")
         migrate(settings.database_url)
+    except InitError:
+        raise
     except Exception as exc:  # SQLAlchemy's errors run to several lines
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise InitError(f"The database could not be made ({reason}).") from None

@@ -228,9 +228,12 @@ class DeliveryWorker:
             return len(jobs)
 
     def _claim(self) -> tuple[effective_settings.PenConf, list[_Job]] | None:
-        """Lease due rows to this worker (one portable UPDATE), then read them back by owner.
-        No SELECT ... FOR UPDATE: SQLite has none. The UPDATE repeats the due test so that
-        on PostgreSQL a row that another worker leased meanwhile is re-checked and skipped."""
+        """Lease due rows to this worker (one UPDATE), then read them back by owner. On
+        PostgreSQL the rows are picked with SELECT ... FOR UPDATE SKIP LOCKED, so workers
+        of several processes each take rows no other is taking, without waiting on one
+        another; SQLite has no FOR UPDATE (its one writer at a time serializes the claims).
+        Either way the UPDATE repeats the due test, and the lease brings back the rows of a
+        worker that died."""
         s = self.settings
         now = utcnow()
 
@@ -244,6 +247,11 @@ class DeliveryWorker:
         t = aliased(N)
         pick = (select(t.id).where(due(t))
                 .order_by(t.next_attempt_at, t.message_id, t.position).limit(s.worker_batch))
+        if self.db.engine.dialect.name == "postgresql":
+            # Picked once, in a CTE: as a plain IN (subquery) PostgreSQL may run the locking
+            # subquery again for each row, and each run skips the rows just taken, so the
+            # LIMIT would hold for none of them.
+            pick = select(pick.with_for_update(skip_locked=True).cte("pick").prefix_with("MATERIALIZED").c.id)
         with self.db.session() as session:
             # The settings first: when they cannot be read, nothing is claimed to sit leased.
             conf = effective_settings.effective(session, s)

@@ -44,6 +44,8 @@ class Term:
 
 def parse(q: str) -> list[Term]:
     """The terms of a query, or SearchError with one sentence naming the word at fault."""
+    if "\x00" in q:  # no stored text holds one (PostgreSQL cannot compare with it either)
+        raise SearchError("A search may not contain the NUL character; leave it out.")
     if '"' not in q and not _ANY_KEY.search(q):
         return [Term(None, q)] if q else []
     terms: list[Term] = []

@@ -3,8 +3,9 @@
 The hourly count is read from the database (the user's own messages of the last hour and
 their notification rows), not kept in memory, so several server processes share it. It is
 checked after the new message's row is written: on SQLite that write holds the database's
-write lock, so two sends of one user at the same moment are counted one after the other and
-cannot both slip under the limit."""
+write lock, and on PostgreSQL the check first locks the sender's row (FOR NO KEY UPDATE, which
+the message rows' foreign-key locks do not conflict with), so two sends of one user at the same
+moment are counted one after the other and cannot both slip under the limit."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pen_server.errors import ApiError, validation
-from pen_server.models import Message, Notification, utcnow
+from pen_server.models import Message, Notification, User, utcnow
 from pen_server.settings import Settings
 from pen_server.text import plural
 
@@ -46,6 +47,8 @@ def _wait(now: datetime, earlier: list[tuple[datetime, int]], new: int, limit: i
 def check_rate(session: Session, settings: Settings, sender_id: str, message_id: str, recipients: int) -> None:
     """Refuse (429) when this message, already written as `message_id`, takes its sender past
     the hourly limits. Call it inside the sending transaction, after the message's row."""
+    # Until this transaction ends, the sender's other sends wait here (SQLite: no-op).
+    session.execute(select(User.id).where(User.id == sender_id).with_for_update(key_share=True))
     now = utcnow()
     rows = session.execute(
         select(Message.sent_at, func.count(Notification.id))

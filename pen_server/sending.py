@@ -212,9 +212,13 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         recipient = session.scalar(select(User).where(User.email == addr["email"]))
         if recipient is None:  # an outsider: a guest invitation, registered on first visit
             recipient = User(id=new_id(), email=addr["email"], display_name=addr["name"] or "", role="guest")
-            session.add(recipient)
-            session.flush()
-            invited.add(recipient.id)
+            try:
+                with session.begin_nested():
+                    session.add(recipient)
+            except IntegrityError:  # another send invited the address meanwhile (PostgreSQL)
+                recipient = session.scalar(select(User).where(User.email == addr["email"]))
+            else:
+                invited.add(recipient.id)
         if recipient.id != user.id:
             session.add(MailboxEntry(user_id=recipient.id, message_id=message.id, folder="inbox",
                                      unread=True, sent_at=now, thread_id=message.thread_id))

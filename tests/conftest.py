@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pen_devstack import (
     init_pen,
     set_package,
 )
+from pen_devstack import postgres as pg
 
 DATA = Path(__file__).parent / "data"
 # A fixture's PEN is stopped with SIGTERM and killed after this long: an event stream that a
@@ -42,8 +44,6 @@ USERS = {
 def _own_state_dir(tmp_path_factory):
     """Drafts, the address book and refresh locks of every test go to a folder of the test
     run, never to the developer's own penmail state (a test may still point it elsewhere)."""
-    import os
-
     before = os.environ.get("PENMAIL_STATE_DIR")
     os.environ["PENMAIL_STATE_DIR"] = str(tmp_path_factory.mktemp("penmail-state"))
     yield
@@ -81,6 +81,14 @@ class Pen:
     @property
     def data(self) -> Path:
         return self.process.data
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.process.database_url.startswith("postgresql")
+
+    def sql(self):
+        """A connection to this PEN's database, SQLite or PostgreSQL (PenProcess.sql)."""
+        return self.process.sql()
 
     def client(self, token: str | None = None, timeout: float | httpx.Timeout = 30, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -139,9 +147,34 @@ class Pen:
         return match.group(1), match.group(2)
 
 
-def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None) -> PenProcess:
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster of this test process (pen_devstack.postgres). Without
+    PostgreSQL its tests skip with one line; under PEN_REQUIRE_TOOLS=1 (.ci/run) they fail."""
+    if not pg.available():
+        if os.environ.get("PEN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{pg.HOW_TO_ENABLE} (PEN_REQUIRE_TOOLS=1)")
+        pytest.skip(pg.HOW_TO_ENABLE)
+    cluster = pg.PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database(request) -> Callable[[], str]:
+    """The database a PEN runs on: a test (or fixture) that asks for this runs once on each,
+    with ids [sqlite] and [postgresql]. Call it for a new database's URL per PEN ('' is
+    SQLite in the PEN's data folder)."""
+    if request.param == "sqlite":
+        return lambda: ""
+    return request.getfixturevalue("postgres").create_database
+
+
+def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
+    """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
+    puts it on PostgreSQL."""
     port = free_port()
-    init_pen(root, footer=FOOTER, port=port)
+    init_pen(root, footer=FOOTER, port=port, database_url=database_url)
     for name, disclaimer in DISCLAIMERS.items():
         set_package(root, name, disclaimer)
     for email, name, role, package in USERS.values():
@@ -181,7 +214,6 @@ def send(pen):
 @pytest.fixture
 def utc():
     """The local time zone is UTC for this test (snapshots show dates in local time)."""
-    import os
     import time
 
     before = os.environ.get("TZ")

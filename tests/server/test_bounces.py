@@ -18,6 +18,7 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from pen_devstack import free_port
 from pen_server import bounces
@@ -87,12 +88,13 @@ I am away until Monday and will read your message then.
 
 
 @pytest.fixture(scope="module")
-def bpen(tmp_path_factory, smtp):
+def bpen(tmp_path_factory, db_smtp, database):
     port = free_port()
-    process = make_pen(tmp_path_factory.mktemp("bounce-pen"), smtp, env={"PEN_BOUNCE_PORT": str(port)})
+    process = make_pen(tmp_path_factory.mktemp("bounce-pen"), db_smtp, env={"PEN_BOUNCE_PORT": str(port)},
+                       database_url=database())
     process.bounce_port = port
     process.start()
-    yield Pen(process, smtp)
+    yield Pen(process, db_smtp)
     process.kill()
 
 
@@ -264,8 +266,15 @@ def test_a_bounce_port_in_use_is_one_sentence(bpen, monkeypatch):
 
 def test_kill_9_while_recording_loses_nothing(bpen):
     mid, envelope = send(bpen, STRANGER)
-    db = sqlite3.connect(bpen.data / "pen.db", isolation_level=None, timeout=30)
-    db.execute("BEGIN IMMEDIATE")  # the server's write waits on this lock: it is recording
+    # The server's write waits on this lock: it is recording.
+    if bpen.on_postgres:
+        engine = create_engine(bpen.process.database_url)
+        db = engine.connect()
+        db.begin()
+        db.execute(text("LOCK TABLE notifications IN EXCLUSIVE MODE"))  # reads go on, writes wait
+    else:
+        db = sqlite3.connect(bpen.data / "pen.db", isolation_level=None, timeout=30)
+        db.execute("BEGIN IMMEDIATE")
     relay = socket.create_connection(("127.0.0.1", bpen.process.bounce_port), timeout=30)
     replies = relay.makefile("rb")
 
@@ -288,7 +297,7 @@ def test_kill_9_while_recording_loses_nothing(bpen):
             relay.recv(1)
         bpen.process.kill()  # kill -9
     finally:
-        db.execute("ROLLBACK")
+        db.rollback()
         db.close()
     relay.settimeout(10)
     try:

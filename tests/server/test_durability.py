@@ -45,11 +45,11 @@ def _wait(sink, subject, count, timeout=60.0):
 
 
 @pytest.mark.timeout(240)
-def test_kill_9_then_restart_delivers_all_once(tmp_path):
+def test_kill_9_then_restart_delivers_all_once(tmp_path, database):
     # The relay refuses for now (421 at DATA), so all 200 wait in the outbox.
     sink = SmtpSink().start()
     sink.handler.reply = "421 not now"
-    process = make_pen(tmp_path / "pen", sink)
+    process = make_pen(tmp_path / "pen", sink, database_url=database())
     # A short lease, so that what the killed server had claimed comes back within the test.
     with open(process.data / "pen-server.toml", "a") as f:
         f.write("\n[delivery]\nlease_seconds = 3\n")
@@ -87,10 +87,10 @@ def _tried(c, subject: str) -> bool:
 
 
 @pytest.mark.timeout(240)
-def test_relay_down_then_up_loses_nothing(tmp_path):
+def test_relay_down_then_up_loses_nothing(tmp_path, database):
     port = free_port()
     sink = SmtpSink(port)  # not started: the relay is down
-    process = make_pen(tmp_path / "pen", sink).start()
+    process = make_pen(tmp_path / "pen", sink, database_url=database()).start()
     try:
         subject = _send_many(process, 20)
         import httpx

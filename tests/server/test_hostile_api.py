@@ -99,3 +99,20 @@ def test_hostile_query_strings(pen, hostile):
 
             r = c.get(f"/messages/{quote(value[:100], safe='')}")
             assert r.status_code in (404, 422), r.status_code
+
+
+def test_nul_anywhere_is_a_sentence_on_either_database(pen):
+    """PostgreSQL refuses NUL in text even to compare with (SQLite finds nothing): a NUL in an
+    address, a query value or a JSON field is answered as the value it is, never a 500."""
+    with pen.client() as anon:
+        r = anon.post("/auth/login", json={"email": "ann\x00@abc.example", "password": "x" * 12})
+        assert r.status_code in (401, 422), r.text
+        assert r.json()["error"]["message"].count(".") >= 1
+    with pen.as_user("ann") as c:
+        assert c.get("/messages/abc%00def").status_code == 404
+        assert c.get("/messages/abc%00def/notifications").status_code == 404
+        r = c.get("/messages", params={"folder": "inbox", "cursor": "a\x00b"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_failed", r.text
+        r = c.post("/messages", headers={"Idempotency-Key": "nul-test"},
+                   json={"to": [{"email": "bob\x00@abc.example"}], "subject": "s", "body_text": "b"})
+        assert r.status_code == 422, r.text

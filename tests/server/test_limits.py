@@ -30,9 +30,9 @@ def _configure(process, limits: str, extra: str = "") -> None:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, smtp):
+def quick(tmp_path_factory, db_smtp, database):
     """Short head timeout, frequent stream checks, two streams a user, a log file."""
-    process = make_pen(tmp_path_factory.mktemp("pen-limits"), smtp)
+    process = make_pen(tmp_path_factory.mktemp("pen-limits"), db_smtp, database_url=database())
     _configure(process, f"head_timeout_seconds = {HEAD_TIMEOUT}\nbody_timeout_seconds = {HEAD_TIMEOUT}\n"
                f"handshake_timeout_seconds = {HEAD_TIMEOUT}\n"
                "stream_check_seconds = 1\nmax_event_streams = 2\n",

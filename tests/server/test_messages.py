@@ -208,7 +208,7 @@ def test_events_stream(pen, send):
 
 def test_folder_totals_follow_every_change(pen, send):
     """The kept counts agree with the rows after sends, moves and deletes."""
-    import sqlite3
+    from sqlalchemy import text
 
     for i in range(3):
         send("ann", ["cat"], subject=f"count {i}")
@@ -221,10 +221,51 @@ def test_folder_totals_follow_every_change(pen, send):
         c.patch(f"/messages/{ids[2]}", json={"unread": False})
         after = {f: c.get("/messages", params={"folder": f}).json()["total"] for f in ("inbox", "archive", "trash")}
     assert after == {"inbox": before["inbox"] - 2, "archive": before["archive"] + 1, "trash": before["trash"]}
-    with sqlite3.connect(pen.data / "pen.db") as db:
-        kept = dict(((u, f), t) for u, f, t in db.execute("select user_id, folder, total from folder_counts"))
-        real = dict(
-            ((u, f), t)
-            for u, f, t in db.execute("select user_id, folder, count(*) from mailbox_entries group by user_id, folder")
-        )
+    with pen.sql() as db:
+        kept = dict(((u, f), t) for u, f, t in db.execute(text("select user_id, folder, total from folder_counts")))
+        real = dict(((u, f), t) for u, f, t in db.execute(
+            text("select user_id, folder, count(*) from mailbox_entries group by user_id, folder")))
     assert {k: v for k, v in kept.items() if v} == real
+
+
+def _first_messages_at_once(pen, tokens: list[str], guest: str) -> list[int]:
+    """Each token sends a message to `guest` at the same moment; the status codes."""
+    import threading
+    import uuid
+
+    barrier = threading.Barrier(len(tokens))
+    codes: list[int] = []
+
+    def send(token: str) -> None:
+        with pen.client(token) as c:
+            c.get("/me")
+            barrier.wait()
+            r = c.post("/messages", headers={"Idempotency-Key": uuid.uuid4().hex},
+                       json={"to": [{"email": guest}], "subject": "race", "body_text": "hello"})
+            codes.append(r.status_code)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
+def test_simultaneous_first_messages_to_one_outsider_all_go(pen):
+    """Four people write to the same new outside address at one moment: one guest account is
+    made and every message is sent (on PostgreSQL the sends race to create it; SQLite
+    serializes them)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    tokens = [pen.login(who)["access_token"] for who in ("admin", "ann", "bob", "cat")]
+    for _ in range(5):
+        guest = f"race-{uuid.uuid4().hex[:8]}@outside.example"
+        codes = _first_messages_at_once(pen, tokens, guest)
+        assert codes == [201] * len(tokens), codes
+        with pen.sql() as db:
+            assert db.execute(text("select count(*) from users where email = :e"), {"e": guest}).scalar() == 1
+            assert db.execute(text("select count(*) from mailbox_entries e join users u on u.id = e.user_id "
+                                   "where u.email = :e"), {"e": guest}).scalar() == len(tokens)

@@ -1,5 +1,5 @@
 """The delivery worker (pen_server.outbox) against real SMTP servers (aiosmtpd) and a real
-SQLite file: what the relay receives, retries, leases, stopping, and TLS."""
+database, SQLite and PostgreSQL: what the relay receives, retries, leases, stopping, and TLS."""
 
 from __future__ import annotations
 
@@ -131,10 +131,11 @@ class FakeHub:
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
+def db(tmp_path, monkeypatch, database):
+    """A migrated database of the test's own: a SQLite file, or a new PostgreSQL database."""
     for name in ("PEN_SMTP_HOST", "PEN_SMTP_PORT", "PEN_SMTP_SECURITY"):
         monkeypatch.delenv(name, raising=False)
-    url = f"sqlite:///{tmp_path / 'pen.db'}"
+    url = database() or f"sqlite:///{tmp_path / 'pen.db'}"
     migrate(url)
     database = Database(url)
     yield database
@@ -427,10 +428,11 @@ async def test_thousand_recipients_on_reused_connections(db, tmp_path, servers, 
     bcc = [f"user{i}@example.org" for i in range(990)]
     mid = seed(db, to=to, bcc=bcc)
     worker = workers(db, settings, None)
+    # No time bound here (a loaded CI machine is no measure): reuse is what is checked, by
+    # the count of SMTP sessions; bench/fanout.py measures the speed.
     started = time.monotonic()
     assert await drain(worker) == 1000
     elapsed = time.monotonic() - started
-    assert elapsed < 10, elapsed
     assert recorder.rcpts() == sorted(to + bcc)
     assert all(len(m.rcpt_tos) == 1 for m in recorder.mails)
     assert len(recorder.sessions) <= settings.worker_concurrency
@@ -502,6 +504,34 @@ async def test_two_workers_never_send_the_same_row(db, tmp_path, servers, worker
     await asyncio.gather(drain(one), drain(two))
     assert recorder.rcpts() == sorted(f"u{i}@example.org" for i in range(60))
     assert {(n.status, n.attempts) for n in rows(db)} == {("sent", 1)}
+
+
+async def test_on_postgresql_a_claim_skips_the_rows_another_claim_holds(postgres, tmp_path, servers, workers):
+    """PostgreSQL: rows are picked FOR UPDATE SKIP LOCKED, so a worker neither waits for
+    another process's claim in flight nor takes its rows (SQLite has one writer at a time)."""
+    url = postgres.create_database()
+    migrate(url)
+    db = Database(url)
+    recorder = Recorder()
+    settings = make_settings(tmp_path, servers(recorder).port)
+    settings.worker_batch = 5
+    seed(db, bcc=[f"u{i:02}@example.org" for i in range(20)])
+    held = db.engine.connect()
+    held.begin()  # another worker's claim, between its SELECT and its commit
+    locked = held.scalars(select(Notification.recipient_email).order_by(Notification.position).limit(5)
+                          .with_for_update()).all()
+    try:
+        # Without SKIP LOCKED this claim waits until the other one commits.
+        assert await asyncio.wait_for(workers(db, settings, None).deliver_due(), 15) == 5
+        assert recorder.rcpts() == [f"u{i:02}@example.org" for i in range(5, 10)]
+    finally:
+        held.rollback()
+        held.close()
+    assert locked == [f"u{i:02}@example.org" for i in range(5)]
+    await drain(workers(db, settings, None))
+    assert recorder.rcpts() == sorted(f"u{i:02}@example.org" for i in range(20))
+    assert {(n.status, n.attempts) for n in rows(db)} == {("sent", 1)}
+    db.dispose()
 
 
 async def test_run_wakes_at_once_and_stops_cleanly(db, tmp_path, servers, workers):

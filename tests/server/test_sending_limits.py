@@ -26,8 +26,8 @@ LIMITS = {"PEN_MAX_RECIPIENTS": "5", "PEN_SEND_MESSAGES_PER_HOUR": "3", "PEN_SEN
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory, smtp):
-    process = make_pen(tmp_path_factory.mktemp("limited-pen"), smtp, LIMITS).start()
+def limited(tmp_path_factory, db_smtp, database):
+    process = make_pen(tmp_path_factory.mktemp("limited-pen"), db_smtp, LIMITS, database()).start()
     yield process
     process.stop()
 
@@ -93,8 +93,8 @@ def test_recipients_per_hour_then_429(limited):
         )
 
 
-def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, smtp):
-    process = make_pen(tmp_path / "pen", smtp, LIMITS).start()
+def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, db_smtp, database):
+    process = make_pen(tmp_path / "pen", db_smtp, LIMITS, database()).start()
     try:
         with client(process, "ann") as c:
             token = c.headers["Authorization"]
@@ -141,8 +141,8 @@ class RacingBlobs:
         return any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*"))
 
 
-def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, smtp):
-    process = make_pen(tmp_path / "pen", smtp).start()
+def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, db_smtp, database):
+    process = make_pen(tmp_path / "pen", db_smtp, database_url=database()).start()
     db = None
     try:
         settings = load_settings(process.data)

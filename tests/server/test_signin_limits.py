@@ -4,13 +4,13 @@ own, and its delays are short (signin_max_delay 4 s) to keep the tests fast."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import PASSWORD, Pen, make_pen
 
@@ -24,12 +24,12 @@ address_max_delay = 8
 
 
 @pytest.fixture(scope="module")
-def lpen(tmp_path_factory, smtp):
-    process = make_pen(tmp_path_factory.mktemp("limits"), smtp)
+def lpen(tmp_path_factory, db_smtp, database):
+    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, database_url=database())
     config = process.data / "pen-server.toml"
     config.write_text(config.read_text() + LIMITS)  # [limits] is the file's last table
     process.start()
-    yield Pen(process, smtp)
+    yield Pen(process, db_smtp)
     process.stop()
 
 
@@ -202,11 +202,11 @@ def test_old_password_hashes_are_renewed_at_sign_in(lpen):
     from argon2 import PasswordHasher
 
     old = PasswordHasher(memory_cost=65536, time_cost=3, parallelism=4).hash(PASSWORD)
-    with sqlite3.connect(lpen.data / "pen.db") as db:
-        db.execute("update users set password_hash = ? where email = 'admin@abc.example'", (old,))
+    with lpen.sql() as db:
+        db.execute(text("update users set password_hash = :h where email = 'admin@abc.example'"), {"h": old})
     lpen.login("admin")
-    with sqlite3.connect(lpen.data / "pen.db") as db:
-        stored = db.execute("select password_hash from users where email = 'admin@abc.example'").fetchone()[0]
+    with lpen.sql() as db:
+        stored = db.execute(text("select password_hash from users where email = 'admin@abc.example'")).scalar()
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), stored
     lpen.login("admin")  # and the new hash signs in
 

@@ -16,13 +16,13 @@ SECRET_SUBJECT = "HIV test result for Jane Roe"
 
 
 @pytest.fixture(scope="module")
-def spen(tmp_path_factory, smtp):
-    process = make_pen(tmp_path_factory.mktemp("subject-pen"), smtp)
+def spen(tmp_path_factory, db_smtp, database):
+    process = make_pen(tmp_path_factory.mktemp("subject-pen"), db_smtp, database_url=database())
     run_cli("package", "set", "--data", str(process.data), "clinical", "--disclaimer", "Clinical notice.",
             "--subject", "generic")
     add_user(process.data, "dr.who@abc.example", "Dr. Who", PASSWORD, package="clinical")
     process.start()
-    yield Pen(process, smtp)
+    yield Pen(process, db_smtp)
     process.stop()
 
 
