@@ -391,7 +391,9 @@ class PenmailApp(App):
             delay = min(delay * 2, 60.0)
 
     def dispatch_event(self, event) -> None:
-        if event.kind == "stream.open":
+        # A new stream that replays what was missed needs no fetch; a first stream, or a PEN
+        # that could not replay (resync), does.
+        if (event.kind == "stream.open" and not event.caught_up) or event.kind == "resync":
             mailbox = self.mailbox()
             if mailbox is not None:
                 mailbox.reload(keep_cursor=True)

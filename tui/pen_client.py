@@ -254,8 +254,11 @@ class Invitation:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "message.new" | "notification.updated" | ...
+    kind: str  # "message.new" | "notification.updated" | "resync" | "stream.open" ...
     data: dict = field(default_factory=dict)
+    # "stream.open" only: whether the PEN replays what was missed since the last event this
+    # client saw (it was given Last-Event-ID); if not, the caller fetches its lists again.
+    caught_up: bool = False
 
 
 # ---------------------------------------------------------------- the client
@@ -330,6 +333,7 @@ class PenClient:
         self.user: User | None = None
         self._access: str | None = None
         self._refresh: str | None = None
+        self._last_event_id: str | None = None  # of the event stream, for Last-Event-ID
         self._refresh_lock = asyncio.Lock()
         self._ssl_context = tls_context(ca_file)
         self._own_transport = transport is None
@@ -675,12 +679,18 @@ class PenClient:
     # ------------------------------------------------------------ events
 
     async def events(self) -> AsyncIterator[Event]:
-        """Server-sent events until the connection ends (the caller reconnects)."""
+        """Server-sent events until the connection ends (the caller reconnects). A reconnect
+        sends the id of the last event seen (Last-Event-ID), so the PEN replays what came in
+        between, from whichever of its processes answers; when it cannot, it sends `resync`."""
         if not self._access:
             await self._renew()
         for attempt in (1, 2):
+            headers = self._auth()
+            resuming = self._last_event_id is not None
+            if resuming:
+                headers["Last-Event-ID"] = str(self._last_event_id)
             try:
-                async with self._http.stream("GET", "/events", headers=self._auth(),
+                async with self._http.stream("GET", "/events", headers=headers,
                                              timeout=httpx.Timeout(10.0, read=45.0)) as response:
                     if response.status_code == 401 and attempt == 1 and self._refresh:
                         await self._renew(expired=self._access)
@@ -688,9 +698,10 @@ class PenClient:
                     if response.status_code != 200:
                         await response.aread()
                         raise self._error_of(response)
-                    # Events from before this point were missed: callers catch up on this one.
-                    yield Event("stream.open")
-                    kind, data = "message", list[str]()
+                    # Without a replay, events from before this point were missed: callers
+                    # catch up on this one.
+                    yield Event("stream.open", caught_up=resuming)
+                    kind, data, event_id = "message", list[str](), None
                     async for line in response.aiter_lines():
                         if line == "":
                             if data:
@@ -698,14 +709,19 @@ class PenClient:
                                     payload = json.loads("\n".join(data))
                                 except ValueError:
                                     payload = {}
+                                if event_id is not None:
+                                    self._last_event_id = event_id
                                 yield Event(kind, payload if isinstance(payload, dict) else {})
-                            kind, data = "message", []
+                            kind, data, event_id = "message", [], None
                         elif line.startswith(":"):
                             continue
                         elif line.startswith("event:"):
                             kind = line[6:].strip()
                         elif line.startswith("data:"):
                             data.append(line[5:].lstrip())
+                        elif line.startswith("id:"):
+                            value = line[3:].strip()
+                            event_id = value if value.isdigit() and len(value) <= 20 else None
                     return
             except httpx.HTTPError as exc:
                 raise self.describe_failure(exc) from None
