@@ -4,8 +4,8 @@ that AND together (docs/pen-api.md, "Search").
     from:ann  to:bob  cc:cat  subject:budget  body:"next week"  has:attachment
     is:unread  is:read  before:2026-01-31  after:2026-01-01  "a phrase"  word
 
-A query with no `key:` word and no double quote is one phrase matched whole, exactly as `q`
-was before the language existed, so that existing clients keep their meaning."""
+Words outside quotes are separate terms, each of which must match somewhere (as in other
+mail programs); a phrase is quoted."""
 
 from __future__ import annotations
 
@@ -20,11 +20,8 @@ from pen_server.errors import ApiError
 from pen_server.models import MailboxEntry, Message
 
 KEYS = ("from", "to", "cc", "subject", "body", "has", "is", "before", "after")
-MAX_TERMS = 20
+MAX_TERMS = 32  # room for a pasted subject's words
 _KEY = re.compile(r"([A-Za-z]+):")
-# A key term: a known key and its colon, or any letters, a colon and something after it
-# (so "Re: budget" and "Note:" stay words, and a misspelt "frm:ann" is an error, not a miss).
-_ANY_KEY = re.compile(r"(?:^|\s)(?:(?:" + "|".join(KEYS) + r"):|[A-Za-z]+:[^\s])", re.IGNORECASE)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _KEY_LIST = "from:, to:, cc:, subject:, body:, has:attachment, is:unread, is:read, before: and after:"
 
@@ -46,8 +43,6 @@ def parse(q: str) -> list[Term]:
     """The terms of a query, or SearchError with one sentence naming the word at fault."""
     if "\x00" in q:  # no stored text holds one (PostgreSQL cannot compare with it either)
         raise SearchError("A search may not contain the NUL character; leave it out.")
-    if '"' not in q and not _ANY_KEY.search(q):
-        return [Term(None, q)] if q else []
     terms: list[Term] = []
     i, n = 0, len(q)
     while i < n:
