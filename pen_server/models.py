@@ -41,13 +41,17 @@ def _clock_base() -> datetime | None:
 
 _CLOCK = _clock_base()
 _CLOCK_START = time.monotonic()
+# PEN_CLOCK_RATE (with PEN_CLOCK): how fast that clock runs, 1 by default. The snapshot
+# tests' PEN runs it at 0.001, so the minute its messages show never depends on how long a
+# loaded machine took to start it, and each message still gets a later time than the last.
+_CLOCK_RATE = float(os.environ.get("PEN_CLOCK_RATE") or 1)
 
 
 def utcnow() -> datetime:
     if _CLOCK is not None:
         from datetime import timedelta
 
-        return _CLOCK + timedelta(seconds=time.monotonic() - _CLOCK_START)
+        return _CLOCK + timedelta(seconds=(time.monotonic() - _CLOCK_START) * _CLOCK_RATE)
     return datetime.now(UTC)
 
 

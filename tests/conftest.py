@@ -242,7 +242,7 @@ def _snapshot_pen(tmp_path_factory):
               ("omar@riverside.example", "Omar Haddad")]
     for email, name in people:
         add_user(root, email, name, PASSWORD, package="staff")
-    process = PenProcess(root, port, smtp_port=sink.port, env={"PEN_CLOCK": "2020-01-15T09:30:00Z"}).start()
+    process = PenProcess(root, port, smtp_port=sink.port, env={"PEN_CLOCK": "2020-01-15T09:30:00Z", "PEN_CLOCK_RATE": "0.001"}).start()
     with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
         def as_(email):
             tok = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
