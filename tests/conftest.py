@@ -27,6 +27,9 @@ DATA = Path(__file__).parent / "data"
 # test's client left open holds a graceful stop for the server's 10 s, and the data goes anyway.
 TEARDOWN_STOP_SECONDS = 2.0
 PASSWORD = "correct horse battery"
+# The snapshots' PENs: their clock starts at 09:30 on 15 Jan 2020 and runs a thousand times
+# slower, so the times shown never depend on how long a loaded machine took to start them.
+SNAPSHOT_CLOCK = {"PEN_CLOCK": "2020-01-15T09:30:00Z", "PEN_CLOCK_RATE": "0.001"}
 FOOTER = "Sent by ABC Medical of 123 ABC Street Beverly Hills, CA 90210, Call: (555) 555-7323"
 DISCLAIMERS = {
     "employees": "CONFIDENTIAL: this notice is for the named recipient of ABC Medical only.",
@@ -242,7 +245,7 @@ def _snapshot_pen(tmp_path_factory):
               ("omar@riverside.example", "Omar Haddad")]
     for email, name in people:
         add_user(root, email, name, PASSWORD, package="staff")
-    process = PenProcess(root, port, smtp_port=sink.port, env={"PEN_CLOCK": "2020-01-15T09:30:00Z", "PEN_CLOCK_RATE": "0.001"}).start()
+    process = PenProcess(root, port, smtp_port=sink.port, env=SNAPSHOT_CLOCK).start()
     with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
         def as_(email):
             tok = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]

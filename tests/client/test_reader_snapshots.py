@@ -23,7 +23,7 @@ from pen_devstack import (
     set_package,
 )
 from tests.client.test_reader_attachments import gated_downloads
-from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS
+from tests.conftest import PASSWORD, SNAPSHOT_CLOCK, TEARDOWN_STOP_SECONDS
 from tests.tui_helpers import at_mailbox, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
@@ -63,7 +63,7 @@ def clinic(tmp_path_factory):
     for email, name in [("dana@riverside.example", "Dana Whitfield"), ("rosa@riverside.example", "Dr. Rosa Ruiz"),
                         ("omar@riverside.example", "Omar Haddad")]:
         add_user(root, email, name, PASSWORD, package="staff")
-    process = PenProcess(root, port, smtp_port=sink.port, env={"PEN_CLOCK": "2020-01-15T09:30:00Z", "PEN_CLOCK_RATE": "0.001"}).start()
+    process = PenProcess(root, port, smtp_port=sink.port, env=SNAPSHOT_CLOCK).start()
     ids = {}
     with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=30) as c:
         token = c.post("/auth/login", json={"email": "rosa@riverside.example", "password": PASSWORD}).json()
