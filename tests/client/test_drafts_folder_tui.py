@@ -181,3 +181,16 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
     monkeypatch.setattr(tui.demo, "run_demo", lambda launch, cache_dir=None: launch(Stack(40003)))
     assert tui.cli.cmd_demo(argparse.Namespace(fresh=True)) == 0
     assert seen[-1] == (str(tmp_path / "run-40003" / "state"), [])
+
+
+async def test_the_title_counts_an_empty_folder_after_a_full_one(pen, send, state):
+    """From a folder with messages to one with none: the title says none, not the count of
+    the folder before (the demo showed "Drafts (69 drafts)" over "(no messages here)")."""
+    send("bob", ["cat"], subject="Something in Cat's inbox")
+    app = app_for(pen, state, who="cat@abc.example")
+    async with app.run_test(size=(100, 30)) as pilot:
+        mailbox = await mailbox_ready(pilot)
+        messages = mailbox.query_one(MessageList)
+        await wait_for(pilot, lambda: messages.total > 0)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: mailbox.folder == "drafts" and "Drafts (0 drafts)" in rendered(app)[0])

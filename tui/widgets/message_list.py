@@ -313,13 +313,15 @@ class MessageList(ScrollView, can_focus=True):
         cursors = self._cursors[chain]
         if len(cursors) == number + 1 and page.next_cursor:
             cursors.append(page.next_cursor)
-        self.total = page.total
+        counted_before, self.total = self.total, page.total
         first = not self.loaded_once
         self.loaded_once = True
         self.virtual_size = Size(self.size.width, self.rows)
         self.cursor = min(self.cursor, max(0, self.rows - 1))
         self.refresh()
-        if first or self._holds(key, len(page.items), self._locate(self.cursor)[0]):
+        # The screen's title counts the rows: it hears of a new count too, even when the page
+        # is empty (another folder, or a search, with nothing in it).
+        if first or counted_before != self.total or self._holds(key, len(page.items), self._locate(self.cursor)[0]):
             self.post_message(self.Highlighted(self.highlighted))
         self._want_visible()
 
