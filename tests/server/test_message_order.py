@@ -32,8 +32,9 @@ def test_both_orders_list_the_same_messages_reversed(pen, send):
         assert oldest == newest[::-1]
         assert [len(p["items"]) for p in pages] == [3, 3, 1] and all(p["total"] == 7 for p in pages)
         # The other filters apply alike: unread, and the folder.
-        c.patch(f"/messages/{c.get('/messages', params={'q': f'order {tag} 2'}).json()['items'][0]['id']}",
-                json={"unread": False})
+        phrase = f'"order {tag} 2"'  # quoted: one phrase, not three words
+        [two] = c.get("/messages", params={"q": phrase}).json()["items"]
+        c.patch(f"/messages/{two['id']}", json={"unread": False})
         unread_new, _ = walk(c, {"limit": 2, "q": tag, "unread": "true"})
         unread_old, _ = walk(c, {"limit": 2, "q": tag, "unread": "true", "order": "oldest"})
         assert f"order {tag} 2" not in unread_old and unread_old == unread_new[::-1] and len(unread_old) == 6

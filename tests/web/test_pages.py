@@ -164,7 +164,7 @@ def test_reply_double_submit_sends_once_and_guest_rule_keeps_the_form(pen, web, 
     assert first.status_code == second.status_code == 303
     assert first.headers["location"] == second.headers["location"]
     with pen.as_user("ann") as c:
-        found = c.get("/messages", params={"q": "Once only."}).json()["items"]
+        found = c.get("/messages", params={"q": '"Once only."'}).json()["items"]
     assert len(found) == 1
 
     # A guest may not write to a stranger: one sentence, and what was typed comes back.
