@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pen_devstack import PenProcess
-from tests.tui_helpers import at_mailbox, rendered, wait_for
+from tests.tui_helpers import at_mailbox, record_events, rendered, stream_is_up, wait_for
 from tui.app import PenmailApp
 from tui.config import Config
 from tui.pen_client import PenClient
@@ -80,10 +80,13 @@ async def test_end_shows_the_oldest_at_once_and_scrolling_up_from_there(long_pen
     config = Config(server=process.url, ca_file=Path(process.ca_file), email="reader@bench.example",
                     download_dir=tmp_path)
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": password}, use_keyring=False)
+    record_events(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query(MessageList))
         ml = app.screen.query_one(MessageList)
-        await wait_for(pilot, lambda: ml.loaded_once and ml.highlighted is not None)
+        # The event stream's opening reloads the list: wait for it, so the pages counted below
+        # are only those that the keys ask for (a late opening had added a third request).
+        await wait_for(pilot, lambda: ml.loaded_once and ml.highlighted is not None and stream_is_up(app))
         await settled(pilot, ml)
         assert ml.total == MESSAGES
         assert ml.highlighted.subject == f"Message number {MESSAGES - 1}"
