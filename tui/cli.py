@@ -14,9 +14,11 @@ from tui.config import ConfigError, load_config
 def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None) -> int:
     import gc
 
+    from tui import terminal_keys
     from tui.app import PenmailApp, check_key_ids
 
     check_key_ids(config)
+    terminal_keys.install()
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
