@@ -199,6 +199,7 @@ def test_send_delivers_then_list_and_read_mark_read(line, pen):
                 stdin="Your results are ready.\nSecond line.\n")
     assert done.code == 0, done.err
     assert done.lines[0].startswith(f'Sent "{subj}" to bob@abc.example, Cat Moss <cat@abc.example> (id ')
+    assert done.lines[1] == "Notifications to 2 recipients: 2 sent."
     # Delivered: the notification reached the SMTP sink, for both.
     assert pen.mails_to("bob@abc.example", subj) and pen.mails_to("cat@abc.example", subj)
     # The draft was removed once sent.
@@ -995,3 +996,18 @@ def test_login_with_server_and_ca_file_replaces_a_ca_file_that_is_gone(line, pen
                 stdin=PASSWORD + "\n", env={"SSL_CERT_FILE": str(pen.ca_file)})
     assert done.code == 0, done.err
     assert "ca_file" not in config.read_text() and "removal of the missing ca_file" in done.err
+
+
+def test_send_says_when_notifications_wait_for_the_relay(line, pen):
+    """The relay answers "later": send says the notification waits, and how to follow it,
+    where it used to print "Sent" alone."""
+    subj = subject("relay later")
+    pen.smtp.handler.reply = "451 4.3.0 try again later"
+    try:
+        done = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Soon.\n")
+    finally:
+        pen.smtp.handler.reply = None
+    assert done.code == 0, done.err
+    message_id = re.search(r"\(id ([^)]+)\)", done.lines[0]).group(1)
+    assert done.lines[1] == (f"Notifications to 1 recipient: 1 deferred; the PEN keeps trying the ones that wait, "
+                             f"and `penmail status {message_id}` shows where they are."), done.out
