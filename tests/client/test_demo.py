@@ -357,7 +357,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("how, code", [("sigterm", 128 + signal.SIGTERM), ("sigint", 130), ("exit", 7)])
+@pytest.mark.parametrize("how, code", [("sigterm", 128 + signal.SIGTERM), ("sighup", 128 + signal.SIGHUP),
+                                       ("sigint", 130), ("exit", 7)])
 def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     script = tmp_path / "demo_child.py"
     script.write_text(SCRIPT)
@@ -369,8 +370,8 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
         assert line, child.stderr.read()
         info = json.loads(line)
         assert _pid_alive(info["pid"]) and _port_open(info["port"])
-        if how != "exit":
-            child.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        if how != "exit":  # sighup: the terminal the demo ran in was closed
+            child.send_signal({"sigterm": signal.SIGTERM, "sighup": signal.SIGHUP, "sigint": signal.SIGINT}[how])
         assert child.wait(60) == code
     finally:
         if child.poll() is None:
@@ -382,6 +383,38 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     assert not _port_open(info["port"]) and not _port_open(info["smtp"])
     assert not Path(info["root"]).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["demo_child.py"]
+
+
+def test_a_later_start_removes_what_a_killed_demo_left(tmp_path):
+    """kill -9 leaves the demo's folder (with the CA's private key) and its PEN server; the
+    next demo's start removes both, and leaves a running demo's folder alone."""
+    from tui.demo import MARKER, remove_left_behind
+
+    script = tmp_path / "demo_child.py"
+    script.write_text(SCRIPT)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(temp))
+    child = subprocess.Popen([sys.executable, str(script), "sleep"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(child.stdout.readline() or "{}")
+        assert info, child.stderr.read()
+        assert remove_left_behind(temp) == []  # alive: left alone
+        child.kill()
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    root = Path(info["root"])
+    assert root.exists() and (root / MARKER).is_file() and _pid_alive(info["pid"])  # what -9 leaves
+    assert remove_left_behind(temp) == [root]
+    assert not root.exists()
+    deadline = time.monotonic() + 20
+    while _pid_alive(info["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(info["pid"]), "the orphaned PEN server still runs"
 
 
 async def test_the_sign_in_screen_after_sign_out_shows_the_demo_password(stack, tmp_path, monkeypatch):
