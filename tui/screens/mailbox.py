@@ -267,6 +267,8 @@ class MailboxScreen(MailboxView):
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
         had = bool(self.query_text)
+        if self.query_one("#search-note").has_class("-refused"):
+            self.say("")  # the refused search's sentence goes with it
         search.value = ""
         search.display = self.query_one("#search-note").display = False
         self._search_note(SEARCH_HELP)
