@@ -80,6 +80,16 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def guest_link_sentence(stack: DemoStack) -> str | None:
+    """Where a guest's path starts: printed before the full screen, then in the TUI (ctrl+g,
+    the notice history, the sign-in screen's hint)."""
+    link = stack.guest_link()
+    if not link:
+        return None
+    return (f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is {stack.ca_file}; trust "
+            f"it, or accept the browser's warning).")
+
+
 def sign_in_hint(email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD) -> str:
     """What the sign-in screen says while the demo runs (the password was printed before the
     full screen, where it is gone after a sign-out)."""
@@ -233,10 +243,9 @@ class DemoStack:
         self._ready()
 
     def _ready(self) -> None:
-        link = self.guest_link()
+        link = guest_link_sentence(self)
         if link:
-            self.progress(f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is "
-                          f"{self.ca_file}; trust it, or accept the browser's warning)")
+            self.progress(link.removesuffix("."))
         self.progress(f"Signing in as {self.email} (password: {self.password}) ...")
 
     @staticmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -441,3 +442,40 @@ async def test_the_sign_in_screen_after_sign_out_shows_the_demo_password(stack, 
         assert app.focused.id == "password"
         await pilot.press(*shown, "enter")
         await wait_for(pilot, lambda: at_mailbox(app))
+
+
+async def test_the_guest_link_is_in_the_tui_while_the_demo_runs(stack, tmp_path, monkeypatch):
+    """What was printed before the full screen covered it: ctrl+g (a key, a help line and a
+    palette entry) shows it and copies the link (OSC 52), N's history has it from the start,
+    and the sign-in hint names the key. Outside the demo there is no such entry."""
+    from tests.tui_helpers import at_mailbox, rendered, wait_for
+    from tui.app import PenmailApp
+    from tui.config import Config
+    from tui.demo import guest_link_sentence
+    from tui.screens.notices import NoticesScreen
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    sentence = guest_link_sentence(stack)
+    link = stack.guest_link()
+    assert sentence and link and link in sentence and stack.ca_file in sentence
+    config = Config(server=stack.server, email=stack.email, ca_file=Path(stack.ca_file), download_dir=tmp_path)
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": stack.password}, use_keyring=False, demo_link=sentence)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Show the demo's guest link" in titles
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.clipboard == link)
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        shown = re.sub(r"[\s▊▎]", "", rendered(app)[0])  # the link is wrapped at 80 columns, in a box
+        assert link in shown and stack.ca_file in shown
+        assert [n.title for n in app.notices].count("Demo") == 2  # at start, and ctrl+g
+
+    plain = PenmailApp(config, env={"PENMAIL_PASSWORD": stack.password}, use_keyring=False)
+    async with plain.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(plain))
+        assert "Show the demo's guest link" not in [c.title for c in plain.get_system_commands(plain.screen)]
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert plain.clipboard == "" and len(plain.notices) == 0
