@@ -434,7 +434,19 @@ class PenmailApp(App):
         self.push_screen(HelpScreen(title, describe_keys(screen)))
 
     def action_sign_out(self) -> None:
-        self._sign_out()
+        from tui.screens.compose import ComposeScreen
+        from tui.screens.confirm import ConfirmScreen
+
+        if not any(isinstance(screen, ComposeScreen) for screen in self.screen_stack):
+            self._sign_out()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._sign_out()
+
+        self.push_screen(ConfirmScreen("Sign out? The draft you are writing is kept, and offered again at the "
+                                       "next sign-in.", yes="Yes, sign out"), answered)
 
     @work(exclusive=True, group="signin", exit_on_error=False)
     async def _sign_out(self) -> None:
