@@ -18,6 +18,7 @@ from pen_server import mailbox, sending
 from pen_server.errors import ApiError
 from pen_server.models import Attachment, IdempotencyKey, new_id
 from pen_server.schemas import SendIn
+from pen_server.text import html_text
 from pen_server.web.core import WebRoute, check_post, redirect, render, services
 from pen_server.web.sessions import begin
 from pen_server.web.uploads import StreamedForm, read_multipart
@@ -44,11 +45,25 @@ def _reply_fields(user, m, everyone: bool) -> dict:
     return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": subject[:998], "body": ""}
 
 
+ANSWERED_OPEN_LINES = 15  # the message answered shows open up to this; a longer one is folded
+
+
+def _answered(m) -> dict:
+    """The message a reply answers, as the form shows it: who, when, and its text."""
+    text = m.body_text or (html_text(m.body_html) if m.body_html else "")
+    return {"from_email": m.from_email, "from_name": m.from_name, "sent_at": m.sent_at, "subject": m.subject,
+            "text": text, "open": text.count("\n") < ANSWERED_OPEN_LINES}
+
+
 def _form_page(request: Request, *, action: str, fields: dict, key: str, status: int = 200,
-               error: str | None = None, kept: Sequence[dict] = (), replying_to=None):
+               error: str | None = None, kept: Sequence[dict] = (), replying_to=None, answered=None):
+    if replying_to and answered is None:
+        with services(request).db.session() as s:
+            user = getattr(request.state, "user", None)
+            answered = _answered(mailbox.entry_for(s, user, replying_to).message) if user else None
     return render(request, "compose.html", status=status, title="Reply" if replying_to else "New message",
                   action=action, fields=fields, key=key, error=error, kept=list(kept), replying_to=replying_to,
-                  limit=services(request).settings.max_upload_bytes)
+                  answered=answered, limit=services(request).settings.max_upload_bytes)
 
 
 @router.get("/m/{message_id}/reply")
@@ -59,7 +74,7 @@ def reply_form(message_id: str, request: Request, all: int = Query(0, ge=0, le=1
             return redirect(f"/login?next=/m/{message_id}")
         m = mailbox.entry_for(s, user, message_id).message
         return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(user, m, bool(all)),
-                          key=new_id(), replying_to=message_id)
+                          key=new_id(), replying_to=message_id, answered=_answered(m))
 
 
 @router.get("/new")
@@ -142,6 +157,6 @@ async def _send(request: Request, in_reply_to: str | None):
 
     sent_id, error, kept = await anyio.to_thread.run_sync(send)
     if sent_id:
-        return redirect(f"/m/{sent_id}")
+        return redirect(f"/m/{sent_id}?done=sent")
     return _form_page(request, action=action, fields=fields, key=key or new_id(), status=422, error=error,
                       kept=kept, replying_to=in_reply_to)

@@ -173,9 +173,19 @@ async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict:
 
 # -- pages ----------------------------------------------------------------------------------
 
+# What a page says about the step before it (`?done=...` on the redirect after a POST): a fixed
+# word chooses a fixed sentence, so no text of the address ever reaches the page.
+DONE = {
+    "sent": "Your message was sent. Its recipients get an e-mail saying that it is waiting here.",
+    "signed-out": "You are signed out.",
+}
+
+
 def render(request: Request, template: str, status: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
     context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("pen_name", getattr(request.state, "pen_name", None) or services(request).settings.name)
+    context.setdefault("pen_footer", getattr(request.state, "pen_footer", None) or services(request).settings.footer)
+    context.setdefault("done", DONE.get(request.query_params.get("done", "")) if status < 400 else None)
     context.setdefault("error", None)
     context["csrf"] = csrf_token(request)
     response = HTMLResponse(templates.get_template(template).render(**context), status_code=status)

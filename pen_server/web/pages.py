@@ -186,7 +186,7 @@ async def login(request: Request):
 async def logout(request: Request):
     def step(s, form):
         sessions.end(request, s)
-        response = redirect("/login")
+        response = redirect("/login?done=signed-out")
         sessions.clear_cookie(response)
         return response
 

@@ -333,3 +333,32 @@ def test_a_large_upload_streams_to_disk_not_memory(pen, web, tmp_path):
         [att] = c.get(f"/messages/{mid}").json()["attachments"]
     assert att["size"] == big.stat().st_size
     assert att["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_pages_say_what_was_done_show_what_is_answered_and_carry_the_footer(pen, web, guest_message):
+    """A sent reply and a sign-out each say so on the next page (a fixed sentence chosen by a
+    word in the address, never the address's text); the reply form shows the message it
+    answers; every page's foot has the PEN's footer, as the notification e-mails do."""
+    from tests.conftest import FOOTER
+
+    _guest, link, sent, _ = guest_message(subject="Answer me", body="Line one of the question.\nLine two.")
+    path = _guest_session(web, link)
+    form = web.get(path + "/reply")
+    assert "The message you are answering: from Ann Lee" in form.text
+    assert "Line one of the question.<br>Line two." in form.text and '<details class="answered" open>' in form.text
+    footer_line = FOOTER.splitlines()[0]
+    for page in (form, web.get(path), web.get("/")):
+        assert footer_line in page.text, page.url
+    r = web.client.post(path + "/reply", data={
+        "csrf": web.form_token(form.text), "key": re.search(r'name="key" value="([^"]+)"', form.text).group(1),
+        "to": "ann@abc.example", "cc": "", "subject": "Re: Answer me", "body": "Here is my answer."},
+        files={"files": ("answer.txt", b"an answer", "text/plain")})
+    assert r.status_code == 303 and r.headers["location"].endswith("?done=sent")
+    shown = web.get(r.headers["location"])
+    assert '<p class="done" role="status">Your message was sent.' in shown.text and "Here is my answer." in shown.text
+    assert 'class="done"' not in web.get(path + "?done=%3Cscript%3E").text  # an unknown word says nothing
+
+    r = web.post("/logout", {"csrf": web.form_token(shown.text)})
+    assert r.status_code == 303 and r.headers["location"] == "/login?done=signed-out"
+    page = web.get(r.headers["location"])
+    assert '<p class="done" role="status">You are signed out.</p>' in page.text and footer_line in page.text
