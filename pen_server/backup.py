@@ -31,6 +31,7 @@ archive when it ends in .tar, and a zstd-compressed one (the `zstandard` package
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -52,6 +53,7 @@ from pen_server.storage import blob_key
 
 MANIFEST = "manifest.json"
 DATABASE = "pen.db"
+PG_DUMP = "pen.pgdump"  # a PostgreSQL PEN's database, pg_dump's custom format
 FORMAT = "pen-backup"
 VERSION = 1
 STEP_PAGES = 2048  # pages the online backup copies in one step (8 MiB at SQLite's 4 KiB pages)
@@ -60,6 +62,7 @@ CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_LEVEL = 3  # zstd's default: attachments (PDF, JPEG) barely compress; the database does
 DOCS = 'docs/operating.md, "Backups"'
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 _LOG_NAME = re.compile(r".*\.log(\.\d+)?(\.gz|\.zst)?$")
 _SKIPPED = {"blobs", "tmp"}  # the blobs go by the rows that name them; tmp/ holds unfinished uploads
 
@@ -186,7 +189,7 @@ class _FolderOut(_Out):
         return done
 
     def add_manifest(self, data: bytes) -> None:
-        self.add(MANIFEST, _BytesReader(data), len(data))
+        self.add(MANIFEST, io.BytesIO(data), len(data))
 
     def close(self) -> None:
         for folder in sorted(self.dirs, key=lambda p: len(p.parts), reverse=True):
@@ -194,16 +197,6 @@ class _FolderOut(_Out):
 
     def abort(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.at + n
-        piece, self.at = self.data[self.at:end], min(end, len(self.data))
-        return piece
 
 
 class _Hashing:
@@ -245,7 +238,7 @@ class _TarOut(_Out):
         return hashing.size, hashing.sha.hexdigest()
 
     def add_manifest(self, data: bytes) -> None:
-        self.tar.addfile(self._info(MANIFEST, len(data)), _BytesReader(data))  # type: ignore[arg-type]
+        self.tar.addfile(self._info(MANIFEST, len(data)), io.BytesIO(data))
 
     def close(self) -> None:
         self.tar.close()
@@ -308,65 +301,97 @@ def _check_target(settings: Settings, to: Path) -> Path:
     return to
 
 
-def refusal(settings: Settings) -> str | None:
-    """The sentence with which `backup` refuses a PEN whose parts live elsewhere."""
-    if not settings.database_url.startswith("sqlite:///"):
-        return ("This PEN's database is PostgreSQL, which pen-server backup does not copy: back it up with "
-                f"pg_dump or pgBackRest as {DOCS} describes, which also says how to keep the rest of the PEN.")
-    if settings.storage.url:
+def refusal(settings: Settings, pg_dump: bool = False, without_blobs: bool = False) -> str | None:
+    """The sentence with which `backup` refuses a PEN whose parts live elsewhere (or options
+    that do not fit it)."""
+    postgres = not settings.database_url.startswith("sqlite:///")
+    if postgres and not pg_dump:
+        return ("This PEN's database is PostgreSQL, which pen-server backup copies only through pg_dump: add "
+                f"--pg-dump, or back it up with pgBackRest as {DOCS} describes.")
+    if pg_dump and not postgres:
+        return "--pg-dump is for a PEN on PostgreSQL; this one's database is SQLite, which backup copies itself."
+    if settings.storage.url and not without_blobs:
         return (f"This PEN keeps its attachments in the bucket {settings.storage.url}, which pen-server backup "
-                f"does not copy: back it up with the bucket's versioning or rclone sync as {DOCS} describes.")
+                f"does not copy: back it up with the bucket's versioning or rclone sync as {DOCS} describes, and "
+                f"the rest of the PEN with --without-blobs.")
+    if without_blobs and not settings.storage.url:
+        return ("--without-blobs is for a PEN whose attachments are in a bucket; this one keeps them in its data "
+                "folder, and a backup without them would not restore.")
     return None
 
 
-def backup(settings: Settings, to: Path, *, on_blob: Callable[[int, int], None] | None = None) -> Made:
+@dataclass
+class _Snapshot:
+    """The database as one moment saw it: its copy's name in the backup, the schema
+    revision, the blobs its rows name, and what to do with a blob the clean-up removed
+    after that moment (`drop`: True when the copy lost its rows too)."""
+    name: str
+    revision: str
+    named: list[str]
+    live_has: Callable[[str], bool]
+    drop: Callable[[str], bool]
+
+
+def backup(settings: Settings, to: Path, *, pg_dump: bool = False, without_blobs: bool = False,
+           on_blob: Callable[[int, int], None] | None = None) -> Made:
     """Copy the PEN of `settings` to `to` (a new folder, .tar or .tar.zst), as the module
-    says. `on_blob(done, total)` is called after each blob (for tests and progress)."""
+    says. `pg_dump`: its PostgreSQL database through pg_dump; `without_blobs`: not the
+    attachments (they are in a bucket). `on_blob(done, total)` is called after each blob
+    (for tests and progress)."""
     started = time.monotonic()
-    refused = refusal(settings)
+    refused = refusal(settings, pg_dump, without_blobs)
     if refused:
         raise BackupError(refused)
     db_path = _sqlite_path(settings.database_url)
-    assert db_path is not None
-    if not db_path.is_file():
+    if db_path is not None and not db_path.is_file():
         raise BackupError(f"There is no database at {db_path}; is {settings.data_dir} a PEN's data folder?")
     to = _check_target(settings, to)
     _remove_stale_partials(to)
     kind = _kind(to)
     partial = _partial_name(to, os.getpid())
     out: _Out = _FolderOut(partial) if kind == "folder" else _TarOut(partial, kind == "tar.zst")
+    name = DATABASE if db_path is not None else PG_DUMP
     # The database's copy: inside the folder backup, else a file beside the tar until it goes in.
-    db_copy = partial / DATABASE if kind == "folder" else partial.with_name(partial.name + ".db")
+    db_copy = partial / name if kind == "folder" else partial.with_name(partial.name + ".db")
     files: dict[str, dict] = {}
     warnings: list[str] = []
+    problems: dict[str, str] = {}
     try:
-        revision = _copy_database(db_path, db_copy)
-        for rel, path in _data_files(settings, db_path):
-            with open(path, "rb") as src:
-                size, sha = out.add(rel, src, os.fstat(src.fileno()).st_size)
-            files[rel] = {"size": size, "sha256": sha}
-        problems = _copy_blobs(db_path, db_copy, settings.blob_dir, out, files, on_blob)
+        with _snapshot(settings, db_path, db_copy) as snap:
+            for rel, path in _data_files(settings, db_path):
+                with open(path, "rb") as src:
+                    size, sha = out.add(rel, src, os.fstat(src.fileno()).st_size)
+                files[rel] = {"size": size, "sha256": sha}
+            if not without_blobs:
+                problems = _copy_blobs(snap, settings.blob_dir, out, files, on_blob)
         for sha, problem in problems.items():
-            warnings.append(
-                f"the attachment blob {sha} is missing in the PEN itself, so the backup cannot hold it either (the "
-                f"backup keeps its rows; the file is lost unless an older backup has it)" if problem == "missing" else
-                f"the attachment blob {sha} is damaged in the PEN itself (its bytes no longer have that sha256); "
-                f"the backup holds it as it is, and an older backup may hold it whole")
+            if problem == "missing":
+                warnings.append(f"the attachment blob {sha} is missing in the PEN itself, so the backup cannot hold "
+                                f"it either (the backup keeps its rows; the file is lost unless an older backup has "
+                                f"it)")
+            elif problem == "damaged":
+                warnings.append(f"the attachment blob {sha} is damaged in the PEN itself (its bytes no longer have "
+                                f"that sha256); the backup holds it as it is, and an older backup may hold it whole")
         with open(db_copy, "rb") as src:
             if kind == "folder":
-                files[DATABASE] = dict(zip(("size", "sha256"), _copy(src, None)))
+                files[name] = dict(zip(("size", "sha256"), _copy(src, None)))
             else:
-                size, sha = out.add(DATABASE, src, os.fstat(src.fileno()).st_size)
-                files[DATABASE] = {"size": size, "sha256": sha}
+                size, sha = out.add(name, src, os.fstat(src.fileno()).st_size)
+                files[name] = {"size": size, "sha256": sha}
         if kind != "folder":
             db_copy.unlink()
+        blob_count = sum(1 for rel in files if rel.startswith("blobs/"))
         manifest = {
             "format": FORMAT, "version": VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "pen": settings.name, "source": str(settings.data_dir), "schema_revision": revision,
-            "database": DATABASE, "blobs": sum(1 for rel in files if rel.startswith("blobs/")),
+            "pen": settings.name, "source": str(settings.data_dir), "schema_revision": snap.revision,
+            "database": name, "blobs": blob_count,
             "source_problems": [{"blob": sha, "problem": p} for sha, p in sorted(problems.items())],
             "files": [{"path": rel, **files[rel]} for rel in sorted(files)],
         }
+        if without_blobs:
+            manifest["blobs_in"] = settings.storage.url
+        if name == PG_DUMP:  # the dump is not read back here: the blobs its rows name, as listed then
+            manifest["named_blobs"] = snap.named
         manifest["checksum"] = _checksum(manifest)
         out.add_manifest(json.dumps(manifest, indent=1).encode() + b"\n")
         out.close()
@@ -378,7 +403,39 @@ def backup(settings: Settings, to: Path, *, on_blob: Callable[[int, int], None] 
             db_copy.unlink(missing_ok=True)
         raise
     return Made(to, len(files), (to.stat().st_size if kind != "folder" else sum(f["size"] for f in files.values())),
-                manifest["blobs"], revision, time.monotonic() - started, warnings)
+                blob_count, snap.revision, time.monotonic() - started, warnings)
+
+
+@contextmanager
+def _snapshot(settings: Settings, db_path: Path | None, into: Path) -> Iterator[_Snapshot]:
+    """The database copied to `into`: SQLite's online backup, or pg_dump."""
+    if db_path is None:
+        from pen_server import pgdump
+
+        with pgdump.dump(settings.database_url, into) as (revision, named, live_has):
+            yield _Snapshot(PG_DUMP, revision, named, live_has, lambda sha: False)
+        return
+    revision = _copy_database(db_path, into)
+    copy = sqlite3.connect(str(into), isolation_level=None)
+    try:
+        def live_has(sha: str) -> bool:
+            live = sqlite3.connect(str(db_path), isolation_level=None, timeout=30)
+            try:
+                return live.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,)).fetchone() is not None
+            finally:
+                live.close()
+
+        def drop(sha: str) -> bool:
+            copy.execute("BEGIN")
+            copy.execute("DELETE FROM attachments WHERE sha256 = ? AND message_id IS NULL", (sha,))
+            copy.execute("DELETE FROM blobs WHERE sha256 = ? AND NOT EXISTS "
+                         "(SELECT 1 FROM attachments WHERE attachments.sha256 = blobs.sha256)", (sha,))
+            copy.execute("COMMIT")
+            return sha not in _named_blobs(copy)
+
+        yield _Snapshot(DATABASE, revision, sorted(_named_blobs(copy)), live_has, drop)
+    finally:
+        copy.close()
 
 
 def _copy_database(db_path: Path, into: Path) -> str:
@@ -413,11 +470,12 @@ def _copy_database(db_path: Path, into: Path) -> str:
     return str(row[0])
 
 
-def _data_files(settings: Settings, db_path: Path) -> Iterator[tuple[str, Path]]:
+def _data_files(settings: Settings, db_path: Path | None) -> Iterator[tuple[str, Path]]:
     """The data folder's files but the database, blobs/, tmp/ and logs: the settings, the
     server's secret, the TLS and DKIM keys, and whatever else the administrator keeps there."""
     data = settings.data_dir
-    skip = {db_path.name + suffix for suffix in ("", "-wal", "-shm", "-journal")} if db_path.parent == data else set()
+    skip = {db_path.name + suffix for suffix in ("", "-wal", "-shm", "-journal")} \
+        if db_path is not None and db_path.parent == data else set()
     log_file = settings.log_file.resolve() if settings.log_file else None
     seen: set[Path] = set()
     for folder, dirs, names in os.walk(data, followlinks=True):
@@ -443,61 +501,48 @@ def _named_blobs(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT sha256 FROM blobs UNION SELECT sha256 FROM attachments")}
 
 
-def _copy_blobs(db_path: Path, db_copy: Path, blob_dir: Path, out: _Out, files: dict[str, dict],
+def _copy_blobs(snap: _Snapshot, blob_dir: Path, out: _Out, files: dict[str, dict],
                 on_blob: Callable[[int, int], None] | None) -> dict[str, str]:
-    """Every blob the copied rows name, into `out`; returns the blobs the PEN itself lacks or
-    holds damaged ({sha256: "missing" | "damaged"})."""
-    copy = sqlite3.connect(str(db_copy), isolation_level=None)
-    try:
-        named = sorted(_named_blobs(copy))
-        problems: dict[str, str] = {}
-        total, done = len(named), 0
+    """Every blob the snapshot's rows name, into `out`; returns the blobs the PEN itself
+    lacks or holds damaged, and those the clean-up removed after the snapshot that the copy
+    still names ({sha256: "missing" | "damaged" | "cleaned"})."""
+    problems: dict[str, str] = {}
+    total, done = len(snap.named), 0
 
-        def take(sha: str) -> bool:
-            nonlocal done
-            rel = f"blobs/{blob_key(sha)}"
-            try:
-                src = open(blob_dir / blob_key(sha), "rb")
-            except FileNotFoundError:
-                return False
-            with src:  # the bytes under a name never change: the open file is the blob
-                size, got = out.add(rel, src, os.fstat(src.fileno()).st_size)
-            files[rel] = {"size": size, "sha256": got}
-            if got != sha:
-                problems[sha] = "damaged"
-            done += 1
-            if on_blob is not None:
-                on_blob(done, total)
-            return True
+    def take(sha: str) -> bool:
+        nonlocal done
+        rel = f"blobs/{blob_key(sha)}"
+        try:
+            src = open(blob_dir / blob_key(sha), "rb")
+        except FileNotFoundError:
+            return False
+        with src:  # the bytes under a name never change: the open file is the blob
+            size, got = out.add(rel, src, os.fstat(src.fileno()).st_size)
+        files[rel] = {"size": size, "sha256": got}
+        if got != sha:
+            problems[sha] = "damaged"
+        done += 1
+        if on_blob is not None:
+            on_blob(done, total)
+        return True
 
-        waiting = [sha for sha in named if not take(sha)]
-        deadline = time.monotonic() + BLOB_WAIT_SECONDS
-        while waiting:
-            # Gone from the PEN's own rows since the snapshot: the clean-up took an upload no
-            # message named. The copy loses it the same way, and needs the file no more.
-            live = sqlite3.connect(str(db_path), isolation_level=None, timeout=30)
-            try:
-                gone = [sha for sha in waiting
-                        if not live.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha,)).fetchone()]
-            finally:
-                live.close()
-            for sha in gone:
-                copy.execute("BEGIN")
-                copy.execute("DELETE FROM attachments WHERE sha256 = ? AND message_id IS NULL", (sha,))
-                copy.execute("DELETE FROM blobs WHERE sha256 = ? AND NOT EXISTS "
-                             "(SELECT 1 FROM attachments WHERE attachments.sha256 = blobs.sha256)", (sha,))
-                copy.execute("COMMIT")
-            # Else its row committed and the file is about to be put in place (or is lost).
-            still_named = _named_blobs(copy) if gone else set(waiting)
-            waiting = [sha for sha in waiting if sha in still_named and not take(sha)]
-            if waiting and time.monotonic() > deadline:
-                problems.update({sha: "missing" for sha in waiting})
-                break
-            if waiting:
-                time.sleep(0.2)
-        return problems
-    finally:
-        copy.close()
+    waiting = [sha for sha in snap.named if not take(sha)]
+    deadline = time.monotonic() + BLOB_WAIT_SECONDS
+    while waiting:
+        # Gone from the PEN's own rows since the snapshot: the clean-up took an upload no
+        # message named. The copy loses it the same way (SQLite), or says so (a dump).
+        for sha in [sha for sha in waiting if not snap.live_has(sha)]:
+            if not snap.drop(sha):
+                problems[sha] = "cleaned"
+            waiting.remove(sha)
+        # Else its row committed and the file is about to be put in place (or is lost).
+        waiting = [sha for sha in waiting if not take(sha)]
+        if waiting and time.monotonic() > deadline:
+            problems.update({sha: "missing" for sha in waiting})
+            break
+        if waiting:
+            time.sleep(0.2)
+    return problems
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -533,8 +578,8 @@ def _load_manifest(data: bytes, where: str) -> dict:
                 or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str):
             raise BackupError(f"The manifest of {where} lists a file it should not ({str(entry)[:80]}): the "
                               f"backup is damaged.")
-    if DATABASE not in {e["path"] for e in entries}:
-        raise BackupError(f"The manifest of {where} lists no {DATABASE}: the backup is damaged.")
+    if manifest.get("database") not in (DATABASE, PG_DUMP) or manifest["database"] not in {e["path"] for e in entries}:
+        raise BackupError(f"The manifest of {where} lists no database: the backup is damaged.")
     return manifest
 
 
@@ -589,12 +634,12 @@ def _read(source: Path, place: Callable[[str], Path | None]) -> tuple[dict, dict
                     if rel is None or not member.isreg() or rel in read or (rel == MANIFEST and manifest_raw):
                         raise BackupError(f"{source} holds {member.name[:100]!r}, which no pen-server backup "
                                           f"holds: it was changed, or is not a pen-server backup.")
-                    src = tar.extractfile(member)
-                    assert src is not None
+                    member_file = tar.extractfile(member)
+                    assert member_file is not None
                     if rel == MANIFEST:
-                        manifest_raw = src.read(1 << 26)
+                        manifest_raw = member_file.read(1 << 26)
                     else:
-                        keep(rel, src, member.size)
+                        keep(rel, member_file, member.size)
     except BackupError:
         raise
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
@@ -627,10 +672,10 @@ def _compare(source: Path, manifest: dict, read: dict[str, tuple[int, str]]) -> 
         raise BackupError(f"The backup {source} holds {extra[0]}, which its manifest does not list: it was changed.")
 
 
-def _check_database(db: Path, source: Path, manifest: dict) -> list[str]:
-    """The backup's database passes SQLite's check, has the manifest's schema revision, and
-    every blob its rows name is in the backup (or was missing or damaged in the PEN itself,
-    as the manifest says); each blob's content matches its name. Returns notes."""
+def _check_blobs(source: Path, manifest: dict, named: set[str]) -> list[str]:
+    """Each blob in the backup holds what its name says, and every blob the database's rows
+    name (`named`) is there, or was missing or damaged in the PEN itself, as the manifest
+    says, or lives in a bucket. Returns notes for the administrator."""
     known = {p["blob"]: p["problem"] for p in manifest.get("source_problems") or [] if isinstance(p, dict)}
     blobs = {e["path"]: e["sha256"] for e in manifest["files"] if e["path"].startswith("blobs/")}
     for rel, sha in blobs.items():
@@ -638,6 +683,32 @@ def _check_database(db: Path, source: Path, manifest: dict) -> list[str]:
         if sha != name and known.get(name) != "damaged":
             raise BackupError(f"{rel} in the backup {source} does not hold the blob its name says (its sha256 is "
                               f"{sha}): it was damaged before the backup was made.")
+    if manifest.get("blobs_in"):
+        return [f"the attachment blobs are not in this backup but in the bucket {manifest['blobs_in']}, kept with "
+                f"its own tools"]
+    for sha in sorted(named):
+        if not _HEX.match(sha):
+            raise BackupError(f"The database in the backup {source} names an attachment blob {sha[:80]!r}, which "
+                              f"is no sha256.")
+        if f"blobs/{blob_key(sha)}" not in blobs and sha not in known:
+            raise BackupError(f"The database in the backup {source} names the attachment blob {sha}, which the "
+                              f"backup does not hold.")
+    said = {"missing": "was missing in the PEN", "damaged": "was damaged in the PEN",
+            "cleaned": "was removed by the PEN's clean-up of unsent uploads"}
+    return [f"the attachment blob {sha} {said.get(problem, problem)} when this backup was made"
+            for sha, problem in sorted(known.items())]
+
+
+def _check_database(db: Path, source: Path, manifest: dict) -> list[str]:
+    """The backup's SQLite database passes SQLite's check and has the manifest's schema
+    revision; then _check_blobs with the blobs its rows name. A pg_dump is checked by its
+    sha256 only, against the blobs the manifest says its rows name."""
+    if manifest.get("database") == PG_DUMP:
+        named = manifest.get("named_blobs")
+        if not isinstance(named, list) or not all(isinstance(sha, str) for sha in named):
+            raise BackupError(f"The manifest of {source} does not list the blobs its database names: the backup "
+                              f"is damaged.")
+        return _check_blobs(source, manifest, set(named))
     try:
         conn = sqlite3.connect(f"file:{db.as_posix()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
@@ -655,12 +726,7 @@ def _check_database(db: Path, source: Path, manifest: dict) -> list[str]:
         raise BackupError(f"The database in the backup {source} cannot be read ({exc}).") from None
     finally:
         conn.close()
-    for sha in sorted(named):
-        if f"blobs/{blob_key(sha)}" not in blobs and sha not in known:
-            raise BackupError(f"The database in the backup {source} names the attachment blob {sha}, which the "
-                              f"backup does not hold.")
-    return [f"the attachment blob {sha} was {problem} in the PEN when this backup was made"
-            for sha, problem in sorted(known.items())]
+    return _check_blobs(source, manifest, named)
 
 
 @contextmanager
@@ -708,11 +774,12 @@ def _revisions() -> tuple[list[str], str]:
     return known, script.get_current_head() or known[-1]
 
 
-def restore(source: Path, data: Path) -> Restored:
+def restore(source: Path, data: Path, database_url: str | None = None) -> Restored:
     """Bring the backup at `source` back as the PEN in `data` (a new or empty folder): every
     file checked against the manifest while it is written, the database checked, migrated
     forward when the backup is of an older schema, and the folder moved into place in one
-    rename at the end, so a failure leaves `data` as it was."""
+    rename at the end, so a failure leaves `data` as it was. A backup with a pg_dump goes
+    into the empty PostgreSQL database at `database_url`."""
     source, data = source.expanduser().absolute(), data.expanduser().absolute()
     if data.exists() or data.is_symlink():
         if not data.is_dir():
@@ -722,12 +789,29 @@ def restore(source: Path, data: Path) -> Restored:
                               f"written).")
     if not source.exists():
         raise BackupError(f"There is no backup at {source}.")
+    if database_url:
+        from pen_server.initpen import InitError, check_database_url
+
+        try:
+            database_url = check_database_url(database_url)
+        except InitError as exc:
+            raise BackupError(str(exc)) from None
+        if not database_url.startswith("postgresql"):
+            raise BackupError("--database-url is for an empty PostgreSQL database, postgresql+psycopg://...")
     data.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{data.name}.restore-", dir=data.parent))
+    filled = False  # the PostgreSQL database holds what pg_restore wrote
     try:
         os.chmod(staging, DIR_MODE)
         manifest, read = _read(source, lambda rel: staging / rel)
         _compare(source, manifest, read)
+        pg = manifest["database"] == PG_DUMP
+        if pg and not database_url:
+            raise BackupError(f"The backup {source} holds a PostgreSQL database (pg_dump): give --database-url with "
+                              f"an empty PostgreSQL database to restore it into.")
+        if database_url and not pg:
+            raise BackupError(f"The backup {source} holds a SQLite database: restore it without --database-url "
+                              f"(then pen-server migrate-to moves it to PostgreSQL).")
         notes = _check_database(staging / DATABASE, source, manifest)
         if not (staging / CONFIG_NAME).is_file():
             raise BackupError(f"The backup {source} holds no {CONFIG_NAME}.")
@@ -737,46 +821,73 @@ def restore(source: Path, data: Path) -> Restored:
             raise BackupError(f"The backup {source} is of schema revision {revision}, which this pen-server does "
                               f"not know (its newest is {head}): restore it with the pen-server that made it, or "
                               f"a newer one.")
-        notes += _own_database(staging)
-        from pen_server.db import migrate
+        from pen_server.db import existing_tables, migrate
 
+        if pg:
+            from pen_server import pgdump
+
+            try:
+                found = existing_tables(database_url)
+            except Exception as exc:
+                raise BackupError(f"Could not open the database at --database-url "
+                                  f"({str(getattr(exc, 'orig', None) or exc).splitlines()[0]}).") from None
+            if found:
+                raise BackupError(f"The database at --database-url already holds {len(found)} tables; restore "
+                                  f"only into an empty one (nothing was written).")
+            filled = True
+            pgdump.restore_into(database_url, staging / PG_DUMP)
+            (staging / PG_DUMP).unlink()
+            url = database_url
+        else:
+            url = f"sqlite:///{staging / DATABASE}"
+        notes += _own_database(staging, database_url)
         migrated_from = None
         if revision != head:
-            migrate(f"sqlite:///{staging / DATABASE}")
+            migrate(url)
             migrated_from = revision
         make_private_dir(staging / "blobs")
         make_private_dir(staging / "tmp")
-        waiting = _due_now(staging / DATABASE)
+        waiting = _due_now(url)
         for folder, _dirs, _files in os.walk(staging):
             _fsync_dir(Path(folder))
         os.rename(staging, data)  # replaces an empty `data`, in one step
         _fsync_dir(data.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if filled:
+            from pen_server.migrate_to import _empty
+
+            _empty(database_url)
         raise
     return Restored(data, head, migrated_from, waiting, notes)
 
 
-def _own_database(staging: Path) -> list[str]:
-    """The restored settings must name the restored database: a [database] url (a SQLite
-    file elsewhere) is taken out of the restored pen-server.toml."""
+def _own_database(staging: Path, database_url: str | None) -> list[str]:
+    """The restored settings name the restored database: `database_url` (PostgreSQL), else
+    the data folder's pen.db, so a [database] url (a SQLite file elsewhere) is taken out."""
     import tomllib
 
     import tomli_w
 
-    path = staging / CONFIG_NAME
-    doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    if not doc.get("database", {}).get("url"):
-        return []
-    old = doc.pop("database")
     from pen_server.private import write_private
 
+    path = staging / CONFIG_NAME
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    old = str(doc.get("database", {}).get("url") or "")
+    if old == (database_url or ""):
+        return []
+    if database_url:
+        doc["database"] = {"url": database_url}
+    else:
+        doc.pop("database")
     write_private(path, tomli_w.dumps(doc).encode("utf-8"))
-    return [f"the settings named the database {str(old.get('url'))[:200]}; the restored PEN uses its own "
-            f"{DATABASE} (the [database] url was taken out of {CONFIG_NAME})"]
+    if database_url:
+        return []
+    return [f"the settings named the database {old[:200]}; the restored PEN uses its own {DATABASE} (the "
+            f"[database] url was taken out of {CONFIG_NAME})"]
 
 
-def _due_now(db: Path) -> int:
+def _due_now(url: str) -> int:
     """The notifications that were waiting when the backup was made go out as soon as the
     restored PEN starts: the old server's retry times (minutes, after a relay that refused)
     and its delivery leases mean nothing on the new one. One the old server had sent stays
@@ -788,7 +899,7 @@ def _due_now(db: Path) -> int:
     from pen_server.models import Notification as N
     from pen_server.models import utcnow
 
-    database = Database(f"sqlite:///{db}")
+    database = Database(url)
     try:
         with database.session() as session:
             now = utcnow()

@@ -236,7 +236,7 @@ def cmd_backup(args) -> int:
                        "--verify PATH.")
     settings = load_settings(args.data)
     try:
-        made = backup.backup(settings, Path(args.to))
+        made = backup.backup(settings, Path(args.to), pg_dump=args.pg_dump, without_blobs=args.without_blobs)
     except backup.BackupError as exc:
         raise CliError(str(exc)) from None
     for warning in made.warnings:
@@ -251,7 +251,7 @@ def cmd_restore(args) -> int:
     from pen_server import backup
 
     try:
-        done = backup.restore(Path(args.path), Path(args.data))
+        done = backup.restore(Path(args.path), Path(args.data), args.database_url)
     except backup.BackupError as exc:
         raise CliError(str(exc)) from None
     for note in done.notes:
@@ -358,11 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--data", help="the PEN's data folder")
     bk.add_argument("--to", metavar="PATH", help="a new folder, or a new file ending in .tar or .tar.zst")
     bk.add_argument("--verify", metavar="PATH", help="check the backup at PATH instead (exit 0: whole, 1: not)")
+    bk.add_argument("--pg-dump", action="store_true", help="a PEN on PostgreSQL: its database through pg_dump")
+    bk.add_argument("--without-blobs", action="store_true",
+                    help="a PEN whose attachments are in a bucket: everything but them (the bucket has its own backup)")
     bk.set_defaults(func=cmd_backup)
 
     rs = sub.add_parser("restore", help="bring a backup back as the PEN in a new or empty data folder")
     rs.add_argument("path", metavar="PATH", help="the backup: a folder, .tar or .tar.zst")
     rs.add_argument("--data", required=True, help="a new or empty folder")
+    rs.add_argument("--database-url", metavar="URL",
+                    help="a backup made with --pg-dump: the empty PostgreSQL database to restore it into")
     rs.set_defaults(func=cmd_restore)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")

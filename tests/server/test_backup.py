@@ -70,20 +70,22 @@ def _modes(root: Path) -> list[str]:
     return wrong
 
 
-def _folder_counts_agree(db: Path) -> None:
+def _folder_counts_agree(url: str) -> None:
     """The kept counts of each folder equal its rows: a copy torn between two writes of one
     transaction would not agree with itself."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
     try:
-        kept = dict(((u, f), t) for u, f, t in conn.execute("SELECT user_id, folder, total FROM folder_counts"))
-        real = dict(((u, f), n) for u, f, n in conn.execute(
-            "SELECT user_id, folder, count(*) FROM mailbox_entries GROUP BY user_id, folder"))
-        assert {k: v for k, v in kept.items() if v} == real
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert conn.execute("SELECT count(*) FROM messages m WHERE attachment_count != "
-                            "(SELECT count(*) FROM attachments a WHERE a.message_id = m.id)").fetchone()[0] == 0
+        with engine.connect() as conn:
+            kept = {(u, f): t for u, f, t in conn.execute(text("SELECT user_id, folder, total FROM folder_counts"))}
+            real = {(u, f): n for u, f, n in conn.execute(text(
+                "SELECT user_id, folder, count(*) FROM mailbox_entries GROUP BY user_id, folder"))}
+            assert {k: v for k, v in kept.items() if v} == real
+            assert conn.execute(text("SELECT count(*) FROM messages m WHERE attachment_count != (SELECT count(*) "
+                                     "FROM attachments a WHERE a.message_id = m.id)")).scalar() == 0
     finally:
-        conn.close()
+        engine.dispose()
 
 
 class _BusySender(threading.Thread):
@@ -92,7 +94,9 @@ class _BusySender(threading.Thread):
 
     def __init__(self, pen: Pen):
         super().__init__(daemon=True)
-        self.pen, self.stop, self.ops, self.error = pen, threading.Event(), [], None
+        self.pen, self.stop = pen, threading.Event()
+        self.ops: list[tuple] = []
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -115,9 +119,12 @@ class _BusySender(threading.Thread):
 
 
 @pytest.mark.timeout(300)
-def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp_path):
+def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp_path, database):
+    """On SQLite the backup is pen-server's own; on PostgreSQL it is --pg-dump's, restored
+    into a new database with --database-url."""
     sink = SmtpSink().start()
-    process = make_pen(tmp_path / "pen", sink)
+    process = make_pen(tmp_path / "pen", sink, database_url=database())
+    pg = ["--pg-dump"] if process.database_url.startswith("postgresql") else []
     add_user(process.data, DAN, "Dan Busy", PASSWORD, package="partners")
     run_cli("dkim", "init", "--data", str(process.data), "--domain", "abc.example", "--selector", "pen1")
     process.start()
@@ -169,7 +176,7 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         _until("the busy sender's first messages", lambda: len(busy.ops) >= 6 or busy.error)
         target = tmp_path / "backups" / "pen.tar.zst"
         backup_started = time.monotonic()
-        done = _cli("backup", "--data", str(process.data), "--to", str(target))
+        done = _cli("backup", "--data", str(process.data), "--to", str(target), *pg)
         backup_ended = time.monotonic()
         _until("a few more messages after the backup", lambda: busy.ops and busy.ops[-1][5] > backup_ended
                or busy.error)
@@ -188,25 +195,28 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         assert process.stop() == 0
 
         new = tmp_path / "restored"
-        out = run_cli("restore", str(target), "--data", str(new))
+        into = ["--database-url", database()] if pg else []
+        out = run_cli("restore", str(target), "--data", str(new), *into)
         assert out.startswith(f"Restored the PEN into {new} at schema revision "), out
         assert "notifications waiting to go out" in out
         assert _modes(new) == []
-        for rel in ("pen-server.toml", "secret.key", "tls/ca.pem", "tls/ca.key", "tls/server.pem",
-                    "tls/server.key", "dkim/abc.example/pen1.pem", "dkim/abc.example/current"):
+        for rel in ([] if pg else ["pen-server.toml"]) + ["secret.key", "tls/ca.pem", "tls/ca.key", "tls/server.pem",
+                    "tls/server.key", "dkim/abc.example/pen1.pem", "dkim/abc.example/current"]:
             assert (new / rel).read_bytes() == (process.data / rel).read_bytes(), rel
         assert not (new / "server.log").exists()  # logs stay behind
-        _folder_counts_agree(new / "pen.db")
+        restored = PenProcess(new, process.port, smtp_port=restored_sink.port, env=process.env)
+        assert restored.database_url != process.database_url
+        _folder_counts_agree(restored.database_url)
+        assert not (new / "pen.pgdump").exists()
 
         # What the restored outbox holds: each notification not yet sent goes out once, and
         # none that the old PEN had sent goes again.
-        conn = sqlite3.connect(new / "pen.db")
-        outbox = dict(conn.execute("SELECT smtp_message_id, status FROM notifications").fetchall())
-        conn.close()
+        with restored.sql() as conn:
+            outbox = dict(conn.exec_driver_sql("SELECT smtp_message_id, status FROM notifications").fetchall())
         due = {mid for mid, status in outbox.items() if status in ("queued", "deferred", "sending")}
         assert len(due) >= 3 and len(due) < len(outbox)
 
-        restored = PenProcess(new, process.port, smtp_port=restored_sink.port, env=process.env).start()
+        restored.start()
         again = Pen(restored, restored_sink)
         now = _answers(again, tokens, downloads)  # the old access tokens
         # The same answers, but for the waiting notifications' delivery, which goes on.
@@ -431,18 +441,40 @@ def _backup_of(process: PenProcess, to: Path) -> Path:
 
 
 def test_backup_refuses_postgresql_and_the_bucket_pointing_to_the_docs(tmp_path, small_pen):
-    pg = _cli("backup", "--data", str(small_pen.data), "--to", str(tmp_path / "b"),
-              env={"PEN_DATABASE_URL": "postgresql+psycopg://pen@127.0.0.1:1/pen"})
+    pg_env = {"PEN_DATABASE_URL": "postgresql+psycopg://pen@127.0.0.1:1/pen"}
+    pg = _cli("backup", "--data", str(small_pen.data), "--to", str(tmp_path / "b"), env=pg_env)
     assert pg.returncode == 1
     said = _one_sentence(pg.stderr)
-    assert "PostgreSQL" in said and "pg_dump" in said and 'docs/operating.md, "Backups"' in said
-    bucket = _cli("backup", "--data", str(small_pen.data), "--to", str(tmp_path / "b"),
-                  env={"PEN_STORAGE_URL": "s3://pen-attachments/abc", "PEN_STORAGE_ENDPOINT": "http://127.0.0.1:1"})
+    assert said == ("pen-server: This PEN's database is PostgreSQL, which pen-server backup copies only through "
+                    "pg_dump: add --pg-dump, or back it up with pgBackRest as docs/operating.md, \"Backups\" "
+                    "describes.")
+    bucket_env = {"PEN_STORAGE_URL": "s3://pen-attachments/abc", "PEN_STORAGE_ENDPOINT": "http://127.0.0.1:1"}
+    bucket = _cli("backup", "--data", str(small_pen.data), "--to", str(tmp_path / "b"), env=bucket_env)
     assert bucket.returncode == 1
     said = _one_sentence(bucket.stderr)
     assert "s3://pen-attachments/abc" in said and "rclone sync" in said and 'docs/operating.md, "Backups"' in said
+    assert "--without-blobs" in said
+    for args, says in ((["--pg-dump"], "--pg-dump is for a PEN on PostgreSQL"),
+                       (["--without-blobs"], "--without-blobs is for a PEN whose attachments are in a bucket")):
+        refused = _cli("backup", "--data", str(small_pen.data), "--to", str(tmp_path / "b"), *args)
+        assert refused.returncode == 1 and _one_sentence(refused.stderr).startswith(f"pen-server: {says}")
     assert not list(tmp_path.iterdir())
-    assert (Path(__file__).parents[2] / "docs" / "operating.md").read_text().count("## Backups") == 1
+    docs = (Path(__file__).parents[2] / "docs" / "operating.md").read_text()
+    assert docs.count("\n## Backups\n") == 1
+    for tool in ("pg_dump", "pgBackRest", "rclone sync", "versioning", "--without-blobs", "--pg-dump"):
+        assert tool in docs, tool
+
+    # With the bucket, --without-blobs takes the rest; --verify and restore say where the blobs are.
+    rest = tmp_path / "rest.tar"
+    made = _cli("backup", "--data", str(small_pen.data), "--to", str(rest), "--without-blobs", env=bucket_env)
+    assert made.returncode == 0, made.stderr
+    assert " 0 of them attachment blobs" in made.stdout
+    with tarfile.open(rest) as tar:
+        assert not [n for n in tar.getnames() if n.startswith("blobs/")]
+    checked = _cli("backup", "--verify", str(rest))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == ("pen-server: note: the attachment blobs are not in this backup but in the bucket "
+                              "s3://pen-attachments/abc, kept with its own tools.\n")
 
 
 def test_blobs_that_move_while_the_backup_runs(tmp_path, small_pen, monkeypatch):
