@@ -31,10 +31,32 @@ GUEST = "guest@outside.example"
 DAN = "dan@abc.example"  # the busy sender of the first test, who writes to the admin
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _process(*args: str) -> subprocess.CompletedProcess:
     """`pen-server ...` as its own process, as an administrator (or cron) runs it."""
-    return subprocess.run([sys.executable, "-m", "pen_server", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run([sys.executable, "-m", "pen_server", *args], capture_output=True, text=True, timeout=300)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`pen-server ...` in this process (a loaded machine takes seconds to start Python),
+    with its exit code and both outputs, under `env` added to the environment."""
+    import contextlib
+    import io
+
+    from pen_server import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(["pen-server", *args], code, out.getvalue(), err.getvalue())
 
 
 def _one_sentence(text: str) -> str:
@@ -176,7 +198,7 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         _until("the busy sender's first messages", lambda: len(busy.ops) >= 6 or busy.error)
         target = tmp_path / "backups" / "pen.tar.zst"
         backup_started = time.monotonic()
-        done = _cli("backup", "--data", str(process.data), "--to", str(target), *pg)
+        done = _process("backup", "--data", str(process.data), "--to", str(target), *pg)
         backup_ended = time.monotonic()
         _until("a few more messages after the backup", lambda: busy.ops and busy.ops[-1][5] > backup_ended
                or busy.error)
@@ -189,7 +211,7 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
         assert [p.name for p in target.parent.iterdir()] == ["pen.tar.zst"]  # nothing half-made beside it
 
-        checked = _cli("backup", "--verify", str(target))
+        checked = _process("backup", "--verify", str(target))
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.startswith(f"The backup {target} is whole: "), checked.stdout
         assert process.stop() == 0
@@ -302,7 +324,7 @@ def halting(done, total):
     if done == total // 2:
         Path({str(half)!r}).write_text("half")
         time.sleep(600)
-backup.backup = lambda settings, to, on_blob=None: real(settings, to, on_blob=halting)
+backup.backup = lambda settings, to, **options: real(settings, to, **dict(options, on_blob=halting))
 sys.exit(cli.main(["backup", "--data", {str(small_pen.data)!r}, "--to", {str(target)!r}]))
 """
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -316,7 +338,7 @@ sys.exit(cli.main(["backup", "--data", {str(small_pen.data)!r}, "--to", {str(tar
     left = [p for p in tmp_path.iterdir() if p.name.startswith(f".{target.name}.partial-")]
     assert left and not target.exists()
     for path in (target, *left):
-        verified = _cli("backup", "--verify", str(path))
+        verified = _process("backup", "--verify", str(path))
         assert verified.returncode == 1, verified.stdout
         said = _one_sentence(verified.stderr)
         assert f"There is no backup at {target}." in said if path == target else "not a whole backup" in said
