@@ -1,7 +1,8 @@
 """`pen-server backup` on a PEN of 100,000 messages and 1 GiB of attachments, while a client
 sends: how long each form takes (folder, .tar, .tar.zst), how big it is, how long
-`--verify` and `restore` take, and the longest pause the sender saw meanwhile, against the
-longest it saw in as long a stretch just before with no backup running.
+`--verify` and `restore` take, and the longest pause the sender saw meanwhile (with the 99th
+percentile and the median), against what it saw in as long a stretch right after, with no
+backup running.
 
 The messages are written straight into the database (bulk INSERTs through the server's own
 models, as bench/server_mailbox.py does): ~1 KiB of text each, a copy in the reader's inbox
@@ -140,10 +141,15 @@ class Sender(threading.Thread):
         except BaseException as exc:
             self.error = exc
 
-    def longest(self, start: float, end: float) -> tuple[float, int]:
-        """The longest request that was under way between start and end, and how many ended there."""
-        inside = [d for t, d in list(self.times) if t + d >= start and t <= end]
-        return (max(inside) if inside else 0.0), len(inside)
+    def window(self, start: float, end: float) -> dict:
+        """The requests under way between start and end: how many, and their longest, 99th
+        percentile and median times in milliseconds."""
+        inside = sorted(d for t, d in list(self.times) if t + d >= start and t <= end)
+        if not inside:
+            return {"requests": 0}
+        return {"requests": len(inside), "longest_ms": round(inside[-1] * 1000),
+                "p99_ms": round(inside[min(len(inside) - 1, int(len(inside) * 0.99))] * 1000),
+                "median_ms": round(inside[len(inside) // 2] * 1000)}
 
 
 def du(path: Path) -> int:
@@ -193,21 +199,18 @@ def main() -> int:
         time.sleep(3)  # the sender's connection and the server's caches are warm
         for form in a.forms.split(","):
             target = root / "backups" / ("pen" if form == "folder" else f"pen.{form}")
-            quiet_start = time.monotonic()
-            time.sleep(10)
-            quiet_end = time.monotonic()
+            start = time.monotonic()
             seconds, _ = pen_server("backup", "--data", str(data), "--to", str(target))
             end = time.monotonic()
-            longest, count = sender.longest(quiet_end, end)
-            before, before_count = sender.longest(quiet_start, quiet_end)
+            # As long again with no backup running, right after: the same sender, the same load.
+            time.sleep(end - start)
+            during, after = sender.window(start, end), sender.window(end, time.monotonic())
             verify_seconds, _ = pen_server("backup", "--verify", str(target))
             restored = root / f"restored-{form}"
             restore_seconds, _ = pen_server("restore", str(target), "--data", str(restored))
-            results[form] = {"seconds": round(seconds, 2), "bytes": du(target),
-                             "sender_longest_ms": round(longest * 1000), "sender_requests": count,
-                             "sender_longest_ms_10s_before": round(before * 1000),
-                             "sender_requests_10s_before": before_count,
-                             "verify_seconds": round(verify_seconds, 2), "restore_seconds": round(restore_seconds, 2)}
+            results[form] = {"seconds": round(seconds, 2), "bytes": du(target), "sender_during": during,
+                             "sender_after": after, "verify_seconds": round(verify_seconds, 2),
+                             "restore_seconds": round(restore_seconds, 2), "load": os.getloadavg()[0]}
             shutil.rmtree(restored)
             if not a.json:
                 print(form, results[form], flush=True)

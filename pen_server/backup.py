@@ -30,6 +30,7 @@ archive when it ends in .tar, and a zstd-compressed one (the `zstandard` package
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -134,14 +135,23 @@ def _copy(src: IO[bytes], dst: IO[bytes] | None, size: int | None = None) -> tup
             break
         sha.update(piece)
         if dst is not None:
-            dst.write(piece)
+            try:
+                dst.write(piece)
+            except OSError as exc:  # not to be taken for a backup that cannot be read
+                raise BackupError(f"Writing {getattr(dst, 'name', 'a file')} failed ({exc.strerror or exc}).") \
+                    from None
         done += len(piece)
     return done, sha.hexdigest()
 
 
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)
+
+
 def _new_private_file(path: Path) -> BinaryIO:
+    """A new file of mode 0600 (whatever the umask), in a folder made 0700 if need be."""
     make_private_dir(path.parent)
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+    return open(path, "xb", opener=_private_opener)
 
 
 def _checksum(manifest: dict) -> str:
@@ -215,7 +225,7 @@ class _Hashing:
 class _TarOut(_Out):
     def __init__(self, path: Path, compress: bool):
         self.path = path
-        self.file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+        self.file = open(path, "xb", opener=_private_opener)
         self.zstd = None
         stream: IO[bytes] = self.file
         if compress:
@@ -257,13 +267,32 @@ class _TarOut(_Out):
         self.path.unlink(missing_ok=True)
 
 
+def _put_in_place(partial: Path, to: Path) -> None:
+    """The whole backup under its name, never over another that appeared meanwhile (a second
+    backup to the same PATH): a file by a hard link (which fails when the name is taken),
+    a folder by a rename (which fails over a folder that holds files)."""
+    if partial.is_dir():
+        os.rename(partial, to)
+        return
+    try:
+        os.link(partial, to)
+    except FileExistsError:
+        raise BackupError(f"Another backup was written to {to} meanwhile; this one was not kept.") from None
+    except OSError:  # a file system without hard links
+        if to.exists():
+            raise BackupError(f"Another backup was written to {to} meanwhile; this one was not kept.") from None
+        os.rename(partial, to)
+        return
+    partial.unlink()
+
+
 def _partial_name(path: Path, pid: int) -> Path:
     return path.parent / f".{path.name}.partial-{pid}"
 
 
 def _remove_stale_partials(path: Path) -> None:
     """What a backup to the same PATH left when it was killed (its process is gone)."""
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.partial-*"):
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
         pid = leftover.name.rpartition("-")[2].split(".")[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue
@@ -271,10 +300,6 @@ def _remove_stale_partials(path: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _alive(pid: int) -> bool:
@@ -395,12 +420,16 @@ def backup(settings: Settings, to: Path, *, pg_dump: bool = False, without_blobs
         manifest["checksum"] = _checksum(manifest)
         out.add_manifest(json.dumps(manifest, indent=1).encode() + b"\n")
         out.close()
-        os.rename(partial, to)
+        _put_in_place(partial, to)
         _fsync_dir(to.parent)
-    except BaseException:
+    except BaseException as exc:
         out.abort()
         if kind != "folder":
             db_copy.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BackupError(f"The backup could not be written ({exc.strerror or exc}"
+                              f"{': ' + str(exc.filename) if exc.filename else ''}); nothing was left at {to}.") \
+                from None
         raise
     return Made(to, len(files), (to.stat().st_size if kind != "folder" else sum(f["size"] for f in files.values())),
                 blob_count, snap.revision, time.monotonic() - started, warnings)
@@ -852,12 +881,16 @@ def restore(source: Path, data: Path, database_url: str | None = None) -> Restor
             _fsync_dir(Path(folder))
         os.rename(staging, data)  # replaces an empty `data`, in one step
         _fsync_dir(data.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if filled:
             from pen_server.migrate_to import _empty
 
             _empty(database_url)
+        if isinstance(exc, OSError):
+            raise BackupError(f"The restore could not be written ({exc.strerror or exc}"
+                              f"{': ' + str(exc.filename) if exc.filename else ''}); nothing was left in {data}.") \
+                from None
         raise
     return Restored(data, head, migrated_from, waiting, notes)
 
