@@ -441,6 +441,8 @@ def _snapshot(settings: Settings, db_path: Path | None, into: Path) -> Iterator[
     if db_path is None:
         from pen_server import pgdump
 
+        with _new_private_file(into):
+            pass  # pg_dump writes into it, keeping its mode
         with pgdump.dump(settings.database_url, into) as (revision, named, live_has):
             yield _Snapshot(PG_DUMP, revision, named, live_has, lambda sha: False)
         return
