@@ -717,6 +717,10 @@ def _check_blobs(source: Path, manifest: dict, named: set[str]) -> list[str]:
     if manifest.get("blobs_in"):
         return [f"the attachment blobs are not in this backup but in the bucket {manifest['blobs_in']}, kept with "
                 f"its own tools"]
+    unnamed = sorted(rel for rel in blobs if rel.rpartition("/")[2] not in named)
+    if unnamed:
+        raise BackupError(f"The backup {source} holds {unnamed[0]}, a blob no row of its database names: it was "
+                          f"changed.")
     for sha in sorted(named):
         if not _HEX.match(sha):
             raise BackupError(f"The database in the backup {source} names an attachment blob {sha[:80]!r}, which "
