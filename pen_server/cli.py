@@ -1,5 +1,5 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run,
-worker."""
+"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to,
+backup, restore, run, worker."""
 
 from __future__ import annotations
 
@@ -213,6 +213,58 @@ def cmd_migrate_to(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from pen_server import backup
+
+    if args.verify:
+        if args.data or args.to:
+            raise CliError("Give either --verify PATH, or --data DIR and --to PATH, not both.")
+        try:
+            checked = backup.verify(Path(args.verify))
+        except backup.BackupError as exc:
+            raise CliError(str(exc)) from None
+        m = checked.manifest
+        for note in checked.notes:
+            print(f"pen-server: note: {note}.", file=sys.stderr)
+        print(f"The backup {Path(args.verify).expanduser().absolute()} is whole: {checked.files} files "
+              f"({m['blobs']} attachment blobs, {backup.mib(checked.size)}) as its manifest lists them, the "
+              f"database checked, at schema revision {m['schema_revision']}; made {m['created_at']} of the PEN "
+              f"{m['pen']!r}.")
+        return 0
+    if not (args.data and args.to):
+        raise CliError("Give --data DIR and --to PATH (a new folder, or a file ending in .tar or .tar.zst), or "
+                       "--verify PATH.")
+    settings = load_settings(args.data)
+    try:
+        made = backup.backup(settings, Path(args.to), pg_dump=args.pg_dump, without_blobs=args.without_blobs)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    for warning in made.warnings:
+        print(f"pen-server: warning: {warning}.", file=sys.stderr)
+    print(f"Backed up the PEN {settings.name!r} to {made.path}: {made.files} files, {made.blobs} of them "
+          f"attachment blobs, {backup.mib(made.size)}, schema revision {made.revision}, in "
+          f"{made.seconds:.1f} s. Check it with: pen-server backup --verify {made.path}")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from pen_server import backup
+
+    try:
+        done = backup.restore(Path(args.path), Path(args.data), args.database_url)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    for note in done.notes:
+        print(f"pen-server: note: {note}.", file=sys.stderr)
+    migrated = f", migrated from schema revision {done.migrated_from}" if done.migrated_from else ""
+    waiting = (f" It has {done.waiting} notification{'s' if done.waiting != 1 else ''} waiting to go out: to try "
+               f"the copy while the old PEN still runs, start it with PEN_DELIVERY_IN_API=false, or both send "
+               f"them." if done.waiting else "")
+    print(f"Restored the PEN into {done.data} at schema revision {done.revision}{migrated}; start it with: "
+          f"pen-server run --data {done.data}.{waiting}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
@@ -300,6 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--data", required=True)
     mig.add_argument("url", help="postgresql+psycopg://USER:PASSWORD@HOST/NAME, an empty database")
     mig.set_defaults(func=cmd_migrate_to)
+
+    bk = sub.add_parser("backup", help="copy a running PEN (SQLite) to a folder, .tar or .tar.zst; or check one "
+                                       "with --verify")
+    bk.add_argument("--data", help="the PEN's data folder")
+    bk.add_argument("--to", metavar="PATH", help="a new folder, or a new file ending in .tar or .tar.zst")
+    bk.add_argument("--verify", metavar="PATH", help="check the backup at PATH instead (exit 0: whole, 1: not)")
+    bk.add_argument("--pg-dump", action="store_true", help="a PEN on PostgreSQL: its database through pg_dump")
+    bk.add_argument("--without-blobs", action="store_true",
+                    help="a PEN whose attachments are in a bucket: everything but them (the bucket has its own backup)")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", help="bring a backup back as the PEN in a new or empty data folder")
+    rs.add_argument("path", metavar="PATH", help="the backup: a folder, .tar or .tar.zst")
+    rs.add_argument("--data", required=True, help="a new or empty folder")
+    rs.add_argument("--database-url", metavar="URL",
+                    help="a backup made with --pg-dump: the empty PostgreSQL database to restore it into")
+    rs.set_defaults(func=cmd_restore)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)
