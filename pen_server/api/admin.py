@@ -70,7 +70,8 @@ def list_packages(_=Depends(admin, scope="function"), session=Depends(db_session
 
 
 def _package_out(package: Package) -> dict:
-    return {"name": package.name, "disclaimer": package.disclaimer, "subject": package.subject_policy or "keep"}
+    return {"name": package.name, "disclaimer": package.disclaimer, "subject": package.subject_policy or "keep",
+            "expire_days": package.expire_days}
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
@@ -89,5 +90,7 @@ def put_package(
     package.disclaimer = body.disclaimer
     if body.subject is not None:
         package.subject_policy = body.subject
+    if "expire_days" in body.model_fields_set:  # null removes the default; left out keeps it
+        package.expire_days = body.expire_days
     session.flush()
     return _package_out(package)
