@@ -397,3 +397,54 @@ def test_audit_cli_prints_and_verify_names_a_changed_row(pen, send, capsys):
             conn.execute(text("UPDATE audit_log SET actor = :a WHERE id = :id"),
                          {"a": USERS["bob"][0], "id": read["id"]})
     assert "is whole" in run_cli("audit", "verify", "--data", str(pen.data))
+
+
+_APPENDER = """
+import sys
+from pen_server import audit
+from pen_server.db import Database
+db = Database(sys.argv[1])
+who = audit.Who(None, "writer@bench.example", "api", "127.0.0.9")
+for i in range(int(sys.argv[2])):
+    with db.session() as s:
+        audit.append(s, [audit.Entry("read", who, "concurrent")] * (1 + i % 3))
+db.dispose()
+"""
+
+
+def test_the_chain_holds_when_several_processes_write_at_once(pen, send):
+    """Four processes append while the server writes the rows of reads: every row lands,
+    ids without a gap, and the chain verifies."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pen_server import audit
+    from pen_server.db import Database
+
+    sent = send("ann", ["bob"], subject="Read in a crowd")
+    url = pen.process.database_url
+    db = Database(url)
+    try:
+        with db.session() as s:
+            before = audit.verify(s)
+        assert before.broken is None
+        writers = [subprocess.Popen([sys.executable, "-c", _APPENDER, url, "40"]) for _ in range(4)]
+        token = pen.login("bob")["access_token"]
+
+        def reads(_):
+            with pen.client(token) as c:
+                return [c.get(f"/messages/{sent['id']}").status_code for _ in range(15)]
+
+        with ThreadPoolExecutor(4) as pool:
+            codes = [code for batch in pool.map(reads, range(4)) for code in batch]
+        assert [w.wait(120) for w in writers] == [0, 0, 0, 0]
+        assert set(codes) == {200}
+        with db.session() as s:
+            after = audit.verify(s)
+            concurrent = len(list(audit.all_rows(s, message_id="concurrent")))
+        assert after.broken is None, after.why
+        assert concurrent >= 4 * sum(1 + i % 3 for i in range(40))
+        assert after.rows >= before.rows + 4 * sum(1 + i % 3 for i in range(40)) + 60
+    finally:
+        db.dispose()
