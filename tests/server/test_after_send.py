@@ -448,3 +448,65 @@ def test_the_chain_holds_when_several_processes_write_at_once(pen, send):
         assert after.rows >= before.rows + 4 * sum(1 + i % 3 for i in range(40)) + 60
     finally:
         db.dispose()
+
+
+# -- the web reader --------------------------------------------------------------------------
+
+def test_the_web_reader_shows_each_recipient_and_withdraws(pen, send):
+    sent = send("ann", ["bob", "cat"], subject=f"Web withdraw {uuid.uuid4().hex[:6]}", body="Web body.")
+    mid, bob, cat = sent["id"], USERS["bob"][0], USERS["cat"][0]
+    pen.assert_notified_once("ann", sent["subject"], [bob, cat])
+    with pen.as_user("bob") as b:
+        b.get(f"/messages/{mid}")
+    web = Web(pen)
+    try:
+        web.login(USERS["ann"][0], "correct horse battery")
+        page = web.get(f"/m/{mid}")
+        assert page.status_code == 200
+        rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", page.text, re.S)
+        bob_row = next(r for r in rows if bob in r)
+        cat_row = next(r for r in rows if cat in r)
+        assert "Sent" in bob_row and "Opened " in bob_row
+        assert "Sent" in cat_row and "Not yet" in cat_row
+        assert 'action="/m/' + mid + '/revoke"' in page.text and "Withdraw from everyone" in page.text
+        csrf = web.form_token(page.text)
+        nothing = web.post(f"/m/{mid}/revoke", {"csrf": csrf})
+        assert nothing.status_code == 303 and "done=none" in nothing.headers["location"]
+        box = re.search(r'name="(r\d+)" value="' + re.escape(cat) + '"', page.text).group(1)
+        r = web.post(f"/m/{mid}/revoke", {"csrf": csrf, box: cat})
+        assert r.status_code == 303
+        page = web.get(r.headers["location"])
+        assert "The message is withdrawn from the recipients you chose" in page.text
+        cat_row = next(r for r in re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", page.text, re.S) if cat in r)
+        assert "Withdrawn " in cat_row
+        assert web.post(f"/m/{mid}/revoke", {"csrf": "wrong", box: bob}).status_code == 403
+    finally:
+        web.close()
+    with pen.as_user("cat") as c, pen.as_user("bob") as b:
+        assert c.get(f"/messages/{mid}").json()["error"]["code"] == "revoked"
+        assert b.get(f"/messages/{mid}").status_code == 200
+    other = Web(pen)
+    try:  # a recipient's page offers no withdraw, and shows no recipients' states
+        other.login(bob, "correct horse battery")
+        page = other.get(f"/m/{mid}")
+        assert page.status_code == 200 and "/revoke" not in page.text and "Not yet" not in page.text
+        assert other.post(f"/m/{mid}/revoke", {"csrf": other.form_token(page.text), "everyone": "1"}).status_code == 404
+    finally:
+        other.close()
+
+
+def test_an_expired_page_says_so_in_one_sentence(pen, send):
+    ends = datetime.now(UTC) + timedelta(seconds=2)
+    sent = send("ann", ["bob"], subject="Expiring page", body="Gone soon.", expires_at=_iso(ends))
+    while datetime.now(UTC) < ends + timedelta(seconds=0.5):
+        time.sleep(0.2)
+    web = Web(pen)
+    try:
+        web.login(USERS["bob"][0], "correct horse battery")
+        page = web.get(f"/m/{sent['id']}")
+        assert page.status_code == 410 and "Gone soon" not in page.text
+        assert re.search(r"This message could be read until [^;]+; it has expired\.", page.text)
+        assert "<h1>Message expired</h1>" in page.text
+        assert "Expired" in web.get("/").text
+    finally:
+        web.close()
