@@ -510,3 +510,18 @@ def test_an_expired_page_says_so_in_one_sentence(pen, send):
         assert "Expired" in web.get("/").text
     finally:
         web.close()
+
+
+def test_a_withdrawn_copy_is_not_found_by_the_words_of_its_body(pen, send):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    sent = send("ann", ["bob", "cat"], subject="Search after withdrawal", body=f"The word is {word}.")
+    with pen.as_user("ann") as a:
+        a.post(f"/messages/{sent['id']}/revoke", json={"recipients": [USERS["cat"][0]]})
+        assert [m["id"] for m in a.get("/messages", params={"folder": "sent", "q": word}).json()["items"]] \
+            == [sent["id"]]
+    with pen.as_user("cat") as c, pen.as_user("bob") as b:
+        assert c.get("/messages", params={"q": word}).json()["items"] == []
+        assert c.get("/messages", params={"q": f"body:{word}"}).json()["total"] == 0
+        assert [m["id"] for m in b.get("/messages", params={"q": word}).json()["items"]] == [sent["id"]]
+        assert [m["id"] for m in c.get("/messages", params={"q": "subject:withdrawal"}).json()["items"]
+                if m["id"] == sent["id"]] == [sent["id"]]
