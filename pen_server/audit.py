@@ -207,7 +207,10 @@ def verify(session: Session) -> Verdict:
         prev, expected = row.hash, expected + 1
     head = session.get(AuditHead, 1)
     count = expected - 1
-    if head is not None and (head.last_id != count or head.last_hash != prev):
+    if head is not None and head.last_id > count:
         return Verdict(count, count + 1, f"the trail ends at row {count}, but {head.last_id} rows were written: "
                                          f"rows from {count + 1} on were removed")
+    if head is not None and (head.last_id != count or head.last_hash != prev):
+        return Verdict(count, count, f"the head of the chain does not name row {count}, the last one: the head "
+                                     "or the last rows were changed")
     return Verdict(count)
