@@ -91,21 +91,22 @@ def hash_of(row: AuditRow) -> str:
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
-    """Take the chain's lock (an UPDATE of the head row) and read where the chain ends."""
-    def touch() -> int:
+    """Take the chain's lock (an UPDATE of the head row) and read where the chain ends, in
+    one statement (UPDATE ... RETURNING, on SQLite and PostgreSQL alike)."""
+    def touch():
         return session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id)
-                               .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+                               .returning(AuditHead.last_id, AuditHead.last_hash)
+                               .execution_options(synchronize_session=False)).one_or_none()
 
-    if not touch():  # the first row of this PEN: make the head (one of several first writers wins)
+    head = touch()
+    if head is None:  # the first row of this PEN: make the head (one of several first writers wins)
         try:
             with session.begin_nested():
                 session.add(AuditHead(id=1, last_id=0, last_hash=ZERO))
         except IntegrityError:
             pass
-        touch()
-    last_id, last_hash = session.execute(select(AuditHead.last_id, AuditHead.last_hash)
-                                         .where(AuditHead.id == 1)).one()
-    return last_id, last_hash
+        head = touch()
+    return head[0], head[1]
 
 
 def append(session: Session, entries: list[Entry]) -> None:
