@@ -129,7 +129,7 @@ def rows_size(database_url: str, rows: int) -> dict:
     names = ["audit_log", "ix_audit_message", "ix_audit_actor", "ix_audit_recipient", "ix_audit_at"]
     with db.engine.connect() as conn:
         if db.engine.dialect.name == "sqlite":
-            found = dict(conn.execute(text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all())
+            found: dict[str, int] = dict(conn.execute(text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all())
             sizes = {n: int(found.get(n, 0)) for n in names}
         else:
             sizes = {n: int(conn.scalar(text("SELECT pg_relation_size(:n)"), {"n": n})) for n in names}

@@ -16,6 +16,8 @@ from pen_server.schemas import NO_CONTROL, AuditPageOut, PackageIn, PackageOut, 
 from pen_server.text import BASE_URL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+SINCE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                 r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$")
 
 
 def _pen_out(session, settings) -> dict:
@@ -102,8 +104,8 @@ def audit_rows(
     message: str | None = Query(None, max_length=64, description="A message id: its rows only."),
     user: str | None = Query(None, max_length=320, description="An e-mail address: the rows it acted in, or "
                                                                "that concern it as a recipient."),
-    since: str | None = Query(None, max_length=64, description="YYYY-MM-DD (UTC) or an RFC 3339 time: rows "
-                                                               "from then on."),
+    since: str | None = Query(None, max_length=64, pattern=SINCE_PATTERN,
+                              description="YYYY-MM-DD (UTC) or an RFC 3339 time: rows from then on."),
     cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
     limit: int = Query(100, ge=1, le=audit.PAGE_MAX),
     _=Depends(admin, scope="function"),
