@@ -525,3 +525,12 @@ def test_a_withdrawn_copy_is_not_found_by_the_words_of_its_body(pen, send):
         assert [m["id"] for m in b.get("/messages", params={"q": word}).json()["items"]] == [sent["id"]]
         assert [m["id"] for m in c.get("/messages", params={"q": "subject:withdrawal"}).json()["items"]
                 if m["id"] == sent["id"]] == [sent["id"]]
+
+
+def test_resend_naming_an_address_with_a_nul_finds_nothing(pen, send):
+    """Found by the schema fuzz on PostgreSQL (which refuses NUL even to compare): no address
+    holds one, so it names no notification, on both databases alike."""
+    sent = send("ann", ["bob"], subject="Resend NUL")
+    with pen.as_user("ann") as a:
+        r = a.post(f"/messages/{sent['id']}/notifications/resend", json={"recipients": ["bob\x00@abc.example"]})
+        assert r.status_code == 202, r.text
