@@ -1,5 +1,5 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to,
-backup, restore, run, worker."""
+"""The `pen-server` command: init, user, package, dkim, bounce, migrate-to, backup, restore,
+audit, run, worker (`pen-server --help` lists them)."""
 
 from __future__ import annotations
 
@@ -384,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data", required=True)
     worker.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error")
     worker.set_defaults(func=cmd_worker)
+
+    from pen_server.audit_cli import register as register_audit
+
+    register_audit(sub)
     return p
 
 

@@ -281,6 +281,9 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     who += ", a guest," if guest else ""
     sentence = (f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}; "
                 f"the link below opens it in any web browser.")
+    expires = getattr(message, "expires_at", None)
+    if expires is not None:  # the sender's end date: after it the link opens nothing
+        sentence += f" It can be read until {expires.astimezone(UTC).strftime('%-d %B %Y, %H:%M UTC')}."
     footer, notice = clean_block(conf.footer), clean_block(disclaimer)
 
     text = [sentence, "", "Read it here:", link]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from pen_server import mailbox, sending
+from pen_server import audit, mailbox, sending
 from pen_server.errors import ApiError
 from pen_server.models import Attachment, IdempotencyKey, new_id
 from pen_server.schemas import SendIn
@@ -72,7 +72,7 @@ def reply_form(message_id: str, request: Request, all: int = Query(0, ge=0, le=1
         user = begin(request, s)
         if user is None:
             return redirect(f"/login?next=/m/{message_id}")
-        m = mailbox.entry_for(s, user, message_id).message
+        m = mailbox.readable_entry(s, user, message_id).message
         return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(user, m, bool(all)),
                           key=new_id(), replying_to=message_id, answered=_answered(m))
 
@@ -105,7 +105,7 @@ async def _send(request: Request, in_reply_to: str | None):
         with pen.db.session() as s:
             user = begin(request, s)
             if user is not None and in_reply_to:
-                mailbox.entry_for(s, user, in_reply_to)  # 404 before a byte of the form is read
+                mailbox.readable_entry(s, user, in_reply_to)  # 404 or 410 before a byte of the form is read
             return user
 
     user = await anyio.to_thread.run_sync(who)
@@ -138,7 +138,8 @@ async def _send(request: Request, in_reply_to: str | None):
             except ValidationError:
                 return None, "The subject is too long or there are too many recipients; shorten them.", kept
             try:
-                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key)
+                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key,
+                                               audit.who_of(request, pen.settings, user, web=True))
             except ApiError as exc:
                 if exc.status >= 500:
                     raise

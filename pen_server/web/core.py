@@ -74,7 +74,13 @@ def text_body(value) -> Markup:
 
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-templates.filters.update(size=_size, when=_when, line=one_line, lines=lines, text_body=text_body)
+def _when_text(value: str) -> str:
+    """An RFC 3339 time of the API's objects, as the pages show times."""
+    return _when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+templates.filters.update(size=_size, when=_when, when_text=_when_text, line=one_line, lines=lines,
+                         text_body=text_body)
 
 
 R = TypeVar("R", bound=Response)
@@ -178,6 +184,7 @@ async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict:
 DONE = {
     "sent": "Your message was sent. Its recipients get an e-mail saying that it is waiting here.",
     "signed-out": "You are signed out.",
+    "withdrawn": "The message is withdrawn from the recipients you chose; they can no longer read it.",
 }
 
 
@@ -198,10 +205,11 @@ def redirect(url: str) -> RedirectResponse:
     return secure(RedirectResponse(url, status_code=303))
 
 
-def error_page(request: Request, status: int, message: str, headers: dict | None = None) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str, headers: dict | None = None,
+               title: str | None = None) -> HTMLResponse:
     titles = {403: "Not allowed", 404: "Not found", 410: "Link expired", 413: "Too large", 429: "Too many tries"}
     return render(request, "error.html", status=status, headers=headers,
-                  title=titles.get(status, "Something went wrong"), message=message)
+                  title=title or titles.get(status, "Something went wrong"), message=message)
 
 
 class WebRoute(APIRoute):
@@ -214,7 +222,7 @@ class WebRoute(APIRoute):
             try:
                 response = await handler(request)
             except ApiError as exc:
-                response = error_page(request, exc.status, exc.message, exc.headers)
+                response = error_page(request, exc.status, exc.message, exc.headers, getattr(exc, "title", None))
             except RequestValidationError:
                 response = error_page(request, 404, "There is no page at that address.")
             return secure(response)
