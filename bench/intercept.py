@@ -114,13 +114,15 @@ def main() -> int:
             t = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "intercept", "--imap", "--once", "--json"],
                                     env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            done, rss, tail = 0, [], {}
+            done, rss = 0, []
+            tail: dict = {"seconds_after": {}}
             for line in proc.stdout:
                 doc = json.loads(line)
                 if doc.get("event") == wanted:
                     done += 1
                     if done % max(1, n // 10) == 0:
                         rss.append((done, mib(proc_status_kib(proc.pid, "VmRSS"))))
+                        tail["seconds_after"][done] = round(time.perf_counter() - t, 1)
                 elif "summary" in doc:
                     tail["summary"] = doc["summary"]
                     tail["peak_rss_mib"] = mib(proc_status_kib(proc.pid, "VmHWM"))
@@ -130,7 +132,7 @@ def main() -> int:
             return done, elapsed, rss, tail
 
         placed, elapsed, rss, tail = run_once()
-        out.update(tail)
+        out.update(tail)  # seconds_after: when each tenth was done (a slowdown as the folder grows shows here)
         out["intercept_seconds"] = round(elapsed, 1)
         out[f"{wanted}_per_second"] = round(placed / elapsed, 1)
         out["rss_mib_after"] = dict(rss)

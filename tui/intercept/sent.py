@@ -45,6 +45,7 @@ from tui.files import lock_within, write_atomic
 from tui.intercept.build import Replacement, Unreadable, replacement
 from tui.intercept.local import Outcome, _key, _write, crash_hook
 from tui.intercept.notice import Notice
+from tui.safe_text import one_line
 
 RECORD_FORMAT = "penmail-sent-record/1"
 LOOKBACK = timedelta(hours=1)  # a message committed a little out of order is still listed
@@ -60,7 +61,8 @@ class SentBusy(Exception):
 
     def __init__(self, label: str):
         super().__init__(label)
-        self.message = f"Another penmail intercept is placing sent messages in {label}; left to it this time."
+        self.message = (f"Another penmail intercept is placing sent messages in {one_line(label, 200)}; left to it "
+                        f"this time.")
 
 
 class SentBox(Protocol):
