@@ -203,7 +203,8 @@ def add_commands(sub) -> None:
                 "Sent folder (over IMAP the folder marked \\Sent or [imap] sent_folder; with --maildir DIR, "
                 "DIR/.Sent or [intercept] sent_maildir). [intercept] sent = false turns that off.")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--imap", action="store_true", help="the folders of [imap] in the settings file")
+    where.add_argument("--imap", action="store_true",
+                       help="the folders of [imap] in the settings file, and your Sent folder there")
     where.add_argument("--maildir", metavar="DIR",
                        help="a local Maildir (mbsync, notmuch); sent messages go to DIR/.Sent")
     where.add_argument("--stdin", action="store_true",
