@@ -322,7 +322,7 @@ def test_audit_rows_of_a_read_a_download_and_a_web_reply(pen, send):
             "to": USERS["ann"][0], "cc": "", "subject": f"Re: {subject}", "body": "Thanks."},
             files={"files": ("note.txt", b"a note", "text/plain")})  # multipart, as a browser sends it
         assert r.status_code == 303, r.text
-        reply_id = r.headers["location"].rsplit("/", 1)[1]
+        reply_id = r.headers["location"].split("?")[0].rsplit("/", 1)[1]  # /m/ID?done=sent
     finally:
         web.close()
     pen.assert_notified_once("ann", subject, [bob])
