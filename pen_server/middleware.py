@@ -185,8 +185,16 @@ def route_template(scope) -> str:
     """The route that answered, as its template (`/api/v1/messages/{message_id}`): a label
     with a bounded set of values, never an id. `unmatched` when no route took the path."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str) or not template.startswith("/"):
+        return "unmatched"
+    # A route of a router included with a prefix may name its path without the prefix (as
+    # FastAPI 0.16x does): the prefix is what comes before the route's own segments in the
+    # path (a prefix the app has, as the route matched). No route here takes a {name:path}.
+    parts = scope["path"].split("/")
+    own = template.count("/")
+    prefix = "/".join(parts[:len(parts) - own]) if len(parts) > own else ""
+    return template if template.startswith(prefix + "/") else prefix + template
 
 
 def loggable_path(path: str) -> str:
