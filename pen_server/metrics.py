@@ -275,17 +275,21 @@ class _Database:
             yield GaugeMetricFamily("pen_suppressions", "Addresses on the suppression list.", value=suppressed)
 
 
-def exposition(db, settings: Settings) -> tuple[bytes, str]:
-    """The text of one scrape and its content type."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+def exposition(db, settings: Settings, accept: str = "") -> tuple[bytes, str]:
+    """The text of one scrape and its content type: the format the scraper's Accept header
+    asks for (OpenMetrics, or the text format's 1.0.0), else the text format 0.0.4 that every
+    Prometheus reads."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import choose_encoder
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    encode, content_type = choose_encoder(accept)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Database(db, settings))
     m = _m
     if m is None:
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return encode(registry), content_type
     _maybe_compact(m.path)
     MultiProcessCollector(registry, str(m.path))
     with _locked(m.path, exclusive=False):
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return encode(registry), content_type

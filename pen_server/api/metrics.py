@@ -43,5 +43,5 @@ def read_metrics(request: Request, credentials: HTTPAuthorizationCredentials | N
             user, _token = accounts.authenticate(session, credentials.credentials)
             if user.role != "admin":
                 raise ApiError(403, "forbidden", "Only an administrator of this PEN can read its metrics.")
-    body, content_type = metrics.exposition(pen.db, settings)
+    body, content_type = metrics.exposition(pen.db, settings, request.headers.get("accept", ""))
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
