@@ -31,8 +31,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, func, select, update
 
 from pen_server import effective_settings
 from pen_server.models import BlocklistListing, BlocklistState, Message, Notification, utcnow
@@ -193,14 +192,15 @@ async def run_check(settings: Settings, relay_host: str, from_address: str) -> C
 # -- the database -----------------------------------------------------------------------------
 
 def _state_row(session) -> None:
-    """Make the one state row when it is missing (a new database; migrate-to copies it)."""
+    """Make the one state row when it is missing (made on first use rather than by the
+    migration, so that migrate-to copies it like any other row); of several processes
+    making it at once, one does and the others' INSERT does nothing."""
     if session.get(BlocklistState, STATE_ID) is not None:
         return
-    try:
-        with session.begin_nested():
-            session.execute(insert(BlocklistState).values(id=STATE_ID))
-    except IntegrityError:  # another process made it first
-        pass
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(BlocklistState).values(id=STATE_ID).on_conflict_do_nothing())
 
 
 def claim(db, owner: str, older_than: datetime) -> bool:
