@@ -31,10 +31,10 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 
 from pen_server import effective_settings
-from pen_server.models import BlocklistListing, BlocklistState, Message, Notification, utcnow
+from pen_server.models import BlocklistListing, BlocklistState, MailboxEntry, Message, Notification, utcnow
 from pen_server.settings import DOMAIN_ZONE, Settings, host_port
 
 log = logging.getLogger("pen_server.deliverability")
@@ -362,14 +362,19 @@ def report(db, since: timedelta) -> dict:
     until = utcnow()
     cutoff = until - since
     n = Notification
-    opened_at = getattr(n, "opened_at", None)  # issue 20's column, where this PEN has it
+    # Issue 20's `opened_at` of the recipient's copy, where this PEN has it: a notification is
+    # opened when the copy of the user it went to was (every recipient has a user and a copy).
+    opened_at = getattr(MailboxEntry, "opened_at", None)
     with db.session() as session:
         at = (func.strpos if session.bind.dialect.name == "postgresql" else func.instr)(n.recipient_email, "@")
         domain = func.lower(func.substr(n.recipient_email, at + 1)).label("domain")
         keys = [domain, n.status, case((n.attempts > 0, 1), else_=0).label("tried")]
+        query = select(n).join(Message, Message.id == n.message_id)
         if opened_at is not None:
             keys.append(case((opened_at.is_not(None), 1), else_=0).label("opened"))
-        found = session.execute(select(*keys, func.count()).join(Message, Message.id == n.message_id)
+            query = query.outerjoin(MailboxEntry, and_(MailboxEntry.message_id == n.message_id,
+                                                       MailboxEntry.user_id == n.recipient_user_id))
+        found = session.execute(query.with_only_columns(*keys, func.count())
                                 .where(Message.sent_at >= cutoff).group_by(*keys)).all()
     has_opened = opened_at is not None
     rows = [(r[0], r[1], r[2], r[3], r[4]) if has_opened else (r[0], r[1], r[2], 0, r[3]) for r in found]
