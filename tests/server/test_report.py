@@ -98,8 +98,7 @@ def test_ten_notifications_with_one_bounce_are_delivered_at_90_percent(rpen):
     done = subprocess.run([sys.executable, "-m", "pen_server", "report", "--data", str(rpen.data), "--since", "3y"],
                           capture_output=True, text=True, timeout=120, env=_env(rpen))
     assert done.returncode == 1
-    assert done.stderr.strip() == ("pen-server: --since must be a period such as 30d, 12h, 90m or 2w (at most 3660 "
-                                   "days), not '3y'.")
+    assert done.stderr.strip() == "pen-server: --since must be a period such as 30d, 12h, 90m or 2w, not '3y'."
 
 
 def _env(pen: Pen) -> dict:
