@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from pen_server import audit, security
+from pen_server import audit, metrics, security
 from pen_server.mailer import clean_line
 from pen_server.models import Message as PenMessage
 from pen_server.models import Notification, utcnow
@@ -224,8 +224,10 @@ def receive(db, secret: bytes, recipients: list[str], data: bytes, hub=None) -> 
     if ident is None:
         log.warning("dropped a bounce for %s: not a bounce address of this PEN, or a forged one",
                     ", ".join(r[:100] for r in recipients[:3]) or "no address")
+        metrics.bounce("refused")
         return Outcome(False)
     verdict = classify(data)
+    metrics.bounce("ignored" if verdict.kind == "none" else verdict.kind)
     if verdict.kind == "none":
         log.info("ignored mail to the bounce address of notification %s: %s", ident, verdict.diagnostic or
                  "not a bounce")
@@ -250,6 +252,7 @@ class _Handler:
         if notification_of(self.secret, address) is None:
             log.warning("refused mail for %r at the bounce port: not a bounce address of this PEN, "
                         "or a forged one", address[:100])
+            metrics.bounce("refused")
             return "550 5.1.1 No such bounce address here"
         if len(envelope.rcpt_tos) >= 10:
             return "452 4.5.3 Too many recipients"

@@ -1,5 +1,5 @@
-"""The `pen-server` command: init, user, package, dkim, bounce, migrate-to, backup, restore,
-audit, run, worker (`pen-server --help` lists them)."""
+"""The `pen-server` command: init, user, package, dkim, bounce, deliverability check, report,
+migrate-to, backup, restore, audit, run, worker (`pen-server --help` lists them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pen_server.private import UMASK, loose_modes_warning
-from pen_server.settings import SettingsError, load_settings
+from pen_server.settings import LOG_FORMATS, SettingsError, load_settings
 
 
 class CliError(Exception):
@@ -175,11 +175,12 @@ def cmd_bounce(args) -> int:
     be recorded now."""
     import email
 
-    from pen_server import bounces
+    from pen_server import bounces, metrics
     from pen_server.app import read_secret
     from pen_server.events import EventHub
 
     settings, db = _open(args)
+    metrics.setup(settings)  # pen_bounces_total counts piped bounces too
     data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
     recipients = list(args.recipient or [])
     if not recipients:  # the MTA's delivery headers name the address it was sent to
@@ -196,6 +197,71 @@ def cmd_bounce(args) -> int:
     finally:
         db.dispose()
     return 75 if outcome.retry else 0
+
+
+def cmd_deliverability_check(args) -> int:
+    """One blocklist check now, recorded for the API and the other processes. Exit 0: nothing
+    is listed and every question was answered; 1: something is listed; 3: nothing listed
+    among the answers, but some got none (the check is incomplete, not clean)."""
+    import asyncio
+
+    from pen_server import deliverability
+
+    settings, db = _open(args)
+    zones = settings.deliverability.dnsbl_zones
+    if not zones:
+        db.dispose()
+        print(f"No blocklist zone is set; list some in [deliverability] dnsbl_zones of "
+              f"{settings.config_path}, e.g. dnsbl_zones = [\"zen.spamhaus.org\", \"domain:dbl.spamhaus.org\"].")
+        return 0
+    try:
+        check, _changes = asyncio.run(deliverability.check_now(db, settings))
+        listings = deliverability.current(db, settings)["listings"]
+    finally:
+        db.dispose()
+    asked = " and ".join(check.subjects) or "nothing"
+    print(f"Asked {len(check.zones)} zone{'s' if len(check.zones) != 1 else ''} about {asked}.")
+    for item in listings:
+        print(f"LISTED     {item['subject']} in {item['zone']} (answer {item['answer']}, since "
+              f"{item['since']:%Y-%m-%d %H:%M} UTC)")
+    for item in check.unanswered:
+        where = f"{item['subject']} in {item['zone']}" if item["zone"] else item["subject"]
+        print(f"NO ANSWER  {where}: {item['reason']}")
+    if listings:
+        print(f"{len(listings)} listing{'s' if len(listings) != 1 else ''}: mail from these may be refused or "
+              "marked as spam; see the zone's site for why and how to be removed.")
+        return 1
+    if check.unanswered:
+        print(f"Nothing is listed among the answers, but {len(check.unanswered)} question"
+              f"{'s' if len(check.unanswered) != 1 else ''} got none, so this check is incomplete.")
+        return 3
+    print("Nothing is listed.")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """The delivery report: per recipient domain and in total."""
+    import json
+
+    from pen_server import deliverability
+    from pen_server.schemas import ReportOut
+
+    try:
+        period = deliverability.parse_since(args.since)
+    except ValueError:
+        raise CliError(f"--since must be a period such as 30d, 12h, 90m or 2w, not {args.since!r}.") from None
+    _settings, db = _open(args)
+    try:
+        data = deliverability.report(db, period)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(ReportOut.model_validate(data).model_dump(mode="json"), indent=2))
+        return 0
+    print(f"Notifications of the messages sent from {data['since']:%Y-%m-%d %H:%M} to "
+          f"{data['until']:%Y-%m-%d %H:%M} UTC; rate: accepted and not bounced, over attempted.")
+    print("\n".join(deliverability.report_lines(data)))
+    return 0
 
 
 def cmd_migrate_to(args) -> int:
@@ -269,6 +335,7 @@ def cmd_run(args) -> int:
     from pen_server.serve import serve
 
     settings = load_settings(args.data)
+    settings.log_format = args.log_format or settings.log_format
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
@@ -280,6 +347,7 @@ def cmd_worker(args) -> int:
     from pen_server.worker import run_worker
 
     settings = load_settings(args.data)
+    settings.log_format = args.log_format or settings.log_format
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
@@ -347,6 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the bounce address it was sent to (default: from its delivery headers)")
     bounce.set_defaults(func=cmd_bounce)
 
+    dl = sub.add_parser("deliverability", help="the blocklist watch").add_subparsers(
+        dest="deliverability_command", required=True)
+    dcheck = dl.add_parser("check", help="ask the blocklists now (exit 1 while something is listed, 3 when "
+                                         "some zone did not answer)")
+    dcheck.add_argument("--data", required=True)
+    dcheck.set_defaults(func=cmd_deliverability_check)
+
+    rep = sub.add_parser("report", help="notifications attempted, accepted, deferred, failed, bounced and the "
+                                        "delivery rate, per recipient domain")
+    rep.add_argument("--data", required=True)
+    rep.add_argument("--since", default="30d", help="how far back: 90m, 12h, 30d, 2w (default 30d)")
+    rep.add_argument("--json", action="store_true", help="as JSON, as GET /admin/deliverability/report")
+    rep.set_defaults(func=cmd_report)
+
     mig = sub.add_parser("migrate-to", help="copy the PEN's database into an empty PostgreSQL database "
                                             "(stop the PEN first)")
     mig.add_argument("--data", required=True)
@@ -378,11 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(or set [log] file in pen-server.toml)")
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="N API processes sharing the port (PostgreSQL only; default 1)")
+    run.add_argument("--log-format", choices=LOG_FORMATS,
+                     help="text: one line a record (the default); json: one JSON object a line "
+                          "(or set [log] format)")
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="deliver notifications only, without serving HTTPS")
     worker.add_argument("--data", required=True)
     worker.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error")
+    worker.add_argument("--log-format", choices=LOG_FORMATS, help="text (the default) or json: one object a line")
     worker.set_defaults(func=cmd_worker)
 
     from pen_server.audit_cli import register as register_audit

@@ -362,3 +362,28 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+class BlocklistState(Base):
+    """The blocklist watch (deliverability.py), one row (id 1) that every process shares: a
+    process takes a check upon itself by moving `claimed_at` with a conditional UPDATE, so
+    several processes make one check each period; `checked_at`, what was asked and what
+    did not answer describe the last finished check."""
+
+    __tablename__ = "blocklist_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    asked: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"zones": [...], "subjects": [...]}
+    unanswered: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [{"zone", "subject", "reason"}]
+
+
+class BlocklistListing(Base):
+    """A sending address (or the sending domain) that a blocklist zone lists now; the row
+    goes when a check finds it no longer listed. `since` is the first check that found it."""
+
+    __tablename__ = "blocklist_listings"
+    zone: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(255))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -134,7 +134,10 @@ class _Outcomes:
                                   len(batch))
                 else:
                     for (job, _, _), status in zip(batch, finals):
-                        log.info("delivery %s to %s: %s", job.id, job.rcpt.rpartition("@")[2] or "-", status)
+                        domain = job.rcpt.rpartition("@")[2] or "-"
+                        log.info("delivery %s to %s: %s", job.id, domain, status,
+                                 extra={"fields": {"event": "delivery", "notification": job.id, "domain": domain,
+                                                   "status": status, "attempt": job.attempts}})
                     await self.worker._publish([(job, status) for (job, _, _), status in zip(batch, finals)])
             if self.closing and not self.pending:
                 return

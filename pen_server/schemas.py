@@ -302,3 +302,60 @@ class PackageOut(BaseModel):
 
 class PackagesOut(BaseModel):
     items: list[PackageOut]
+
+
+class ListingOut(BaseModel):
+    zone: str
+    subject: str = Field(description="The sending address, or the sending domain, that the zone lists.")
+    answer: str = Field(description="The zone's answer: its A records, in 127.0.0.0/8.")
+    since: datetime = Field(description="The first check that found it.")
+
+    @field_serializer("since")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)
+
+
+class UnansweredOut(BaseModel):
+    zone: str
+    subject: str
+    reason: str
+
+
+class DeliverabilityOut(BaseModel):
+    checked_at: datetime | None = Field(description="When the last check finished; null before the first.")
+    zones: list[str]
+    subjects: list[str] = Field(description="What the last check asked about: sending addresses and domain.")
+    listings: list[ListingOut]
+    unanswered: list[UnansweredOut] = Field(description="Questions of the last check without an answer: "
+                                                        "the check is incomplete, never clean, while any is here.")
+
+    @field_serializer("checked_at")
+    def _ser_time(self, v: datetime | None) -> str | None:
+        return rfc3339(v) if v is not None else None
+
+
+class ReportCounts(BaseModel):
+    attempted: int
+    accepted: int
+    deferred: int
+    failed: int
+    bounced: int
+    suppressed: int
+    opened: int | None = Field(description="null where this PEN does not record opening.")
+    delivery_rate: float | None = Field(description="Accepted and not bounced, over attempted, in per cent "
+                                                    "with one decimal; null when none was attempted.")
+
+
+class DomainReport(ReportCounts):
+    domain: str
+
+
+class ReportOut(BaseModel):
+    since: datetime
+    until: datetime
+    domains: list[DomainReport]
+    total: ReportCounts
+
+    @field_serializer("since", "until")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)

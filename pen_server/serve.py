@@ -28,6 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
+from pen_server import metrics
 from pen_server.app import create_app
 from pen_server.connections import (
     FILES_KEPT_FREE,
@@ -59,8 +60,11 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise SettingsError("SQLite takes one writer at a time, so more API processes would only wait for each "
                             "other; run with --workers 1, or use PostgreSQL ([database] url) for several.")
-    log_to(log_file or settings.log_file)
+    log_to(log_file or settings.log_file, settings.log_format)
     migrate(settings.database_url)
+    # Before forking: each process of --workers N counts in files of its own (metrics.py).
+    if metrics.setup(settings):
+        metrics.compact(metrics.directory(settings))
     bounce_socket = None
     if settings.bounce_port:
         from pen_server.bounces import listen
@@ -225,20 +229,28 @@ def _listen(host: str, port: int, backlog: int, reuse_port: bool = False) -> soc
     return sock
 
 
-def log_to(path: Path | None) -> None:
-    """The server's log (requests, deliveries, errors) goes to standard error, or to `path`."""
+def log_to(path: Path | None, kind: str = "text") -> None:
+    """The server's log (requests, deliveries, errors) goes to standard error, or to `path`;
+    `kind` "json" writes one JSON object a line (logs.py)."""
+    from pen_server.logs import formatter
+
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if path is None:
         if not root.handlers:
             logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+        if kind == "json":
+            for handler in root.handlers:
+                handler.setFormatter(formatter(kind))
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"Could not open the log file {path} ({exc.strerror or exc}).") from None
-    if root.handlers:
+    if kind == "json":
+        handler.setFormatter(formatter(kind))
+    elif root.handlers:
         handler.setFormatter(root.handlers[0].formatter)
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -15,7 +15,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from pen_server import accounts, security
+from pen_server import accounts, metrics, security
 from pen_server.errors import ApiError, validation
 from pen_server.models import Notification, User, utcnow
 from pen_server.ratelimit import RateLimited
@@ -61,6 +61,7 @@ def sign_in(session, pen, email: str, password: str, client_ip: str | None) -> U
         raise
     if not ok:
         attempt.failed()
+        metrics.signin_failed()
         raise ApiError(401, "invalid_credentials", BAD_LOGIN)
     attempt.succeeded()
     if upgraded:  # parameters changed since this hash was made; unless the password changed meanwhile

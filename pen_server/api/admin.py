@@ -1,4 +1,5 @@
-"""Administration: the PEN's name, address, footer and SMTP relay; membership packages."""
+"""Administration: the PEN's name, address, footer and SMTP relay; membership packages; the blocklist
+watch and the delivery report."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 
-from pen_server import audit, effective_settings
+from pen_server import audit, deliverability, effective_settings
 from pen_server.api.deps import admin, db_session, services
 from pen_server.errors import not_found, validation
 from pen_server.models import Package
-from pen_server.schemas import NO_CONTROL, AuditPageOut, PackageIn, PackageOut, PackagesOut, PenIn, PenOut
+from pen_server.schemas import (
+    NO_CONTROL,
+    AuditPageOut,
+    DeliverabilityOut,
+    PackageIn,
+    PackageOut,
+    PackagesOut,
+    PenIn,
+    PenOut,
+    ReportOut,
+)
 from pen_server.text import BASE_URL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -126,3 +137,23 @@ def parse_since(value: str) -> datetime:
         raise validation({"since": "YYYY-MM-DD or an RFC 3339 time"},
                          f"since {value[:40]!r} is not a date (YYYY-MM-DD) or an RFC 3339 time.") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+@router.get("/deliverability", response_model=DeliverabilityOut)
+def get_deliverability(_=Depends(admin, scope="function"), pen=Depends(services)):
+    """The last blocklist check (`[deliverability]`) and the listings it found."""
+    return deliverability.current(pen.db, pen.settings)
+
+
+@router.get("/deliverability/report", response_model=ReportOut)
+def get_report(
+    since: str = Query("30d", max_length=20, json_schema_extra={"pattern": deliverability.SINCE_PATTERN},
+                       description="How far back: minutes, hours, days or weeks, e.g. 90m, 12h, 30d, 2w."),
+    _=Depends(admin, scope="function"),
+    pen=Depends(services),
+):
+    """Notifications per recipient domain and in total, for the messages sent since then."""
+    try:
+        period = deliverability.parse_since(since)
+    except ValueError:
+        raise validation({"since": "a period such as 30d, 12h, 90m or 2w"},
+                         f"since must be a period such as 30d, 12h, 90m or 2w, not {since[:40]!r}.") from None
+    return deliverability.report(pen.db, period)
