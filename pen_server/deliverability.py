@@ -338,9 +338,9 @@ def parse_since(text: str) -> timedelta:
     return timedelta(**{_UNITS[text[-1]]: int(text[:-1])})
 
 
-def _empty_counts(opened: bool) -> dict:
+def _empty_counts() -> dict:
     return {"attempted": 0, "accepted": 0, "deferred": 0, "failed": 0, "bounced": 0, "suppressed": 0,
-            "opened": 0 if opened else None, "delivery_rate": None}
+            "opened": 0, "delivery_rate": None}
 
 
 def _rate(counts: dict) -> None:
@@ -351,32 +351,28 @@ def _rate(counts: dict) -> None:
 def report(db, since: timedelta) -> dict:
     """Per recipient domain and in total: notifications attempted (tried at least once),
     accepted by the relay (sent, and bounced after), deferred, failed, bounced, suppressed
-    and opened (where the PEN records opening), and the delivery rate: accepted and not
+    and opened (the recipient's copy has its opened_at), and the delivery rate: accepted and not
     bounced, over attempted, in per cent with one decimal. Counted by status string, over
     the notifications of the messages sent since then."""
     until = utcnow()
     cutoff = until - since
     n = Notification
-    # Issue 20's `opened_at` of the recipient's copy, where this PEN has it: a notification is
-    # opened when the copy of the user it went to was (every recipient has a user and a copy).
-    opened_at = getattr(MailboxEntry, "opened_at", None)
+    # A notification is opened when the copy of the user it went to was (every recipient has a
+    # user and a copy; issue 20's opened_at).
     with db.session() as session:
         at = (func.strpos if session.bind.dialect.name == "postgresql" else func.instr)(n.recipient_email, "@")
         domain = func.lower(func.substr(n.recipient_email, at + 1)).label("domain")
-        keys = [domain, n.status, case((n.attempts > 0, 1), else_=0).label("tried")]
-        query = select(n).join(Message, Message.id == n.message_id)
-        if opened_at is not None:
-            keys.append(case((opened_at.is_not(None), 1), else_=0).label("opened"))
-            query = query.outerjoin(MailboxEntry, and_(MailboxEntry.message_id == n.message_id,
-                                                       MailboxEntry.user_id == n.recipient_user_id))
+        keys = [domain, n.status, case((n.attempts > 0, 1), else_=0).label("tried"),
+                case((MailboxEntry.opened_at.is_not(None), 1), else_=0).label("opened")]
+        query = (select(n).join(Message, Message.id == n.message_id)
+                 .outerjoin(MailboxEntry, and_(MailboxEntry.message_id == n.message_id,
+                                               MailboxEntry.user_id == n.recipient_user_id)))
         found = session.execute(query.with_only_columns(*keys, func.count())
                                 .where(Message.sent_at >= cutoff).group_by(*keys)).all()
-    has_opened = opened_at is not None
-    rows = [(r[0], r[1], r[2], r[3], r[4]) if has_opened else (r[0], r[1], r[2], 0, r[3]) for r in found]
     domains: dict[str, dict] = {}
-    total = _empty_counts(has_opened)
-    for name, status, was_tried, was_opened, count in rows:
-        counts = domains.setdefault(name or "", _empty_counts(has_opened))
+    total = _empty_counts()
+    for name, status, was_tried, was_opened, count in found:
+        counts = domains.setdefault(name or "", _empty_counts())
         for into in (counts, total):
             if was_tried:
                 into["attempted"] += count
@@ -384,7 +380,7 @@ def report(db, since: timedelta) -> dict:
                 into["accepted"] += count
             if status in COUNTED:
                 into[status] += count
-            if has_opened and was_opened:
+            if was_opened:
                 into["opened"] += count
     for counts in (*domains.values(), total):
         _rate(counts)
@@ -398,8 +394,7 @@ def report_lines(data: dict) -> list[str]:
 
     def cells(name: str, c: dict) -> list[str]:
         rate = "-" if c["delivery_rate"] is None else f"{c['delivery_rate']:.1f}%"
-        opened = "-" if c["opened"] is None else str(c["opened"])
-        return [name, *(str(c[k]) for k in heads[1:7]), opened, rate]
+        return [name, *(str(c[k]) for k in heads[1:8]), rate]
 
     rows = [list(heads)] + [cells(d["domain"], d) for d in data["domains"]] + [cells("total", data["total"])]
     widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
