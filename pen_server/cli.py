@@ -13,6 +13,8 @@ from pathlib import Path
 from pen_server.private import UMASK, loose_modes_warning
 from pen_server.settings import SettingsError, load_settings
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class CliError(Exception):
     """One sentence for the administrator; exit code 1."""
@@ -180,7 +182,9 @@ def cmd_bounce(args) -> int:
     from pen_server.events import EventHub
 
     settings, db = _open(args)
-    data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    data = sys.stdin.buffer.read(bounces.REPORT_LIMIT + 1)
+    while sys.stdin.buffer.read(1 << 16):  # read to the end and dropped: the MTA never writes into a closed pipe
+        pass
     recipients = list(args.recipient or [])
     if not recipients:  # the MTA's delivery headers name the address it was sent to
         head = email.message_from_bytes(data)
@@ -320,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command, at the bounce port
     # Everything a command writes (settings, keys, the database and its -wal/-shm, blobs)
