@@ -68,7 +68,7 @@ def message_or_link(message_id: str, request: Request, t: str | None = Query(Non
             return redirect(f"/m/{message_id}")
         message = s.get(Message, message_id)
         return render(request, "landing.html", title="A secure message for you", message=message,
-                      token=t, message_id=message_id)
+                      subject=auth.invitation_subject(s, message), token=t, message_id=message_id)
 
 
 def _invitation_or_expired(s, message_id: str, token: str):
