@@ -350,18 +350,22 @@ class BouncePort:
             log_file = next((h.baseFilename for h in logging.getLogger().handlers
                              if isinstance(h, logging.FileHandler)), None)
             fd = self.sock.fileno()
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pen_server.bounces", "--data", str(self.data_dir), "--fd", str(fd),
-                "--parent", str(os.getpid()), *(["--log", log_file] if log_file else []),
-                stdin=asyncio.subprocess.DEVNULL, pass_fds=(fd,))
-            # Background work: the API's requests go first when the CPUs are busy (set here,
-            # not in the process, which would first spend its start-up at full priority).
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + 10)
             started = loop.time()
-            code = await self.proc.wait()
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "pen_server.bounces", "--data", str(self.data_dir), "--fd", str(fd),
+                    "--parent", str(os.getpid()), *(["--log", log_file] if log_file else []),
+                    stdin=asyncio.subprocess.DEVNULL, pass_fds=(fd,))
+            except OSError as exc:
+                ended = f"could not start ({exc})"
+            else:
+                # Background work: the API's requests go first when the CPUs are busy (set
+                # here, not in the process, which would first spend its start-up at full priority).
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+                ended = f"ended (exit {await self.proc.wait()})"
             pause = 1.0 if loop.time() - started > 60 else min(pause * 2, 60.0)
-            log.error("the bounce port's process ended (exit %s); it starts again in %.0f s", code, pause)
+            log.error("the bounce port's process %s; it starts again in %.0f s", ended, pause)
             await asyncio.sleep(pause)
 
     async def stop(self) -> None:
