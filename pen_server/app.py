@@ -148,9 +148,9 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
             tasks.append(asyncio.create_task(watch(db, settings)))
         bounce_server = None
         if bounce_socket is not None:
-            from pen_server.bounces import start_server
+            from pen_server.bounces import BouncePort
 
-            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
+            bounce_server = BouncePort(settings.data_dir, bounce_socket)
             log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if settings.delivery_in_api if run_worker is None else run_worker:
             from pen_server.outbox import DeliveryWorker
@@ -161,7 +161,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
             yield
         finally:
             if bounce_server is not None:
-                bounce_server.close()
+                await bounce_server.stop()
             if services.worker is not None:
                 await services.worker.stop_within()
             for task in tasks:

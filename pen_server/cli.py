@@ -13,6 +13,8 @@ from pathlib import Path
 from pen_server.private import UMASK, loose_modes_warning
 from pen_server.settings import LOG_FORMATS, SettingsError, load_settings
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class CliError(Exception):
     """One sentence for the administrator; exit code 1."""
@@ -181,7 +183,9 @@ def cmd_bounce(args) -> int:
 
     settings, db = _open(args)
     metrics.setup(settings)  # pen_bounces_total counts piped bounces too
-    data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    data = sys.stdin.buffer.read(bounces.REPORT_LIMIT + 1)
+    while sys.stdin.buffer.read(1 << 16):  # read to the end and dropped: the MTA never writes into a closed pipe
+        pass
     recipients = list(args.recipient or [])
     if not recipients:  # the MTA's delivery headers name the address it was sent to
         head = email.message_from_bytes(data)
@@ -479,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command, at the bounce port
     # Everything a command writes (settings, keys, the database and its -wal/-shm, blobs)

@@ -344,10 +344,8 @@ class DeliveryWorker:
                 job.retry = True
                 continue
             sender = senders.get(message.sender_id)
-            disclaimer, subject_policy = None, "keep"
             package = packages.get(sender.package) if sender is not None and sender.package else None
-            if package is not None and sender.role != "guest":
-                disclaimer, subject_policy = package.disclaimer, package.subject_policy
+            disclaimer, subject_policy = mailer.sender_terms(sender, package)
             parent = parents.get((message.in_reply_to, row.recipient_email.lower())) \
                 if message.in_reply_to else None
             try:

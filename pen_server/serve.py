@@ -30,6 +30,7 @@ import uvicorn
 
 from pen_server import metrics
 from pen_server.app import create_app
+from pen_server.children import die_with
 from pen_server.connections import (
     FILES_KEPT_FREE,
     ConnectionGuard,
@@ -141,7 +142,7 @@ def _supervise(count: int, child) -> int:
         if pid == 0:
             code = 1
             try:
-                _die_with(parent)
+                die_with(parent)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes SIGTERM on
                 code = child(slot)
             except BaseException:
@@ -188,17 +189,6 @@ def _supervise(count: int, child) -> int:
         start(slot)
     signal.alarm(0)
     return 1 if failed else 0
-
-
-def _die_with(parent: int) -> None:
-    """Linux: this process gets SIGTERM when the supervisor dies (even by kill -9), so no API
-    process is left holding the port."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(0)
 
 
 class _Server(uvicorn.Server):

@@ -25,6 +25,8 @@ from pen_server.web.uploads import StreamedForm, read_multipart
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 _SPLIT = re.compile(r"[;\n]")
+NO_KEY = ("This form came without the hidden key that keeps a message from going out twice (an old or changed "
+          "page), so nothing was sent. Check the message below and press Send again.")
 
 
 def _addresses(raw: str) -> list[dict]:
@@ -119,6 +121,10 @@ async def _send(request: Request, in_reply_to: str | None):
     if not form.checked:
         checks(form)
     key = form.first("key")[:255]
+    try:
+        sending.valid_idempotency_key(key)
+    except ApiError:
+        key = ""  # nothing is sent without one; the form comes back with a new one
     fields = {name: form.first(name) for name in ("to", "cc", "subject", "body")}
     upload_ids = [i for i in form.fields.get("upload", []) if i][:50] + [u["id"] for u in form.uploads]
 
@@ -129,6 +135,8 @@ async def _send(request: Request, in_reply_to: str | None):
                 return done.message_id, None, []
             kept = [mailbox.attachment_out(a) for a in s.scalars(select(Attachment).where(
                 Attachment.id.in_(upload_ids), Attachment.owner_id == user.id, Attachment.message_id.is_(None)))]
+            if not key:
+                return None, NO_KEY, kept
             if form.too_large:
                 return None, (f"{form.too_large[0]} is larger than this PEN takes (at most "
                               f"{pen.settings.max_upload_bytes} bytes a file); choose a smaller file."), kept

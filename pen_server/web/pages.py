@@ -74,7 +74,8 @@ def message_or_link(message_id: str, request: Request, t: str | None = Query(Non
         # Withdrawn or past its end date: the page says so; making the account still works.
         return render(request, "landing.html", status=410 if shut else 200,
                       title=after_send.Closed(*shut).title if shut else "A secure message for you",
-                      message=message, token=t, message_id=message_id, closed=shut[1] if shut else None)
+                      message=message, subject=auth.invitation_subject(s, message), token=t,
+                      message_id=message_id, closed=shut[1] if shut else None)
 
 
 def _invitation_or_expired(s, message_id: str, token: str):

@@ -187,6 +187,28 @@ def test_reply_double_submit_sends_once_and_guest_rule_keeps_the_form(pen, web, 
     assert "note.txt" in refused.text and 'name="upload"' in refused.text  # the file stays attached
 
 
+def test_a_reply_form_without_its_key_says_so_in_words(pen, web, guest_message):
+    """The hidden key that keeps a double submit from sending twice, empty or missing (an
+    old page, a tool that drops hidden fields): nothing is sent, the form comes back as it
+    was typed, with a new key and a sentence a person understands (not the API's about an
+    Idempotency-Key header)."""
+    _guest, link, _sent, _ = guest_message(subject="Keyless")
+    path = _guest_session(web, link)
+    body = f"Typed with care {uuid.uuid4().hex[:8]}."
+    for key in ({"key": ""}, {}):
+        form = web.get(path + "/reply")
+        refused = web.client.post(path + "/reply", files={"files": ("note.txt", b"a note", "text/plain")},
+                                  data={"csrf": web.form_token(form.text), **key, "to": "ann@abc.example", "cc": "",
+                                        "subject": "Re: Keyless", "body": body})
+        assert refused.status_code == 422
+        assert "Idempotency-Key" not in refused.text
+        assert "so nothing was sent" in refused.text and "press Send again" in refused.text
+        assert body in refused.text and "note.txt" in refused.text
+        assert re.search(r'name="key" value="[A-Za-z0-9_-]{8,}"', refused.text)
+    with pen.as_user("ann") as c:
+        assert c.get("/messages", params={"q": f'"{body}"'}).json()["items"] == []
+
+
 def test_upload_over_the_pens_limit_is_refused_with_the_form_filled(tmp_path, smtp):
     process = make_pen(tmp_path / "pen", smtp)
     config = tmp_path / "pen" / "pen-server.toml"

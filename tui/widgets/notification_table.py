@@ -19,6 +19,8 @@ COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status
            ("attempts", "Attempts"), ("reply", "Server's reply"))
 FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred" is the longest status
 PENDING = NOTIFICATION_PENDING
+# How the PEN marks what a bounce said as the remote server's words (its own never follow).
+BOUNCE_SAID = "the recipient's mail server said: "
 
 
 def recipient_text(n: Notification, max_len: int = 48) -> str:
@@ -46,7 +48,7 @@ def detail(n: Notification) -> str:
         "sending": "being handed to the mail server now",
         "sent": f"sent; the mail server took it after {tries}" + (f"; since then: {reply}" if reply else ""),
         "bounced": f"bounced: sent after {tries}, then returned as undeliverable by the recipient's "
-                   f"mail server" + (f", which said: {reply}" if reply else ""),
+                   f"mail server" + (f", which said: {said}" if (said := reply.removeprefix(BOUNCE_SAID)) else ""),
         "deferred": f"deferred after {tries}, and tried again later{answered}",
         "failed": f"failed after {tries}{answered}; press r to send it again",
     }.get(n.status, f"status {one_line(n.status)}{answered}")
