@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from pen_server import security
+from pen_server import security, suppression
 from pen_server.mailer import clean_line
 from pen_server.models import Message as PenMessage
 from pen_server.models import Notification, utcnow
@@ -206,6 +206,8 @@ def record(db, notification_id: str, verdict: Verdict) -> Outcome:
             return Outcome(False)  # the same bounce again (a relay's retry): nothing new
         session.execute(update(Notification).where(Notification.id == row.id, Notification.status == row.status)
                         .values(updated_at=now, **values).execution_options(synchronize_session=False))
+        if verdict.kind == "permanent":  # no later notification goes to that address
+            suppression.add(session, row.recipient_email, verdict.diagnostic, row.id)
         sender = session.scalar(select(PenMessage.sender_id).where(PenMessage.id == row.message_id))
         event = {"message_id": row.message_id,
                  "recipient": {"email": row.recipient_email, "name": row.recipient_name},

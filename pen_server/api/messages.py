@@ -100,12 +100,11 @@ def send_message(
     session=Depends(db_session, scope="function"),
     pen=Depends(services),
 ):
-    entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
+    entry, events = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
     out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
     session.commit()
-    pen.hub.publish_many([(user_id, "message.new", {"id": message_id, "folder": folder})
-                          for user_id, message_id, folder in announce])
-    if announce:
+    pen.hub.publish_many(events)
+    if events:
         pen.wake_worker()
     return JSONResponse(out, status_code=201)
 

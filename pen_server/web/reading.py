@@ -1,5 +1,6 @@
 """Reading: one message with its thread, its body (HTML in a sandboxed frame of its own),
-and its attachments, streamed by the same code as the API's downloads."""
+its attachments, streamed by the same code as the API's downloads, and, on the sender's own
+copy, who was notified (each recipient's status and the mail server's answer)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def message_page(request: Request, message_id: str):
             select(Message).join(MailboxEntry, MailboxEntry.message_id == Message.id)
             .where(MailboxEntry.user_id == user.id, Message.thread_id == m.thread_id, Message.id != m.id)
             .order_by(Message.sent_at, Message.id).limit(THREAD_LIMIT)))
+        notifications = mailbox.notifications_for(s, m.id) if entry.is_sender else []
         return render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
-                      bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread)
+                      bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread,
+                      notifications=notifications)
 
 
 @router.get("/m/{message_id}/body")
