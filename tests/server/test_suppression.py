@@ -17,23 +17,20 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from pen_devstack import free_port, run_cli
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
-from tests.server.test_bounces import DIAG, dsn, notification, relay_sends, send, wait_status
+from pen_devstack import run_cli
+from tests.conftest import PASSWORD, USERS, Pen
+from tests.server.test_bounces import (
+    DIAG,
+    bpen,  # noqa: F401 - the fixture: a PEN with a bounce port
+    dsn,
+    notification,
+    relay_sends,
+    send,
+    wait_status,
+)
 from tests.web.conftest import Web
 
 SINCE = re.compile(r"^on the suppression list since \d{4}-\d\d-\d\d \d\d:\d\d UTC, after a permanent bounce: ")
-
-
-@pytest.fixture(scope="module")
-def spen(tmp_path_factory, db_smtp, database):
-    port = free_port()
-    process = make_pen(tmp_path_factory.mktemp("suppression-pen"), db_smtp, env={"PEN_BOUNCE_PORT": str(port)},
-                       database_url=database())
-    process.bounce_port = port
-    process.start()
-    yield Pen(process, db_smtp)
-    process.stop()
 
 
 def gone_address() -> str:
@@ -59,15 +56,18 @@ class Updates:
         assert self.ready.wait(30)
 
     def _read(self, pen: Pen) -> None:
-        with pen.client(self.token, timeout=httpx.Timeout(30, read=120)) as client, \
-                client.stream("GET", "/events") as r:
-            event = None
-            for line in r.iter_lines():
-                self.ready.set()
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "notification.updated":
-                    self.frames.append(json.loads(line[6:]))
+        try:
+            with pen.client(self.token, timeout=httpx.Timeout(30, read=120)) as client, \
+                    client.stream("GET", "/events") as r:
+                event = None
+                for line in r.iter_lines():
+                    self.ready.set()
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "notification.updated":
+                        self.frames.append(json.loads(line[6:]))
+        except httpx.HTTPError:  # the test is over and its PEN stopped
+            pass
 
     def wait(self, message_id: str, status: str, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
@@ -79,12 +79,12 @@ class Updates:
         raise AssertionError(f"no {status} event for {message_id}: {self.frames}")
 
 
-def test_after_a_permanent_bounce_the_next_message_is_suppressed_everywhere(spen):
+def test_after_a_permanent_bounce_the_next_message_is_suppressed_everywhere(bpen):
     address = gone_address()
-    bounced(spen, address)
-    updates = Updates(spen)
+    bounced(bpen, address)
+    updates = Updates(bpen)
     subject = f"After the bounce {uuid.uuid4().hex[:6]}"
-    with spen.as_user("ann") as c:  # with a recipient whose notification does go out
+    with bpen.as_user("ann") as c:  # with a recipient whose notification does go out
         r = c.post("/messages", json={"to": [{"email": address}], "cc": [{"email": USERS["bob"][0]}],
                                       "subject": subject, "body_text": "x"},
                    headers={"Idempotency-Key": uuid.uuid4().hex})
@@ -95,35 +95,35 @@ def test_after_a_permanent_bounce_the_next_message_is_suppressed_everywhere(spen
     assert SINCE.match(at_once["last_error"]) and at_once["last_error"].endswith(DIAG), at_once["last_error"]
     assert updates.wait(message["id"], "suppressed")["recipient"] == {"email": address, "name": None}
 
-    assert spen.mails_to(USERS["bob"][0], subject)  # the delivery pass of this message is done ...
-    wait_status_of(spen, message["id"], USERS["bob"][0], "sent")
-    assert spen.mails_to(address, subject, timeout=0) == []  # ... and nothing went to the address
-    assert len(spen.mails_to(address, timeout=0)) == 1  # only the notification that bounced
+    assert bpen.mails_to(USERS["bob"][0], subject)  # the delivery pass of this message is done ...
+    wait_status_of(bpen, message["id"], USERS["bob"][0], "sent")
+    assert bpen.mails_to(address, subject, timeout=0) == []  # ... and nothing went to the address
+    assert len(bpen.mails_to(address, timeout=0)) == 1  # only the notification that bounced
 
-    web = Web(spen)
+    web = Web(bpen)
     web.login(USERS["ann"][0], PASSWORD)
     page = web.get(f"/m/{message['id']}").text
     web.close()
     assert "Who was notified" in page and f"{address} (to): <strong>suppressed</strong>; on the suppression " \
                                           "list since" in page
 
-    with spen.as_user("admin") as c:
+    with bpen.as_user("admin") as c:
         [listed] = c.get("/admin/suppressions", params={"q": address}).json()["items"]
         assert listed["email"] == address and listed["reason"] == DIAG and listed["created_at"].endswith("Z")
-    line = [r for r in run_cli("suppression", "list", "--data", str(spen.data)).splitlines() if r.startswith(address)]
+    line = [r for r in run_cli("suppression", "list", "--data", str(bpen.data)).splitlines() if r.startswith(address)]
     assert len(line) == 1 and line[0].endswith(f" UTC\t{DIAG}")
 
-    with spen.as_user("admin") as c:
+    with bpen.as_user("admin") as c:
         assert c.delete(f"/admin/suppressions/{quote(address)}").status_code == 204
         assert c.get("/admin/suppressions", params={"q": address}).json()["items"] == []
         again = c.delete(f"/admin/suppressions/{quote(address)}")
         assert again.status_code == 404 and again.json()["error"]["message"] == (
             "That address is not on the suppression list.")
-    with spen.as_user("ann") as c:  # off the list: the sender's r sends it now
+    with bpen.as_user("ann") as c:  # off the list: the sender's r sends it now
         resent = c.post(f"/messages/{message['id']}/notifications/resend", json={})
         assert resent.status_code == 202
-    assert spen.mails_to(address, subject)
-    wait_status_of(spen, message["id"], address, "sent")
+    assert bpen.mails_to(address, subject)
+    wait_status_of(bpen, message["id"], address, "sent")
 
 
 def wait_status_of(pen: Pen, message_id: str, address: str, status: str) -> dict:
@@ -138,19 +138,19 @@ def wait_status_of(pen: Pen, message_id: str, address: str, status: str) -> dict
             time.sleep(0.1)
 
 
-def test_a_notification_queued_before_the_bounce_is_suppressed_when_claimed(spen):
+def test_a_notification_queued_before_the_bounce_is_suppressed_when_claimed(bpen):
     address = gone_address()
-    first = bounced(spen, address)
+    first = bounced(bpen, address)
     # Sent again by the sender (as r does): queued, then claimed by the worker, which finds
     # the address on the list and suppresses it without sending.
-    with spen.as_user("ann") as c:
+    with bpen.as_user("ann") as c:
         assert c.post(f"/messages/{first}/notifications/resend", json={"recipients": [address]}).status_code == 202
-    n = wait_status(spen, first, "suppressed")
+    n = wait_status(bpen, first, "suppressed")
     assert n["attempts"] == 0 and SINCE.match(n["last_error"])
-    assert len(spen.mails_to(address, timeout=0)) == 1
-    done = run_cli("suppression", "remove", "--data", str(spen.data), address.upper())
+    assert len(bpen.mails_to(address, timeout=0)) == 1
+    done = run_cli("suppression", "remove", "--data", str(bpen.data), address.upper())
     assert done.startswith(f"Took {address} off the suppression list")
-    assert "not on the suppression list" in refusal("suppression", "remove", address, pen=spen)
+    assert "not on the suppression list" in refusal("suppression", "remove", address, pen=bpen)
 
 
 def refusal(*args: str, pen: Pen) -> str:
@@ -159,26 +159,26 @@ def refusal(*args: str, pen: Pen) -> str:
     return str(refused.value)
 
 
-def test_a_temporary_failure_never_suppresses(spen):
+def test_a_temporary_failure_never_suppresses(bpen):
     address = gone_address()
-    mid, envelope = send(spen, address)
-    relay_sends(spen, envelope, dsn(envelope, action="delayed", status="4.4.1",
+    mid, envelope = send(bpen, address)
+    relay_sends(bpen, envelope, dsn(envelope, action="delayed", status="4.4.1",
                                      diag="451 4.4.1 mx2.elsewhere.example: connection timed out"))
     deadline = time.monotonic() + 30
-    while (n := notification(spen, mid))["last_error"] is None and time.monotonic() < deadline:
+    while (n := notification(bpen, mid))["last_error"] is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert n["last_error"].startswith("delayed: ")
-    spen.smtp.handler.reply = "451 4.3.0 try again later"  # the relay itself defers the next one
+    bpen.smtp.handler.reply = "451 4.3.0 try again later"  # the relay itself defers the next one
     try:
-        with spen.as_user("ann") as c:
+        with bpen.as_user("ann") as c:
             r = c.post("/messages", json={"to": [{"email": address}], "subject": "Deferred once", "body_text": "x"},
                        headers={"Idempotency-Key": uuid.uuid4().hex})
         later = r.json()["id"]
-        wait_status(spen, later, "deferred")
+        wait_status(bpen, later, "deferred")
     finally:
-        spen.smtp.handler.reply = None
-    wait_status(spen, later, "sent")
-    with spen.as_user("admin") as c:
+        bpen.smtp.handler.reply = None
+    wait_status(bpen, later, "sent")
+    with bpen.as_user("admin") as c:
         assert c.get("/admin/suppressions", params={"q": address}).json()["items"] == []
-    third, _ = send(spen, address)  # sent, and received by the sink
-    assert notification(spen, third)["status"] == "sent"
+    third, _ = send(bpen, address)  # sent, and received by the sink
+    assert notification(bpen, third)["status"] == "sent"
