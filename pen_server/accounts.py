@@ -72,7 +72,9 @@ def _reused(session: Session, row: AuthToken) -> None:
 
 def refresh(session: Session, settings: Settings, token: str) -> dict:
     row = session.get(AuthToken, security.token_hash(token))
-    if row is None or row.kind != "refresh":
+    user = session.get(User, row.user_id) if row is not None else None
+    # A disabled account's tokens were revoked with it; refused as unknown, not as a copy's reuse.
+    if row is None or row.kind != "refresh" or (user is not None and user.disabled):
         raise ApiError(401, "unauthenticated", "That sign-in is not valid any more; sign in again.")
     if row.revoked or row.used_at is not None:
         _reused(session, row)
@@ -88,7 +90,6 @@ def refresh(session: Session, settings: Settings, token: str) -> dict:
         .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     if claimed != 1:
         _reused(session, row)
-    user = session.get(User, row.user_id)
     if user is None:
         raise ApiError(401, "unauthenticated", "That account no longer exists.")
     return issue_tokens(session, settings, user, row.family_id)
@@ -99,7 +100,7 @@ def authenticate(session: Session, token: str) -> tuple[User, AuthToken]:
     found = session.execute(select(AuthToken, User).outerjoin(User, User.id == AuthToken.user_id)
                             .where(AuthToken.token_hash == security.token_hash(token))).first()
     row, user = found if found is not None else (None, None)
-    if row is None or row.kind != "access" or row.revoked:
+    if row is None or row.kind != "access" or row.revoked or (user is not None and user.disabled):
         raise ApiError(401, "unauthenticated", "You are not signed in; sign in first.",
                        headers={"WWW-Authenticate": "Bearer"})
     if row.expires_at <= utcnow():
@@ -120,11 +121,12 @@ def signed_in(session: Session, token: str) -> bool:
 
 def sign_in_stands(session: Session, token_hash: str) -> bool:
     """Whether the sign-in that gave out this access token still stands. Sign-out, a password
-    change and a reused refresh token revoke the token with its family; the sign-in also ends
-    when no token of its family is left unexpired. (A long-lived event stream is not cut
-    just because its access token expires while the client refreshes.)"""
-    row = session.get(AuthToken, token_hash)
-    if row is None or row.revoked:
+    change, a reused refresh token and disabling the account revoke the token with its family;
+    the sign-in also ends when no token of its family is left unexpired. (A long-lived event
+    stream is not cut just because its access token expires while the client refreshes.)"""
+    row = session.execute(select(AuthToken.revoked, AuthToken.family_id, User.disabled_at)
+                          .join(User, User.id == AuthToken.user_id).where(AuthToken.token_hash == token_hash)).first()
+    if row is None or row.revoked or row.disabled_at is not None:
         return False
     live = select(AuthToken.token_hash).where(AuthToken.family_id == row.family_id, AuthToken.revoked.is_(False),
                                               AuthToken.expires_at > utcnow()).limit(1)

@@ -52,9 +52,10 @@ def _starts(p: str, email: str, name: str | None) -> bool:
 # ---------------------------------------------------------------- keeping the words
 
 def index_member(session: Session, user: User) -> None:
-    """(Re)write a user's member words: call after its role, address or name changes."""
+    """(Re)write a user's member words: call after its role, address, name or disabling
+    changes (a disabled member is not offered)."""
     session.execute(delete(MemberWord).where(MemberWord.user_id == user.id))
-    if user.role in MEMBER_ROLES:
+    if user.role in MEMBER_ROLES and not user.disabled:
         session.flush()  # the user row first: the words refer to it
         session.execute(insert(MemberWord), [{"word": w, "user_id": user.id}
                                              for w in words(user.email, user.display_name)])

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from pen_server import audit, metrics, security
+from pen_server import audit, metrics, security, suppression
 from pen_server.bounce_reading import Verdict, classify
 from pen_server.models import Message as PenMessage
 from pen_server.models import Notification, utcnow
@@ -130,6 +130,8 @@ def record(db, notification_id: str, verdict: Verdict) -> Outcome:
                         .values(updated_at=now, **values).execution_options(synchronize_session=False))
         audit.append(session, [audit.Entry("bounce", audit.SMTP, row.message_id, recipient=row.recipient_email,
                                            detail={"notification": row.id, "kind": verdict.kind})])
+        if verdict.kind == "permanent":  # no later notification goes to that address
+            suppression.add(session, row.recipient_email, verdict.diagnostic, row.id)
         sender = session.scalar(select(PenMessage.sender_id).where(PenMessage.id == row.message_id))
         event = {"message_id": row.message_id,
                  "recipient": {"email": row.recipient_email, "name": row.recipient_name},

@@ -1,5 +1,9 @@
-"""The `pen-server` command: init, user, package, dkim, bounce, deliverability check, report,
-migrate-to, backup, restore, audit, run, worker (`pen-server --help` lists them)."""
+"""The `pen-server` command: init, user add/list/passwd/disable/enable/set-package/set-role/remove,
+package list/set/remove, suppression list/remove, dkim, bounce, deliverability check, report,
+migrate-to, backup, restore, audit, run, worker (`pen-server --help` lists them).
+
+Exit codes: 0 done; 1 refused (one sentence on standard error); 2 the command names what does
+not exist (a package) or leaves out a choice it needs (argparse's own errors are 2 as well)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CliError(Exception):
-    """One sentence for the administrator; exit code 1."""
+    """One sentence for the administrator; exit code 1 (or `exit_code`). members.Refused is
+    told the same way, with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def cmd_init(args) -> int:
@@ -54,11 +63,12 @@ def _open(args):
 
 
 def cmd_user_add(args) -> int:
-    from pen_server import accounts
+    from pen_server import accounts, members
     from pen_server.addresses import index_member
-    from pen_server.models import Package
 
     settings, db = _open(args)
+    with db.session() as session:  # a misspelt package is refused before the password is asked for
+        members.check_package(session, args.package)
     password = _read_password("Password: ")
     if len(password) < accounts.MIN_PASSWORD:
         raise CliError(f"The password must have at least {accounts.MIN_PASSWORD} characters.")
@@ -70,8 +80,8 @@ def cmd_user_add(args) -> int:
         existing = accounts.find_user(session, email)
         if existing is not None and existing.registered:
             raise CliError(f"{email} has an account already; use 'pen-server user passwd' to change its password.")
-        if args.package and session.get(Package, args.package) is None:
-            session.add(Package(name=args.package, disclaimer=None))
+        if existing is not None and existing.disabled:
+            raise CliError(f"{email} has a disabled account; enable it with 'pen-server user enable'.")
         if existing is not None:  # an invited guest becomes a member
             existing.display_name, existing.role, existing.package = args.name, args.role, args.package
             existing.password_hash = accounts.security.hash_password(password)
@@ -89,8 +99,8 @@ def cmd_user_list(args) -> int:
 
     _settings, db = _open(args)
     with db.session() as session:
-        for u in session.scalars(select(User).order_by(User.email)):
-            state = "" if u.registered else " (invited, not registered)"
+        for u in session.scalars(select(User).where(User.removed_at.is_(None)).order_by(User.email)):
+            state = " (disabled)" if u.disabled else "" if u.registered else " (invited, not registered)"
             print(f"{u.email}\t{u.role}\t{u.package or '-'}\t{u.display_name}{state}")
     return 0
 
@@ -108,7 +118,70 @@ def cmd_user_passwd(args) -> int:
             raise CliError(f"There is no account for {args.email}.")
         user.password_hash = security.hash_password(password)
         accounts.revoke_all(session, user.id)
+    _publish(db, [(user.id, "signin.ended", {})])  # its open event streams close at once
     print(f"Changed the password of {user.email}; its sign-ins were ended.")
+    return 0
+
+
+def _account(session, email: str):
+    from pen_server import members
+
+    user = members.find(session, email)
+    if user is None:
+        raise CliError(f"There is no account for {email}.")
+    return user
+
+
+def _publish(db, events) -> None:
+    """Events of a change this command committed, through the events table: the API processes
+    hand them to their streams (an ended sign-in's streams close within a second or so)."""
+    from pen_server.events import EventHub
+
+    try:
+        EventHub(db).publish_many(events)
+    finally:
+        db.dispose()
+
+
+def cmd_user_change(args) -> int:
+    """`user disable|enable|set-package|set-role EMAIL ...`"""
+    from pen_server import members
+
+    _settings, db = _open(args)
+    what = args.user_command
+    with db.session() as session:
+        user = _account(session, args.email)
+        email, events = user.email, []
+        if what in ("disable", "enable"):
+            if user.disabled == (what == "disable"):
+                said = f"{email} was {what}d already."
+            else:
+                events = members.set_disabled(session, user, what == "disable")
+                said = (f"Disabled {email}: its sign-ins were ended, and it cannot sign in until "
+                        "'pen-server user enable'; its messages stay with their recipients."
+                        if what == "disable" else f"Enabled {email}; it can sign in again with its password.")
+        elif what == "set-package":
+            if args.none == (args.package is not None):
+                raise CliError("Name one package, or --none for no package.", 2)
+            members.set_package(session, user, args.package)
+            said = f"{email} now has the package '{args.package}'." if args.package else \
+                f"{email} now has no package."
+        else:
+            members.set_role(session, user, args.role)
+            said = f"{email} is now {'an administrator' if args.role == 'admin' else 'a member'}."
+    _publish(db, events)
+    print(said)
+    return 0
+
+
+def cmd_user_remove(args) -> int:
+    from pen_server import members
+
+    _settings, db = _open(args)
+    with db.session() as session:
+        said, events = members.remove(session, _account(session, args.email), args.messages)
+    _publish(db, events)
+    print(said)
     return 0
 
 
@@ -128,6 +201,51 @@ def cmd_package_set(args) -> int:
     print(f"The package {args.name!r} now has {'a' if has else 'no'} disclaimer, and its members' "
           f"notifications carry {said}.")
     return 0
+
+
+def cmd_package_list(args) -> int:
+    from pen_server import members
+    from pen_server.text import plural
+
+    _settings, db = _open(args)
+    with db.session() as session:
+        for package, users in members.packages(session):
+            disclaimer = " ".join((package.disclaimer or "").split()) or "(no disclaimer)"
+            print(f"{package.name}\t{plural(users, 'account')}\tsubject {package.subject_policy or 'keep'}\t"
+                  f"{disclaimer}")
+    return 0
+
+
+def cmd_package_remove(args) -> int:
+    from pen_server import members
+
+    _settings, db = _open(args)
+    with db.session() as session:
+        members.remove_package(session, args.name)
+    print(f"Removed the package '{args.name}'.")
+    return 0
+
+
+def cmd_suppression(args) -> int:
+    """`suppression list` (address, since, reason: one a line) and `suppression remove EMAIL`."""
+    from pen_server import suppression
+
+    _settings, db = _open(args)
+    with db.session() as session:
+        if args.suppression_command == "remove":
+            if not suppression.remove(session, args.email):
+                raise CliError(f"{args.email} is not on the suppression list.")
+            print(f"Took {args.email.strip().lower()} off the suppression list: notifications to it are sent "
+                  "again (the senders can resend those that were suppressed).")
+            return 0
+        cursor = None
+        while True:
+            page = suppression.page(session, None, cursor, 1000)
+            for row in page["items"]:
+                print(f"{row['email']}\t{row['created_at']:%Y-%m-%d %H:%M} UTC\t{row['reason']}")
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return 0
 
 
 def cmd_dkim(args) -> int:
@@ -389,6 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--data", required=True)
     pw.add_argument("--email", required=True)
     pw.set_defaults(func=cmd_user_passwd)
+    for name, text in (("disable", "end every sign-in of an account and refuse new ones"),
+                       ("enable", "let a disabled account sign in again"),
+                       ("set-package", "give an account another membership package (or --none)"),
+                       ("set-role", "make an account a member or an administrator")):
+        cmd = user.add_parser(name, help=text)
+        cmd.add_argument("--data", required=True)
+        cmd.add_argument("email", metavar="EMAIL")
+        if name == "set-package":
+            cmd.add_argument("package", metavar="PACKAGE", nargs="?")
+            cmd.add_argument("--none", action="store_true", help="no package")
+        elif name == "set-role":
+            cmd.add_argument("role", choices=("member", "admin"))
+        cmd.set_defaults(func=cmd_user_change)
+    rm = user.add_parser("remove", help="remove an account (one that holds messages needs --messages)")
+    rm.add_argument("--data", required=True)
+    rm.add_argument("email", metavar="EMAIL")
+    rm.add_argument("--messages", choices=("keep", "delete"),
+                    help="keep: the messages it sent stay readable by their recipients (under a disabled "
+                         "tombstone of the account); delete: they are deleted for their recipients too")
+    rm.set_defaults(func=cmd_user_remove)
 
     package = sub.add_parser("package", help="membership packages").add_subparsers(dest="package_command",
                                                                                  required=True)
@@ -399,6 +537,23 @@ def build_parser() -> argparse.ArgumentParser:
     pset.add_argument("--subject", choices=("keep", "generic"),
                       help="keep: the message's subject (the default); generic: 'Secure message from NAME'")
     pset.set_defaults(func=cmd_package_set)
+    plist = package.add_parser("list", help="the packages, how many accounts have each, and their disclaimers")
+    plist.add_argument("--data", required=True)
+    plist.set_defaults(func=cmd_package_list)
+    prm = package.add_parser("remove", help="remove a package that no account has")
+    prm.add_argument("--data", required=True)
+    prm.add_argument("name")
+    prm.set_defaults(func=cmd_package_remove)
+
+    supp = sub.add_parser("suppression", help="addresses that bounced permanently: no notification goes to them"
+                          ).add_subparsers(dest="suppression_command", required=True)
+    slist = supp.add_parser("list", help="the addresses on the list, since when and why")
+    slist.add_argument("--data", required=True)
+    slist.set_defaults(func=cmd_suppression)
+    srm = supp.add_parser("remove", help="take an address off the list")
+    srm.add_argument("--data", required=True)
+    srm.add_argument("email", metavar="EMAIL")
+    srm.set_defaults(func=cmd_suppression)
 
     dk = sub.add_parser("dkim", help="DKIM keys that sign the notifications").add_subparsers(
         dest="dkim_command", required=True)
@@ -493,10 +648,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CliError, SettingsError) as exc:
         print(f"pen-server: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one sentence, never a traceback
+        if hasattr(exc, "exit_code"):  # members.Refused: a sentence of its own
+            print(f"pen-server: {exc}", file=sys.stderr)
+            return exc.exit_code
         logging.getLogger("pen_server").debug("failed", exc_info=True)
         print(f"pen-server: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

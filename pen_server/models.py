@@ -105,10 +105,20 @@ class User(Base):
     # None for a guest that was invited and has not registered yet.
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set while the account is disabled (members.py): it cannot sign in, and its sign-ins
+    # were ended when it was set; its messages stay with their recipients.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set on a removed member's tombstone: the row stays only so that the messages it sent
+    # keep their sender (its address was freed for a new account; it is never listed).
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     @property
     def registered(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 class AuthToken(Base):
@@ -278,6 +288,18 @@ class Notification(Base):
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+
+class Suppression(Base):
+    """An address that bounced permanently: notifications to it are not sent (status
+    `suppressed`) until an administrator takes it off the list (suppression.py)."""
+
+    __tablename__ = "suppressions"
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The notification whose bounce put the address here.
+    notification_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class WebSession(Base):

@@ -105,6 +105,19 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
         413: "The file is larger than the PEN's max_upload_bytes; answered before the body is read.",
     },
     ("get", "/messages/{message_id}/attachments/{attachment_id}"): {416: MEANING[416]},
+    ("get", "/admin/users"): {
+        422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server gave out.",
+    },
+    ("patch", "/admin/users/{user_id}"): {
+        409: "The change would leave the PEN without an administrator that can sign in, or takes the caller's "
+             "own sign-in or administrator role away (`conflict`).",
+        422: "A field is not valid (`validation_failed`): a package that does not exist (the sentence lists the "
+             "packages), or a role other than member or admin.",
+    },
+    ("delete", "/admin/packages/{name}"): {409: "Accounts still have the package (`conflict`)."},
+    ("get", "/admin/suppressions"): {
+        422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server gave out.",
+    },
 }
 
 # Request headers the server checks itself (so that it can answer with its own sentence):

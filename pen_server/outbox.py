@@ -28,7 +28,7 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import after_send, audit, bounces, dkim, effective_settings, mailer
+from pen_server import after_send, audit, bounces, dkim, effective_settings, mailer, suppression
 from pen_server.events import EventHub
 from pen_server.models import MailboxEntry, Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
@@ -52,6 +52,7 @@ class _Job:
     error: str | None = None
     retry: bool = False  # the error is the PEN's setup, not the recipient's: defer, not fail
     cancelled: bool = False  # withdrawn from this recipient after the row was claimed: never sent
+    suppressed: bool = False  # the address is on the suppression list: never sent (error says why)
 
 
 class _Relay:
@@ -321,6 +322,7 @@ class DeliveryWorker:
                 raise found
             return found
 
+        barred = suppression.reasons(session, {r.recipient_email for r in rows})
         jobs = []
         for row in rows:
             message = messages.get(row.message_id)
@@ -335,6 +337,9 @@ class DeliveryWorker:
             if row.attempts > self.settings.max_attempts:
                 # Claimed again and again without an outcome (each try killed the server).
                 job.error = f"gave up after {row.attempts - 1} attempts"
+                continue
+            if row.recipient_email in barred:  # it bounced for good after this one was queued
+                job.error, job.suppressed = barred[row.recipient_email], True
                 continue
             if message is None:
                 job.error = "the message is gone"
@@ -390,7 +395,8 @@ class DeliveryWorker:
                 if job.cancelled:
                     status, error = "cancelled", None
                 elif job.error:
-                    status, error = ("deferred" if job.retry else "failed"), job.error
+                    status = "suppressed" if job.suppressed else "deferred" if job.retry else "failed"
+                    error = job.error
                 elif down:
                     status, error = "deferred", down[0]
                 else:
@@ -450,7 +456,9 @@ class DeliveryWorker:
             for job, status, error in outcomes:
                 values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now,
                                           "lease_owner": None, "lease_until": None}
-                if status == "deferred":
+                if status == "suppressed":
+                    values["attempts"] = job.attempts - 1  # claimed, but no try was made
+                elif status == "deferred":
                     if job.attempts >= s.max_attempts:
                         values.update(status="failed",
                                       last_error=f"gave up after {job.attempts} attempts: {error}")

@@ -106,7 +106,7 @@ class AttachmentOut(BaseModel):
 class NotificationOut(BaseModel):
     recipient: Address
     kind: Literal["to", "cc", "bcc"]
-    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced", "cancelled"]
+    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced", "cancelled", "suppressed"]
     attempts: int
     last_error: str | None
     updated_at: datetime
@@ -359,3 +359,51 @@ class ReportOut(BaseModel):
     @field_serializer("since", "until")
     def _ser_time(self, v: datetime) -> str:
         return rfc3339(v)
+
+
+Role = Literal["member", "admin"]  # what an administrator may make an account
+
+
+class AccountOut(BaseModel):
+    """An account as the administrator sees it."""
+    id: str
+    email: str
+    display_name: str
+    role: Literal["member", "guest", "admin"]
+    package: str | None
+    registered: bool = Field(description="False for a guest invited by a message who has not signed up yet.")
+    disabled: bool
+    disabled_at: datetime | None
+    created_at: datetime
+
+    @field_serializer("disabled_at", "created_at")
+    def _ser_time(self, v: datetime | None) -> str | None:
+        return rfc3339(v) if v is not None else None
+
+
+class AccountsOut(BaseModel):
+    items: list[AccountOut]
+    next_cursor: str | None
+
+
+class AccountPatchIn(Strict):
+    disabled: bool | None = Field(default=None, description="true: the account cannot sign in, and every sign-in "
+                                                            "of it ends at once; false: it can again.")
+    package: str | None = Field(default=None, min_length=1, max_length=64,
+                                description="One of the PEN's packages (else 422); null: none. Left out: unchanged.")
+    role: Role | None = None
+
+
+class SuppressionOut(BaseModel):
+    email: str
+    reason: str = Field(description="The diagnostic of the permanent bounce that put the address here.")
+    created_at: datetime
+
+    @field_serializer("created_at")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)
+
+
+class SuppressionsOut(BaseModel):
+    items: list[SuppressionOut]
+    next_cursor: str | None

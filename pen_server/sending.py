@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import addresses, after_send, audit, effective_settings, security, send_limits
+from pen_server import addresses, after_send, audit, effective_settings, security, send_limits, suppression
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change
@@ -151,9 +151,12 @@ def _attach(session: Session, user: User, message: Message, attachments: list[tu
 
 
 def send(session: Session, settings: Settings, secret: bytes, user: User, body: SendIn,
-         idempotency_key: str, who: audit.Who | None = None) -> tuple[MailboxEntry, list[tuple[str, str, str]]]:
-    """Write the message; returns the sender's copy and (user_id, event, folder) to announce.
-    `who` says through what it was sent, for the audit rows of a reply or a forward."""
+         idempotency_key: str, who: audit.Who | None = None) -> tuple[MailboxEntry, list[tuple[str, str, dict]]]:
+    """Write the message; returns the sender's copy and the events to publish once it is
+    committed, (user_id, kind, payload): `message.new` to each holder of a copy, and
+    `notification.updated` to the sender for each recipient on the suppression list (its
+    notification is `suppressed` at once, never sent). `who` says through what it was sent,
+    for the audit rows of a reply or a forward."""
     key = valid_idempotency_key(idempotency_key)
     digest = _request_hash(body)
     earlier = session.get(IdempotencyKey, (user.id, key))
@@ -214,6 +217,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     invited: set[str] = set()  # users made by this message: their inbox counts start at 1
     host = effective_settings.effective(session, settings).host
     expires = now + timedelta(days=settings.invitation_days)
+    suppressed = suppression.reasons(session, [addr["email"] for _kind, addr in recipients])
     for position, (kind, addr) in enumerate(recipients):
         recipient = session.scalar(select(User).where(User.email == addr["email"]))
         if recipient is None:  # an outsider: a guest invitation, registered on first visit
@@ -231,7 +235,8 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             announce.append((recipient.id, message.id, "inbox"))
             copies.append((recipient.id, recipient.email, addresses.people_of_copy(
                 sender_person, lists["to"] + lists["cc"], [], is_sender=False)))
-        session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now))
+        session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now,
+                                     suppressed=suppressed.get(addr["email"])))
     session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
     try:
         session.flush()
@@ -254,18 +259,24 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
                          "message": message.id}) for source in forwarded])
     entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
                                                       MailboxEntry.message_id == message.id))
-    return entry, announce
+    events: list[tuple[str, str, dict]] = [(user_id, "message.new", {"id": mid, "folder": folder})
+                                           for user_id, mid, folder in announce]
+    events += [(user.id, "notification.updated", {"message_id": message.id, "recipient": addr, "status": "suppressed"})
+               for _kind, addr in recipients if addr["email"] in suppressed]
+    return entry, events
 
 
 def notification_row(secret: bytes, host: str, expires: datetime, message_id: str, position: int, addr: dict,
-                     user_id: str | None, kind: str, now: datetime) -> Notification:
+                     user_id: str | None, kind: str, now: datetime, suppressed: str | None = None) -> Notification:
     """One queued notification e-mail to `addr` ({"email", "name"}), with a link token of its
-    own (made again from the row's id when the e-mail is built; stored only hashed)."""
+    own (made again from the row's id when the e-mail is built; stored only hashed); or,
+    with `suppressed` (its last_error), one that is never sent."""
     notif_id = new_id()
     return Notification(
         id=notif_id, message_id=message_id, position=position, recipient_email=addr["email"],
-        recipient_name=addr["name"], recipient_user_id=user_id, kind=kind, status="queued",
-        updated_at=now, next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
+        recipient_name=addr["name"], recipient_user_id=user_id, kind=kind,
+        status="suppressed" if suppressed else "queued", last_error=suppressed, updated_at=now,
+        next_attempt_at=now, smtp_message_id=f"<{notif_id}@{host}>",
         token_hash=security.token_hash(security.derived_token(secret, "invite", notif_id)),
         token_expires_at=expires)
 
@@ -282,12 +293,14 @@ def own_message(session: Session, user: User, message_id: str) -> Message:
 def resend(session: Session, user: User, message_id: str, recipients: list[str] | None) -> list[Notification]:
     own_message(session, user, message_id)
     query = select(Notification).where(Notification.message_id == message_id)
+    # A suppressed one goes back to the outbox too (its address may be off the list by now:
+    # if not, the delivery worker suppresses it again at once, without sending).
     if recipients is None:
-        query = query.where(Notification.status == "failed")
+        query = query.where(Notification.status.in_(("failed", "suppressed")))
     else:
         wanted = {r.strip().lower() for r in recipients if "\x00" not in r}  # no address holds a NUL
         query = query.where(Notification.recipient_email.in_(wanted),
-                            Notification.status.in_(("failed", "deferred", "bounced")))
+                            Notification.status.in_(("failed", "deferred", "bounced", "suppressed")))
     # A recipient the message was withdrawn from is never sent another notification.
     query = query.where(~after_send.revoked_recipient(Notification.recipient_user_id, Notification.message_id))
     now = utcnow()

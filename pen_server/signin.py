@@ -50,7 +50,8 @@ def sign_in(session, pen, email: str, password: str, client_ip: str | None) -> U
         raise ApiError(429, "rate_limited", limited.why, headers={"Retry-After": str(limited.wait)}) from None
     try:
         user = session.scalar(select(User).where(User.email == key))
-        stored = user.password_hash if user else None
+        # A disabled account signs in as an unknown one: the same hashing, the same 401.
+        stored = user.password_hash if user is not None and not user.disabled else None
         session.commit()
         if len(password) > MAX_PASSWORD:  # no account has one so long: wrong, unhashed
             ok, upgraded = False, None
@@ -106,6 +107,8 @@ def register_invitation(session, pen, token: str, display_name: str, password: s
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
     if user is None:
         user = accounts.find_user(session, n.recipient_email)
+    if user is not None and user.disabled:
+        raise ApiError(404, "not_found", _GONE)
     if user is not None and user.registered:
         raise ApiError(409, "account_exists", _EXISTS)
     email = n.recipient_email

@@ -142,7 +142,7 @@ def body_text(m) -> tuple[str, list[str], str | None]:
 
 
 NOTIFICATION_PENDING = ("queued", "sending", "deferred")  # a notification that has not gone yet
-_STATUS_ORDER = ("sent", "failed", "bounced", "deferred", "sending", "queued")
+_STATUS_ORDER = ("sent", "failed", "bounced", "suppressed", "cancelled", "deferred", "sending", "queued")
 
 
 def notification_summary(statuses: list[str]) -> str:

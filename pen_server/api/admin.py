@@ -1,4 +1,5 @@
-"""Administration: the PEN's name, address, footer and SMTP relay; membership packages; the blocklist
+"""Administration: the PEN's name, address, footer and SMTP relay; membership packages; the
+accounts (members.py) and the suppression list (suppression.py); the audit trail; the blocklist
 watch and the delivery report."""
 
 from __future__ import annotations
@@ -6,15 +7,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 
-from pen_server import audit, deliverability, effective_settings
-from pen_server.api.deps import admin, db_session, services
-from pen_server.errors import not_found, validation
-from pen_server.models import Package
+from pen_server import audit, deliverability, effective_settings, members, suppression
+from pen_server.api.deps import Caller, admin, db_session, services
+from pen_server.errors import ApiError, not_found, validation
+from pen_server.models import Package, User
 from pen_server.schemas import (
     NO_CONTROL,
+    AccountOut,
+    AccountPatchIn,
+    AccountsOut,
     AuditPageOut,
     DeliverabilityOut,
     PackageIn,
@@ -23,8 +27,9 @@ from pen_server.schemas import (
     PenIn,
     PenOut,
     ReportOut,
+    SuppressionsOut,
 )
-from pen_server.text import BASE_URL_PATTERN, has_control
+from pen_server.text import BASE_URL_PATTERN, NO_CONTROL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 SINCE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -157,3 +162,92 @@ def get_report(
         raise validation({"since": "a period such as 30d, 12h, 90m or 2w"},
                          f"since must be a period such as 30d, 12h, 90m or 2w, not {since[:40]!r}.") from None
     return deliverability.report(pen.db, period)
+
+
+def _refused(exc: members.Refused) -> ApiError:
+    if exc.kind == "invalid":
+        return validation({exc.field or "body": exc.message}, exc.message)
+    return ApiError(409, "conflict", exc.message)
+
+
+@router.delete("/packages/{name}", status_code=204)
+def delete_package(
+    name: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL),
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    if has_control(name) or session.get(Package, name) is None:
+        raise not_found("That package")
+    try:
+        members.remove_package(session, name)
+    except members.Refused as exc:
+        raise _refused(exc) from None
+    return Response(status_code=204)
+
+
+# The lists' parameters: q any text without control characters, cursors as the lists give them out.
+_Q = Query(None, max_length=320, pattern=NO_CONTROL_PATTERN, description="Only those whose address (or, for "
+           "accounts, name) holds this text, ignoring case.")
+_CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$", description="`next_cursor` of the page before.")
+
+
+@router.get("/users", response_model=AccountsOut)
+def list_users(
+    q: str | None = _Q,
+    cursor: str | None = _CURSOR,
+    limit: int = Query(50, ge=1, le=200),
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """Every account (members, administrators and guests) by address, keyset-paged."""
+    return members.page(session, q or None, cursor or None, limit)
+
+
+@router.patch("/users/{user_id}", response_model=AccountOut)
+def patch_user(
+    body: AccountPatchIn,
+    user_id: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL),
+    who: Caller = Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
+    user = None if has_control(user_id) else session.get(User, user_id)
+    if user is None or user.removed_at is not None:
+        raise ApiError(404, "not_found", "There is no account with that id.")
+    fields = body.model_dump(exclude_unset=True)
+    if user.id == who.user.id and (fields.get("disabled") or fields.get("role") == "member"):
+        raise ApiError(409, "conflict", "You cannot disable your own account or give up your own administrator "
+                                        "role; another administrator can.")
+    try:
+        events = members.change(session, user, fields)
+    except members.Refused as exc:
+        raise _refused(exc) from None
+    session.flush()
+    out = AccountOut.model_validate(members.account_out(user)).model_dump(mode="json")
+    session.commit()
+    pen.hub.publish_many(events)  # the account's open event streams close, in every process
+    return out
+
+
+@router.get("/suppressions", response_model=SuppressionsOut)
+def list_suppressions(
+    q: str | None = _Q,
+    cursor: str | None = _CURSOR,
+    limit: int = Query(50, ge=1, le=200),
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """The addresses that bounced permanently, by address, keyset-paged."""
+    return suppression.page(session, q or None, cursor or None, limit)
+
+
+@router.delete("/suppressions/{email}", status_code=204)
+def delete_suppression(
+    email: str = Path(min_length=1, max_length=320, json_schema_extra=NO_CONTROL),
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """Notifications to the address are sent again from now on (earlier ones can be resent)."""
+    if has_control(email) or not suppression.remove(session, email):
+        raise ApiError(404, "not_found", "That address is not on the suppression list.")
+    return Response(status_code=204)

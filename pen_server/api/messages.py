@@ -120,13 +120,12 @@ def send_message(
     session=Depends(db_session, scope="function"),
     pen=Depends(services),
 ):
-    entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key,
-                                   audit.who_of(request, pen.settings, who.user))
+    entry, events = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key,
+                                 audit.who_of(request, pen.settings, who.user))
     out = _message_json(session, entry)
     session.commit()
-    pen.hub.publish_many([(user_id, "message.new", {"id": message_id, "folder": folder})
-                          for user_id, message_id, folder in announce])
-    if announce:
+    pen.hub.publish_many(events)
+    if events:
         pen.wake_worker()
     return JSONResponse(out, status_code=201)
 

@@ -146,8 +146,8 @@ async def _send(request: Request, in_reply_to: str | None):
             except ValidationError:
                 return None, "The subject is too long or there are too many recipients; shorten them.", kept
             try:
-                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key,
-                                               audit.who_of(request, pen.settings, user, web=True))
+                entry, events = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key,
+                                             audit.who_of(request, pen.settings, user, web=True))
             except ApiError as exc:
                 if exc.status >= 500:
                     raise
@@ -158,9 +158,8 @@ async def _send(request: Request, in_reply_to: str | None):
                         return done.message_id, None, []
                 return None, exc.message, kept
             s.commit()
-        pen.hub.publish_many([(user_id, "message.new", {"id": mid, "folder": folder})
-                              for user_id, mid, folder in announce])
-        if announce:
+        pen.hub.publish_many(events)
+        if events:
             pen.wake_worker()
         return entry.message_id, None, []
 

@@ -1,5 +1,6 @@
 """Reading: one message with its thread, its body (HTML in a sandboxed frame of its own),
-and its attachments, streamed by the same code as the API's downloads."""
+its attachments, streamed by the same code as the API's downloads, and, on the sender's own
+copy, who was notified (each recipient's status and the mail server's answer)."""
 
 from __future__ import annotations
 

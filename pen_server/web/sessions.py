@@ -71,6 +71,9 @@ def load(request: Request, session: Session) -> User | None:
     if now - row.last_seen_at > TOUCH:
         row.last_seen_at = now
     user = session.get(User, row.user_id)
+    if user.disabled:  # its sessions went when it was disabled; a row made at that moment goes too
+        session.delete(row)
+        return None
     # The pages (an error page too, after a rollback) read a copy that no session can expire.
     request.state.user = Who(user.id, user.email, user.role, user.display_name)
     request.state.session_hash = row.token_hash

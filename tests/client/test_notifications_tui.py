@@ -199,15 +199,15 @@ def test_a_bounce_and_a_reported_delay_in_words():
     assert summary([bounced, delayed]) == "2 recipients: 1 sent, 1 bounced"
 
 
-async def test_a_bounce_shows_as_a_word_with_the_reply(pen, send, state):
-    """A notification that the relay took and that bounced later (piped in as an MTA would)."""
+def bounced_for_good(pen, send, subject: str) -> tuple[str, dict]:
+    """A message to a new outside address that the relay took and that bounced later
+    (piped in as an MTA would); the address and the message."""
     import subprocess
     import sys
     import time
 
     from tests.server.test_bounces import dsn
 
-    subject = f"Later bounce {uuid.uuid4().hex[:8]}"
     rcpt = f"gone.{uuid.uuid4().hex[:6]}@elsewhere.example"
     sent = send("ann", [rcpt], subject=subject)
     envelope = pen.mails_to(rcpt, subject)[0].mail_from
@@ -219,6 +219,13 @@ async def test_a_bounce_shows_as_a_word_with_the_reply(pen, send, state):
     done = subprocess.run([sys.executable, "-m", "pen_server", "bounce", "--data", str(pen.data)],
                           input=dsn(envelope), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
+    return rcpt, sent
+
+
+async def test_a_bounce_shows_as_a_word_with_the_reply(pen, send, state):
+    """A notification that the relay took and that bounced later (piped in as an MTA would)."""
+    subject = f"Later bounce {uuid.uuid4().hex[:8]}"
+    rcpt, sent = bounced_for_good(pen, send, subject)
     async with ann_app(pen, state).run_test(size=(110, 30)) as pilot:
         await signed_in(pilot)
         pilot.app.show_notifications(sent["id"], subject)
@@ -229,3 +236,38 @@ async def test_a_bounce_shows_as_a_word_with_the_reply(pen, send, state):
         assert "1 recipient: 1 bounced." in text
         assert (f"{rcpt} (to): bounced: sent after 1 attempt, then returned as undeliverable by the "
                 "recipient's mail server, which said: 550 5.1.1") in text
+
+
+def test_a_suppressed_one_in_words():
+    from tui.pen_client import Address, Notification
+    from tui.widgets.notification_table import detail, reply_text, summary
+
+    why = "on the suppression list since 2026-01-02 09:30 UTC, after a permanent bounce: 550 5.1.1 User unknown"
+    suppressed = Notification(Address("x@elsewhere.example"), "to", "suppressed", 0, why, None)
+    sent = Notification(Address("y@elsewhere.example"), "cc", "sent", 1, None, None)
+    assert reply_text(suppressed) == why
+    assert detail(suppressed) == (f"x@elsewhere.example (to): not sent: {why}; once an administrator of the PEN "
+                                  "takes the address off the list, press r to send it.")
+    assert summary([suppressed, sent]) == "2 recipients: 1 sent, 1 suppressed"
+
+
+async def test_a_suppressed_address_shows_why_nothing_was_sent(pen, send, state):
+    """After a permanent bounce the address is on the PEN's suppression list: the next
+    message's notification to it is suppressed, and the view says so at once, with the
+    reason, in the status column's whole word."""
+    rcpt, _first = bounced_for_good(pen, send, f"First, bounced {uuid.uuid4().hex[:8]}")
+    subject = f"Suppressed {uuid.uuid4().hex[:8]}"
+    async with ann_app(pen, state).run_test(size=(120, 30)) as pilot:
+        await signed_in(pilot)
+        sent = send("ann", [rcpt], cc=["cat"], subject=subject)
+        pilot.app.show_notifications(sent["id"], subject)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NotificationsScreen) and pilot.app.screen.loaded)
+        await wait_for(pilot, lambda: statuses(pilot.app.screen)["cat@abc.example"][1] == "sent")
+        assert statuses(pilot.app.screen)[rcpt] == ("to", "suppressed")
+        text = flat(rendered(pilot.app)[0])
+        assert "2 recipients: 1 sent, 1 suppressed." in text
+        assert "Suppressed: the address bounced for good before, so nothing was sent." in text
+        assert f"{rcpt} (to): not sent: on the suppression list since " in text
+        assert "suppressed" in [cell.plain.strip() for cell in
+                                pilot.app.screen.query_one(NotificationTable).get_row_at(0)]
+    assert pen.mails_to(rcpt, subject, timeout=0) == []

@@ -1,7 +1,8 @@
 """schemathesis hooks for test_schema_fuzz (loaded by the `schemathesis run` it starts).
 
 A schema states the shape of a request, not which things exist: a cursor this server gave
-out, a message the caller can read, the caller's own uploads and attachments, an
+out (of the messages, or of the administrator's lists), a message the caller can read, the
+caller's own uploads and attachments, a package that exists, an
 invitation not yet used, an Idempotency-Key not used for another message, a q that the
 search language reads; nor a sum (recipients in to, cc and bcc together), nor the time
 now (an end date in the future, a real day for `since`), nor who a message went to. For a request
@@ -82,6 +83,15 @@ def before_call(context, case, kwargs):
         # thread's messages come oldest first unless asked otherwise.
         default = "oldest" if path.endswith("{thread_id}") else "newest"
         case.query["cursor"] = PEN["cursors"][case.query.get("order") or default]
+    if method == "GET" and path in ("/api/v1/admin/users", "/api/v1/admin/suppressions") and case.query \
+            and case.query.get("cursor"):
+        # The administrator's lists page by address: a cursor of theirs names any address.
+        from pen_server import paging
+
+        case.query["cursor"] = paging.encode("m@abc.example")
+    if method == "PATCH" and path == "/api/v1/admin/users/{user_id}" and isinstance(case.body, dict) \
+            and isinstance(case.body.get("package"), str):
+        case.body["package"] = "employees"  # one of the PEN's packages (any other is 422, listing them)
     if method == "GET" and path == "/api/v1/messages" and case.query and isinstance(case.query.get("q"), str):
         # The search language (docs/pen-api.md, "Search") is a grammar the schema cannot state:
         # a generated q becomes one it reads (no double quote, no colon to look like a key).

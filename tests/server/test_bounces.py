@@ -109,6 +109,14 @@ def bpen(tmp_path_factory, db_smtp, database):
     process.kill()
 
 
+@pytest.fixture(autouse=True)
+def _off_the_suppression_list(bpen):
+    """A permanent bounce puts STRANGER on the suppression list (test_suppression.py): each
+    test here starts with the list empty, so that its notifications go out."""
+    with bpen.sql() as db:
+        db.execute(text("DELETE FROM suppressions"))
+
+
 def send(pen: Pen, to: str, who: str = "ann") -> tuple[str, str]:
     """Send a message to one address; returns its id and the envelope sender it went out with."""
     subject = f"Lab results {uuid.uuid4().hex[:6]}"

@@ -1,6 +1,7 @@
 """Who was notified of a message the person sent: each recipient's notification (to, cc or
-bcc; queued, sending, sent, deferred, failed or bounced, as words; attempts; the mail
-server's reply for a failure or a bounce), fetched in a worker and kept up to date from the event stream; the failed
+bcc; queued, sending, sent, deferred, failed, bounced or suppressed, as words; attempts; the
+mail server's reply for a failure or a bounce, or why a suppressed one was not sent),
+fetched in a worker and kept up to date from the event stream; the failed and suppressed
 ones can be sent again."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tui.pen_client import Notification, PenClient, PenError
 from tui.safe_text import one_line
 from tui.screens.messages import PenEvent
 from tui.widgets.footer import KeyFooter
-from tui.widgets.notification_table import PENDING, NotificationTable, detail, summary
+from tui.widgets.notification_table import PENDING, RESENDABLE, NotificationTable, detail, summary
 from tui.widgets.safe_static import SafeStatic
 
 
@@ -89,6 +90,8 @@ class NotificationsScreen(Screen):
         tail = " Updated as it happens." if any(n.status in PENDING for n in items) else ""
         if any(n.status == "failed" for n in items):
             tail += " Press r to send the failed ones again."
+        if any(n.status == "suppressed" for n in items):
+            tail += " Suppressed: the address bounced for good before, so nothing was sent."
         self.query_one("#notifications-summary", SafeStatic).show(f"{summary(items)}.{tail}")
         highlighted = self.table.highlighted_notification
         self.query_one("#notification-detail", SafeStatic).show(detail(highlighted) if highlighted else "")
@@ -134,7 +137,7 @@ class NotificationsScreen(Screen):
         if not self.loaded:
             self.say("The list is still loading.")
             return
-        failed = [n for n in self.table.items if n.status == "failed"]
+        failed = [n for n in self.table.items if n.status in RESENDABLE]
         if not failed:
             self.say("No notification has failed, so there is nothing to send again.")
             return
@@ -150,7 +153,7 @@ class NotificationsScreen(Screen):
             self.say(exc.message)
             return
         wanted = {(n.kind, n.recipient.email.lower()) for n in failed}
-        again = [n for n in items if (n.kind, n.recipient.email.lower()) in wanted and n.status != "failed"]
+        again = [n for n in items if (n.kind, n.recipient.email.lower()) in wanted and n.status not in RESENDABLE]
         self._show(items, seen)
         if again:
             self.say(f"Queued again for {_names(again)}; the rows follow as the mail server answers.")

@@ -1,7 +1,8 @@
 """Each recipient's notification of one message as a table: recipient, to/cc/bcc, status
-as a word (queued, sending, sent, deferred, failed, bounced), attempts, and the mail server's
-reply for a failure or a bounce. Cells are safe Text; the highlighted row carries a ">" and
-the terminal cursor (DataTable sets neither)."""
+as a word (queued, sending, sent, deferred, failed, bounced, suppressed), attempts, and the
+mail server's reply for a failure or a bounce (or why a suppressed one was not sent). Cells
+are safe Text; the highlighted row carries a ">" and the terminal cursor (DataTable sets
+neither)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from tui.widgets.vim_keys import moving_bindings
 
 COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),
            ("attempts", "Attempts"), ("reply", "Server's reply"))
-FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred" is the longest status
+FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred": the longest status but one
 PENDING = NOTIFICATION_PENDING
+RESENDABLE = ("failed", "suppressed")  # what r sends again (the PEN's resend without recipients)
+PROBLEMS = ("failed", "bounced", "suppressed")  # shown bold (and always as their word)
 # How the PEN marks what a bounce said as the remote server's words (its own never follow).
 BOUNCE_SAID = "the recipient's mail server said: "
 
@@ -34,7 +37,8 @@ def recipient_text(n: Notification, max_len: int = 48) -> str:
 def reply_text(n: Notification) -> str:
     """The server's reply, shown only while it explains the status (a failure, a delay, a
     bounce, or a delay that the recipient's mail server reported after taking it)."""
-    return one_line(n.last_error or "", 200) if n.status in ("failed", "deferred", "bounced", "sent") else ""
+    return one_line(n.last_error or "", 200) if n.status in ("failed", "deferred", "bounced", "sent",
+                                                              "suppressed") else ""
 
 
 def detail(n: Notification) -> str:
@@ -51,6 +55,8 @@ def detail(n: Notification) -> str:
                    f"mail server" + (f", which said: {said}" if (said := reply.removeprefix(BOUNCE_SAID)) else ""),
         "deferred": f"deferred after {tries}, and tried again later{answered}",
         "failed": f"failed after {tries}{answered}; press r to send it again",
+        "suppressed": f"not sent: {reply or 'the address is on the suppression list'}; once an administrator "
+                      "of the PEN takes the address off the list, press r to send it",
     }.get(n.status, f"status {one_line(n.status)}{answered}")
     return f"{who}: {what}."
 
@@ -73,25 +79,27 @@ class NotificationTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self.items: list[Notification] = []
         self._keys: list[str] = []
-        self._widths: tuple[int, int] = (0, 0)
+        self._widths: tuple[int, int, int] = (0, 0, 0)
 
     # ------------------------------------------------------------ layout
 
-    def _fit(self) -> tuple[int, int]:
-        """Widths of the recipient and reply columns: the row fits the table, so nothing
-        hides past a horizontal scroll (the sentence under the table has the whole reply)."""
+    def _fit(self) -> tuple[int, int, int]:
+        """Widths of the status, recipient and reply columns: the row fits the table, so
+        nothing hides past a horizontal scroll (the sentence under the table has the whole
+        reply). The status column grows to "suppressed" only while a row is."""
+        status = max([FIXED["status"]] + [min(len(n.status), 10) for n in self.items])
         room = max(self.size.width, 60) - 2  # a vertical scrollbar may need two cells
-        free = room - sum(FIXED.values()) - 2 * self.cell_padding * len(COLUMNS)
+        free = room - sum(FIXED.values()) - (status - FIXED["status"]) - 2 * self.cell_padding * len(COLUMNS)
         natural = max([len(recipient_text(n, 200)) for n in self.items] + [len("Recipient")])
         recipient = min(natural, max(16, free * 3 // 5))
-        return recipient, max(12, free - recipient)
+        return status, recipient, max(12, free - recipient)
 
     def _cells(self, n: Notification, marked: bool) -> dict[str, object]:
-        recipient_w, reply_w = self._widths
-        status_style = "bold" if n.status in ("failed", "bounced") else ""
+        status_w, recipient_w, reply_w = self._widths
+        status_style = "bold" if n.status in PROBLEMS else ""
         return {"mark": safe_text(">" if marked else " "), "recipient": safe_text(recipient_text(n, recipient_w)),
                 "kind": safe_text(one_line(n.kind, FIXED["kind"])),
-                "status": safe_text(one_line(n.status, FIXED["status"]), status_style),
+                "status": safe_text(one_line(n.status, status_w), status_style),
                 "attempts": safe_text(str(n.attempts)), "reply": safe_text(one_line(reply_text(n), reply_w))}
 
     def _build(self) -> None:
@@ -102,7 +110,7 @@ class NotificationTable(DataTable):
         self.clear(columns=True)
         self.items, self._keys = items, keys
         self._widths = self._fit()
-        widths = {**FIXED, "recipient": self._widths[0], "reply": self._widths[1]}
+        widths = {**FIXED, "status": self._widths[0], "recipient": self._widths[1], "reply": self._widths[2]}
         for key, label in COLUMNS:
             self.add_column(safe_text(label), width=widths[key], key=key)
         for i, n in enumerate(items):
@@ -144,10 +152,13 @@ class NotificationTable(DataTable):
         for i, n in enumerate(self.items):
             if n.recipient.email.lower() == email.lower() and n.status != status:
                 self.items[i] = replace(n, status=status)
+                changed = True
+                if self._fit() != self._widths:  # a status too long for its column: laid out anew
+                    self._build()
+                    continue
                 cells = self._cells(self.items[i], False)
                 for column in ("status", "reply"):
                     self.update_cell(self._keys[i], column, cells[column])
-                changed = True
         return changed
 
     @property

@@ -1,13 +1,13 @@
 """deliverability: the blocklist watch's state (one row) and its current listings
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"  # chained after 0011 (after sending) when the branches met
+down_revision = "0012"  # chained after 0012 (members, suppression) when the branches met
 branch_labels = None
 depends_on = None
 
