@@ -12,12 +12,15 @@ signed in (to the PEN or the IMAP server).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections import Counter
 
 from tui.line import EXIT_FAILED, EXIT_NOT_SIGNED_IN, EXIT_OK, EXIT_USAGE
 from tui.line.run import LineError, Run
 from tui.safe_text import one_line
+
+INTERCEPT = "intercept"  # the channel the PEN's audit trail records these reads under
 
 _WORDS = {"replaced": "Replaced", "already": "Already there, notification removed", "left": "Left in place",
           "failed": "Failed"}
@@ -102,7 +105,8 @@ async def _stdin(run: Run) -> int:
         pass_through()  # not set up: the message still goes through, unchanged, and the failure is said
         raise
     try:
-        outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
+        outcome = await intercept_stream(functools.partial(run.signed_in, channel=INTERCEPT), server, limit=limit,
+                                         source=sys.stdin.buffer,
                                          sink=sys.stdout.buffer)
     except ExportError as exc:
         raise LineError(exc.message, EXIT_FAILED, exc.code) from None
@@ -115,7 +119,7 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
     from tui.intercept.local import intercept_maildir
 
     counts: Counter = Counter()
-    async with run.signed_in() as client:
+    async with run.signed_in(channel=INTERCEPT) as client:
         async for outcome in intercept_maildir(client, run.args.maildir, server, limit=limit):
             _report(run, outcome, counts)
     return _summary(run, counts)
@@ -137,7 +141,7 @@ async def _imap(run: Run, server: str, limit: int) -> int:
                         EXIT_NOT_SIGNED_IN, "imap_password")
     counts: Counter = Counter()
     try:
-        async with run.signed_in() as client:
+        async with run.signed_in(channel=INTERCEPT) as client:
             if run.args.watch:
                 run.out.note(f"Watching {', '.join(one_line(f, 60) for f in settings.folders)} on {settings.host}; "
                              f"stop with Ctrl-C.")
