@@ -91,21 +91,22 @@ def hash_of(row: AuditRow) -> str:
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
-    """Take the chain's lock (an UPDATE of the head row) and read where the chain ends."""
-    def touch() -> int:
+    """Take the chain's lock (an UPDATE of the head row) and read where the chain ends, in
+    one statement (UPDATE ... RETURNING, on SQLite and PostgreSQL alike)."""
+    def touch():
         return session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id)
-                               .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+                               .returning(AuditHead.last_id, AuditHead.last_hash)
+                               .execution_options(synchronize_session=False)).one_or_none()
 
-    if not touch():  # the first row of this PEN: make the head (one of several first writers wins)
+    head = touch()
+    if head is None:  # the first row of this PEN: make the head (one of several first writers wins)
         try:
             with session.begin_nested():
                 session.add(AuditHead(id=1, last_id=0, last_hash=ZERO))
         except IntegrityError:
             pass
-        touch()
-    last_id, last_hash = session.execute(select(AuditHead.last_id, AuditHead.last_hash)
-                                         .where(AuditHead.id == 1)).one()
-    return last_id, last_hash
+        head = touch()
+    return head[0], head[1]
 
 
 def append(session: Session, entries: list[Entry]) -> None:
@@ -207,7 +208,10 @@ def verify(session: Session) -> Verdict:
         prev, expected = row.hash, expected + 1
     head = session.get(AuditHead, 1)
     count = expected - 1
-    if head is not None and (head.last_id != count or head.last_hash != prev):
+    if head is not None and head.last_id > count:
         return Verdict(count, count + 1, f"the trail ends at row {count}, but {head.last_id} rows were written: "
                                          f"rows from {count + 1} on were removed")
+    if head is not None and (head.last_id != count or head.last_hash != prev):
+        return Verdict(count, count, f"the head of the chain does not name row {count}, the last one: the head "
+                                     "or the last rows were changed")
     return Verdict(count)

@@ -1,5 +1,5 @@
 """The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run,
-worker."""
+worker, audit."""
 
 from __future__ import annotations
 
@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data", required=True)
     worker.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error")
     worker.set_defaults(func=cmd_worker)
+
+    from pen_server.audit_cli import register as register_audit
+
+    register_audit(sub)
     return p
 
 

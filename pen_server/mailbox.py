@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -169,6 +169,10 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         query = query.join(Message, Message.id == MailboxEntry.message_id)
         count = count.join(Message, Message.id == MailboxEntry.message_id)
     filters.extend(search.conditions(terms, session.get_bind().dialect.name))
+    if any(t.key in (None, "body") for t in terms):
+        # A copy that can no longer be read is never found by the words of its body.
+        filters.append(or_(MailboxEntry.is_sender, and_(MailboxEntry.revoked_at.is_(None), or_(
+            Message.expires_at.is_(None), Message.expires_at > utcnow()))))
     if terms or unread is not None:
         total = session.scalar(count.where(*filters)) or 0
     else:

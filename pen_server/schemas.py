@@ -288,9 +288,9 @@ class PackageIn(Strict):
     # stays under max_json_bytes (128 KiB), so no valid disclaimer is refused as too large.
     disclaimer: str | None = Field(default=None, max_length=10_000)
     subject: SubjectPolicy | None = None  # left out: unchanged ("keep" for a new package)
-    expire_days: WholeNumber | None = Field(default=None, ge=1, le=36500,
-                                            description="Days until its members' messages end, when the sender "
-                                                        "names no end date; null for none; left out: unchanged.")
+    expire_days: Annotated[Annotated[int, Field(ge=1, le=36500)] | None, BeforeValidator(_whole)] = Field(
+        default=None, description="Days until its members' messages end, when the sender names no end date; "
+                                  "null for none; left out: unchanged.")
 
 
 class PackageOut(BaseModel):

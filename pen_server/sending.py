@@ -285,7 +285,7 @@ def resend(session: Session, user: User, message_id: str, recipients: list[str] 
     if recipients is None:
         query = query.where(Notification.status == "failed")
     else:
-        wanted = {r.strip().lower() for r in recipients}
+        wanted = {r.strip().lower() for r in recipients if "\x00" not in r}  # no address holds a NUL
         query = query.where(Notification.recipient_email.in_(wanted),
                             Notification.status.in_(("failed", "deferred", "bounced")))
     # A recipient the message was withdrawn from is never sent another notification.

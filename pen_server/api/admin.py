@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 
-from pen_server import effective_settings
+from pen_server import audit, effective_settings
 from pen_server.api.deps import admin, db_session, services
 from pen_server.errors import not_found, validation
 from pen_server.models import Package
-from pen_server.schemas import NO_CONTROL, PackageIn, PackageOut, PackagesOut, PenIn, PenOut
+from pen_server.schemas import NO_CONTROL, AuditPageOut, PackageIn, PackageOut, PackagesOut, PenIn, PenOut
 from pen_server.text import BASE_URL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+SINCE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                 r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$")
 
 
 def _pen_out(session, settings) -> dict:
@@ -94,3 +97,32 @@ def put_package(
         package.expire_days = body.expire_days
     session.flush()
     return _package_out(package)
+
+
+@router.get("/audit", response_model=AuditPageOut)
+def audit_rows(
+    message: str | None = Query(None, max_length=64, description="A message id: its rows only."),
+    user: str | None = Query(None, max_length=320, description="An e-mail address: the rows it acted in, or "
+                                                               "that concern it as a recipient."),
+    since: str | None = Query(None, max_length=64, pattern=SINCE_PATTERN,
+                              description="YYYY-MM-DD (UTC) or an RFC 3339 time: rows from then on."),
+    cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
+    limit: int = Query(100, ge=1, le=audit.PAGE_MAX),
+    _=Depends(admin, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """Every row of the audit trail, oldest first (the chain's order), keyset-paged."""
+    rows, next_cursor = audit.page(session, message_id=message or None, user=user.strip().lower() if user else None,
+                                   since=parse_since(since) if since else None,
+                                   after_id=audit.decode_cursor(cursor) if cursor else 0, limit=limit)
+    return {"items": [audit.row_out(r) for r in rows], "next_cursor": next_cursor}
+
+
+def parse_since(value: str) -> datetime:
+    """YYYY-MM-DD (the day's start, UTC) or an RFC 3339 time; else 422."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise validation({"since": "YYYY-MM-DD or an RFC 3339 time"},
+                         f"since {value[:40]!r} is not a date (YYYY-MM-DD) or an RFC 3339 time.") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

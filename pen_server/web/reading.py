@@ -43,7 +43,8 @@ def message_page(request: Request, message_id: str):
         recipients = mailbox.notification_items(s, m.id) if entry.is_sender else []
         page = render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
                       bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread,
-                      recipients=recipients, withdrawable=[r for r in recipients if r["revoked_at"] is None],
+                      recipients=recipients, withdrawable=list({  # a fresh link is a second row: once each
+                          r["recipient"]["email"]: r for r in recipients if r["revoked_at"] is None}.values()),
                       notice=request.query_params.get("done", "")[:20])
         event = after_send.record_read(s, entry, audit.who_of(request, pen.settings, user, web=True))
     if event is not None:
