@@ -89,7 +89,7 @@ def app_for(clinic, email: str, folder: Path) -> PenmailApp:
 async def mailbox_loaded(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query(MessageList)
-                   and app.screen.query_one(MessageList).highlighted is not None)
+                   and app.screen.query_one(MessageList).loaded_once)
     await pilot.pause()
 
 

@@ -326,6 +326,12 @@ async def test_a_recipient_s_withdrawn_and_expired_messages_say_so(pen, send, st
         reader = await reading(pilot, later)
         await wait_for(pilot, lambda: "The sender withdrew this message" in flat(rendered(pilot.app)[0]))
         assert f"Subject: Gone {word} later" in rendered(pilot.app)[0] and reader.message is None
+        # Nothing to reply to or open: those keys are gone from the footer, leaving and moving stay.
+        footer = rendered(pilot.app)[0].splitlines()[-1]
+        assert "Reply" not in footer and "Open link" not in footer and "Back" in footer and "Trash" in footer
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert pilot.app.screen is reader and "Replying" not in flat(rendered(pilot.app)[0])
         await pilot.press("escape")
         await wait_for(pilot, lambda: f"(withdrawn) Gone {word} later" in rendered(pilot.app)[0])
         await reading(pilot, expired)

@@ -15,8 +15,9 @@ or "(expired) " where the sender withdrew it or its end date passed).  ``status`
 recipient, kind, status, "N attempts", last error or "-", "opened YYYY-MM-DD HH:MM" or
 "not opened".  ``revoke``: one sentence saying from whom it was withdrawn.  ``audit``: one
 row a line: time ("YYYY-MM-DD HH:MM:SS", local), who, what ("read", "download attachment
-ID", "revoke EMAIL", "notified EMAIL", ...), channel (api, web, intercept, smtp), client address or "-".  ``read``: "Label:" headers
-(From, To, Cc, Bcc, Date, Subject, Id), a numbered "Attachments:" list, a blank line, the
+ID", "revoke EMAIL", "notified EMAIL", ...), channel (api, web, intercept, smtp), client
+address or "-".  ``read``: "Label:" headers (From, To, Cc, Bcc, Date, Expires when it has
+an end date, Subject, Id), a numbered "Attachments:" list, a blank line, the
 text.  ``get``: each saved path.  ``folders``: name, total, unread (tab-separated in a
 pipe).  ``move``, ``mark``, ``delete``: one sentence a message done ("Moved ID to the
 archive."), each failure as its own sentence on stderr.  ``list`` with more to come says

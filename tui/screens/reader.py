@@ -140,9 +140,17 @@ class ReaderScreen(Screen):
             return self.downloading
         if action in ("notifications", "withdraw", "end_date"):
             return self.own
+        if action in ("reply", "open_link", "show_text_part") and self.unreadable:
+            return False  # nothing to reply to or open: withdrawn, expired, or not found
         if action == "thread":
             return bool(self.query_one(ThreadList).summaries)
         return True
+
+    @property
+    def unreadable(self) -> bool:
+        """The PEN did not give the message (withdrawn, expired, gone): only leaving it, moving
+        it, and the keys of every screen remain."""
+        return self._shown.is_set() and self.message is None
 
     @property
     def own(self) -> bool:
@@ -163,6 +171,7 @@ class ReaderScreen(Screen):
                 self.query_one("#headers", SafeStatic).show(exc.message)
             self._when_shown = None
             self._shown.set()
+            self.refresh_bindings()
             return
         self.message = message
         self.query_one("#headers", SafeStatic).show(header_text(message))
@@ -495,6 +504,8 @@ class ReaderScreen(Screen):
         field.display = True
         field.focus()
         field.cursor_position = len(field.value)
+        self.say(f"Type the end date ({EXAMPLES}), or none to remove it; after it the recipients can no longer "
+                 f"read the message. Enter sets it, escape cancels.")
 
     @on(Input.Submitted, "#end-date")
     def _end_date_given(self, event: Input.Submitted) -> None:
