@@ -15,6 +15,7 @@ from tui.format import gone_mark, gone_state, header_text, withdrawn_sentence
 from tui.pen_client import Address, Message, Notification, Summary
 from tui.widgets.message_rows import row_text
 from tui.widgets.notification_table import detail, opened_text, status_text, summary
+from tui.widgets.thread_list import thread_row
 
 NOW = datetime(2026, 11, 27, 9, 30, 15, tzinfo=UTC)
 
@@ -79,6 +80,7 @@ def test_a_withdrawn_or_expired_copy_says_so_in_the_list_and_the_sender_s_never(
     row = row_text(ended, 80, NOW, me="dana@r.example")
     assert "(expired) Lab results" in row and len(row) == 80
     assert "(withdrawn) Lab results" in row_text(withdrawn, 80, NOW)
+    assert "(expired) Lab results  (inbox)" in thread_row(ended, reading=False, marked=False, me="dana@r.example")
 
 
 def test_opened_and_withdrawn_in_the_notification_view_s_words():

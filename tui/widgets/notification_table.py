@@ -1,9 +1,9 @@
 """Each recipient's notification of one message as a table: recipient, to/cc/bcc, status
 as a word (queued, sending, sent, deferred, failed, bounced, cancelled; withdrawn once the
 sender withdrew it from that recipient), when the recipient first opened the message ("not
-yet" until then), attempts, and the mail server's reply for a
-failure or a bounce. Cells are safe Text; the highlighted row carries a ">" and the terminal
-cursor (DataTable sets neither)."""
+yet" until then), attempts, and the mail server's reply for a failure or a bounce. Cells
+are safe Text; the highlighted row carries a ">" and the terminal cursor (DataTable sets
+neither)."""
 
 from __future__ import annotations
 
