@@ -15,10 +15,9 @@ import httpx
 import pytest
 
 from pen_devstack import PenProcess, SmtpSink, add_user, free_port, init_pen, set_package
+from tests.client.test_reader_snapshots import app_for  # (clinic, email, folder): signed in by password
 from tests.conftest import PASSWORD, SNAPSHOT_CLOCK, TEARDOWN_STOP_SECONDS
 from tests.tui_helpers import at_mailbox, wait_for
-from tui.app import PenmailApp
-from tui.config import Config
 from tui.drafts import Draft
 from tui.screens.compose import ComposeScreen
 from tui.screens.notifications import NotificationsScreen
@@ -78,12 +77,6 @@ def clinic(tmp_path_factory):
     yield process, ids
     process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
-
-
-def app_for(clinic, email: str, folder: Path) -> PenmailApp:
-    process, _ = clinic
-    config = Config(server=process.url, ca_file=Path(process.ca_file), email=email, download_dir=folder)
-    return PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
 
 
 async def mailbox_loaded(pilot) -> None:

@@ -11,8 +11,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
+from tests.client import test_notifications_tui
+from tests.client.test_notifications_tui import flat
 from tests.conftest import PASSWORD
 from tests.tui_helpers import (
     assert_clean_render,
@@ -33,14 +33,7 @@ from tui.screens.withdraw import WithdrawScreen
 from tui.widgets.message_list import MessageList
 from tui.widgets.notification_table import NotificationTable
 
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)
-    # Live means the event stream: the safety-net poll must not be what updates the rows.
-    monkeypatch.setattr(NotificationsScreen, "POLL_SECONDS", 3600.0)
-    return tmp_path
+state = test_notifications_tui.state  # the fixture: a state folder of its own, no safety-net poll
 
 
 def app_for(pen, state, who: str = "ann@abc.example") -> PenmailApp:
@@ -53,16 +46,18 @@ def tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def flat(text: str) -> str:
-    return " ".join(line.strip(" │▏▕") for line in text.splitlines() if line.strip())
-
-
 def status(app) -> str:
     return str(app.screen.query_one("#reader-status").render())
 
 
 async def signed_in(pilot) -> None:
     await wait_for(pilot, lambda: at_mailbox(pilot.app) and stream_is_up(pilot.app))
+
+
+async def ask_withdraw(pilot) -> None:
+    """V in the reader, and the question is up."""
+    await pilot.press("V")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
 
 
 async def reading(pilot, message: dict) -> ReaderScreen:
@@ -137,8 +132,7 @@ async def test_withdraw_asks_once_and_no_is_the_default(pen, send, state):
     async with app_for(pen, state).run_test(size=(100, 30)) as pilot:
         await signed_in(pilot)
         reader = await reading(pilot, sent)
-        await pilot.press("V")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
+        await ask_withdraw(pilot)
         text = flat(rendered(pilot.app)[0])
         assert f"Withdraw \u201c{subject}\u201d?" in text
         assert "> No, keep it (n, enter)" in text and "Withdraw it from everyone (y)" in text
@@ -150,14 +144,12 @@ async def test_withdraw_asks_once_and_no_is_the_default(pen, send, state):
         assert read_as(pen, "bob", sent["id"]).status_code == 200
         # escape and n keep it too.
         for key in ("escape", "n"):
-            await pilot.press("V")
-            await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
+            await ask_withdraw(pilot)
             await pilot.press(key)
             await wait_for(pilot, lambda: pilot.app.screen is reader)
         assert read_as(pen, "cat", sent["id"]).status_code == 200
         # y withdraws it from everyone, at once: no second question.
-        await pilot.press("V")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
+        await ask_withdraw(pilot)
         await pilot.press("y")
         await wait_for(pilot, lambda: "Withdrew" in status(pilot.app))
         assert status(pilot.app).startswith(f"Withdrew \u201c{subject}\u201d from everyone; you keep your copy")
@@ -168,8 +160,7 @@ async def test_withdraw_asks_once_and_no_is_the_default(pen, send, state):
         copy = server_copy(pen, sent["id"])
         assert all(n["revoked_at"] for n in copy["notifications"])
         # Asked again, everyone says withdrawn, and cannot be marked again.
-        await pilot.press("V")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
+        await ask_withdraw(pilot)
         text = flat(rendered(pilot.app)[0])
         assert "bob@abc.example (to) (withdrawn)" in text and "[ ]" not in text
         await pilot.press("j", "j", "space")
@@ -185,8 +176,7 @@ async def test_withdraw_from_the_recipients_marked(pen, send, state):
         async with app_for(pen, state).run_test(size=(100, 30)) as pilot:
             await signed_in(pilot)
             reader = await reading(pilot, sent)
-            await pilot.press("V")
-            await wait_for(pilot, lambda: isinstance(pilot.app.screen, WithdrawScreen))
+            await ask_withdraw(pilot)
             # Space on No or everyone marks nobody, and says where to go.
             await pilot.press("space")
             await wait_for(pilot, lambda: "Move to a recipient first" in flat(rendered(pilot.app)[0]))
