@@ -145,6 +145,9 @@ class Draft:
     in_reply_to: str | None = None  # message id
     forward_of: str | None = None  # message id
     forward_attachment_ids: list[str] = field(default_factory=list)
+    # The end date, RFC 3339 in UTC, fixed when it is set ("7d" becomes a time then), so a
+    # retried send has the same body as the first.
+    expires_at: str | None = None
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     # account_key() of the account that wrote it.  None in files written before drafts had
@@ -189,7 +192,7 @@ class Draft:
                     raise DraftError("The draft's uploads must be an object.")
                 value = {path: record for path, record in ((p, _valid_record(r)) for p, r in value.items())
                          if isinstance(path, str) and record is not None}
-            elif f.name in ("in_reply_to", "forward_of", "account"):
+            elif f.name in ("in_reply_to", "forward_of", "account", "expires_at"):
                 if value is not None and not isinstance(value, str):
                     raise DraftError(f"The draft's {f.name} must be a string or null.")
             elif not isinstance(value, str):

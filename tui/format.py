@@ -17,6 +17,8 @@ __all__ = [
     "address_text",
     "body_text",
     "duration_left",
+    "gone_mark",
+    "gone_state",
     "header_rows",
     "header_text",
     "notification_summary",
@@ -25,6 +27,7 @@ __all__ = [
     "list_date",
     "long_date",
     "short_date",
+    "withdrawn_sentence",
 ]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -115,7 +118,10 @@ def header_rows(m, *, with_id: bool = False) -> list[tuple[str, str]]:
         rows.append(("Cc", addrs(m.cc)))
     if m.bcc:
         rows.append(("Bcc", addrs(m.bcc)))
-    rows += [("Date", long_date(m.sent_at)), ("Subject", one_line(m.subject) or "(no subject)")]
+    rows.append(("Date", long_date(m.sent_at)))
+    if getattr(m, "expires_at", None) is not None:
+        rows.append(("Expires", long_date(m.expires_at)))
+    rows.append(("Subject", one_line(m.subject) or "(no subject)"))
     if with_id:
         rows.append(("Id", one_line(m.id)))
     return rows
@@ -124,6 +130,28 @@ def header_rows(m, *, with_id: bool = False) -> list[tuple[str, str]]:
 def header_text(m, *, with_id: bool = False) -> str:
     """The header block as aligned lines: "From:    Ann <ann@a.example>"..."""
     return "\n".join(f"{label + ':':<8} {value}" for label, value in header_rows(m, with_id=with_id))
+
+
+GONE_WORDS = {"revoked": "withdrawn", "expired": "expired"}
+
+
+def gone_state(s, me: str | None = None, now: datetime | None = None) -> str | None:
+    """"revoked" or "expired" when the person can no longer read this message (a recipient's
+    copy that its sender withdrew, or whose end date has passed), else None. The sender's own
+    copy is never gone: ``me`` is the person's address."""
+    if s.gone:
+        return s.gone
+    own = s.folder in ("sent", "drafts") or (me is not None and s.sender.email.lower() == me.lower())
+    if s.expires_at is not None and not own and s.expires_at <= (now or datetime.now(UTC)):
+        return "expired"
+    return None
+
+
+def gone_mark(s, me: str | None = None, now: datetime | None = None) -> str:
+    """"(withdrawn) " or "(expired) " before the subject of a message the person can no
+    longer read, as a list shows it; "" otherwise."""
+    word = GONE_WORDS.get(gone_state(s, me, now) or "")
+    return f"({word}) " if word else ""
 
 
 def body_text(m) -> tuple[str, list[str], str | None]:
@@ -154,3 +182,18 @@ def notification_summary(statuses: list[str]) -> str:
     parts = [f"{counts[s]} {one_line(s)}" for s in order if counts.get(s)]
     return f"{len(statuses)} recipient{'s' if len(statuses) != 1 else ''}: {', '.join(parts) or 'none'}"
 
+
+def withdrawn_sentence(message, recipients) -> str:
+    """What a withdrawal did, in one sentence: "Withdrew “Lab results” from everyone; you keep
+    your copy; the notification to x@y.example, not sent yet, was cancelled." ``recipients``:
+    the addresses it was withdrawn from (None: everyone); ``message``: the sender's copy as
+    the PEN answered."""
+    wanted = {r.lower() for r in recipients} if recipients else None
+    whom = "everyone" if wanted is None else ", ".join(one_line(r, 80) for r in recipients)
+    cancelled = [address_text(n.recipient) for n in message.notifications
+                 if n.status == "cancelled" and (wanted is None or n.recipient.email.lower() in wanted)]
+    text = f"Withdrew \u201c{one_line(message.subject, 80) or '(no subject)'}\u201d from {whom}; you keep your copy"
+    if cancelled:
+        text += (f"; the notification{'s' if len(cancelled) != 1 else ''} to {', '.join(cancelled)}, not sent yet, "
+                 f"{'were' if len(cancelled) != 1 else 'was'} cancelled")
+    return text + "."

@@ -24,7 +24,10 @@ from urllib.parse import quote, urlsplit
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402 (after the line above, on purpose)
 
+from tui.format import iso  # noqa: E402
+
 API = "/api/v1"
+CHANNEL_HEADER = "X-PEN-Channel"  # what the PEN's audit trail records a request as coming through
 
 
 # ---------------------------------------------------------------- errors
@@ -89,21 +92,27 @@ class ProtocolError(PenError):
     """The server answered something that is not the PEN API."""
 
 
+class Gone(PenError):
+    """The message can no longer be read by the caller (410): its sender withdrew it (code
+    ``revoked``) or its end date passed (code ``expired``)."""
+
+
 _BY_CODE = {
     "invalid_credentials": InvalidCredentials, "unauthenticated": NotSignedIn, "token_expired": NotSignedIn,
     "rate_limited": RateLimited, "not_found": NotFound, "forbidden": Forbidden,
     "guest_recipient_forbidden": Forbidden, "conflict": Conflict, "account_exists": Conflict,
     "validation_failed": ValidationFailed, "idempotency_key_reused": ValidationFailed, "too_large": TooLarge,
-    "unavailable": ServerError,
+    "unavailable": ServerError, "revoked": Gone, "expired": Gone,
 }
 _BY_STATUS = {400: ValidationFailed, 401: NotSignedIn, 403: Forbidden, 404: NotFound, 409: Conflict,
-              413: TooLarge, 422: ValidationFailed, 429: RateLimited}
+              410: Gone, 413: TooLarge, 422: ValidationFailed, 429: RateLimited}
 
 
 # ---------------------------------------------------------------- objects
 
 
-def _time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time of the API (ValueError when it is not one), or None."""
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -160,11 +169,16 @@ class Notification:
     attempts: int
     last_error: str | None
     updated_at: datetime | None
+    # The first time this recipient read the message or downloaded one of its files (over
+    # HTTPS, never a pixel); None until then.
+    opened_at: datetime | None = None
+    revoked_at: datetime | None = None  # when the sender withdrew the message from this recipient
 
     @classmethod
     def of(cls, d: dict) -> Notification:
         return cls(Address.of(d["recipient"]), d.get("kind", "to"), d.get("status", "queued"),
-                   int(d.get("attempts", 0)), d.get("last_error"), _time(d.get("updated_at")))
+                   int(d.get("attempts", 0)), d.get("last_error"), parse_time(d.get("updated_at")),
+                   parse_time(d.get("opened_at")), parse_time(d.get("revoked_at")))
 
 
 @dataclass(frozen=True)
@@ -185,15 +199,23 @@ class Summary:
     # how many of the folder's messages the thread holds, and how many of those are unread.
     thread_count: int = 0
     thread_unread: int = 0
+    # The end date after which recipients can no longer read it (None: none).
+    expires_at: datetime | None = None
+    # A recipient's copy: when the sender withdrew it.
+    revoked_at: datetime | None = None
+    # What the PEN said the last time the caller tried to read it: "revoked" (withdrawn) or
+    # "expired" (410); None while it could (tui.format.gone_state adds an end date passed since).
+    gone: str | None = None
 
     @classmethod
     def fields_of(cls, d: dict) -> dict:
         return dict(id=d["id"], thread_id=d.get("thread_id", ""), folder=d.get("folder", "inbox"),
                     sender=Address.of(d.get("from") or {}), to=tuple(Address.of(a) for a in d.get("to", [])),
                     cc=tuple(Address.of(a) for a in d.get("cc", [])), subject=d.get("subject") or "",
-                    sent_at=_time(d.get("sent_at")), unread=bool(d.get("unread")),
+                    sent_at=parse_time(d.get("sent_at")), unread=bool(d.get("unread")),
                     attachment_count=int(d.get("attachment_count", 0)), size=int(d.get("size", 0)),
-                    snippet=d.get("snippet") or "")
+                    snippet=d.get("snippet") or "", expires_at=parse_time(d.get("expires_at")),
+                    revoked_at=parse_time(d.get("revoked_at")), gone="revoked" if d.get("revoked_at") else None)
 
     @classmethod
     def of(cls, d: dict) -> Summary:
@@ -216,6 +238,36 @@ class Message(Summary):
                    attachments=tuple(Attachment.of(a) for a in d.get("attachments", [])),
                    in_reply_to=d.get("in_reply_to"),
                    notifications=tuple(Notification.of(n) for n in d.get("notifications", [])))
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One row of a message's audit trail: when, who (a member's or a guest's address), what
+    (``read``, ``download``, ``reply``, ``forward``, ``revoke``, ``expiry``, ``notified``,
+    ``bounce``), whom it concerns (``recipient``), which attachment, through what (``api``,
+    ``web``, ``intercept``, ``smtp``) and from which client address."""
+
+    id: int
+    at: datetime | None
+    action: str
+    actor: str | None
+    recipient: str | None
+    message_id: str | None
+    attachment_id: str | None
+    channel: str
+    client: str | None
+    detail: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, d: dict) -> AuditRow:
+        def text(key: str) -> str | None:
+            value = d.get(key)
+            return str(value) if value not in (None, "") else None
+
+        detail = d.get("detail")
+        return cls(int(d.get("id") or 0), parse_time(d.get("at")), str(d.get("action") or ""), text("actor"),
+                   text("recipient"), text("message_id"), text("attachment_id"), str(d.get("channel") or ""),
+                   text("client"), detail if isinstance(detail, dict) else {})
 
 
 @dataclass(frozen=True)
@@ -264,6 +316,11 @@ class Event:
 # ---------------------------------------------------------------- the client
 
 
+def rfc3339(when: datetime | str) -> str:
+    """A time as the API writes it (UTC, "Z"); a string is taken to be one already."""
+    return when if isinstance(when, str) else iso(when.astimezone()) or ""
+
+
 def tls_context(ca_file: str | os.PathLike | None) -> ssl.SSLContext:
     """Verification is always on: the system store, or the configured CA file."""
     if ca_file:
@@ -284,12 +341,14 @@ def tls_context(ca_file: str | os.PathLike | None) -> ssl.SSLContext:
 
 class DirectRoute(NamedTuple):
     """The PEN's API address, the TLS context this client verifies it with, the client's
-    timeouts, and the Authorization header of the current sign-in."""
+    timeouts, the Authorization header of the current sign-in, and the client's other
+    headers of its own (the audit trail's channel)."""
 
     base_url: httpx.URL
     ssl_context: ssl.SSLContext
     timeout: httpx.Timeout
     authorization: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def download_request(message_id: str, attachment_id: str, *, start: int = 0,
@@ -367,7 +426,14 @@ class PenClient:
             return None
         if proxied:
             return None
-        return DirectRoute(self._http.base_url, self._ssl_context, self._http.timeout, f"Bearer {self._access}")
+        channel = self._http.headers.get(CHANNEL_HEADER)
+        own = ((CHANNEL_HEADER, channel),) if channel else ()
+        return DirectRoute(self._http.base_url, self._ssl_context, self._http.timeout, f"Bearer {self._access}", own)
+
+    def use_channel(self, channel: str) -> None:
+        """Name what this client's requests come through, for the PEN's audit trail:
+        "intercept" for `penmail intercept` (the PEN records "api" otherwise)."""
+        self._http.headers[CHANNEL_HEADER] = channel
 
     @property
     def refresh_token(self) -> str | None:
@@ -599,12 +665,16 @@ class PenClient:
 
     async def send(self, *, to: list[Address], subject: str, body_text: str, idempotency_key: str,
                    cc: Sequence[Address] = (), bcc: Sequence[Address] = (), body_html: str | None = None,
-                   in_reply_to: str | None = None, attachments: Sequence[str] = ()) -> Message:
+                   in_reply_to: str | None = None, attachments: Sequence[str] = (),
+                   expires_at: datetime | str | None = None) -> Message:
+        """``expires_at``: the end date after which recipients can no longer read it."""
         payload: dict[str, Any] = {"to": [a.to_json() for a in to], "cc": [a.to_json() for a in cc],
                                    "bcc": [a.to_json() for a in bcc], "subject": subject, "body_text": body_text,
                                    "attachments": list(attachments)}
         if body_html is not None:
             payload["body_html"] = body_html
+        if expires_at is not None:
+            payload["expires_at"] = rfc3339(expires_at)
         if in_reply_to:
             payload["in_reply_to"] = in_reply_to
         r = await self._call("POST", "/messages", ok=(201,), json=payload,
@@ -620,6 +690,31 @@ class PenClient:
         d = self._json(await self._call("POST", f"/messages/{quote(message_id, safe='')}/notifications/resend",
                                         ok=(202,), json=body))
         return [Notification.of(n) for n in d.get("items", [])]
+
+    async def revoke(self, message_id: str, recipients: Sequence[str] | None = None) -> Message:
+        """Withdraw a message the caller sent: from everyone, or from these recipients (by
+        e-mail address). They can no longer read it; the sender keeps its copy."""
+        body = {"recipients": list(recipients)} if recipients is not None else {}
+        return Message.of(self._json(await self._call("POST", f"/messages/{quote(message_id, safe='')}/revoke",
+                                                      json=body)))
+
+    async def set_expiry(self, message_id: str, expires_at: datetime | str | None) -> Message:
+        """Move the end date of a message the caller sent, or remove it (None)."""
+        body = {"expires_at": rfc3339(expires_at) if expires_at is not None else None}
+        return Message.of(self._json(await self._call("PUT", f"/messages/{quote(message_id, safe='')}/expiry",
+                                                      json=body)))
+
+    async def audit(self, message_id: str) -> list[AuditRow]:
+        """The audit trail of a message the caller sent, oldest first (every page of it)."""
+        rows: list[AuditRow] = []
+        cursor: str | None = None
+        while True:
+            params = {"cursor": cursor} if cursor else None
+            d = self._json(await self._call("GET", f"/messages/{quote(message_id, safe='')}/audit", params=params))
+            rows += [AuditRow.of(r) for r in d.get("items", []) if isinstance(r, dict)]
+            cursor = d.get("next_cursor")
+            if not cursor:
+                return rows
 
     # ------------------------------------------------------------ files
 

@@ -12,7 +12,7 @@ goes out, and sends with the draft's Idempotency-Key:
 * anything else ends in ``NotSent``, one kind for every front end: ``AGAIN`` (kept; sending
   the draft again is safe, and ``maybe_sent`` says whether it may already have arrived),
   ``SENT_BEFORE`` (the key went with another body before: never send it again),
-  ``REFUSED`` (403 or 422: the PEN will refuse this draft as it is; change it) and
+  ``REFUSED`` (403, 404, 410 or 422: the PEN will refuse this draft as it is; change it) and
   ``NOT_UPLOADED`` (a file could not be uploaded; the view was told why).
 """
 
@@ -29,6 +29,7 @@ from tui.pen_client import (
     Attachment,
     Conflict,
     Forbidden,
+    Gone,
     Message,
     NotFound,
     PenClient,
@@ -47,7 +48,8 @@ SEND_TRIES = 3
 # Failures after which the message may or may not have been sent: the same key may go again.
 MAYBE_SENT = (Unreachable, ServerError, RateLimited, Conflict)
 _NO_ANSWER = (Unreachable, ServerError)  # sent again at once (after a short pause)
-_REFUSED = (Forbidden, ValidationFailed, TooLarge, NotFound)  # the same draft would be refused again
+# The same draft would be refused again (Gone: a reply or forward of a message withdrawn or expired).
+_REFUSED = (Forbidden, ValidationFailed, TooLarge, NotFound, Gone)
 
 
 class NotSent(Exception):
@@ -145,7 +147,8 @@ class Sender:
                 return await self.client.send(
                     to=recipients.get("to", []), cc=recipients.get("cc", []), bcc=recipients.get("bcc", []),
                     subject=draft.subject, body_text=draft.body, in_reply_to=draft.in_reply_to,
-                    attachments=[e.upload_id for e in view.entries], idempotency_key=draft.idempotency_key)
+                    attachments=[e.upload_id for e in view.entries], idempotency_key=draft.idempotency_key,
+                    expires_at=draft.expires_at)
             except PenError as exc:
                 expired = expired_uploads(exc, view.entries)
                 if expired and not uploaded_again:

@@ -74,7 +74,10 @@ async def compose_burst(pilot, text: str, field: str, value: str) -> ComposeScre
     def filled() -> bool:
         if not isinstance(app.screen, ComposeScreen):
             return False
-        widget = app.screen.query_one(field)
+        found = app.screen.query(field)  # none while the screen is still being composed
+        if not found:
+            return False
+        widget = found.first()
         return (widget.text if isinstance(widget, TextArea) else getattr(widget, "value", None)) == value
 
     await wait_for(pilot, filled)
@@ -125,7 +128,7 @@ async def test_an_alt_key_nothing_binds_is_escape_and_that_key(pen, state):
     async with app.run_test(size=(100, 30)) as pilot:
         await at_loaded_mailbox(pilot)
         burst(app, "/Kim<alt+c>bob@x.example")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.screen.query("#to")
                        and app.screen.query_one("#to", Input).value == "bob@x.example")
         assert app.screen_stack[-2].query_one("#search", Input).value == ""
 

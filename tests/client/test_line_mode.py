@@ -216,7 +216,7 @@ def test_send_delivers_then_list_and_read_mark_read(line, pen):
     assert set(doc) == {"folder", "total", "count", "next_cursor", "items"} and doc["folder"] == "inbox"
     item = next(i for i in doc["items"] if i["id"] == mine["id"])
     assert set(item) == {"id", "thread_id", "folder", "from", "to", "cc", "subject", "sent_at", "unread",
-                         "attachment_count", "size", "snippet"}
+                         "attachment_count", "size", "snippet", "expires_at", "revoked_at"}
     assert item["from"] == {"email": "ann@abc.example", "name": "Ann Lee"} and item["unread"] is True
     assert item["sent_at"].endswith("Z")
 
@@ -411,13 +411,14 @@ def test_status_lists_each_recipient(line, pen):
             break
         time.sleep(0.3)
     assert sorted(rows) == [
-        ["admin@abc.example", "bcc", "sent", "1 attempt", "-"],
-        ["bob@abc.example", "to", "sent", "1 attempt", "-"],
-        ["cat@abc.example", "cc", "sent", "1 attempt", "-"],
+        ["admin@abc.example", "bcc", "sent", "1 attempt", "-", "not opened"],
+        ["bob@abc.example", "to", "sent", "1 attempt", "-", "not opened"],
+        ["cat@abc.example", "cc", "sent", "1 attempt", "-", "not opened"],
     ]
     doc = line("status", sent["id"], "--json").json()
     assert doc["message_id"] == sent["id"] and len(doc["items"]) == 3
-    assert set(doc["items"][0]) == {"recipient", "kind", "status", "attempts", "last_error", "updated_at"}
+    assert set(doc["items"][0]) == {"recipient", "kind", "status", "attempts", "last_error", "updated_at",
+                                    "opened_at", "revoked_at"}
     # Only the sender may see them.
     mine = find(pen, "bob", subj)
     assert line("status", mine["id"], who="bob").code == 4
@@ -773,8 +774,16 @@ class HostilePen:
                 "attempts": 3,
                 "last_error": v,
                 "updated_at": "2026-11-20T09:31:00Z",
+                "opened_at": "2026-11-20T09:32:00Z",
+                "revoked_at": None,
             }
             for v in short
+        ]
+        self.audit = [
+            {"id": n + 1, "at": "2026-11-20T09:33:00Z", "action": v, "actor": v, "recipient": v,
+             "message_id": "m-all", "attachment_id": v, "channel": v, "client": v, "detail": {v: [v, {v: v}]},
+             "hash": "0" * 64}
+            for n, v in enumerate(short)
         ]
         self.tls = (pen.data / "tls" / "server.pem", pen.data / "tls" / "server.key")
         self.httpd: ThreadingHTTPServer | None = None
@@ -858,6 +867,10 @@ class HostilePen:
                         return self.answer(200, {**m, "unread": False})
                     if rest == "/notifications":
                         return self.answer(200, {"items": owner.notifications})
+                    if rest == "/revoke" and method == "POST":
+                        return self.answer(200, {**m, "notifications": owner.notifications})
+                    if rest == "/audit":
+                        return self.answer(200, {"items": owner.audit, "next_cursor": None})
                     file = re.match(r"^/attachments/(\w+)$", rest)
                     if file and file.group(1) in owner.files:
                         data = owner.files[file.group(1)]
@@ -917,6 +930,10 @@ def test_hostile_data_never_reaches_the_output_raw(line, hostile_pen, hostile):
         "read-text": line("read", "m-text", config=config),
         "status": line("status", "m-all", config=config),
         "status-json": line("status", "m-all", "--json", config=config),
+        "revoke": line("revoke", "m-all", config=config),
+        "revoke-json": line("revoke", "m-all", "--json", config=config),
+        "audit": line("audit", "m-all", config=config),
+        "audit-json": line("audit", "m-all", "--json", config=config),
         "whoami": line("whoami", config=config),
         "missing": line("read", "nothere", config=config),
         "reply": line("reply", "m-text", config=config, stdin="hi"),  # refused: the PEN is not real
@@ -927,7 +944,8 @@ def test_hostile_data_never_reaches_the_output_raw(line, hostile_pen, hostile):
             assert not found, (name, repr(stream[max(0, found.start() - 40) : found.end() + 40]))
     assert runs["missing"].code == 4
     assert runs["missing"].one_sentence() == "penmail: You have been signed outinvoicetxt.exe."
-    for name in ("list", "read", "read-text", "status", "whoami", "list-json", "read-json", "status-json"):
+    for name in ("list", "read", "read-text", "status", "whoami", "list-json", "read-json", "status-json", "revoke",
+                 "revoke-json", "audit", "audit-json"):
         assert runs[name].code == 0, (name, runs[name].err)
     # Shown literally, less the controls: markup stays text, one message a line.
     listed = runs["list"].lines
@@ -939,6 +957,10 @@ def test_hostile_data_never_reaches_the_output_raw(line, hostile_pen, hostile):
     assert "\n" not in doc["subject"] and "\n" not in doc["from"]["name"]
     assert len(doc["attachments"]) == len(hostile["filenames"])
     assert "Attachments:" in runs["read"].out
+    # One row a line, five fields, however the PEN's audit rows are made.
+    assert len(runs["audit"].lines) == len(hostile_pen.audit)
+    assert all(len(row.split("\t")) == 5 for row in runs["audit"].lines)
+    assert runs["audit-json"].json()["count"] == len(hostile_pen.audit)
 
 
 def test_ids_that_start_with_a_dash_are_ids():

@@ -59,7 +59,7 @@ async def open_from_reader(pilot, sent: dict) -> NotificationsScreen:
     app = pilot.app
     app.open_message(Summary.of(sent))
     await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.body_shown)
-    assert "You sent this message; press n to see who was notified." in rendered(app)[0]
+    assert "You sent this message; press n to see who was notified and who opened it" in flat(rendered(app)[0])
     await pilot.press("n")
     await wait_for(pilot, lambda: isinstance(app.screen, NotificationsScreen) and app.screen.loaded)
     return app.screen

@@ -131,7 +131,7 @@ async def test_sent_shows_recipients_and_folder_counts_follow(pen, send, state):
         await wait_for(pilot, lambda: mailbox.folder_counts.get("inbox") == unread["inbox"])
         await pilot.pause()
         assert sidebar_row(app, "Inbox").startswith(">1 Inbox") and sidebar_row(app, "Sent").startswith(" 2 Sent")
-        assert sidebar_row(app, "Inbox").rstrip().endswith(str(unread["inbox"]))
+        assert sidebar_row(app, "Inbox").rstrip().endswith(str(unread["inbox"] or "Inbox"))  # no count for none
 
         await pilot.press("2")
         await wait_for(pilot, lambda: mailbox.folder == "sent" and messages.loaded_once
@@ -139,7 +139,10 @@ async def test_sent_shows_recipients_and_folder_counts_follow(pen, send, state):
         await pilot.pause()
         assert sidebar_row(app, "Sent").startswith(">2 Sent") and sidebar_row(app, "Inbox").startswith(" 1 Inbox")
         row = list_row(app, f"Sent {tag}")
-        assert f"to Bob Stone, c{ELLIPSIS}" in row and "Ann Lee" not in row
+        # Whom it went to, cut with an ellipsis (where depends on the list's width: a long Sent
+        # folder has a scroll bar).
+        who = row.split(f"Sent {tag}")[0]
+        assert "to Bob Stone," in who and who.rstrip().endswith(ELLIPSIS) and "Ann Lee" not in row
 
         # New mail while looking at Sent: the inbox's count goes up without a reload.
         send("bob", ["ann"], subject=f"Counted {tag}")
@@ -153,7 +156,7 @@ async def test_sent_shows_recipients_and_folder_counts_follow(pen, send, state):
         await pilot.press("u")
         await wait_for(pilot, lambda: mailbox.folder_counts.get("inbox") == unread["inbox"])
         await pilot.pause()
-        assert sidebar_row(app, "Inbox").rstrip().endswith(str(unread["inbox"]))
+        assert sidebar_row(app, "Inbox").rstrip().endswith(str(unread["inbox"] or "Inbox"))
 
 
 async def test_rows_fit_80_columns_with_an_ellipsis_and_one_message_is_singular(pen, send, state):

@@ -339,7 +339,7 @@ class RawFetcher:
         body = await RawBody.open(
             self.route,
             path,
-            {**headers, "Authorization": self.route.authorization},
+            {**headers, **dict(self.route.headers), "Authorization": self.route.authorization},
             self.chunk_size,
             on_bytes,
             self.describe,

@@ -10,9 +10,14 @@ Exit codes: 0 done, 1 failed, 2 usage (also a bad settings file), 3 not signed i
 
 Plain output (stdout).  ``list``: one message a line, fields separated by a tab when
 stdout is not a terminal (aligned columns on one): id, date ("YYYY-MM-DD HH:MM", local),
-sender, two markers ("U" unread or "-", "A" attachments or "-"), subject.  ``status``:
-recipient, kind, status, "N attempts", last error or "-".  ``read``: "Label:" headers
-(From, To, Cc, Bcc, Date, Subject, Id), a numbered "Attachments:" list, a blank line, the
+sender, two markers ("U" unread or "-", "A" attachments or "-"), subject (after "(withdrawn) "
+or "(expired) " where the sender withdrew it or its end date passed).  ``status``:
+recipient, kind, status, "N attempts", last error or "-", "opened YYYY-MM-DD HH:MM" or
+"not opened".  ``revoke``: one sentence saying from whom it was withdrawn.  ``audit``: one
+row a line: time ("YYYY-MM-DD HH:MM:SS", local), who, what ("read", "download attachment
+ID", "revoke EMAIL", "notified EMAIL", ...), channel (api, web, intercept, smtp), client
+address or "-".  ``read``: "Label:" headers (From, To, Cc, Bcc, Date, Expires when it has
+an end date, Subject, Id), a numbered "Attachments:" list, a blank line, the
 text.  ``get``: each saved path.  ``folders``: name, total, unread (tab-separated in a
 pipe).  ``move``, ``mark``, ``delete``: one sentence a message done ("Moved ID to the
 archive."), each failure as its own sentence on stderr.  ``list`` with more to come says
@@ -28,7 +33,8 @@ times RFC 3339 UTC):
 * logout: {"server", "email", "signed_out": bool}
 * list:   {"folder", "total", "count", "next_cursor"|null, "items": [Summary]} where Summary is {"id",
   "thread_id", "folder", "from": Address, "to": [Address], "cc": [Address], "subject",
-  "sent_at", "unread", "attachment_count", "size", "snippet"}
+  "sent_at", "unread", "attachment_count", "size", "snippet", "expires_at"|null, "revoked_at"|null (a
+  recipient's copy that its sender withdrew)}
 * read, open: Summary + {"bcc": [Address], "in_reply_to"|null, "attachments":
   [{"number", "id", "filename", "content_type", "size", "sha256"}], "body" (the text as
   shown), "body_text", "has_html", "links": [url], "notifications": [Notification]}, with
@@ -37,7 +43,7 @@ times RFC 3339 UTC):
   [{"number", "attachment_id", "filename", "path", "size", "sha256", "already_saved": bool
   (a file with that name, or a numbered copy, already had this sha256: nothing written)}]}
 * send, reply: {"id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc",
-  "in_reply_to", "attachments", "notifications": [Notification]}
+  "in_reply_to", "attachments", "notifications": [Notification], "expires_at"|null}
 * drafts: {"count", "items": [Draft]} where Draft is {"id", "updated_at", "to": [str], "cc": [str],
   "bcc": [str] (as typed), "subject", "attachments": [path], "forwarded_attachments": int,
   "in_reply_to"|null, "forward_of"|null}; drafts show: Draft + {"created_at", "body"} (with
@@ -48,7 +54,11 @@ times RFC 3339 UTC):
   that fails, the error document below instead
 * forward: as send
 * status: {"message_id", "items": [Notification]} where Notification is {"recipient":
-  Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
+  Address, "kind", "status", "attempts", "last_error"|null, "updated_at", "opened_at"|null (when
+  that recipient first read it or downloaded a file of it), "revoked_at"|null}
+* revoke: {"id", "subject", "recipients": [email]|null (null: everyone), "notifications": [Notification]}
+* audit: {"message_id", "count", "items": [{"id", "at", "action", "actor"|null, "recipient"|null,
+  "attachment_id"|null, "channel", "client"|null, "detail": {...}}]}, oldest first
 * export: {"maildir", "count", "skipped", "migrated" (moved out of the old flat layout),
   "added": [{"id", "key", "folder", "subject", "flags", "attachments"}]}
 * intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed" (a notification)
@@ -71,7 +81,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept", "drafts", "folders", "move", "delete", "mark", "forward")
+            "intercept", "drafts", "folders", "move", "delete", "mark", "forward", "revoke", "audit")
 MOVABLE = ("inbox", "archive", "trash")
 
 
@@ -159,6 +169,9 @@ def add_commands(sub) -> None:
     p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
     p.add_argument("--subject", help="the subject")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
+    p.add_argument("--expires", metavar="WHEN",
+                   help="an end date, after which the recipients can no longer read it: a length of time "
+                        "(7d, 12h, 2w) or a date (2026-12-01: through that day; 2026-12-01 17:00)")
     p.add_argument("--draft", metavar="DRAFT", help="send again a draft kept after a failure (no other options)")
     p.add_argument("--allow-empty", action="store_true",
                    help="send even when standard input has no text (refused otherwise)")
@@ -180,7 +193,19 @@ def add_commands(sub) -> None:
     p.add_argument("--all", action="store_true", help="reply to everyone on the message (never to yourself)")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
 
-    p = command("status", "show each recipient's notification status for a message you sent")
+    p = command("status", "show each recipient's notification status, and when each opened it, for a message "
+                          "you sent")
+    p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
+
+    p = command("revoke", "withdraw a message you sent: from everyone, or from the recipients named",
+                "Withdraw a message you sent. Those you withdraw it from can no longer open it or its files, and "
+                "notifications not yet sent to them are cancelled; you and the others keep your copies.")
+    p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
+    p.add_argument("--recipient", action="append", default=[], metavar="EMAIL",
+                   help="withdraw it from this recipient only (repeat for more; default: everyone)")
+
+    p = command("audit", "show the audit trail of a message you sent: who read, downloaded or replied, when, "
+                         "and how")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
 
     p = command("open", "open the message of a notification e-mail's link (signing up as a guest if new)")
@@ -216,7 +241,7 @@ def add_commands(sub) -> None:
                            "place each message you send within seconds")
 
 
-ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward")
+ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward", "revoke", "audit")
 _DASH_ID = re.compile(r"^-{1,2}[A-Za-z0-9_-]{14,200}$")
 
 

@@ -15,6 +15,7 @@ the PEN or the IMAP server).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 from tui.line import EXIT_FAILED, EXIT_NOT_SIGNED_IN, EXIT_OK, EXIT_USAGE
 from tui.line.run import LineError, Run
 from tui.safe_text import one_line
+
+INTERCEPT = "intercept"  # the channel the PEN's audit trail records these reads under
 
 _WORDS = {"replaced": "Replaced", "already": "Already there, notification removed", "left": "Left in place",
           "failed": "Failed", "sent_placed": "Placed", "sent_already": "Already", "sent_failed": "Failed for"}
@@ -130,7 +133,8 @@ async def _stdin(run: Run) -> int:
         pass_through()  # not set up: the message still goes through, unchanged, and the failure is said
         raise
     try:
-        outcome = await intercept_stream(run.signed_in, server, limit=limit, source=sys.stdin.buffer,
+        outcome = await intercept_stream(functools.partial(run.signed_in, channel=INTERCEPT), server, limit=limit,
+                                         source=sys.stdin.buffer,
                                          sink=sys.stdout.buffer)
     except ExportError as exc:
         raise LineError(exc.message, EXIT_FAILED, exc.code) from None
@@ -147,7 +151,7 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
 
     counts: Counter = Counter()
     root = Path(run.args.maildir).expanduser().absolute()
-    async with run.signed_in() as client:
+    async with run.signed_in(channel=INTERCEPT) as client:
         async for outcome in intercept_maildir(client, root, server, limit=limit):
             _report(run, outcome, counts)
         plan = _sent_plan(run, client, server, limit)
@@ -186,7 +190,7 @@ async def _imap(run: Run, server: str, limit: int) -> int:
     counts: Counter = Counter()
     plan = None
     try:
-        async with run.signed_in() as client:
+        async with run.signed_in(channel=INTERCEPT) as client:
             plan = _sent_plan(run, client, server, limit)
             if run.args.watch:
                 also = " and the messages you send (for your Sent folder)" if plan is not None else ""

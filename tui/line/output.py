@@ -22,6 +22,7 @@ __all__ = [
     "Output",
     "address_json",
     "attachment_json",
+    "audit_json",
     "message_json",
     "notification_json",
     "summary_json",
@@ -150,7 +151,7 @@ def summary_json(s) -> dict:
         "from": address_json(s.sender), "to": [address_json(a) for a in s.to],
         "cc": [address_json(a) for a in s.cc], "subject": one_line(s.subject), "sent_at": iso(s.sent_at),
         "unread": bool(s.unread), "attachment_count": int(s.attachment_count), "size": int(s.size),
-        "snippet": one_line(s.snippet),
+        "snippet": one_line(s.snippet), "expires_at": iso(s.expires_at), "revoked_at": iso(s.revoked_at),
     }
 
 
@@ -162,7 +163,31 @@ def attachment_json(number: int, a) -> dict:
 def notification_json(n) -> dict:
     return {"recipient": address_json(n.recipient), "kind": one_line(n.kind), "status": one_line(n.status),
             "attempts": int(n.attempts), "last_error": one_line(n.last_error) if n.last_error else None,
-            "updated_at": iso(n.updated_at)}
+            "updated_at": iso(n.updated_at), "opened_at": iso(n.opened_at), "revoked_at": iso(n.revoked_at)}
+
+
+def _cleaned(value: Any, depth: int = 0) -> Any:
+    """JSON from the server with every string through one_line (keys too)."""
+    if isinstance(value, str):
+        return one_line(value)
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return value
+    if depth > 8:
+        return None
+    if isinstance(value, dict):
+        return {one_line(str(k)): _cleaned(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v, depth + 1) for v in value]
+    return one_line(str(value))
+
+
+def audit_json(row) -> dict:
+    def text(value: str | None) -> str | None:
+        return one_line(value) if value else None
+
+    return {"id": int(row.id), "at": iso(row.at), "action": one_line(row.action), "actor": text(row.actor),
+            "recipient": text(row.recipient), "attachment_id": text(row.attachment_id),
+            "channel": one_line(row.channel), "client": text(row.client), "detail": _cleaned(row.detail)}
 
 
 def message_json(m, body: str, links: list[str]) -> dict:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tui.config import state_dir
-from tui.format import address_text, human_size, list_date
+from tui.format import address_text, gone_mark, human_size, list_date
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -50,6 +50,7 @@ async def cmd_list(run: Run) -> int:
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
+        me = client.user.email if client.user else run.config.email
     next_cursor = one_line(cursor) if cursor else None
     if out.json:
         out.emit({"folder": args.folder, "total": total, "count": len(items), "next_cursor": next_cursor,
@@ -58,7 +59,7 @@ async def cmd_list(run: Run) -> int:
     for s in items:
         marks = ("U" if s.unread else "-") + ("A" if s.attachment_count else "-")
         sender = one_line(s.sender.name or "") or one_line(s.sender.email)
-        subject = one_line(s.subject) or "(no subject)"
+        subject = gone_mark(s, me) + (one_line(s.subject) or "(no subject)")
         if out.out_tty:
             row = f"{one_line(s.id)}  {list_date(s.sent_at)}  {one_line(sender, 24):<24}  {marks}  {subject}"
             out.line(out.style(row, BOLD) if s.unread else row)
@@ -170,7 +171,8 @@ async def cmd_status(run: Run) -> int:
     for n in items:
         attempts = f"{n.attempts} attempt{'s' if n.attempts != 1 else ''}"
         error = one_line(n.last_error) if n.last_error else "-"
-        fields = (address_text(n.recipient), one_line(n.kind), one_line(n.status), attempts, error)
+        opened = f"opened {list_date(n.opened_at)}" if n.opened_at else "not opened"
+        fields = (address_text(n.recipient), one_line(n.kind), one_line(n.status), attempts, error, opened)
         out.line("  ".join(fields) if out.out_tty else "\t".join(fields))
     return EXIT_OK
 

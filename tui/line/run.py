@@ -165,8 +165,12 @@ class Run:
             raise
 
     @contextlib.asynccontextmanager
-    async def signed_in(self, **kw):
+    async def signed_in(self, *, channel: str | None = None, **kw):
+        """The signed-in client; ``channel`` names what its requests come through for the
+        PEN's audit trail ("intercept")."""
         session, password = await self.sign_in(**kw)
+        if channel:
+            session.client.use_channel(channel)
         try:
             yield session.client
         finally:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.format import NOTIFICATION_PENDING, address_text, body_text, human_size, notification_summary
+from tui.format import NOTIFICATION_PENDING, address_text, body_text, human_size, long_date, notification_summary
 from tui.line import (
     EXIT_FAILED,
     EXIT_OK,
@@ -63,6 +63,20 @@ def _check_files(paths: list[str]) -> list[str]:
             raise usage(f"The file {clean(name, keep_newlines=False)!s} cannot be read.")
         checked.append(str(path.resolve()))
     return checked
+
+
+def _end_date(text: str | None) -> str | None:
+    """--expires as the fixed time the draft keeps (RFC 3339), or None without it."""
+    from tui.end_date import EndDateError, parse_end_date
+    from tui.pen_client import rfc3339
+
+    if text is None:
+        return None
+    try:
+        when = parse_end_date(text, allow_none=False)
+    except EndDateError as exc:
+        raise usage(f"--expires: {exc}") from None
+    return rfc3339(when) if when is not None else None
 
 
 class _LineFiles:
@@ -142,12 +156,13 @@ async def _deliver(run: Run, client, store, draft) -> int:
     if out.json:
         doc = {k: v for k, v in message_json(sent, sent.body_text, []).items()
                if k in ("id", "thread_id", "folder", "subject", "sent_at", "to", "cc", "bcc", "in_reply_to",
-                        "attachments", "notifications")}
+                        "attachments", "notifications", "expires_at")}
         out.emit(doc)
     else:
         people = [address_text(a) for a in (*sent.to, *sent.cc, *sent.bcc)]
+        ends = f"; readable until {long_date(sent.expires_at)}" if sent.expires_at else ""
         out.line(f"Sent \"{one_line(sent.subject) or '(no subject)'}\" to {', '.join(people) or 'nobody'} "
-                 f"(id {one_line(sent.id)}).")
+                 f"(id {one_line(sent.id)}){ends}.")
         notifications = await _first_attempts(client, sent)
         if notifications:
             line = f"Notifications to {notification_summary([n.status for n in notifications])}"
@@ -203,7 +218,7 @@ async def cmd_send(run: Run) -> int:
     args = run.args
     store = draft_store(run)
     if args.draft:
-        if args.to or args.cc or args.bcc or args.subject is not None or args.attach:
+        if args.to or args.cc or args.bcc or args.subject is not None or args.attach or args.expires:
             raise usage("--draft sends a kept draft as it is; give no other options with it.")
         draft = find_draft(run, store, args.draft)
         for items, option in ((draft.to, "to"), (draft.cc, "cc"), (draft.bcc, "bcc")):
@@ -220,6 +235,7 @@ async def cmd_send(run: Run) -> int:
         if problem:
             raise usage(problem)
         files = _check_files(args.attach)
+        expires_at = _end_date(args.expires)
         body = _read_body(run)
         if not body.strip() and not args.allow_empty:
             # `send </dev/null`, or a script whose text went missing: never a blank message unasked.
@@ -227,7 +243,7 @@ async def cmd_send(run: Run) -> int:
                         "or pass --allow-empty to send it without text.")
         draft = Draft(to=[format_address(a) for a in to], cc=[format_address(a) for a in cc],
                       bcc=[format_address(a) for a in bcc], subject=args.subject, body=body, attachments=files,
-                      account=account_of(run))
+                      account=account_of(run), expires_at=expires_at)
         store.save(draft)
     async with _keeping(draft):
         async with run.signed_in() as client:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -33,7 +33,8 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.pen_client import Address, Attachment, Message, PenClient, PenError
+from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
+from tui.pen_client import Address, Attachment, Message, PenClient, PenError, parse_time, rfc3339
 from tui.safe_text import clean, one_line
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.messages import NotificationsRequested
@@ -52,6 +53,7 @@ AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself
 TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "forward": "Forward",
           "draft": "Draft"}
 ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
+CHECKED_FIELDS = ADDRESS_FIELDS + (("subject", "Subject"), ("expires", "Ends"))  # by _validate, named in its sentences
 SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
                "(look in Sent; F12 then y discards it).")
 
@@ -79,6 +81,7 @@ class ComposeScreen(Screen):
         Binding("f3", "attach", "Attach", id="compose.attach"),
         Binding("f8", "remove_attachment", "Remove file", id="compose.remove_attachment"),
         Binding("f4", "editor", "Editor", id="compose.editor"),
+        Binding("f5", "end_date", "End date", show=False, id="compose.end_date"),
         Binding("f2", "save", "Save draft", show=False, id="compose.save"),
         Binding("f12", "discard", "Discard draft", show=False, id="compose.discard"),
         Binding("escape", "close", "Close", id="compose.close"),
@@ -149,6 +152,10 @@ class ComposeScreen(Screen):
             with Horizontal(classes="compose-row"):
                 yield SafeStatic(" Subject:", classes="compose-label", id="subject-label")
                 yield SubjectField(clean(d.subject), id="subject")
+            with Horizontal(classes="compose-row", id="expires-row"):
+                yield SafeStatic(" Ends:", classes="compose-label", id="expires-label")
+                yield Input(_end_date_field(d.expires_at), compact=True, select_on_focus=False, id="expires",
+                            placeholder=f"no end date; {EXAMPLES} (readable until then)")
             yield AttachmentPanel(self._entries(), id="compose-files")
         yield TextArea(clean(d.body), soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
                        id="compose-body")
@@ -159,6 +166,8 @@ class ComposeScreen(Screen):
         return draft_entries(self.draft, self._forwarded)
 
     def on_mount(self) -> None:
+        # The end date's row shows once one is set, or F5 asks for it.
+        self.query_one("#expires-row").display = bool(self.draft.expires_at)
         self._show_title()
         self._load_book()
         self._start_files()
@@ -243,6 +252,7 @@ class ComposeScreen(Screen):
         entries = self.query_one(AttachmentPanel).entries
         now: dict[str, Any] = {name: self._field(name).items() for name, _ in ADDRESS_FIELDS}
         now.update(subject=self.query_one("#subject", Input).value, body=self.query_one(TextArea).text,
+                   expires_at=self._end_date()[0],
                    attachments=[e.path for e in entries if e.path],
                    uploads={e.path: e.record for e in entries if e.path and e.record},
                    forward_attachment_ids=[e.upload_id for e in entries if e.forwarded])
@@ -263,6 +273,7 @@ class ComposeScreen(Screen):
 
     @on(Input.Changed, ".compose-address")
     @on(Input.Changed, "#subject")
+    @on(Input.Changed, "#expires")
     def _field_changed(self) -> None:
         self._validate()
         self._changed()
@@ -288,16 +299,54 @@ class ComposeScreen(Screen):
     def _next_field(self) -> None:
         self.focus_next()
 
+    # ------------------------------------------------------------ the end date
+
+    def _end_date(self) -> tuple[str | None, str | None]:
+        """(the end date in the field as the draft keeps it, RFC 3339; or None) and what is
+        wrong with the field (or None)."""
+        try:
+            when = parse_end_date(self.query_one("#expires", Input).value)
+        except EndDateError as exc:
+            return self.draft.expires_at, str(exc)
+        return (rfc3339(when) if when is not None else None), None
+
+    def _fix_end_date(self) -> None:
+        """"7d" becomes the time it means now, in the field: from then on the draft's end date
+        stays the same, so a retried send sends the same message."""
+        field = self.query_one("#expires", Input)
+        when, problem = self._end_date()
+        if problem is None and field.value.strip() != _end_date_field(when):
+            field.value = _end_date_field(when)
+
+    def action_end_date(self) -> None:
+        self.query_one("#expires-row").display = True
+        self.query_one("#expires").focus()
+        self.say(f"Type the end date ({EXAMPLES}); after it the recipients can no longer read the message. "
+                 f"Empty: none.")
+
+    @on(Input.Submitted, "#expires")
+    def _end_date_submitted(self) -> None:
+        self._fix_end_date()
+        self.focus_next()
+
+    @on(events.DescendantBlur, "#expires")
+    def _end_date_left(self) -> None:
+        self._fix_end_date()
+
     @on(Input.Submitted, "#compose-path")
     def _path_given(self) -> None:
         self.query_one(TextArea).focus()
 
     def _validate(self) -> None:
         problems = []
-        for name, label in ADDRESS_FIELDS + (("subject", "Subject"),):
+        for name, label in CHECKED_FIELDS:
             field = self.query_one(f"#{name}", Input)
-            errors = field.addresses()[1] if isinstance(field, AddressField) else \
-                [e for e in [validate_subject(field.value)] if e]
+            if isinstance(field, AddressField):
+                errors = field.addresses()[1]
+            elif name == "expires":
+                errors = [e for e in [self._end_date()[1]] if e]
+            else:
+                errors = [e for e in [validate_subject(field.value)] if e]
             field.set_class(bool(errors), "-invalid")
             # The mark is a character, not colour alone.
             self.query_one(f"#{name}-label", SafeStatic).show(f"{'!' if errors else ' '}{label}:")
@@ -430,6 +479,7 @@ class ComposeScreen(Screen):
         if self.sent_before:
             self.say(SENT_BEFORE)
             return
+        self._fix_end_date()
         self._collect()
         problem = self._unsendable()
         if problem:
@@ -450,7 +500,7 @@ class ComposeScreen(Screen):
         """After a sentence that names a field ("To: ...", "Add at least one recipient ..."),
         the cursor goes to that field, to correct it there."""
         label = problem.partition(":")[0] if ":" in problem.split(" ", 1)[0] else ""
-        names = {label: name for name, label in ADDRESS_FIELDS + (("subject", "Subject"),)}
+        names = {label: name for name, label in CHECKED_FIELDS}
         if label in names:
             self.query_one(f"#{names[label]}").focus()
         elif problem.startswith("Add at least one recipient"):
@@ -465,6 +515,10 @@ class ComposeScreen(Screen):
         for name in named:
             if name in ("to", "cc", "bcc", "subject"):
                 self.query_one(f"#{name}").focus()
+                return
+            if name == "expires_at":  # an end date that passed while the draft waited
+                self.query_one("#expires-row").display = True
+                self.query_one("#expires").focus()
                 return
 
     def _asked_about_empty(self) -> bool:
@@ -535,6 +589,11 @@ class ComposeScreen(Screen):
         else:
             then = "The draft is kept; press F9 to try again."
         self.say(f"Not sent: {exc.message} {then}")
+
+
+def _end_date_field(expires_at: str | None) -> str:
+    """The draft's end date (RFC 3339) as the field shows it."""
+    return field_text(parse_time(expires_at) if expires_at else None)
 
 
 async def _after_sent(app, screen: ComposeScreen, message: Message) -> None:

@@ -1,8 +1,9 @@
 """Who was notified of a message the person sent: each recipient's notification (to, cc or
-bcc; queued, sending, sent, deferred, failed, bounced or suppressed, as words; attempts; the
-mail server's reply for a failure or a bounce, or why a suppressed one was not sent),
-fetched in a worker and kept up to date from the event stream; the failed and suppressed
-ones can be sent again."""
+bcc; queued, sending, sent, deferred, failed, bounced, suppressed or cancelled, as words; when
+the recipient first opened it; attempts; the mail server's reply for a failure or a bounce, or
+why a suppressed one was not sent), fetched in a worker and kept up to date from the event
+stream (``notification.updated``, ``message.opened``); the failed and suppressed ones can be
+sent again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable
 
-from tui.pen_client import Notification, PenClient, PenError
+from tui.pen_client import Notification, PenClient, PenError, parse_time
 from tui.safe_text import one_line
 from tui.screens.messages import PenEvent
 from tui.widgets.footer import KeyFooter
@@ -105,8 +106,14 @@ class NotificationsScreen(Screen):
         self.pen_event(message.event)
 
     def pen_event(self, event) -> None:
-        """From the app's event stream: a notification of this message changed."""
-        if event.kind != "notification.updated" or str(event.data.get("message_id", "")) != self.message_id:
+        """From the app's event stream: a notification of this message changed, or one of
+        its recipients opened it."""
+        if str(event.data.get("message_id", "")) != self.message_id:
+            return
+        if event.kind == "message.opened":
+            self._opened(event.data)
+            return
+        if event.kind != "notification.updated":
             return
         self._events += 1
         recipient, status = event.data.get("recipient"), event.data.get("status")
@@ -116,6 +123,18 @@ class NotificationsScreen(Screen):
                 self._describe()
         if self._refetch is None:  # the whole row (attempts, reply) comes with a fetch
             self._refetch = self.set_timer(self.REFETCH_DELAY, self._refetch_now)
+
+    def _opened(self, data: dict) -> None:
+        recipient, when = data.get("recipient"), data.get("opened_at")
+        email = recipient.get("email") if isinstance(recipient, dict) else recipient
+        try:
+            opened_at = parse_time(when) if isinstance(when, str) else None
+        except ValueError:
+            opened_at = None
+        if not self.loaded or not isinstance(email, str) or opened_at is None or opened_at.tzinfo is None:
+            self._fetch()  # the list says (a fetch under way may be older than this event)
+        elif self.table.set_opened(email, opened_at):
+            self._describe()
 
     def _refetch_now(self) -> None:
         self._refetch = None

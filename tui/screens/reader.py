@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import webbrowser
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,17 +26,19 @@ from textual.widgets import Input, OptionList, TextArea
 
 from tui.compose import remember_seen
 from tui.downloads import DownloadCancelled, download_all, save_attachment
+from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
 from tui.files import safe_filename
-from tui.format import body_text, header_text
+from tui.format import body_text, header_text, long_date, withdrawn_sentence
 from tui.htmlbody import allowed_link
 from tui.opener import open_file
-from tui.pen_client import Attachment, Message, PenClient, PenError, Summary
+from tui.pen_client import Attachment, Gone, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
 from tui.screens.messages import ComposeRequested, MessageOpenRequested, NotificationsRequested, SummaryChanged
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList
 from tui.widgets.reading_text import ReadingText
+from tui.widgets.recipient_choices import Choice
 from tui.widgets.safe_static import SafeStatic
 from tui.widgets.thread_list import ThreadList
 
@@ -76,6 +80,8 @@ class ReaderScreen(Screen):
         Binding("W", "save_to('all')", "Save all to folder", show=False, id="reader.save_all_to"),
         Binding("x", "open_saved", "Open saved file", show=False, id="reader.open_saved"),
         Binding("n", "notifications", "Notifications", id="reader.notifications"),
+        Binding("V", "withdraw", "Withdraw", show=False, id="reader.withdraw"),
+        Binding("e", "end_date", "End date", show=False, id="reader.end_date"),
         Binding("T", "thread", "Thread", show=False, id="reader.thread"),
         Binding("f1,question_mark", "app.help", "Help", id="reader.help"),
     ]
@@ -105,12 +111,15 @@ class ReaderScreen(Screen):
         yield ReadingText("", id="body")
         yield Input(placeholder="Link number to open in your browser; escape cancels", id="link-number")
         yield Input(placeholder="Folder to save in; enter saves, escape cancels", id="save-folder")
+        yield Input(placeholder=f"End date ({EXAMPLES}), or none to remove it; enter sets it, escape cancels",
+                    id="end-date")
         yield SafeStatic("", id="reader-status")
         yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#link-number", Input).display = False
         self.query_one("#save-folder", Input).display = False
+        self.query_one("#end-date", Input).display = False
         self.query_one("#reader-attachments-title").display = False
         self.query_one(ReaderAttachmentList).display = False
         self.query_one("#reader-thread-title").display = False
@@ -129,20 +138,40 @@ class ReaderScreen(Screen):
         # Keys that only mean something now are hidden (and inactive) otherwise.
         if action == "stop_download":
             return self.downloading
-        if action == "notifications":
-            return bool(self.message and self.message.notifications)
+        if action in ("notifications", "withdraw", "end_date"):
+            return self.own
+        if action in ("reply", "open_link", "show_text_part") and self.unreadable:
+            return False  # nothing to reply to or open: withdrawn, expired, or not found
         if action == "thread":
             return bool(self.query_one(ThreadList).summaries)
         return True
+
+    @property
+    def unreadable(self) -> bool:
+        """The PEN did not give the message (withdrawn, expired, gone): only leaving it, moving
+        it, and the keys of every screen remain."""
+        return self._shown.is_set() and self.message is None
+
+    @property
+    def own(self) -> bool:
+        """The person sent this message: only the sender's copy has notifications."""
+        return bool(self.message and self.message.notifications)
 
     @work(exclusive=True, group="reader", exit_on_error=False)
     async def _load(self) -> None:
         try:
             message = await self.client.get_message(self.summary.id)
         except PenError as exc:
-            self.query_one("#headers", SafeStatic).show(exc.message)
+            if isinstance(exc, Gone):  # withdrawn or past its end date: the list says so too
+                self.query_one("#headers", SafeStatic).show(
+                    f"Subject: {one_line(self.summary.subject) or '(no subject)'}\n{exc.message}")
+                if self.summary.gone != exc.code:
+                    self.post_message(SummaryChanged(replace(self.summary, gone=exc.code, snippet="")))
+            else:
+                self.query_one("#headers", SafeStatic).show(exc.message)
             self._when_shown = None
             self._shown.set()
+            self.refresh_bindings()
             return
         self.message = message
         self.query_one("#headers", SafeStatic).show(header_text(message))
@@ -166,7 +195,8 @@ class ReaderScreen(Screen):
         self._shown.set()
         hints = [note or (f"{_count(len(self.links), 'link')}; press o to open one." if self.links else "")]
         if message.notifications:
-            hints.append("You sent this message; press n to see who was notified.")
+            hints.append("You sent this message; press n to see who was notified and who opened it, V to "
+                         "withdraw it, e to set its end date.")
         self.say(" ".join(h for h in hints if h))
         if message.unread:
             try:
@@ -216,7 +246,7 @@ class ReaderScreen(Screen):
         self._focus_before = None
 
     def action_back(self) -> None:
-        for name in ("#link-number", "#save-folder"):
+        for name in ("#link-number", "#save-folder", "#end-date"):
             field = self.query_one(name, Input)
             if field.display:
                 self._hide_input(field)
@@ -436,3 +466,77 @@ class ReaderScreen(Screen):
             self.say("Only the sender of a message can follow its notifications.")
         else:
             self.post_message(NotificationsRequested(self.message.id, self.message.subject))
+
+    # ------------------------------------------------------------ after sending: withdraw, end date
+
+    def action_withdraw(self) -> None:
+        from tui.screens.withdraw import WithdrawScreen
+
+        if not self.own or self.message is None:
+            self.say("Only the sender of a message can withdraw it.")
+            return
+        message = self.message
+        seen: dict[str, Choice] = {}
+        for n in message.notifications:
+            seen.setdefault(n.recipient.email.lower(), Choice(n.recipient.email, n.recipient.name, n.kind,
+                                                              withdrawn=n.revoked_at is not None))
+
+        def answered(withdrawal) -> None:
+            if withdrawal is None:
+                self.say("Not withdrawn; the recipients can still read it.")
+            else:
+                self._withdraw(withdrawal.recipients)
+
+        self.app.push_screen(WithdrawScreen(message.subject, list(seen.values())), answered)
+
+    @work(group="reader-action", exit_on_error=False)
+    async def _withdraw(self, recipients: tuple[str, ...] | None) -> None:
+        self.say("Withdrawing ...")
+        try:
+            message = await self.client.revoke(self.summary.id, list(recipients) if recipients else None)
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        self._updated(message)
+        self.say(withdrawn_sentence(message, recipients))
+
+    def action_end_date(self) -> None:
+        if not self.own or self.message is None:
+            self.say("Only the sender of a message can set its end date.")
+            return
+        field = self.query_one("#end-date", Input)
+        self._focus_before = self.focused
+        field.value = field_text(self.message.expires_at)
+        field.display = True
+        field.focus()
+        field.cursor_position = len(field.value)
+        self.say(f"Type the end date ({EXAMPLES}), or none to remove it; after it the recipients can no longer "
+                 f"read the message. Enter sets it, escape cancels.")
+
+    @on(Input.Submitted, "#end-date")
+    def _end_date_given(self, event: Input.Submitted) -> None:
+        try:
+            when = parse_end_date(event.value)
+        except EndDateError as exc:
+            self.say(str(exc))  # the field stays, with what was typed, to be corrected
+            return
+        self._hide_input(event.input)
+        self._set_end_date(when)
+
+    @work(group="reader-action", exit_on_error=False)
+    async def _set_end_date(self, when: datetime | None) -> None:
+        try:
+            message = await self.client.set_expiry(self.summary.id, when)
+        except PenError as exc:
+            self.say(exc.message)
+            return
+        self._updated(message)
+        self.say(f"The recipients can read it until {long_date(message.expires_at)}." if message.expires_at
+                 else "It has no end date now: the recipients can read it until you withdraw it.")
+
+    def _updated(self, message: Message) -> None:
+        """The sender's copy as the PEN answered a change: the headers show it."""
+        self.message = message
+        self.query_one("#headers", SafeStatic).show(header_text(message))
+        self.refresh_bindings()
+

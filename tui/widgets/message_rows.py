@@ -9,7 +9,8 @@ Columns, left to right (every state as a character, never by colour alone):
     ...    who: the sender, or "to" and the recipients where the row is the user's own
            message (Sent, Drafts, or sent by `me`); cut with an ellipsis
            the subject, after a thread's count ("[3, 1 unread]") or a thread's branch
-           ("└ ") in the thread view; cut with an ellipsis
+           ("└ ") in the thread view, and after "(withdrawn) " or "(expired) " where the
+           person can no longer read it; cut with an ellipsis
     last   the date, right-aligned in 10 cells
 """
 
@@ -19,7 +20,7 @@ from datetime import datetime
 
 from rich.cells import cell_len, set_cell_size
 
-from tui.format import short_date
+from tui.format import gone_mark, short_date
 from tui.pen_client import Summary
 from tui.safe_text import one_line
 
@@ -71,7 +72,7 @@ def row_text(s: Summary, width: int, now: datetime | None = None, *, mark: str =
     lead = " " + (fit(mark, 1) if mark else " ") + flags + " "
     who_w = sender_width(width)
     subject_w = width - len(lead) - who_w - 1 - 1 - DATE_WIDTH
-    subject = one_line(s.subject, 1000) or "(no subject)"
+    subject = gone_mark(s, me, now) + (one_line(s.subject, 1000) or "(no subject)")
     if thread:
         subject = thread_count_text(s) + subject
     elif branch:

@@ -1,29 +1,45 @@
 """Each recipient's notification of one message as a table: recipient, to/cc/bcc, status
-as a word (queued, sending, sent, deferred, failed, bounced, suppressed), attempts, and the
-mail server's reply for a failure or a bounce (or why a suppressed one was not sent). Cells
+as a word (queued, sending, sent, deferred, failed, bounced, suppressed, cancelled; withdrawn
+once the sender withdrew it from that recipient), when the recipient first opened the message
+("not yet" until then), attempts, and the mail server's reply for a failure or a bounce (or why
+a suppressed one was not sent). Cells
 are safe Text; the highlighted row carries a ">" and the terminal cursor (DataTable sets
 neither)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from textual.geometry import Offset
 from textual.widgets import DataTable
 
-from tui.format import NOTIFICATION_PENDING, notification_summary
+from tui.format import NOTIFICATION_PENDING, long_date, short_date
 from tui.pen_client import Notification
 from tui.safe_text import one_line, safe_text
 from tui.widgets.vim_keys import moving_bindings
 
 COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),
-           ("attempts", "Attempts"), ("reply", "Server's reply"))
-FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred": the longest status but one
+           ("opened", "Opened"), ("attempts", "Attempts"), ("reply", "Server's reply"))
+# "cancelled" and "withdrawn" are the longest statuses but "suppressed" (the column grows for
+# it, _fit), "27 Nov 09:30" the longest opened time.
+FIXED = {"mark": 1, "kind": 4, "status": 9, "opened": 12, "attempts": 8}
 PENDING = NOTIFICATION_PENDING
 RESENDABLE = ("failed", "suppressed")  # what r sends again (the PEN's resend without recipients)
 PROBLEMS = ("failed", "bounced", "suppressed")  # shown bold (and always as their word)
 # How the PEN marks what a bounce said as the remote server's words (its own never follow).
 BOUNCE_SAID = "the recipient's mail server said: "
+NOT_OPENED = "not yet"
+
+
+def opened_text(n: Notification, now: datetime | None = None) -> str:
+    """When the recipient first opened it: "09:30" today, "27 Nov 09:30", "2025-11-27"; or
+    "not yet"."""
+    if n.opened_at is None:
+        return NOT_OPENED
+    day = short_date(n.opened_at, now)
+    clock = n.opened_at.astimezone().strftime("%H:%M")
+    return day if day == clock or len(day) > 6 else f"{day} {clock}"
 
 
 def recipient_text(n: Notification, max_len: int = 48) -> str:
@@ -32,6 +48,12 @@ def recipient_text(n: Notification, max_len: int = 48) -> str:
     if len(full) > max_len and n.recipient.name:
         full = one_line(n.recipient.email)
     return one_line(full, max_len) or "(no address)"
+
+
+def status_text(n: Notification) -> str:
+    """The status as the table shows it: "withdrawn" once the sender withdrew the message
+    from this recipient (the sentence under the table keeps the delivery's status)."""
+    return "withdrawn" if n.revoked_at is not None else one_line(n.status)
 
 
 def reply_text(n: Notification) -> str:
@@ -57,13 +79,24 @@ def detail(n: Notification) -> str:
         "failed": f"failed after {tries}{answered}; press r to send it again",
         "suppressed": f"not sent: {reply or 'the address is on the suppression list'}; once an administrator "
                       "of the PEN takes the address off the list, press r to send it",
+        "cancelled": "cancelled: you withdrew the message before it went out",
     }.get(n.status, f"status {one_line(n.status)}{answered}")
-    return f"{who}: {what}."
+    opened = f"; opened {long_date(n.opened_at)}" if n.opened_at else ""
+    withdrawn = f"; you withdrew it on {long_date(n.revoked_at)}" if n.revoked_at and n.status != "cancelled" \
+        else ""
+    return f"{who}: {what}{opened}{withdrawn}."
 
 
 def summary(items: list[Notification]) -> str:
     """"3 recipients: 2 sent, 1 failed"."""
-    return notification_summary([n.status for n in items])
+    counts: dict[str, int] = {}
+    for n in items:
+        counts[status_text(n)] = counts.get(status_text(n), 0) + 1
+    order = ["sent", "failed", "bounced", "suppressed", "deferred", "sending", "queued", "cancelled", "withdrawn"]
+    parts = [f"{counts[s]} {one_line(s)}" for s in order + sorted(set(counts) - set(order)) if counts.get(s)]
+    opened = sum(1 for n in items if n.opened_at is not None)
+    return (f"{len(items)} recipient{'s' if len(items) != 1 else ''}: {', '.join(parts) or 'none'}"
+            + (f"; {opened} opened" if opened else ""))
 
 
 def _key(n: Notification) -> str:
@@ -87,7 +120,7 @@ class NotificationTable(DataTable):
         """Widths of the status, recipient and reply columns: the row fits the table, so
         nothing hides past a horizontal scroll (the sentence under the table has the whole
         reply). The status column grows to "suppressed" only while a row is."""
-        status = max([FIXED["status"]] + [min(len(n.status), 10) for n in self.items])
+        status = max([FIXED["status"]] + [min(len(status_text(n)), 10) for n in self.items])
         room = max(self.size.width, 60) - 2  # a vertical scrollbar may need two cells
         free = room - sum(FIXED.values()) - (status - FIXED["status"]) - 2 * self.cell_padding * len(COLUMNS)
         natural = max([len(recipient_text(n, 200)) for n in self.items] + [len("Recipient")])
@@ -99,7 +132,8 @@ class NotificationTable(DataTable):
         status_style = "bold" if n.status in PROBLEMS else ""
         return {"mark": safe_text(">" if marked else " "), "recipient": safe_text(recipient_text(n, recipient_w)),
                 "kind": safe_text(one_line(n.kind, FIXED["kind"])),
-                "status": safe_text(one_line(n.status, status_w), status_style),
+                "status": safe_text(one_line(status_text(n), status_w), status_style),
+                "opened": safe_text(opened_text(n)),
                 "attempts": safe_text(str(n.attempts)), "reply": safe_text(one_line(reply_text(n), reply_w))}
 
     def _build(self) -> None:
@@ -159,6 +193,16 @@ class NotificationTable(DataTable):
                 cells = self._cells(self.items[i], False)
                 for column in ("status", "reply"):
                     self.update_cell(self._keys[i], column, cells[column])
+        return changed
+
+    def set_opened(self, email: str, opened_at: datetime) -> bool:
+        """An event said a recipient opened the message: show when, now."""
+        changed = False
+        for i, n in enumerate(self.items):
+            if n.recipient.email.lower() == email.lower() and n.opened_at is None:
+                self.items[i] = replace(n, opened_at=opened_at)
+                self.update_cell(self._keys[i], "opened", safe_text(opened_text(self.items[i])))
+                changed = True
         return changed
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from textual.widgets.option_list import Option
 
-from tui.format import short_date
+from tui.format import gone_mark, short_date
 from tui.pen_client import Summary
 from tui.safe_text import one_line, safe_text
 from tui.widgets.cursor_list import MarkedOptionList
@@ -16,7 +16,7 @@ from tui.widgets.vim_keys import moving_bindings
 
 def thread_row(s: Summary, *, reading: bool, marked: bool, me: str | None = None) -> str:
     flag = "U" if s.unread and not reading else "-"  # the one being read is read (marked so as it opens)
-    subject = one_line(s.subject, 200) or "(no subject)"
+    subject = gone_mark(s, me) + (one_line(s.subject, 200) or "(no subject)")
     where = "this message" if reading else s.folder
     when = short_date(s.sent_at)
     return f"{'>' if marked else ' '} {flag} {when:>10}  {fit(who_text(s, me), 20)}  {subject}  ({where})"
