@@ -60,14 +60,16 @@ def test_generic_hides_the_subject_and_keep_keeps_it(spen):
 def test_admin_api_sets_and_shows_the_policy(spen):
     with spen.as_user("admin") as c:
         r = c.put("/admin/packages/legal", json={"disclaimer": None, "subject": "generic"})
-        assert r.status_code == 200 and r.json() == {"name": "legal", "disclaimer": None, "subject": "generic"}
+        assert r.status_code == 200 and r.json() == {"name": "legal", "disclaimer": None, "subject": "generic",
+                                                     "expire_days": None}
         r = c.put("/admin/packages/legal", json={"disclaimer": "Privileged."})  # subject left out: unchanged
         assert r.json()["subject"] == "generic"
         bad = c.put("/admin/packages/legal", json={"subject": "secret"})
         assert bad.status_code == 422 and bad.json()["error"]["code"]
         items = {p["name"]: p for p in c.get("/admin/packages").json()["items"]}
         assert items["legal"]["subject"] == "generic" and items["employees"]["subject"] == "keep"
-        assert items["clinical"] == {"name": "clinical", "disclaimer": "Clinical notice.", "subject": "generic"}
+        assert items["clinical"] == {"name": "clinical", "disclaimer": "Clinical notice.", "subject": "generic",
+                                     "expire_days": None}
 
 
 def test_cli_changes_one_thing_at_a_time(tmp_path, smtp):
