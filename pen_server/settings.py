@@ -107,6 +107,9 @@ class Settings:
     max_connections: int = 4000
     max_event_streams: int = 8
     stream_check_seconds: float = 5.0
+    # Search (docs/pen-api.md, "Search"): its time limit, and how many of one user's run at once.
+    search_seconds: float = 5.0
+    searches_per_user: int = 2
     log_file: Path | None = None
 
     @property
@@ -171,9 +174,11 @@ def _at_least(minimum: int):
     return lambda value, key: _int(value, key, minimum)
 
 
-def _load_limits(s: Settings, limits: dict) -> None:
+def _load_limits(s: Settings, limits: dict, env: Mapping[str, str]) -> None:
     _take(s, limits, "limits", _at_least(1), "max_json_bytes", "max_message_bytes", "max_connections",
-          "max_event_streams")
+          "max_event_streams", "searches_per_user")
+    s.search_seconds = _positive(env.get("PEN_SEARCH_SECONDS") or limits.get("search_seconds", s.search_seconds),
+                                 "limits.search_seconds")
     _take(s, limits, "limits", _positive, "head_timeout_seconds", "body_timeout_seconds",
           "handshake_timeout_seconds", "keepalive_seconds", "stream_check_seconds")
 
@@ -230,7 +235,7 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
         raise SettingsError(f"The [events] part of {path} must be a table.")
     s.events_keep_hours = _positive(events.get("keep_hours", s.events_keep_hours), "events.keep_hours")
     _signin_limits(s, limits)
-    _load_limits(s, limits)
+    _load_limits(s, limits, env)
     if log.get("file"):
         s.log_file = (data / Path(str(log["file"])).expanduser()).resolve()
     s.smtp = smtp_from(smtp_raw, env)
