@@ -103,11 +103,13 @@ def index_sizes(database_url: str) -> dict[str, float]:
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
-                index = conn.scalar(text("SELECT pg_total_relation_size('message_search')"))
+                index = conn.scalar(text("SELECT pg_total_relation_size('message_search') "
+                                         "+ pg_total_relation_size('search_words')"))
                 whole = conn.scalar(text("SELECT pg_database_size(current_database())"))
             else:
                 index = conn.scalar(text("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'message_search%' "
-                                         "OR name LIKE 'search_keys%' OR name LIKE 'sqlite_autoindex_search_keys%'"))
+                                         "OR name LIKE 'search_keys%' OR name LIKE 'sqlite_autoindex_search_keys%' "
+                                         "OR name = 'search_words'"))
                 whole = conn.scalar(text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"))
     finally:
         engine.dispose()
