@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, select
 
 from pen_server import accounts, errors, openapi
 from pen_server.api import admin, attachments, auth, health, messages, threads
+from pen_server.api import metrics as metrics_route
 from pen_server.db import Database
 from pen_server.events import EventHub
 from pen_server.middleware import BodyLimit
@@ -145,11 +146,15 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
                  asyncio.create_task(hub.run())]
         if hub.postgres:
             tasks.append(asyncio.create_task(hub.listen()))
+        if settings.deliverability.dnsbl_zones:
+            from pen_server.deliverability import watch
+
+            tasks.append(asyncio.create_task(watch(db, settings)))
         bounce_server = None
         if bounce_socket is not None:
-            from pen_server.bounces import start_server
+            from pen_server.bounces import BouncePort
 
-            bounce_server = await start_server(db, services.secret, services.hub, bounce_socket)
+            bounce_server = BouncePort(settings.data_dir, bounce_socket)
             log.info("taking bounces by SMTP on %s:%s", settings.bounce_host, settings.bounce_port)
         if settings.delivery_in_api if run_worker is None else run_worker:
             from pen_server.outbox import DeliveryWorker
@@ -160,7 +165,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
             yield
         finally:
             if bounce_server is not None:
-                bounce_server.close()
+                await bounce_server.stop()
             if services.worker is not None:
                 await services.worker.stop_within()
             for task in tasks:
@@ -179,6 +184,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_soc
                        signed_in=signed_in, stall_seconds=settings.body_timeout_seconds)
     for module in (auth, messages, threads, attachments, admin, health):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(metrics_route.router)  # at the root, where Prometheus looks
 
     from pen_server import web
 

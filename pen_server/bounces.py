@@ -7,40 +7,55 @@ survives a relay that lowercases it, and a bounce names its notification without
 trust in its content: an address whose MAC does not match is dropped with a log line.
 
 A bounce is an RFC 3464 delivery status notification, or one of the common non-standard
-forms that flufl.bounce knows. A permanent failure makes a `sent` notification `bounced`
-with the diagnostic as its `last_error`; a delay is noted in `last_error` and the status
-stays. Auto-replies (RFC 3834 `Auto-Submitted`, "out of office") are not bounces.
+forms that flufl.bounce knows (bounce_reading.py reads it). A permanent failure makes a
+`sent` notification `bounced` with the diagnostic as its `last_error`; a delay is noted in
+`last_error` and the status stays.
+
+Every notification's recipient knows its own bounce address (the Return-Path), so the port
+is built to be cheap for anyone to reach, and to cost the API nothing: it runs in a process
+of its own (started by the API process that holds its socket, at a lower CPU priority,
+ending with it); a message is at most REPORT_LIMIT bytes, one that is not a delivery report
+at most OTHER_LIMIT (a notification quoted back is a few KiB), and at most READERS are read
+at once, in threads, off that process's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import email
+import contextlib
+import email.parser
 import email.policy
 import hmac
 import logging
+import os
 import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import Message
-from typing import Any
+from pathlib import Path
 
 from sqlalchemy import select, update
 
-from pen_server import security
-from pen_server.mailer import clean_line
+from pen_server import audit, metrics, security
+from pen_server.bounce_reading import Verdict, classify
 from pen_server.models import Message as PenMessage
 from pen_server.models import Notification, utcnow
 
 log = logging.getLogger("pen_server.bounces")
 
 LOCAL = "bounces"
-MAX_BYTES = 2 << 20  # a bounce quotes at most our small notification; more is not one of ours
-DIAGNOSTIC_LIMIT = 1000
+# A delivery report (multipart/report) with the notification it returns, headers and all,
+# fits in 64 KiB; mail that is not one is at most 32 KiB: a notification quoted back is a
+# few KiB. More is not a bounce of ours, and is refused before anything reads it.
+REPORT_LIMIT = 64 << 10
+OTHER_LIMIT = 32 << 10
+CUT_OFF = REPORT_LIMIT + (16 << 10)  # a message this far over the limit ends its connection at once
+READERS = 2  # messages read at once (threads of the bounce port's process)
+WAIT_SECONDS = 20.0  # to be read, waiting included, before the relay is asked to come back later
+NO_WORDS = "the recipient's mail server gave no reason"  # of a delay, where a bounce said nothing more
 _VERP = re.compile(rf"{LOCAL}\+([a-z2-7]+)-([a-z2-7]{{16}})@([a-z0-9.-]+)", re.I)
-_AUTO_SUBJECT = re.compile(r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|"
-                           r"abwesenheit|absence|vacation|away from)", re.I)
-_SMTP_LINE = re.compile(r"\b[45]\d\d[ -]\S.*|\b[45]\.\d{1,3}\.\d{1,3}\b.*")
 
 
 def _b32(data: bytes) -> str:
@@ -78,99 +93,6 @@ def notification_of(secret: bytes, address: str) -> str | None:
     return ident
 
 
-# -- reading a bounce ------------------------------------------------------------------------
-
-@dataclass
-class Verdict:
-    kind: str  # "permanent", "delayed", or "none" (not a bounce: an auto-reply or other mail)
-    diagnostic: str
-
-
-def _short(text: str) -> str:
-    return clean_line(" ".join((text or "").split()))[:DIAGNOSTIC_LIMIT]
-
-
-def _dsn(msg: Message) -> Verdict | None:
-    """An RFC 3464 report: the first failed, else the first delayed, recipient block."""
-    if msg.get_content_type() != "multipart/report":
-        return None
-    found: dict[str, str] = {}
-    for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
-            continue
-        blocks: Any = part.get_payload()  # a multipart part: a list of header blocks
-        for block in blocks[1:] or blocks:
-            action = str(block.get("Action", "")).strip().lower()
-            kind = "permanent" if action.startswith(("fail", "error")) else \
-                "delayed" if action.startswith("delay") else None
-            if kind is None or kind in found:
-                continue
-            code = str(block.get("Diagnostic-Code", "")).partition(";")[2] or str(block.get("Diagnostic-Code", ""))
-            status = str(block.get("Status", "")).strip()
-            recipient = str(block.get("Final-Recipient", "")).partition(";")[2].strip()
-            text = _short(code) or ("the recipient's mail server reported a permanent failure"
-                                    if kind == "permanent" else "delivery is delayed")
-            if status and status not in text:
-                text += f" (status {status})"
-            if recipient and recipient.lower() not in text.lower():
-                text = f"{recipient}: {text}"
-            found[kind] = _short(text)
-    if "permanent" in found:
-        return Verdict("permanent", found["permanent"])
-    if "delayed" in found:
-        return Verdict("delayed", found["delayed"])
-    # A report that says "delivered" or "relayed": not a failure at all.
-    return Verdict("none", "a delivery report without a failure")
-
-
-def is_auto_reply(msg: Message) -> bool:
-    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
-    if auto and not auto.startswith("no"):
-        return True
-    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder")):
-        return True
-    if str(msg.get("Precedence", "")).strip().lower() == "auto_reply":
-        return True
-    return bool(_AUTO_SUBJECT.search(str(msg.get("Subject", ""))))
-
-
-def _non_standard(msg: Message) -> Verdict:
-    from flufl.bounce import all_failures
-
-    try:
-        temporary, permanent = all_failures(msg)
-    except Exception:  # a detector that trips over odd mail: not a bounce we can read
-        log.exception("reading a bounce failed")
-        return Verdict("none", "")
-    if not temporary and not permanent:
-        return Verdict("none", "")
-    lines: list[str] = []
-    for part in msg.walk():
-        if part.get_content_type() == "text/plain":
-            raw: Any = part.get_payload(decode=True) or b""
-            try:
-                lines += raw.decode(part.get_content_charset() or "utf-8", "replace").splitlines()
-            except LookupError:
-                lines += raw.decode("utf-8", "replace").splitlines()
-    said = next((m.group(0) for line in lines for m in [_SMTP_LINE.search(line)] if m), "")
-    who = b", ".join(sorted(permanent or temporary)).decode("ascii", "replace")
-    kind = "permanent" if permanent else "delayed"
-    text = said or ("the recipient's mail server returned the notification as undeliverable"
-                    if permanent else "delivery is delayed")
-    return Verdict(kind, _short(f"{who}: {text}" if who and who.lower() not in text.lower() else text))
-
-
-def classify(data: bytes) -> Verdict:
-    """What a message that came back to a bounce address says."""
-    msg = email.message_from_bytes(data[:MAX_BYTES], policy=email.policy.compat32)
-    verdict = _dsn(msg)
-    if verdict is not None:
-        return verdict
-    if is_auto_reply(msg):
-        return Verdict("none", "an auto-reply")
-    return _non_standard(msg)
-
-
 # -- recording it ----------------------------------------------------------------------------
 
 @dataclass
@@ -197,33 +119,51 @@ def record(db, notification_id: str, verdict: Verdict) -> Outcome:
             if row.status not in ("sent", "bounced"):
                 log.info("a bounce for notification %s, which is %s now, changes nothing", row.id, row.status)
                 return Outcome(False)
-            values = {"status": "bounced", "last_error": verdict.diagnostic}
+            values = {"status": "bounced", "last_error": verdict.diagnostic or None}
         else:
             if row.status != "sent":
                 return Outcome(False)
-            values = {"last_error": f"delayed: {verdict.diagnostic}"}
+            values = {"last_error": f"delayed: {verdict.diagnostic or NO_WORDS}"}
         if all(getattr(row, k) == v for k, v in values.items()):
             return Outcome(False)  # the same bounce again (a relay's retry): nothing new
         session.execute(update(Notification).where(Notification.id == row.id, Notification.status == row.status)
                         .values(updated_at=now, **values).execution_options(synchronize_session=False))
+        audit.append(session, [audit.Entry("bounce", audit.SMTP, row.message_id, recipient=row.recipient_email,
+                                           detail={"notification": row.id, "kind": verdict.kind})])
         sender = session.scalar(select(PenMessage.sender_id).where(PenMessage.id == row.message_id))
         event = {"message_id": row.message_id,
                  "recipient": {"email": row.recipient_email, "name": row.recipient_name},
                  "status": values.get("status", row.status)}
-    log.info("notification %s: %s bounce recorded (%s)", notification_id, verdict.kind, verdict.diagnostic[:200])
+    log.info("notification %s: %s bounce recorded (%s)", notification_id, verdict.kind,
+             verdict.diagnostic[:200] or "no reason given")
     return Outcome(True, sender_id=sender, event=event)
 
 
-def receive(db, secret: bytes, recipients: list[str], data: bytes, hub=None) -> Outcome:
-    """One message that arrived for `recipients` (bounce addresses): classify it and record
-    it for the notification that the first valid address names. Raises on a database error
-    (the caller answers with a temporary failure, so the relay keeps it)."""
+def too_big(data: bytes) -> str | None:
+    """Why `data` is refused unread (too big for a bounce of ours), or None."""
+    if len(data) > REPORT_LIMIT:
+        return f"a bounce here is at most {REPORT_LIMIT} bytes"
+    if len(data) > OTHER_LIMIT and \
+            email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data).get_content_type() \
+            != "multipart/report":
+        return f"mail that is not a delivery report is at most {OTHER_LIMIT} bytes here"
+    return None
+
+
+def _addressed(secret: bytes, recipients: list[str]) -> str | None:
+    """The notification that the first valid bounce address among `recipients` names."""
     ident = next((i for i in (notification_of(secret, r) for r in recipients) if i), None)
     if ident is None:
         log.warning("dropped a bounce for %s: not a bounce address of this PEN, or a forged one",
                     ", ".join(r[:100] for r in recipients[:3]) or "no address")
-        return Outcome(False)
-    verdict = classify(data)
+        metrics.bounce("refused")
+    return ident
+
+
+def settle(db, ident: str, verdict: Verdict, hub=None) -> Outcome:
+    """Record what a bounce for notification `ident` says, and tell its sender. Raises on a
+    database error (the caller answers with a temporary failure, so the relay keeps it)."""
+    metrics.bounce("ignored" if verdict.kind == "none" else verdict.kind)
     if verdict.kind == "none":
         log.info("ignored mail to the bounce address of notification %s: %s", ident, verdict.diagnostic or
                  "not a bounce")
@@ -234,7 +174,20 @@ def receive(db, secret: bytes, recipients: list[str], data: bytes, hub=None) -> 
     return outcome
 
 
-# -- the bounce port ---------------------------------------------------------------------------
+def receive(db, secret: bytes, recipients: list[str], data: bytes, hub=None) -> Outcome:
+    """One message that arrived for `recipients` (bounce addresses), read in this process
+    (`pen-server bounce`, an MTA's pipe, is a process of its own): classify it and record it
+    for the notification that the first valid address names."""
+    ident = _addressed(secret, recipients)
+    if ident is None:
+        return Outcome(False)
+    if why := too_big(data):
+        log.warning("dropped mail of %d bytes to the bounce address of notification %s: %s", len(data), ident, why)
+        return Outcome(False)
+    return settle(db, ident, classify(data), hub)
+
+
+# -- the bounce port: a process of its own ----------------------------------------------------
 
 class _Handler:
     """aiosmtpd handler: only this PEN's bounce addresses are accepted, and a bounce is
@@ -243,11 +196,13 @@ class _Handler:
 
     def __init__(self, db, secret: bytes, hub=None):
         self.db, self.secret, self.hub = db, secret, hub
+        self.reading = ThreadPoolExecutor(READERS, thread_name_prefix="bounce-reading")
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if notification_of(self.secret, address) is None:
             log.warning("refused mail for %r at the bounce port: not a bounce address of this PEN, "
                         "or a forged one", address[:100])
+            metrics.bounce("refused")
             return "550 5.1.1 No such bounce address here"
         if len(envelope.rcpt_tos) >= 10:
             return "452 4.5.3 Too many recipients"
@@ -255,11 +210,24 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        import asyncio
-
         data = envelope.original_content or envelope.content or b""
+        ident = _addressed(self.secret, list(envelope.rcpt_tos))  # each was checked at RCPT
+        if ident is None:
+            return "554 5.1.1 No such bounce address here"
+        if why := too_big(data):
+            log.warning("refused mail of %d bytes to the bounce address of notification %s: %s", len(data), ident,
+                        why)
+            return f"552 5.3.4 Too big: {why}"
         try:
-            outcome = await asyncio.to_thread(receive, self.db, self.secret, list(envelope.rcpt_tos), data, self.hub)
+            verdict = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self.reading, classify, data), WAIT_SECONDS)
+        except TimeoutError:
+            return "451 4.3.2 Too many bounces at once; try again later"
+        except Exception:
+            log.exception("mail to the bounce address of notification %s could not be read", ident)
+            return "554 5.6.0 This message could not be read as a bounce"
+        try:
+            outcome = await asyncio.to_thread(settle, self.db, ident, verdict, self.hub)
         except Exception:
             log.exception("recording a bounce failed; the relay will try again")
             return "451 4.3.0 The bounce could not be recorded; try again later"
@@ -275,13 +243,11 @@ def listen(host: str, port: int):
     return socket.create_server((host, port), backlog=50)
 
 
-async def start_server(db, secret: bytes, hub, sock, max_connections: int = 50):
-    """Take bounces on the listening socket `sock` (from listen()); returns the asyncio
-    server (close() it to stop).
-    Each connection has a 30 s idle limit, each message MAX_BYTES, and at most
-    `max_connections` are open at once (more are closed at once)."""
-    import asyncio
-
+async def serve_port(db, secret: bytes, hub, sock, max_connections: int = 50) -> None:
+    """Take bounces on the listening socket `sock` (from listen()) until cancelled.
+    Each connection has a 30 s idle limit, each message REPORT_LIMIT bytes (advertised as
+    SIZE; more is answered 552 and never kept, and past CUT_OFF the connection is closed
+    too), and at most `max_connections` are open at once (more are closed at once)."""
     from aiosmtpd.smtp import SMTP
 
     handler = _Handler(db, secret, hub)
@@ -289,6 +255,28 @@ async def start_server(db, secret: bytes, hub, sock, max_connections: int = 50):
 
     class Limited(SMTP):
         _counted = False
+        _message_bytes = -1  # of the message being received; -1 outside DATA
+
+        async def smtp_DATA(self, arg):
+            self._message_bytes = 0
+            try:
+                await super().smtp_DATA(arg)
+            finally:
+                self._message_bytes = -1
+
+        def data_received(self, data):
+            if self._message_bytes >= 0:
+                self._message_bytes += len(data)
+                if self._message_bytes > CUT_OFF:
+                    # aiosmtpd would read the rest line by line, only to answer 552 at its
+                    # end: a sender that ignored SIZE is answered now.
+                    log.warning("refused mail of more than %d bytes at the bounce port; connection closed",
+                                CUT_OFF)
+                    self._message_bytes = -1
+                    self.transport.write(b"552 5.3.4 Too big for a bounce; closing the connection\r\n")
+                    self.transport.close()
+                    return
+            super().data_received(data)
 
         def connection_made(self, transport):
             if open_now[0] >= max_connections:
@@ -305,7 +293,96 @@ async def start_server(db, secret: bytes, hub, sock, max_connections: int = 50):
                 super().connection_lost(exc)
 
     def factory():
-        return Limited(handler, data_size_limit=MAX_BYTES, timeout=30, hostname="pen-bounces",
+        return Limited(handler, data_size_limit=REPORT_LIMIT, timeout=30, hostname="pen-bounces",
                        ident="pen-server bounces", decode_data=False)
 
-    return await asyncio.get_running_loop().create_server(factory, sock=sock)
+    server = await asyncio.get_running_loop().create_server(factory, sock=sock)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        handler.reading.shutdown(wait=False, cancel_futures=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The bounce port's process (`python -m pen_server.bounces`), started by the API
+    process that holds the port's socket (BouncePort): it takes the socket as `--fd`, reads
+    and records bounces, and ends with that process."""
+    import argparse
+    import signal
+    import socket
+
+    from pen_server.children import die_with
+    from pen_server.cli import LOG_FORMAT
+    from pen_server.db import Database
+    from pen_server.events import EventHub
+    from pen_server.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m pen_server.bounces")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--log", help="the API process's log file (else standard error)")
+    args = parser.parse_args(argv)
+    die_with(args.parent)  # a server killed with -9 leaves no port that answers 250 for it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl-c in a terminal: the API process stops this one
+    handler = logging.FileHandler(args.log, encoding="utf-8") if args.log else logging.StreamHandler()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=[handler])
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command
+    settings = load_settings(args.data)
+    metrics.setup(settings)  # pen_bounces_total counts what this process reads too
+    db = Database(settings.database_url)
+    try:
+        secret = bytes.fromhex((settings.data_dir / "secret.key").read_text().strip())  # as app.read_secret
+        asyncio.run(serve_port(db, secret, EventHub(db), socket.socket(fileno=args.fd)))
+    finally:
+        db.dispose()
+    return 0
+
+
+class BouncePort:
+    """In the API process: the bounce port's process on the listening socket `sock`, started
+    again when it ends (after a pause that grows while it keeps ending), until stop()."""
+
+    def __init__(self, data_dir: Path, sock) -> None:
+        self.data_dir, self.sock = data_dir, sock
+        self.proc: asyncio.subprocess.Process | None = None
+        self.task = asyncio.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        loop = asyncio.get_running_loop()
+        pause = 1.0
+        while True:
+            log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                             if isinstance(h, logging.FileHandler)), None)
+            fd = self.sock.fileno()
+            started = loop.time()
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "pen_server.bounces", "--data", str(self.data_dir), "--fd", str(fd),
+                    "--parent", str(os.getpid()), *(["--log", log_file] if log_file else []),
+                    stdin=asyncio.subprocess.DEVNULL, pass_fds=(fd,))
+            except OSError as exc:
+                ended = f"could not start ({exc})"
+            else:
+                # Background work: the API's requests go first when the CPUs are busy (set
+                # here, not in the process, which would first spend its start-up at full priority).
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+                ended = f"ended (exit {await self.proc.wait()})"
+            pause = 1.0 if loop.time() - started > 60 else min(pause * 2, 60.0)
+            log.error("the bounce port's process %s; it starts again in %.0f s", ended, pause)
+            await asyncio.sleep(pause)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None:
+            proc.kill()  # a bounce it was recording was not answered 250: its relay sends it again
+            await proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""The `pen-server` command: init, user add/list/passwd, package set, dkim, bounce, migrate-to, run,
-worker."""
+"""The `pen-server` command: init, user, package, dkim, bounce, deliverability check, report,
+migrate-to, backup, restore, audit, run, worker (`pen-server --help` lists them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from pen_server.private import UMASK, loose_modes_warning
-from pen_server.settings import SettingsError, load_settings
+from pen_server.settings import LOG_FORMATS, SettingsError, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CliError(Exception):
@@ -175,12 +177,15 @@ def cmd_bounce(args) -> int:
     be recorded now."""
     import email
 
-    from pen_server import bounces
+    from pen_server import bounces, metrics
     from pen_server.app import read_secret
     from pen_server.events import EventHub
 
     settings, db = _open(args)
-    data = sys.stdin.buffer.read(bounces.MAX_BYTES + 1)
+    metrics.setup(settings)  # pen_bounces_total counts piped bounces too
+    data = sys.stdin.buffer.read(bounces.REPORT_LIMIT + 1)
+    while sys.stdin.buffer.read(1 << 16):  # read to the end and dropped: the MTA never writes into a closed pipe
+        pass
     recipients = list(args.recipient or [])
     if not recipients:  # the MTA's delivery headers name the address it was sent to
         head = email.message_from_bytes(data)
@@ -198,6 +203,71 @@ def cmd_bounce(args) -> int:
     return 75 if outcome.retry else 0
 
 
+def cmd_deliverability_check(args) -> int:
+    """One blocklist check now, recorded for the API and the other processes. Exit 0: nothing
+    is listed and every question was answered; 1: something is listed; 3: nothing listed
+    among the answers, but some got none (the check is incomplete, not clean)."""
+    import asyncio
+
+    from pen_server import deliverability
+
+    settings, db = _open(args)
+    zones = settings.deliverability.dnsbl_zones
+    if not zones:
+        db.dispose()
+        print(f"No blocklist zone is set; list some in [deliverability] dnsbl_zones of "
+              f"{settings.config_path}, e.g. dnsbl_zones = [\"zen.spamhaus.org\", \"domain:dbl.spamhaus.org\"].")
+        return 0
+    try:
+        check, _changes = asyncio.run(deliverability.check_now(db, settings))
+        listings = deliverability.current(db, settings)["listings"]
+    finally:
+        db.dispose()
+    asked = " and ".join(check.subjects) or "nothing"
+    print(f"Asked {len(check.zones)} zone{'s' if len(check.zones) != 1 else ''} about {asked}.")
+    for item in listings:
+        print(f"LISTED     {item['subject']} in {item['zone']} (answer {item['answer']}, since "
+              f"{item['since']:%Y-%m-%d %H:%M} UTC)")
+    for item in check.unanswered:
+        where = f"{item['subject']} in {item['zone']}" if item["zone"] else item["subject"]
+        print(f"NO ANSWER  {where}: {item['reason']}")
+    if listings:
+        print(f"{len(listings)} listing{'s' if len(listings) != 1 else ''}: mail from these may be refused or "
+              "marked as spam; see the zone's site for why and how to be removed.")
+        return 1
+    if check.unanswered:
+        print(f"Nothing is listed among the answers, but {len(check.unanswered)} question"
+              f"{'s' if len(check.unanswered) != 1 else ''} got none, so this check is incomplete.")
+        return 3
+    print("Nothing is listed.")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """The delivery report: per recipient domain and in total."""
+    import json
+
+    from pen_server import deliverability
+    from pen_server.schemas import ReportOut
+
+    try:
+        period = deliverability.parse_since(args.since)
+    except ValueError:
+        raise CliError(f"--since must be a period such as 30d, 12h, 90m or 2w, not {args.since!r}.") from None
+    _settings, db = _open(args)
+    try:
+        data = deliverability.report(db, period)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(ReportOut.model_validate(data).model_dump(mode="json"), indent=2))
+        return 0
+    print(f"Notifications of the messages sent from {data['since']:%Y-%m-%d %H:%M} to "
+          f"{data['until']:%Y-%m-%d %H:%M} UTC; rate: accepted and not bounced, over attempted.")
+    print("\n".join(deliverability.report_lines(data)))
+    return 0
+
+
 def cmd_migrate_to(args) -> int:
     from pen_server import initpen
     from pen_server.migrate_to import MigrateError, migrate_to
@@ -213,10 +283,63 @@ def cmd_migrate_to(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from pen_server import backup
+
+    if args.verify:
+        if args.data or args.to:
+            raise CliError("Give either --verify PATH, or --data DIR and --to PATH, not both.")
+        try:
+            checked = backup.verify(Path(args.verify))
+        except backup.BackupError as exc:
+            raise CliError(str(exc)) from None
+        m = checked.manifest
+        for note in checked.notes:
+            print(f"pen-server: note: {note}.", file=sys.stderr)
+        print(f"The backup {Path(args.verify).expanduser().absolute()} is whole: {checked.files} files "
+              f"({m['blobs']} attachment blobs, {backup.mib(checked.size)}) as its manifest lists them, the "
+              f"database checked, at schema revision {m['schema_revision']}; made {m['created_at']} of the PEN "
+              f"{m['pen']!r}.")
+        return 0
+    if not (args.data and args.to):
+        raise CliError("Give --data DIR and --to PATH (a new folder, or a file ending in .tar or .tar.zst), or "
+                       "--verify PATH.")
+    settings = load_settings(args.data)
+    try:
+        made = backup.backup(settings, Path(args.to), pg_dump=args.pg_dump, without_blobs=args.without_blobs)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    for warning in made.warnings:
+        print(f"pen-server: warning: {warning}.", file=sys.stderr)
+    print(f"Backed up the PEN {settings.name!r} to {made.path}: {made.files} files, {made.blobs} of them "
+          f"attachment blobs, {backup.mib(made.size)}, schema revision {made.revision}, in "
+          f"{made.seconds:.1f} s. Check it with: pen-server backup --verify {made.path}")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from pen_server import backup
+
+    try:
+        done = backup.restore(Path(args.path), Path(args.data), args.database_url)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    for note in done.notes:
+        print(f"pen-server: note: {note}.", file=sys.stderr)
+    migrated = f", migrated from schema revision {done.migrated_from}" if done.migrated_from else ""
+    waiting = (f" It has {done.waiting} notification{'s' if done.waiting != 1 else ''} waiting to go out: to try "
+               f"the copy while the old PEN still runs, start it with PEN_DELIVERY_IN_API=false, or both send "
+               f"them." if done.waiting else "")
+    print(f"Restored the PEN into {done.data} at schema revision {done.revision}{migrated}; start it with: "
+          f"pen-server run --data {done.data}.{waiting}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from pen_server.serve import serve
 
     settings = load_settings(args.data)
+    settings.log_format = args.log_format or settings.log_format
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
@@ -228,6 +351,7 @@ def cmd_worker(args) -> int:
     from pen_server.worker import run_worker
 
     settings = load_settings(args.data)
+    settings.log_format = args.log_format or settings.log_format
     warning = loose_modes_warning(settings.data_dir)
     if warning:
         print(f"pen-server: {warning}", file=sys.stderr, flush=True)
@@ -295,11 +419,42 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the bounce address it was sent to (default: from its delivery headers)")
     bounce.set_defaults(func=cmd_bounce)
 
+    dl = sub.add_parser("deliverability", help="the blocklist watch").add_subparsers(
+        dest="deliverability_command", required=True)
+    dcheck = dl.add_parser("check", help="ask the blocklists now (exit 1 while something is listed, 3 when "
+                                         "some zone did not answer)")
+    dcheck.add_argument("--data", required=True)
+    dcheck.set_defaults(func=cmd_deliverability_check)
+
+    rep = sub.add_parser("report", help="notifications attempted, accepted, deferred, failed, bounced and the "
+                                        "delivery rate, per recipient domain")
+    rep.add_argument("--data", required=True)
+    rep.add_argument("--since", default="30d", help="how far back: 90m, 12h, 30d, 2w (default 30d)")
+    rep.add_argument("--json", action="store_true", help="as JSON, as GET /admin/deliverability/report")
+    rep.set_defaults(func=cmd_report)
+
     mig = sub.add_parser("migrate-to", help="copy the PEN's database into an empty PostgreSQL database "
                                             "(stop the PEN first)")
     mig.add_argument("--data", required=True)
     mig.add_argument("url", help="postgresql+psycopg://USER:PASSWORD@HOST/NAME, an empty database")
     mig.set_defaults(func=cmd_migrate_to)
+
+    bk = sub.add_parser("backup", help="copy a running PEN (SQLite) to a folder, .tar or .tar.zst; or check one "
+                                       "with --verify")
+    bk.add_argument("--data", help="the PEN's data folder")
+    bk.add_argument("--to", metavar="PATH", help="a new folder, or a new file ending in .tar or .tar.zst")
+    bk.add_argument("--verify", metavar="PATH", help="check the backup at PATH instead (exit 0: whole, 1: not)")
+    bk.add_argument("--pg-dump", action="store_true", help="a PEN on PostgreSQL: its database through pg_dump")
+    bk.add_argument("--without-blobs", action="store_true",
+                    help="a PEN whose attachments are in a bucket: everything but them (the bucket has its own backup)")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", help="bring a backup back as the PEN in a new or empty data folder")
+    rs.add_argument("path", metavar="PATH", help="the backup: a folder, .tar or .tar.zst")
+    rs.add_argument("--data", required=True, help="a new or empty folder")
+    rs.add_argument("--database-url", metavar="URL",
+                    help="a backup made with --pg-dump: the empty PostgreSQL database to restore it into")
+    rs.set_defaults(func=cmd_restore)
 
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)
@@ -309,18 +464,26 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(or set [log] file in pen-server.toml)")
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="N API processes sharing the port (PostgreSQL only; default 1)")
+    run.add_argument("--log-format", choices=LOG_FORMATS,
+                     help="text: one line a record (the default); json: one JSON object a line "
+                          "(or set [log] format)")
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="deliver notifications only, without serving HTTPS")
     worker.add_argument("--data", required=True)
     worker.add_argument("--log", metavar="FILE", help="write the log to FILE instead of standard error")
+    worker.add_argument("--log-format", choices=LOG_FORMATS, help="text (the default) or json: one object a line")
     worker.set_defaults(func=cmd_worker)
+
+    from pen_server.audit_cli import register as register_audit
+
+    register_audit(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's every command, at the bounce port
     # Everything a command writes (settings, keys, the database and its -wal/-shm, blobs)

@@ -37,6 +37,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import make_url
 
+from pen_server import metrics
 from pen_server.models import Event, utcnow
 
 log = logging.getLogger("pen_server.events")
@@ -103,6 +104,7 @@ class EventHub:
             pushed_out = subs[:max(0, len(subs) + 1 - self.max_streams)]
             del subs[:len(pushed_out)]
             subs.append(sub)
+            metrics.streams_open(sum(len(s) for s in self._subs.values()))
         for old in pushed_out:
             old.put(END)
         return sub
@@ -114,6 +116,7 @@ class EventHub:
                 subs.remove(sub)
                 if not subs:
                     self._subs.pop(sub.user_id, None)
+            metrics.streams_open(sum(len(s) for s in self._subs.values()))
 
     def streams(self, user_id: str) -> int:
         with self._lock:

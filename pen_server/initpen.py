@@ -180,7 +180,7 @@ def _build(p: Plan, into: Path) -> None:
 
     write_private(into / CONFIG_NAME, p.toml().encode("utf-8"), exclusive=True)
     write_private(into / "secret.key", (secrets.token_hex(32) + "\n").encode("ascii"), exclusive=True)
-    make_tls(into / "tls", [p.host, "localhost", "127.0.0.1"])
+    make_tls(into / "tls", [p.host, "localhost", "127.0.0.1", "::1"])
     settings = load_settings(into)
     if settings.database_url == f"sqlite:///{into / 'pen.db'}":
         write_private(into / "pen.db", b"", exclusive=True)  # SQLite gives -wal and -shm its mode

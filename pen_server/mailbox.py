@@ -6,13 +6,14 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from pen_server import search
 from pen_server.errors import ApiError, not_found
-from pen_server.models import FolderCount, MailboxEntry, Message, Notification, User
+from pen_server.models import FolderCount, MailboxEntry, Message, Notification, User, utcnow
+from pen_server.schemas import rfc3339
 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
@@ -26,17 +27,28 @@ def attachment_out(att) -> dict:
             "size": att.size, "sha256": att.sha256}
 
 
-def notification_out(n: Notification) -> dict:
+def _time(value: datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
+
+
+def notification_out(n: Notification, opened_at: datetime | None = None,
+                     revoked_at: datetime | None = None) -> dict:
+    """A notification, with its recipient's copy's opened and withdrawn times."""
     return {"recipient": address(n.recipient_email, n.recipient_name), "kind": n.kind, "status": n.status,
-            "attempts": n.attempts, "last_error": n.last_error, "updated_at": n.updated_at}
+            "attempts": n.attempts, "last_error": n.last_error, "updated_at": n.updated_at,
+            "opened_at": _time(opened_at), "revoked_at": _time(revoked_at)}
 
 
-def summary_out(entry: MailboxEntry) -> dict:
+def summary_out(entry: MailboxEntry, now: datetime | None = None) -> dict:
     m = entry.message
+    # A copy that can no longer be read (withdrawn, past its end date) shows no snippet.
+    shut = not entry.is_sender and (entry.revoked_at is not None or (
+        m.expires_at is not None and m.expires_at <= (now or utcnow())))
     return {"id": m.id, "thread_id": m.thread_id, "folder": entry.folder,
             "from": address(m.from_email, m.from_name), "to": m.to_list, "cc": m.cc_list,
             "subject": m.subject, "sent_at": m.sent_at, "unread": entry.unread,
-            "attachment_count": m.attachment_count, "size": m.size, "snippet": m.snippet}
+            "attachment_count": m.attachment_count, "size": m.size, "snippet": "" if shut else m.snippet,
+            "expires_at": _time(m.expires_at), "revoked_at": _time(entry.revoked_at)}
 
 
 # A page shows summaries: the bodies (up to megabytes each) stay in the database.
@@ -80,6 +92,17 @@ def notifications_for(session: Session, message_id: str) -> list[Notification]:
                                 .order_by(Notification.position)))
 
 
+def notification_items(session: Session, message_id: str) -> list[dict]:
+    """The message's notifications as the API shows them, each with its recipient's copy's
+    opened and withdrawn times (one query)."""
+    copy = and_(MailboxEntry.message_id == Notification.message_id,
+                MailboxEntry.user_id == Notification.recipient_user_id, MailboxEntry.is_sender.is_(False))
+    rows = session.execute(select(Notification, MailboxEntry.opened_at, MailboxEntry.revoked_at)
+                           .outerjoin(MailboxEntry, copy).where(Notification.message_id == message_id)
+                           .order_by(Notification.position, Notification.updated_at))
+    return [notification_out(n, opened_at, revoked_at) for n, opened_at, revoked_at in rows]
+
+
 def message_out(session: Session, entry: MailboxEntry) -> dict:
     m = entry.message
     out = summary_out(entry)
@@ -90,7 +113,7 @@ def message_out(session: Session, entry: MailboxEntry) -> dict:
         "body_html": m.body_html,
         "attachments": [attachment_out(a) for a in m.attachments],
         "in_reply_to": m.in_reply_to,
-        "notifications": [notification_out(n) for n in notifications_for(session, m.id)] if own else [],
+        "notifications": notification_items(session, m.id) if own else [],
     })
     return out
 
@@ -101,6 +124,13 @@ def entry_for(session: Session, user: User, message_id: str) -> MailboxEntry:
     if entry is None:
         raise not_found()
     return entry
+
+
+def readable_entry(session: Session, user: User, message_id: str) -> MailboxEntry:
+    """The caller's copy while it can be read: 404 without one, 410 `revoked` or `expired`."""
+    from pen_server.after_send import gate
+
+    return gate(entry_for(session, user, message_id))
 
 
 # A cursor names the last row of a page. Cursors of the oldest-first order carry a prefix, so

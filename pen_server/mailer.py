@@ -230,6 +230,24 @@ def thread_root_id(thread_id: str, host: str) -> str:
     return _checked_msgid(f"<thread.{thread_id}@{host}>")
 
 
+def sender_terms(sender, package) -> tuple[str | None, str]:
+    """The disclaimer and subject policy that a sender's notifications carry: its package's
+    (`package` the Package row named by sender.package, or None), none and "keep" for a
+    guest or a sender without a package."""
+    if sender is None or package is None or sender.role == "guest":
+        return None, "keep"
+    return package.disclaimer, package.subject_policy or "keep"
+
+
+def outside_subject(message, subject_policy: str) -> str:
+    """The subject shown where no one has signed in (the notification, the page its link
+    opens, GET /invitations/{token}): "generic" puts "Secure message from NAME" in place of
+    the message's own."""
+    if subject_policy != "generic":
+        return message.subject
+    return f"Secure message from {clean_line((message.from_name or '')[:NAME_LIMIT]) or clean_line(message.from_email)}"
+
+
 def build_notification(notification, message, *, conf: PenConf, secret: bytes,
                        disclaimer: str | None = None, parent_message_id: str | None = None,
                        guest: bool = False, headers: dict[str, str] | None = None,
@@ -260,8 +278,7 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
         msg.set_raw("Reply-To", _fold("Reply-To", _mailbox_tokens(message.from_name, message.from_email)))
     for field, value in (headers if headers is not None else address_headers(message)).items():
         msg.set_raw(field, value)
-    subject = f"Secure message from {sender_name}" if subject_policy == "generic" else message.subject
-    msg.set_raw("Subject", _fold("Subject", _text_tokens(subject)))
+    msg.set_raw("Subject", _fold("Subject", _text_tokens(outside_subject(message, subject_policy))))
     msg.set_raw("Message-ID", own_id)
     references = [root]
     if message.in_reply_to:
@@ -281,6 +298,9 @@ def build_notification(notification, message, *, conf: PenConf, secret: bytes,
     who += ", a guest," if guest else ""
     sentence = (f"{who} sent you a secure message through {clean_line(conf.name) or 'a Private Email Network'}; "
                 f"the link below opens it in any web browser.")
+    expires = getattr(message, "expires_at", None)
+    if expires is not None:  # the sender's end date: after it the link opens nothing
+        sentence += f" It can be read until {expires.astimezone(UTC).strftime('%-d %B %Y, %H:%M UTC')}."
     footer, notice = clean_block(conf.footer), clean_block(disclaimer)
 
     text = [sentence, "", "Read it here:", link]

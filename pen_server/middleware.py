@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 
+from pen_server import metrics
 from pen_server.errors import error_body
 
 request_log = logging.getLogger("pen_server.requests")
@@ -149,7 +150,8 @@ class BodyLimit:
 
 class RequestLog:
     """One line a request when its answer is complete: client, method, path (no query
-    string, no invitation token, no control characters), status, duration."""
+    string, no invitation token, no control characters), status, duration; the same as
+    fields for the JSON log (logs.py), and counted for GET /metrics by route template."""
 
     def __init__(self, app):
         self.app = app
@@ -168,9 +170,31 @@ class RequestLog:
         try:
             await self.app(scope, receive, noted)
         finally:
+            seconds = time.monotonic() - started
             client = (scope.get("client") or ("-",))[0]
-            request_log.info("%s %s %s %s %d ms", client, scope["method"], loggable_path(scope["path"]),
-                             status or "-", (time.monotonic() - started) * 1000)
+            route = route_template(scope)
+            path = loggable_path(scope["path"])
+            metrics.request(route, scope["method"], status, seconds)
+            request_log.info("%s %s %s %s %d ms", client, scope["method"], path, status or "-", seconds * 1000,
+                             extra={"fields": {"event": "request", "client": client, "method": scope["method"][:16],
+                                               "path": path, "route": route, "status": status or None,
+                                               "ms": round(seconds * 1000, 1)}})
+
+
+def route_template(scope) -> str:
+    """The route that answered, as its template (`/api/v1/messages/{message_id}`): a label
+    with a bounded set of values, never an id. `unmatched` when no route took the path."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str) or not template.startswith("/"):
+        return "unmatched"
+    # A route of a router included with a prefix may name its path without the prefix (as
+    # FastAPI 0.16x does): the prefix is what comes before the route's own segments in the
+    # path (a prefix the app has, as the route matched). No route here takes a {name:path}.
+    parts = scope["path"].split("/")
+    own = template.count("/")
+    prefix = "/".join(parts[:len(parts) - own]) if len(parts) > own else ""
+    return template if template.startswith(prefix + "/") else prefix + template
 
 
 def loggable_path(path: str) -> str:

@@ -92,6 +92,8 @@ class Package(Base):
     # "keep": notifications carry the message's subject; "generic": "Secure message from
     # NAME", for organisations whose subjects must not travel in plain SMTP.
     subject_policy: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
+    # The end date its members' messages get when the sender names none (migration 0011).
+    expire_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class User(Base):
@@ -145,6 +147,8 @@ class Message(Base):
     attachment_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     in_reply_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # After this its recipients can no longer read it (410 expired); the sender still can.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.position", lazy="select"
     )
@@ -170,6 +174,10 @@ class MailboxEntry(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Copied too, so that a folder's threads are found in one index (migration 0008).
     thread_id: Mapped[str] = mapped_column(String(32))
+    # A recipient's copy: when the sender withdrew it (410 revoked from then on), and when its
+    # owner first read the message or one of its files (migration 0011).
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     message: Mapped[Message] = relationship(lazy="joined")
 
     __table_args__ = (
@@ -323,6 +331,68 @@ class SignInCount(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_signin_last", "last_at"),)
+
+
+class AuditRow(Base):
+    """One thing done with a message (pen_server/audit.py): append-only, ids 1, 2, 3... with no
+    gap, each row's `hash` a sha256 over its own fields and the `hash` of the row before, so
+    a row changed, removed or put in later breaks the chain. No foreign keys: the trail
+    outlives the messages and accounts it names. Never a body, a subject or a password."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(320), nullable=True)  # the e-mail address
+    recipient: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attachment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_message", "message_id", "id"), Index("ix_audit_actor", "actor", "id"),
+                      Index("ix_audit_recipient", "recipient", "id"), Index("ix_audit_at", "at"))
+
+
+class AuditHead(Base):
+    """The one row (id 1) that says where the chain ends: its last id and hash. Every append
+    updates it first, which takes the lock that orders writers (SQLite's write lock, a row
+    lock on PostgreSQL), so rows of several processes never fork the chain."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+class BlocklistState(Base):
+    """The blocklist watch (deliverability.py), one row (id 1) that every process shares: a
+    process takes a check upon itself by moving `claimed_at` with a conditional UPDATE, so
+    several processes make one check each period; `checked_at`, what was asked and what
+    did not answer describe the last finished check."""
+
+    __tablename__ = "blocklist_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    asked: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"zones": [...], "subjects": [...]}
+    unanswered: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [{"zone", "subject", "reason"}]
+
+
+class BlocklistListing(Base):
+    """A sending address (or the sending domain) that a blocklist zone lists now; the row
+    goes when a check finds it no longer listed. `since` is the first check that found it."""
+
+    __tablename__ = "blocklist_listings"
+    zone: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(255))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SearchSlot(Base):

@@ -28,9 +28,9 @@ import aiosmtplib
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
-from pen_server import bounces, dkim, effective_settings, mailer
+from pen_server import after_send, audit, bounces, dkim, effective_settings, mailer
 from pen_server.events import EventHub
-from pen_server.models import Message, Notification, Package, User, utcnow
+from pen_server.models import MailboxEntry, Message, Notification, Package, User, utcnow
 from pen_server.settings import Settings, SmtpSettings
 
 log = logging.getLogger("pen_server.outbox")
@@ -51,6 +51,7 @@ class _Job:
     data: bytes = b""
     error: str | None = None
     retry: bool = False  # the error is the PEN's setup, not the recipient's: defer, not fail
+    cancelled: bool = False  # withdrawn from this recipient after the row was claimed: never sent
 
 
 class _Relay:
@@ -133,7 +134,10 @@ class _Outcomes:
                                   len(batch))
                 else:
                     for (job, _, _), status in zip(batch, finals):
-                        log.info("delivery %s to %s: %s", job.id, job.rcpt.rpartition("@")[2] or "-", status)
+                        domain = job.rcpt.rpartition("@")[2] or "-"
+                        log.info("delivery %s to %s: %s", job.id, domain, status,
+                                 extra={"fields": {"event": "delivery", "notification": job.id, "domain": domain,
+                                                   "status": status, "attempt": job.attempts}})
                     await self.worker._publish([(job, status) for (job, _, _), status in zip(batch, finals)])
             if self.closing and not self.pending:
                 return
@@ -294,6 +298,11 @@ class DeliveryWorker:
                     select(N.message_id, N.recipient_email, N.smtp_message_id)
                     .where(N.message_id.in_(parent_ids))):
                 parents[(mid, email.lower())] = smtp_id
+        withdrawn = {(mid, uid) for mid, uid in session.execute(
+            select(MailboxEntry.message_id, MailboxEntry.user_id).where(
+                MailboxEntry.message_id.in_({r.message_id for r in rows}),
+                MailboxEntry.user_id.in_({r.recipient_user_id for r in rows if r.recipient_user_id}),
+                MailboxEntry.revoked_at.is_not(None)))}
         try:
             from_ok: str | None = mailer.checked_address(conf.smtp.from_address)
         except mailer.AddressError:
@@ -320,6 +329,9 @@ class DeliveryWorker:
                        recipient={"email": row.recipient_email, "name": row.recipient_name},
                        attempts=row.attempts)
             jobs.append(job)
+            if (row.message_id, row.recipient_user_id) in withdrawn:
+                job.cancelled = True
+                continue
             if row.attempts > self.settings.max_attempts:
                 # Claimed again and again without an outcome (each try killed the server).
                 job.error = f"gave up after {row.attempts - 1} attempts"
@@ -332,10 +344,8 @@ class DeliveryWorker:
                 job.retry = True
                 continue
             sender = senders.get(message.sender_id)
-            disclaimer, subject_policy = None, "keep"
             package = packages.get(sender.package) if sender is not None and sender.package else None
-            if package is not None and sender.role != "guest":
-                disclaimer, subject_policy = package.disclaimer, package.subject_policy
+            disclaimer, subject_policy = mailer.sender_terms(sender, package)
             parent = parents.get((message.in_reply_to, row.recipient_email.lower())) \
                 if message.in_reply_to else None
             try:
@@ -377,7 +387,9 @@ class DeliveryWorker:
         while queue and not self._stopping:
             job = queue.popleft()
             try:
-                if job.error:
+                if job.cancelled:
+                    status, error = "cancelled", None
+                elif job.error:
                     status, error = ("deferred" if job.retry else "failed"), job.error
                 elif down:
                     status, error = "deferred", down[0]
@@ -432,7 +444,8 @@ class DeliveryWorker:
         """Write outcomes in one transaction; returns each row's final status."""
         s = self.settings
         now = utcnow()
-        finals = []
+        finals: list[str] = []
+        sent: list[_Job] = []
         with self.db.session() as session:
             for job, status, error in outcomes:
                 values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now,
@@ -449,7 +462,21 @@ class DeliveryWorker:
                                        .values(**values).execution_options(synchronize_session=False))
                 if done.rowcount == 0:
                     log.warning("notification %s was taken over by another worker while sending", job.id)
+                elif values["status"] == "sent":
+                    sent.append(job)
                 finals.append(str(values["status"]))
+            # Withdrawn while this worker was sending (a dead relay, say): what is left to try
+            # is cancelled now, so it never goes out when the relay comes back.
+            waiting = [job.id for (job, _, _), final in zip(outcomes, finals) if final in after_send.UNSENT]
+            if waiting:
+                session.execute(update(N).where(N.id.in_(waiting), N.status.in_(after_send.UNSENT),
+                                                after_send.revoked_recipient(N.recipient_user_id, N.message_id))
+                                .values(status="cancelled", updated_at=now)
+                                .execution_options(synchronize_session=False))
+                gone = set(session.scalars(select(N.id).where(N.id.in_(waiting), N.status == "cancelled")))
+                finals = ["cancelled" if job.id in gone else final for (job, _, _), final in zip(outcomes, finals)]
+            audit.append(session, [audit.Entry("notified", audit.SMTP, job.message_id, recipient=job.recipient["email"],
+                                               detail={"notification": job.id}) for job in sent])
         return finals
 
     def _release(self, ids: list[str]) -> None:

@@ -106,14 +106,17 @@ class AttachmentOut(BaseModel):
 class NotificationOut(BaseModel):
     recipient: Address
     kind: Literal["to", "cc", "bcc"]
-    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced"]
+    status: Literal["queued", "sending", "sent", "deferred", "failed", "bounced", "cancelled"]
     attempts: int
     last_error: str | None
     updated_at: datetime
+    opened_at: datetime | None = Field(description="When the recipient first read the message or downloaded one "
+                                                   "of its files; null until then.")
+    revoked_at: datetime | None = Field(description="When the sender withdrew the message from this recipient.")
 
-    @field_serializer("updated_at")
-    def _ser_time(self, v: datetime) -> str:
-        return rfc3339(v)
+    @field_serializer("updated_at", "opened_at", "revoked_at")
+    def _ser_time(self, v: datetime | None) -> str | None:
+        return rfc3339(v) if v is not None else None
 
 
 class SummaryOut(BaseModel):
@@ -130,10 +133,12 @@ class SummaryOut(BaseModel):
     attachment_count: int
     size: int
     snippet: str
+    expires_at: datetime | None = Field(description="The end date: past it, recipients can no longer read it.")
+    revoked_at: datetime | None = Field(description="A recipient's copy: when the sender withdrew it; else null.")
 
-    @field_serializer("sent_at")
-    def _ser_time(self, v: datetime) -> str:
-        return rfc3339(v)
+    @field_serializer("sent_at", "expires_at", "revoked_at")
+    def _ser_time(self, v: datetime | None) -> str | None:
+        return rfc3339(v) if v is not None else None
 
 
 class MessageOut(SummaryOut):
@@ -199,6 +204,41 @@ class SendIn(Strict):
     attachments: list[str] = Field(default_factory=list, max_length=200, json_schema_extra={"uniqueItems": True},
                                    description="Ids of the sender's uploads, or of attachments of messages it can "
                                                "read; each once.")
+    expires_at: str | None = Field(default=None, max_length=64, json_schema_extra={"format": "date-time"},
+                                   description="The end date (RFC 3339, in the future; else 422). Left out or "
+                                               "null: the sender's package default, if any.")
+
+
+class RevokeIn(Strict):
+    recipients: list[str] | None = Field(default=None, max_length=5000,
+                                         description="E-mail addresses of recipients; left out: all of them.")
+
+
+class ExpiryIn(Strict):
+    expires_at: str | None = Field(max_length=64, json_schema_extra={"format": "date-time"},
+                                   description="The new end date (RFC 3339, in the future), or null for none.")
+
+
+AuditAction = Literal["read", "download", "reply", "forward", "revoke", "expiry", "notified", "bounce"]
+
+
+class AuditRowOut(BaseModel):
+    id: int
+    at: str
+    action: AuditAction
+    actor: str | None
+    recipient: str | None
+    message_id: str | None
+    attachment_id: str | None
+    channel: Literal["api", "web", "intercept", "smtp"]
+    client: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditRowOut]
+    next_cursor: str | None
 
 
 class NotificationsOut(BaseModel):
@@ -250,13 +290,74 @@ class PackageIn(Strict):
     # stays under max_json_bytes (128 KiB), so no valid disclaimer is refused as too large.
     disclaimer: str | None = Field(default=None, max_length=10_000)
     subject: SubjectPolicy | None = None  # left out: unchanged ("keep" for a new package)
+    expire_days: Annotated[Annotated[int, Field(ge=1, le=36500)] | None, BeforeValidator(_whole)] = Field(
+        default=None, description="Days until its members' messages end, when the sender names no end date; "
+                                  "null for none; left out: unchanged.")
 
 
 class PackageOut(BaseModel):
     name: str
     disclaimer: str | None
     subject: SubjectPolicy
+    expire_days: int | None
 
 
 class PackagesOut(BaseModel):
     items: list[PackageOut]
+
+
+class ListingOut(BaseModel):
+    zone: str
+    subject: str = Field(description="The sending address, or the sending domain, that the zone lists.")
+    answer: str = Field(description="The zone's answer: its A records, in 127.0.0.0/8.")
+    since: datetime = Field(description="The first check that found it.")
+
+    @field_serializer("since")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)
+
+
+class UnansweredOut(BaseModel):
+    zone: str
+    subject: str
+    reason: str
+
+
+class DeliverabilityOut(BaseModel):
+    checked_at: datetime | None = Field(description="When the last check finished; null before the first.")
+    zones: list[str]
+    subjects: list[str] = Field(description="What the last check asked about: sending addresses and domain.")
+    listings: list[ListingOut]
+    unanswered: list[UnansweredOut] = Field(description="Questions of the last check without an answer: "
+                                                        "the check is incomplete, never clean, while any is here.")
+
+    @field_serializer("checked_at")
+    def _ser_time(self, v: datetime | None) -> str | None:
+        return rfc3339(v) if v is not None else None
+
+
+class ReportCounts(BaseModel):
+    attempted: int
+    accepted: int
+    deferred: int
+    failed: int
+    bounced: int
+    suppressed: int
+    opened: int | None = Field(description="null where this PEN does not record opening.")
+    delivery_rate: float | None = Field(description="Accepted and not bounced, over attempted, in per cent "
+                                                    "with one decimal; null when none was attempted.")
+
+
+class DomainReport(ReportCounts):
+    domain: str
+
+
+class ReportOut(BaseModel):
+    since: datetime
+    until: datetime
+    domains: list[DomainReport]
+    total: ReportCounts
+
+    @field_serializer("since", "until")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)

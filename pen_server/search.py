@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import literal_column, select, text
+from sqlalchemy import and_, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from pen_server import search_index as index
 from pen_server.errors import ApiError
-from pen_server.models import MailboxEntry, Message, User
+from pen_server.models import MailboxEntry, Message, User, utcnow
 
 KEYS = ("from", "to", "cc", "subject", "body", "has", "is", "before", "after")
 MAX_TERMS = 32  # room for a pasted subject's words
@@ -157,6 +157,12 @@ def texts(terms: list[Term]) -> list[Text]:
     return out
 
 
+def hides_unreadable(terms: list[Term]) -> bool:
+    """Whether the search reads bodies (a word without a key, or body:): then a copy withdrawn
+    from its reader or past its end date is not found by them (its sender's copy still is)."""
+    return any(t.key in (None, "body") for t in terms)
+
+
 def entry_conditions(terms: list[Term]) -> list:
     """The conditions on the copies' own columns (read state, date)."""
     out = []
@@ -191,14 +197,19 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
     if unread is not None:
         filters.append(MailboxEntry.unread == unread)
     query = select(MailboxEntry)
+    unreadable = hides_unreadable(terms)
+    if attachment or unreadable:
+        query = query.join(Message, Message.id == MailboxEntry.message_id)
+    if attachment:
+        filters.append(Message.attachment_count > 0)
+    if unreadable:  # a copy that can no longer be read is never found by the words of its body
+        filters.append(or_(MailboxEntry.is_sender, and_(MailboxEntry.revoked_at.is_(None), or_(
+            Message.expires_at.is_(None), Message.expires_at > utcnow()))))
     if found:
         query = query.join(index.message_search, index.message_search.c.message_id == MailboxEntry.message_id)
         conn = session.connection()
         for column, tsquery in _pg_tsqueries(found, lambda w: index.expansion(conn, w)).items():
             filters.append(index.message_search.c[column].op("@@")(literal_column(tsquery)))
-    if attachment:
-        query = query.join(Message, Message.id == MailboxEntry.message_id)
-        filters.append(Message.attachment_count > 0)
     oldest = order == "oldest"
     keys = ((MailboxEntry.sent_at.asc(), MailboxEntry.message_id.asc()) if oldest
             else (MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc()))
@@ -304,6 +315,11 @@ def _sqlite_page(session: Session, user: User, folder: str, limit: int, cursor: 
         params["unread"] = unread
     base = ("FROM message_search f CROSS JOIN search_keys k CROSS JOIN mailbox_entries e "
             "WHERE k.key = f.rowid AND e.user_id = :uid AND e.message_id = k.message_id AND ")
+    if hides_unreadable(terms):  # as in page() above
+        base = base.replace("CROSS JOIN mailbox_entries e ", "CROSS JOIN mailbox_entries e CROSS JOIN messages m ")
+        where.append("m.id = e.message_id AND (e.is_sender OR (e.revoked_at IS NULL AND "
+                     "(m.expires_at IS NULL OR m.expires_at > :now)))")
+        params["now"] = utcnow().astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     oldest = order == "oldest"
     direction = "ASC" if oldest else "DESC"
     before(session)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import addresses, effective_settings, search_index, security, send_limits
+from pen_server import addresses, after_send, audit, effective_settings, search_index, security, send_limits
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change
@@ -110,9 +110,11 @@ def _attachments(session: Session, user: User, ids: list[str]) -> list[tuple[Att
         if att is not None and att.message_id is None and att.owner_id == user.id:
             found.append((att, True))
             continue
-        if att is not None and att.message_id is not None and session.scalar(
-                select(MailboxEntry.id).where(MailboxEntry.user_id == user.id,
-                                              MailboxEntry.message_id == att.message_id)):
+        source = session.scalar(select(MailboxEntry).where(
+            MailboxEntry.user_id == user.id, MailboxEntry.message_id == att.message_id)) \
+            if att is not None and att.message_id is not None else None
+        if source is not None:
+            after_send.gate(source)  # a withdrawn or expired message's files are not forwarded
             found.append((att, False))
             continue
         if att is not None and att.owner_id == user.id:
@@ -149,8 +151,9 @@ def _attach(session: Session, user: User, message: Message, attachments: list[tu
 
 
 def send(session: Session, settings: Settings, secret: bytes, user: User, body: SendIn,
-         idempotency_key: str) -> tuple[MailboxEntry, list[tuple[str, str, str]]]:
-    """Write the message; returns the sender's copy and (user_id, event, folder) to announce."""
+         idempotency_key: str, who: audit.Who | None = None) -> tuple[MailboxEntry, list[tuple[str, str, str]]]:
+    """Write the message; returns the sender's copy and (user_id, event, folder) to announce.
+    `who` says through what it was sent, for the audit rows of a reply or a forward."""
     key = valid_idempotency_key(idempotency_key)
     digest = _request_hash(body)
     earlier = session.get(IdempotencyKey, (user.id, key))
@@ -177,14 +180,17 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         _check_guest(session, user, recipients)
     parent = None
     if body.in_reply_to:
-        parent = session.scalar(select(Message).join(MailboxEntry, MailboxEntry.message_id == Message.id).where(
-            MailboxEntry.user_id == user.id, Message.id == body.in_reply_to))
-        if parent is None:
+        parent_copy = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                                MailboxEntry.message_id == body.in_reply_to))
+        if parent_copy is None:
             raise validation({"in_reply_to": "not a message you can read"},
                              "The message you are replying to does not exist, or is not yours.")
+        parent = after_send.gate(parent_copy).message
     attachments = _attachments(session, user, body.attachments)
 
     now = utcnow()
+    expires_at = after_send.parse_expiry(body.expires_at) if body.expires_at is not None else \
+        after_send.default_expiry(session, user, now)
     text = clean_body(body.body_text)
     html = clean_body(body.body_html) if body.body_html is not None else None
     message = Message(
@@ -193,7 +199,7 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         to_list=lists["to"], cc_list=lists["cc"], bcc_list=lists["bcc"], subject=body.subject,
         body_text=text, body_html=html, snippet=snippet(text), in_reply_to=parent.id if parent else None,
         sent_at=now, size=len(text.encode()) + len((html or "").encode()) + sum(a.size for a, _ in attachments),
-        attachment_count=len(attachments),
+        attachment_count=len(attachments), expires_at=expires_at,
     )
     session.add(message)
     session.flush()  # from here on this transaction holds SQLite's write lock
@@ -246,6 +252,12 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
             session.add(FolderCount(user_id=user_id, folder=folder, total=1))
         else:
             count_change(session, user_id, folder, +1)
+    if who is not None:  # last: the audit rows hold the chain's lock until the commit
+        forwarded = dict.fromkeys(a.message_id for a, own in attachments if not own)
+        audit.append(session, ([audit.Entry("reply", who, parent.id, detail={"reply": message.id})] if parent else [])
+                     + [audit.Entry("forward", who, source, detail={
+                         "attachments": [a.id for a, own in attachments if not own and a.message_id == source],
+                         "message": message.id}) for source in forwarded])
     entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
                                                       MailboxEntry.message_id == message.id))
     return entry, announce
@@ -279,9 +291,11 @@ def resend(session: Session, user: User, message_id: str, recipients: list[str] 
     if recipients is None:
         query = query.where(Notification.status == "failed")
     else:
-        wanted = {r.strip().lower() for r in recipients}
+        wanted = {r.strip().lower() for r in recipients if "\x00" not in r}  # no address holds a NUL
         query = query.where(Notification.recipient_email.in_(wanted),
                             Notification.status.in_(("failed", "deferred", "bounced")))
+    # A recipient the message was withdrawn from is never sent another notification.
+    query = query.where(~after_send.revoked_recipient(Notification.recipient_user_id, Notification.message_id))
     now = utcnow()
     ids = [n.id for n in session.scalars(query)]
     if ids:

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import uvicorn
 
+from pen_server import metrics
 from pen_server.app import create_app
+from pen_server.children import die_with
 from pen_server.connections import (
     FILES_KEPT_FREE,
     ConnectionGuard,
@@ -59,8 +61,11 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise SettingsError("SQLite takes one writer at a time, so more API processes would only wait for each "
                             "other; run with --workers 1, or use PostgreSQL ([database] url) for several.")
-    log_to(log_file or settings.log_file)
+    log_to(log_file or settings.log_file, settings.log_format)
     migrate(settings.database_url)
+    # Before forking: each process of --workers N counts in files of its own (metrics.py).
+    if metrics.setup(settings):
+        metrics.compact(metrics.directory(settings))
     bounce_socket = None
     if settings.bounce_port:
         from pen_server.bounces import listen
@@ -137,7 +142,7 @@ def _supervise(count: int, child) -> int:
         if pid == 0:
             code = 1
             try:
-                _die_with(parent)
+                die_with(parent)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes SIGTERM on
                 code = child(slot)
             except BaseException:
@@ -186,17 +191,6 @@ def _supervise(count: int, child) -> int:
     return 1 if failed else 0
 
 
-def _die_with(parent: int) -> None:
-    """Linux: this process gets SIGTERM when the supervisor dies (even by kill -9), so no API
-    process is left holding the port."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(0)
-
-
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, before_shutdown):
         super().__init__(config)
@@ -225,20 +219,28 @@ def _listen(host: str, port: int, backlog: int, reuse_port: bool = False) -> soc
     return sock
 
 
-def log_to(path: Path | None) -> None:
-    """The server's log (requests, deliveries, errors) goes to standard error, or to `path`."""
+def log_to(path: Path | None, kind: str = "text") -> None:
+    """The server's log (requests, deliveries, errors) goes to standard error, or to `path`;
+    `kind` "json" writes one JSON object a line (logs.py)."""
+    from pen_server.logs import formatter
+
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if path is None:
         if not root.handlers:
             logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+        if kind == "json":
+            for handler in root.handlers:
+                handler.setFormatter(formatter(kind))
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"Could not open the log file {path} ({exc.strerror or exc}).") from None
-    if root.handlers:
+    if kind == "json":
+        handler.setFormatter(formatter(kind))
+    elif root.handlers:
         handler.setFormatter(root.handlers[0].formatter)
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,7 +1,13 @@
-"""The server's settings: `DIR/pen-server.toml`, overridden by `PEN_*` variables."""
+"""The server's settings: `DIR/pen-server.toml`, overridden by `PEN_*` variables.
+
+The file is checked against one typed model (`PenServerToml`, pydantic, extra="forbid"): a
+section or key it does not name stops every command with one sentence naming the file, the
+section, the key and the nearest known name; a wrong value with one sentence naming the key.
+What the file leaves out keeps the defaults of the `Settings` dataclass."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -9,10 +15,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 CONFIG_NAME = "pen-server.toml"
 SECURITIES = ("starttls", "tls", "none")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(Exception):
@@ -49,6 +59,24 @@ class StorageSettings:
     @property
     def prefix(self) -> str:
         return urlsplit(self.url).path.strip("/")
+
+
+@dataclass
+class DeliverabilitySettings:
+    """[deliverability]: the blocklist watch (deliverability.py)."""
+
+    dnsbl_zones: list[str] = field(default_factory=list)  # "zone", or "domain:zone" for a domain list
+    check_minutes: float = 60.0
+    resolver: str = ""  # "address:port"; empty: the system's resolver
+    sending_ips: list[str] = field(default_factory=list)  # empty: the relay host's addresses
+
+
+@dataclass
+class MetricsSettings:
+    """[metrics]: GET /metrics (metrics.py)."""
+
+    enabled: bool = True
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
 @dataclass
@@ -111,6 +139,9 @@ class Settings:
     search_seconds: float = 5.0
     searches_per_user: int = 2
     log_file: Path | None = None
+    log_format: str = "text"  # or "json": one object a line (serve.log_to)
+    deliverability: DeliverabilitySettings = field(default_factory=DeliverabilitySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def blob_dir(self) -> Path:
@@ -129,62 +160,368 @@ class Settings:
         return self.data_dir / CONFIG_NAME
 
 
-def _int(value, key: str, minimum: int = 0) -> int:
+# -- reading values: each parser returns the value or raises ValueError with the end of a
+# sentence that starts "The setting SECTION.KEY" -------------------------------------------------
+
+def _as_whole(value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
             value = int(str(value))
         except ValueError:
-            raise SettingsError(f"The setting {key} must be a whole number, not {value!r}.") from None
+            raise ValueError(f"must be a whole number, not {value!r}") from None
     if value < minimum:
-        raise SettingsError(f"The setting {key} must be at least {minimum}.")
+        raise ValueError(f"must be at least {minimum}")
     return value
 
 
-def _float(value, key: str) -> float:
+def _as_number(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"The setting {key} must be a number, not {value!r}.") from None
+        raise ValueError(f"must be a number, not {value!r}") from None
 
 
-def _positive(value, key: str) -> float:
-    number = _float(value, key)
+def _as_positive(value) -> float:
+    number = _as_number(value)
     if not number > 0:
-        raise SettingsError(f"The setting {key} must be more than 0.")
+        raise ValueError("must be more than 0")
     return number
 
 
-def _bool(value, key: str) -> bool:
+def _as_seconds(value) -> float:
+    seconds = _as_number(value)
+    if seconds < 1:
+        raise ValueError("must be at least 1 second")
+    return seconds
+
+
+def _as_bool(value) -> bool:
     if isinstance(value, bool):
         return value
     if str(value).strip().lower() in ("1", "true", "yes"):
         return True
     if str(value).strip().lower() in ("0", "false", "no"):
         return False
-    raise SettingsError(f"The setting {key} must be true or false, not {value!r}.")
+    raise ValueError(f"must be true or false, not {value!r}")
 
 
-def _take(s: Settings, table: dict, section: str, parse, *names: str) -> None:
-    """Each named setting from a table of pen-server.toml, checked by `parse`, or its default."""
-    for name in names:
-        setattr(s, name, parse(table.get(name, getattr(s, name)), f"{section}.{name}"))
+def _as_text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text (in quotes), not {value!r}")
+    return value
 
 
-def _at_least(minimum: int):
-    return lambda value, key: _int(value, key, minimum)
+def _as_list(value) -> list:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list such as [\"a\", \"b\"], not {value!r}")
+    return value
 
 
-def _load_limits(s: Settings, limits: dict, env: Mapping[str, str]) -> None:
-    _take(s, limits, "limits", _at_least(1), "max_json_bytes", "max_message_bytes", "max_connections",
-          "max_event_streams", "searches_per_user")
-    s.search_seconds = _positive(env.get("PEN_SEARCH_SECONDS") or limits.get("search_seconds", s.search_seconds),
-                                 "limits.search_seconds")
-    _take(s, limits, "limits", _positive, "head_timeout_seconds", "body_timeout_seconds",
-          "handshake_timeout_seconds", "keepalive_seconds", "stream_check_seconds")
+def _as_networks(value) -> list[str]:
+    if not isinstance(value, str | list):
+        raise ValueError("must be a list of addresses")
+    for item in _as_list(value):
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise ValueError(f"holds {item!r}, which is not an IP address or network") from None
+    return [str(item) for item in _as_list(value)]
+
+
+def _as_addresses(value) -> list[str]:
+    out = []
+    for item in _as_list(value):
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ValueError(f"holds {item!r}, which is not an IP address") from None
+    return out
+
+
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9])?)+")
+DOMAIN_ZONE = "domain:"  # a blocklist zone that lists domains, not addresses
+
+
+def _as_zones(value) -> list[str]:
+    out = []
+    for item in _as_list(value):
+        text = str(item).strip().lower().rstrip(".") if isinstance(item, str) else ""
+        zone = text.removeprefix(DOMAIN_ZONE)
+        if not _HOST_NAME.fullmatch(zone) or len(zone) > 200:
+            raise ValueError(f"holds {item!r}, which is not a DNS zone (write a zone such as \"zen.spamhaus.org\", "
+                             f"or \"{DOMAIN_ZONE}dbl.spamhaus.org\" for a zone that lists domains)")
+        out.append(text)
+    return out
+
+
+def host_port(text: str, default_port: int = 53) -> tuple[str, int]:
+    """An `address:port` (`[v6]:port`, or an address alone) as (address, port); ValueError."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(text)
+            port = int(rest[1:]) if rest[1:].isdigit() else -1
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+        port = int(number) if number.isdigit() else -1
+    address = ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(text)
+    return str(address), port
+
+
+def _as_resolver(value) -> str:
+    try:
+        host, port = host_port(_as_text(value))
+    except ValueError:
+        raise ValueError(f"must be a resolver's IP address and port such as \"127.0.0.1:53\", not {value!r}") from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _as_log_format(value) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"must be \"text\" or \"json\", not {value!r}")
+    return value
+
+
+def _int(value, key: str, minimum: int = 0) -> int:
+    return _sentence(_as_whole, key, value, minimum)
+
+
+def _float(value, key: str) -> float:
+    return _sentence(_as_number, key, value)
+
+
+def _sentence(parse, key: str, *args):
+    try:
+        return parse(*args)
+    except ValueError as exc:
+        raise SettingsError(f"The setting {key} {exc}.") from None
+
+
+def _whole(minimum: int):
+    return BeforeValidator(lambda value: _as_whole(value, minimum))
+
+
+# -- the file's model: every section and key that pen-server.toml may hold -----------------------
+# Each key is None when the file leaves it out (the Settings dataclass above holds the defaults).
+
+Whole0 = Annotated[int | None, _whole(0)]
+Whole1 = Annotated[int | None, _whole(1)]
+Whole10 = Annotated[int | None, _whole(10)]
+Number = Annotated[float | None, BeforeValidator(_as_number)]
+Positive = Annotated[float | None, BeforeValidator(_as_positive)]
+Seconds = Annotated[float | None, BeforeValidator(_as_seconds)]
+Flag = Annotated[bool | None, BeforeValidator(_as_bool)]
+Text = Annotated[str | None, BeforeValidator(_as_text)]
+Networks = Annotated[list[str] | None, BeforeValidator(_as_networks)]
+Addresses = Annotated[list[str] | None, BeforeValidator(_as_addresses)]
+Zones = Annotated[list[str] | None, BeforeValidator(_as_zones)]
+Resolver = Annotated[str | None, BeforeValidator(_as_resolver)]
+LogFormat = Annotated[str | None, BeforeValidator(_as_log_format)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class PenSection(_Section):
+    name: Text = None
+    """The PEN's name, in notifications and pages."""
+    base_url: Text = None
+    """The https:// address its links point to."""
+    footer: Text = None
+    """A line under every notification."""
+
+
+class DatabaseSection(_Section):
+    url: Text = None
+    """SQLAlchemy URL; empty: SQLite, pen.db in the data folder."""
+
+
+class LimitsSection(_Section):
+    max_upload_bytes: Whole1 = None
+    refresh_token_days: Whole1 = None
+    access_token_seconds: Whole10 = None
+    max_recipients: Whole1 = None
+    send_messages_per_hour: Whole1 = None
+    send_recipients_per_hour: Whole1 = None
+    signin_free_failures: Whole1 = None
+    address_free_failures: Whole1 = None
+    account_free_failures: Whole1 = None
+    hash_workers: Whole1 = None
+    hash_queue: Whole0 = None
+    signin_max_delay: Seconds = None
+    address_max_delay: Seconds = None
+    signin_forget_seconds: Seconds = None
+    trusted_proxy: Text = None
+    """The header a reverse proxy puts the client's address in; empty: none."""
+    trusted_proxy_addresses: Networks = None
+    max_json_bytes: Whole1 = None
+    max_message_bytes: Whole1 = None
+    max_connections: Whole1 = None
+    max_event_streams: Whole1 = None
+    head_timeout_seconds: Positive = None
+    body_timeout_seconds: Positive = None
+    handshake_timeout_seconds: Positive = None
+    keepalive_seconds: Positive = None
+    stream_check_seconds: Positive = None
+    search_seconds: Positive = None
+    """The time limit of one search (`PEN_SEARCH_SECONDS` overrides); docs/pen-api.md "Search"."""
+    searches_per_user: Whole1 = None
+    """How many of one user's searches run at once, across all of the server's processes."""
+
+
+class SmtpSection(_Section):
+    host: Text = None
+    port: Whole1 = None
+    security: Text = None
+    """starttls, tls or none."""
+    username: Text = None
+    password: Text = None
+    from_address: Text = None
+    timeout: Number = None
+    ca_file: Text = None
+
+
+class DeliverySection(_Section):
+    retry_base_seconds: Number = None
+    retry_max_seconds: Number = None
+    lease_seconds: Number = None
+    max_attempts: Whole1 = None
+    in_api: Flag = None
+    """Whether `pen-server run` delivers too (false: only `pen-server worker` does)."""
+
+
+class EventsSection(_Section):
+    keep_hours: Positive = None
+
+
+class LogSection(_Section):
+    file: Text = None
+    """The log file, relative to the data folder; standard error when left out."""
+    format: LogFormat = None
+    """text (one line each) or json (one object each)."""
+
+
+class BouncesSection(_Section):
+    domain: Text = None
+    host: Text = None
+    port: Whole0 = None
+
+
+class StorageSection(_Section):
+    url: Text = None
+    endpoint: Text = None
+    region: Text = None
+    access_key_id: Text = None
+    secret_access_key: Text = None
+    secret_access_key_file: Text = None
+
+
+class DeliverabilitySection(_Section):
+    dnsbl_zones: Zones = None
+    """Blocklist zones asked about each sending address; "domain:ZONE" is asked about the sending domain."""
+    check_minutes: Positive = None
+    resolver: Resolver = None
+    """The DNS resolver to ask, "address:port"; the system's when left out."""
+    sending_ips: Addresses = None
+    """The public addresses the relay sends from; the relay host's addresses when left out."""
+
+
+class MetricsSection(_Section):
+    enabled: Flag = None
+    allow: Networks = None
+    """Addresses or networks that may read GET /metrics without a token."""
+
+
+class PenServerToml(_Section):
+    """pen-server.toml: every section it may hold. A key or section not named here stops
+    the server with one sentence (extra="forbid")."""
+
+    pen: PenSection = PenSection()
+    database: DatabaseSection = DatabaseSection()
+    limits: LimitsSection = LimitsSection()
+    smtp: SmtpSection = SmtpSection()
+    delivery: DeliverySection = DeliverySection()
+    events: EventsSection = EventsSection()
+    log: LogSection = LogSection()
+    bounces: BouncesSection = BouncesSection()
+    storage: StorageSection = StorageSection()
+    deliverability: DeliverabilitySection = DeliverabilitySection()
+    metrics: MetricsSection = MetricsSection()
+
+
+def _section_keys(section: str) -> list[str]:
+    return list(PenServerToml.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
+
+
+def _nearest(word: str, names: list[str]) -> str | None:
+    found = difflib.get_close_matches(word.lower(), names, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown(loc: tuple, value) -> tuple[str, str]:
+    """What is wrong about one unknown name, and the hint that goes with it."""
+    sections = list(PenServerToml.model_fields)
+    if len(loc) == 1:
+        key = str(loc[0])
+        if isinstance(value, dict):
+            near = _nearest(key, sections)
+            return (f"there is no section [{key}]",
+                    f"did you mean [{near}]?" if near else f"the sections are {', '.join(sections)}")
+        candidates = {name: section for section in sections for name in _section_keys(section)}
+        near = _nearest(key, list(candidates))
+        return (f"the setting '{key}' stands outside any section",
+                f"did you mean '{near}' in [{candidates[near]}]?" if near else
+                f"every setting belongs in a section: {', '.join(sections)}")
+    section, key = str(loc[0]), ".".join(str(part) for part in loc[1:])
+    names = _section_keys(section)
+    near = _nearest(key, names)
+    return (f"[{section}] has no setting '{key}'",
+            f"did you mean '{near}'?" if near else f"its settings are {', '.join(names)}")
+
+
+def check_file(raw: dict, path: Path) -> PenServerToml:
+    """The file's contents against the model, or SettingsError with one sentence: every
+    unknown section or key (each with the nearest known name), else the first wrong value."""
+    try:
+        return PenServerToml.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    unknown = [_unknown(e["loc"], e["input"]) for e in errors if e["type"] == "extra_forbidden"]
+    if len(unknown) == 1:
+        what, hint = unknown[0]
+        raise SettingsError(f"In {path}, {what}; {hint}" + ("" if hint.endswith("?") else "."))
+    if unknown:
+        parts = [f"{what} ({hint})" for what, hint in unknown]
+        raise SettingsError(f"In {path}, {', '.join(parts[:-1])} and {parts[-1]}.")
+    first = errors[0]
+    loc = first["loc"]
+    if len(loc) == 1:
+        raise SettingsError(f"The [{loc[0]}] part of {path} must be a table.")
+    key = ".".join(str(part) for part in loc)
+    if first["type"] == "value_error":
+        raise SettingsError(f"The setting {key} {first['ctx']['error']}.")
+    raise SettingsError(f"The setting {key} is not valid ({first['msg'].lower()}).")  # pragma: no cover
+
+
+def _copy(into, section: BaseModel, rename: Mapping[str, str] | None = None) -> None:
+    """The keys a section of the file gives, onto the settings (a key left out keeps its default)."""
+    for name, value in section:
+        if value is not None:
+            setattr(into, (rename or {}).get(name, name), value)
 
 
 def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = None) -> Settings:
-    """Read DIR/pen-server.toml and apply the PEN_* variables."""
+    """Read DIR/pen-server.toml, check it against PenServerToml, and apply the PEN_* variables."""
     env = os.environ if env is None else env
     data = Path(data_dir).expanduser().resolve()
     path = data / CONFIG_NAME
@@ -194,54 +531,34 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path} is not valid TOML ({exc}).") from None
-    pen = raw.get("pen", {})
-    limits = raw.get("limits", {})
-    smtp_raw = raw.get("smtp", {})
-    delivery = raw.get("delivery", {})
-    log = raw.get("log", {})
-    bounces = raw.get("bounces", {})
-    storage = raw.get("storage", {})
-    for section, value in (
-        ("pen", pen),
-        ("limits", limits),
-        ("smtp", smtp_raw),
-        ("delivery", delivery),
-        ("bounces", bounces),
-        ("log", log),
-        ("storage", storage),
-    ):
-        if not isinstance(value, dict):
-            raise SettingsError(f"The [{section}] part of {path} must be a table.")
+    file = check_file(raw, path)
     s = Settings(data_dir=data)
-    s.name = str(pen.get("name", s.name))
-    s.base_url = str(pen.get("base_url", s.base_url)).rstrip("/")
-    s.footer = str(pen.get("footer", s.footer))
-    s.database_url = str(raw.get("database", {}).get("url", "")) or f"sqlite:///{data / 'pen.db'}"
-    _take(s, limits, "limits", _at_least(1), "max_upload_bytes", "refresh_token_days")
-    _take(s, limits, "limits", _at_least(10), "access_token_seconds")
+    _copy(s, file.pen)
+    s.base_url = s.base_url.rstrip("/")
+    s.database_url = file.database.url or f"sqlite:///{data / 'pen.db'}"
+    _copy(s, file.limits)
+    if env.get("PEN_SEARCH_SECONDS"):
+        s.search_seconds = _sentence(_as_positive, "PEN_SEARCH_SECONDS", env["PEN_SEARCH_SECONDS"])
     for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
-        value = env.get("PEN_" + key.upper()) or limits.get(key, getattr(s, key))
-        setattr(s, key, _int(value, f"limits.{key}", 1))
+        if env.get("PEN_" + key.upper()):
+            setattr(s, key, _int(env["PEN_" + key.upper()], f"limits.{key}", 1))
     if s.send_recipients_per_hour < s.max_recipients:
         raise SettingsError(
             "The setting limits.send_recipients_per_hour must be at least limits.max_recipients, "
             "or a message to that many people could never be sent."
         )
-    _take(s, delivery, "delivery", _float, "retry_base_seconds", "retry_max_seconds", "lease_seconds")
-    _take(s, delivery, "delivery", _at_least(1), "max_attempts")
-    s.delivery_in_api = _bool(env.get("PEN_DELIVERY_IN_API") or delivery.get("in_api", True), "delivery.in_api")
-    events = raw.get("events", {})
-    if not isinstance(events, dict):
-        raise SettingsError(f"The [events] part of {path} must be a table.")
-    s.events_keep_hours = _positive(events.get("keep_hours", s.events_keep_hours), "events.keep_hours")
-    _signin_limits(s, limits)
-    _load_limits(s, limits, env)
-    if log.get("file"):
-        s.log_file = (data / Path(str(log["file"])).expanduser()).resolve()
-    s.smtp = smtp_from(smtp_raw, env)
-    s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or bounces.get("domain", "")).strip().lower()
-    s.bounce_host = str(bounces.get("host", s.bounce_host))
-    s.bounce_port = _int(env.get("PEN_BOUNCE_PORT") or bounces.get("port", 0), "bounces.port")
+    s.trusted_proxy = s.trusted_proxy.strip()
+    _copy(s, file.delivery, {"in_api": "delivery_in_api"})
+    if env.get("PEN_DELIVERY_IN_API"):
+        s.delivery_in_api = _sentence(_as_bool, "delivery.in_api", env["PEN_DELIVERY_IN_API"])
+    _copy(s, file.events, {"keep_hours": "events_keep_hours"})
+    if file.log.file:
+        s.log_file = (data / Path(file.log.file).expanduser()).resolve()
+    s.log_format = file.log.format or s.log_format
+    s.smtp = smtp_from(file.smtp.model_dump(exclude_none=True), env)
+    s.bounce_domain = str(env.get("PEN_BOUNCE_DOMAIN") or file.bounces.domain or "").strip().lower()
+    s.bounce_host = file.bounces.host or s.bounce_host
+    s.bounce_port = _int(env.get("PEN_BOUNCE_PORT") or file.bounces.port or 0, "bounces.port")
     if s.bounce_domain and not re.fullmatch(
         r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", s.bounce_domain
     ):
@@ -252,10 +569,14 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
         s.database_url = env["PEN_DATABASE_URL"]
     if env.get("PEN_RETRY_BASE_SECONDS"):
         s.retry_base_seconds = _float(env["PEN_RETRY_BASE_SECONDS"], "PEN_RETRY_BASE_SECONDS")
-    s.storage = storage_from(storage, env, data)
+    s.storage = storage_from(file.storage.model_dump(exclude_none=True), env, data)
     if s.storage.url and s.max_upload_bytes > S3_COPY_LIMIT:
         raise SettingsError("With attachments in S3 the setting limits.max_upload_bytes must be at most 5 GiB "
                             f"({S3_COPY_LIMIT} bytes): an upload is put in place by one server-side copy.")
+    s.deliverability = DeliverabilitySettings()
+    _copy(s.deliverability, file.deliverability)
+    s.metrics = MetricsSettings()
+    _copy(s.metrics, file.metrics)
     return s
 
 
@@ -300,34 +621,6 @@ def _secret_file(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SettingsError(f"The secret key file {path} cannot be read ({exc.strerror}).") from None
-
-
-def _seconds(value, key: str) -> float:
-    seconds = _float(value, key)
-    if seconds < 1:
-        raise SettingsError(f"The setting {key} must be at least 1 second.")
-    return seconds
-
-
-def _signin_limits(s: Settings, limits: dict) -> None:
-    _take(s, limits, "limits", _at_least(1), "signin_free_failures", "address_free_failures",
-          "account_free_failures", "hash_workers")
-    _take(s, limits, "limits", _at_least(0), "hash_queue")
-    _take(s, limits, "limits", _seconds, "signin_max_delay", "address_max_delay", "signin_forget_seconds")
-    s.trusted_proxy = str(limits.get("trusted_proxy", s.trusted_proxy)).strip()
-    proxies = limits.get("trusted_proxy_addresses", s.trusted_proxy_addresses)
-    if isinstance(proxies, str):
-        proxies = [proxies]
-    if not isinstance(proxies, list):
-        raise SettingsError("The setting limits.trusted_proxy_addresses must be a list of addresses.")
-    for item in proxies:
-        try:
-            ipaddress.ip_network(str(item), strict=False)
-        except ValueError:
-            raise SettingsError(
-                f"The setting limits.trusted_proxy_addresses holds {item!r}, which is not an IP address or network."
-            ) from None
-    s.trusted_proxy_addresses = [str(item) for item in proxies]
 
 
 def smtp_from(raw: dict, env: Mapping[str, str] | None = None) -> SmtpSettings:

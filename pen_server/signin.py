@@ -15,9 +15,9 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from pen_server import accounts, security
+from pen_server import accounts, mailer, metrics, security
 from pen_server.errors import ApiError, validation
-from pen_server.models import Notification, User, utcnow
+from pen_server.models import Notification, Package, User, utcnow
 from pen_server.ratelimit import RateLimited
 from pen_server.text import has_control
 
@@ -61,6 +61,7 @@ def sign_in(session, pen, email: str, password: str, client_ip: str | None) -> U
         raise
     if not ok:
         attempt.failed()
+        metrics.signin_failed()
         raise ApiError(401, "invalid_credentials", BAD_LOGIN)
     attempt.succeeded()
     if upgraded:  # parameters changed since this hash was made; unless the password changed meanwhile
@@ -78,6 +79,14 @@ def invitation(session, token: str) -> Notification:
     if n is None or n.token_expires_at <= utcnow():
         raise ApiError(404, "not_found", _GONE)
     return n
+
+
+def invitation_subject(session, message) -> str:
+    """The subject that the link of a notification shows before anyone signs in: what the
+    notification itself said (mailer.outside_subject, by the sender's package's policy)."""
+    sender = session.get(User, message.sender_id)
+    package = session.get(Package, sender.package) if sender is not None and sender.package else None
+    return mailer.outside_subject(message, mailer.sender_terms(sender, package)[1])
 
 
 def register_invitation(session, pen, token: str, display_name: str, password: str) -> User:

@@ -39,6 +39,20 @@ def clean_body(s: str) -> str:
     return _CONTROL_KEEP_LINES.sub("", s.replace("\r\n", "\n"))
 
 
+_BREAKS = re.compile(r"(?i)<\s*(?:br|/p|/div|/li|/tr|/h[1-6]|/blockquote)\b[^>]*>")
+
+
+def html_text(html: str, limit: int = 20_000) -> str:
+    """The text of an HTML body (tags dropped, a line break where a block ends), for showing
+    it quoted as plain text; at most `limit` characters."""
+    import html as html_module
+
+    import nh3
+
+    text = html_module.unescape(nh3.clean(_BREAKS.sub("\n", html[: limit * 4]), tags=set()))
+    return clean_body("\n".join(line.rstrip() for line in text.splitlines()).strip())[:limit]
+
+
 def snippet(body: str, length: int = 140) -> str:
     flat = " ".join(strip_controls(body, " ").split())
     return flat if len(flat) <= length else flat[: length - 1].rstrip() + "\u2026"

@@ -30,9 +30,25 @@ def _a_label(host: str) -> str:
     return idna.encode(host, uts46=True).decode("ascii")
 
 
+def _names(hosts: list[str]) -> list[x509.GeneralName]:
+    """Each host in the forms that clients check: a host name as a DNS name; an IP address
+    as an IP address (curl, Python, browsers) and also as a DNS name, bracketed for IPv6 as
+    a URL writes it, since w3m compares the URL's host with DNS names only."""
+    names: dict[x509.GeneralName, None] = {}
+    for host in hosts:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            names[x509.DNSName(_a_label(host))] = None
+            continue
+        names[x509.IPAddress(ip)] = None
+        names[x509.DNSName(str(ip) if ip.version == 4 else f"[{ip}]")] = None
+    return list(names)
+
+
 def make_tls(tls_dir: Path, hosts: list[str]) -> None:
     """Write ca.pem, ca.key, server.pem and server.key (each 0600, in a 0700 folder) for the
-    given host names and IPs."""
+    given host names and IPs (the first is the certificate's common name)."""
     make_private_dir(tls_dir)
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -47,16 +63,13 @@ def make_tls(tls_dir: Path, hosts: list[str]) -> None:
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(hosts):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(_a_label(host)))
+    # Valid from five minutes ago (a client's clock a little behind), 825 days in all: the
+    # most Apple's platforms take, and what testssl rates as no finding.
+    start = now - timedelta(minutes=5)
     cert = (x509.CertificateBuilder().subject_name(_name(_a_label(hosts[0]))).issuer_name(ca_name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=825))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .not_valid_before(start).not_valid_after(start + timedelta(days=825))
+            .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)

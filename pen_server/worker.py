@@ -25,7 +25,7 @@ log = logging.getLogger("pen_server")
 def run_worker(settings: Settings, log_file: Path | None = None) -> int:
     from pen_server.outbox import DeliveryWorker
 
-    log_to(log_file or settings.log_file)
+    log_to(log_file or settings.log_file, settings.log_format)
     migrate(settings.database_url)
     db = Database(settings.database_url)
     hub = EventHub(db)

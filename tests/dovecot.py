@@ -25,11 +25,13 @@ def dovecot_binary() -> str | None:
 
 
 class Dovecot:
-    def __init__(self, root: Path, *, tls: bool = False):
+    def __init__(self, root: Path, *, tls: bool = False, sent: str | None = None):
         """``tls``: also an implicit-TLS port (``tls_port``) and STARTTLS on the plain one,
-        with a certificate for 127.0.0.1 from a CA of its own (``ca_file``)."""
+        with a certificate for 127.0.0.1 from a CA of its own (``ca_file``).  ``sent``: a
+        folder of that name marked ``\\Sent`` (RFC 6154), made for every user."""
         self.root = root
         self.tls = tls
+        self.sent = sent
         self.tls_port = free_port() if tls else None
         self.ca_file = root / "ca.pem"
         self.port = free_port()
@@ -75,6 +77,10 @@ class Dovecot:
             ssl = f"ssl = yes\nssl_cert = <{self.root}/cert.pem\nssl_key = <{self.root}/key.pem\n"
             listeners = (f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {self.tls_port}\n"
                          f"    ssl = yes\n  }}\n")
+        sent = ""
+        if self.sent:
+            name = self.sent.replace("\\", "\\\\").replace('"', '\\"')
+            sent = f'  mailbox "{name}" {{\n    special_use = \\Sent\n    auto = create\n  }}\n'
         self.conf.write_text(f"""\
 base_dir = {self.root}/run
 state_dir = {self.root}/state
@@ -99,7 +105,7 @@ namespace inbox {{
     special_use = \\Trash
     auto = create
   }}
-}}
+{sent}}}
 service imap-login {{
   chroot =
   inet_listener imap {{

@@ -123,8 +123,12 @@ def key_events(text: str) -> list:
             char: str | None = unicodedata.lookup(_get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
         except KeyError:
             char = key if len(key) == 1 else None
-        if key.startswith("alt+") and len(key) == 5:
-            char = key[4]  # as a terminal sends alt+c: escape, then the letter
+        if key.startswith("alt+"):  # as a terminal sends alt+c or alt+/: escape, then the character
+            rest = key[4:]
+            try:
+                char = rest if len(rest) == 1 else unicodedata.lookup(_get_unicode_name_from_key(rest))
+            except KeyError:
+                char = None
         out.append(events.Key(key, char))
     return out
 

@@ -107,7 +107,10 @@ class PenmailApp(App):
     TITLE = "penmail"
     ENABLE_COMMAND_PALETTE = True
     # On every screen; a field takes N as a letter (the palette and F1 still offer it there).
-    BINDINGS = [Binding("N", "notices", "Notices said so far", show=False, id="app.notices")]
+    BINDINGS = [Binding("N", "notices", "Notices said so far", show=False, id="app.notices"),
+                # Only while `penmail demo` runs (check_action): the link it printed before the
+                # full screen covered it.
+                Binding("ctrl+g", "demo_link", "Show the demo's guest link", show=False, id="app.demo_link")]
 
     def __init__(
         self,
@@ -118,10 +121,12 @@ class PenmailApp(App):
         use_keyring: bool = True,
         open_message_id: str | None = None,
         sign_in_hint: str | None = None,
+        demo_link: str | None = None,
     ):
         super().__init__()
         self.config = config
         self.sign_in_hint = sign_in_hint  # shown on every sign-in screen (the demo's password)
+        self.demo_link = demo_link  # the demo's sentence with a guest's link and the CA (ctrl+g)
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
@@ -156,6 +161,8 @@ class PenmailApp(App):
     # ------------------------------------------------------------ start-up
 
     def on_mount(self) -> None:
+        if self.demo_link:  # there to read again with N, never gone with the terminal's scrollback
+            self.notices.add(self.demo_link, title="Demo")
         self.register_theme(HIGH_CONTRAST)
         theme = THEME_ALIASES.get(self.config.theme, self.config.theme)
         if theme in self.available_themes:
@@ -260,6 +267,21 @@ class PenmailApp(App):
         """Every notice, penmail's and Textual's own, also goes to the history N opens."""
         self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_link":
+            return bool(self.demo_link)
+        return True
+
+    def action_demo_link(self) -> None:
+        """The demo's guest link again, and on the clipboard where the terminal takes OSC 52."""
+        if not self.demo_link:
+            return
+        link = next((word for word in self.demo_link.split() if word.startswith("https://")), "")
+        if link:
+            self.copy_to_clipboard(link)
+        self.toast(f"{self.demo_link} The link is copied to the clipboard where the terminal allows it.",
+                   title="Demo", timeout=30)
 
     def action_notices(self) -> None:
         from tui.screens.notices import NoticesScreen
@@ -412,7 +434,19 @@ class PenmailApp(App):
         self.push_screen(HelpScreen(title, describe_keys(screen)))
 
     def action_sign_out(self) -> None:
-        self._sign_out()
+        from tui.screens.compose import ComposeScreen
+        from tui.screens.confirm import ConfirmScreen
+
+        if not any(isinstance(screen, ComposeScreen) for screen in self.screen_stack):
+            self._sign_out()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._sign_out()
+
+        self.push_screen(ConfirmScreen("Sign out? The draft you are writing is kept, and offered again at the "
+                                       "next sign-in.", yes="Yes, sign out"), answered)
 
     @work(exclusive=True, group="signin", exit_on_error=False)
     async def _sign_out(self) -> None:

@@ -11,16 +11,19 @@ import sys
 from tui.config import ConfigError, load_config
 
 
-def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None) -> int:
+def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None,
+            demo_link: str | None = None) -> int:
     import gc
 
+    from tui import terminal_keys
     from tui.app import PenmailApp, check_key_ids
 
     check_key_ids(config)
+    terminal_keys.install()
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
-    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint)
+    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint, demo_link=demo_link)
     app.run()
     return app.return_code or 0
 
@@ -30,7 +33,7 @@ def cmd_demo(args) -> int:
     import importlib
     import threading
 
-    from tui.demo import run_demo, sign_in_hint
+    from tui.demo import guest_link_sentence, run_demo, sign_in_hint
     from tui.demo_prepared import adopt_drafts, cache_root, state_dir
 
     config = load_config()
@@ -53,8 +56,11 @@ def cmd_demo(args) -> int:
         state = state_dir(cache, stack.root)
         os.environ["PENMAIL_STATE_DIR"] = str(state)
         adopt_drafts(state, stack.server, stack.email)
+        link = guest_link_sentence(stack)
+        hint = sign_in_hint(stack.email, stack.password) + (" Ctrl+G shows a guest's link for a browser." if link
+                                                             else "")
         return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False,
-                       sign_in_hint=sign_in_hint(stack.email, stack.password))
+                       sign_in_hint=hint, demo_link=link)
 
     return run_demo(launch, cache_dir=cache)
 

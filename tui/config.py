@@ -86,6 +86,9 @@ class Config:
     # `penmail intercept`'s tables as written; tui.intercept.settings checks them when used.
     imap: dict = field(default_factory=dict)
     intercept: dict = field(default_factory=dict)
+    # A ca_file that names no file, kept out of ca_file when the caller replaces it anyway
+    # (`penmail login --server/--ca-file` after the demo's folder is gone); else refused.
+    stale_ca_file: Path | None = None
 
     def not_set_up(self) -> str | None:
         """Why there is no account to sign in to (one sentence naming what is missing), or None."""
@@ -135,8 +138,10 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check the settings file; a missing file gives the defaults."""
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None, *,
+                stale_ca_file_ok: bool = False) -> Config:
+    """Read and check the settings file; a missing file gives the defaults. With
+    ``stale_ca_file_ok`` a ca_file that names no file is set aside in ``stale_ca_file``."""
     env = os.environ if env is None else env
     file = Path(path).expanduser() if path is not None else config_path(env)
 
@@ -198,9 +203,12 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     ca = text("ca_file")
     if ca:
         ca_path = local_path(ca)
-        if not ca_path.is_file():
+        if ca_path.is_file():
+            kwargs["ca_file"] = ca_path
+        elif stale_ca_file_ok:
+            kwargs["stale_ca_file"] = ca_path
+        else:
             raise fail(f"ca_file names {str(ca_path)!r}, which does not exist or is not a file")
-        kwargs["ca_file"] = ca_path
 
     email = text("email")
     if email:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import random
 import re
 import shutil
@@ -77,6 +78,16 @@ def _first(error: BaseException) -> BaseException:
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def guest_link_sentence(stack: DemoStack) -> str | None:
+    """Where a guest's path starts: printed before the full screen, then in the TUI (ctrl+g,
+    the notice history, the sign-in screen's hint)."""
+    link = stack.guest_link()
+    if not link:
+        return None
+    return (f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is {stack.ca_file}; trust "
+            f"it, or accept the browser's warning).")
 
 
 def sign_in_hint(email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD) -> str:
@@ -147,7 +158,9 @@ class DemoStack:
             except ImportError as exc:
                 raise DemoError(f"The demo needs the server's packages ({exc.name} is missing); install them "
                                 f"with: pip install 'penmail[demo]'.") from None
-            self.root = Path(tempfile.mkdtemp(prefix="penmail-demo-"))
+            remove_left_behind()
+            self.root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+            (self.root / MARKER).write_text(str(os.getpid()), encoding="ascii")
             atexit.register(self.stop)
             self._install_signal_handlers()
             self.data_dir = self.root / "pen"
@@ -230,10 +243,9 @@ class DemoStack:
         self._ready()
 
     def _ready(self) -> None:
-        link = self.guest_link()
+        link = guest_link_sentence(self)
         if link:
-            self.progress(f"A guest's link, to try in any browser: {link} (the PEN's CA certificate is "
-                          f"{self.ca_file}; trust it, or accept the browser's warning)")
+            self.progress(link.removesuffix("."))
         self.progress(f"Signing in as {self.email} (password: {self.password}) ...")
 
     @staticmethod
@@ -501,7 +513,8 @@ class DemoStack:
     def _install_signal_handlers(self) -> None:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        # SIGHUP: the terminal (or the SSH connection) the demo ran in was closed.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
             except (ValueError, OSError):
@@ -562,6 +575,69 @@ class DemoStack:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.proc is not None and self.process.proc.poll() is None
+
+
+# ---------------------------------------------------------------- folders left behind
+
+FOLDER_PREFIX = "penmail-demo-"
+MARKER = "demo.pid"  # in each demo's folder: the process that made it
+UNMARKED_GRACE_SECONDS = 3600  # a folder with no marker yet may be a demo starting this moment
+
+
+def remove_left_behind(temp: Path | None = None) -> list[Path]:
+    """Remove the folders of demos whose process is gone (killed with -9, or with a terminal
+    before they could clean up), with any PEN server still running from one: each holds the
+    demo CA's private key. Only this user's folders; a live demo's folder is left alone."""
+    removed = []
+    for folder in Path(temp or tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            try:
+                owner = int((folder / MARKER).read_text(encoding="ascii").strip())
+            except FileNotFoundError:
+                if time.time() - folder.stat().st_mtime < UNMARKED_GRACE_SECONDS:
+                    continue
+                owner = 0
+            except ValueError:
+                owner = 0
+            if owner and _alive(owner):
+                continue
+            _stop_servers_of(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process has that number now: leave the folder be
+    return True
+
+
+def _stop_servers_of(folder: Path) -> None:
+    """SIGTERM to this user's pen-server processes whose command line names the folder."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    needle = str(folder).encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"pen_server" in cmdline and needle in cmdline:
+                os.kill(int(entry.name), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
 
 
 # ---------------------------------------------------------------- penmail demo

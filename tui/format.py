@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from tui.safe_text import clean, one_line
 
 __all__ = [
+    "NOTIFICATION_PENDING",
     "address_text",
     "body_text",
     "duration_left",
     "header_rows",
     "header_text",
+    "notification_summary",
     "human_size",
     "iso",
     "list_date",
@@ -137,3 +139,18 @@ def body_text(m) -> tuple[str, list[str], str | None]:
         except HtmlConversionError as exc:
             return clean(m.body_text), [], str(exc)
     return clean(m.body_text), [], None
+
+
+NOTIFICATION_PENDING = ("queued", "sending", "deferred")  # a notification that has not gone yet
+_STATUS_ORDER = ("sent", "failed", "bounced", "deferred", "sending", "queued")
+
+
+def notification_summary(statuses: list[str]) -> str:
+    """"3 recipients: 2 sent, 1 failed" for the statuses of one message's notifications."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    order = list(_STATUS_ORDER) + sorted(set(counts) - set(_STATUS_ORDER))
+    parts = [f"{counts[s]} {one_line(s)}" for s in order if counts.get(s)]
+    return f"{len(statuses)} recipient{'s' if len(statuses) != 1 else ''}: {', '.join(parts) or 'none'}"
+

@@ -509,6 +509,13 @@ class PenClient:
         self.user = User.of(self._json(await self._call("GET", "/me")))
         return self.user
 
+    async def health(self) -> None:
+        """The PEN answers over trusted TLS (GET /health, no sign-in); PenError otherwise."""
+        body = self._json(await self._call("GET", "/health", auth=False))
+        if not isinstance(body, dict) or body.get("status") != "ok":
+            raise ProtocolError("The server's answer is not the PEN API's; check the server address.",
+                                code="protocol")
+
     async def pen_info(self) -> PenInfo:
         d = self._json(await self._call("GET", "/pen"))
         return PenInfo(str(d.get("name", "")), int(d.get("max_upload_bytes", 0)))

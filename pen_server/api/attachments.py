@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 
-from pen_server import errors, mailbox
+from pen_server import after_send, audit, errors, mailbox
 from pen_server.api.deps import caller_without_session, services
 from pen_server.errors import ApiError, not_found
 from pen_server.models import Attachment, Blob, MailboxEntry, new_id, utcnow
@@ -213,6 +213,7 @@ _RANGE_PARAMETERS = [
     response_class=Response,
     openapi_extra={"parameters": _RANGE_PARAMETERS},
     responses={
+        410: {"description": "`revoked` or `expired`, as for the message."},
         200: {"description": "The whole file.", "content": _FILE, "headers": _FILE_HEADERS},
         206: {
             "description": "The one byte range asked for (Range: bytes=N-M).",
@@ -230,29 +231,33 @@ _RANGE_PARAMETERS = [
 async def download(
     message_id: str, attachment_id: str, request: Request, pen=Depends(services), who=Depends(caller_without_session)
 ):
-    return await attachment_response(pen, who.user.id, message_id, attachment_id, request)
+    return await attachment_response(pen, who.user, message_id, attachment_id, request)
 
 
-async def attachment_response(pen, user_id: str, message_id: str, attachment_id: str,
-                              request: Request) -> AttachmentResponse:
-    """An attachment of a message that `user_id` has a copy of, streamed with Range support;
-    the API and the web pages both answer with this."""
+async def attachment_response(pen, user, message_id: str, attachment_id: str, request: Request,
+                              web: bool = False) -> AttachmentResponse:
+    """An attachment of a message that `user` (its id and e-mail) has a readable copy of,
+    streamed with Range support; the API and the web pages both answer with this. Each GET
+    is an audit row (`download`), and a recipient's first one opens the message."""
 
     def lookup():
         with pen.db.session() as session:
-            if (
-                session.scalar(
-                    select(MailboxEntry.id).where(
-                        MailboxEntry.user_id == user_id, MailboxEntry.message_id == message_id
-                    )
-                )
-                is None
-            ):
+            entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                              MailboxEntry.message_id == message_id))
+            if entry is None:
                 raise not_found("That attachment")
             att = session.get(Attachment, attachment_id)
             if att is None or att.message_id != message_id:
                 raise not_found("That attachment")
-            return att
+            after_send.gate(entry)
+            event = None
+            if request.method != "HEAD":
+                ranged = request.headers.get("range")
+                event = after_send.record_read(session, entry, audit.who_of(request, pen.settings, user, web=web),
+                                               "download", att.id, {"range": ranged[:60]} if ranged else None)
+        if event is not None:
+            pen.hub.publish(*event)
+        return att
 
     att = await anyio.to_thread.run_sync(lookup)
     if await anyio.to_thread.run_sync(pen.blobs.size, att.sha256) is None:

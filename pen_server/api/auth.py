@@ -64,7 +64,7 @@ def invitation(token: str, session=Depends(db_session, scope="function"), pen=De
         "email": n.recipient_email,
         "pen_name": effective_settings.effective(session, pen.settings).name,
         "sender": {"email": message.from_email, "name": message.from_name},
-        "subject": message.subject,
+        "subject": signin.invitation_subject(session, message),
         "message_id": message.id,
         "registered": bool(user and user.registered),
     }

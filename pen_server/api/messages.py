@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pen_server import accounts, addresses, mailbox, search, search_run, sending
+from pen_server import accounts, addresses, after_send, audit, mailbox, search, search_run, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.events import END, frame, parse_event_id
 from pen_server.schemas import (
     AddressesOut,
+    AuditPageOut,
+    ExpiryIn,
     Folder,
     FoldersOut,
     MessageOut,
@@ -22,6 +24,7 @@ from pen_server.schemas import (
     PageOut,
     PatchIn,
     ResendIn,
+    RevokeIn,
     SendIn,
     SummaryOut,
     rfc3339,
@@ -29,6 +32,10 @@ from pen_server.schemas import (
 
 router = APIRouter(tags=["messages"])
 KEEPALIVE_SECONDS = 15.0
+
+
+def _message_json(session, entry) -> dict:
+    return MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
 
 
 @router.get("/messages", response_model=PageOut)
@@ -74,11 +81,23 @@ def complete_addresses(
     return {"items": addresses.complete(session, who.user, prefix, limit)}
 
 
-@router.get("/messages/{message_id}", response_model=MessageOut)
+@router.get("/messages/{message_id}", response_model=MessageOut,
+            responses={410: {"description": "`revoked`: the sender withdrew it from the caller; `expired`: past its "
+                                            "end date (the sender still reads its own copy)."}})
 def get_message(
-    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
+    message_id: str,
+    request: Request,
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
 ):
-    return mailbox.message_out(session, mailbox.entry_for(session, who.user, message_id))
+    entry = mailbox.readable_entry(session, who.user, message_id)
+    out = _message_json(session, entry)
+    event = after_send.record_read(session, entry, audit.who_of(request, pen.settings, who.user))
+    session.commit()
+    if event is not None:
+        pen.hub.publish(*event)
+    return JSONResponse(out)
 
 
 @router.patch("/messages/{message_id}", response_model=SummaryOut)
@@ -104,13 +123,15 @@ def delete_message(
 @router.post("/messages", response_model=MessageOut, status_code=201)
 def send_message(
     body: SendIn,
+    request: Request,
     idempotency_key: str | None = Header(None, max_length=1024),
     who: Caller = Depends(caller, scope="function"),
     session=Depends(db_session, scope="function"),
     pen=Depends(services),
 ):
-    entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key)
-    out = MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
+    entry, announce = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key,
+                                   audit.who_of(request, pen.settings, who.user))
+    out = _message_json(session, entry)
     session.commit()
     pen.hub.publish_many([(user_id, "message.new", {"id": message_id, "folder": folder})
                           for user_id, message_id, folder in announce])
@@ -124,7 +145,7 @@ def notifications(
     message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
 ):
     sending.own_message(session, who.user, message_id)
-    return {"items": [mailbox.notification_out(n) for n in mailbox.notifications_for(session, message_id)]}
+    return {"items": mailbox.notification_items(session, message_id)}
 
 
 @router.post("/messages/{message_id}/notifications/resend", response_model=NotificationsOut, status_code=202)
@@ -135,11 +156,75 @@ def resend(
     session=Depends(db_session, scope="function"),
     pen=Depends(services),
 ):
-    items = sending.resend(session, who.user, message_id, body.recipients if body else None)
-    out = {"items": [mailbox.notification_out(n) for n in items]}
+    sending.resend(session, who.user, message_id, body.recipients if body else None)
+    out = {"items": mailbox.notification_items(session, message_id)}
     session.commit()
     pen.wake_worker()
     return out
+
+
+@router.post("/messages/{message_id}/revoke", response_model=MessageOut)
+def revoke(
+    message_id: str,
+    request: Request,
+    body: RevokeIn | None = None,
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
+    """Withdraw the message from the recipients named (all when left out): from then on they
+    get 410 `revoked`, and their notifications not yet sent are `cancelled`. Only the sender
+    (404 for anyone else); withdrawing again changes nothing."""
+    message = sending.own_message(session, who.user, message_id)
+    cancelled = after_send.revoke(session, message, body.recipients if body else None,
+                                  audit.who_of(request, pen.settings, who.user))
+    return _own_copy_answer(session, who, message_id, pen, [
+        (who.user.id, "notification.updated", {"message_id": message_id, "status": "cancelled",
+                                               "recipient": mailbox.address(n.recipient_email, n.recipient_name)})
+        for n in cancelled])
+
+
+@router.put("/messages/{message_id}/expiry", response_model=MessageOut)
+def set_expiry(
+    message_id: str,
+    body: ExpiryIn,
+    request: Request,
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+    pen=Depends(services),
+):
+    """Move the end date (RFC 3339, in the future) or remove it (null). Only the sender."""
+    message = sending.own_message(session, who.user, message_id)
+    after_send.set_expiry(session, message, after_send.parse_expiry(body.expires_at),
+                          audit.who_of(request, pen.settings, who.user))
+    return _own_copy_answer(session, who, message_id, pen, [])
+
+
+def _own_copy_answer(session, who: Caller, message_id: str, pen, events: list) -> JSONResponse:
+    """The sender's Message after a change, committed, then the change's events."""
+    entry = mailbox.entry_for(session, who.user, message_id)
+    session.refresh(entry)
+    out = _message_json(session, entry)
+    session.commit()
+    if events:
+        pen.hub.publish_many(events)
+    return JSONResponse(out)
+
+
+@router.get("/messages/{message_id}/audit", response_model=AuditPageOut)
+def message_audit(
+    message_id: str,
+    limit: int = Query(100, ge=1, le=audit.PAGE_MAX),
+    cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
+    who: Caller = Depends(caller, scope="function"),
+    session=Depends(db_session, scope="function"),
+):
+    """The audit rows of the caller's own sent message, oldest first (404 for anyone else).
+    Client addresses are left out here (null): they are the administrator's to see."""
+    sending.own_message(session, who.user, message_id)
+    rows, next_cursor = audit.page(session, message_id=message_id, after_id=audit.decode_cursor(cursor)
+                                   if cursor else 0, limit=limit)
+    return {"items": [audit.row_out(r, with_client=False) for r in rows], "next_cursor": next_cursor}
 
 
 @router.get(

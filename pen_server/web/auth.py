@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from pen_server import security
 from pen_server.models import Notification, utcnow
-from pen_server.signin import client_address, off_routes_pool, register_invitation, sign_in
+from pen_server.signin import client_address, invitation_subject, off_routes_pool, register_invitation, sign_in
 
-__all__ = ["client_address", "invitation", "off_routes_pool", "register_invitation", "sign_in"]
+__all__ = ["client_address", "invitation", "invitation_subject", "off_routes_pool", "register_invitation",
+           "sign_in"]
 
 
 def invitation(session: Session, token: str) -> Notification | None:

@@ -14,16 +14,19 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from pen_server import mailbox, sending
+from pen_server import audit, mailbox, sending
 from pen_server.errors import ApiError
 from pen_server.models import Attachment, IdempotencyKey, new_id
 from pen_server.schemas import SendIn
+from pen_server.text import html_text
 from pen_server.web.core import WebRoute, check_post, redirect, render, services
 from pen_server.web.sessions import begin
 from pen_server.web.uploads import StreamedForm, read_multipart
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 _SPLIT = re.compile(r"[;\n]")
+NO_KEY = ("This form came without the hidden key that keeps a message from going out twice (an old or changed "
+          "page), so nothing was sent. Check the message below and press Send again.")
 
 
 def _addresses(raw: str) -> list[dict]:
@@ -44,11 +47,25 @@ def _reply_fields(user, m, everyone: bool) -> dict:
     return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": subject[:998], "body": ""}
 
 
+ANSWERED_OPEN_LINES = 15  # the message answered shows open up to this; a longer one is folded
+
+
+def _answered(m) -> dict:
+    """The message a reply answers, as the form shows it: who, when, and its text."""
+    text = m.body_text or (html_text(m.body_html) if m.body_html else "")
+    return {"from_email": m.from_email, "from_name": m.from_name, "sent_at": m.sent_at, "subject": m.subject,
+            "text": text, "open": text.count("\n") < ANSWERED_OPEN_LINES}
+
+
 def _form_page(request: Request, *, action: str, fields: dict, key: str, status: int = 200,
-               error: str | None = None, kept: Sequence[dict] = (), replying_to=None):
+               error: str | None = None, kept: Sequence[dict] = (), replying_to=None, answered=None):
+    if replying_to and answered is None:
+        with services(request).db.session() as s:
+            user = getattr(request.state, "user", None)
+            answered = _answered(mailbox.entry_for(s, user, replying_to).message) if user else None
     return render(request, "compose.html", status=status, title="Reply" if replying_to else "New message",
                   action=action, fields=fields, key=key, error=error, kept=list(kept), replying_to=replying_to,
-                  limit=services(request).settings.max_upload_bytes)
+                  answered=answered, limit=services(request).settings.max_upload_bytes)
 
 
 @router.get("/m/{message_id}/reply")
@@ -57,9 +74,9 @@ def reply_form(message_id: str, request: Request, all: int = Query(0, ge=0, le=1
         user = begin(request, s)
         if user is None:
             return redirect(f"/login?next=/m/{message_id}")
-        m = mailbox.entry_for(s, user, message_id).message
+        m = mailbox.readable_entry(s, user, message_id).message
         return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(user, m, bool(all)),
-                          key=new_id(), replying_to=message_id)
+                          key=new_id(), replying_to=message_id, answered=_answered(m))
 
 
 @router.get("/new")
@@ -90,7 +107,7 @@ async def _send(request: Request, in_reply_to: str | None):
         with pen.db.session() as s:
             user = begin(request, s)
             if user is not None and in_reply_to:
-                mailbox.entry_for(s, user, in_reply_to)  # 404 before a byte of the form is read
+                mailbox.readable_entry(s, user, in_reply_to)  # 404 or 410 before a byte of the form is read
             return user
 
     user = await anyio.to_thread.run_sync(who)
@@ -104,6 +121,10 @@ async def _send(request: Request, in_reply_to: str | None):
     if not form.checked:
         checks(form)
     key = form.first("key")[:255]
+    try:
+        sending.valid_idempotency_key(key)
+    except ApiError:
+        key = ""  # nothing is sent without one; the form comes back with a new one
     fields = {name: form.first(name) for name in ("to", "cc", "subject", "body")}
     upload_ids = [i for i in form.fields.get("upload", []) if i][:50] + [u["id"] for u in form.uploads]
 
@@ -114,6 +135,8 @@ async def _send(request: Request, in_reply_to: str | None):
                 return done.message_id, None, []
             kept = [mailbox.attachment_out(a) for a in s.scalars(select(Attachment).where(
                 Attachment.id.in_(upload_ids), Attachment.owner_id == user.id, Attachment.message_id.is_(None)))]
+            if not key:
+                return None, NO_KEY, kept
             if form.too_large:
                 return None, (f"{form.too_large[0]} is larger than this PEN takes (at most "
                               f"{pen.settings.max_upload_bytes} bytes a file); choose a smaller file."), kept
@@ -123,7 +146,8 @@ async def _send(request: Request, in_reply_to: str | None):
             except ValidationError:
                 return None, "The subject is too long or there are too many recipients; shorten them.", kept
             try:
-                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key)
+                entry, announce = sending.send(s, pen.settings, pen.secret, s.merge(user), body, key,
+                                               audit.who_of(request, pen.settings, user, web=True))
             except ApiError as exc:
                 if exc.status >= 500:
                     raise
@@ -142,6 +166,6 @@ async def _send(request: Request, in_reply_to: str | None):
 
     sent_id, error, kept = await anyio.to_thread.run_sync(send)
     if sent_id:
-        return redirect(f"/m/{sent_id}")
+        return redirect(f"/m/{sent_id}?done=sent")
     return _form_page(request, action=action, fields=fields, key=key or new_id(), status=422, error=error,
                       kept=kept, replying_to=in_reply_to)

@@ -74,7 +74,13 @@ def text_body(value) -> Markup:
 
 templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-templates.filters.update(size=_size, when=_when, line=one_line, lines=lines, text_body=text_body)
+def _when_text(value: str) -> str:
+    """An RFC 3339 time of the API's objects, as the pages show times."""
+    return _when(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+templates.filters.update(size=_size, when=_when, when_text=_when_text, line=one_line, lines=lines,
+                         text_body=text_body)
 
 
 R = TypeVar("R", bound=Response)
@@ -173,9 +179,20 @@ async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict:
 
 # -- pages ----------------------------------------------------------------------------------
 
+# What a page says about the step before it (`?done=...` on the redirect after a POST): a fixed
+# word chooses a fixed sentence, so no text of the address ever reaches the page.
+DONE = {
+    "sent": "Your message was sent. Its recipients get an e-mail saying that it is waiting here.",
+    "signed-out": "You are signed out.",
+    "withdrawn": "The message is withdrawn from the recipients you chose; they can no longer read it.",
+}
+
+
 def render(request: Request, template: str, status: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
     context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("pen_name", getattr(request.state, "pen_name", None) or services(request).settings.name)
+    context.setdefault("pen_footer", getattr(request.state, "pen_footer", None) or services(request).settings.footer)
+    context.setdefault("done", DONE.get(request.query_params.get("done", "")) if status < 400 else None)
     context.setdefault("error", None)
     context["csrf"] = csrf_token(request)
     response = HTMLResponse(templates.get_template(template).render(**context), status_code=status)
@@ -188,10 +205,11 @@ def redirect(url: str) -> RedirectResponse:
     return secure(RedirectResponse(url, status_code=303))
 
 
-def error_page(request: Request, status: int, message: str, headers: dict | None = None) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str, headers: dict | None = None,
+               title: str | None = None) -> HTMLResponse:
     titles = {403: "Not allowed", 404: "Not found", 410: "Link expired", 413: "Too large", 429: "Too many tries"}
     return render(request, "error.html", status=status, headers=headers,
-                  title=titles.get(status, "Something went wrong"), message=message)
+                  title=title or titles.get(status, "Something went wrong"), message=message)
 
 
 class WebRoute(APIRoute):
@@ -204,7 +222,7 @@ class WebRoute(APIRoute):
             try:
                 response = await handler(request)
             except ApiError as exc:
-                response = error_page(request, exc.status, exc.message, exc.headers)
+                response = error_page(request, exc.status, exc.message, exc.headers, getattr(exc, "title", None))
             except RequestValidationError:
                 response = error_page(request, 404, "There is no page at that address.")
             return secure(response)

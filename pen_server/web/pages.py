@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from pen_server import effective_settings, mailbox
+from pen_server import after_send, effective_settings, mailbox
 from pen_server.errors import ApiError
-from pen_server.models import Message, Notification, User, utcnow
+from pen_server.models import MailboxEntry, Message, Notification, User, utcnow
+from pen_server.schemas import rfc3339
 from pen_server.security import token_hash
 from pen_server.sending import notification_row
 from pen_server.web import auth, reading, sessions
@@ -67,8 +68,14 @@ def message_or_link(message_id: str, request: Request, t: str | None = Query(Non
         if user is not None and user.id == n.recipient_user_id:
             return redirect(f"/m/{message_id}")
         message = s.get(Message, message_id)
-        return render(request, "landing.html", title="A secure message for you", message=message,
-                      token=t, message_id=message_id)
+        copy = s.scalar(select(MailboxEntry).where(MailboxEntry.message_id == message_id,
+                                                   MailboxEntry.user_id == n.recipient_user_id))
+        shut = after_send.closed(copy) if copy is not None else None
+        # Withdrawn or past its end date: the page says so; making the account still works.
+        return render(request, "landing.html", status=410 if shut else 200,
+                      title=after_send.Closed(*shut).title if shut else "A secure message for you",
+                      message=message, subject=auth.invitation_subject(s, message), token=t,
+                      message_id=message_id, closed=shut[1] if shut else None)
 
 
 def _invitation_or_expired(s, message_id: str, token: str):
@@ -186,7 +193,7 @@ async def login(request: Request):
 async def logout(request: Request):
     def step(s, form):
         sessions.end(request, s)
-        response = redirect("/login")
+        response = redirect("/login?done=signed-out")
         sessions.clear_cookie(response)
         return response
 
@@ -202,7 +209,7 @@ def inbox(request: Request, folder: str = Query("inbox", pattern="^(inbox|sent|a
             return redirect("/login")
         page = mailbox.page(s, user, folder, PAGE_SIZE, cursor or None, None, None)
         return render(request, "inbox.html", title=folder.capitalize(), folder=folder, page=page,
-                      folders=mailbox.FOLDERS, cursor=cursor)
+                      folders=mailbox.FOLDERS, cursor=cursor, now=rfc3339(utcnow()))
 
 
 @router.post("/m/{message_id}/renew")
@@ -225,6 +232,10 @@ def _queue_fresh_link(request: Request, s, message_id: str, token: str) -> None:
     old = s.scalar(select(Notification).where(Notification.token_hash == token_hash(token))) if token else None
     if old is None or old.message_id != message_id or not _fresh_by_address.take(old.recipient_email):
         return
+    if s.scalar(select(MailboxEntry.id).where(MailboxEntry.message_id == message_id,
+                                              MailboxEntry.user_id == old.recipient_user_id,
+                                              MailboxEntry.revoked_at.is_not(None))):
+        return  # withdrawn from that recipient: no new link (the answer is the same)
     now = utcnow()
     host = effective_settings.effective(s, pen.settings).host
     s.add(notification_row(pen.secret, host, now + timedelta(days=pen.settings.invitation_days), message_id,

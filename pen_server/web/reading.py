@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from pen_server import mailbox
+from pen_server import after_send, audit, mailbox, sending
 from pen_server.api.attachments import attachment_response
 from pen_server.models import MailboxEntry, Message
 from pen_server.web import sanitize
-from pen_server.web.core import WebRoute, one_line, redirect, render, services
+from pen_server.web.core import WebRoute, check_post, one_line, read_form, redirect, render, services
 from pen_server.web.sessions import begin
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -27,20 +27,29 @@ def _signed_in_or_login(request: Request, s, message_id: str):
 
 
 def message_page(request: Request, message_id: str):
-    with services(request).db.session() as s:
+    pen = services(request)
+    with pen.db.session() as s:
         user, away = _signed_in_or_login(request, s, message_id)
         if away:
             return away
-        entry = mailbox.entry_for(s, user, message_id)
+        entry = mailbox.readable_entry(s, user, message_id)
         if entry.unread:
             entry.unread = False
         m = entry.message
-        thread = list(s.scalars(
-            select(Message).join(MailboxEntry, MailboxEntry.message_id == Message.id)
+        thread = [(t, after_send.closed(copy)) for t, copy in s.execute(
+            select(Message, MailboxEntry).join(MailboxEntry, MailboxEntry.message_id == Message.id)
             .where(MailboxEntry.user_id == user.id, Message.thread_id == m.thread_id, Message.id != m.id)
-            .order_by(Message.sent_at, Message.id).limit(THREAD_LIMIT)))
-        return render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
-                      bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread)
+            .order_by(Message.sent_at, Message.id).limit(THREAD_LIMIT)).tuples()]
+        recipients = mailbox.notification_items(s, m.id) if entry.is_sender else []
+        page = render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
+                      bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread,
+                      recipients=recipients, withdrawable=list({  # a fresh link is a second row: once each
+                          r["recipient"]["email"]: r for r in recipients if r["revoked_at"] is None}.values()),
+                      notice=request.query_params.get("done", "")[:20])
+        event = after_send.record_read(s, entry, audit.who_of(request, pen.settings, user, web=True))
+    if event is not None:
+        pen.hub.publish(*event)
+    return page
 
 
 @router.get("/m/{message_id}/body")
@@ -49,7 +58,7 @@ def body_frame(message_id: str, request: Request):
         user, away = _signed_in_or_login(request, s, message_id)
         if away:
             return away
-        m = mailbox.entry_for(s, user, message_id).message
+        m = mailbox.readable_entry(s, user, message_id).message
         framed = request.headers.get("sec-fetch-dest") == "iframe"
         document = sanitize.body_document(m.body_html or "", one_line(m.subject), framed)
     response = HTMLResponse(document)
@@ -67,6 +76,29 @@ async def attachment(message_id: str, attachment_id: str, request: Request):
     user, away = await anyio.to_thread.run_sync(who)
     if away:
         return away
-    response = await attachment_response(services(request), user.id, message_id, attachment_id, request)
+    response = await attachment_response(services(request), user, message_id, attachment_id, request, web=True)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@router.post("/m/{message_id}/revoke")
+async def revoke(message_id: str, request: Request):
+    """The sender's withdraw form: the recipients ticked, or everyone (`everyone=1`)."""
+    form = await read_form(request)
+    pen = services(request)
+
+    def step():
+        with pen.db.session() as s:
+            user, away = _signed_in_or_login(request, s, message_id)
+            if away:
+                return away
+            check_post(request, form)
+            message = sending.own_message(s, user, message_id)
+            chosen = None if form.get("everyone") == "1" else [
+                v for k, v in form.items() if k.startswith("r") and k[1:].isdigit()]
+            if chosen == []:
+                return redirect(f"/m/{message_id}?done=none")
+            after_send.revoke(s, message, chosen, audit.who_of(request, pen.settings, user, web=True))
+        return redirect(f"/m/{message_id}?done=withdrawn")
+
+    return await anyio.to_thread.run_sync(step)

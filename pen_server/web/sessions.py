@@ -51,7 +51,8 @@ def clear_cookie(response: Response) -> None:
 
 def begin(request: Request, session: Session) -> User | None:
     """What every page needs first: the PEN's name and the signed-in user, if any."""
-    request.state.pen_name = effective_settings.effective(session, request.app.state.pen.settings).name
+    conf = effective_settings.effective(session, request.app.state.pen.settings)
+    request.state.pen_name, request.state.pen_footer = conf.name, conf.footer
     return load(request, session)
 
 

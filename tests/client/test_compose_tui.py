@@ -28,9 +28,11 @@ from tui.compose import AddressBook
 from tui.drafts import Draft, DraftStore
 from tui.pen_client import PenClient
 from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.drafts import DraftsScreen
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
+from tui.screens.signin import SignInScreen
 from tui.session import Session
 from tui.widgets.attachments import AttachmentPanel
 
@@ -407,9 +409,14 @@ async def test_escape_keeps_the_draft_and_the_drafts_screen_discards(pen, state)
     app = app_for(pen, state)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DraftsScreen) and "2 unsent drafts" in rendered(app)[0])
+        await pilot.press("d")  # the one question every destructive key asks: n keeps it
+        await wait_for(pilot, lambda: "Discard the draft \u201cKept for later\u201d for good?" in rendered(app)[0])
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, DraftsScreen))
+        assert len(store.list()) == 2
         await pilot.press("d")
-        await wait_for(pilot, lambda: "Press d again to discard \u201cKept for later\u201d" in rendered(app)[0])
-        await pilot.press("d")
+        await wait_for(pilot, lambda: "Discard the draft \u201cKept for later\u201d for good?" in rendered(app)[0])
+        await pilot.press("y")
         await wait_for(pilot, lambda: "Discarded the draft \u201cKept for later\u201d." in rendered(app)[0])
         assert "1 unsent draft " in rendered(app)[0]
         await pilot.press("escape")
@@ -493,18 +500,43 @@ async def test_compose_keys_have_ids_help_and_palette_entries(pen, state):
         assert {"Send", "Attach", "Remove file", "Editor", "Close", "Save draft", "Discard draft"} <= commands
 
 
-async def test_discard_asks_twice_and_leaves_nothing(pen, state):
+async def test_discard_asks_once_and_leaves_nothing(pen, state):
+    """F12 asks the one question (y discards; escape, n and enter keep the draft)."""
     app = app_for(pen, state)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compose(pilot)
         await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *"Never mind", "f2")
         await wait_for(pilot, lambda: [d.subject for d in drafts(state).list()] == ["Never mind"])
+        for keep in ("escape", "n", "enter"):
+            await pilot.press("f12")
+            await wait_for(pilot, lambda: "Discard this draft for good?" in rendered(app)[0])
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press(keep)
+            await wait_for(pilot, lambda: app.screen is screen)
+        assert [d.subject for d in drafts(state).list()] == ["Never mind"]
         await pilot.press("f12")
-        assert "Press F12 again to discard this draft for good" in status(app)
-        assert app.screen is screen
-        await pilot.press("f12")
+        await wait_for(pilot, lambda: "Discard this draft for good?" in rendered(app)[0])
+        await pilot.press("y")
         await wait_for(pilot, lambda: isinstance(app.screen, MailboxScreen))
     assert drafts(state).list() == []
+
+
+async def test_sign_out_with_a_draft_open_asks_first(pen, state):
+    """Sign-out (L, or the palette) with a compose screen open asks; n keeps all as it is,
+    y signs out and keeps the draft for the next sign-in."""
+    app = app_for(pen, state)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_compose(pilot)
+        await pilot.press(*"bob@abc.example", "tab", "tab", "tab", *"Half written")
+        await app.run_action("app.sign_out")
+        await wait_for(pilot, lambda: "Sign out? The draft you are writing is kept" in rendered(app)[0])
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is screen)
+        await app.run_action("app.sign_out")
+        await wait_for(pilot, lambda: "Sign out? The draft you are writing is kept" in rendered(app)[0])
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
+    assert [d.subject for d in drafts(state).list()] == ["Half written"]
 
 
 async def test_a_draft_the_pen_refuses_says_what_to_change(pen, state):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -357,7 +358,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("how, code", [("sigterm", 128 + signal.SIGTERM), ("sigint", 130), ("exit", 7)])
+@pytest.mark.parametrize("how, code", [("sigterm", 128 + signal.SIGTERM), ("sighup", 128 + signal.SIGHUP),
+                                       ("sigint", 130), ("exit", 7)])
 def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     script = tmp_path / "demo_child.py"
     script.write_text(SCRIPT)
@@ -369,8 +371,8 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
         assert line, child.stderr.read()
         info = json.loads(line)
         assert _pid_alive(info["pid"]) and _port_open(info["port"])
-        if how != "exit":
-            child.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        if how != "exit":  # sighup: the terminal the demo ran in was closed
+            child.send_signal({"sigterm": signal.SIGTERM, "sighup": signal.SIGHUP, "sigint": signal.SIGINT}[how])
         assert child.wait(60) == code
     finally:
         if child.poll() is None:
@@ -382,6 +384,38 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     assert not _port_open(info["port"]) and not _port_open(info["smtp"])
     assert not Path(info["root"]).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["demo_child.py"]
+
+
+def test_a_later_start_removes_what_a_killed_demo_left(tmp_path):
+    """kill -9 leaves the demo's folder (with the CA's private key) and its PEN server; the
+    next demo's start removes both, and leaves a running demo's folder alone."""
+    from tui.demo import MARKER, remove_left_behind
+
+    script = tmp_path / "demo_child.py"
+    script.write_text(SCRIPT)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(temp))
+    child = subprocess.Popen([sys.executable, str(script), "sleep"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(child.stdout.readline() or "{}")
+        assert info, child.stderr.read()
+        assert remove_left_behind(temp) == []  # alive: left alone
+        child.kill()
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    root = Path(info["root"])
+    assert root.exists() and (root / MARKER).is_file() and _pid_alive(info["pid"])  # what -9 leaves
+    assert remove_left_behind(temp) == [root]
+    assert not root.exists()
+    deadline = time.monotonic() + 20
+    while _pid_alive(info["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(info["pid"]), "the orphaned PEN server still runs"
 
 
 async def test_the_sign_in_screen_after_sign_out_shows_the_demo_password(stack, tmp_path, monkeypatch):
@@ -408,3 +442,40 @@ async def test_the_sign_in_screen_after_sign_out_shows_the_demo_password(stack, 
         assert app.focused.id == "password"
         await pilot.press(*shown, "enter")
         await wait_for(pilot, lambda: at_mailbox(app))
+
+
+async def test_the_guest_link_is_in_the_tui_while_the_demo_runs(stack, tmp_path, monkeypatch):
+    """What was printed before the full screen covered it: ctrl+g (a key, a help line and a
+    palette entry) shows it and copies the link (OSC 52), N's history has it from the start,
+    and the sign-in hint names the key. Outside the demo there is no such entry."""
+    from tests.tui_helpers import at_mailbox, rendered, wait_for
+    from tui.app import PenmailApp
+    from tui.config import Config
+    from tui.demo import guest_link_sentence
+    from tui.screens.notices import NoticesScreen
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    sentence = guest_link_sentence(stack)
+    link = stack.guest_link()
+    assert sentence and link and link in sentence and stack.ca_file in sentence
+    config = Config(server=stack.server, email=stack.email, ca_file=Path(stack.ca_file), download_dir=tmp_path)
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": stack.password}, use_keyring=False, demo_link=sentence)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Show the demo's guest link" in titles
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: app.clipboard == link)
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
+        shown = re.sub(r"[\s▊▎]", "", rendered(app)[0])  # the link is wrapped at 80 columns, in a box
+        assert link in shown and stack.ca_file in shown
+        assert [n.title for n in app.notices].count("Demo") == 2  # at start, and ctrl+g
+
+    plain = PenmailApp(config, env={"PENMAIL_PASSWORD": stack.password}, use_keyring=False)
+    async with plain.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(plain))
+        assert "Show the demo's guest link" not in [c.title for c in plain.get_system_commands(plain.screen)]
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert plain.clipboard == "" and len(plain.notices) == 0

@@ -331,7 +331,9 @@ async def test_download_all_and_existing_files_are_not_overwritten(tmp_path, pen
     (tmp_path / "notes.txt.part").write_bytes(b"my own part file")  # not ours: left alone
     message = await bob[0].get_message(mid)
     reports: list[Progress] = []
-    paths = await download_all(bob[0], message, tmp_path, progress=reports.append)
+    results = await download_all(bob[0], message, tmp_path, progress=reports.append)
+    assert [was for _, was in results] == [False, False]  # "mine" has other bytes
+    paths = [path for path, _ in results]
     assert [p.name for p in paths] == ["notes (1).txt", "notes (2).txt"]
     assert [p.read_bytes() for p in paths] == [one, two]
     assert (tmp_path / "notes.txt").read_bytes() == b"mine"
@@ -380,7 +382,7 @@ async def test_hostile_names_from_the_server_stay_inside(tmp_path, pen, bob, hos
     folder.mkdir()
     (tmp_path / "sentinel").write_text("untouched")
     message = await bob[0].get_message(mid)
-    paths = await download_all(bob[0], message, folder)
+    paths = [path for path, _ in await download_all(bob[0], message, folder)]
     assert len(paths) == len(names) == len(set(paths))
     for path, att in zip(paths, message.attachments):
         assert path.parent == folder.resolve() and path.resolve().parent == folder.resolve()

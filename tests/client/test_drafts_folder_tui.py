@@ -70,6 +70,13 @@ async def test_the_drafts_folder_lists_resumes_and_deletes(pen, state):
         assert "to Bob Stone" in screen and "to cat@abc.example" in screen  # rows show the recipients
         assert "Drafts (2 drafts)" in screen
         assert messages.highlighted.id == newer.id  # the most recently saved first
+        # Drafts' own footer and help: d deletes a draft; archive, search and the like are not there
+        footer = rendered(app)[0].splitlines()[-1]
+        assert "d Delete draft" in footer and "Archive" not in footer and "Search" not in footer, footer
+        from tui.screens.help import describe_keys
+
+        keys = describe_keys(app.screen)
+        assert "Delete draft: d" in keys and "Archive:" not in keys and "Trash:" not in keys, keys
         # actions that mean nothing here say what does
         await pilot.press("a")
         await pilot.pause()
@@ -136,6 +143,8 @@ async def test_sign_out_with_compose_open_keeps_the_draft_and_says_so(pen, state
         await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
         await pilot.press(*"cat@abc.example", "tab", "tab", "tab", *"Signed out mid-draft")
         app.action_sign_out()  # what L does on the mailbox (no key signs out from compose)
+        await wait_for(pilot, lambda: "Sign out? The draft you are writing is kept" in rendered(app)[0])
+        await pilot.press("y")  # a draft is open: asked first
         await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen) and "You are signed out" in rendered(app)[0])
         notice = str(app.screen.query_one("#signin-notice").render())
         assert notice == ("You are signed out; the remembered sign-in was removed. The draft \u201cSigned out "
@@ -161,6 +170,9 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
         def __init__(self, port: int) -> None:
             self.root = tmp_path / f"run-{port}"
             self.server, self.email, self.ca_file, self.password = f"https://127.0.0.1:{port}", email, None, "pw"
+
+        def guest_link(self) -> None:
+            return None
 
     def run_tui(config, *, env=None, use_keyring=True, **more):
         drafts = DraftStore(Path(os.environ["PENMAIL_STATE_DIR"]) / "drafts")

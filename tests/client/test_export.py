@@ -14,6 +14,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -353,6 +354,23 @@ def four_folders(pen, people):
 
 
 ALL = ("--folder", "inbox", "--folder", "sent", "--folder", "archive", "--folder", "trash")
+
+
+def test_by_default_the_trash_is_left_out_as_the_readme_and_the_help_say(line, pen, people, four_folders,
+                                                                         tmp_path):
+    _a, _b, ids = four_folders
+    done = export(line, line.config("export", email=people["b"]), "--maildir", str(tmp_path / "Mail"))
+    assert done.code == 0, done.err
+    only_mail_in(tmp_path / "Mail")  # .Trash is there, made when missing ...
+    where = {box[k]["X-PEN-Message-Id"]: name for name, box in folders_of(tmp_path / "Mail").items()
+             for k in box.keys()}
+    assert where == {ids["inbox"]: "", ids["sent"]: "Sent", ids["archive"]: "Archive"}  # ... and empty
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "It writes the inbox, Sent and the Archive unless told otherwise;\nthe Trash only with " \
+           "`--folder trash`" in readme
+    from tui.export import DEFAULT_FOLDERS
+
+    assert sorted(DEFAULT_FOLDERS) == ["archive", "inbox", "sent"]
 
 
 def test_each_pen_folder_is_a_maildir_folder(line, pen, people, four_folders, tmp_path):

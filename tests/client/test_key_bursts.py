@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from textual import events
 from textual.widgets import Input, TextArea
 
 from tests.conftest import PASSWORD
@@ -169,3 +170,28 @@ async def test_a_folder_key_and_an_action_in_one_burst_act_on_that_folders_rows(
 
         await wait_for(pilot, back_in_inbox)
         assert app.screen.folder == "archive"
+
+
+def test_the_parser_reads_escape_and_punctuation_in_one_read_as_alt_and_that_key():
+    """What tmux send-keys Escape "/from" writes in one read: alt+slash at once (which the key
+    gate splits into Escape and /), then the letters; sequences that start with ESC [ or
+    ESC O are still keys of their own, and Escape alone is still Escape."""
+    from tui.terminal_keys import BurstParser
+
+    parser = BurstParser()
+    keys = [e.key for e in parser.feed("\x1b/fr\x1b1\x1b:\x1bc\x1b[A\x1bOP") if isinstance(e, events.Key)]
+    assert keys == ["alt+slash", "f", "r", "alt+1", "alt+colon", "alt+c", "up", "f1"]
+
+
+async def test_escape_and_a_search_in_one_burst_leave_the_reader_for_the_search(pen, send, state):
+    """In the reader, Escape and / read together (alt+slash, see tui/terminal_keys.py) then
+    from:bob and Enter: the reader closes and the search runs; no f reaches the reader."""
+    app = app_for(pen, state)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await on_new_message(pilot, send, "Burst reader search")
+        burst(app, "<enter>")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen))
+        burst(app, "<alt+slash>from:bob<enter>")
+        await wait_for(pilot, lambda: at_mailbox(app) and app.screen.query_one("#search", Input).value == "from:bob")
+        await pilot.pause()
+        assert not isinstance(app.screen, ComposeScreen)

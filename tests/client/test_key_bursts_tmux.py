@@ -106,3 +106,18 @@ def test_the_drafts_dialog_at_sign_in_has_the_terminal_cursor(pen, tmp_path, tmu
         time.sleep(0.1)
         pane = tmux("capture-pane", "-p", "-t", "pen")
     assert subject in cursor_line(tmux, pane), (cursor_line(tmux, pane), pane)
+
+
+def test_escape_and_a_search_in_one_burst_from_the_reader(pen, send, tmp_path, tmux):
+    """Escape then /from:bob and Enter in one write: the reader closes and the search runs
+    (Textual's parser alone lost the Escape and the reader took f as forward)."""
+    subject = f"Reader burst {uuid.uuid4().hex[:6]}"
+    send("bob", ["ann"], subject=subject, body="x")
+    start_penmail(tmux, pen, tmp_path)
+    wait_for_pane(tmux, lambda p: subject in p, "the inbox")
+    tmux("send-keys", "-t", "pen", "Enter")
+    wait_for_pane(tmux, lambda p: "From:" in p and subject in p, "the reader")
+
+    tmux("send-keys", "-t", "pen", "Escape", "/from:bob", "Enter")
+    pane = wait_for_pane(tmux, lambda p: "matches from:bob" in p.splitlines()[0] or "Fwd:" in p, "the search")
+    assert "matches from:bob" in pane.splitlines()[0] and "Fwd:" not in pane, pane

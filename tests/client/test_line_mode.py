@@ -199,6 +199,7 @@ def test_send_delivers_then_list_and_read_mark_read(line, pen):
                 stdin="Your results are ready.\nSecond line.\n")
     assert done.code == 0, done.err
     assert done.lines[0].startswith(f'Sent "{subj}" to bob@abc.example, Cat Moss <cat@abc.example> (id ')
+    assert done.lines[1] == "Notifications to 2 recipients: 2 sent."
     # Delivered: the notification reached the SMTP sink, for both.
     assert pen.mails_to("bob@abc.example", subj) and pen.mails_to("cat@abc.example", subj)
     # The draft was removed once sent.
@@ -960,3 +961,53 @@ def test_ids_that_start_with_a_dash_are_ids():
         assert args.id == wanted, argv
         assert getattr(args, "output", None) == output
     assert protect_ids(parser, ["list", "--limit", "5"]) == ["list", "--limit", "5"]
+
+
+def test_login_checks_the_certificate_before_asking_and_names_ca_file(line, pen, tmp_path):
+    """No CA: the one sentence comes before any question (nothing read from standard input,
+    which here holds an address and a password), names --ca-file, and nothing is saved."""
+    config = tmp_path / "nothing" / "config.toml"
+    done = line("login", "--server", pen.process.url, who="cat", config=config, password=None,
+                stdin="cat@abc.example\n" + PASSWORD + "\n")
+    assert done.code != 0
+    sentence = done.one_sentence()
+    assert "is not trusted; pass --ca-file with the PEN's CA certificate" in sentence, sentence
+    assert not config.exists()
+
+
+def test_login_with_server_and_ca_file_replaces_a_ca_file_that_is_gone(line, pen, tmp_path):
+    """After a demo restart the saved ca_file names a deleted folder: `login --server NEW
+    --ca-file NEW` signs in and saves the new one; other commands still refuse the stale file."""
+    config = tmp_path / "stale.toml"
+    config.write_text(f'server = "https://localhost:1"\nca_file = "{tmp_path}/gone/ca.pem"\n'
+                      f'email = "cat@abc.example"\n')
+    done = line("whoami", who="cat", config=config, password=None)
+    assert done.code == 2 and "does not exist" in done.one_sentence()
+    done = line("login", "--server", pen.process.url, "--ca-file", pen.ca_file, "--no-remember", who="cat",
+                config=config, password=None, stdin=PASSWORD + "\n")
+    assert done.code == 0, done.err
+    text = config.read_text()
+    assert f'ca_file = "{Path(pen.ca_file).resolve()}"' in text and "gone" not in text, text
+    assert f'server = "{pen.process.url}"' in text
+
+    # --server alone: the stale ca_file is dropped (not used, not kept) once the sign-in works.
+    config.write_text(f'ca_file = "{tmp_path}/gone/ca.pem"\nemail = "cat@abc.example"\n')
+    done = line("login", "--server", pen.process.url, "--no-remember", who="cat", config=config, password=None,
+                stdin=PASSWORD + "\n", env={"SSL_CERT_FILE": str(pen.ca_file)})
+    assert done.code == 0, done.err
+    assert "ca_file" not in config.read_text() and "removal of the missing ca_file" in done.err
+
+
+def test_send_says_when_notifications_wait_for_the_relay(line, pen):
+    """The relay answers "later": send says the notification waits, and how to follow it,
+    where it used to print "Sent" alone."""
+    subj = subject("relay later")
+    pen.smtp.handler.reply = "451 4.3.0 try again later"
+    try:
+        done = line("send", "--to", "bob@abc.example", "--subject", subj, stdin="Soon.\n")
+    finally:
+        pen.smtp.handler.reply = None
+    assert done.code == 0, done.err
+    message_id = re.search(r"\(id ([^)]+)\)", done.lines[0]).group(1)
+    assert done.lines[1] == (f"Notifications to 1 recipient: 1 deferred; the PEN keeps trying the ones that wait, "
+                             f"and `penmail status {message_id}` shows where they are."), done.out

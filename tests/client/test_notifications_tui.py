@@ -185,11 +185,15 @@ def test_a_bounce_and_a_reported_delay_in_words():
     from tui.pen_client import Address, Notification
     from tui.widgets.notification_table import detail, reply_text, summary
 
-    bounced = Notification(Address("x@elsewhere.example"), "to", "bounced", 1, "550 5.1.1 User unknown", None)
+    said = "the recipient's mail server said: "  # how the PEN marks a bounce's words as the remote server's
+    bounced = Notification(Address("x@elsewhere.example"), "to", "bounced", 1, said + "550 5.1.1 User unknown", None)
+    silent = Notification(Address("z@elsewhere.example"), "to", "bounced", 1, None, None)
     delayed = Notification(Address("y@elsewhere.example"), "cc", "sent", 1, "delayed: 451 4.4.1 timed out", None)
     assert detail(bounced) == ("x@elsewhere.example (to): bounced: sent after 1 attempt, then returned as "
                                "undeliverable by the recipient's mail server, which said: 550 5.1.1 User unknown.")
-    assert reply_text(bounced) == "550 5.1.1 User unknown"
+    assert reply_text(bounced) == said + "550 5.1.1 User unknown"
+    assert detail(silent) == ("z@elsewhere.example (to): bounced: sent after 1 attempt, then returned as "
+                              "undeliverable by the recipient's mail server.")
     assert detail(delayed) == ("y@elsewhere.example (cc): sent; the mail server took it after 1 attempt; "
                                "since then: delayed: 451 4.4.1 timed out.")
     assert summary([bounced, delayed]) == "2 recipients: 1 sent, 1 bounced"

@@ -109,11 +109,19 @@ async def test_save_one_and_all_by_key(pen, send, state):
         assert files_in(downloads) == {"knee scan.bin": big}
         assert "saved as knee scan.bin" in text
 
-        # S saves all of them; a name that is taken gets " (1)", never overwritten.
+        # s again: the copy there has the same sha256, so nothing is written (as `penmail get`).
+        await pilot.press("s")
+        text = await finished(pilot, reader)
+        assert "knee scan.bin is already saved in" in flat(text) and "nothing was written" in flat(text)
+        assert files_in(downloads) == {"knee scan.bin": big}
+
+        # S saves all of them; a name taken by other bytes gets " (1)", never overwritten.
+        (downloads / "lab results.csv").write_bytes(b"someone else's file")
         await pilot.press("S")
         text = await finished(pilot, reader)
-        assert "Saved 2 attachments in" in text
-        assert files_in(downloads) == {"knee scan.bin": big, "knee scan (1).bin": big, "lab results.csv": small}
+        assert "Saved 2 attachments in" in flat(text) and "(1 of them already there, not written again)" in flat(text)
+        assert files_in(downloads) == {"knee scan.bin": big, "lab results.csv": b"someone else's file",
+                                       "lab results (1).csv": small}
 
         # W asks for a folder (the download folder is filled in); enter saves every one there.
         await pilot.press("W")
@@ -237,7 +245,9 @@ async def test_stop_keeps_the_part_and_saving_again_resumes(pen, send, state, mo
         assert sorted(p.name for p in downloads.iterdir()) == ["scan.bin"]
         assert panel.bar.percentage == 1.0
 
-        # escape stops a running download too (and does not leave the message).
+        # escape stops a running download too (and does not leave the message); the saved
+        # copy is moved away first, or s would find it there and write nothing.
+        (downloads / "scan.bin").rename(state / "scan.bin")
         gate.clear()
         held_up.clear()
         await pilot.press("s")

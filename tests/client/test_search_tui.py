@@ -105,3 +105,18 @@ async def test_a_search_typed_in_one_burst_is_read_or_refused_whole(pen, send, c
         burst(app, "/<ctrl+u>subject:x frm:bob<enter>")
         await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
         assert app.screen.query_one("#search").value == "subject:x frm:bob"
+
+
+async def test_clearing_a_refused_search_clears_its_sentence(pen, send, cat_app):
+    """A refused search, then Escape: the field, its note and the status line all let go of
+    the PEN's sentence (the status line kept it before)."""
+    app = cat_app
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app))
+        await pilot.press("slash", *"frm:ann", "enter")
+        await wait_for(pilot, lambda: '"frm:" is not a search key' in rendered(app)[0])
+        await pilot.press("escape")
+        search = app.screen.query_one("#search")
+        await wait_for(pilot, lambda: not search.display)
+        await pilot.pause()
+        assert "is not a search key" not in rendered(app)[0]

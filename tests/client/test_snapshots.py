@@ -42,6 +42,28 @@ def test_sign_in_screen(snap_compare, size, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_sign_in_screen_with_the_demo_hint_and_its_notices(snap_compare, size, tmp_path, monkeypatch):
+    """The fullest sign-in screen (the demo's hint, an error and a notice, as after a sign-out
+    with a draft kept): every field and the button are on the screen at 80x24 too."""
+    from tui.demo import sign_in_hint
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path))
+    app = PenmailApp(Config(), env={}, use_keyring=False,
+                     sign_in_hint=sign_in_hint() + " Ctrl+G shows a guest's link for a browser.")
+
+    async def with_notices(pilot):
+        app.switch_screen(app.sign_in_screen(
+            error="The certificate of 127.0.0.1:8443 is not trusted; set ca_file to the PEN's CA certificate.",
+            notice="You are signed out; the remembered sign-in was removed. The draft \u201cPlan\u201d is kept."))
+        await wait_for(pilot, lambda: app.screen.query("#submit"))
+        await pilot.pause()
+        button = app.screen.query_one("#submit")
+        assert button.region.bottom <= size[1] - 1, button.region  # above the footer, not cut
+
+    assert snap_compare(app, terminal_size=size, run_before=with_notices)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_mailbox_screen(snap_compare, snap_pen, size, tmp_path, monkeypatch):
     monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path))
     assert snap_compare(signed_in_app(snap_pen, tmp_path), terminal_size=size, run_before=mailbox_ready)

@@ -8,6 +8,7 @@ reach the SMTP sink."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -182,3 +183,66 @@ def test_the_sending_address_from_the_host_with_a_warning_for_an_ip_address(tmp_
     done = pen_server("init", "--data", str(tmp_path / "local"), "--name", "L", "--from", "pen@printer.local",
                       "--base-url", "https://pen.abc.example")
     assert done.returncode == 1 and "special-use" in done.stderr and not (tmp_path / "local").exists()
+
+
+def _need(program: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        message = f"This test needs Debian's {program} (apt-get install {program})"
+        if os.environ.get("PEN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{message}; PEN_REQUIRE_TOOLS=1 makes its absence a failure")
+        pytest.skip(message)
+    return found
+
+
+def test_the_certificate_init_makes_is_accepted_by_w3m_curl_and_python(tmp_path, smtp):
+    """The links a loopback PEN prints (https://127.0.0.1:PORT/...) open with the PEN's CA
+    in w3m, which matches only DNS-name entries, in curl and in Python; the certificate
+    names localhost, 127.0.0.1 and ::1 (and the base URL's host) in the forms each checks,
+    and is valid at most 825 days in all (Apple's limit; testssl rates more as MEDIUM)."""
+    import ipaddress
+    import ssl
+    from datetime import timedelta
+
+    import httpx
+    from cryptography import x509
+
+    w3m, curl = _need("w3m"), _need("curl")
+    port = free_port()
+    root = tmp_path / "pen"
+    done = pen_server("init", "--data", str(root), "--name", "Loopback Clinic", "--base-url",
+                      f"https://127.0.0.1:{port}")
+    assert done.returncode == 0, done.stderr
+    cert = x509.load_pem_x509_certificate((root / "tls" / "server.pem").read_bytes())
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= timedelta(days=825)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) >= {"localhost", "127.0.0.1", "[::1]"}
+    assert set(names.get_values_for_type(x509.IPAddress)) >= {ipaddress.ip_address("127.0.0.1"),
+                                                             ipaddress.ip_address("::1")}
+    ca = str(root / "tls" / "ca.pem")
+    process = PenProcess(root, port, smtp_port=smtp.port).start()
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            url = f"https://{host}:{port}/login"
+            page = subprocess.run([w3m, "-o", "ssl_verify_server=1", "-o", f"ssl_ca_file={ca}", "-dump", url],
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                                  env={**os.environ, "HOME": str(tmp_path)})
+            assert "Loopback Clinic" in page.stdout and "Bad cert" not in page.stdout + page.stderr, page
+            code = subprocess.run([curl, "--silent", "--show-error", "--cacert", ca, "--output", os.devnull,
+                                   "--write-out", "%{http_code}", url], capture_output=True, text=True, timeout=60)
+            assert code.stdout == "200", code.stderr
+            assert httpx.get(url, verify=ssl.create_default_context(cafile=ca), timeout=30).status_code == 200
+    finally:
+        process.stop()
+    # A PEN under its own name carries that name too, as a DNS name (an IP address as both).
+    for host, dns, ip in (("pen.abc.example", "pen.abc.example", None), ("192.0.2.7", "192.0.2.7", "192.0.2.7"),
+                          ("[2001:db8::7]", "[2001:db8::7]", "2001:db8::7")):
+        folder = tmp_path / f"named-{len(dns)}"
+        done = pen_server("init", "--data", str(folder), "--name", "Named", "--base-url", f"https://{host}",
+                          "--from", "pen@abc.example")
+        assert done.returncode == 0, done.stderr
+        names = x509.load_pem_x509_certificate((folder / "tls" / "server.pem").read_bytes()).extensions \
+            .get_extension_for_class(x509.SubjectAlternativeName).value
+        assert dns in names.get_values_for_type(x509.DNSName)
+        if ip:
+            assert ipaddress.ip_address(ip) in names.get_values_for_type(x509.IPAddress)

@@ -94,3 +94,38 @@ def test_the_migration_gives_existing_packages_keep(tmp_path):
         assert conn.execute(text("SELECT name, disclaimer, subject_policy FROM packages")).all() == \
             [("old", "Old notice.", "keep")]
     engine.dispose()
+
+
+def test_generic_holds_before_sign_in(spen):
+    """A mail scanner, or anyone holding the link, sees what the notification says: the
+    landing page and GET /invitations/{token} name the sender and no subject, also after
+    the recipient has made an account; signed in, the recipient reads the subject."""
+    import httpx
+
+    guest = f"outside.{uuid.uuid4().hex[:6]}@elsewhere.example"
+    mid, token = Pen.link_token(notification_for(spen, "dr.who@abc.example", guest, SECRET_SUBJECT))
+    generic = "Secure message from Dr. Who"
+
+    def before_sign_in() -> None:
+        with httpx.Client(base_url=spen.process.url, verify=spen.ca_file, timeout=30) as browser:
+            landing = browser.get(f"/m/{mid}", params={"t": token})
+        assert landing.status_code == 200 and generic in landing.text and "HIV" not in landing.text
+        with spen.client() as c:
+            invitation = c.get(f"/invitations/{token}")
+        assert invitation.status_code == 200 and invitation.json()["subject"] == generic
+        assert "HIV" not in invitation.text
+
+    before_sign_in()
+    with spen.client() as c:
+        signed = c.post(f"/invitations/{token}/register", json={"display_name": "Out Sider",
+                                                                "password": "guest password 1"})
+        assert signed.status_code == 201, signed.text
+    before_sign_in()
+    with spen.client(signed.json()["access_token"]) as c:
+        assert c.get(f"/messages/{mid}").json()["subject"] == SECRET_SUBJECT
+    # A package that keeps subjects shows it on the landing page, as in its notification.
+    mid, token = Pen.link_token(notification_for(spen, "ann", guest, "Lab results ready"))
+    with httpx.Client(base_url=spen.process.url, verify=spen.ca_file, timeout=30) as browser:
+        assert "Lab results ready" in browser.get(f"/m/{mid}", params={"t": token}).text
+    with spen.client() as c:
+        assert c.get(f"/invitations/{token}").json()["subject"] == "Lab results ready"

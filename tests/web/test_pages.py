@@ -187,6 +187,28 @@ def test_reply_double_submit_sends_once_and_guest_rule_keeps_the_form(pen, web, 
     assert "note.txt" in refused.text and 'name="upload"' in refused.text  # the file stays attached
 
 
+def test_a_reply_form_without_its_key_says_so_in_words(pen, web, guest_message):
+    """The hidden key that keeps a double submit from sending twice, empty or missing (an
+    old page, a tool that drops hidden fields): nothing is sent, the form comes back as it
+    was typed, with a new key and a sentence a person understands (not the API's about an
+    Idempotency-Key header)."""
+    _guest, link, _sent, _ = guest_message(subject="Keyless")
+    path = _guest_session(web, link)
+    body = f"Typed with care {uuid.uuid4().hex[:8]}."
+    for key in ({"key": ""}, {}):
+        form = web.get(path + "/reply")
+        refused = web.client.post(path + "/reply", files={"files": ("note.txt", b"a note", "text/plain")},
+                                  data={"csrf": web.form_token(form.text), **key, "to": "ann@abc.example", "cc": "",
+                                        "subject": "Re: Keyless", "body": body})
+        assert refused.status_code == 422
+        assert "Idempotency-Key" not in refused.text
+        assert "so nothing was sent" in refused.text and "press Send again" in refused.text
+        assert body in refused.text and "note.txt" in refused.text
+        assert re.search(r'name="key" value="[A-Za-z0-9_-]{8,}"', refused.text)
+    with pen.as_user("ann") as c:
+        assert c.get("/messages", params={"q": f'"{body}"'}).json()["items"] == []
+
+
 def test_upload_over_the_pens_limit_is_refused_with_the_form_filled(tmp_path, smtp):
     process = make_pen(tmp_path / "pen", smtp)
     config = tmp_path / "pen" / "pen-server.toml"
@@ -328,8 +350,37 @@ def test_a_large_upload_streams_to_disk_not_memory(pen, web, tmp_path):
     assert r.status_code == 303, r.text
     growth_mib = (_status_kib(pid, "VmHWM") - rss_before) / 1024
     assert growth_mib < 40, f"the server's memory grew by {growth_mib:.0f} MiB for a 96 MiB upload"
-    mid = r.headers["location"].rsplit("/", 1)[1]
+    mid = r.headers["location"].split("?")[0].rsplit("/", 1)[1]  # /m/ID?done=sent
     with pen.as_user("ann") as c:
         [att] = c.get(f"/messages/{mid}").json()["attachments"]
     assert att["size"] == big.stat().st_size
     assert att["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_pages_say_what_was_done_show_what_is_answered_and_carry_the_footer(pen, web, guest_message):
+    """A sent reply and a sign-out each say so on the next page (a fixed sentence chosen by a
+    word in the address, never the address's text); the reply form shows the message it
+    answers; every page's foot has the PEN's footer, as the notification e-mails do."""
+    from tests.conftest import FOOTER
+
+    _guest, link, sent, _ = guest_message(subject="Answer me", body="Line one of the question.\nLine two.")
+    path = _guest_session(web, link)
+    form = web.get(path + "/reply")
+    assert "The message you are answering: from Ann Lee" in form.text
+    assert "Line one of the question.<br>Line two." in form.text and '<details class="answered" open>' in form.text
+    footer_line = FOOTER.splitlines()[0]
+    for page in (form, web.get(path), web.get("/")):
+        assert footer_line in page.text, page.url
+    r = web.client.post(path + "/reply", data={
+        "csrf": web.form_token(form.text), "key": re.search(r'name="key" value="([^"]+)"', form.text).group(1),
+        "to": "ann@abc.example", "cc": "", "subject": "Re: Answer me", "body": "Here is my answer."},
+        files={"files": ("answer.txt", b"an answer", "text/plain")})
+    assert r.status_code == 303 and r.headers["location"].endswith("?done=sent")
+    shown = web.get(r.headers["location"])
+    assert '<p class="done" role="status">Your message was sent.' in shown.text and "Here is my answer." in shown.text
+    assert 'class="done"' not in web.get(path + "?done=%3Cscript%3E").text  # an unknown word says nothing
+
+    r = web.post("/logout", {"csrf": web.form_token(shown.text)})
+    assert r.status_code == 303 and r.headers["location"] == "/login?done=signed-out"
+    page = web.get(r.headers["location"])
+    assert '<p class="done" role="status">You are signed out.</p>' in page.text and footer_line in page.text

@@ -71,6 +71,7 @@ __all__ = [
     "already_saved",
     "check_folder",
     "download_all",
+    "save_attachment",
     "download_attachment",
 ]
 
@@ -507,20 +508,34 @@ async def download_attachment(client: PenClient, message_id: str, attachment: At
         job.release()
 
 
+async def save_attachment(client: PenClient, message_id: str, attachment: Attachment,
+                          folder: str | os.PathLike, **options) -> tuple[Path, bool]:
+    """The attachment in ``folder``: the copy already there with its sha256 (True: nothing
+    was written), else a new download (False). The TUI and line mode both save this way, so
+    saving twice never makes "name (1).pdf" with the same bytes. ``options`` go to
+    download_attachment."""
+    if os.path.isdir(folder):
+        found = await asyncio.to_thread(already_saved, folder, attachment)
+        if found is not None:
+            return found, True
+    return await download_attachment(client, message_id, attachment, folder, **options), False
+
+
 async def download_all(client: PenClient, message, folder: str | os.PathLike, *,
                        progress: Callable[[Progress], None] | None = None, cancel: asyncio.Event | None = None,
-                       chunk_size: int = CHUNK_SIZE, retries: int = 4, retry_delay: float = 0.5) -> list[Path]:
-    """Save every attachment of ``message`` (a pen_client.Message) in turn; returns their
-    paths in order. When one fails, the error carries ``saved`` (the paths saved so far)."""
-    saved: list[Path] = []
+                       chunk_size: int = CHUNK_SIZE, retries: int = 4,
+                       retry_delay: float = 0.5) -> list[tuple[Path, bool]]:
+    """Save every attachment of ``message`` (a pen_client.Message) in turn (save_attachment);
+    returns (path, already saved) in order. When one fails, the error carries ``saved`` (the
+    paths saved so far)."""
+    saved: list[tuple[Path, bool]] = []
     attachments = list(message.attachments)
     for number, attachment in enumerate(attachments, 1):
         try:
-            saved.append(await download_attachment(client, message.id, attachment, folder, progress=progress,
-                                                   cancel=cancel, chunk_size=chunk_size, retries=retries,
-                                                   retry_delay=retry_delay, _number=number,
-                                                   _count=len(attachments)))
+            saved.append(await save_attachment(client, message.id, attachment, folder, progress=progress,
+                                               cancel=cancel, chunk_size=chunk_size, retries=retries,
+                                               retry_delay=retry_delay, _number=number, _count=len(attachments)))
         except PenError as exc:
-            exc.saved = list(saved)  # type: ignore[attr-defined]  # what was saved before it failed
+            exc.saved = [path for path, _ in saved]  # type: ignore[attr-defined]  # saved before it failed
             raise
     return saved

@@ -8,6 +8,7 @@ import html
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tui.export import _attachment_bytes, _host, build_email, message_id_for, serialize
@@ -30,6 +31,7 @@ class Replacement:
     subject: str
     attachments: int  # attached as MIME parts
     left_on_pen: int  # over the limit: named in the text instead
+    sent_at: datetime | None = None  # the Date header's time
 
     @property
     def crlf(self) -> bytes:
@@ -62,20 +64,21 @@ def _with_note(message, big, link: str, limit: int):
 
 
 async def replacement(client, notice: Notice, *, limit: int = DEFAULT_ATTACHMENT_LIMIT,
-                      scratch: str | Path | None = None) -> Replacement:
+                      scratch: str | Path | None = None, message=None) -> Replacement:
     """Fetch the notice's message and build its real form.  Attachments go in, in order,
     while their total stays within ``limit`` (mail servers refuse large messages, and the
     whole message is in memory once, for the APPEND); the others stay on the PEN, named
     and linked in the text.  Each is downloaded to a file in ``scratch`` first and checked
-    against its sha256.
+    against its sha256.  ``message``: the PEN message when the caller has fetched it already.
     Raises Unreadable (404), another PenError, or ExportError (a checksum or a header that
     could not be written safely)."""
     from tui.pen_client import NotFound
 
-    try:
-        message = await client.get_message(notice.pen_id)
-    except NotFound:
-        raise Unreadable(notice.pen_id) from None
+    if message is None:
+        try:
+            message = await client.get_message(notice.pen_id)
+        except NotFound:
+            raise Unreadable(notice.pen_id) from None
     if notice.date is not None:
         message = dataclasses.replace(message, sent_at=notice.date)
     small, big, total = [], [], 0
@@ -97,4 +100,4 @@ async def replacement(client, notice: Notice, *, limit: int = DEFAULT_ATTACHMENT
         del files
         data = serialize(built)
     return Replacement(data, message_id_for(message.id, host), message.id, one_line(message.subject),
-                       len(small), len(big))
+                       len(small), len(big), message.sent_at)

@@ -10,19 +10,30 @@ flags and internal date when none is there; and only then move the notification 
 Trash (MOVE, or COPY + \\Deleted + UID EXPUNGE) or delete it (never a plain EXPUNGE,
 which would take the person's own \\Deleted mail with it).  IMAP calls are blocking and
 run in a worker thread; the PEN client stays on the event loop.
+
+The sent half (``tui.intercept.sent``) APPENDs to ``SentFolder``: ``[imap] sent_folder``
+when set (it must exist), else the folder marked ``\\Sent`` (RFC 6154), else one named
+like a Sent folder, else "Sent", made; each copy flagged ``\\Seen`` and with our keyword,
+dated when it was sent, and found again by its Message-ID and that keyword.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
-from tui.intercept.build import Unreadable, replacement
+from tui.intercept.build import Replacement, Unreadable, replacement
 from tui.intercept.local import Outcome, crash_hook
 from tui.intercept.notice import MAX_NOTICE, recognise
 from tui.intercept.settings import ImapSettings
+from tui.safe_text import one_line
+
+if TYPE_CHECKING:
+    from tui.intercept.sent import SentPlan
 
 KEYWORD = b"$PenmailIntercepted"
 IDLE_RENEW = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
@@ -141,6 +152,78 @@ class Folder:
         # programs) until the person's own program expunges.
 
 
+class SentFolder:
+    """The Sent folder on one connection (``tui.intercept.sent.SentBox``)."""
+
+    def __init__(self, client, settings: ImapSettings):
+        self.client, self.settings = client, settings
+        self.label = ""
+        self.keyword = False
+
+    @property
+    def destination(self) -> str:
+        s = self.settings
+        return f"imap:{s.user}@{s.host}:{s.port}/{self.label}"
+
+    def open(self) -> SentFolder:
+        self.label = self._find()
+        info = self.client.select_folder(self.label)
+        self.keyword = b"\\*" in (info.get(b"PERMANENTFLAGS") or ())
+        return self
+
+    def _find(self) -> str:
+        from imapclient.imapclient import SENT
+
+        named = self.settings.sent_folder
+        if named:
+            if not self.client.folder_exists(named):
+                raise ImapFailure(f"The IMAP server {self.settings.host} has no folder {named!r}, which [imap] "
+                                  f"sent_folder names; make it in your mail program or fix the name.",
+                                  "imap_sent_folder")
+            return named
+        found = self.client.find_special_folder(SENT)
+        if found:
+            return found
+        prefix = ""
+        if self.client.has_capability("NAMESPACE"):
+            personal = self.client.namespace().personal
+            prefix = (personal[0][0] or "") if personal else ""
+        name = prefix + "Sent"
+        if not self.client.folder_exists(name):
+            self.client.create_folder(name)
+            with contextlib.suppress(Exception):  # noqa: BLE001 - a server without subscriptions still works
+                self.client.subscribe_folder(name)
+        return name
+
+    def has_copy(self, pen_id: str, message_id: str) -> bool:
+        criteria = ["HEADER", "Message-ID", message_id]
+        if self.keyword:
+            criteria += ["KEYWORD", KEYWORD.decode()]
+        return bool(self.client.search(criteria))
+
+    def put(self, made: Replacement) -> str | None:
+        from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+
+        flags = (b"\\Seen",) + ((KEYWORD,) if self.keyword else ())
+        try:
+            self.client.append(self.label, made.data, flags=flags, msg_time=made.sent_at)
+        except IMAPClientAbortError:
+            raise  # the connection, not this message
+        except IMAPClientError as exc:  # the server's NO for this message (too large, say); the next run tries again
+            return f"the IMAP server refused it ({one_line(str(exc), 200)})"
+        return None
+
+
+@contextlib.asynccontextmanager
+async def sent_folder(settings: ImapSettings, password: str):
+    """A connection of its own to the Sent folder, for one batch of the watch."""
+    client = await asyncio.to_thread(connect, settings, password)
+    try:
+        yield await asyncio.to_thread(SentFolder(client, settings).open)
+    finally:
+        await asyncio.to_thread(_close, client)
+
+
 async def sweep(folder: Folder, pen, server: str, *, limit: int) -> AsyncIterator[Outcome]:
     """Replace every notification in the (selected) folder; one Outcome each."""
     from tui.pen_client import PenError
@@ -173,13 +256,19 @@ async def sweep(folder: Folder, pen, server: str, *, limit: int) -> AsyncIterato
         yield Outcome("replaced", folder.name, made)
 
 
-async def once(settings: ImapSettings, password: str, pen, server: str, *, limit: int) -> AsyncIterator[Outcome]:
+async def once(settings: ImapSettings, password: str, pen, server: str, *, limit: int,
+               sent: SentPlan | None = None) -> AsyncIterator[Outcome]:
+    """Each folder's notifications replaced, then (``sent``) the sent messages placed."""
     client = await asyncio.to_thread(connect, settings, password)
     try:
         for name in settings.folders:
             folder = Folder(client, name, settings)
             await asyncio.to_thread(folder.select)
             async for outcome in sweep(folder, pen, server, limit=limit):
+                yield outcome
+        if sent is not None:
+            box = await asyncio.to_thread(SentFolder(client, settings).open)
+            async for outcome in sent.place(box, pen):
                 yield outcome
     finally:
         await asyncio.to_thread(_close, client)
@@ -255,8 +344,31 @@ async def watch_folder(settings: ImapSettings, password: str, pen, server: str, 
         delay = min(delay * 2, MAX_BACKOFF)
 
 
+def _describe(settings: ImapSettings):
+    def describe(exc: BaseException) -> str:
+        if isinstance(exc, ImapFailure):
+            return exc.message
+        if isinstance(exc, (TimeoutError, OSError, EOFError)):
+            return f"The connection to {settings.host} was lost ({type(exc).__name__})"
+        return f"The IMAP server {settings.host} answered {type(exc).__name__}"
+    return describe
+
+
 async def watch(settings: ImapSettings, password: str, pen, server: str, *, limit: int,
-                report: Callable[[Outcome], None], note: Callable[[str], None]) -> None:
-    """One connection per folder, each IDLE on its own folder; runs until stopped."""
-    await asyncio.gather(*(watch_folder(settings, password, pen, server, name, limit=limit, report=report,
-                                        note=note) for name in settings.folders))
+                report: Callable[[Outcome], None], note: Callable[[str], None],
+                sent: SentPlan | None = None) -> None:
+    """One connection per folder, each IDLE on its own folder, and (``sent``) the PEN's
+    event stream for the messages sent; runs until stopped."""
+    from imapclient.exceptions import IMAPClientError
+
+    from tui.intercept import sent as sent_half
+
+    jobs = [watch_folder(settings, password, pen, server, name, limit=limit, report=report, note=note)
+            for name in settings.folders]
+    if sent is not None:
+        jobs.append(sent_half.watch(
+            sent, pen, lambda: sent_folder(settings, password), report=report,
+            retryable=(ImapFailure, TimeoutError, OSError, EOFError, IMAPClientError),
+            fatal=lambda exc: isinstance(exc, ImapFailure) and exc.code in ("imap_login", "imap_sent_folder"),
+            describe=_describe(settings)))
+    await asyncio.gather(*jobs)

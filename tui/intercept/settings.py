@@ -11,9 +11,13 @@
     notification = "trash"          # "trash" (default: moved to the Trash folder) or "delete"
     trash = "Trash"                 # default: the folder marked \\Trash, else "Trash"
     ca_file = "~/imap-ca.pem"       # optional
+    sent_folder = "Sent"            # default: the folder marked \\Sent (RFC 6154), else "Sent" (made)
 
     [intercept]
     attachment_limit_mib = 25       # attachments past this, together, stay on the PEN (named, linked)
+    sent = true                     # false: no copies of the messages you send
+    sent_since = 30                 # days: how far back the first run places sent messages
+    sent_maildir = "~/Mail/Sent"    # with --maildir: the Sent Maildir (default: DIR/.Sent)
 
 Anything wrong raises ConfigError with one sentence naming the file and the key.
 """
@@ -32,8 +36,9 @@ from tui.intercept.build import DEFAULT_ATTACHMENT_LIMIT
 
 KEYRING_SERVICE = "penmail-imap"
 _IMAP_KEYS = ("host", "port", "security", "user", "password_command", "folders", "notification", "trash",
-              "ca_file")
-_INTERCEPT_KEYS = ("attachment_limit_mib",)
+              "ca_file", "sent_folder")
+_INTERCEPT_KEYS = ("attachment_limit_mib", "sent", "sent_since", "sent_maildir")
+DEFAULT_SENT_SINCE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -47,22 +52,62 @@ class ImapSettings:
     notification: str
     trash: str | None
     ca_file: Path | None
+    sent_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class SentSettings:
+    """The sent half: on or off, how far back the first run reaches, and (with --maildir)
+    the Maildir that takes the copies when it is not DIR/.Sent."""
+    enabled: bool
+    since_days: float
+    maildir: Path | None
 
 
 def _fail(config: Config, problem: str) -> ConfigError:
     return ConfigError(f"In {config.path or 'the settings file'}, {problem}.")
 
 
-def attachment_limit(config: Config) -> int:
-    table = config.intercept
-    unknown = [k for k in table if k not in _INTERCEPT_KEYS]
+def _check_intercept_keys(config: Config) -> None:
+    unknown = [k for k in config.intercept if k not in _INTERCEPT_KEYS]
     if unknown:
         raise _fail(config, f"[intercept] has {unknown[0]!r}, which penmail does not know (it knows "
                             f"{', '.join(_INTERCEPT_KEYS)})")
+
+
+def _path(config: Config, value: str) -> Path:
+    """A path as written in the settings: ~ expanded, a relative one beside the settings file."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and config.path is not None:
+        path = config.path.parent / path
+    return path
+
+
+def attachment_limit(config: Config) -> int:
+    table = config.intercept
+    _check_intercept_keys(config)
     value = table.get("attachment_limit_mib", DEFAULT_ATTACHMENT_LIMIT / (1 << 20))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10240:
         raise _fail(config, "intercept.attachment_limit_mib must be a number of MiB from 0 to 10240")
     return int(value * (1 << 20))
+
+
+def sent_settings(config: Config) -> SentSettings:
+    table = config.intercept
+    _check_intercept_keys(config)
+    enabled = table.get("sent", True)
+    if not isinstance(enabled, bool):
+        raise _fail(config, "intercept.sent must be true or false (without quotes)")
+    since = table.get("sent_since", DEFAULT_SENT_SINCE_DAYS)
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 <= since <= 36500:
+        raise _fail(config, "intercept.sent_since must be a number of days from 0 to 36500")
+    folder = table.get("sent_maildir")
+    maildir = None
+    if folder is not None:
+        if not isinstance(folder, str) or not folder.strip() or any(ord(c) < 0x20 for c in folder):
+            raise _fail(config, "intercept.sent_maildir must be the path of a Maildir folder")
+        maildir = _path(config, folder.strip())
+    return SentSettings(enabled, float(since), maildir)
 
 
 def is_loopback(host: str) -> bool:
@@ -123,13 +168,11 @@ def imap_settings(config: Config) -> ImapSettings:
     ca = text("ca_file")
     ca_path = None
     if ca:
-        ca_path = Path(ca).expanduser()
-        if not ca_path.is_absolute() and config.path is not None:
-            ca_path = config.path.parent / ca_path
+        ca_path = _path(config, ca)
         if not ca_path.is_file():
             raise _fail(config, f"imap.ca_file names {str(ca_path)!r}, which does not exist or is not a file")
     return ImapSettings(host, port, security, user, command, tuple(dict.fromkeys(f.strip() for f in folders)),
-                        notification, text("trash"), ca_path)
+                        notification, text("trash"), ca_path, text("sent_folder"))
 
 
 def imap_password(settings: ImapSettings, env: Mapping[str, str] | None = None) -> str | None:

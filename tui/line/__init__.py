@@ -51,9 +51,11 @@ times RFC 3339 UTC):
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at"}
 * export: {"maildir", "count", "skipped", "migrated" (moved out of the old flat layout),
   "added": [{"id", "key", "folder", "subject", "flags", "attachments"}]}
-* intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed", "folder",
+* intercept: one object per line, {"event": "replaced"|"already"|"left"|"failed" (a notification)
+  |"sent_placed"|"sent_already"|"sent_failed" (a message you sent, for the Sent folder), "folder",
   "id", "message_id", "subject", "attachments", "left_on_pen", "reason"} (what applies), then
-  {"summary": {"replaced", "already", "left", "failed"}} (not with --watch or --stdin)
+  {"summary": {"replaced", "already", "left", "failed", "sent_placed", "sent_already", "sent_failed"}}
+  (not with --watch or --stdin)
 * any failure: {"error": {"code", "message", "exit_code"}} (and the sentence on stderr)
 """
 
@@ -193,19 +195,25 @@ def add_commands(sub) -> None:
                    help="a folder to export (repeat for more; default inbox, archive and sent)")
     p.add_argument("--since", metavar="DATE", help="only messages sent on or after DATE (2026-11-27)")
 
-    p = command("intercept", "replace the PEN's notification e-mails in your mailbox with the real messages",
+    p = command("intercept", "replace the PEN's notification e-mails in your mailbox with the real messages, "
+                             "and put the messages you send in your Sent folder",
                 "Find the PEN's notification e-mails in your own mailbox and put the real messages, with their "
                 "attachments, in their place (over IMAP with the [imap] settings, in a Maildir, or one message "
-                "from standard input to standard output).")
+                "from standard input to standard output); and put each PEN message you send, once, in your "
+                "Sent folder (over IMAP the folder marked \\Sent or [imap] sent_folder; with --maildir DIR, "
+                "DIR/.Sent or [intercept] sent_maildir). [intercept] sent = false turns that off.")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--imap", action="store_true", help="the folders of [imap] in the settings file")
-    where.add_argument("--maildir", metavar="DIR", help="a local Maildir (mbsync, notmuch)")
+    where.add_argument("--imap", action="store_true",
+                       help="the folders of [imap] in the settings file, and your Sent folder there")
+    where.add_argument("--maildir", metavar="DIR",
+                       help="a local Maildir (mbsync, notmuch); sent messages go to DIR/.Sent")
     where.add_argument("--stdin", action="store_true",
                        help="one message on standard input; its replacement (or itself) on standard output")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="with --imap: replace what is there and stop (default)")
     when.add_argument("--watch", action="store_true",
-                      help="with --imap: stay connected (IDLE) and replace each new notification as it comes")
+                      help="with --imap: stay connected (IDLE) and replace each new notification as it comes, and "
+                           "place each message you send within seconds")
 
 
 ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward")

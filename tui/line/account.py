@@ -38,13 +38,32 @@ from tui.line.run import (
 # ---------------------------------------------------------------- account commands
 
 
+async def _check_server(server: str, ca_file: Path | None) -> None:
+    """The PEN answers and its certificate is trusted: checked before the person is asked
+    for anything, so a missing CA never costs them the e-mail address and password."""
+    from tui.pen_client import CertificateError, PenClient
+
+    probe = PenClient(server, ca_file=ca_file)
+    try:
+        await probe.health()
+    except CertificateError as exc:
+        if exc.code != "certificate":
+            raise
+        host = urlsplit(server).netloc
+        raise CertificateError(f"The certificate of {host} is not trusted; pass --ca-file with the PEN's CA "
+                               f"certificate (`pen-server init` and `penmail demo` print its path).",
+                               code="certificate") from None
+    finally:
+        await probe.aclose()
+
+
 async def cmd_login(run: Run) -> int:
     from tui.compose import parse_address
     from tui.pen_client import PenError
     from tui.session import Session
 
     args, config, out = run.args, run.config, run.out
-    changes: dict[str, str] = {}
+    changes: dict[str, str | None] = {}
 
     server = args.server or config.server
     if not server:
@@ -54,6 +73,18 @@ async def cmd_login(run: Run) -> int:
     server = normalise_server(server)
     if server != config.server:
         changes["server"] = server
+
+    ca_file = config.ca_file
+    if args.ca_file:
+        ca_file = Path(args.ca_file).expanduser().resolve()
+        if not ca_file.is_file():
+            raise usage(f"The CA file {ca_file} does not exist or is not a file; pass --ca-file with the PEN's "
+                        f"CA certificate.")
+        if ca_file != config.ca_file:
+            changes["ca_file"] = str(ca_file)
+    elif config.stale_ca_file is not None:
+        changes["ca_file"] = None  # names a file that is gone: the new server is checked without it
+    await _check_server(server, ca_file)
 
     email = args.email or config.email
     if not email:
@@ -66,14 +97,6 @@ async def cmd_login(run: Run) -> int:
     email = address.email
     if email != config.email:
         changes["email"] = email
-
-    ca_file = config.ca_file
-    if args.ca_file:
-        ca_file = Path(args.ca_file).expanduser().resolve()
-        if not ca_file.is_file():
-            raise usage(f"The CA file {ca_file} does not exist or is not a file.")
-        if ca_file != config.ca_file:
-            changes["ca_file"] = str(ca_file)
 
     if run.stdin_tty:
         password = run.ask_secret(f"Password for {email} on {urlsplit(server).netloc}: ")
@@ -108,8 +131,10 @@ async def cmd_login(run: Run) -> int:
 
     path = config.path or config_path(run.env)
     if changes:
+        changes = {k: changes[k] for k in ("server", "email", "ca_file") if k in changes}
         update_settings(path, changes)
-        names = list(changes)
+        names = [name if value is not None else f"the removal of the missing {name}"
+                 for name, value in changes.items()]
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         out.note(f"Saved {listed} in {path}.")
     if notice:

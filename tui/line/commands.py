@@ -88,7 +88,9 @@ def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> i
     code = EXIT_FAILED
     try:
         try:
-            config = load_config(env=env)
+            # `login --server/--ca-file` replaces a ca_file whose folder is gone (a restarted demo)
+            replaces = args.line_command == "login" and bool(args.server or args.ca_file)
+            config = load_config(env=env, stale_ca_file_ok=replaces)
             run = Run(args, out, env, config)
             result: Any = asyncio.run(HANDLERS[args.line_command](run))
             code = result() if callable(result) else result
@@ -104,6 +106,8 @@ def main(args: argparse.Namespace, *, env: Mapping[str, str] | None = None) -> i
             extra = " what arrived so far is kept, and `penmail get` again goes on from there." \
                 if args.line_command == "get" else ""
             out.end_progress()
+            if sys.stdin is not None and sys.stdin.isatty():
+                out.err.write("\n")  # the terminal echoed ^C after a prompt: a line of its own
             out.note("Stopped;" + extra if extra else "Stopped.")
             code = 130
         except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence

@@ -1,12 +1,15 @@
-"""`penmail intercept`: notification e-mails become the real messages (tui.intercept).
+"""`penmail intercept`: notification e-mails become the real messages, and the messages
+the person sent are placed in their Sent folder (tui.intercept).
 
 Output: one line per notification handled ("Replaced", "Already there", "Left",
-"Failed"), and with --once or --maildir a summary; --json gives one JSON object per line
-instead (``{"event": "replaced"|"already"|"left"|"failed", "folder", "id", ...}``, then
-``{"summary": {...}}``).  With --stdin, standard output is the message, so the lines go to
-standard error.  Exit codes: 0 done (a notification the person cannot read is left in
-place and is not a failure), 1 a message or the run failed, 2 usage or settings, 3 not
-signed in (to the PEN or the IMAP server).
+"Failed") and per sent message placed ("Placed in Sent", "Already in Sent", "Failed for
+Sent"), and with --once or --maildir a summary of both halves; --json gives one JSON
+object per line instead (``{"event": "replaced"|"already"|"left"|"failed"|"sent_placed"|
+"sent_already"|"sent_failed", "folder", "id", ...}``, then ``{"summary": {...}}``).  With
+--stdin (no sent half there), standard output is the message, so the lines go to standard
+error.  Exit codes: 0 done (a notification the person cannot read is left in place and is
+not a failure), 1 a message or the run failed, 2 usage or settings, 3 not signed in (to
+the PEN or the IMAP server).
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
+from pathlib import Path
 
 from tui.line import EXIT_FAILED, EXIT_NOT_SIGNED_IN, EXIT_OK, EXIT_USAGE
 from tui.line.run import LineError, Run
 from tui.safe_text import one_line
 
 _WORDS = {"replaced": "Replaced", "already": "Already there, notification removed", "left": "Left in place",
-          "failed": "Failed"}
+          "failed": "Failed", "sent_placed": "Placed", "sent_already": "Already", "sent_failed": "Failed for"}
+_KINDS = ("replaced", "already", "left", "failed", "sent_placed", "sent_already", "sent_failed")
 
 
 def _report(run: Run, outcome, counts: Counter) -> None:
@@ -30,33 +35,54 @@ def _report(run: Run, outcome, counts: Counter) -> None:
         out.emit(outcome.to_json())
         out.flush()
         return
-    folder = one_line(outcome.folder, 60)
+    folder = one_line(outcome.folder, 200)
+    where = f"{folder}:" if outcome.kind == "sent_failed" else f"in {folder}:"
     if outcome.replacement is not None:
         made = outcome.replacement
         extra = f", {made.attachments} attachment{'s' if made.attachments != 1 else ''}" if made.attachments else ""
         extra += f", {made.left_on_pen} left on the PEN (too large)" if made.left_on_pen else ""
-        out.line(f"{_WORDS[outcome.kind]} in {folder}: \"{one_line(made.subject, 80)}\" "
+        out.line(f"{_WORDS[outcome.kind]} {where} \"{one_line(made.subject, 80)}\" "
                  f"({one_line(made.pen_id, 200)}{extra})")
     else:
         why = f": {one_line(outcome.reason, 200)}" if outcome.reason else ""
-        out.line(f"{_WORDS[outcome.kind]} in {folder}: message {one_line(outcome.pen_id or '?', 200)}{why}")
+        if outcome.kind == "sent_already":
+            why = " (a copy from a run cut short, now recorded)"
+        out.line(f"{_WORDS[outcome.kind]} {where} message {one_line(outcome.pen_id or '?', 200)}{why}")
     out.flush()
 
 
-def _summary(run: Run, counts: Counter) -> int:
-    doc = {k: counts.get(k, 0) for k in ("replaced", "already", "left", "failed")}
+def _summary(run: Run, counts: Counter, sent: bool) -> int:
+    doc = {k: counts.get(k, 0) for k in _KINDS}
     if run.out.json:
         run.out.emit({"summary": doc})
     else:
-        run.out.line(f"{doc['replaced']} replaced, {doc['already']} already there, {doc['left']} left in place "
-                     f"(not readable with your sign-in), {doc['failed']} failed.")
-    return EXIT_FAILED if doc["failed"] else EXIT_OK
+        text = (f"{doc['replaced']} replaced, {doc['already']} already there, {doc['left']} left in place "
+                f"(not readable with your sign-in), {doc['failed']} failed")
+        if sent:
+            text += (f"; sent messages: {doc['sent_placed']} placed, {doc['sent_already']} already there, "
+                     f"{doc['sent_failed']} failed")
+        run.out.line(text + ".")
+    return EXIT_FAILED if doc["failed"] or doc["sent_failed"] else EXIT_OK
 
 
 def _limit(run: Run) -> int:
     from tui.intercept.settings import attachment_limit
 
     return attachment_limit(run.config)
+
+
+def _sent_plan(run: Run, client, server: str, limit: int, scratch: Path | None = None):
+    """The sent half's plan, or None when [intercept] sent = false."""
+    from tui.config import state_dir
+    from tui.intercept.sent import SentPlan
+    from tui.intercept.settings import sent_settings
+
+    settings = sent_settings(run.config)
+    if not settings.enabled:
+        return None
+    me = (getattr(getattr(client, "user", None), "email", "") or run.config.email or "")
+    return SentPlan(state_dir(run.env) / "intercept", server, me, settings.since_days, limit, run.out.note,
+                    scratch=scratch)
 
 
 def _server(run: Run) -> str:
@@ -68,6 +94,7 @@ def _server(run: Run) -> str:
 
 async def cmd_intercept(run: Run) -> int:
     from tui.export import ExportError
+    from tui.intercept.settings import sent_settings
 
     args = run.args
     if args.watch and not args.imap:
@@ -77,6 +104,7 @@ async def cmd_intercept(run: Run) -> int:
     try:
         limit = _limit(run)
         server = _server(run)
+        sent_settings(run.config)  # a wrong [intercept] sent key is said before anything is done
         if args.maildir:
             return await _maildir(run, server, limit)
         return await _imap(run, server, limit)
@@ -112,18 +140,38 @@ async def _stdin(run: Run) -> int:
 
 
 async def _maildir(run: Run, server: str, limit: int) -> int:
+    from tui.export import _host
     from tui.intercept.local import intercept_maildir
+    from tui.intercept.sent import MaildirSent, SentBusy
+    from tui.intercept.settings import sent_settings
 
     counts: Counter = Counter()
+    root = Path(run.args.maildir).expanduser().absolute()
     async with run.signed_in() as client:
-        async for outcome in intercept_maildir(client, run.args.maildir, server, limit=limit):
+        async for outcome in intercept_maildir(client, root, server, limit=limit):
             _report(run, outcome, counts)
-    return _summary(run, counts)
+        plan = _sent_plan(run, client, server, limit)
+        if plan is not None:
+            named = sent_settings(run.config).maildir
+            try:
+                box = await asyncio.to_thread(MaildirSent, named or root / ".Sent", _host(server),
+                                              None if named else ".Sent")
+            except OSError as exc:
+                raise LineError(f"The Maildir for sent messages {named or root / '.Sent'} cannot be made "
+                                f"({exc.strerror or type(exc).__name__}).", EXIT_FAILED, "sent_maildir") from None
+            plan.scratch = box.path / "tmp"
+            try:
+                async for outcome in plan.place(box, client):
+                    _report(run, outcome, counts)
+            except SentBusy as exc:
+                run.out.note(exc.message)
+    return _summary(run, counts, plan is not None)
 
 
 async def _imap(run: Run, server: str, limit: int) -> int:
     from tui.credentials import CredentialError
     from tui.intercept import imap
+    from tui.intercept.sent import SentBusy
     from tui.intercept.settings import imap_password, imap_settings
 
     settings = imap_settings(run.config)
@@ -136,16 +184,22 @@ async def _imap(run: Run, server: str, limit: int) -> int:
                         f"it in the keyring (service \"penmail-imap\"), or set PENMAIL_IMAP_PASSWORD.",
                         EXIT_NOT_SIGNED_IN, "imap_password")
     counts: Counter = Counter()
+    plan = None
     try:
         async with run.signed_in() as client:
+            plan = _sent_plan(run, client, server, limit)
             if run.args.watch:
-                run.out.note(f"Watching {', '.join(one_line(f, 60) for f in settings.folders)} on {settings.host}; "
-                             f"stop with Ctrl-C.")
+                also = " and the messages you send (for your Sent folder)" if plan is not None else ""
+                run.out.note(f"Watching {', '.join(one_line(f, 60) for f in settings.folders)} on {settings.host}"
+                             f"{also}; stop with Ctrl-C.")
                 await imap.watch(settings, password, client, server, limit=limit,
-                                 report=lambda o: _report(run, o, counts), note=run.out.note)
+                                 report=lambda o: _report(run, o, counts), note=run.out.note, sent=plan)
                 return EXIT_OK  # pragma: no cover - watch runs until stopped
-            async for outcome in imap.once(settings, password, client, server, limit=limit):
-                _report(run, outcome, counts)
+            try:
+                async for outcome in imap.once(settings, password, client, server, limit=limit, sent=plan):
+                    _report(run, outcome, counts)
+            except SentBusy as exc:  # the sent half comes last: the received half is done
+                run.out.note(exc.message)
     except imap.ImapFailure as exc:
         code = EXIT_NOT_SIGNED_IN if exc.code == "imap_login" else EXIT_FAILED
         raise LineError(exc.message, code, exc.code) from None
@@ -158,5 +212,5 @@ async def _imap(run: Run, server: str, limit: int) -> int:
         if not isinstance(exc, IMAPClientError):
             raise
         raise LineError(f"The IMAP server {settings.host} refused a command ({one_line(str(exc), 200)}); check "
-                        f"[imap] folders.", EXIT_FAILED, "imap_refused") from None
-    return _summary(run, counts)
+                        f"[imap] folders and sent_folder.", EXIT_FAILED, "imap_refused") from None
+    return _summary(run, counts, plan is not None)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import datetime
 from pathlib import Path
@@ -95,7 +94,7 @@ async def cmd_read(run: Run) -> int:
 
 
 async def cmd_get(run: Run) -> int:
-    from tui.downloads import already_saved, download_attachment
+    from tui.downloads import save_attachment
     from tui.pen_client import PenError
 
     args, out = run.args, run.out
@@ -129,19 +128,16 @@ async def cmd_get(run: Run) -> int:
             made = _make_folder(folder)  # named on the command line: made, and said
             out.note(f"Made the folder {clean(str(made), keep_newlines=False)}.")
         for index, (number, attachment) in enumerate(chosen, 1):
-            path = await asyncio.to_thread(already_saved, folder, attachment) if folder.is_dir() else None
-            already = path is not None
-            if path is not None:
+            try:
+                path, already = await save_attachment(client, message.id, attachment, folder, progress=progress,
+                                                      _number=index, _count=len(chosen))
+            except PenError as exc:
+                if saved:
+                    exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
+                raise
+            if already:
                 out.note(f"{one_line(attachment.filename) or 'The attachment'} is already saved as "
                          f"{clean(str(path), keep_newlines=False)} (the same sha256); nothing was written.")
-            else:
-                try:
-                    path = await download_attachment(client, message.id, attachment, folder, progress=progress,
-                                                     _number=index, _count=len(chosen))
-                except PenError as exc:
-                    if saved:
-                        exc.message = _join(exc.message, f"{len(saved)} of {len(chosen)} were saved.")
-                    raise
             shown = clean(str(path), keep_newlines=False)
             saved.append({"number": number, "attachment_id": one_line(attachment.id),
                           "filename": one_line(attachment.filename), "path": shown, "size": attachment.size,

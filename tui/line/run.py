@@ -92,16 +92,18 @@ class Run:
         if self.stdin_tty:
             self.out.err.write(prompt)
             self.out.err.flush()
-        line = sys.stdin.readline() if sys.stdin is not None else ""
+        with _ctrl_c_stops():
+            line = sys.stdin.readline() if sys.stdin is not None else ""
         return line.rstrip("\r\n")
 
     def ask_secret(self, prompt: str) -> str:
-        if self.stdin_tty:
-            try:
-                return getpass.getpass(prompt)
-            except EOFError:
-                return ""
-        line = sys.stdin.readline() if sys.stdin is not None else ""
+        with _ctrl_c_stops():
+            if self.stdin_tty:
+                try:
+                    return getpass.getpass(prompt)
+                except EOFError:
+                    return ""
+            line = sys.stdin.readline() if sys.stdin is not None else ""
         return line.rstrip("\r\n")
 
     # -- signing in
@@ -197,8 +199,29 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def update_settings(path: Path, values: Mapping[str, str]) -> None:
-    """Set top-level keys in the settings file, keeping everything else as it is."""
+@contextlib.contextmanager
+def _ctrl_c_stops():
+    """Ctrl-C at a prompt stops the command at once (KeyboardInterrupt, exit 130).
+
+    The prompts read standard input inside asyncio.run, whose SIGINT handler only cancels the
+    main task: the blocking read is retried after the signal, so ^C showed and the next line
+    typed became the answer. Python's own handler raises in the read instead."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def update_settings(path: Path, values: Mapping[str, str | None]) -> None:
+    """Set top-level keys in the settings file (None removes one), keeping everything else
+    as it is."""
     try:
         original = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -209,12 +232,14 @@ def update_settings(path: Path, values: Mapping[str, str]) -> None:
     end = next((i for i, line in enumerate(lines) if re.match(r"\s*\[", line)), len(lines))
     top = 0
     for key, value in values.items():
-        rendered = f"{key} = {_toml_string(value)}\n"
+        rendered = f"{key} = {_toml_string(value)}\n" if value is not None else ""
         for i in range(end):
             if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
                 lines[i] = rendered
                 break
         else:
+            if value is None:
+                continue
             lines.insert(top, rendered)  # top-level keys go before any [table]
             top += 1
             end += 1

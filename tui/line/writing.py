@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.format import address_text, body_text, human_size
+from tui.format import NOTIFICATION_PENDING, address_text, body_text, human_size, notification_summary
 from tui.line import (
     EXIT_FAILED,
     EXIT_OK,
@@ -148,7 +148,35 @@ async def _deliver(run: Run, client, store, draft) -> int:
         people = [address_text(a) for a in (*sent.to, *sent.cc, *sent.bcc)]
         out.line(f"Sent \"{one_line(sent.subject) or '(no subject)'}\" to {', '.join(people) or 'nobody'} "
                  f"(id {one_line(sent.id)}).")
+        notifications = await _first_attempts(client, sent)
+        if notifications:
+            line = f"Notifications to {notification_summary([n.status for n in notifications])}"
+            if any(n.status in NOTIFICATION_PENDING for n in notifications):
+                line += (f"; the PEN keeps trying the ones that wait, and `penmail status {one_line(sent.id)}` "
+                         f"shows where they are")
+            out.line(line + ".")
     return EXIT_OK
+
+
+SETTLE_SECONDS = 5.0  # how long `send` waits for the first attempt at each notification
+
+
+async def _first_attempts(client, sent) -> list:
+    """The message's notifications once each has had its first attempt (or SETTLE_SECONDS
+    have passed), so that `send` says how many went and how many wait, not "Sent" alone."""
+    from tui.pen_client import PenError
+
+    items = list(sent.notifications)
+    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+    while items and any(n.status in ("queued", "sending") for n in items):
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+        try:
+            items = await client.notifications(sent.id)
+        except PenError:
+            break  # the message is sent; what its notifications did can be asked with `status`
+    return items
 
 
 @contextlib.asynccontextmanager

@@ -53,7 +53,7 @@ TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "
           "draft": "Draft"}
 ADDRESS_FIELDS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
 SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not sent again and is kept "
-               "(look in Sent; F12 twice discards it).")
+               "(look in Sent; F12 then y discards it).")
 
 
 def _reply_text(m: Message) -> str:
@@ -100,7 +100,6 @@ class ComposeScreen(Screen):
         self.definite_failure = False  # the PEN refused the content: the next edit gets a new key
         self.problem: str | None = None
         self._info = ""
-        self._discard_armed = False
         self._save_timer: Timer | None = None
         self._save_lock = threading.Lock()
         self._seq = self._saved_seq = 0
@@ -256,7 +255,6 @@ class ComposeScreen(Screen):
         if self.closed or not self._collect():
             return
         self.touched = True
-        self._discard_armed = False
         if self.definite_failure:  # the refused content changed: a new sending attempt
             self.draft.new_idempotency_key()
             self.definite_failure = False
@@ -387,13 +385,14 @@ class ComposeScreen(Screen):
         self._save_in_thread(*self._snapshot())
 
     def action_discard(self) -> None:
-        if not self._discard_armed:
-            self._discard_armed = True
-            self.say("Press F12 again to discard this draft for good; any change keeps it.")
-            return
-        self._forget()
-        self.app.toast("The draft was discarded.", title="Draft")
-        self.app.pop_screen()
+        def answered(yes: bool | None) -> None:
+            if not yes or self.closed:
+                return
+            self._forget()
+            self.app.toast("The draft was discarded.", title="Draft")
+            self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("Discard this draft for good?", yes="Yes, discard it"), answered)
 
     def action_attach(self) -> None:
         self.query_one(AttachmentPanel).ask_path()

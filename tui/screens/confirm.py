@@ -1,5 +1,7 @@
-"""A one-key question before something that cannot be undone: y does it; n, escape and
-enter (the cursor starts on "No") keep things as they are."""
+"""A one-key question before something that cannot be undone, the same everywhere (deleting
+for good, discarding a draft, signing out with a draft open, sending without a subject):
+y does it; n, escape and enter (the cursor starts on "No") keep things as they are; q and
+ctrl+q quit penmail from it, as from any screen."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("q", "app.quit", "Quit", id="confirm.quit"),
     ]
 
     def __init__(self, question: str, yes: str = "Yes") -> None:

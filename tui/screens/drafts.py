@@ -1,6 +1,7 @@
 """Drafts left behind (by a crash, a lost connection, or escape) offered back after
 sign-in: a list of subject, recipients and when each was saved; enter resumes one, d
-discards one (after a second d), escape leaves them for later."""
+discards one (after y to the question every destructive key asks), escape leaves them for
+later, q quits."""
 
 from __future__ import annotations
 
@@ -74,19 +75,19 @@ class DraftsScreen(ModalScreen[None]):
         Binding("enter", "resume", "Resume draft", id="drafts.resume", priority=True),
         Binding("d,delete", "discard", "Discard draft", id="drafts.discard"),
         Binding("escape", "later", "Later", id="drafts.later"),
+        Binding("q", "app.quit", "Quit", id="drafts.quit"),
         Binding("f1", "app.help", "Help", id="drafts.help"),
     ]
 
     def __init__(self, store: DraftStore, drafts: list[Draft]) -> None:
         super().__init__()
         self.store, self.drafts = store, list(drafts)
-        self._armed: str | None = None  # the id of the draft a first d asked about
 
     def compose(self) -> ComposeResult:
         with Vertical(id="drafts-box"):
             yield SafeStatic("", id="drafts-title")
             yield CursorOptionList(id="drafts-list")
-            yield SafeStatic("enter resumes, d discards, escape keeps them for later", id="drafts-status")
+            yield SafeStatic("enter resumes, d discards, escape keeps them for later, q quits", id="drafts-status")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -123,27 +124,27 @@ class DraftsScreen(ModalScreen[None]):
         self.app.post_message(DraftResumeRequested(draft))  # this screen is gone: straight to the app
 
     def action_discard(self) -> None:
+        from tui.screens.confirm import ConfirmScreen
+
         draft = self._current()
         if draft is None:
             return
         subject = one_line(draft.subject, 60) or "(no subject)"
-        if self._armed != draft.id:
-            self._armed = draft.id
-            self._say(f"Press d again to discard \u201c{subject}\u201d for good; any other key keeps it.")
-            return
-        self._armed = None
-        self.store.delete(draft.id)
-        self.drafts.remove(draft)
-        if not self.drafts:
-            self.dismiss(None)
-            self.app.toast(f"Discarded the draft \u201c{subject}\u201d; there are no other drafts.", title="Drafts")
-            return
-        self._show()
-        self._say(f"Discarded the draft \u201c{subject}\u201d.")
 
-    def on_key(self, event) -> None:
-        if event.key not in ("d", "delete"):
-            self._armed = None
+        def answered(yes: bool | None) -> None:
+            if not yes or draft not in self.drafts:
+                return
+            self.store.delete(draft.id)
+            self.drafts.remove(draft)
+            if not self.drafts:
+                self.dismiss(None)
+                self.app.toast(f"Discarded the draft \u201c{subject}\u201d; there are no other drafts.", title="Drafts")
+                return
+            self._show()
+            self._say(f"Discarded the draft \u201c{subject}\u201d.")
+
+        self.app.push_screen(ConfirmScreen(f"Discard the draft \u201c{subject}\u201d for good?",
+                                           yes="Yes, discard it"), answered)
 
     def action_later(self) -> None:
         self.dismiss(None)

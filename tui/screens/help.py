@@ -17,9 +17,10 @@ def describe_keys(screen: Screen) -> str:
     """One line an action: what it does, every key that does it, in words, and the id that
     the ``[keys]`` table of the settings file changes its keys by."""
     actions: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    hidden = getattr(screen, "key_hidden", lambda action: False)  # keys the screen's state leaves out
     for key, active in screen.active_bindings.items():
         b = active.binding
-        if not b.description or not (b.id or b.action in ("focus_next", "focus_previous")):
+        if not b.description or not (b.id or b.action in ("focus_next", "focus_previous")) or hidden(b.action):
             continue  # Textual's own scrolling keys are noise here
         name = KEY_NAMES.get(key, key.replace("ctrl+", "control+"))
         keys, ids = actions.setdefault((b.description, b.action), ([], []))

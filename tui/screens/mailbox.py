@@ -49,6 +49,7 @@ class MailboxScreen(MailboxView):
         Binding("u", "toggle_unread", "Read or unread", show=False, id="mailbox.toggle_unread"),
         Binding("a", "move('archive')", "Archive", id="mailbox.archive"),
         Binding("d", "move('trash')", "Trash", id="mailbox.trash"),
+        Binding("d", "delete_draft", "Delete draft", id="mailbox.delete_draft"),  # d in Drafts (check_action)
         Binding("D", "delete", "Delete for good", show=False, id="mailbox.delete"),
         Binding("i", "move('inbox')", "Back to inbox", show=False, id="mailbox.to_inbox"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False, id="mailbox.reload"),
@@ -217,12 +218,34 @@ class MailboxScreen(MailboxView):
 
     # ------------------------------------------------------------ actions
 
+    # Keys that mean nothing for drafts (kept on this computer): not in Drafts' footer nor its
+    # help; pressed anyway, they say what does (IN_DRAFTS).
+    NOT_FOR_DRAFTS = frozenset({"search", "toggle_unread", "move('archive')", "move('inbox')", "threads",
+                                "expand_thread", "undo", "reply('reply')", "reply('reply_all')",
+                                "reply('forward')"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # d is "Trash" in the folders of the PEN and "Delete draft" in Drafts: one binding each.
+        if action == "move" and parameters == ("trash",):
+            return self.folder != DRAFTS
+        if action == "delete_draft":
+            return self.folder == DRAFTS
+        return True
+
+    def key_hidden(self, action: str) -> bool:
+        """Left out of the footer and the help (tui/widgets/footer.py, tui/screens/help.py)."""
+        return self.folder == DRAFTS and action in self.NOT_FOR_DRAFTS
+
+    def action_delete_draft(self) -> None:
+        self.action_delete()
+
     def action_folder(self, folder: str) -> None:
         if folder not in FOLDERS:
             return
         if folder != self.folder:
             self.forget_tags()
         self.folder = folder
+        self.refresh_bindings()  # Drafts has keys of its own
         self.query_one("#folders", OptionList).highlighted = FOLDERS.index(folder)
         self.draw_folders()
         self.say("")
@@ -270,6 +293,8 @@ class MailboxScreen(MailboxView):
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
         had = bool(self.query_text)
+        if self.query_one("#search-note").has_class("-refused"):
+            self.say("")  # the refused search's sentence goes with it
         search.value = ""
         search.display = self.query_one("#search-note").display = False
         self._search_note(SEARCH_HELP)

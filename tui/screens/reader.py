@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input, OptionList, TextArea
 
 from tui.compose import remember_seen
-from tui.downloads import DownloadCancelled, download_all, download_attachment
+from tui.downloads import DownloadCancelled, download_all, save_attachment
 from tui.files import safe_filename
 from tui.format import body_text, header_text
 from tui.htmlbody import allowed_link
@@ -364,11 +364,13 @@ class ReaderScreen(Screen):
         self.refresh_bindings()
         try:
             if len(attachments) == 1:
-                paths = [await download_attachment(self.client, message.id, first, folder,
-                                                   progress=panel.show_progress, cancel=cancel)]
+                results = [await save_attachment(self.client, message.id, first, folder,
+                                                 progress=panel.show_progress, cancel=cancel)]
             else:
-                paths = await download_all(self.client, message, folder, progress=panel.show_progress,
-                                           cancel=cancel)
+                results = await download_all(self.client, message, folder, progress=panel.show_progress,
+                                             cancel=cancel)
+            paths = [path for path, _ in results]
+            already = sum(1 for _, was in results if was)
         except asyncio.CancelledError:
             # Leaving the message stops the download; what arrived stays, for the next save.
             self._cancel = None
@@ -390,10 +392,14 @@ class ReaderScreen(Screen):
             for attachment, path in zip(attachments, paths):
                 listing.mark_saved(attachment, path)
             self.last_saved = paths[0] if len(paths) == 1 else None
-            if len(paths) == 1:
+            if len(paths) == 1 and already:
+                sentence = (f"{paths[0].name} is already saved in {paths[0].parent} (the same sha256), so nothing "
+                            f"was written; press x to open it.")
+            elif len(paths) == 1:
                 sentence = f"Saved {paths[0].name} in {paths[0].parent}; press x to open it."
             else:
-                sentence = (f"Saved {_count(len(paths), 'attachment')} in {paths[0].parent}; "
+                were = f" ({already} of them already there, not written again)" if already else ""
+                sentence = (f"Saved {_count(len(paths), 'attachment')} in {paths[0].parent}{were}; "
                             f"press x to open the highlighted one.")
         self._cancel = None
         panel.end(sentence)

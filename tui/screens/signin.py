@@ -50,15 +50,17 @@ class SignInScreen(Screen):
             yield SafeStatic(self.notice or "", id="signin-notice")
             with Horizontal(classes="field"):
                 yield Label("Server", classes="field-label")
-                yield Input(self.server, placeholder="https://pen.example", id="server", select_on_focus=False)
+                yield Input(self.server, placeholder="https://pen.example", id="server", select_on_focus=False,
+                            compact=True)
             with Horizontal(classes="field"):
                 yield Label("E-mail", classes="field-label")
-                yield Input(self.email, placeholder="you@example.org", id="email", select_on_focus=False)
+                yield Input(self.email, placeholder="you@example.org", id="email", select_on_focus=False, compact=True)
             with Horizontal(classes="field"):
                 yield Label("Password", classes="field-label")
-                yield Input(password=True, id="password")
-            yield Checkbox("Remember me on this computer (keyring)", True, id="remember")
-            yield Button("Sign in", variant="primary", id="submit")
+                yield Input(password=True, id="password", compact=True)
+            # Where it is remembered (the system keyring, else a private file) is said after sign-in.
+            yield Checkbox("Remember me on this computer", True, id="remember", compact=True)
+            yield Button("Sign in", variant="primary", id="submit", compact=True)
         yield KeyFooter()
 
     def on_mount(self) -> None:

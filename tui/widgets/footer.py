@@ -62,7 +62,10 @@ class KeyFooter(Widget):
         app = self.app
         shown: dict[str, _Key] = {}
         palette = None
+        hidden = getattr(self.screen, "key_hidden", lambda action: False)  # keys the screen's state leaves out
         for key, (_node, binding, enabled, _tooltip) in self.screen.active_bindings.items():
+            if hidden(binding.action):
+                continue
             item = _Key(key, app.get_key_display(binding), binding.description, enabled)
             if key == app.COMMAND_PALETTE_BINDING and app.ENABLE_COMMAND_PALETTE:
                 palette = item if self.show_command_palette else None

@@ -10,6 +10,7 @@ from dataclasses import replace
 from textual.geometry import Offset
 from textual.widgets import DataTable
 
+from tui.format import NOTIFICATION_PENDING, notification_summary
 from tui.pen_client import Notification
 from tui.safe_text import one_line, safe_text
 from tui.widgets.vim_keys import moving_bindings
@@ -17,7 +18,9 @@ from tui.widgets.vim_keys import moving_bindings
 COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),
            ("attempts", "Attempts"), ("reply", "Server's reply"))
 FIXED = {"mark": 1, "kind": 4, "status": 8, "attempts": 8}  # "deferred" is the longest status
-PENDING = ("queued", "sending", "deferred")
+PENDING = NOTIFICATION_PENDING
+# How the PEN marks what a bounce said as the remote server's words (its own never follow).
+BOUNCE_SAID = "the recipient's mail server said: "
 
 
 def recipient_text(n: Notification, max_len: int = 48) -> str:
@@ -45,7 +48,7 @@ def detail(n: Notification) -> str:
         "sending": "being handed to the mail server now",
         "sent": f"sent; the mail server took it after {tries}" + (f"; since then: {reply}" if reply else ""),
         "bounced": f"bounced: sent after {tries}, then returned as undeliverable by the recipient's "
-                   f"mail server" + (f", which said: {reply}" if reply else ""),
+                   f"mail server" + (f", which said: {said}" if (said := reply.removeprefix(BOUNCE_SAID)) else ""),
         "deferred": f"deferred after {tries}, and tried again later{answered}",
         "failed": f"failed after {tries}{answered}; press r to send it again",
     }.get(n.status, f"status {one_line(n.status)}{answered}")
@@ -54,12 +57,7 @@ def detail(n: Notification) -> str:
 
 def summary(items: list[Notification]) -> str:
     """"3 recipients: 2 sent, 1 failed"."""
-    counts: dict[str, int] = {}
-    for n in items:
-        counts[n.status] = counts.get(n.status, 0) + 1
-    order = ["sent", "failed", "bounced", "deferred", "sending", "queued"]
-    parts = [f"{counts[s]} {one_line(s)}" for s in order + sorted(set(counts) - set(order)) if counts.get(s)]
-    return f"{len(items)} recipient{'s' if len(items) != 1 else ''}: {', '.join(parts) or 'none'}"
+    return notification_summary([n.status for n in items])
 
 
 def _key(n: Notification) -> str:

@@ -2,7 +2,7 @@
 an index for is:unread and one for has:attachment
 
 Revision ID: 0010
-Revises: 0009
+Revises: 0013
 """
 import sqlalchemy as sa
 from alembic import op
@@ -10,7 +10,7 @@ from alembic import op
 from pen_server import search_index
 
 revision = "0010"
-down_revision = "0009"
+down_revision = "0013"  # chained after 0013 (deliverability) when the branches met
 branch_labels = None
 depends_on = None
 
