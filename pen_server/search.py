@@ -160,7 +160,7 @@ def texts(terms: list[Term]) -> list[Text]:
 def hides_unreadable(terms: list[Term]) -> bool:
     """Whether the search reads bodies (a word without a key, or body:): then a copy withdrawn
     from its reader or past its end date is not found by them (its sender's copy still is)."""
-    return any(t.key in (None, "body") for t in terms)
+    return any(t.key in (None, "body") and index.words(str(t.value)) for t in terms)
 
 
 def entry_conditions(terms: list[Term]) -> list:
