@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, literal_column, or_, select, text
+from sqlalchemy import and_, false, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from pen_server import search_index as index
@@ -28,6 +28,7 @@ MAX_TERMS = 32  # room for a pasted subject's words
 MAX_PHRASE_WORDS = 16  # a phrase's words are looked up one by one: a bound on its cost
 MAX_WORDS = 64  # all terms' words together
 COUNT_LIMIT = 1000  # `total` counts matches up to this many (`total_exact` false past it)
+RARE = 5000  # PostgreSQL: text that matches at most this many messages is looked up, not walked to
 _KEY = re.compile(r"([A-Za-z]+):")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _KEY_LIST = "from:, to:, cc:, subject:, body:, has:attachment, is:unread, is:read, before: and after:"
@@ -205,11 +206,27 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
     if unreadable:  # a copy that can no longer be read is never found by the words of its body
         filters.append(or_(MailboxEntry.is_sender, and_(MailboxEntry.revoked_at.is_(None), or_(
             Message.expires_at.is_(None), Message.expires_at > utcnow()))))
+    words: list = []
     if found:
         query = query.join(index.message_search, index.message_search.c.message_id == MailboxEntry.message_id)
         conn = session.connection()
         for column, tsquery in _pg_tsqueries(found, lambda w: index.expansion(conn, w)).items():
-            filters.append(index.message_search.c[column].op("@@")(literal_column(tsquery)))
+            words.append(index.message_search.c[column].op("@@")(literal_column(tsquery)))
+        before(session)
+        # The planner cannot tell a rare word from a common one well (it guesses 0.5% for any
+        # word outside its statistics' most common ones, and OR of a prefix's words adds up),
+        # and walking the folder for a rare word reads all of it. So the GIN index is asked
+        # first for at most RARE matches in the whole PEN: when that is all of them, only
+        # their copies are looked at.
+        candidates = list(session.scalars(select(index.message_search.c.message_id).where(*words).limit(RARE + 1)))
+        if len(candidates) <= RARE:
+            filters.append(MailboxEntry.message_id.in_(candidates) if candidates else false())
+        else:
+            filters.extend(words)
+        if len(candidates) <= RARE:
+            query = select(MailboxEntry)
+            if attachment or unreadable:
+                query = query.join(Message, Message.id == MailboxEntry.message_id)
     oldest = order == "oldest"
     keys = ((MailboxEntry.sent_at.asc(), MailboxEntry.message_id.asc()) if oldest
             else (MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc()))
