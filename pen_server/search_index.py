@@ -16,8 +16,9 @@ the owners of a message's copies are words of a column of their own, so a search
 the user's messages even in a PEN of many users.
 
 PostgreSQL: a table `message_search` (message_id, doc, addr) of two tsvectors with a GIN
-index each; the planner chooses between the index (few matches) and walking the folder's
-page index newest first testing each message (many matches)."""
+index each; a search asks it for its matches in the whole PEN up to search.RARE, and when
+those are all, looks only at their copies; else it walks the folder's page index newest
+first testing each message (search.page)."""
 
 from __future__ import annotations
 
