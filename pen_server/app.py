@@ -22,6 +22,7 @@ from pen_server.events import EventHub
 from pen_server.middleware import BodyLimit
 from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
+from pen_server.search_run import SearchSlots
 from pen_server.security import HashPool
 from pen_server.settings import Settings
 from pen_server.storage import BlobStore, StoreUnavailable, open_store
@@ -42,6 +43,7 @@ class Services:
     hub: EventHub = field(default_factory=EventHub)
     limiter: SignInLimiter | None = None
     hashing: HashPool | None = None
+    search_slots: SearchSlots | None = None
     signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: DeliveryWorker | None = None
     draining: bool = False  # SIGTERM came: not ready, streams ended, in-flight requests finish
@@ -60,6 +62,8 @@ class Services:
                                          forget_after=s.signin_forget_seconds)
         if self.hashing is None:
             self.hashing = HashPool(s.hash_workers, s.hash_queue)
+        if self.search_slots is None:
+            self.search_slots = SearchSlots(s.searches_per_user, s.search_seconds)
 
     def wake_worker(self) -> None:
         if self.worker is not None:

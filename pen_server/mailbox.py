@@ -6,9 +6,9 @@ import base64
 import binascii
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from pen_server import search
 from pen_server.errors import ApiError, not_found
@@ -49,6 +49,10 @@ def summary_out(entry: MailboxEntry, now: datetime | None = None) -> dict:
             "subject": m.subject, "sent_at": m.sent_at, "unread": entry.unread,
             "attachment_count": m.attachment_count, "size": m.size, "snippet": "" if shut else m.snippet,
             "expires_at": _time(m.expires_at), "revoked_at": _time(entry.revoked_at)}
+
+
+# A page shows summaries: the bodies (up to megabytes each) stay in the database.
+SUMMARY_ONLY = joinedload(MailboxEntry.message).defer(Message.body_text).defer(Message.body_html)
 
 
 def count_change(session: Session, user_id: str, folder: str, delta: int) -> None:
@@ -156,29 +160,21 @@ def decode_cursor(cursor: str, order: str = "newest") -> tuple[datetime, str]:
 
 
 def page(session: Session, user: User, folder: str, limit: int, cursor: str | None,
-         unread: bool | None, q: str | None, order: str = "newest") -> dict:
+         unread: bool | None, q: str | None, order: str = "newest", before: search.Before | None = None) -> dict:
     """One page of a folder, newest first or (order "oldest") oldest first; the same filters,
-    the same index (read forwards or backwards), and cursors of each order's own."""
+    the same index (read forwards or backwards), and cursors of each order's own. With `q`, a
+    search (search.py): `total` then counts up to search.COUNT_LIMIT matches."""
+    terms = search.parse(q) if q else []
+    if terms:
+        return search.page(session, user, folder, limit, cursor, unread, terms, order, before or search.no_limit)
     filters = [MailboxEntry.user_id == user.id, MailboxEntry.folder == folder]
     if unread is not None:
         filters.append(MailboxEntry.unread == unread)
-    query = select(MailboxEntry)
-    count = select(func.count()).select_from(MailboxEntry)
-    terms = search.parse(q) if q else []
-    if search.needs_message(terms):
-        query = query.join(Message, Message.id == MailboxEntry.message_id)
-        count = count.join(Message, Message.id == MailboxEntry.message_id)
-    filters.extend(search.conditions(terms, session.get_bind().dialect.name))
-    if any(t.key in (None, "body") for t in terms):
-        # A copy that can no longer be read is never found by the words of its body.
-        filters.append(or_(MailboxEntry.is_sender, and_(MailboxEntry.revoked_at.is_(None), or_(
-            Message.expires_at.is_(None), Message.expires_at > utcnow()))))
-    if terms or unread is not None:
-        total = session.scalar(count.where(*filters)) or 0
+        total = session.scalar(select(func.count()).select_from(MailboxEntry).where(*filters)) or 0
     else:
         total = folder_total(session, user.id, folder)
-    rows, next_cursor = keyset(session, query, filters, limit, cursor, order)
-    return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total}
+    rows, next_cursor = keyset(session, select(MailboxEntry), filters, limit, cursor, order)
+    return {"items": [summary_out(e) for e in rows], "next_cursor": next_cursor, "total": total, "total_exact": True}
 
 
 def keyset(session: Session, query, filters: list, limit: int, cursor: str | None,
@@ -196,7 +192,7 @@ def keyset(session: Session, query, filters: list, limit: int, cursor: str | Non
         filters.append(row > after if oldest else row < after)
     keys = ((MailboxEntry.sent_at.asc(), MailboxEntry.message_id.asc()) if oldest
             else (MailboxEntry.sent_at.desc(), MailboxEntry.message_id.desc()))
-    rows = list(session.scalars(query.where(*filters).order_by(*keys).limit(limit + 1)))
+    rows = list(session.scalars(query.where(*filters).order_by(*keys).limit(limit + 1).options(SUMMARY_ONLY)))
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].sent_at, rows[-1].message_id, order) if more and rows else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 
+from pen_server import search_index
 from pen_server.db import existing_tables, make_engine, migrate
 from pen_server.models import Base
 
@@ -57,6 +58,7 @@ def _empty(url: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            search_index.drop(conn)  # it refers to messages
             Base.metadata.drop_all(conn)
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     finally:
@@ -109,6 +111,7 @@ def _copy_all(source_engine: Engine, target_engine: Engine) -> dict[str, int]:
                                        f"the target database was left empty.") from None
                 if target.dialect.name == "postgresql":
                     _reset_sequences(target, table)
+            search_index.rebuild(target)  # the index is made from the rows, not copied
             for table in tables:  # every row arrived
                 there = target.scalar(select(func.count()).select_from(table))
                 if there != counts[table.name]:

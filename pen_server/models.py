@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -162,8 +163,11 @@ class Message(Base):
         back_populates="message", order_by="Attachment.position", lazy="select"
     )
 
-    # The hourly sending limit counts a sender's messages of the last hour.
-    __table_args__ = (Index("ix_message_sender_sent", "sender_id", "sent_at"),)
+    # The hourly sending limit counts a sender's messages of the last hour. has:attachment on
+    # PostgreSQL starts from the (usually few) messages with attachments (migration 0010).
+    __table_args__ = (Index("ix_message_sender_sent", "sender_id", "sent_at"),
+                      Index("ix_message_attachments", "id", postgresql_where=text("attachment_count > 0"),
+                            sqlite_where=text("attachment_count > 0")))
 
 
 class MailboxEntry(Base):
@@ -191,6 +195,8 @@ class MailboxEntry(Base):
         Index("ix_entry_page", "user_id", "folder", "sent_at", "message_id"),
         Index("ix_entry_message", "message_id"),
         Index("ix_entry_thread", "user_id", "folder", "thread_id", "sent_at", "message_id"),
+        # is:unread / is:read and the folders' unread counts: one range of this (migration 0010).
+        Index("ix_entry_unread", "user_id", "folder", "unread", "sent_at", "message_id"),
     )
 
 
@@ -409,3 +415,15 @@ class BlocklistListing(Base):
     answer: Mapped[str] = mapped_column(String(255))
     since: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SearchSlot(Base):
+    """A search running now (search_run.py): at most `searches_per_user` rows per user, shared
+    by every server process. A row whose process died stops counting after its `started_at`
+    is older than the time limit and a margin."""
+
+    __tablename__ = "search_slots"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Float)  # epoch seconds

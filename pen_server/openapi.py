@@ -87,7 +87,9 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("get", "/messages"): {
         422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "
-             "gave out for this order.",
+             "gave out for this order; or a search (`q`) ran past its time limit and was stopped "
+             "(`search_too_long`).",
+        429: "The caller has as many searches running as the PEN allows at once (`rate_limited`).",
     },
     ("get", "/threads"): {
         422: "A parameter is not valid (`validation_failed`), or the cursor is not one this server "

@@ -154,6 +154,8 @@ class PageOut(BaseModel):
     items: list[SummaryOut]
     next_cursor: str | None
     total: int
+    # False when a search found more than it counts (search.COUNT_LIMIT): `total` is then that many.
+    total_exact: bool = True
 
 
 class ThreadOut(BaseModel):

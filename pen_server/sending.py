@@ -12,7 +12,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server import addresses, after_send, audit, effective_settings, security, send_limits, suppression
+from pen_server import (
+    addresses,
+    after_send,
+    audit,
+    effective_settings,
+    search_index,
+    security,
+    send_limits,
+    suppression,
+)
 from pen_server.accounts import normalize_email
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.mailbox import count_change
@@ -246,6 +255,12 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
         raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
                        headers={"Retry-After": "1"}) from None
     addresses.remember(session, copies)
+    # The search index, in this same transaction: a message is found as soon as it is stored.
+    search_index.add(session.connection(), [search_index.document(
+        {"id": message.id, "sent_at": now, "subject": message.subject, "from_email": message.from_email,
+         "from_name": message.from_name, "to_list": message.to_list, "cc_list": message.cc_list,
+         "body_text": text, "attachment_count": message.attachment_count},
+        [user_id for user_id, _mid, _folder in announce])])
     for user_id, _mid, folder in announce:
         if user_id in invited:
             session.add(FolderCount(user_id=user_id, folder=folder, total=1))

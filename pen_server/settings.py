@@ -135,6 +135,9 @@ class Settings:
     max_connections: int = 4000
     max_event_streams: int = 8
     stream_check_seconds: float = 5.0
+    # Search (docs/pen-api.md, "Search"): its time limit, and how many of one user's run at once.
+    search_seconds: float = 5.0
+    searches_per_user: int = 2
     log_file: Path | None = None
     log_format: str = "text"  # or "json": one object a line (serve.log_to)
     deliverability: DeliverabilitySettings = field(default_factory=DeliverabilitySettings)
@@ -370,6 +373,10 @@ class LimitsSection(_Section):
     handshake_timeout_seconds: Positive = None
     keepalive_seconds: Positive = None
     stream_check_seconds: Positive = None
+    search_seconds: Positive = None
+    """The time limit of one search (`PEN_SEARCH_SECONDS` overrides); docs/pen-api.md "Search"."""
+    searches_per_user: Whole1 = None
+    """How many of one user's searches run at once, across all of the server's processes."""
 
 
 class SmtpSection(_Section):
@@ -530,6 +537,8 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
     s.base_url = s.base_url.rstrip("/")
     s.database_url = file.database.url or f"sqlite:///{data / 'pen.db'}"
     _copy(s, file.limits)
+    if env.get("PEN_SEARCH_SECONDS"):
+        s.search_seconds = _sentence(_as_positive, "PEN_SEARCH_SECONDS", env["PEN_SEARCH_SECONDS"])
     for key in ("max_recipients", "send_messages_per_hour", "send_recipients_per_hour"):
         if env.get("PEN_" + key.upper()):
             setattr(s, key, _int(env["PEN_" + key.upper()], f"limits.{key}", 1))

@@ -275,6 +275,8 @@ class Page:
     items: tuple[Summary, ...]
     next_cursor: str | None
     total: int
+    # False when a search found more than the PEN counts (1,000): `total` is then at least that.
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -610,7 +612,8 @@ class PenClient:
         if q:
             params["q"] = q
         d = self._json(await self._call("GET", "/messages", params=params))
-        return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)))
+        return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)),
+                    d.get("total_exact") is not False)
 
     async def list_threads(self, folder: str = "inbox", *, limit: int = 50, cursor: str | None = None,
                            order: str = "newest") -> Page:

@@ -7,8 +7,9 @@ import time
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from pen_server import accounts, addresses, after_send, audit, mailbox, sending
+from pen_server import accounts, addresses, after_send, audit, mailbox, search, search_run, sending
 from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
 from pen_server.events import END, frame, parse_event_id
 from pen_server.schemas import (
@@ -38,17 +39,25 @@ def _message_json(session, entry) -> dict:
 
 
 @router.get("/messages", response_model=PageOut)
-def list_messages(
+async def list_messages(
+    request: Request,
     folder: Folder = "inbox",
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
     unread: bool | None = None,
     q: str | None = Query(None, max_length=500),
     order: Order = "newest",
+    pen=Depends(services),
     who: Caller = Depends(caller, scope="function"),
     session=Depends(db_session, scope="function"),
 ):
-    page = mailbox.page(session, who.user, folder, limit, cursor or None, unread, q or None, order)
+    if q and search.parse(q):  # a search: within its slot and time limit (search_run.py)
+        page = await search_run.run(
+            request, pen.search_slots, pen.settings.search_seconds, who.user.id, session,
+            lambda before: mailbox.page(session, who.user, folder, limit, cursor or None, unread, q, order, before))
+    else:
+        page = await run_in_threadpool(mailbox.page, session, who.user, folder, limit, cursor or None, unread,
+                                       None, order)
     # The hot path of every client: serialised directly (the model above documents it).
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])

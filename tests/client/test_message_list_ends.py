@@ -133,3 +133,33 @@ async def test_a_row_between_the_chains_is_fetched_from_the_nearer_end():
         assert ml.highlighted.id == items[200].id  # the stale row, until its fresh page comes
         await settle(pilot, ml)
         assert ml.highlighted.id == items[200].id and ml.cursor == 200
+
+
+class CappedLoader(KeysetLoader):
+    """A search that found more than the PEN counts: `total` is the count's cap, not exact."""
+
+    def __init__(self, items: list[Summary], cap: int):
+        super().__init__(items)
+        self.cap = cap
+
+    async def __call__(self, cursor: str | None, limit: int, order: str = "newest") -> Page:
+        page = await super().__call__(cursor, limit, order)
+        return Page(page.items, page.next_cursor, min(self.cap, len(self.items)), exact=len(self.items) <= self.cap)
+
+
+async def test_a_search_counted_only_in_part_is_walked_from_the_top_only():
+    """At most `cap` rows (the newest matches), reached from the top: End goes to the cap's last
+    row through the top chain, never asking for the oldest matches (which are not those rows)."""
+    items = summaries(300)
+    loader = CappedLoader(items, cap=100)
+    app = ListApp(loader, page_size=10, max_pages=1000)
+    async with app.run_test(size=(80, 8)) as pilot:
+        ml = app.query_one(MessageList)
+        await settle(pilot, ml)
+        assert ml.total == 100 and ml.open_ended
+        await pilot.press("end")
+        await wait_for(pilot, lambda: ml.cursor == 99 and ml.highlighted is not None, timeout=20)
+        await settle(pilot, ml)
+        assert all(order == TOP for order, _c in loader.requests)
+        assert ml.highlighted.id == items[99].id  # the 100th newest, as the top chain counts it
+        assert visible(ml)[99] == items[99].id

@@ -36,7 +36,7 @@ async def cmd_list(run: Run) -> int:
 
     args, out = run.args, run.out
     items: list = []
-    total = 0
+    total, exact = 0, True
     cursor = args.cursor or None
     async with run.signed_in() as client:
         while len(items) < args.limit:
@@ -46,14 +46,15 @@ async def cmd_list(run: Run) -> int:
             except ValidationFailed as exc:  # a search the PEN cannot read, or a cursor it did not give
                 raise usage(exc.message) from None
             items.extend(page.items)
-            total = page.total
+            total, exact = page.total, page.exact
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
         me = client.user.email if client.user else run.config.email
     next_cursor = one_line(cursor) if cursor else None
     if out.json:
-        out.emit({"folder": args.folder, "total": total, "count": len(items), "next_cursor": next_cursor,
+        out.emit({"folder": args.folder, "total": total, "total_exact": exact, "count": len(items),
+                  "next_cursor": next_cursor,
                   "items": [summary_json(s) for s in items]})
         return EXIT_OK
     for s in items:

@@ -68,7 +68,7 @@ class MailboxScreen(MailboxView):
         self.signing_in_as = signing_in_as
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
-        self._search_count: tuple[str, str, int, int | None] | None = None
+        self._search_count: tuple[str, str, int, int | None, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -121,7 +121,7 @@ class MailboxScreen(MailboxView):
             return await listing
         # A search's first page: the folder's total is asked for at the same time, for the title.
         page, total = await asyncio.gather(listing, self._folder_total(folder))
-        self._search_count = (folder, q, page.total, total)
+        self._search_count = (folder, q, page.total, total, page.exact)
         self._update_title()
         return page
 
@@ -139,10 +139,13 @@ class MailboxScreen(MailboxView):
         count = self._search_count
         if count is None or count[:2] != (self.folder, q):
             return f"{folder}: searching for {q}"
-        matched, total = count[2], count[3]
+        matched, total, exact = count[2], count[3], count[4]
         if not matched:
             return f"{folder}: no messages match {q}"
         verb = "matches" if matched == 1 else "match"
+        if not exact:  # the PEN counts the first 1,000: the list holds those, the newest
+            of = f" of {plural(total, 'message')}" if total is not None else " messages"
+            return f"{folder}: more than {matched}{of} match {q} (the newest {matched} shown)"
         if total is None:
             return f"{folder}: {plural(matched, 'message')} {verb} {q}"
         return f"{folder}: {matched} of {plural(total, 'message')} {verb} {q}"

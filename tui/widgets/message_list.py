@@ -87,6 +87,9 @@ class MessageList(ScrollView, can_focus=True):
         super().__init__(**kw)
         self.loader = loader
         self.total = 0
+        # A search that found more than the PEN counts: `total` rows are its newest, reached from
+        # the top only (the bottom chain would count from an end that is not there).
+        self.open_ended = False
         # Least recently used first; a bottom page holds its rows oldest first.
         self._pages: OrderedDict[PageKey, tuple[Summary, ...]] = OrderedDict()
         # After a reload that keeps the cursor, the rows shown until their fresh page comes:
@@ -127,6 +130,7 @@ class MessageList(ScrollView, can_focus=True):
         self._pages.clear()
         self._cursors = {TOP: [None], BOTTOM: [None]}
         self._loading.clear()
+        self.open_ended = False
         if not keep_cursor:
             self.cursor = 0
             self.scroll_to(y=0, animate=False)
@@ -136,7 +140,7 @@ class MessageList(ScrollView, can_focus=True):
         """Where row `index` would be: (page, offset in it) in the top chain and the bottom one."""
         places = [((TOP, index // self.PAGE_SIZE), index % self.PAGE_SIZE)]
         k = self.total - 1 - index  # counted from the bottom
-        if index >= 0 and k >= 0:
+        if index >= 0 and k >= 0 and not self.open_ended:
             places.append(((BOTTOM, k // self.PAGE_SIZE), k % self.PAGE_SIZE))
         return places
 
@@ -275,8 +279,8 @@ class MessageList(ScrollView, can_focus=True):
         bottom_number = (self.total - 1 - index) // self.PAGE_SIZE
         top_known = len(self._cursors[TOP]) - 1
         bottom_known = len(self._cursors[BOTTOM]) - 1
-        if top_number <= top_known:
-            self._request((TOP, top_number))
+        if top_number <= top_known or self.open_ended:
+            self._request((TOP, min(top_number, top_known)))
         elif bottom_number <= bottom_known:
             self._request((BOTTOM, bottom_number))
         elif top_number - top_known <= bottom_number - bottom_known:
@@ -314,6 +318,7 @@ class MessageList(ScrollView, can_focus=True):
         if len(cursors) == number + 1 and page.next_cursor:
             cursors.append(page.next_cursor)
         counted_before, self.total = self.total, page.total
+        self.open_ended = not page.exact
         first = not self.loaded_once
         self.loaded_once = True
         self.virtual_size = Size(self.size.width, self.rows)
