@@ -213,7 +213,7 @@ def test_send_delivers_then_list_and_read_mark_read(line, pen):
     assert fields[2:] == ["Ann Lee", "U-", subj]
 
     doc = line("list", "--json", "--unread", "--limit", "500", who="bob").json()
-    assert set(doc) == {"folder", "total", "count", "next_cursor", "items"} and doc["folder"] == "inbox"
+    assert set(doc) == {"folder", "total", "total_exact", "count", "next_cursor", "items"} and doc["folder"] == "inbox"
     item = next(i for i in doc["items"] if i["id"] == mine["id"])
     assert set(item) == {"id", "thread_id", "folder", "from", "to", "cc", "subject", "sent_at", "unread",
                          "attachment_count", "size", "snippet", "expires_at", "revoked_at"}

@@ -214,7 +214,7 @@ def test_a_dsn_from_the_relay_makes_it_bounced_everywhere(bpen, tmp_path):
     assert n["status"] == "bounced" and n["last_error"] == SAID + DIAG
     done = Line(tmp_path, bpen)("status", mid)
     assert done.code == 0, done.err
-    assert done.lines == [f"{STRANGER}\tto\tbounced\t1 attempt\t{SAID}{DIAG}"]
+    assert done.lines == [f"{STRANGER}\tto\tbounced\t1 attempt\t{SAID}{DIAG}\tnot opened"]
     # The same DSN again (a relay's retry) changes nothing more.
     relay_sends(bpen, envelope, dsn(envelope))
     assert notification(bpen, mid) == n

@@ -21,6 +21,7 @@ from pen_devstack import run_cli
 from tests.conftest import PASSWORD, USERS, Pen
 from tests.server.test_bounces import (
     DIAG,
+    SAID,
     bpen,  # noqa: F401 - the fixture: a PEN with a bounce port
     dsn,
     notification,
@@ -109,9 +110,9 @@ def test_after_a_permanent_bounce_the_next_message_is_suppressed_everywhere(bpen
 
     with bpen.as_user("admin") as c:
         [listed] = c.get("/admin/suppressions", params={"q": address}).json()["items"]
-        assert listed["email"] == address and listed["reason"] == DIAG and listed["created_at"].endswith("Z")
+        assert listed["email"] == address and listed["reason"] == SAID + DIAG and listed["created_at"].endswith("Z")
     line = [r for r in run_cli("suppression", "list", "--data", str(bpen.data)).splitlines() if r.startswith(address)]
-    assert len(line) == 1 and line[0].endswith(f" UTC\t{DIAG}")
+    assert len(line) == 1 and line[0].endswith(f" UTC\t{SAID}{DIAG}")
 
     with bpen.as_user("admin") as c:
         assert c.delete(f"/admin/suppressions/{quote(address)}").status_code == 204
