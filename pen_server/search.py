@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, false, literal_column, or_, select, text
+from sqlalchemy import and_, false, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from pen_server import search_index as index
@@ -218,12 +218,14 @@ def page(session: Session, user: User, folder: str, limit: int, cursor: str | No
         # and walking the folder for a rare word reads all of it. So the GIN index is asked
         # first for at most RARE matches in the whole PEN: when that is all of them, only
         # their copies are looked at.
-        candidates = list(session.scalars(select(index.message_search.c.message_id).where(*words).limit(RARE + 1)))
-        if len(candidates) <= RARE:
+        matching = select(index.message_search.c.message_id).where(*words)
+        rare = session.scalar(select(func.count()).select_from(matching.limit(RARE + 1).subquery())) <= RARE
+        candidates = list(session.scalars(matching)) if rare else []
+        if rare:
             filters.append(MailboxEntry.message_id.in_(candidates) if candidates else false())
         else:
             filters.extend(words)
-        if len(candidates) <= RARE:
+        if rare:
             query = select(MailboxEntry)
             if attachment or unreadable:
                 query = query.join(Message, Message.id == MailboxEntry.message_id)
