@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", nargs="?", choices=("verify",),
                    help="verify: check every row's hash and link; exit 1 naming the first broken row")
     p.add_argument("--data", required=True)
-    p.add_argument("--message", metavar="ID", help="only this message's rows")
+    p.add_argument("--message", metavar="ID",
+                   help="only this message's rows (an id that begins with - as --message=ID)")
     p.add_argument("--user", metavar="EMAIL", help="only the rows this address acted in or is the recipient of")
     p.add_argument("--since", metavar="DATE", help="from this day (YYYY-MM-DD, UTC) or RFC 3339 time on")
     p.add_argument("--json", action="store_true", help="one JSON object a line (JSON Lines)")

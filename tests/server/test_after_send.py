@@ -376,7 +376,7 @@ def test_audit_cli_prints_and_verify_names_a_changed_row(pen, send, capsys):
     sent = send("ann", ["bob"], subject="Verify me")
     with pen.as_user("bob") as b:
         b.get(f"/messages/{sent['id']}")
-    out = run_cli("audit", "--data", str(pen.data), "--message", sent["id"], "--json")
+    out = run_cli("audit", "--data", str(pen.data), f"--message={sent['id']}", "--json")  # an id may begin with -
     rows = [json.loads(line) for line in out.splitlines()]
     assert any(r["action"] == "read" and r["actor"] == USERS["bob"][0] for r in rows)
     plain = run_cli("audit", "--data", str(pen.data), "--user", USERS["bob"][0], "--since", "2000-01-01")
