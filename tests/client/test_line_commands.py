@@ -116,7 +116,8 @@ def test_forward_carries_the_attachments(line, pen, send):
     original = send("bob", ["ann"], subject=subject_, body="See the agenda.", attachments=[first])
     done = line("forward", original["id"], "--to", EMAIL["cat"], stdin="For you, Cat.\n")
     assert done.code == 0, done.err
-    assert done.lines == [f'Sent "Fwd: {subject_}" to {EMAIL["cat"]} (id {done.lines[0].split("(id ")[1][:-2]}).']
+    assert done.lines == [f'Sent "Fwd: {subject_}" to {EMAIL["cat"]} (id {done.lines[0].split("(id ")[1][:-2]}).',
+                          "Notifications to 1 recipient: 1 sent."]
     got = find(pen, "cat", f"Fwd: {subject_}")
     assert [(a["filename"], a["sha256"]) for a in got["attachments"]] == [
         ("agenda.txt", hashlib.sha256(data).hexdigest())

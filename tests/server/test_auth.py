@@ -33,6 +33,8 @@ def test_tokens_are_stored_only_hashed(pen):
     with pen.sql() as db:
         assert db.execute(text("select count(*) from auth_tokens")).scalar() > 0
         for name in inspect(db).get_table_names():  # every row of every table, as text
+            if name == "message_search" and not pen.on_postgres:
+                continue  # a contentless FTS5 table cannot be scanned; its shadow tables are
             rows = repr(db.execute(select(text("*")).select_from(table(name))).all())
             assert tokens["access_token"] not in rows and tokens["refresh_token"] not in rows, name
 

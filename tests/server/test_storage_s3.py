@@ -139,7 +139,7 @@ def test_web_form_upload_and_page_download_through_the_bucket(s3, s3_pen):
         web.close()
     assert f"attachments/blobs/{sha[:2]}/{sha[2:4]}/{sha}" in blob_keys(s3)
     assert not local_files(s3_pen)
-    message_id = r.headers["location"].rsplit("/", 1)[1]
+    message_id = r.headers["location"].split("?")[0].rsplit("/", 1)[1]  # /m/ID?done=sent
     with s3_pen.as_user("ann") as c:
         [att] = c.get(f"/messages/{message_id}").json()["attachments"]
     web = Web(s3_pen)

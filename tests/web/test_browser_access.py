@@ -57,7 +57,7 @@ def test_every_page_passes_axe_and_reflows(pen, axe_tab, guest_message):
     page.goto(f"{base}/m/not-a-message")
     _audit(axe_tab, "not found", failures)
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url("**/login")
+    page.wait_for_url("**/login?done=signed-out")
     _audit(axe_tab, "login", failures)
     page.get_by_label("E-mail address").fill(guest)
     page.get_by_label("Password").fill("wrong password")

@@ -88,9 +88,9 @@ def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_me
         files=[{"name": "signed form.txt", "mimeType": "text/plain", "buffer": reply_bytes}]
     )
     page.get_by_role("button", name="Send").click()
-    page.wait_for_url("**/m/*")
+    page.wait_for_url("**/m/*?done=sent")
     assert page.locator("h1").inner_text() == "Re: Lab results for you"
-    reply_id = page.url.rsplit("/", 1)[1]
+    reply_id = page.url.split("?")[0].rsplit("/", 1)[1]
     thread = page.locator("ol.thread")  # the rest of the conversation: the message replied to
     assert thread.locator("li").count() == 1 and "Lab results for you" in thread.inner_text()
 
@@ -110,7 +110,7 @@ def test_guest_signs_up_reads_downloads_replies_and_signs_out(pen, tab, guest_me
     # Sign out: the cookie is gone and its value is worth nothing any more.
     session = cookie["value"]
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url("**/login")
+    page.wait_for_url("**/login?done=signed-out")
     assert not [c for c in tab.context.cookies() if c["name"] == "__Host-pen_session"]
     with httpx.Client(base_url=pen.process.url, verify=pen.ca_file, cookies={"__Host-pen_session": session}) as c:
         r = c.get(f"/m/{sent['id']}")
