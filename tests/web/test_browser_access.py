@@ -91,7 +91,7 @@ def test_every_page_passes_axe_and_reflows(pen, axe_tab, guest_message):
     page.get_by_role("button", name="Withdraw from the recipients chosen").click()
     _audit(axe_tab, "withdrawn, as the sender sees it", failures)
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_url("**/login")
+    page.wait_for_url("**/login?done=signed-out")
     page.get_by_label("E-mail address").fill(guest)
     page.get_by_label("Password").fill("guest password 1")
     page.get_by_role("button", name="Sign in").click()
