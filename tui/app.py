@@ -88,7 +88,7 @@ def check_key_ids(config: Config) -> None:
         where = config.path or "the settings file"
         raise ConfigError(
             f"In {where}, keys has {unknown[0]!r}, which is not an action id; F1 shows each "
-            f"screen's ids, and the README lists them all."
+            f"screen's ids, and docs/keys.md lists them all."
         )
 
 
