@@ -1,9 +1,10 @@
 """The logic of writing a message, without any user interface.
 
-Owns: reply and forward subjects (without stacking "Re: Re:"), the quoted text of a
-reply, the recipients of a reply or reply-all, the body of a forward, checking what the
-person typed in the address and subject fields (one sentence per problem, shown as it
-is), and the address book used to complete addresses.
+Owns: reply and forward subjects and the recipients of a reply or reply-all (by the rule
+that the web pages follow too, pen_rules.replies, on text cleaned here first), the quoted
+text of a reply, the body of a forward, checking what the person typed in the address and
+subject fields (one sentence per problem, shown as it is), and the address book used to
+complete addresses.
 
 It works on the client's dataclasses (``tui.pen_client.Message`` and ``Address``); the
 address book's file holds ``{"email", "name"}`` objects, read into Addresses. Everything

@@ -6,6 +6,7 @@ standard library: tests/server/test_server_imports.py)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,3 +53,12 @@ def test_the_shared_rule_follows_every_case(case: dict) -> None:
 
 def test_only_one_case_needs_several_addresses() -> None:
     assert len([c for c in CASES if c["kind"] != "forward"]) - len(ONE_ADDRESS) == 1
+
+
+def test_the_contract_lists_the_prefixes_the_rule_folds() -> None:
+    doc = (REPO / "docs" / "pen-api.md").read_text("utf-8")
+    section = " ".join(doc.split("### Replying and forwarding\n", 1)[1].split("\n###", 1)[0].split())
+    reply_words = re.search(r"each prefix is one of the words (.+?) \(without regard to case\)", section).group(1)
+    forward_words = re.search(r"forward prefixes at its start: (.+?), in the same form", section).group(1)
+    assert reply_words.split(", ") == list(replies.REPLY_PREFIXES)
+    assert forward_words.split(", ") == list(replies.FORWARD_PREFIXES)
