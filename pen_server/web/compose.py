@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from pen_rules import replies
 from pen_server import audit, mailbox, sending
 from pen_server.errors import ApiError
 from pen_server.models import Attachment, IdempotencyKey, new_id
@@ -35,16 +36,11 @@ def _addresses(raw: str) -> list[dict]:
 
 
 def _reply_fields(user, m, everyone: bool) -> dict:
-    me = user.email.lower()
-    if m.from_email.lower() == me:  # replying to one's own message: to its recipients again
-        to = [a["email"] for a in m.to_list]
-    else:
-        to = [m.from_email] + ([a["email"] for a in m.to_list] if everyone else [])
-    cc = [a["email"] for a in m.cc_list] if everyone else []
-    to = [e for e in dict.fromkeys(to) if e.lower() != me] or [m.from_email]
-    cc = [e for e in dict.fromkeys(cc) if e.lower() != me and e not in to]
-    subject = m.subject if m.subject.lower().startswith("re:") else f"Re: {m.subject}"
-    return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": subject[:998], "body": ""}
+    """The reply form's fields for message `m`: recipients and subject by the rule that the
+    terminal client follows too (pen_rules.replies; docs/pen-api.md, "Replying and forwarding")."""
+    to, cc = replies.reply_recipients(m.from_email, [a["email"] for a in m.to_list], [a["email"] for a in m.cc_list],
+                                      [user.email], reply_all=everyone, email_of=str)
+    return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": replies.reply_subject(m.subject), "body": ""}
 
 
 ANSWERED_OPEN_LINES = 15  # the message answered shows open up to this; a longer one is folded

@@ -67,6 +67,15 @@ async def open_compose(pilot) -> ComposeScreen:
     return app.screen
 
 
+async def compose_from_reader(pilot, key: str) -> ComposeScreen:
+    """Press `key` (r, R, f) once the app has opened its message; the compose screen it opens."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+    return app.screen
+
+
 def status(app) -> str:
     return str(app.screen.query_one("#compose-status").render())
 
@@ -141,10 +150,7 @@ async def test_reply_and_reply_all_continue_the_thread(pen, send, state):
     bare = subject.split(": ", 2)[-1]
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "r")
         await pilot.pause()
         assert not screen.touched  # nothing typed yet: leaving now would leave no draft behind
         assert screen.query_one("#to").value == "Bob Stone <bob@abc.example>"
@@ -159,10 +165,7 @@ async def test_reply_and_reply_all_continue_the_thread(pen, send, state):
         await sent_and_closed(pilot, screen)
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "R")
         assert screen.query_one("#to").value == "Bob Stone <bob@abc.example>"
         assert screen.query_one("#cc").value == "cat@abc.example"  # not ann herself
         await pilot.press(*"Copying Cat.", "f9")
@@ -183,10 +186,7 @@ async def test_forward_carries_the_original_attachments(pen, send, state):
     original = send("bob", ["ann"], subject=subject, body="The rota.", attachments=[up["id"]])
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("f")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "f")
         assert screen.query_one("#subject").value == f"Fwd: {subject}"
         await pilot.pause()
         assert not screen.touched

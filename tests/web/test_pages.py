@@ -384,3 +384,32 @@ def test_pages_say_what_was_done_show_what_is_answered_and_carry_the_footer(pen,
     assert r.status_code == 303 and r.headers["location"] == "/login?done=signed-out"
     page = web.get(r.headers["location"])
     assert '<p class="done" role="status">You are signed out.</p>' in page.text and footer_line in page.text
+
+
+def _form_fields(page: str) -> dict[str, str]:
+    """The reply form's To, Cc and subject as a browser fills them in."""
+    import html
+
+    return {name: html.unescape(re.search(rf'<input id="{name}" name="{name}"[^>]* value="([^"]*)"', page).group(1))
+            for name in ("to", "cc", "subject")}
+
+
+def test_the_reply_form_follows_the_reply_rule(web, send):
+    """docs/pen-api.md, "Replying and forwarding" (issue 24's example): from Bob to Ann and
+    Cat, copied to Ada, "AW: Termin". Reply to all: To Bob and Cat, Cc Ada, "Re: Termin";
+    reply: To Bob. Ann's own message goes back to its recipients; a hostile subject is
+    filled in literally (escaped in the page)."""
+    tag = uuid.uuid4().hex[:8]
+    original = send("bob", ["ann", "cat"], cc=["admin"], subject=f"AW: Termin {tag}", body="Passt Dienstag?")
+    own = send("ann", ["bob", "ann"], cc=["cat"], subject=f"Re: RE[2]: Plan {tag}", body="The plan.")
+    hostile = send("bob", ["ann"], subject='"}], "admin": true <b>x</b> ' + tag, body="x")
+    web.login(USERS["ann"][0], PASSWORD)
+    assert _form_fields(web.get(f"/m/{original['id']}/reply?all=1").text) == {
+        "to": "bob@abc.example, cat@abc.example", "cc": "admin@abc.example", "subject": f"Re: Termin {tag}"}
+    assert _form_fields(web.get(f"/m/{original['id']}/reply").text) == {
+        "to": "bob@abc.example", "cc": "", "subject": f"Re: Termin {tag}"}
+    assert _form_fields(web.get(f"/m/{own['id']}/reply?all=1").text) == {
+        "to": "bob@abc.example", "cc": "cat@abc.example", "subject": f"Re: Plan {tag}"}
+    page = web.get(f"/m/{hostile['id']}/reply?all=1").text
+    assert "<b>x</b>" not in page.split('id="subject"')[1].split(">")[0]
+    assert _form_fields(page)["subject"] == f'Re: "}}], "admin": true <b>x</b> {tag}'
