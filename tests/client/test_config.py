@@ -104,6 +104,8 @@ def test_home_is_expanded(tmp_path: Path) -> None:
         ('theme = "Not A Theme"', "theme must be a theme name"),
         ("foo = 1", "'foo' is not a known setting"),
         ("foo = 1\nbar = 2", "'foo', 'bar' are not known settings"),
+        ('sever = "https://a.example"', "'sever' is not a known setting (did you mean 'server'? the settings are"),
+        ("path = 'x'", "'path' is not a known setting"),  # Config's own fields are not settings
         ("keys = 1", "keys must be a table ([keys]), not an integer."),
         ("[keys]\nquit = 1", "keys.quit must be a key name"),
         ("[keys]\nquit = []", "keys.quit must be a key name"),
@@ -111,7 +113,11 @@ def test_home_is_expanded(tmp_path: Path) -> None:
         ('[keys]\n"bad id!" = "q"', "keys has 'bad id!', which is not an action name."),
         ("ui = 1", "ui must be a table ([ui]), not an integer."),
         ("[ui]\nanimations = 'yes'", "ui.animations must be true or false, not a string."),
-        ("[ui]\nsparkles = true", "[ui] has 'sparkles', which penmail does not know"),
+        ("[ui]\nsparkles = true", "[ui] has 'sparkles', which penmail does not know (it knows animations)"),
+        ("[ui]\nanimation = true", "[ui] has 'animation', which penmail does not know (did you mean 'animations'?"),
+        ("[ui]\nanimations = 1", "ui.animations must be true or false, not an integer."),
+        ('email = "ann"\nserver = "ftp://x"', "server must be an https:// URL"),  # the first key first
+        ("ca_file = 3", "ca_file must be a string, not an integer."),
         ('server = "https://a.example\\u0007"', "server must not contain control characters."),
     ],
 )
