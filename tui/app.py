@@ -137,10 +137,6 @@ class PenmailApp(App):
         self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
-        # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
-        # it back after their I/O, every millisecond rather than every 5: a keyring read at
-        # start-up took 30-90 ms behind the first screen's layout instead of 5.
-        sys.setswitchinterval(0.001)
 
     # ------------------------------------------------------------ keys, one after the other
 

@@ -11,6 +11,16 @@ import sys
 from tui.config import ConfigError, load_config
 
 
+def tune_interpreter() -> None:
+    """The process-wide settings the full-screen client wants, set by the command that runs
+    it (and by the benchmarks that time it), not by the app: an app in a test or another
+    program leaves the interpreter as it found it."""
+    # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
+    # it back after their I/O, every millisecond rather than every 5: a keyring read at
+    # start-up took 30-90 ms behind the first screen's layout instead of 5 (bench/README.md).
+    sys.setswitchinterval(0.001)
+
+
 def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None,
             demo_link: str | None = None) -> int:
     import gc
@@ -20,6 +30,7 @@ def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | N
 
     check_key_ids(config)
     terminal_keys.install()
+    tune_interpreter()
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
