@@ -39,6 +39,11 @@ class Table(BaseModel):
     def key(cls, name: str) -> str:
         return f"{cls.table}.{name}" if cls.table else name
 
+    @classmethod
+    def must_be(cls, name: str) -> ValueError:
+        """The refusal of field ``name``, in the words of its description."""
+        return ValueError(f"{cls.key(name)} must be {cls.model_fields[name].description}")
+
 
 def has_control(text: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
