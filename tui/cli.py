@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 
 from tui.config import ConfigError, load_config
+from tui.environment import read_environment
 
 
 def tune_interpreter() -> None:
@@ -39,7 +41,7 @@ def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | N
     return app.return_code or 0
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args, env: Mapping[str, str] | None = None) -> int:
     import dataclasses
     import importlib
     import threading
@@ -47,7 +49,8 @@ def cmd_demo(args) -> int:
     from tui.demo import guest_link_sentence, run_demo, sign_in_hint
     from tui.demo_prepared import adopt_drafts, cache_root, state_dir
 
-    config = load_config()
+    env = read_environment() if env is None else env
+    config = load_config(env=env)
     if config.keys:  # a typo in [keys] is said before the demo PEN is made
         from tui.app import check_key_ids
 
@@ -70,8 +73,8 @@ def cmd_demo(args) -> int:
         link = guest_link_sentence(stack)
         hint = sign_in_hint(stack.email, stack.password) + (" Ctrl+G shows a guest's link for a browser." if link
                                                              else "")
-        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False,
-                       sign_in_hint=hint, demo_link=link)
+        return run_tui(demo, env={**env, "PENMAIL_STATE_DIR": str(state), "PENMAIL_PASSWORD": stack.password},
+                       use_keyring=False, sign_in_hint=hint, demo_link=link)
 
     return run_demo(launch, cache_dir=cache)
 
@@ -109,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(protect_ids(parser, argv))
+    env = read_environment()  # once, here; handed down from this point on
     if getattr(args, "line_command", None):
-        return args.func(args)  # line mode: its own errors, exit codes and output
+        return args.func(args, env)  # line mode: its own errors, exit codes and output
     try:
         if getattr(args, "func", None):
-            return args.func(args)
-        return run_tui(load_config())
+            return args.func(args, env)
+        return run_tui(load_config(env=env), env=env)
     except ConfigError as exc:
         print(f"penmail: {exc}", file=sys.stderr)
         return 2

@@ -172,3 +172,17 @@ def test_the_app_leaves_the_interpreters_switch_interval_to_the_command():
         assert sys.getswitchinterval() == pytest.approx(0.001)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_app_reads_no_environment_of_its_own(monkeypatch):
+    """The environment comes from the command (tui.environment, read once in tui.cli.main)."""
+    from tui.config import Config
+    from tui.environment import read_environment
+
+    monkeypatch.setenv("PENMAIL_PASSWORD", "from-the-process")
+    assert PenmailApp(Config(), use_keyring=False).env == {}
+    taken = read_environment()
+    monkeypatch.setenv("PENMAIL_PASSWORD", "changed-later")
+    assert taken["PENMAIL_PASSWORD"] == "from-the-process"
+    with pytest.raises(TypeError):
+        taken["PENMAIL_PASSWORD"] = "x"  # type: ignore[index]

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE",
            "add_commands", "run"]
@@ -278,7 +279,7 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     from tui.line.commands import main
 
-    return main(args)
+    return main(args, env=env)
