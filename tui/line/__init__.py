@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE",
            "add_commands", "run"]
@@ -279,7 +278,8 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
-def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+def run(args: argparse.Namespace, env=None) -> int:
+    """A line-mode command, with the environment tui.cli.main read (a Mapping; None: os.environ)."""
     from tui.line.commands import main
 
     return main(args, env=env)
