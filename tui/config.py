@@ -32,9 +32,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -150,7 +151,28 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             line = max(1, raw.rstrip(b"\n").count(b"\n") + 1)
         raise fail(f"line {line} is not valid TOML ({detail})") from None
 
-    # The checks are pydantic models (tui.config_file), loaded only now: not on import.
+    from tui import config_cache
+
+    checked = config_cache.recall(file, raw)
+    if checked is None:
+        checked = _check(data, file, fail)
+        config_cache.remember(file, raw, checked)
+    ca_file = Path(checked["ca_file"]) if checked["ca_file"] else None
+    stale = None
+    if ca_file is not None and not ca_file.is_file():
+        if not stale_ca_file_ok:
+            raise fail(f"ca_file names {str(ca_file)!r}, which does not exist or is not a file")
+        ca_file, stale = None, ca_file
+    download_dir = Path(checked["download_dir"]) if checked["download_dir"] else default_download_dir()
+    return Config(server=checked["server"], ca_file=ca_file, email=checked["email"],
+                  password_command=checked["password_command"], download_dir=download_dir,
+                  theme=checked["theme"], keys=checked["keys"], animations=checked["ui"]["animations"], path=file,
+                  imap=checked["imap"], intercept=checked["intercept"], stale_ca_file=stale)
+
+
+def _check(data: dict, file: Path, fail: Callable[[str], ConfigError]) -> dict[str, Any]:
+    """The file's values checked by the pydantic models of tui.config_file (imported only
+    here: pydantic costs ~100 ms of CPU, paid only for a file not checked before)."""
     from pydantic import ValidationError
 
     from tui.config_file import ConfigFile, refusal
@@ -159,13 +181,4 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         written = ConfigFile.model_validate(data, context={"folder": file.parent})
     except ValidationError as e:
         raise fail(refusal(e, ConfigFile)) from None
-    ca_file, stale = written.ca_file, None
-    if ca_file is not None and not ca_file.is_file():
-        if not stale_ca_file_ok:
-            raise fail(f"ca_file names {str(ca_file)!r}, which does not exist or is not a file")
-        ca_file, stale = None, ca_file
-    return Config(server=written.server, ca_file=ca_file, email=written.email,
-                  password_command=written.password_command,
-                  download_dir=written.download_dir or default_download_dir(), theme=written.theme,
-                  keys=dict(written.keys), animations=written.ui.animations, path=file,
-                  imap=dict(written.imap), intercept=dict(written.intercept), stale_ca_file=stale)
+    return written.model_dump(mode="json")
