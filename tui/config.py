@@ -22,9 +22,10 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
 
 A missing file gives the defaults.  Anything wrong raises ``ConfigError`` whose message
 is one sentence naming the file and the key, ready to show as it is.  What each key may
-hold is said by the pydantic models in ``tui.config_file``, loaded when a file is read.  Whether each id in
-``[keys]`` names a real binding is checked by ``tui.app.check_key_ids`` at start (the ids
-live with the screens and widgets that bind them).
+hold is said by the pydantic models in ``tui.config_file``, loaded only for a file that
+``tui.config_cache`` has not seen pass before (``import tui.config`` loads no pydantic).
+Whether each id in ``[keys]`` names a real binding is checked by ``tui.app.check_key_ids``
+at start (the ids live with the screens and widgets that bind them).
 """
 
 from __future__ import annotations
