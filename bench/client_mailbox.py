@@ -99,6 +99,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
     down `walk_rows` rows with page-down, measuring memory before and after it."""
 
     from tui.app import PenmailApp
+    from tui.cli import tune_interpreter
     from tui.pen_client import PenClient
     from tui.screens.mailbox import MailboxScreen
     from tui.widgets.message_list import MessageList
@@ -112,6 +113,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
 
     PenClient.list_messages = counted  # type: ignore[method-assign]
 
+    tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
     out: dict = {}
     async with app.run_test(size=(120, 40)) as pilot:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.tui_helpers import burst  # noqa: E402
 from tui.app import PenmailApp  # noqa: E402
+from tui.cli import tune_interpreter  # noqa: E402
 from tui.config import Config  # noqa: E402
 from tui.key_gate import KeyGate  # noqa: E402
 
@@ -32,6 +33,7 @@ async def one(text: str, done, gate: bool) -> float | None:
     if not gate:
         KeyGate.takes = staticmethod(lambda event: False)  # type: ignore[method-assign]
     try:
+        tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
         app = PenmailApp(Config(server="https://127.0.0.1:9", email="a@b.example"), env={}, use_keyring=False)
         async with app.run_test(size=(100, 30)) as pilot:
             while not (app.focused is not None and app.focused.id == "password"):

@@ -14,8 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from pen_server.clock import set_clock
 from pen_server.private import UMASK, loose_modes_warning
-from pen_server.settings import LOG_FORMATS, SettingsError, load_settings
+from pen_server.settings import LOG_FORMATS, SettingsError, clock_from_environment, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -663,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     # is for this user only; the umask is put back for callers that run us in-process.
     umask = os.umask(UMASK)
     try:
+        # The environment's process-wide setting, read once here (load_settings reads the rest).
+        set_clock(clock_from_environment(os.environ))
         return args.func(args)
     except (CliError, SettingsError) as exc:
         print(f"pen-server: {exc}", file=sys.stderr)

@@ -4,7 +4,6 @@ stream, and routes between screens. Screens live in tui/screens/, one a file."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -132,15 +131,11 @@ class PenmailApp(App):
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
-        self.env = os.environ if env is None else env
+        self.env = {} if env is None else env  # the command's (tui.environment); the app reads none
         self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
         self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
-        # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
-        # it back after their I/O, every millisecond rather than every 5: a keyring read at
-        # start-up took 30-90 ms behind the first screen's layout instead of 5.
-        sys.setswitchinterval(0.001)
 
     # ------------------------------------------------------------ keys, one after the other
 

@@ -21,22 +21,22 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
     host = "imap.example.org"
 
 A missing file gives the defaults.  Anything wrong raises ``ConfigError`` whose message
-is one sentence naming the file and the key, ready to show as it is.  Whether each id in
-``[keys]`` names a real binding is checked by ``tui.app.check_key_ids`` at start (the ids
-live with the screens and widgets that bind them).
+is one sentence naming the file and the key, ready to show as it is.  What each key may
+hold is said by the pydantic models in ``tui.config_file``, loaded only for a file that
+``tui.config_cache`` has not seen pass before (``import tui.config`` loads no pydantic).
+Whether each id in ``[keys]`` names a real binding is checked by ``tui.app.check_key_ids``
+at start (the ids live with the screens and widgets that bind them).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -51,12 +51,6 @@ KNOWN_THEMES = (
     "catppuccin-mocha", "catppuccin-latte", "dracula", "tokyo-night", "monokai", "flexoki",
     "solarized-light", "solarized-dark",
 )
-_TOP_KEYS = ("server", "ca_file", "email", "password_command", "download_dir", "theme", "keys", "ui", "imap",
-             "intercept")
-_UI_KEYS = ("animations",)
-_THEME_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_ACTION_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
-_KEY_NAME = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,40}$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
@@ -125,24 +119,10 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
     return path
 
 
-_TYPE_NAMES = {
-    str: "a string", bool: "true or false", int: "an integer", float: "a number",
-    list: "a list", dict: "a table",
-}
-
-
-def _type_name(value: Any) -> str:
-    for kind, name in _TYPE_NAMES.items():
-        if type(value) is kind:
-            return name
-    return type(value).__name__
-
-
 def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None, *,
                 stale_ca_file_ok: bool = False) -> Config:
     """Read and check the settings file; a missing file gives the defaults. With
     ``stale_ca_file_ok`` a ca_file that names no file is set aside in ``stale_ca_file``."""
-    env = os.environ if env is None else env
     file = Path(path).expanduser() if path is not None else config_path(env)
 
     def fail(problem: str) -> ConfigError:
@@ -172,138 +152,34 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             line = max(1, raw.rstrip(b"\n").count(b"\n") + 1)
         raise fail(f"line {line} is not valid TOML ({detail})") from None
 
-    unknown = [k for k in data if k not in _TOP_KEYS]
-    if unknown:
-        raise fail(
-            f"{_quote_list(unknown)} {'is not a known setting' if len(unknown) == 1 else 'are not known settings'}"
-            f" (the settings are {', '.join(_TOP_KEYS)})"
-        )
+    from tui import config_cache
 
-    def text(key: str) -> str | None:
-        if key not in data:
-            return None
-        value = data[key]
-        if not isinstance(value, str):
-            raise fail(f"{key} must be a string, not {_type_name(value)}")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise fail(f"{key} must not contain control characters")
-        return value.strip()
-
-    def local_path(value: str) -> Path:
-        # Relative paths are relative to the settings file, not to wherever penmail started.
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else file.parent / p
-
-    kwargs: dict[str, Any] = {"path": file}
-
-    server = text("server")
-    if server is not None:
-        kwargs["server"] = _check_server(server, fail)
-
-    ca = text("ca_file")
-    if ca:
-        ca_path = local_path(ca)
-        if ca_path.is_file():
-            kwargs["ca_file"] = ca_path
-        elif stale_ca_file_ok:
-            kwargs["stale_ca_file"] = ca_path
-        else:
-            raise fail(f"ca_file names {str(ca_path)!r}, which does not exist or is not a file")
-
-    email = text("email")
-    if email:
-        kwargs["email"] = _check_email(email, fail)
-
-    command = text("password_command")
-    if command is not None:
-        try:
-            argv = shlex.split(command)
-        except ValueError as e:
-            raise fail(f"password_command cannot be split into words ({str(e).lower()})") from None
-        if not argv:
-            raise fail("password_command is empty")
-        kwargs["password_command"] = command
-
-    download = text("download_dir")
-    if download:
-        kwargs["download_dir"] = local_path(download)
-
-    theme = text("theme")
-    if theme is not None:
-        if not _THEME_NAME.match(theme):
-            raise fail(f"theme must be a theme name such as {DEFAULT_THEME!r} or 'high-contrast', not {theme!r}")
-        kwargs["theme"] = theme
-
-    if "keys" in data:
-        kwargs["keys"] = _check_keys(data["keys"], fail)
-
-    if "ui" in data:
-        ui = data["ui"]
-        if not isinstance(ui, dict):
-            raise fail(f"ui must be a table ([ui]), not {_type_name(ui)}")
-        unknown_ui = [k for k in ui if k not in _UI_KEYS]
-        if unknown_ui:
-            raise fail(f"[ui] has {_quote_list(unknown_ui)}, which penmail does not know "
-                       f"(it knows {', '.join(_UI_KEYS)})")
-        if "animations" in ui:
-            if not isinstance(ui["animations"], bool):
-                raise fail(f"ui.animations must be true or false, not {_type_name(ui['animations'])}")
-            kwargs["animations"] = ui["animations"]
-
-    for table in ("imap", "intercept"):
-        if table in data:
-            if not isinstance(data[table], dict):
-                raise fail(f"{table} must be a table ([{table}]), not {_type_name(data[table])}")
-            kwargs[table] = data[table]
-
-    return Config(**kwargs)
+    checked = config_cache.recall(file, raw)
+    if checked is None:
+        checked = _check(data, file, fail)
+        config_cache.remember(file, raw, checked)
+    ca_file = Path(checked["ca_file"]) if checked["ca_file"] else None
+    stale = None
+    if ca_file is not None and not ca_file.is_file():
+        if not stale_ca_file_ok:
+            raise fail(f"ca_file names {str(ca_file)!r}, which does not exist or is not a file")
+        ca_file, stale = None, ca_file
+    download_dir = Path(checked["download_dir"]) if checked["download_dir"] else default_download_dir()
+    return Config(server=checked["server"], ca_file=ca_file, email=checked["email"],
+                  password_command=checked["password_command"], download_dir=download_dir,
+                  theme=checked["theme"], keys=checked["keys"], animations=checked["ui"]["animations"], path=file,
+                  imap=checked["imap"], intercept=checked["intercept"], stale_ca_file=stale)
 
 
-def _quote_list(items: list[str]) -> str:
-    return ", ".join(repr(i) for i in items)
+def _check(data: dict, file: Path, fail: Callable[[str], ConfigError]) -> dict[str, Any]:
+    """The file's values checked by the pydantic models of tui.config_file (imported only
+    here: pydantic costs ~100 ms of CPU, paid only for a file not checked before)."""
+    from pydantic import ValidationError
 
-
-def _check_server(server: str, fail: Any) -> str:
-    try:
-        parts = urlsplit(server)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise fail(f"server must be an https:// URL, not {server!r}") from None
-    if parts.scheme.lower() != "https" or not host:
-        # Plain http would send passwords and messages in the clear; there is no switch for it.
-        raise fail(f"server must be an https:// URL, not {server!r}")
-    if parts.username is not None or parts.password is not None:
-        raise fail("server must not contain a user name or password; use email and password_command")
-    if parts.query or parts.fragment or any(c.isspace() for c in server):
-        raise fail(f"server must be a plain https:// URL without spaces, query or fragment, not {server!r}")
-    return server.rstrip("/")
-
-
-def _check_email(email: str, fail: Any) -> str:
-    from email_validator import EmailNotValidError, validate_email  # imported only when needed
+    from tui.config_file import ConfigFile, refusal
 
     try:
-        result = validate_email(email, check_deliverability=False, allow_smtputf8=False, test_environment=True)
-    except EmailNotValidError as e:
-        reason = str(e).rstrip(".")
-        raise fail(f"email {email!r} is not a valid e-mail address ({reason[:1].lower() + reason[1:]})") from None
-    return result.normalized
-
-
-def _check_keys(keys: Any, fail: Any) -> dict[str, str]:
-    if not isinstance(keys, dict):
-        raise fail(f"keys must be a table ([keys]), not {_type_name(keys)}")
-    out: dict[str, str] = {}
-    for action, value in keys.items():
-        if not _ACTION_ID.match(action):
-            raise fail(f"keys has {action!r}, which is not an action name")
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise fail(f'keys.{action} must be a key name such as "q" or a list of them, not {_type_name(value)}')
-        split = [part.strip() for n in names for part in n.split(",")]
-        bad = [n for n in split if not _KEY_NAME.match(n)]
-        if bad:
-            raise fail(f"keys.{action} has {bad[0]!r}, which is not a key name")
-        out[action] = ",".join(split)
-    return out
+        written = ConfigFile.model_validate(data, context={"folder": file.parent})
+    except ValidationError as e:
+        raise fail(refusal(e, ConfigFile)) from None
+    return written.model_dump(mode="json")

@@ -300,7 +300,8 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, env=None) -> int:
+    """A line-mode command, with the environment tui.cli.main read (a Mapping; None: os.environ)."""
     from tui.line.commands import main
 
-    return main(args)
+    return main(args, env=env)
