@@ -98,6 +98,28 @@ def test_a_password_change_ends_web_sign_ins(pen, web):
     assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
+def test_member_pages_send_nobody_signed_in_to_the_sign_in_page(pen, web, send):
+    """Every page for members (MemberPageDep, MemberDep in web/core.py) answers a browser
+    without a sign-in with a redirect to /login, back to the message from a message's pages;
+    the sign-in page and a link's landing page (PageDep) answer it themselves."""
+    sent = send("cat", ["bob"])
+    mid, att = sent["id"], "no-such-attachment"
+    with httpx.Client(base_url=web.url, verify=pen.ca_file) as c:
+        for method, path, where in [("GET", "/", "/login"), ("GET", "/new", "/login"),
+                                    ("GET", f"/m/{mid}", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/body", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/reply", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/a/{att}", f"/login?next=/m/{mid}"),
+                                    ("POST", f"/m/{mid}/revoke", f"/login?next=/m/{mid}"),
+                                    ("POST", "/new", "/login"),
+                                    ("POST", f"/m/{mid}/reply", f"/login?next=/m/{mid}")]:
+            r = c.request(method, path, data={"csrf": "x"} if method == "POST" else None)
+            assert (r.status_code, r.headers.get("location")) == (303, where), (method, path, r.text[:200])
+            assert r.headers["Content-Security-Policy"] == CSP
+        assert c.get("/login").status_code == 200
+        assert c.get(f"/m/{mid}?t=not-a-token").status_code == 410
+
+
 def test_a_session_ends_after_an_hour_without_a_page(pen, web):
     web.login(USERS["bob"][0], PASSWORD)
     assert web.get("/").status_code == 200
