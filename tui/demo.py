@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui import demo_prepared
+from tui import demo_prepared, demo_shipped
 from tui.demo_data import (
     CONCURRENCY,
     DEFAULT_BIG_MB,
@@ -127,6 +127,9 @@ class DemoStack:
         self._stop_lock = threading.Lock()
         self._old_handlers: dict[int, Any] = {}
         self._server_thread: threading.Thread | None = None
+        self.now: datetime | None = None  # the seeding's "now" (the data set's build fixes it)
+        self.shipped = False  # started from the data set shipped in the package (tui/demo_shipped.py)
+        self._blob_maker: Any = None  # the helper process that makes the attachments' files
 
     # ------------------------------------------------------------ properties
 
@@ -167,6 +170,10 @@ class DemoStack:
             self.port = devstack.free_port()
             self.progress(f"Starting a demo PEN on {self.server} ...")
             started = time.monotonic()
+            shipped = demo_shipped.usable(demo_shipped.stack_options(self)) if self.cache_dir is not None else None
+            if shipped is not None:
+                self._start_shipped(devstack, shipped, started)
+                return self
             entry = self._cache_entry()
             if entry is not None and demo_prepared.load(entry) is not None:
                 self._start_prepared(devstack, entry, started)
@@ -225,6 +232,20 @@ class DemoStack:
         self.seed_stats = dict(meta["seed_stats"])
         self.guests = dict(meta["guests"])
         self._guest_link_path = meta.get("guest_link_path")
+        self._serve(devstack, started)
+
+    def _start_shipped(self, devstack, meta: dict[str, Any], started: float) -> None:
+        """The data set shipped in the package, made this demo's (its own keys and CA), served
+        on this stack's port; the attachments' files come after (tui/demo_shipped.py)."""
+        self._guest_link_path = demo_shipped.restore(meta, self.data_dir, self.server)
+        self.shipped = True
+        self.seed_stats = dict(meta["seed_stats"])
+        self.guests = dict(meta["guests"])
+        self._serve(devstack, started)
+        store = Path(self.cache_dir) / f"blobs-{meta['digest']}"
+        self._blob_maker = demo_shipped.link_blobs(meta, store, self.data_dir / "blobs")
+
+    def _serve(self, devstack, started: float) -> None:
         # The server starts (another process) while the SMTP sink starts here; it only
         # needs the sink's port, and retries a relay that is not up yet.
         smtp_port = devstack.free_port()
@@ -294,7 +315,7 @@ class DemoStack:
         from tui.pen_client import Address, PenClient
 
         rng = random.Random(self.seed)
-        now = datetime.now(UTC)
+        now = self.now or datetime.now(UTC)
         threads = Planner(rng, now, self.big_attachment_bytes).plan(self.messages)
         scratch = self.root / "files"
         scratch.mkdir()
@@ -551,6 +572,13 @@ class DemoStack:
             self._restore_signal_handlers()
             if self._server_thread is not None and self._server_thread is not threading.current_thread():
                 self._server_thread.join()  # it ends once the server answers or has died
+            if self._blob_maker is not None and self._blob_maker.poll() is None:
+                # Files are renamed into place whole; the next demo makes what is missing.
+                self._blob_maker.terminate()
+                try:
+                    self._blob_maker.wait(timeout=STOP_SECONDS)
+                except Exception:
+                    self._blob_maker.kill()
             if self.process is not None:
                 try:
                     # SIGTERM; a server still waiting on a client's idle connection is killed
