@@ -20,7 +20,7 @@ data folder. Every date moves forward by the time since the data set was made, a
 audit trail's chain is hashed again over the moved dates.
 
 The data set is current when its ``digest`` is that of demo_data.py, demo.py's seeding
-and the server's migrations; `penmail demo` falls back to seeding through the API when it
+methods and the server's migrations; `penmail demo` falls back to seeding through the API when it
 is not (and a test says to run the build again).
 
 Plain sqlite3 here, and the server's tlsgen: a start from the data set loads no SQLAlchemy.
@@ -52,14 +52,20 @@ TLS_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 def digest() -> str:
     """What the data set was made from: a change to any of it calls for a new build."""
+    import inspect
+
     import pen_server
+    from tui.demo import DemoStack
 
     here = Path(__file__).parent
-    sources = [here / "demo_data.py", here / "demo.py",
+    sources = [here / "demo_data.py",
                *sorted((Path(pen_server.__file__).parent / "migrations" / "versions").glob("*.py"))]
     h = hashlib.sha256(str(FORMAT).encode())
     for path in sources:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    # demo.py's seeding (not the rest of it, which starts and stops stacks)
+    for method in (DemoStack._add_members, DemoStack._seed, DemoStack._file_demo_mailbox, DemoStack._backdate):
+        h.update(inspect.getsource(method).encode() + b"\0")
     return h.hexdigest()[:20]
 
 

@@ -320,7 +320,7 @@ def test_a_server_that_cannot_start_is_one_sentence(tmp_path, monkeypatch, capsy
 
 def test_launch_gets_the_stack_and_its_errors_are_one_sentence(monkeypatch, capsys):
     stopped = []
-    monkeypatch.setattr(DemoStack, "start", lambda self: self)
+    monkeypatch.setattr(DemoStack, "start", lambda self, wait=True: self)
     monkeypatch.setattr(DemoStack, "stop", lambda self: stopped.append(self))
     assert run_demo(lambda s: 3) == 3
     assert run_demo(lambda s: (_ for _ in ()).throw(RuntimeError("it broke\nbadly"))) == 1
@@ -555,7 +555,7 @@ def test_the_first_penmail_demo_starts_from_the_shipped_data_without_seeding(tmp
     def slow_path(*args, **kwargs):
         raise AssertionError("the first start went through the API seeding")
 
-    monkeypatch.setattr(DemoStack, "_seed", slow_path)
+    monkeypatch.setattr(DemoStack, "_run_async", slow_path)  # runs _seed (whose source is in the digest)
     monkeypatch.setattr(pen_devstack, "init_pen", slow_path)
     monkeypatch.setattr(pen_devstack, "add_user", slow_path)
     from tui import demo_shipped
@@ -610,3 +610,75 @@ def test_without_a_current_data_set_the_demo_seeds_through_the_api(tmp_path, mon
         assert not stack.shipped and stack.seed_stats["seed_seconds"] > 0
     finally:
         stack.stop()
+
+
+def test_the_client_starts_while_the_demos_server_is_starting(tmp_path, monkeypatch):
+    """run_demo hands the stack to the client before the server answers (its first frame
+    waits on no network); the client waits with wait_ready, and the attachments' helper
+    process starts only once the server is up."""
+    import threading
+
+    import pen_devstack
+    from tui import demo_shipped
+
+    assert demo_shipped.usable(_default_options()) is not None  # else the API seeding waits for the server
+    gate = threading.Event()
+    real_start = pen_devstack.PenProcess.start
+
+    def held_start(self, *args, **kwargs):
+        assert gate.wait(30)
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(pen_devstack.PenProcess, "start", held_start)
+    seen = {}
+
+    def launch(stack) -> int:
+        seen["helper before the server"] = stack._blob_maker
+        seen["ca"] = Path(stack.ca_file).is_file() and stack.guest_link() is not None
+        gate.set()
+        stack.wait_ready()
+        seen["health"] = httpx.get(stack.server + "/api/v1/health", verify=stack.ca_file).status_code
+        seen["helper"] = stack._blob_maker is not None
+        return 0
+
+    assert run_demo(launch, cache_dir=tmp_path / "cache") == 0
+    assert seen == {"helper before the server": None, "ca": True, "health": 200, "helper": True}
+
+
+def test_a_server_that_fails_while_the_client_waits_is_one_sentence(tmp_path, monkeypatch, capsys):
+    import pen_devstack
+
+    def failing_start(self, *args, **kwargs):
+        raise RuntimeError("pen-server exited with 1: Traceback...\nOSError: the port is taken.")
+
+    monkeypatch.setattr(pen_devstack.PenProcess, "start", failing_start)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def launch(stack) -> int:
+        with pytest.raises(DemoError):
+            stack.wait_ready()
+        return 1  # as the app does (it ends)
+
+    assert run_demo(launch, cache_dir=tmp_path / "cache") == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == "penmail demo: The demo PEN server did not start (OSError: the port is taken)."
+    assert "Traceback (most recent" not in err
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_the_app_ends_when_the_server_it_waits_for_does_not_start(tmp_path, monkeypatch):
+    from tests.tui_helpers import wait_for
+    from tui.app import PenmailApp
+    from tui.config import Config
+
+    def not_started() -> None:
+        raise DemoError("The demo PEN server did not start (no reason).")
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    config = Config(server="https://127.0.0.1:9", email="dr.ruiz@riverside.example", download_dir=tmp_path)
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": "x"}, use_keyring=False, wait_for_server=not_started)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
