@@ -244,7 +244,11 @@ class DemoStack:
 
     def _start_shipped(self, devstack, meta: dict[str, Any], started: float, wait: bool = True) -> None:
         """The data set shipped in the package, made this demo's (its own keys and CA), served
-        on this stack's port; the attachments' files come after (tui/demo_shipped.py)."""
+        on this stack's port; the attachments' files come after (tui/demo_shipped.py). The
+        server process loads its modules while the data folder is filled."""
+        self.data_dir.mkdir(mode=0o700)
+        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=devstack.free_port(),
+                                           env={"PEN_RETRY_BASE_SECONDS": "1"}).spawn(held=True)
         self._guest_link_path = demo_shipped.restore(meta, self.data_dir, self.server)
         self.shipped = True
         self.seed_stats = dict(meta["seed_stats"])
@@ -257,14 +261,14 @@ class DemoStack:
     def _serve(self, devstack, started: float, wait: bool = True) -> None:
         # The server starts (another process) while the SMTP sink starts here; it only
         # needs the sink's port, and retries a relay that is not up yet.
-        smtp_port = devstack.free_port()
-        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=smtp_port,
-                                           env={"PEN_RETRY_BASE_SECONDS": "1"})
+        if self.process is None:
+            self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=devstack.free_port(),
+                                               env={"PEN_RETRY_BASE_SECONDS": "1"})
         failure: list[BaseException] = []
         self._server_thread = threading.Thread(target=self._start_server, args=(failure,),
                                                name="penmail-demo-server", daemon=True)
         self._server_thread.start()
-        self.smtp = devstack.SmtpSink(smtp_port).start()
+        self.smtp = devstack.SmtpSink(self.process.smtp_port).start()
         self._failure, self._started_at = failure, started
         self.seed_stats["seed_seconds"] = 0.0
         if wait:
