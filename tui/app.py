@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from rich.text import Text
@@ -121,11 +121,15 @@ class PenmailApp(App):
         open_message_id: str | None = None,
         sign_in_hint: str | None = None,
         demo_link: str | None = None,
+        wait_for_server: Callable[[], object] | None = None,
     ):
         super().__init__()
         self.config = config
         self.sign_in_hint = sign_in_hint  # shown on every sign-in screen (the demo's password)
         self.demo_link = demo_link  # the demo's sentence with a guest's link and the CA (ctrl+g)
+        # The demo's server, still starting at the first frame: the quiet sign-in waits for it
+        # (in a thread); when it raises, the app ends and the demo says why in one sentence.
+        self.wait_for_server = wait_for_server
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
@@ -193,6 +197,12 @@ class PenmailApp(App):
 
     @work(exclusive=True, group="signin", exit_on_error=False)
     async def _sign_in_quietly(self, session: Session) -> None:
+        if self.wait_for_server is not None:
+            try:
+                await asyncio.to_thread(self.wait_for_server)
+            except Exception:
+                self.exit(return_code=1)  # run_demo says why after the full screen
+                return
         session, outcome = await sign_in_quietly(self.config, self.env, self.use_keyring, session=session)
         self._signing_in = None
         if outcome.client is not None:

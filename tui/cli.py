@@ -24,7 +24,7 @@ def tune_interpreter() -> None:
 
 
 def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None,
-            demo_link: str | None = None) -> int:
+            demo_link: str | None = None, wait_for_server=None) -> int:
     import gc
 
     from tui import terminal_keys
@@ -36,7 +36,8 @@ def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | N
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
-    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint, demo_link=demo_link)
+    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint, demo_link=demo_link,
+                     wait_for_server=wait_for_server)
     app.run()
     return app.return_code or 0
 
@@ -74,7 +75,7 @@ def cmd_demo(args, env: Mapping[str, str] | None = None) -> int:
         hint = sign_in_hint(stack.email, stack.password) + (" Ctrl+G shows a guest's link for a browser." if link
                                                              else "")
         return run_tui(demo, env={**env, "PENMAIL_STATE_DIR": str(state), "PENMAIL_PASSWORD": stack.password},
-                       use_keyring=False, sign_in_hint=hint, demo_link=link)
+                       use_keyring=False, sign_in_hint=hint, demo_link=link, wait_for_server=stack.wait_ready)
 
     return run_demo(launch, cache_dir=cache)
 

@@ -174,6 +174,9 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
         def guest_link(self) -> None:
             return None
 
+        def wait_ready(self) -> None:
+            return None
+
     def run_tui(config, *, env=None, use_keyring=True, **more):
         drafts = DraftStore(Path(os.environ["PENMAIL_STATE_DIR"]) / "drafts")
         mine = account_key(config.server, config.email)
