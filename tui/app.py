@@ -20,7 +20,6 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
-from tui.key_gate import KeyGate
 from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
@@ -36,8 +35,9 @@ from tui.screens.messages import (
     SignedIn,
     SummaryChanged,
 )
-from tui.session import Session, open_session, sign_in_quietly
-from tui.terminal_cursor import terminal_cursor
+from tui.signin.session import Session, open_session, sign_in_quietly
+from tui.terminal.cursor import terminal_cursor
+from tui.terminal.key_gate import KeyGate
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -229,7 +229,7 @@ class PenmailApp(App):
             event.widget.cursor_blink = False
 
     # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
-    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # text cursor, found by one rule (tui/terminal/cursor.py) after the layout of that draw,
     # so never left on a line that moved, a screen below, or a field not yet laid out. What
     # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # With tui.screens.* and tui.widgets.*, the only ones allowed Textual: the app shell, the
 # command line, and the app's own key gate, terminal-cursor rule and key parser (kept out of app.py).
-UI_MODULES = {"tui.app", "tui.cli", "tui.key_gate", "tui.terminal_cursor", "tui.terminal_keys"}
+UI_MODULES = {"tui.app", "tui.cli", "tui.terminal.key_gate", "tui.terminal.cursor", "tui.terminal.keys"}
 UI_PACKAGES = ("tui.screens", "tui.widgets")
 
 

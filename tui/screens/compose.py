@@ -33,18 +33,18 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
 from tui.pen_client import Address, Attachment, Message, PenClient, PenError, parse_time, rfc3339
 from tui.safe_text import clean, one_line
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.messages import NotificationsRequested
-from tui.sender import NotSent, Sender, draft_entries
-from tui.uploads import Entry, Uploader
+from tui.text.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
 from tui.widgets.address_field import AddressField, SubjectField
 from tui.widgets.attachments import AttachmentPanel
 from tui.widgets.external_editor import edit_text
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
+from tui.writing.sender import NotSent, Sender, draft_entries
+from tui.writing.uploads import Entry, Uploader
 
 if TYPE_CHECKING:
     from tui.app import PenmailApp
@@ -61,7 +61,7 @@ SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not
 def _reply_text(m: Message) -> str:
     if m.body_text.strip() or not m.body_html:
         return m.body_text
-    from tui.htmlbody import HtmlConversionError, html_to_text
+    from tui.text.htmlbody import HtmlConversionError, html_to_text
 
     try:
         return html_to_text(m.body_html, timeout=1.0)[0]  # on the screen's thread: keep it short

@@ -20,7 +20,7 @@ from tui.compose import format_date
 from tui.drafts import Draft, DraftStore, account_key
 from tui.safe_text import one_line, safe_text
 from tui.screens.messages import DraftResumeRequested
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic

@@ -14,7 +14,7 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.bulk import plural
-from tui.drafts_folder import DRAFTS
+from tui.drafts.folder import DRAFTS
 from tui.pen_client import PenClient, PenError, ValidationFailed
 from tui.screens.mailbox_view import FOLDERS, LEGEND, THREAD_LEGEND, MailboxView
 from tui.screens.messages import EventsWanted, MessageOpenRequested

@@ -2,7 +2,7 @@
 any are tagged (tag with t, tag all that match the search with *, untag all with ctrl+t);
 the undo of the last move (z); delete for good, only in Trash and after a one-key question;
 reply, reply-all and forward from the list; and the Drafts folder (the drafts on disk,
-resumed with enter, deleted with d). The logic is in tui/bulk.py and tui/drafts_folder.py;
+resumed with enter, deleted with d). The logic is in tui/bulk.py and tui/drafts/folder.py;
 this is the screen's side: keys, workers, and one sentence afterwards."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from textual.screen import Screen
 
 from tui import bulk
 from tui.drafts import DraftStore, account_key
-from tui.drafts_folder import DRAFTS, draft_page
+from tui.drafts.folder import DRAFTS, draft_page
 from tui.pen_client import Address, Page, PenClient, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.messages import ComposeRequested, DraftResumeRequested

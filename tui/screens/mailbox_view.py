@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 
 from tui.bulk import FOLDER_NAMES, plural
-from tui.drafts_folder import DRAFTS
+from tui.drafts.folder import DRAFTS
 from tui.pen_client import PenError, Summary
 from tui.screens.mailbox_actions import MailboxActions
 from tui.widgets.message_list import MessageList

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tui.drafts import Draft
     from tui.pen_client import Event, Summary
     from tui.pen_client import Message as PenMessage
-    from tui.session import Session
+    from tui.signin.session import Session
 
 __all__ = [
     "ComposeRequested",

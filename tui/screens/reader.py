@@ -26,14 +26,14 @@ from textual.widgets import Input, OptionList, TextArea
 
 from tui.compose import remember_seen
 from tui.downloads import DownloadCancelled, download_all, save_attachment
-from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
+from tui.downloads.opener import open_file
 from tui.files import safe_filename
-from tui.format import body_text, header_text, long_date, withdrawn_sentence
-from tui.htmlbody import allowed_link
-from tui.opener import open_file
 from tui.pen_client import Attachment, Gone, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
 from tui.screens.messages import ComposeRequested, MessageOpenRequested, NotificationsRequested, SummaryChanged
+from tui.text.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
+from tui.text.format import body_text, header_text, long_date, withdrawn_sentence
+from tui.text.htmlbody import allowed_link
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList

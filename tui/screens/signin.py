@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label
 
 from tui.pen_client import PenError
 from tui.screens.messages import SignedIn
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 

@@ -25,7 +25,7 @@ A key whose action waits for something (a reply to a message still loading) says
 A terminal sends Escape and a letter that come in one read as alt and that letter (that is
 how it sends alt+letter too); penmail binds no alt keys, so an alt key that nothing binds
 is taken as the two keys it was typed as. (Escape with a digit or punctuation in one read
-comes as alt and that key too: tui/terminal_keys.py makes Textual's parser say so.)
+comes as alt and that key too: tui/terminal/keys.py makes Textual's parser say so.)
 
 A key that has not settled within WATCHDOG_SECONDS (plus what it waits for) lets the next
 one go, so a widget that vanished with the key in its queue cannot stop the keyboard."""

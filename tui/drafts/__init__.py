@@ -47,7 +47,7 @@ class DraftError(ValueError):
 
 
 def account_key(server: str, email: str) -> str:
-    """ "https://pen.example|ann@x.example": one account, normalised as tui.credentials does
+    """ "https://pen.example|ann@x.example": one account, normalised as tui.signin.credentials does
     for the keyring (URL stripped and without a trailing "/", e-mail lower-cased)."""
     return f"{(server or '').strip().rstrip('/')}|{(email or '').strip().lower()}"
 
