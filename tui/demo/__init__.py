@@ -19,9 +19,14 @@ later stacks start from a copy of it in a second or two (tui/demo/prepared.py).
 `stop()` ends everything (the server with SIGTERM, the sink, the folder); it is registered
 with atexit, runs on SIGTERM and SIGINT too, and is safe to call twice.
 
-This is the only module of `tui/` that imports `pen_server`, and only when a stack starts,
+This package is the only client code that imports `pen_server` and `pen_devstack` (a contract
+in pyproject.toml says so), and only when a stack starts,
 so `penmail` works without the server's packages until someone asks for the demo. No
 Textual here: `run_demo(launch)` gets the TUI as a function.
+
+The package: this module (the stack and `run_demo`), ``data`` (the clinic's people, files and
+messages) and ``prepared`` (the seeded data kept and reused). May import ``pen_server`` and
+``pen_devstack`` (deferred, when a stack starts) and the client library; never Textual.
 """
 
 from __future__ import annotations

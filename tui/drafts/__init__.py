@@ -15,6 +15,10 @@ the first and the server answers it with the first one's message instead of refu
 reused Idempotency-Key.
 
 Files are written with ``tui.files.write_atomic``.
+
+The package: this module (the store) and ``folder`` (the Drafts folder of the mailbox, pages
+of drafts as the other folders' summaries). No Textual; may import the client library
+(tui.files, tui.config, tui.pen_client), never the UI.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ files the index does not know are looked at once for ``X-PEN-Message-Id`` (a cra
 writing a message and the index, or a lost index, costs no duplicate).  A tree of the flat
 layout of earlier versions is migrated (``tui.export.maildir``).
 No Textual here.
+
+The package: this module (``penmail export`` and the message builder that
+``penmail intercept`` shares) and ``maildir`` (the Maildir++ tree it writes into). No Textual;
+may import the client library (tui.files, tui.text, tui.downloads, tui.pen_client), never the UI.
 """
 
 from __future__ import annotations
