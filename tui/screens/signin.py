@@ -3,8 +3,6 @@ it fails. Works with the keyboard alone: tab moves, enter signs in, escape quits
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,14 +16,9 @@ from tui.signin.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
-if TYPE_CHECKING:
-    from tui.app import PenmailApp
-
 
 class SignInScreen(Screen):
 
-    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
-        app: PenmailApp
 
     AUTO_FOCUS = None
     BINDINGS = [
