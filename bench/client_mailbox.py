@@ -212,7 +212,7 @@ def main() -> int:
     result: dict = {"messages": args.messages}
     with bench_pen(args.messages) as (root, process, config_file, env):
         remember = (
-            f"import asyncio\nfrom tui.session import Session\n"
+            f"import asyncio\nfrom tui.signin.session import Session\n"
             f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
             f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n"
         )

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tui.demo_data import DEMO_EMAIL, PEOPLE  # noqa: E402
+from tui.demo.data import DEMO_EMAIL, PEOPLE  # noqa: E402
 
 NAMES = [p.name for p in PEOPLE.values() if p.email != DEMO_EMAIL]
 

@@ -1,5 +1,5 @@
 """How long penmail takes to take keys that come in one burst (a paste without bracketed
-paste, a macro, SSH), with the key gate (tui/key_gate.py) and without it. No PEN: the
+paste, a macro, SSH), with the key gate (tui/terminal/key_gate.py) and without it. No PEN: the
 sign-in screen, whose fields take text and whose Tab moves the focus.
 
     /work/venv/bin/python bench/key_burst.py            # 1000 characters, 200 Tabs, 3 rounds
@@ -25,7 +25,7 @@ from tests.tui_helpers import burst  # noqa: E402
 from tui.app import PenmailApp  # noqa: E402
 from tui.cli import tune_interpreter  # noqa: E402
 from tui.config import Config  # noqa: E402
-from tui.key_gate import KeyGate  # noqa: E402
+from tui.terminal.key_gate import KeyGate  # noqa: E402
 
 
 async def one(text: str, done, gate: bool) -> float | None:

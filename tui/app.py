@@ -19,13 +19,13 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
-from tui.key_gate import KeyGate
 from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.messages import (
+    NOTICE_SECONDS,
     ComposeRequested,
     DraftResumeRequested,
     EventsWanted,
@@ -35,8 +35,9 @@ from tui.screens.messages import (
     SignedIn,
     SummaryChanged,
 )
-from tui.session import Session, open_session, sign_in_quietly
-from tui.terminal_cursor import terminal_cursor
+from tui.signin.session import Session, open_session, sign_in_quietly
+from tui.terminal.cursor import terminal_cursor
+from tui.terminal.key_gate import KeyGate
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -191,7 +192,7 @@ class PenmailApp(App):
         except PenError as exc:
             self.push_screen(self.sign_in_screen(error=exc.message))
             return
-        self.push_screen(MailboxScreen(session.client, signing_in_as=self.config.email))
+        self.push_screen(MailboxScreen(session.client, keys=self.key_gate, signing_in_as=self.config.email))
         self._signing_in = session
         self._sign_in_quietly(session)
 
@@ -219,9 +220,9 @@ class PenmailApp(App):
         if waiting is not None and waiting.client is session.client and waiting.signing_in_as is not None:
             waiting.start()  # the mailbox that was the first frame
         elif len(self.screen_stack) > 1:
-            self.switch_screen(MailboxScreen(session.client))
+            self.switch_screen(MailboxScreen(session.client, keys=self.key_gate))
         else:
-            self.push_screen(MailboxScreen(session.client))
+            self.push_screen(MailboxScreen(session.client, keys=self.key_gate))
         if self.open_message_id:
             self._open_by_id(self.open_message_id)
             self.open_message_id = None
@@ -234,7 +235,7 @@ class PenmailApp(App):
             event.widget.cursor_blink = False
 
     # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
-    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # text cursor, found by one rule (tui/terminal/cursor.py) after the layout of that draw,
     # so never left on a line that moved, a screen below, or a field not yet laid out. What
     # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 
@@ -263,13 +264,18 @@ class PenmailApp(App):
                 timeout=15,
             )
 
-    def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
+    def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information",
+              timeout: float = NOTICE_SECONDS) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
-        self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
-        """Every notice, penmail's and Textual's own, also goes to the history N opens."""
+        """Every notice, penmail's and Textual's own, also goes to the history N opens. With
+        markup=False (how screens say what may come from the server: ``self.notify(text,
+        markup=False, ...)``), the text is untrusted: cleaned to one line, never markup."""
+        if not markup:
+            message, title = one_line(message, 500), one_line(title, 80)
         self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
@@ -336,7 +342,8 @@ class PenmailApp(App):
     def open_message(self, summary: Summary, instead_of: Screen | None = None) -> None:
         from tui.screens.reader import ReaderScreen
 
-        reader = ReaderScreen(self.session.client, summary)
+        reader = ReaderScreen(self.session.client, summary, keys=self.key_gate,
+                              download_dir=self.config.download_dir)
         if instead_of is not None and instead_of is self.screen:
             self.switch_screen(reader)
         else:

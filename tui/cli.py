@@ -27,8 +27,8 @@ def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | N
             demo_link: str | None = None, wait_for_server=None) -> int:
     import gc
 
-    from tui import terminal_keys
     from tui.app import PenmailApp, check_key_ids
+    from tui.terminal import keys as terminal_keys
 
     check_key_ids(config)
     terminal_keys.install()
@@ -48,7 +48,7 @@ def cmd_demo(args, env: Mapping[str, str] | None = None) -> int:
     import threading
 
     from tui.demo import guest_link_sentence, run_demo, sign_in_hint
-    from tui.demo_prepared import adopt_drafts, cache_root, state_dir
+    from tui.demo.prepared import adopt_drafts, cache_root, state_dir
 
     env = read_environment() if env is None else env
     config = load_config(env=env)

@@ -152,7 +152,7 @@ def forward_body(message: Message) -> str:
             lines.append(f"{label}: " + ", ".join(format_address(a) for a in cleaned))
     body = message.body_text or ""
     if not body.strip() and message.body_html:
-        from tui.htmlbody import HtmlConversionError, html_to_text
+        from tui.text.htmlbody import HtmlConversionError, html_to_text
 
         try:
             body, _ = html_to_text(message.body_html)

@@ -33,7 +33,7 @@ from tui.screens.drafts import DraftsScreen
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.attachments import AttachmentPanel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -439,7 +439,7 @@ async def lost_answer_app(pen, state, lose: int = 1) -> tuple[PenmailApp, LoseFi
 async def test_a_retry_after_a_lost_answer_delivers_once(pen, state, tmp_path):
     """The answer is lost on every one of the sender's tries (SEND_TRIES, the same key and
     the same upload ids each time); F9 again sends the same draft: one message, one upload."""
-    from tui.sender import SEND_TRIES
+    from tui.writing.sender import SEND_TRIES
 
     subject = f"Lost answer {tag()}"
     agenda = tmp_path / "agenda.txt"

@@ -169,7 +169,7 @@ def imap_settings(config: Config) -> ImapSettings:
 
 def imap_password(settings: ImapSettings, env: Mapping[str, str] | None = None) -> str | None:
     """password_command, else the keyring, else PENMAIL_IMAP_PASSWORD; None when none has one."""
-    from tui.credentials import _run_password_command
+    from tui.signin.credentials import _run_password_command
 
     env = os.environ if env is None else env
     if settings.password_command:

@@ -67,6 +67,9 @@ times RFC 3339 UTC):
   {"summary": {"replaced", "already", "left", "failed", "sent_placed", "sent_already", "sent_failed"}}
   (not with --watch or --stdin)
 * any failure: {"error": {"code", "message", "exit_code"}} (and the sentence on stderr)
+
+The package may import the client library and, only to hand over to the full-screen UI
+(``penmail open``), ``tui.app`` deferred; nothing else of the UI (contracts in pyproject.toml).
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tui.config import config_path
-from tui.format import address_text
 from tui.line import (
     EXIT_NOT_SIGNED_IN,
     EXIT_OK,
 )
 from tui.safe_text import one_line
+from tui.text.format import address_text
 
 try:  # POSIX
     import fcntl
@@ -59,7 +59,7 @@ async def _check_server(server: str, ca_file: Path | None) -> None:
 
 async def cmd_login(run: Run) -> int:
     from tui.pen_client import PenError
-    from tui.session import Session
+    from tui.signin.session import Session
 
     args = run.args
     changes: dict[str, str | None] = {}
@@ -160,7 +160,7 @@ def _login_password(run: Run, server: str, email: str) -> str:
     else:
         password = run.ask_secret("")
     if not password:
-        from tui.credentials import CredentialError, password_from_fallbacks
+        from tui.signin.credentials import CredentialError, password_from_fallbacks
 
         try:
             password = password_from_fallbacks(run.config, run.env)
@@ -184,7 +184,7 @@ def _save_login_settings(run: Run, changes: dict[str, str | None]) -> None:
 
 
 async def cmd_logout(run: Run) -> int:
-    from tui.session import Session
+    from tui.signin.session import Session
 
     config, out = run.config, run.out
     if not config.server or not config.email:
@@ -252,7 +252,7 @@ async def _register(run: Run, server: str, token: str, invitation):
     """A new guest's sign-up: the PEN's name, the sender and subject, then a name and a
     password typed twice.  Returns (session, password)."""
     from tui.pen_client import Conflict, ValidationFailed
-    from tui.session import Session
+    from tui.signin.session import Session
 
     out = run.out
     sender = address_text(invitation.sender)

@@ -173,10 +173,10 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
 
 
 async def _imap(run: Run, server: str, limit: int) -> int:
-    from tui.credentials import CredentialError
     from tui.intercept import imap
     from tui.intercept.sent import SentBusy
     from tui.intercept.settings import imap_password, imap_settings
+    from tui.signin.credentials import CredentialError
 
     settings = imap_settings(run.config)
     try:

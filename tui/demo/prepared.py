@@ -78,7 +78,7 @@ def entry_for(root: Path, **options: Any) -> Path:
     import pen_server
 
     here = Path(__file__).parent
-    sources = [here / "demo.py", here / "demo_data.py", here / "demo_prepared.py", Path(pen_devstack.__file__),
+    sources = [here / "__init__.py", here / "data.py", here / "prepared.py", Path(pen_devstack.__file__),
                *sorted((Path(pen_server.__file__).parent / "migrations" / "versions").glob("*.py"))]
     digest = hashlib.sha256(json.dumps({"format": FORMAT, **options}, sort_keys=True).encode())
     for path in sources:

@@ -14,14 +14,19 @@ the messages' dates back over the last six weeks in the server's database (the o
 that does not go through the API), so that the mailbox reads like weeks of work.
 
 With `cache_dir` (what `penmail demo` passes), the seeded data folder is kept there and
-later stacks start from a copy of it in a second or two (tui/demo_prepared.py).
+later stacks start from a copy of it in a second or two (tui/demo/prepared.py).
 
 `stop()` ends everything (the server with SIGTERM, the sink, the folder); it is registered
 with atexit, runs on SIGTERM and SIGINT too, and is safe to call twice.
 
-This is the only module of `tui/` that imports `pen_server`, and only when a stack starts,
+This package is the only client code that imports `pen_server` and `pen_devstack` (a contract
+in pyproject.toml says so), and only when a stack starts,
 so `penmail` works without the server's packages until someone asks for the demo. No
 Textual here: `run_demo(launch)` gets the TUI as a function.
+
+The package: this module (the stack and `run_demo`), ``data`` (the clinic's people, files and
+messages) and ``prepared`` (the seeded data kept and reused). May import ``pen_server`` and
+``pen_devstack`` (deferred, when a stack starts) and the client library; never Textual.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui import demo_prepared, demo_shipped
-from tui.demo_data import (
+from tui.demo import prepared as demo_prepared
+from tui import demo_shipped
+from tui.demo.data import (
     CONCURRENCY,
     DEFAULT_BIG_MB,
     DEFAULT_MESSAGES,
@@ -104,7 +110,7 @@ class DemoStack:
                  seed: int = 2026, progress: Callable[[str], None] | None = None, handle_signals: bool = True,
                  backdate: bool = True, cache_dir: Path | None = None):
         self.messages = messages
-        # Where prepared data is kept and reused (tui.demo_prepared); None seeds every time.
+        # Where prepared data is kept and reused (tui.demo.prepared); None seeds every time.
         self.cache_dir = cache_dir
         self.prepared_from: Path | None = None  # the cache entry this stack was copied from
         self.big_attachment_bytes = max(1024, int(big_attachment_mb * (1 << 20)))
