@@ -136,7 +136,7 @@ class PenmailApp(App):
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
-        self.env = {} if env is None else env  # the command's (tui.environment); the app reads none
+        self.env = {} if env is None else env  # the command's (tui.config.environment); the app reads none
         self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
         self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 
 from tui.config import ConfigError, load_config
-from tui.environment import read_environment
+from tui.config.environment import read_environment
 
 
 def tune_interpreter() -> None:

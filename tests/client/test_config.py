@@ -162,7 +162,7 @@ def test_state_dir_honours_env_and_is_private(tmp_path: Path) -> None:
 
 
 def test_a_file_checked_before_is_read_again_without_pydantic(tmp_path: Path) -> None:
-    """tui.config_cache: the second start with the same file skips the models (and their
+    """tui.config.cache: the second start with the same file skips the models (and their
     import); a changed file is checked again, and a refused one is never remembered."""
     import subprocess
     import sys

@@ -486,17 +486,17 @@ async def test_the_guest_link_is_in_the_tui_while_the_demo_runs(stack, tmp_path,
 
 
 def _default_options() -> dict:
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     return demo_shipped.stack_options(DemoStack())
 
 
 def test_the_shipped_data_set_is_current_and_holds_no_key():
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     assert demo_shipped.usable(_default_options()) is not None, (
-        "tui/demo_dataset was made from other sources (tui/demo_data.py, tui/demo.py or the server's "
-        "migrations): make it again with `python -m tui.demo_shipped build`, or the first `penmail demo` "
+        "tui/demo/dataset was made from other sources (tui/demo/data.py, tui/demo/__init__.py or the server's "
+        "migrations): make it again with `python -m tui.demo.shipped build`, or the first `penmail demo` "
         "seeds through the API for a quarter of a minute")
     for path in demo_shipped.HERE.iterdir():
         text = path.read_text(encoding="utf-8")
@@ -508,13 +508,13 @@ def test_the_shipped_data_set_is_current_and_holds_no_key():
 
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tui"]
     for name in (demo_shipped.SQL, demo_shipped.META):
-        assert any(fnmatch.fnmatch(f"demo_dataset/{name}", p) for p in patterns), name
+        assert any(fnmatch.fnmatch(f"demo/dataset/{name}", p) for p in patterns), name
 
 
 def test_the_data_sets_tokens_are_the_servers():
     """demo_shipped hashes the notifications' link tokens again as the server derives them."""
     from pen_server import security
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     secret = os.urandom(32)
     assert demo_shipped._derived(secret, "invite", "abc") == security.derived_token(secret, "invite", "abc")
@@ -534,7 +534,7 @@ def _blobs_whole(stack) -> set[str]:
     """Every blob the database names is in the data folder with those very bytes."""
     import sqlite3
 
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     with sqlite3.connect(stack.data_dir / "pen.db") as conn:
         named = {sha for (sha,) in conn.execute("SELECT sha256 FROM blobs")}
@@ -558,7 +558,7 @@ def test_the_first_penmail_demo_starts_from_the_shipped_data_without_seeding(tmp
     monkeypatch.setattr(DemoStack, "_run_async", slow_path)  # runs _seed (whose source is in the digest)
     monkeypatch.setattr(pen_devstack, "init_pen", slow_path)
     monkeypatch.setattr(pen_devstack, "add_user", slow_path)
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     meta = demo_shipped.usable(_default_options())
     cache = tmp_path / "cache"
@@ -601,7 +601,7 @@ def test_the_first_penmail_demo_starts_from_the_shipped_data_without_seeding(tmp
 
 
 def test_without_a_current_data_set_the_demo_seeds_through_the_api(tmp_path, monkeypatch):
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     monkeypatch.setattr(demo_shipped, "digest", lambda: "another")
     stack = DemoStack(messages=12, big_attachment_mb=1, cache_dir=tmp_path / "cache")
@@ -619,7 +619,7 @@ def test_the_client_starts_while_the_demos_server_is_starting(tmp_path, monkeypa
     import threading
 
     import pen_devstack
-    from tui import demo_shipped
+    from tui.demo import shipped as demo_shipped
 
     assert demo_shipped.usable(_default_options()) is not None  # else the API seeding waits for the server
     gate = threading.Event()

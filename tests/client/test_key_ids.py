@@ -1,5 +1,5 @@
 """The ids of the ``[keys]`` table: checked against the real bindings at start, shown by F1,
-listed in docs/keys.md, and the examples in tui/config.py use ones that exist."""
+listed in docs/keys.md, and the examples in tui/config/__init__.py use ones that exist."""
 
 from __future__ import annotations
 

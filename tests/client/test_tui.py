@@ -175,9 +175,9 @@ def test_the_app_leaves_the_interpreters_switch_interval_to_the_command():
 
 
 def test_the_app_reads_no_environment_of_its_own(monkeypatch):
-    """The environment comes from the command (tui.environment, read once in tui.cli.main)."""
+    """The environment comes from the command (tui.config.environment, read once in tui.cli.main)."""
     from tui.config import Config
-    from tui.environment import read_environment
+    from tui.config.environment import read_environment
 
     monkeypatch.setenv("PENMAIL_PASSWORD", "from-the-process")
     assert PenmailApp(Config(), use_keyring=False).env == {}

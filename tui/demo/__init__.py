@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.demo import prepared as demo_prepared
-from tui import demo_shipped
+from tui.demo import shipped as demo_shipped
 from tui.demo.data import (
     CONCURRENCY,
     DEFAULT_BIG_MB,
@@ -134,7 +134,7 @@ class DemoStack:
         self._old_handlers: dict[int, Any] = {}
         self._server_thread: threading.Thread | None = None
         self.now: datetime | None = None  # the seeding's "now" (the data set's build fixes it)
-        self.shipped = False  # started from the data set shipped in the package (tui/demo_shipped.py)
+        self.shipped = False  # started from the data set shipped in the package (tui/demo/shipped.py)
         self._blob_maker: Any = None  # the helper process that makes the attachments' files
         self._when_ready: Callable[[], Any] | None = None
         self._ready_lock = threading.Lock()
@@ -250,7 +250,7 @@ class DemoStack:
 
     def _start_shipped(self, devstack, meta: dict[str, Any], started: float, wait: bool = True) -> None:
         """The data set shipped in the package, made this demo's (its own keys and CA), served
-        on this stack's port; the attachments' files come after (tui/demo_shipped.py). The
+        on this stack's port; the attachments' files come after (tui/demo/shipped.py). The
         server process loads its modules while the data folder is filled."""
         self.data_dir.mkdir(mode=0o700)
         self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=devstack.free_port(),

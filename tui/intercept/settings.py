@@ -19,7 +19,7 @@
     sent_since = 30                 # days: how far back the first run places sent messages
     sent_maildir = "~/Mail/Sent"    # with --maildir: the Sent Maildir (default: DIR/.Sent)
 
-Both tables are strict pydantic models (tui.config_file.Table): a misspelt key is refused.
+Both tables are strict pydantic models (tui.config.file.Table): a misspelt key is refused.
 Anything wrong raises ConfigError with one sentence naming the file and the key.
 """
 
@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tui.config import Config, ConfigError
-from tui.config_file import Table, has_control, local_path, refusal
+from tui.config.file import Table, has_control, local_path, refusal
 from tui.intercept.build import DEFAULT_ATTACHMENT_LIMIT
 
 KEYRING_SERVICE = "penmail-imap"

@@ -1,12 +1,12 @@
 """The demo's data set, prepared when penmail is built and shipped in the package, so that
 even the first `penmail demo` on a machine opens in a few seconds.
 
-`python -m tui.demo_shipped build` seeds a clinic through the real API exactly as
-`penmail demo --fresh` does (tui/demo.py), then writes what the server wrote:
+`python -m tui.demo.shipped build` seeds a clinic through the real API exactly as
+`penmail demo --fresh` does (tui/demo/__init__.py), then writes what the server wrote:
 
-- ``demo_dataset/pen.sql``: its SQLite database as SQL text (schema and rows, the search
+- ``dataset/pen.sql``: its SQLite database as SQL text (schema and rows, the search
   index's tables too), without the seeding's sign-in sessions;
-- ``demo_dataset/meta.json``: the facts of the data set (when it was made, the options,
+- ``dataset/meta.json``: the facts of the data set (when it was made, the options,
   the seeding's figures, the guests' passwords, the server's configuration, which
   notification's link is the guest's link) and the sha256 of every attachment in the order
   the seeding's planner makes them.
@@ -19,7 +19,7 @@ per machine, in a helper process, after the server is up; each demo links them i
 data folder. Every date moves forward by the time since the data set was made, and the
 audit trail's chain is hashed again over the moved dates.
 
-The data set is current when its ``digest`` is that of demo_data.py, demo.py's seeding
+The data set is current when its ``digest`` is that of data.py, the demo stack's seeding
 methods and the server's migrations; `penmail demo` falls back to seeding through the API when it
 is not (and a test says to run the build again).
 
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tui import demo_prepared
+from tui.demo import prepared as demo_prepared
 
-HERE = Path(__file__).parent / "demo_dataset"
+HERE = Path(__file__).parent / "dataset"
 SQL = "pen.sql"
 META = "meta.json"
 FORMAT = 1
@@ -58,7 +58,7 @@ def digest() -> str:
     from tui.demo import DemoStack
 
     here = Path(__file__).parent
-    sources = [here / "demo_data.py",
+    sources = [here / "data.py",
                *sorted((Path(pen_server.__file__).parent / "migrations" / "versions").glob("*.py"))]
     h = hashlib.sha256(str(FORMAT).encode())
     for path in sources:
@@ -146,7 +146,7 @@ def link_blobs(meta: dict[str, Any], store: Path, blobs: Path) -> subprocess.Pop
             _link(store / blob_key(sha), blobs / blob_key(sha))
         return None
     # At a lower priority: the server and the client starting come first on a busy machine.
-    return subprocess.Popen([sys.executable, "-m", "tui.demo_shipped", "blobs", str(store), str(blobs)],
+    return subprocess.Popen([sys.executable, "-m", "tui.demo.shipped", "blobs", str(store), str(blobs)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.nice(10),
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -173,7 +173,7 @@ def planned_files(meta: dict[str, Any]) -> list:
     import random
     from datetime import datetime
 
-    from tui.demo_data import Planner
+    from tui.demo.data import Planner
 
     options = meta["options"]
     threads = Planner(random.Random(options["seed"]), datetime.fromisoformat(meta["now"]),
@@ -256,7 +256,7 @@ def build(folder: Path = HERE) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from tui.demo import DemoStack
-    from tui.demo_data import DEFAULT_BIG_MB, DEFAULT_MESSAGES
+    from tui.demo.data import DEFAULT_BIG_MB, DEFAULT_MESSAGES
 
     now = datetime.now(UTC)
     stack = DemoStack(messages=DEFAULT_MESSAGES, big_attachment_mb=DEFAULT_BIG_MB, handle_signals=False,
@@ -317,7 +317,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["blobs"] and len(argv) == 3:
         make_blobs(Path(argv[1]), Path(argv[2]))
         return 0
-    print("usage: python -m tui.demo_shipped build | blobs STORE DATA_BLOBS", file=sys.stderr)
+    print("usage: python -m tui.demo.shipped build | blobs STORE DATA_BLOBS", file=sys.stderr)
     return 2
 
 

@@ -1,5 +1,10 @@
 """penmail's settings file, and where penmail keeps its state.
 
+The package: this module (``load_config``, ``Config``), ``file`` (the pydantic models that
+check a file), ``cache`` (the last file that passed, so a start need not load pydantic) and
+``environment`` (the variables penmail reads, taken once by the command). No Textual here:
+the client library and line mode use it.
+
 The settings live in TOML at ``platformdirs.user_config_path("penmail")/config.toml``,
 or in the file named by the environment variable ``PENMAIL_CONFIG``::
 
@@ -22,8 +27,8 @@ or in the file named by the environment variable ``PENMAIL_CONFIG``::
 
 A missing file gives the defaults.  Anything wrong raises ``ConfigError`` whose message
 is one sentence naming the file and the key, ready to show as it is.  What each key may
-hold is said by the pydantic models in ``tui.config_file``, loaded only for a file that
-``tui.config_cache`` has not seen pass before (``import tui.config`` loads no pydantic).
+hold is said by the pydantic models in ``tui.config.file``, loaded only for a file that
+``tui.config.cache`` has not seen pass before (``import tui.config`` loads no pydantic).
 Whether each id in ``[keys]`` names a real binding is checked by ``tui.app.check_key_ids``
 at start (the ids live with the screens and widgets that bind them).
 """
@@ -152,7 +157,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             line = max(1, raw.rstrip(b"\n").count(b"\n") + 1)
         raise fail(f"line {line} is not valid TOML ({detail})") from None
 
-    from tui import config_cache
+    from tui.config import cache as config_cache
 
     checked = config_cache.recall(file, raw)
     if checked is None:
@@ -172,11 +177,11 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
 
 
 def _check(data: dict, file: Path, fail: Callable[[str], ConfigError]) -> dict[str, Any]:
-    """The file's values checked by the pydantic models of tui.config_file (imported only
+    """The file's values checked by the pydantic models of tui.config.file (imported only
     here: pydantic costs ~100 ms of CPU, paid only for a file not checked before)."""
     from pydantic import ValidationError
 
-    from tui.config_file import ConfigFile, refusal
+    from tui.config.file import ConfigFile, refusal
 
     try:
         written = ConfigFile.model_validate(data, context={"folder": file.parent})

@@ -1,10 +1,10 @@
-"""The last settings file that passed the checks of tui.config_file, remembered in penmail's
+"""The last settings file that passed the checks of tui.config.file, remembered in penmail's
 cache folder, so that a start with a file checked before does not load pydantic (about
-100 ms of CPU before the first frame; see the branch note for the figures).
+100 ms of CPU before the first frame).
 
 Only a file that passed is remembered, with what its checks gave. It is used again only for
 the same bytes, in the same folder, with the same home folder and the same checks
-(tui/config_file.py's size and time); anything else is checked again. A cache that cannot be
+(tui/config/file.py's size and time); anything else is checked again. A cache that cannot be
 read or written is passed by: it only ever saves time.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-CHECKS = Path(__file__).with_name("config_file.py")
+CHECKS = Path(__file__).with_name("file.py")
 
 
 def cache_file() -> Path:
