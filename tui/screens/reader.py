@@ -51,6 +51,14 @@ __all__ = ["ReaderScreen"]
 
 
 THREAD_ROWS = 50  # of the conversation, the newest shown in the reader
+SHORT_SCREEN = 30  # rows; below this the head's blank lines go, for the body's sake
+
+
+def head_list_rows(height: int) -> tuple[int, int]:
+    """How many rows the attachment list and the conversation show at most, for a terminal
+    `height` rows high: they grow with the terminal, at 80x24 3 and 4 (at least 2 and 3), so
+    that with headers, both lists and the footer the body keeps about a third of the screen."""
+    return max(2, min(5, height // 8)), max(3, min(8, height // 6))
 
 
 def _count(n: int, what: str) -> str:
@@ -126,6 +134,13 @@ class ReaderScreen(Screen):
         self.query_one(ThreadList).display = False
         self.query_one("#body", TextArea).focus()
         self._load()
+
+    def on_resize(self) -> None:
+        height = self.size.height
+        attachments, thread = head_list_rows(height)
+        self.query_one(ReaderAttachmentList).styles.max_height = attachments
+        self.query_one(ThreadList).styles.max_height = thread
+        self.set_class(height < SHORT_SCREEN, "-short")
 
     def say(self, text: str) -> None:
         self.query_one("#reader-status", SafeStatic).show(text)
