@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from tui.app import PenmailApp
 
 
+SHORT_SCREEN = 30  # rows; below this the form is compact (tui/app.tcss)
+
+
 class SignInScreen(Screen):
 
     if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
@@ -74,6 +77,9 @@ class SignInScreen(Screen):
                 break
         else:
             self.query_one("#password", Input).focus()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < SHORT_SCREEN, "-short")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
