@@ -106,6 +106,7 @@ class ReaderScreen(Screen):
         self._focus_before: Widget | None = None
         self._shown = asyncio.Event()  # the message is shown, or could not be fetched
         self._when_shown: str | None = None  # the reply asked for while it was loading
+        self._hint = ""  # what the status line says of the message once it is shown
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
@@ -212,7 +213,8 @@ class ReaderScreen(Screen):
         if message.notifications:
             hints.append("You sent this message; press n to see who was notified and who opened it, V to "
                          "withdraw it, e to set its end date.")
-        self.say(" ".join(h for h in hints if h))
+        self._hint = " ".join(h for h in hints if h)
+        self.say(self._hint)
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
@@ -265,6 +267,7 @@ class ReaderScreen(Screen):
             field = self.query_one(name, Input)
             if field.display:
                 self._hide_input(field)
+                self.say(self._hint)  # what the field asked goes with it; the message's own hint is back
                 return
         if self.downloading:
             self.action_stop_download()
