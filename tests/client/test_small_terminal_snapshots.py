@@ -34,7 +34,7 @@ LONG = "Referral: Mr. Patel, cardiology consult before the knee operation in Mar
 
 
 @pytest.fixture(scope="module")
-def ward(tmp_path_factory):
+def _ward(tmp_path_factory):
     """Dana's mailbox on 15 Jan 2020: a conversation of seven with Rosa (the newest with a cc
     and two files, the subjects too long for 80 columns), and a notice in Trash."""
     root = tmp_path_factory.mktemp("small-screens-pen")
@@ -75,6 +75,19 @@ def ward(tmp_path_factory):
     yield process
     process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
+
+
+@pytest.fixture
+def ward(_ward):
+    """The module's PEN with Dana's inbox all unread, as it was sent (the reader's snapshot
+    marks one read), so that no snapshot depends on the order the tests run in."""
+    with httpx.Client(base_url=_ward.api, verify=str(_ward.ca_file), timeout=30) as c:
+        login = c.post("/auth/login", json={"email": DANA["email"], "password": PASSWORD})
+        c.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        for m in c.get("/messages", params={"folder": "inbox"}).json()["items"]:
+            if not m["unread"]:
+                assert c.patch(f"/messages/{m['id']}", json={"unread": True}).status_code == 200
+    return _ward
 
 
 def dana_app(process, tmp_path) -> PenmailApp:
