@@ -234,6 +234,12 @@ async def test_the_end_date_from_the_reader(pen, send, state):
         await wait_for(pilot, lambda: "It has no end date now" in status(pilot.app))
         assert server_copy(pen, sent["id"])["expires_at"] is None
         assert "Expires:" not in rendered(pilot.app)[0]
+        # Escape closes the field, and its instructions with it: the sender's hint is back.
+        await pilot.press("e")
+        await wait_for(pilot, lambda: pilot.app.focused is field and "escape cancels" in status(pilot.app))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not field.display)
+        assert "escape cancels" not in status(pilot.app) and "You sent this message" in status(pilot.app)
         # F1 lists the new keys with their ids; the palette has them.
         await pilot.press("f1")
         await wait_for(pilot, lambda: "Withdraw: V  (id reader.withdraw)" in rendered(pilot.app)[0])

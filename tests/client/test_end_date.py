@@ -115,3 +115,10 @@ def test_the_reader_and_read_show_the_end_date():
     m = Message(**{**_summary(expires_at=datetime(2026, 12, 4, 9, 30, tzinfo=UTC)).__dict__})
     assert "Expires: Fri 04 Dec 2026 09:30\nSubject: Lab results" in header_text(m)
     assert "Expires" not in header_text(Message(**_summary().__dict__))
+
+
+def test_a_thread_row_fits_its_width_and_keeps_where_the_message_is():
+    s = _summary(subject="Referral: Mr. Patel, cardiology consult before the knee operation in March")
+    row = thread_row(s, reading=True, marked=True, me="dana@r.example", width=76)
+    assert len(row) <= 76 and row.endswith("\u2026  (this message)"), row
+    assert thread_row(s, reading=False, marked=False, width=0).endswith("in March  (inbox)")  # not laid out yet

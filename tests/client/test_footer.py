@@ -68,3 +68,14 @@ async def test_a_narrow_footer_keeps_the_keys_and_drops_the_palette_hint():
         await pilot.pause()
         text = line(app)
         assert text.startswith(" f5 Hit ") and "palette" not in text
+
+
+def test_keys_that_do_not_fit_are_left_out_whole_and_help_stays():
+    from tui.widgets.footer import _Key, fitting
+
+    keys = [_Key("escape", "esc", "Back", True), _Key("r", "r", "Reply", True),
+            _Key("n", "n", "Notifications", True), _Key("f1", "f1", "Help", True)]
+    assert fitting(keys, 80) == keys  # all fit
+    narrow = fitting(keys, 30)  # " esc Back  r Reply " is 19, " f1 Help " 9: Notifications goes
+    assert [k.description for k in narrow] == ["Back", "Reply", "Help"]
+    assert [k.description for k in fitting(keys, 12)] == ["Help"]

@@ -49,6 +49,14 @@ __all__ = ["ReaderScreen"]
 
 
 THREAD_ROWS = 50  # of the conversation, the newest shown in the reader
+SHORT_SCREEN = 30  # rows; below this the head's blank lines go, for the body's sake
+
+
+def head_list_rows(height: int) -> tuple[int, int]:
+    """How many rows the attachment list and the conversation show at most, for a terminal
+    `height` rows high: they grow with the terminal, at 80x24 3 and 4 (at least 2 and 3), so
+    that with headers, both lists and the footer the body keeps about a third of the screen."""
+    return max(2, min(5, height // 8)), max(3, min(8, height // 6))
 
 
 def _count(n: int, what: str) -> str:
@@ -97,6 +105,7 @@ class ReaderScreen(Screen):
         self._focus_before: Widget | None = None
         self._shown = asyncio.Event()  # the message is shown, or could not be fetched
         self._when_shown: str | None = None  # the reply asked for while it was loading
+        self._hint = ""  # what the status line says of the message once it is shown
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reader-head"):
@@ -125,6 +134,13 @@ class ReaderScreen(Screen):
         self.query_one(ThreadList).display = False
         self.query_one("#body", TextArea).focus()
         self._load()
+
+    def on_resize(self) -> None:
+        height = self.size.height
+        attachments, thread = head_list_rows(height)
+        self.query_one(ReaderAttachmentList).styles.max_height = attachments
+        self.query_one(ThreadList).styles.max_height = thread
+        self.set_class(height < SHORT_SCREEN, "-short")
 
     def say(self, text: str) -> None:
         self.query_one("#reader-status", SafeStatic).show(text)
@@ -196,7 +212,8 @@ class ReaderScreen(Screen):
         if message.notifications:
             hints.append("You sent this message; press n to see who was notified and who opened it, V to "
                          "withdraw it, e to set its end date.")
-        self.say(" ".join(h for h in hints if h))
+        self._hint = " ".join(h for h in hints if h)
+        self.say(self._hint)
         if message.unread:
             try:
                 updated = await self.client.update_message(message.id, unread=False)
@@ -249,6 +266,7 @@ class ReaderScreen(Screen):
             field = self.query_one(name, Input)
             if field.display:
                 self._hide_input(field)
+                self.say(self._hint)  # what the field asked goes with it; the message's own hint is back
                 return
         if self.downloading:
             self.action_stop_download()

@@ -17,6 +17,9 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
 
+SHORT_SCREEN = 30  # rows; below this the form is compact (tui/app.tcss)
+
+
 class SignInScreen(Screen):
 
 
@@ -67,6 +70,9 @@ class SignInScreen(Screen):
                 break
         else:
             self.query_one("#password", Input).focus()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < SHORT_SCREEN, "-short")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

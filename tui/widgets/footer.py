@@ -4,12 +4,14 @@ Textual's Footer builds a widget per key and rebuilds them all after every bindi
 (each focus change, each screen-stack change): at start-up that was a fifth of the time to
 the first mailbox frame. This draws the same line (each shown key with its description,
 the command palette's key at the right end, disabled keys dimmed) with one render, and a
-click on a key presses it, as in Textual's Footer."""
+click on a key presses it, as in Textual's Footer. A key that does not fit is left out
+whole, never cut mid-word; the help key, which lists them all, is kept."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -22,6 +24,27 @@ class _Key(NamedTuple):
     display: str  # how the key is written (the keymap's key, in Textual's notation)
     description: str
     enabled: bool
+
+
+def _width(item: _Key) -> int:
+    return cell_len(f" {item.display} ") + (cell_len(item.description) + 1 if item.description else 0)
+
+
+def fitting(keys: list[_Key], width: int) -> list[_Key]:
+    """The keys that fit in `width` cells, in their order: the first ones, and the help key
+    (described "Help") in any case, so that the rest can be looked up."""
+    if sum(map(_width, keys)) <= width:
+        return keys
+    kept = {i for i, item in enumerate(keys) if item.description == "Help"}
+    room = width - sum(_width(keys[i]) for i in kept)
+    for i, item in enumerate(keys):
+        if i in kept:
+            continue
+        if _width(item) > room:
+            break
+        kept.add(i)
+        room -= _width(item)
+    return [item for i, item in enumerate(keys) if i in kept]
 
 
 class KeyFooter(Widget):
@@ -89,7 +112,7 @@ class KeyFooter(Widget):
                 line.append(f"{item.description} ", text_style if item.enabled else text_style + dim)
             spans.append((start, len(line), item.key))
 
-        for item in keys:
+        for item in fitting(keys, self.size.width):
             add(item)
         if palette is not None:
             right = Text.assemble(("\u258f", text_style + dim), (f" {palette.display} ", key_style),

@@ -23,6 +23,7 @@ COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status
            ("opened", "Opened"), ("attempts", "Attempts"), ("reply", "Server's reply"))
 # "cancelled" and "withdrawn" are the longest statuses but "suppressed" (the column grows for
 # it, _fit), "27 Nov 09:30" the longest opened time.
+REPLY_MIN = len("Server's reply")  # the reply column is never narrower than its heading
 FIXED = {"mark": 1, "kind": 4, "status": 9, "opened": 12, "attempts": 8}
 PENDING = NOTIFICATION_PENDING
 RESENDABLE = ("failed", "suppressed")  # what r sends again (the PEN's resend without recipients)
@@ -124,8 +125,8 @@ class NotificationTable(DataTable):
         room = max(self.size.width, 60) - 2  # a vertical scrollbar may need two cells
         free = room - sum(FIXED.values()) - (status - FIXED["status"]) - 2 * self.cell_padding * len(COLUMNS)
         natural = max([len(recipient_text(n, 200)) for n in self.items] + [len("Recipient")])
-        recipient = min(natural, max(16, free * 3 // 5))
-        return status, recipient, max(12, free - recipient)
+        recipient = min(natural, max(16, min(free * 3 // 5, free - REPLY_MIN)))  # 80 columns: the heading whole
+        return status, recipient, max(REPLY_MIN, free - recipient)
 
     def _cells(self, n: Notification, marked: bool) -> dict[str, object]:
         status_w, recipient_w, reply_w = self._widths

@@ -1,9 +1,12 @@
 """The reader's list of the conversation a message is part of: the thread's messages the
 user holds, oldest first, the one being read said in words. Rows are safe Text (never
-markup); the highlighted row carries a ">" and the terminal cursor, as every list does."""
+markup); the highlighted row carries a ">" and the terminal cursor, as every list does.
+A row is one line in the list's width: a long subject is cut with an ellipsis, so that
+where the message is ("(this message)", its folder) always shows (never a wrapped row)."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets.option_list import Option
 
 from tui.pen_client import Summary
@@ -13,13 +16,22 @@ from tui.widgets.cursor_list import MarkedOptionList
 from tui.widgets.message_rows import fit, who_text
 from tui.widgets.vim_keys import moving_bindings
 
+MIN_SUBJECT = 8  # narrower than this, the whole row is cut at its end instead
 
-def thread_row(s: Summary, *, reading: bool, marked: bool, me: str | None = None) -> str:
+
+def thread_row(s: Summary, *, reading: bool, marked: bool, me: str | None = None, width: int = 0) -> str:
+    """One row; with `width`, in at most that many cells (the subject cut to fit)."""
     flag = "U" if s.unread and not reading else "-"  # the one being read is read (marked so as it opens)
     subject = gone_mark(s, me) + (one_line(s.subject, 200) or "(no subject)")
     where = "this message" if reading else s.folder
     when = short_date(s.sent_at)
-    return f"{'>' if marked else ' '} {flag} {when:>10}  {fit(who_text(s, me), 20)}  {subject}  ({where})"
+    head, tail = f"{'>' if marked else ' '} {flag} {when:>10}  {fit(who_text(s, me), 20)}  ", f"  ({where})"
+    if width <= 0:
+        return head + subject + tail
+    room = width - cell_len(head) - cell_len(tail)
+    if room >= MIN_SUBJECT:
+        return head + fit(subject, room).rstrip() + tail
+    return fit(head + subject + tail, width).rstrip()
 
 
 class ThreadList(MarkedOptionList):
@@ -49,7 +61,18 @@ class ThreadList(MarkedOptionList):
 
     def _row(self, index: int) -> str:
         s = self.summaries[index]
-        return thread_row(s, reading=s.id == self.reading, marked=index == self.highlighted, me=self.me)
+        return thread_row(s, reading=s.id == self.reading, marked=index == self.highlighted, me=self.me,
+                          width=self._row_width())
+
+    def _row_width(self) -> int:
+        """The width rows are drawn in, the scrollbar's room always kept: a row never wraps
+        when the scrollbar comes with more rows or a smaller terminal."""
+        width = self.scrollable_content_region.width
+        return width if self.show_vertical_scrollbar else width - self.styles.scrollbar_size_vertical
 
     def _row_count(self) -> int:
         return len(self.summaries)
+
+    def on_resize(self) -> None:
+        if self._row_count():
+            self._mark()  # the rows again, in the new width
