@@ -16,7 +16,6 @@ from tui.signin.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
 
-
 SHORT_SCREEN = 30  # rows; below this the form is compact (tui/app.tcss)
 
 
