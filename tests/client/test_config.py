@@ -153,3 +153,42 @@ def test_state_dir_honours_env_and_is_private(tmp_path: Path) -> None:
     assert state_dir({"PENMAIL_STATE_DIR": str(target)}) == target
     assert target.is_dir()
     assert (target.stat().st_mode & 0o777) == 0o700
+
+
+# Addresses of every shape near the edge of tui.config's plain-address shortcut: each that the
+# shortcut takes must be one email_validator accepts unchanged (and the shortcut must take the
+# everyday ones, or start-up imports email_validator after all).
+EMAILS = [
+    "ann@example.com", "Ann.B@example.org", "a_b+c-d@sub.example.co", "x@bench.example", "1@2a.io",
+    "reader@bench.test", "-a@x.com", "a-@x.com", "a@1b.com", "u@a-b.com", "u@xn--bcher-kva.example", "u@a--b.com",
+    "Ann.B@Example.COM", "a..b@x.com", ".a@x.com", "a.@x.com", "a@x", "a@x.c", "a@x.c1", "a@-x.com",
+    "a@x-.com", "a@x.local", "a@x.localhost", "a@localhost.com", "a@x.onion", "a@x.arpa", "a@x.invalid",
+    "a@x..com", "a b@x.com", "a@x.com.", "\u00e4@x.com", "a@\u00e4.com", "a\"b@x.com", "a@[127.0.0.1]",
+    "a" * 64 + "@x.com", "a" * 65 + "@x.com", "a@" + "b" * 63 + ".com", "a@" + "b" * 64 + ".com",
+    "a@" + ".".join(["b" * 60] * 4) + ".com", "a@" + "b." * 125 + "com", "a@x.com\n", "@x.com", "a@",
+]
+
+
+@pytest.mark.parametrize("email", EMAILS)
+def test_the_plain_address_shortcut_agrees_with_email_validator(email: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from tui.config import plain_email
+
+    try:
+        normalized = validate_email(email, check_deliverability=False, allow_smtputf8=False,
+                                    test_environment=True).normalized
+    except EmailNotValidError:
+        normalized = None
+    if plain_email(email):
+        assert normalized == email
+    if email in EMAILS[:10]:
+        assert plain_email(email), "an everyday address must not need email_validator"
+
+
+def test_the_shortcut_knows_email_validators_special_use_names() -> None:
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+    from tui.config import _SPECIAL_USE
+
+    assert set(_SPECIAL_USE) == set(SPECIAL_USE_DOMAIN_NAMES) - {"test"}
