@@ -24,7 +24,6 @@ from tui.key_gate import KeyGate
 from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
-from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.messages import (
     ComposeRequested,
@@ -429,6 +428,8 @@ class PenmailApp(App):
     # ------------------------------------------------------------ actions
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, describe_keys
+
         screen = self.screen
         title = one_line(type(screen).__name__.replace("Screen", "")) or "penmail"
         self.push_screen(HelpScreen(title, describe_keys(screen)))
