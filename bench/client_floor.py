@@ -94,6 +94,13 @@ def bare_get_ms(process, runs: int) -> float:
     return statistics.median(times)
 
 
+def in_turns(trees: dict[str, Path], n: int) -> list[tuple[str, Path]]:
+    """The trees, first one first in even runs and last first in odd ones: whichever runs
+    right after another process (or the bare app) was measured slower under load."""
+    order = list(trees.items())
+    return order if n % 2 == 0 else order[::-1]
+
+
 def mailbox_part(args) -> dict:
     out: dict = {"load_before_mailbox": load()}
     trees = {"penmail": ROOT, **({"base": Path(args.base).resolve()} if args.base else {})}
@@ -104,9 +111,9 @@ def mailbox_part(args) -> dict:
             client_mailbox.first_frame(client_mailbox.BARE, env), client_mailbox.first_frame(client_mailbox.PENMAIL,
                                                                                            env, tree)
         times: dict[str, list[float]] = {"bare": [], **{name: [] for name in trees}}
-        for _ in range(args.runs):  # in turns, so that other load falls on each alike
+        for n in range(args.runs):  # in turns, so that other load falls on each alike
             times["bare"].append(client_mailbox.first_frame(client_mailbox.BARE, env))
-            for name, tree in trees.items():
+            for name, tree in in_turns(trees, n):
                 times[name].append(client_mailbox.first_frame(client_mailbox.PENMAIL, env, tree))
         bare = statistics.median(times["bare"])
         for name in times:
@@ -119,8 +126,8 @@ def mailbox_part(args) -> dict:
         page_env = dict(env, PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"))
         pages: dict[str, list[float]] = {name: [] for name in trees}
         cpus: dict[str, list[float]] = {name: [] for name in trees}
-        for _ in range(args.runs):
-            for name, tree in trees.items():
+        for n in range(args.runs):
+            for name, tree in in_turns(trees, n):
                 wall, cpu = first_page_in(tree, page_env)
                 pages[name].append(wall)
                 cpus[name].append(cpu)
