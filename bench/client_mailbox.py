@@ -101,6 +101,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
     down `walk_rows` rows with page-down, measuring memory before and after it."""
 
     from tui.app import PenmailApp
+    from tui.cli import tune_interpreter
     from tui.pen_client import PenClient
 
     requests: list[str] = []
@@ -112,6 +113,7 @@ async def scroll_run(config, walk_rows: int = 20_000) -> dict:
 
     PenClient.list_messages = counted  # type: ignore[method-assign]
 
+    tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
     out: dict = {}
     async with app.run_test(size=(120, 40)) as pilot:
@@ -213,7 +215,7 @@ def bench_pen(messages: int, thread_size: int = 1):
 def remember_sign_in(process, env: dict) -> None:
     """Sign in once in a child process with `env`'s keyring, so that penmail starts signed in."""
     remember = (
-        f"import asyncio\nfrom tui.session import Session\n"
+        f"import asyncio\nfrom tui.signin.session import Session\n"
         f"async def go():\n    s = Session({process.url!r}, 'reader@bench.example', {str(process.ca_file)!r})\n"
         f"    await s.login({PASSWORD!r})\n    await s.settle()\nasyncio.run(go())\n"
     )

@@ -103,10 +103,11 @@ def child(args: argparse.Namespace) -> None:
     """Sign in as bob, download with tui.downloads, print one JSON line of figures."""
     import asyncio
 
+    from tui.cli import tune_interpreter
     from tui.downloads import download_attachment
     from tui.pen_client import Attachment, PenClient
 
-    sys.setswitchinterval(0.001)  # as penmail's app sets it (tui/app.py)
+    tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
 
     att = Attachment(**json.loads(args.child_attachment))
 

@@ -1,5 +1,5 @@
 """How long penmail takes to take keys that come in one burst (a paste without bracketed
-paste, a macro, SSH), with the key gate (tui/key_gate.py) and without it. No PEN: the
+paste, a macro, SSH), with the key gate (tui/terminal/key_gate.py) and without it. No PEN: the
 sign-in screen, whose fields take text and whose Tab moves the focus.
 
     /work/venv/bin/python bench/key_burst.py            # 1000 characters, 200 Tabs, 3 rounds
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.tui_helpers import burst  # noqa: E402
 from tui.app import PenmailApp  # noqa: E402
+from tui.cli import tune_interpreter  # noqa: E402
 from tui.config import Config  # noqa: E402
-from tui.key_gate import KeyGate  # noqa: E402
+from tui.terminal.key_gate import KeyGate  # noqa: E402
 
 
 async def one(text: str, done, gate: bool) -> float | None:
@@ -32,6 +33,7 @@ async def one(text: str, done, gate: bool) -> float | None:
     if not gate:
         KeyGate.takes = staticmethod(lambda event: False)  # type: ignore[method-assign]
     try:
+        tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
         app = PenmailApp(Config(server="https://127.0.0.1:9", email="a@b.example"), env={}, use_keyring=False)
         async with app.run_test(size=(100, 30)) as pilot:
             while not (app.focused is not None and app.focused.id == "password"):

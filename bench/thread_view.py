@@ -39,6 +39,7 @@ async def until(pilot, condition) -> None:
 
 async def views_run(config, runs: int, walk_rows: int) -> dict:
     from tui.app import PenmailApp
+    from tui.cli import tune_interpreter
     from tui.pen_client import PenClient
     from tui.screens.mailbox import MailboxScreen
     from tui.widgets.message_list import MessageList
@@ -55,6 +56,7 @@ async def views_run(config, runs: int, walk_rows: int) -> dict:
     for name in originals:
         setattr(PenClient, name, counted(name))
     out: dict = {"list": {}, "threads": {}}
+    tune_interpreter()  # as `penmail` does before its app starts (tui/cli.py)
     app = PenmailApp(config, env={"PENMAIL_PASSWORD": PASSWORD}, use_keyring=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MailboxScreen) and app.screen.signing_in_as is None

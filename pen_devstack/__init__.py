@@ -100,6 +100,12 @@ class SmtpSink:
         return self.handler.received
 
 
+# `pen-server run` whose imports come before it waits for a go (PenProcess.spawn(held=True)).
+HELD = ("import sys\nimport pen_server.cli, pen_server.serve\n"
+        "if sys.stdin.readline() != 'go\\n':\n    sys.exit(0)\n"
+        "sys.exit(pen_server.cli.main(sys.argv[1:]))")
+
+
 @dataclass
 class PenProcess:
     data: Path
@@ -110,6 +116,7 @@ class PenProcess:
     log_path: Path | None = None
     nofile: int | None = None  # the process's open-files limit (soft and hard), for load tests
     args: tuple[str, ...] = ()  # more arguments for `pen-server run`, e.g. ("--workers", "2")
+    held: bool = False  # spawned with held=True, waiting for start()
 
     def _limit_files(self) -> None:
         import resource
@@ -148,17 +155,37 @@ class PenProcess:
         finally:
             engine.dispose()
 
-    def start(self, timeout: float = 30.0) -> PenProcess:
+    def spawn(self, *, held: bool = False) -> PenProcess:
+        """Start `pen-server run` (the data folder must exist, for its log). `held`: the
+        process loads the server's modules, the slow part of a start, then waits for
+        `start()` before it reads the data folder, which its caller fills meanwhile (the
+        demo); a held process whose caller goes away (its standard input closes) ends."""
         env = dict(os.environ, **self.env)
         if self.smtp_port:
             env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(self.smtp_port), PEN_SMTP_SECURITY="none")
         self.log_path = self.data / "server.log"
         # In the data folder, so as private as the rest of it (pen-server run warns otherwise).
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pen_server", "run", "--data", str(self.data),
+        command = ["-c", HELD] if held else ["-m", "pen_server"]
+        self.proc = subprocess.Popen([sys.executable, *command, "run", "--data", str(self.data),
                                       "--port", str(self.port), *self.args], env=env, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, preexec_fn=self._limit_files if self.nofile else None)
+                                     stdin=subprocess.PIPE if held else subprocess.DEVNULL,
+                                     preexec_fn=self._limit_files if self.nofile else None)
         log.close()
+        self.held = held
+        return self
+
+    def start(self, timeout: float = 30.0) -> PenProcess:
+        if not self.held:
+            self.spawn()
+        else:  # go on
+            self.held = False
+            assert self.proc is not None and self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(b"go\n")
+                self.proc.stdin.close()
+            except OSError:
+                pass  # it has died: said below
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

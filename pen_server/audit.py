@@ -24,13 +24,14 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pen_server.errors import ApiError
+from pen_server import paging
+from pen_server.errors import ApiError, validation
 from pen_server.models import AuditHead, AuditRow, utcnow
 
 ACTIONS = ("read", "download", "reply", "forward", "revoke", "expiry", "notified", "bounce")
@@ -38,6 +39,9 @@ CHANNELS = ("api", "web", "intercept", "smtp")
 ZERO = "0" * 64
 CHANNEL_HEADER = "X-PEN-Channel"  # "intercept" from penmail intercept; the API is "api" otherwise
 PAGE_MAX = 1000
+# `since` of the audit trail's filters (GET /admin/audit, pen-server audit): a day or a time.
+SINCE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                 r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$")
 VERIFY_BATCH = 5000
 
 
@@ -169,10 +173,18 @@ def page(session: Session, *, message_id: str | None = None, user: str | None = 
         query = query.where(or_(AuditRow.actor == user, AuditRow.recipient == user))
     if since is not None:
         query = query.where(AuditRow.at >= since)
-    rows = list(session.scalars(query.order_by(AuditRow.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    rows, last = paging.keyset(session, query, AuditRow.id, limit)
+    return rows, encode_cursor(last) if last is not None else None
+
+
+def parse_since(value: str) -> datetime:
+    """YYYY-MM-DD (the day's start, UTC) or an RFC 3339 time; else 422."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise validation({"since": "YYYY-MM-DD or an RFC 3339 time"},
+                         f"since {value[:40]!r} is not a date (YYYY-MM-DD) or an RFC 3339 time.") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def all_rows(session: Session, **filters) -> Iterator[AuditRow]:

@@ -11,7 +11,6 @@ import sys
 
 def cmd_audit(args) -> int:
     from pen_server import audit
-    from pen_server.api.admin import parse_since
     from pen_server.cli import CliError, _open
     from pen_server.errors import ApiError
 
@@ -27,7 +26,7 @@ def cmd_audit(args) -> int:
                 print(f"The audit trail is whole: {verdict.rows} rows, each chained to the one before.")
                 return 0
             try:
-                since = parse_since(args.since) if args.since else None
+                since = audit.parse_since(args.since) if args.since else None
             except ApiError as exc:
                 raise CliError(exc.message) from None
             rows = audit.all_rows(session, message_id=args.message, since=since,

@@ -809,13 +809,9 @@ def _revisions() -> tuple[list[str], str]:
     return known, script.get_current_head() or known[-1]
 
 
-def restore(source: Path, data: Path, database_url: str | None = None) -> Restored:
-    """Bring the backup at `source` back as the PEN in `data` (a new or empty folder): every
-    file checked against the manifest while it is written, the database checked, migrated
-    forward when the backup is of an older schema, and the folder moved into place in one
-    rename at the end, so a failure leaves `data` as it was. A backup with a pg_dump goes
-    into the empty PostgreSQL database at `database_url`."""
-    source, data = source.expanduser().absolute(), data.expanduser().absolute()
+def _restore_target(source: Path, data: Path, database_url: str | None) -> str | None:
+    """Refuse a target folder that holds files, a backup that is not there and a
+    --database-url that is not PostgreSQL's; the URL checked and normalised."""
     if data.exists() or data.is_symlink():
         if not data.is_dir():
             raise BackupError(f"{data} is a file, not a folder; restore into a new or empty folder.")
@@ -833,6 +829,56 @@ def restore(source: Path, data: Path, database_url: str | None = None) -> Restor
             raise BackupError(str(exc)) from None
         if not database_url.startswith("postgresql"):
             raise BackupError("--database-url is for an empty PostgreSQL database, postgresql+psycopg://...")
+    return database_url
+
+
+def _database_kind(source: Path, manifest: dict, database_url: str | None) -> bool:
+    """True for a backup with a pg_dump; refuses one that does not fit --database-url."""
+    pg = manifest["database"] == PG_DUMP
+    if pg and not database_url:
+        raise BackupError(f"The backup {source} holds a PostgreSQL database (pg_dump): give --database-url with "
+                          f"an empty PostgreSQL database to restore it into.")
+    if database_url and not pg:
+        raise BackupError(f"The backup {source} holds a SQLite database: restore it without --database-url "
+                          f"(then pen-server migrate-to moves it to PostgreSQL).")
+    return pg
+
+
+def _schema_revision(source: Path, manifest: dict) -> tuple[str, str]:
+    """The backup's schema revision and this pen-server's newest; refuses a revision it does
+    not know (a backup of a newer pen-server)."""
+    revision = str(manifest["schema_revision"])
+    known, head = _revisions()
+    if revision not in known:
+        raise BackupError(f"The backup {source} is of schema revision {revision}, which this pen-server does "
+                          f"not know (its newest is {head}): restore it with the pen-server that made it, or "
+                          f"a newer one.")
+    return revision, head
+
+
+def _refuse_tables(database_url: str) -> None:
+    """The database at `database_url` opens and holds no tables (a restore never writes into
+    one that does, nor empties it afterwards)."""
+    from pen_server.db import existing_tables
+
+    try:
+        found = existing_tables(database_url)
+    except Exception as exc:
+        raise BackupError(f"Could not open the database at --database-url "
+                          f"({str(getattr(exc, 'orig', None) or exc).splitlines()[0]}).") from None
+    if found:
+        raise BackupError(f"The database at --database-url already holds {len(found)} tables; restore "
+                          f"only into an empty one (nothing was written).")
+
+
+def restore(source: Path, data: Path, database_url: str | None = None) -> Restored:
+    """Bring the backup at `source` back as the PEN in `data` (a new or empty folder): every
+    file checked against the manifest while it is written, the database checked, migrated
+    forward when the backup is of an older schema, and the folder moved into place in one
+    rename at the end, so a failure leaves `data` as it was. A backup with a pg_dump goes
+    into the empty PostgreSQL database at `database_url`."""
+    source, data = source.expanduser().absolute(), data.expanduser().absolute()
+    database_url = _restore_target(source, data, database_url)
     data.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{data.name}.restore-", dir=data.parent))
     filled = False  # the PostgreSQL database holds what pg_restore wrote
@@ -840,36 +886,18 @@ def restore(source: Path, data: Path, database_url: str | None = None) -> Restor
         os.chmod(staging, DIR_MODE)
         manifest, read = _read(source, lambda rel: staging / rel)
         _compare(source, manifest, read)
-        pg = manifest["database"] == PG_DUMP
-        if pg and not database_url:
-            raise BackupError(f"The backup {source} holds a PostgreSQL database (pg_dump): give --database-url with "
-                              f"an empty PostgreSQL database to restore it into.")
-        if database_url and not pg:
-            raise BackupError(f"The backup {source} holds a SQLite database: restore it without --database-url "
-                              f"(then pen-server migrate-to moves it to PostgreSQL).")
+        pg = _database_kind(source, manifest, database_url)
         notes = _check_database(staging / DATABASE, source, manifest)
         if not (staging / CONFIG_NAME).is_file():
             raise BackupError(f"The backup {source} holds no {CONFIG_NAME}.")
-        revision = str(manifest["schema_revision"])
-        known, head = _revisions()
-        if revision not in known:
-            raise BackupError(f"The backup {source} is of schema revision {revision}, which this pen-server does "
-                              f"not know (its newest is {head}): restore it with the pen-server that made it, or "
-                              f"a newer one.")
-        from pen_server.db import existing_tables, migrate
+        revision, head = _schema_revision(source, manifest)
+        from pen_server.db import migrate
 
         if pg:
             from pen_server import pgdump
 
-            try:
-                found = existing_tables(database_url)
-            except Exception as exc:
-                raise BackupError(f"Could not open the database at --database-url "
-                                  f"({str(getattr(exc, 'orig', None) or exc).splitlines()[0]}).") from None
-            if found:
-                raise BackupError(f"The database at --database-url already holds {len(found)} tables; restore "
-                                  f"only into an empty one (nothing was written).")
-            filled = True
+            _refuse_tables(database_url)
+            filled = True  # from here on a failure empties the database again
             pgdump.restore_into(database_url, staging / PG_DUMP)
             (staging / PG_DUMP).unlink()
             url = database_url

@@ -14,8 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from pen_server.clock import set_clock
 from pen_server.private import UMASK, loose_modes_warning
-from pen_server.settings import LOG_FORMATS, SettingsError, load_settings
+from pen_server.settings import LOG_FORMATS, SettingsError, clock_from_environment, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -479,7 +480,18 @@ def cmd_worker(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pen-server", description="The reference Private Email Network server.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_init(sub)
+    _add_accounts(sub)
+    _add_delivery(sub)
+    _add_data(sub)
+    _add_processes(sub)
+    from pen_server.audit_cli import register as register_audit
 
+    register_audit(sub)
+    return p
+
+
+def _add_init(sub) -> None:
     init = sub.add_parser("init", help="make a new PEN in a data folder")
     init.add_argument("--data", required=True)
     init.add_argument("--name", required=True)
@@ -492,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: SQLite, pen.db in the data folder); written to [database] url")
     init.set_defaults(func=cmd_init)
 
+
+def _add_accounts(sub) -> None:
+    """user and package: the members and their membership packages."""
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a member or an administrator (password on standard input)")
     add.add_argument("--data", required=True)
@@ -545,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     prm.add_argument("name")
     prm.set_defaults(func=cmd_package_remove)
 
+
+def _add_delivery(sub) -> None:
+    """The notifications' way out: suppression, DKIM, bounces, the blocklist watch, the report."""
     supp = sub.add_parser("suppression", help="addresses that bounced permanently: no notification goes to them"
                           ).add_subparsers(dest="suppression_command", required=True)
     slist = supp.add_parser("list", help="the addresses on the list, since when and why")
@@ -588,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="as JSON, as GET /admin/deliverability/report")
     rep.set_defaults(func=cmd_report)
 
+
+def _add_data(sub) -> None:
+    """The PEN's data: moving it to PostgreSQL, backing it up, restoring it."""
     mig = sub.add_parser("migrate-to", help="copy the PEN's database into an empty PostgreSQL database "
                                             "(stop the PEN first)")
     mig.add_argument("--data", required=True)
@@ -611,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a backup made with --pg-dump: the empty PostgreSQL database to restore it into")
     rs.set_defaults(func=cmd_restore)
 
+
+def _add_processes(sub) -> None:
+    """The long-running processes: the API server and the delivery worker."""
     run = sub.add_parser("run", help="serve HTTPS and deliver notifications")
     run.add_argument("--data", required=True)
     run.add_argument("--host", default="127.0.0.1")
@@ -630,11 +654,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-format", choices=LOG_FORMATS, help="text (the default) or json: one object a line")
     worker.set_defaults(func=cmd_worker)
 
-    from pen_server.audit_cli import register as register_audit
-
-    register_audit(sub)
-    return p
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -645,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     # is for this user only; the umask is put back for callers that run us in-process.
     umask = os.umask(UMASK)
     try:
+        # The environment's process-wide setting, read once here (load_settings reads the rest).
+        set_clock(clock_from_environment(os.environ))
         return args.func(args)
     except (CliError, SettingsError) as exc:
         print(f"pen-server: {exc}", file=sys.stderr)

@@ -3,9 +3,7 @@ PostgreSQL must work from the same models and migrations."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -25,35 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The server's clock (PEN_CLOCK is read when pen-server starts, not here); most modules import it from here.
+from pen_server.clock import utcnow as utcnow
+
 
 def new_id() -> str:
     """An opaque, URL-safe id of 128 random bits."""
     return secrets.token_urlsafe(16)
-
-
-def _clock_base() -> datetime | None:
-    """PEN_CLOCK (an RFC 3339 time) starts the server's clock there, for reproducible demos
-    and snapshot tests; time still runs from that point."""
-    raw = os.environ.get("PEN_CLOCK")
-    if not raw:
-        return None
-    return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
-
-
-_CLOCK = _clock_base()
-_CLOCK_START = time.monotonic()
-# PEN_CLOCK_RATE (with PEN_CLOCK): how fast that clock runs, 1 by default. The snapshot
-# tests' PEN runs it at 0.001, so the minute its messages show never depends on how long a
-# loaded machine took to start it, and each message still gets a later time than the last.
-_CLOCK_RATE = float(os.environ.get("PEN_CLOCK_RATE") or 1)
-
-
-def utcnow() -> datetime:
-    if _CLOCK is not None:
-        from datetime import timedelta
-
-        return _CLOCK + timedelta(seconds=(time.monotonic() - _CLOCK_START) * _CLOCK_RATE)
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):

@@ -1,11 +1,12 @@
-"""Keyset paging of the administrator's lists (accounts, the suppression list) by one unique
-text column, an address: the cursor names the last address of a page, so a page stays right
-while rows come and go."""
+"""Keyset paging of the administrator's lists: accounts and the suppression list by one
+unique text column, an address (by_key), and the audit trail by row id (audit.page). The
+cursor names the last key of a page, so a page stays right while rows come and go."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,15 @@ def by_key(session: Session, query, column, cursor: str | None, limit: int) -> t
     cursor (None at the end)."""
     if cursor:
         query = query.where(column > decode(cursor))
+    rows, last = keyset(session, query, column, limit)
+    return rows, encode(last) if last is not None else None
+
+
+def keyset(session: Session, query, column, limit: int) -> tuple[list, Any]:
+    """`limit` rows of `query` (already limited to those after the cursor) by `column`
+    ascending, and the last one's key when more follow (None at the end). The lists by
+    address above and the audit trail (audit.page, by row id) both page with this."""
     rows = list(session.scalars(query.order_by(column).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode(getattr(rows[-1], column.key)) if more and rows else None
+    return rows, getattr(rows[-1], column.key) if more and rows else None

@@ -168,20 +168,9 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     for the audit rows of a reply or a forward."""
     key = valid_idempotency_key(idempotency_key)
     digest = _request_hash(body)
-    earlier = session.get(IdempotencyKey, (user.id, key))
-    if earlier is not None and earlier.created_at > utcnow() - timedelta(hours=IDEMPOTENCY_HOURS):
-        if earlier.request_hash != digest:
-            raise ApiError(422, "idempotency_key_reused",
-                           "That Idempotency-Key was used for another message; make a new key for a new message.")
-        entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
-                                                          MailboxEntry.message_id == earlier.message_id))
-        if entry is None:
-            raise ApiError(409, "conflict", "The message sent with that Idempotency-Key has been deleted since; "
-                                            "make a new key to send it again.")
-        return entry, []
-    if earlier is not None:
-        session.delete(earlier)
-        session.flush()
+    sent_before = _sent_before(session, user, key, digest)
+    if sent_before is not None:
+        return sent_before, []
 
     if has_control(body.subject):
         raise validation({"subject": "no line breaks or control characters"},
@@ -219,6 +208,53 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
     _attach(session, user, message, attachments)
     session.add(MailboxEntry(user_id=user.id, message_id=message.id, folder="sent", unread=False,
                              is_sender=True, sent_at=now, thread_id=message.thread_id))
+    announce, copies, invited, suppressed = _hand_out(session, settings, secret, user, message, lists, recipients, now)
+    session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same key raced in from a parallel retry: answer as that one did.
+        session.rollback()
+        raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
+                       headers={"Retry-After": "1"}) from None
+    addresses.remember(session, copies)
+    _index_count_audit(session, message, text, announce, invited, attachments, parent, who)
+    entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                      MailboxEntry.message_id == message.id))
+    events: list[tuple[str, str, dict]] = [(user_id, "message.new", {"id": mid, "folder": folder})
+                                           for user_id, mid, folder in announce]
+    events += [(user.id, "notification.updated", {"message_id": message.id, "recipient": addr, "status": "suppressed"})
+               for _kind, addr in recipients if addr["email"] in suppressed]
+    return entry, events
+
+
+def _sent_before(session: Session, user: User, key: str, digest: str) -> MailboxEntry | None:
+    """The sender's copy of the message an earlier request with this Idempotency-Key sent
+    (within IDEMPOTENCY_HOURS, for the same request); an older key's row is let go."""
+    earlier = session.get(IdempotencyKey, (user.id, key))
+    if earlier is None:
+        return None
+    if earlier.created_at <= utcnow() - timedelta(hours=IDEMPOTENCY_HOURS):
+        session.delete(earlier)
+        session.flush()
+        return None
+    if earlier.request_hash != digest:
+        raise ApiError(422, "idempotency_key_reused",
+                       "That Idempotency-Key was used for another message; make a new key for a new message.")
+    entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
+                                                      MailboxEntry.message_id == earlier.message_id))
+    if entry is None:
+        raise ApiError(409, "conflict", "The message sent with that Idempotency-Key has been deleted since; "
+                                        "make a new key to send it again.")
+    return entry
+
+
+def _hand_out(session: Session, settings: Settings, secret: bytes, user: User, message: Message, lists: dict,
+              recipients: list, now: datetime) -> tuple[list, list, set[str], dict[str, str]]:
+    """The sender's copy, each recipient's copy (an outsider becomes a guest, invited) and a
+    notification row for each recipient; returns the copies to announce (user_id, message id,
+    folder), the people each holder now knows (for the address book), the users this message
+    invited, and the recipients on the suppression list with their reasons."""
     announce = [(user.id, message.id, "sent")]
     sender_person = {"email": user.email, "name": message.from_name}
     copies = [(user.id, user.email, addresses.people_of_copy(
@@ -246,15 +282,15 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
                 sender_person, lists["to"] + lists["cc"], [], is_sender=False)))
         session.add(notification_row(secret, host, expires, message.id, position, addr, recipient.id, kind, now,
                                      suppressed=suppressed.get(addr["email"])))
-    session.add(IdempotencyKey(user_id=user.id, key=key, request_hash=digest, message_id=message.id, created_at=now))
-    try:
-        session.flush()
-    except IntegrityError:
-        # The same key raced in from a parallel retry: answer as that one did.
-        session.rollback()
-        raise ApiError(409, "conflict", "The same message is being sent already; try again in a moment.",
-                       headers={"Retry-After": "1"}) from None
-    addresses.remember(session, copies)
+    return announce, copies, invited, suppressed
+
+
+def _index_count_audit(session: Session, message: Message, text: str, announce: list[tuple[str, str, str]],
+                       invited: set[str], attachments: list, parent: Message | None,
+                       who: audit.Who | None) -> None:
+    """What the stored message changes beside itself, in the same transaction: the search
+    index, each holder's folder count, and the audit rows of a reply or a forward."""
+    now = message.sent_at
     # The search index, in this same transaction: a message is found as soon as it is stored.
     search_index.add(session.connection(), [search_index.document(
         {"id": message.id, "sent_at": now, "subject": message.subject, "from_email": message.from_email,
@@ -272,13 +308,6 @@ def send(session: Session, settings: Settings, secret: bytes, user: User, body: 
                      + [audit.Entry("forward", who, source, detail={
                          "attachments": [a.id for a, own in attachments if not own and a.message_id == source],
                          "message": message.id}) for source in forwarded])
-    entry = session.scalar(select(MailboxEntry).where(MailboxEntry.user_id == user.id,
-                                                      MailboxEntry.message_id == message.id))
-    events: list[tuple[str, str, dict]] = [(user_id, "message.new", {"id": mid, "folder": folder})
-                                           for user_id, mid, folder in announce]
-    events += [(user.id, "notification.updated", {"message_id": message.id, "recipient": addr, "status": "suppressed"})
-               for _kind, addr in recipients if addr["email"] in suppressed]
-    return entry, events
 
 
 def notification_row(secret: bytes, host: str, expires: datetime, message_id: str, position: int, addr: dict,

@@ -14,11 +14,14 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from pen_server.clock import Clock
 
 CONFIG_NAME = "pen-server.toml"
 SECURITIES = ("starttls", "tls", "none")
@@ -578,6 +581,23 @@ def load_settings(data_dir: str | os.PathLike, env: Mapping[str, str] | None = N
     s.metrics = MetricsSettings()
     _copy(s.metrics, file.metrics)
     return s
+
+
+def clock_from_environment(env: Mapping[str, str] | None = None) -> Clock:
+    """PEN_CLOCK (an RFC 3339 time) starts the server's clock there, for reproducible demos and
+    snapshot tests; PEN_CLOCK_RATE (with it, 1 by default) is how fast that clock runs. The
+    snapshot tests' PEN runs it at 0.001, so the minute its messages show never depends on how
+    long a loaded machine took to start it, and each message still gets a later time than the
+    last. Read once, when pen-server starts (pen_server.cli.main), not when a module is imported."""
+    env = os.environ if env is None else env
+    raw = env.get("PEN_CLOCK")
+    if not raw:
+        return Clock()
+    try:
+        start = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise SettingsError(f"PEN_CLOCK must be an RFC 3339 time such as 2020-01-15T09:30:00Z, not {raw!r}.") from None
+    return Clock(start, _sentence(_as_positive, "PEN_CLOCK_RATE", env.get("PEN_CLOCK_RATE") or 1))
 
 
 S3_COPY_LIMIT = 5 << 30  # CopyObject's limit: an upload is copied to its content address

@@ -4,9 +4,8 @@ stream, and routes between screens. Screens live in tui/screens/, one a file."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from rich.text import Text
@@ -20,12 +19,12 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from tui.config import Config, ConfigError
-from tui.key_gate import KeyGate
 from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.messages import (
+    NOTICE_SECONDS,
     ComposeRequested,
     DraftResumeRequested,
     EventsWanted,
@@ -35,8 +34,9 @@ from tui.screens.messages import (
     SignedIn,
     SummaryChanged,
 )
-from tui.session import Session, open_session, sign_in_quietly
-from tui.terminal_cursor import terminal_cursor
+from tui.signin.session import Session, open_session, sign_in_quietly
+from tui.terminal.cursor import terminal_cursor
+from tui.terminal.key_gate import KeyGate
 from tui.widgets.message_list import MessageList
 
 # The screens that the first mailbox frame does not need are imported when first shown.
@@ -87,7 +87,7 @@ def check_key_ids(config: Config) -> None:
         where = config.path or "the settings file"
         raise ConfigError(
             f"In {where}, keys has {unknown[0]!r}, which is not an action id; F1 shows each "
-            f"screen's ids, and the README lists them all."
+            f"screen's ids, and docs/keys.md lists them all."
         )
 
 
@@ -121,25 +121,25 @@ class PenmailApp(App):
         open_message_id: str | None = None,
         sign_in_hint: str | None = None,
         demo_link: str | None = None,
+        wait_for_server: Callable[[], object] | None = None,
     ):
         super().__init__()
         self.config = config
         self.sign_in_hint = sign_in_hint  # shown on every sign-in screen (the demo's password)
         self.demo_link = demo_link  # the demo's sentence with a guest's link and the CA (ctrl+g)
+        # The demo's server, still starting at the first frame: the quiet sign-in waits for it
+        # (in a thread); when it raises, the app ends and the demo says why in one sentence.
+        self.wait_for_server = wait_for_server
         self.session = session
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
         self._signing_in: Session | None = None  # the quiet sign-in behind the first frame
-        self.env = os.environ if env is None else env
+        self.env = {} if env is None else env  # the command's (tui.config.environment); the app reads none
         self.key_gate = KeyGate(self, self._key_arrived)  # no key lost nor misplaced, however fast
         self.notices = NoticeLog()  # every toast, to be read again with N
         if not config.animations:
             self.animation_level = "none"
-        # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
-        # it back after their I/O, every millisecond rather than every 5: a keyring read at
-        # start-up took 30-90 ms behind the first screen's layout instead of 5.
-        sys.setswitchinterval(0.001)
 
     # ------------------------------------------------------------ keys, one after the other
 
@@ -191,12 +191,18 @@ class PenmailApp(App):
         except PenError as exc:
             self.push_screen(self.sign_in_screen(error=exc.message))
             return
-        self.push_screen(MailboxScreen(session.client, signing_in_as=self.config.email))
+        self.push_screen(MailboxScreen(session.client, keys=self.key_gate, signing_in_as=self.config.email))
         self._signing_in = session
         self._sign_in_quietly(session)
 
     @work(exclusive=True, group="signin", exit_on_error=False)
     async def _sign_in_quietly(self, session: Session) -> None:
+        if self.wait_for_server is not None:
+            try:
+                await asyncio.to_thread(self.wait_for_server)
+            except Exception:
+                self.exit(return_code=1)  # run_demo says why after the full screen
+                return
         session, outcome = await sign_in_quietly(self.config, self.env, self.use_keyring, session=session)
         self._signing_in = None
         if outcome.client is not None:
@@ -213,9 +219,9 @@ class PenmailApp(App):
         if waiting is not None and waiting.client is session.client and waiting.signing_in_as is not None:
             waiting.start()  # the mailbox that was the first frame
         elif len(self.screen_stack) > 1:
-            self.switch_screen(MailboxScreen(session.client))
+            self.switch_screen(MailboxScreen(session.client, keys=self.key_gate))
         else:
-            self.push_screen(MailboxScreen(session.client))
+            self.push_screen(MailboxScreen(session.client, keys=self.key_gate))
         if self.open_message_id:
             self._open_by_id(self.open_message_id)
             self.open_message_id = None
@@ -228,7 +234,7 @@ class PenmailApp(App):
             event.widget.cursor_blink = False
 
     # The terminal cursor, where each draw puts it: on the focused widget's highlighted row or
-    # text cursor, found by one rule (tui/terminal_cursor.py) after the layout of that draw,
+    # text cursor, found by one rule (tui/terminal/cursor.py) after the layout of that draw,
     # so never left on a line that moved, a screen below, or a field not yet laid out. What
     # widgets set (Textual's fields set it) is kept for a focused widget with no place of its own.
 
@@ -257,13 +263,18 @@ class PenmailApp(App):
                 timeout=15,
             )
 
-    def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information", timeout: float = 8) -> None:
+    def toast(self, text: str, *, title: str = "", severity: SeverityLevel = "information",
+              timeout: float = NOTICE_SECONDS) -> None:
         """A notification whose text may come from the server: cleaned, never markup."""
-        self.notify(one_line(text, 500), title=one_line(title, 80), severity=severity, timeout=timeout, markup=False)
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
-        """Every notice, penmail's and Textual's own, also goes to the history N opens."""
+        """Every notice, penmail's and Textual's own, also goes to the history N opens. With
+        markup=False (how screens say what may come from the server: ``self.notify(text,
+        markup=False, ...)``), the text is untrusted: cleaned to one line, never markup."""
+        if not markup:
+            message, title = one_line(message, 500), one_line(title, 80)
         self.notices.add(_plain(message) if markup else message, title=title, severity=severity)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
@@ -330,7 +341,8 @@ class PenmailApp(App):
     def open_message(self, summary: Summary, instead_of: Screen | None = None) -> None:
         from tui.screens.reader import ReaderScreen
 
-        reader = ReaderScreen(self.session.client, summary)
+        reader = ReaderScreen(self.session.client, summary, keys=self.key_gate,
+                              download_dir=self.config.download_dir)
         if instead_of is not None and instead_of is self.screen:
             self.switch_screen(reader)
         else:

@@ -7,36 +7,51 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 
 from tui.config import ConfigError, load_config
+from tui.config.environment import read_environment
+
+
+def tune_interpreter() -> None:
+    """The process-wide settings the full-screen client wants, set by the command that runs
+    it (and by the benchmarks that time it), not by the app: an app in a test or another
+    program leaves the interpreter as it found it."""
+    # Worker threads (keyring, file writes, hashing) hand the GIL back to the UI, and get
+    # it back after their I/O, every millisecond rather than every 5: a keyring read at
+    # start-up took 30-90 ms behind the first screen's layout instead of 5 (bench/README.md).
+    sys.setswitchinterval(0.001)
 
 
 def run_tui(config, *, env=None, use_keyring: bool = True, sign_in_hint: str | None = None,
-            demo_link: str | None = None) -> int:
+            demo_link: str | None = None, wait_for_server=None) -> int:
     import gc
 
-    from tui import terminal_keys
     from tui.app import PenmailApp, check_key_ids
+    from tui.terminal import keys as terminal_keys
 
     check_key_ids(config)
     terminal_keys.install()
+    tune_interpreter()
     # What the imports made lives as long as the process: out of the collector's way, so
     # that collections while the first screen is laid out do not walk it (~10-20 ms).
     gc.freeze()
-    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint, demo_link=demo_link)
+    app = PenmailApp(config, env=env, use_keyring=use_keyring, sign_in_hint=sign_in_hint, demo_link=demo_link,
+                     wait_for_server=wait_for_server)
     app.run()
     return app.return_code or 0
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args, env: Mapping[str, str] | None = None) -> int:
     import dataclasses
     import importlib
     import threading
 
     from tui.demo import guest_link_sentence, run_demo, sign_in_hint
-    from tui.demo_prepared import adopt_drafts, cache_root, state_dir
+    from tui.demo.prepared import adopt_drafts, cache_root, state_dir
 
-    config = load_config()
+    env = read_environment() if env is None else env
+    config = load_config(env=env)
     if config.keys:  # a typo in [keys] is said before the demo PEN is made
         from tui.app import check_key_ids
 
@@ -59,8 +74,8 @@ def cmd_demo(args) -> int:
         link = guest_link_sentence(stack)
         hint = sign_in_hint(stack.email, stack.password) + (" Ctrl+G shows a guest's link for a browser." if link
                                                              else "")
-        return run_tui(demo, env={**os.environ, "PENMAIL_PASSWORD": stack.password}, use_keyring=False,
-                       sign_in_hint=hint, demo_link=link)
+        return run_tui(demo, env={**env, "PENMAIL_STATE_DIR": str(state), "PENMAIL_PASSWORD": stack.password},
+                       use_keyring=False, sign_in_hint=hint, demo_link=link, wait_for_server=stack.wait_ready)
 
     return run_demo(launch, cache_dir=cache)
 
@@ -98,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(protect_ids(parser, argv))
+    env = read_environment()  # once, here; handed down from this point on
     if getattr(args, "line_command", None):
-        return args.func(args)  # line mode: its own errors, exit codes and output
+        return args.func(args, env)  # line mode: its own errors, exit codes and output
     try:
         if getattr(args, "func", None):
-            return args.func(args)
-        return run_tui(load_config())
+            return args.func(args, env)
+        return run_tui(load_config(env=env), env=env)
     except ConfigError as exc:
         print(f"penmail: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """The logic of writing a message, without any user interface.
 
-Owns: reply and forward subjects (without stacking "Re: Re:"), the quoted text of a
-reply, the recipients of a reply or reply-all, the body of a forward, checking what the
-person typed in the address and subject fields (one sentence per problem, shown as it
-is), and the address book used to complete addresses.
+Owns: reply and forward subjects and the recipients of a reply or reply-all (by the rule
+that the web pages follow too, pen_rules.replies, on text cleaned here first), the quoted
+text of a reply, the body of a forward, checking what the person typed in the address and
+subject fields (one sentence per problem, shown as it is), and the address book used to
+complete addresses.
 
 It works on the client's dataclasses (``tui.pen_client.Message`` and ``Address``); the
 address book's file holds ``{"email", "name"}`` objects, read into Addresses. Everything
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pen_rules import replies
+from pen_rules.replies import MAX_SUBJECT
 from tui.files import write_atomic
 from tui.pen_client import Address, Message
 from tui.safe_text import clean, one_line
@@ -40,34 +43,21 @@ __all__ = [
     "validate_subject",
 ]
 
-MAX_SUBJECT = 998  # RFC 5322's line limit, and the contract's
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# "Re:", "RE :", "Re[2]:", "Re(3):", and the German/Scandinavian/Dutch forms mail clients send.
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
-_FORWARD_PREFIX = re.compile(r"^\s*(?:fwd?)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _LINE_BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
 _DISPLAY_FORM = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^<>"]*?))\s*<([^<>]*)>$', re.DOTALL)
 _NAME_SPECIALS = re.compile(r'[,;<>"@()\[\]:\\]')
 
 
-def _strip_prefixes(subject: str, prefix: re.Pattern[str]) -> str:
-    text = one_line(subject or "")
-    while True:
-        match = prefix.match(text)
-        if not match:
-            return text
-        text = text[match.end():]
-
-
 def reply_subject(subject: str) -> str:
-    """ "Re: <subject>", with any earlier "Re:", "RE:", "Re[2]:", "Aw:" folded into one."""
-    return ("Re: " + _strip_prefixes(subject, _REPLY_PREFIX))[:MAX_SUBJECT]
+    """ "Re: <subject>", with any earlier "Re:", "AW:", "Re[2]:", "SV:" folded into one (pen_rules)."""
+    return replies.reply_subject(one_line(subject or ""))
 
 
 def forward_subject(subject: str) -> str:
-    """ "Fwd: <subject>", with any earlier "Fwd:", "FW:", "Fw:" folded into one."""
-    return ("Fwd: " + _strip_prefixes(subject, _FORWARD_PREFIX))[:MAX_SUBJECT]
+    """ "Fwd: <subject>", with any earlier "Fwd:", "FW:", "WG:" folded into one (pen_rules)."""
+    return replies.forward_subject(one_line(subject or ""))
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -136,27 +126,14 @@ def _clean_addresses(values: Iterable[Address]) -> list[Address]:
     return [a for a in (_clean_address(v) for v in values) if a is not None]
 
 
-def reply_recipients(message: Message, me_email: str, reply_all: bool) -> tuple[list[Address], list[Address]]:
-    """(to, cc) for a reply.  Reply-all adds the other recipients to cc, never the user."""
-    me = (me_email or "").strip().lower()
+def reply_recipients(message: Message, me: str | Iterable[str],
+                     reply_all: bool) -> tuple[list[Address], list[Address]]:
+    """(to, cc) for a reply or reply-all, by the rule of pen_rules.replies; `me` is the
+    user's address (or all of them), never among the recipients."""
+    mine = [me] if isinstance(me, str) else list(me)
     sender = _clean_address(message.sender)
-    original_to = _clean_addresses(message.to)
-    if sender is not None and sender.email.lower() == me:
-        # Replying to one's own sent message continues with its recipients.
-        to = [a for a in original_to if a.email.lower() != me] or original_to[:1]
-    else:
-        to = [sender] if sender is not None else []
-    seen: set[str] = set()
-    to = [a for a in to if not (a.email.lower() in seen or seen.add(a.email.lower()))]  # type: ignore[func-returns-value]
-    cc: list[Address] = []
-    if reply_all:
-        seen.add(me)
-        for a in original_to + _clean_addresses(message.cc):
-            key = a.email.lower()
-            if key not in seen:
-                seen.add(key)
-                cc.append(a)
-    return to, cc
+    return replies.reply_recipients(sender, _clean_addresses(message.to), _clean_addresses(message.cc), mine,
+                                    reply_all=reply_all, email_of=lambda a: a.email)
 
 
 def forward_body(message: Message) -> str:
@@ -175,7 +152,7 @@ def forward_body(message: Message) -> str:
             lines.append(f"{label}: " + ", ".join(format_address(a) for a in cleaned))
     body = message.body_text or ""
     if not body.strip() and message.body_html:
-        from tui.htmlbody import HtmlConversionError, html_to_text
+        from tui.text.htmlbody import HtmlConversionError, html_to_text
 
         try:
             body, _ = html_to_text(message.body_html)

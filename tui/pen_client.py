@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402 (after the line above, on purpose)
 
-from tui.format import iso  # noqa: E402
+from tui.text.format import iso  # noqa: E402
 
 API = "/api/v1"
 CHANNEL_HEADER = "X-PEN-Channel"  # what the PEN's audit trail records a request as coming through
@@ -204,7 +204,7 @@ class Summary:
     # A recipient's copy: when the sender withdrew it.
     revoked_at: datetime | None = None
     # What the PEN said the last time the caller tried to read it: "revoked" (withdrawn) or
-    # "expired" (410); None while it could (tui.format.gone_state adds an end date passed since).
+    # "expired" (410); None while it could (tui.text.format.gone_state adds an end date passed since).
     gone: str | None = None
 
     @classmethod
@@ -374,7 +374,7 @@ class PenClient:
     this client holds and returns an async context manager that yields the refresh token to
     use instead (the freshest one, where another process shares the sign-in and may have
     rotated it; or the same one); the refresh and its `on_refresh_token` call happen inside
-    it. The client knows nothing of keyrings or locks (tui/session.py provides the guard)."""
+    it. The client knows nothing of keyrings or locks (tui/signin/session.py provides the guard)."""
 
     def __init__(self, server: str, *, ca_file: str | os.PathLike | None = None, timeout: float = 15.0,
                  deadline: float = 60.0, on_refresh_token: Callable[[str | None], None] | None = None,

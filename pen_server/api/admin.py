@@ -5,13 +5,14 @@ watch and the delivery report."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 
 from pen_server import audit, deliverability, effective_settings, members, suppression
-from pen_server.api.deps import Caller, admin, db_session, services
+from pen_server.api.deps import AdminDep, ServicesDep, SessionDep
 from pen_server.errors import ApiError, not_found, validation
 from pen_server.models import Package, User
 from pen_server.schemas import (
@@ -32,8 +33,27 @@ from pen_server.schemas import (
 from pen_server.text import BASE_URL_PATTERN, NO_CONTROL_PATTERN, has_control
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-SINCE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-                 r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$")
+_PACKAGE = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL)
+# The lists' parameters: q any text without control characters, cursors as the lists give them out.
+_Q = Query(None, max_length=320, pattern=NO_CONTROL_PATTERN, description="Only those whose address (or, for "
+           "accounts, name) holds this text, ignoring case.")
+_CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$", description="`next_cursor` of the page before.")
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of an administrator's list by address (paging.by_key): its filter, the cursor
+    of the page before and its size, as the query gives them."""
+    q: str | None
+    cursor: str | None
+    limit: int
+
+
+def list_page(q: str | None = _Q, cursor: str | None = _CURSOR, limit: int = Query(50, ge=1, le=200)) -> ListPage:
+    return ListPage(q or None, cursor or None, limit)
+
+
+ListPageDep = Annotated[ListPage, Depends(list_page)]
 
 
 def _pen_out(session, settings) -> dict:
@@ -46,17 +66,12 @@ def _pen_out(session, settings) -> dict:
 
 
 @router.get("/pen", response_model=PenOut)
-def get_pen(_=Depends(admin, scope="function"), session=Depends(db_session, scope="function"), pen=Depends(services)):
+def get_pen(_: AdminDep, session: SessionDep, pen: ServicesDep):
     return _pen_out(session, pen.settings)
 
 
 @router.put("/pen", response_model=PenOut)
-def put_pen(
-    body: PenIn,
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
-):
+def put_pen(body: PenIn, _: AdminDep, session: SessionDep, pen: ServicesDep):
     fields = {}
     if has_control(body.name):
         fields["name"] = "no line breaks or control characters"
@@ -84,7 +99,7 @@ def put_pen(
 
 
 @router.get("/packages", response_model=PackagesOut)
-def list_packages(_=Depends(admin, scope="function"), session=Depends(db_session, scope="function")):
+def list_packages(_: AdminDep, session: SessionDep):
     return {"items": [_package_out(p) for p in session.scalars(select(Package).order_by(Package.name))]}
 
 
@@ -94,12 +109,7 @@ def _package_out(package: Package) -> dict:
 
 
 @router.put("/packages/{name}", response_model=PackageOut)
-def put_package(
-    body: PackageIn,
-    name: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-):
+def put_package(body: PackageIn, _: AdminDep, session: SessionDep, name: str = _PACKAGE):
     if not (1 <= len(name) <= 64) or has_control(name):
         raise not_found("That package")
     package = session.get(Package, name)
@@ -117,43 +127,37 @@ def put_package(
 
 @router.get("/audit", response_model=AuditPageOut)
 def audit_rows(
+    _: AdminDep,
+    session: SessionDep,
     message: str | None = Query(None, max_length=64, description="A message id: its rows only."),
     user: str | None = Query(None, max_length=320, description="An e-mail address: the rows it acted in, or "
                                                                "that concern it as a recipient."),
-    since: str | None = Query(None, max_length=64, pattern=SINCE_PATTERN,
+    since: str | None = Query(None, max_length=64, pattern=audit.SINCE_PATTERN,
                               description="YYYY-MM-DD (UTC) or an RFC 3339 time: rows from then on."),
     cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
     limit: int = Query(100, ge=1, le=audit.PAGE_MAX),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     """Every row of the audit trail, oldest first (the chain's order), keyset-paged."""
     rows, next_cursor = audit.page(session, message_id=message or None, user=user.strip().lower() if user else None,
-                                   since=parse_since(since) if since else None,
+                                   since=audit.parse_since(since) if since else None,
                                    after_id=audit.decode_cursor(cursor) if cursor else 0, limit=limit)
     return {"items": [audit.row_out(r) for r in rows], "next_cursor": next_cursor}
 
 
-def parse_since(value: str) -> datetime:
-    """YYYY-MM-DD (the day's start, UTC) or an RFC 3339 time; else 422."""
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
-        raise validation({"since": "YYYY-MM-DD or an RFC 3339 time"},
-                         f"since {value[:40]!r} is not a date (YYYY-MM-DD) or an RFC 3339 time.") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 @router.get("/deliverability", response_model=DeliverabilityOut)
-def get_deliverability(_=Depends(admin, scope="function"), pen=Depends(services)):
+def get_deliverability(_: AdminDep, pen: ServicesDep):
     """The last blocklist check (`[deliverability]`) and the listings it found."""
     return deliverability.current(pen.db, pen.settings)
 
 
 @router.get("/deliverability/report", response_model=ReportOut)
 def get_report(
+    _: AdminDep,
+    pen: ServicesDep,
     since: str = Query("30d", max_length=20, json_schema_extra={"pattern": deliverability.SINCE_PATTERN},
                        description="How far back: minutes, hours, days or weeks, e.g. 90m, 12h, 30d, 2w."),
-    _=Depends(admin, scope="function"),
-    pen=Depends(services),
 ):
     """Notifications per recipient domain and in total, for the messages sent since then."""
     try:
@@ -171,11 +175,7 @@ def _refused(exc: members.Refused) -> ApiError:
 
 
 @router.delete("/packages/{name}", status_code=204)
-def delete_package(
-    name: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-):
+def delete_package(_: AdminDep, session: SessionDep, name: str = _PACKAGE):
     if has_control(name) or session.get(Package, name) is None:
         raise not_found("That package")
     try:
@@ -185,31 +185,19 @@ def delete_package(
     return Response(status_code=204)
 
 
-# The lists' parameters: q any text without control characters, cursors as the lists give them out.
-_Q = Query(None, max_length=320, pattern=NO_CONTROL_PATTERN, description="Only those whose address (or, for "
-           "accounts, name) holds this text, ignoring case.")
-_CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$", description="`next_cursor` of the page before.")
-
-
 @router.get("/users", response_model=AccountsOut)
-def list_users(
-    q: str | None = _Q,
-    cursor: str | None = _CURSOR,
-    limit: int = Query(50, ge=1, le=200),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-):
+def list_users(_: AdminDep, session: SessionDep, page: ListPageDep):
     """Every account (members, administrators and guests) by address, keyset-paged."""
-    return members.page(session, q or None, cursor or None, limit)
+    return members.page(session, page.q, page.cursor, page.limit)
 
 
 @router.patch("/users/{user_id}", response_model=AccountOut)
 def patch_user(
     body: AccountPatchIn,
+    who: AdminDep,
+    session: SessionDep,
+    pen: ServicesDep,
     user_id: str = Path(min_length=1, max_length=64, json_schema_extra=NO_CONTROL),
-    who: Caller = Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
 ):
     user = None if has_control(user_id) else session.get(User, user_id)
     if user is None or user.removed_at is not None:
@@ -230,22 +218,16 @@ def patch_user(
 
 
 @router.get("/suppressions", response_model=SuppressionsOut)
-def list_suppressions(
-    q: str | None = _Q,
-    cursor: str | None = _CURSOR,
-    limit: int = Query(50, ge=1, le=200),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
-):
+def list_suppressions(_: AdminDep, session: SessionDep, page: ListPageDep):
     """The addresses that bounced permanently, by address, keyset-paged."""
-    return suppression.page(session, q or None, cursor or None, limit)
+    return suppression.page(session, page.q, page.cursor, page.limit)
 
 
 @router.delete("/suppressions/{email}", status_code=204)
 def delete_suppression(
+    _: AdminDep,
+    session: SessionDep,
     email: str = Path(min_length=1, max_length=320, json_schema_extra=NO_CONTROL),
-    _=Depends(admin, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     """Notifications to the address are sent again from now on (earlier ones can be resent)."""
     if has_control(email) or not suppression.remove(session, email):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from pen_server import accounts, effective_settings, signin
-from pen_server.api.deps import Caller, caller, db_session, services
+from pen_server.api.deps import CallerDep, ServicesDep, SessionDep
 from pen_server.models import Message, User
 from pen_server.schemas import InvitationOut, LoginIn, PenInfoOut, RefreshIn, RegisterIn, TokenOut, UserOut
 
@@ -13,8 +13,7 @@ router = APIRouter()
 
 
 @router.post("/auth/login", response_model=TokenOut, tags=["auth"])
-async def login(body: LoginIn, request: Request, session=Depends(db_session, scope="function"),
-                pen=Depends(services)):
+async def login(body: LoginIn, request: Request, session: SessionDep, pen: ServicesDep):
     # Async, with the work in threads of its own: password hashes never take the threads
     # that the other routes run in.
     ip = signin.client_address(request, pen.settings)
@@ -27,13 +26,12 @@ def _login(session, pen, body: LoginIn, ip: str | None) -> dict:
 
 
 @router.post("/auth/refresh", response_model=TokenOut, tags=["auth"])
-def refresh(body: RefreshIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
+def refresh(body: RefreshIn, session: SessionDep, pen: ServicesDep):
     return accounts.refresh(session, pen.settings, body.refresh_token)
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
-def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
-           pen=Depends(services)):
+def logout(who: CallerDep, session: SessionDep, pen: ServicesDep):
     accounts.revoke_family(session, who.token.family_id)
     session.commit()
     pen.hub.end_sign_in(who.user.id, who.token.family_id)
@@ -41,13 +39,12 @@ def logout(who: Caller = Depends(caller, scope="function"), session=Depends(db_s
 
 
 @router.get("/me", response_model=UserOut, tags=["auth"])
-def me(who: Caller = Depends(caller, scope="function")):
+def me(who: CallerDep):
     return accounts.user_out(who.user)
 
 
 @router.get("/pen", response_model=PenInfoOut, tags=["auth"])
-def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function"),
-             pen=Depends(services)):
+def pen_info(who: CallerDep, session: SessionDep, pen: ServicesDep):
     """What a client needs to know before it uploads: the PEN's name and its size limit."""
     return {
         "name": effective_settings.effective(session, pen.settings).name,
@@ -56,7 +53,7 @@ def pen_info(who: Caller = Depends(caller, scope="function"), session=Depends(db
 
 
 @router.get("/invitations/{token}", response_model=InvitationOut, tags=["auth"])
-def invitation(token: str, session=Depends(db_session, scope="function"), pen=Depends(services)):
+def invitation(token: str, session: SessionDep, pen: ServicesDep):
     n = signin.invitation(session, token)
     message = session.get(Message, n.message_id)
     user = session.get(User, n.recipient_user_id) if n.recipient_user_id else None
@@ -71,7 +68,7 @@ def invitation(token: str, session=Depends(db_session, scope="function"), pen=De
 
 
 @router.post("/invitations/{token}/register", response_model=TokenOut, status_code=201, tags=["auth"])
-async def register(token: str, body: RegisterIn, session=Depends(db_session, scope="function"), pen=Depends(services)):
+async def register(token: str, body: RegisterIn, session: SessionDep, pen: ServicesDep):
     return await signin.off_routes_pool(pen, _register, session, pen, token, body)
 
 

@@ -1,28 +1,28 @@
-"""What every route needs: the app's services, a database session, the signed-in user."""
+"""What every route needs: the app's services, a database session, the signed-in user.
+
+Routes name these by type: `SessionDep`, `ServicesDep` (pen_server/deps.py, shared with the
+web pages), `CallerDep` (the user of the bearer token), `AdminDep` (an administrator), and
+`CallerWithoutSessionDep` for long requests and responses that must not hold a database
+connection (uploads, downloads, the event stream)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pen_server import accounts
+from pen_server.deps import ServicesDep, SessionDep, db_session, services
 from pen_server.errors import ApiError
 from pen_server.models import AuthToken, User
 
+__all__ = ["AdminDep", "BearerDep", "Caller", "CallerDep", "CallerWithoutSessionDep", "ServicesDep", "SessionDep",
+           "db_session", "services"]
+
 _bearer = HTTPBearer(auto_error=False)
-
-
-def services(request: Request):
-    return request.app.state.pen
-
-
-def db_session(request: Request):
-    # Used with scope="function": the commit happens before the response is sent, so a
-    # client that acts on the answer (a new token, a moved message) finds it stored.
-    with request.app.state.pen.db.session() as session:
-        yield session
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 @dataclass
@@ -31,8 +31,7 @@ class Caller:
     token: AuthToken
 
 
-def caller(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-           session=Depends(db_session, scope="function")) -> Caller:
+def caller(credentials: BearerDep, session: SessionDep) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "unauthenticated", "You are not signed in; sign in first.",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -40,15 +39,23 @@ def caller(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     return Caller(user, token)
 
 
-def admin(who: Caller = Depends(caller, scope="function")) -> Caller:
+CallerDep = Annotated[Caller, Depends(caller, scope="function")]
+
+
+def admin(who: CallerDep) -> Caller:
     if who.user.role != "admin":
         raise ApiError(403, "forbidden", "Only an administrator of this PEN can do that.")
     return who
 
 
-def caller_without_session(request: Request,
-                           credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
-    """For long-lived responses (the event stream): checks the token and gives the
-    database connection back at once instead of holding it for the stream's life."""
-    with request.app.state.pen.db.session() as session:
+AdminDep = Annotated[Caller, Depends(admin, scope="function")]
+
+
+def caller_without_session(request: Request, credentials: BearerDep) -> Caller:
+    """For long-lived requests and responses (uploads, downloads, the event stream): checks
+    the token and gives the database connection back at once instead of holding it."""
+    with services(request).db.session() as session:
         return caller(credentials, session)
+
+
+CallerWithoutSessionDep = Annotated[Caller, Depends(caller_without_session)]

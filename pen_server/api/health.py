@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import text
 
-from pen_server.api.deps import services
+from pen_server.api.deps import ServicesDep
 from pen_server.errors import ApiError
 
 log = logging.getLogger("pen_server")
@@ -31,7 +31,7 @@ def health():
 
 
 @router.get("/health/ready")
-async def ready(pen=Depends(services)):
+async def ready(pen: ServicesDep):
     if pen.draining:
         raise _not_ready("This server process is stopping; send requests to another one.")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pen_server import accounts, addresses, after_send, audit, mailbox, search, search_run, sending
-from pen_server.api.deps import Caller, caller, caller_without_session, db_session, services
+from pen_server.api.deps import Caller, CallerDep, CallerWithoutSessionDep, ServicesDep, SessionDep
 from pen_server.events import END, frame, parse_event_id
 from pen_server.schemas import (
     AddressesOut,
@@ -41,15 +41,15 @@ def _message_json(session, entry) -> dict:
 @router.get("/messages", response_model=PageOut)
 async def list_messages(
     request: Request,
+    pen: ServicesDep,
+    who: CallerDep,
+    session: SessionDep,
     folder: Folder = "inbox",
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
     unread: bool | None = None,
     q: str | None = Query(None, max_length=500),
     order: Order = "newest",
-    pen=Depends(services),
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     if q and search.parse(q):  # a search: within its slot and time limit (search_run.py)
         page = await search_run.run(
@@ -65,16 +65,16 @@ async def list_messages(
 
 
 @router.get("/folders", response_model=FoldersOut)
-def list_folders(who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")):
+def list_folders(who: CallerDep, session: SessionDep):
     return {"items": mailbox.folders(session, who.user.id)}
 
 
 @router.get("/addresses", response_model=AddressesOut)
 def complete_addresses(
+    who: CallerDep,
+    session: SessionDep,
     prefix: str = Query(..., min_length=1, max_length=addresses.MAX_PREFIX),
     limit: int = Query(10, ge=1, le=addresses.MAX_LIMIT),
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     """The members and the people of the caller's own messages whose address or name starts
     with `prefix` (pen_server/addresses.py)."""
@@ -84,13 +84,7 @@ def complete_addresses(
 @router.get("/messages/{message_id}", response_model=MessageOut,
             responses={410: {"description": "`revoked`: the sender withdrew it from the caller; `expired`: past its "
                                             "end date (the sender still reads its own copy)."}})
-def get_message(
-    message_id: str,
-    request: Request,
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
-):
+def get_message(message_id: str, request: Request, who: CallerDep, session: SessionDep, pen: ServicesDep):
     entry = mailbox.readable_entry(session, who.user, message_id)
     out = _message_json(session, entry)
     event = after_send.record_read(session, entry, audit.who_of(request, pen.settings, who.user))
@@ -101,21 +95,14 @@ def get_message(
 
 
 @router.patch("/messages/{message_id}", response_model=SummaryOut)
-def patch_message(
-    message_id: str,
-    body: PatchIn,
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-):
+def patch_message(message_id: str, body: PatchIn, who: CallerDep, session: SessionDep):
     entry = mailbox.patch(session, who.user, message_id, body.unread, body.folder)
     session.flush()
     return mailbox.summary_out(entry)
 
 
 @router.delete("/messages/{message_id}", status_code=204)
-def delete_message(
-    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
-):
+def delete_message(message_id: str, who: CallerDep, session: SessionDep):
     mailbox.delete(session, who.user, message_id)
     return Response(status_code=204)
 
@@ -124,10 +111,10 @@ def delete_message(
 def send_message(
     body: SendIn,
     request: Request,
+    who: CallerDep,
+    session: SessionDep,
+    pen: ServicesDep,
     idempotency_key: str | None = Header(None, max_length=1024),
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
 ):
     entry, events = sending.send(session, pen.settings, pen.secret, who.user, body, idempotency_key,
                                  audit.who_of(request, pen.settings, who.user))
@@ -140,21 +127,13 @@ def send_message(
 
 
 @router.get("/messages/{message_id}/notifications", response_model=NotificationsOut)
-def notifications(
-    message_id: str, who: Caller = Depends(caller, scope="function"), session=Depends(db_session, scope="function")
-):
+def notifications(message_id: str, who: CallerDep, session: SessionDep):
     sending.own_message(session, who.user, message_id)
     return {"items": mailbox.notification_items(session, message_id)}
 
 
 @router.post("/messages/{message_id}/notifications/resend", response_model=NotificationsOut, status_code=202)
-def resend(
-    message_id: str,
-    body: ResendIn | None = None,
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
-):
+def resend(message_id: str, who: CallerDep, session: SessionDep, pen: ServicesDep, body: ResendIn | None = None):
     sending.resend(session, who.user, message_id, body.recipients if body else None)
     out = {"items": mailbox.notification_items(session, message_id)}
     session.commit()
@@ -166,10 +145,10 @@ def resend(
 def revoke(
     message_id: str,
     request: Request,
+    who: CallerDep,
+    session: SessionDep,
+    pen: ServicesDep,
     body: RevokeIn | None = None,
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
 ):
     """Withdraw the message from the recipients named (all when left out): from then on they
     get 410 `revoked`, and their notifications not yet sent are `cancelled`. Only the sender
@@ -184,14 +163,8 @@ def revoke(
 
 
 @router.put("/messages/{message_id}/expiry", response_model=MessageOut)
-def set_expiry(
-    message_id: str,
-    body: ExpiryIn,
-    request: Request,
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
-    pen=Depends(services),
-):
+def set_expiry(message_id: str, body: ExpiryIn, request: Request, who: CallerDep, session: SessionDep,
+               pen: ServicesDep):
     """Move the end date (RFC 3339, in the future) or remove it (null). Only the sender."""
     message = sending.own_message(session, who.user, message_id)
     after_send.set_expiry(session, message, after_send.parse_expiry(body.expires_at),
@@ -213,10 +186,10 @@ def _own_copy_answer(session, who: Caller, message_id: str, pen, events: list) -
 @router.get("/messages/{message_id}/audit", response_model=AuditPageOut)
 def message_audit(
     message_id: str,
+    who: CallerDep,
+    session: SessionDep,
     limit: int = Query(100, ge=1, le=audit.PAGE_MAX),
     cursor: str | None = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$"),
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     """The audit rows of the caller's own sent message, oldest first (404 for anyone else).
     Client addresses are left out here (null): they are the administrator's to see."""
@@ -240,11 +213,11 @@ def message_audit(
 )
 async def events(
     request: Request,
+    who: CallerWithoutSessionDep,
+    pen: ServicesDep,
     last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=100,
                                        description="The id of the last event the client has; what "
                                                    "came after it is sent first."),
-    who: Caller = Depends(caller_without_session),
-    pen=Depends(services),
 ):
     token_hash, check_every = who.token.token_hash, pen.settings.stream_check_seconds
     user_id = who.user.id

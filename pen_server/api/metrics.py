@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Request, Response
 
 from pen_server import accounts, metrics
-from pen_server.api.deps import services
+from pen_server.api.deps import BearerDep, ServicesDep
 from pen_server.errors import ApiError
 from pen_server.signin import client_address
 
 router = APIRouter(tags=["meta"])
-_bearer = HTTPBearer(auto_error=False)
 
 
 def _allowed(request: Request, settings) -> bool:
@@ -29,8 +27,7 @@ def _allowed(request: Request, settings) -> bool:
 
 
 @router.get("/metrics", include_in_schema=False)
-def read_metrics(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                 pen=Depends(services)):
+def read_metrics(request: Request, credentials: BearerDep, pen: ServicesDep):
     settings = pen.settings
     if not settings.metrics.enabled:
         raise ApiError(404, "not_found", "This PEN's metrics are off ([metrics] enabled = false).")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from pen_server import threads
-from pen_server.api.deps import Caller, caller, db_session
+from pen_server.api.deps import CallerDep, SessionDep
 from pen_server.schemas import Folder, Order, PageOut, ThreadPageOut, rfc3339
 
 router = APIRouter(tags=["threads"])
@@ -15,12 +15,12 @@ CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$")
 
 @router.get("/threads", response_model=ThreadPageOut)
 def list_threads(
+    who: CallerDep,
+    session: SessionDep,
     folder: Folder = "inbox",
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = CURSOR,
     order: Order = "newest",
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     page = threads.page(session, who.user, folder, limit, cursor or None, order)
     for item in page["items"]:  # serialised directly, as GET /messages is
@@ -31,12 +31,12 @@ def list_threads(
 @router.get("/threads/{thread_id}", response_model=PageOut)
 def thread_messages(
     thread_id: str,
+    who: CallerDep,
+    session: SessionDep,
     folder: Folder | None = None,
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = CURSOR,
     order: Order = "oldest",
-    who: Caller = Depends(caller, scope="function"),
-    session=Depends(db_session, scope="function"),
 ):
     page = threads.messages(session, who.user, thread_id, folder, limit, cursor or None, order)
     for item in page["items"]:

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from pen_rules import replies
 from pen_server import audit, mailbox, sending
 from pen_server.errors import ApiError
 from pen_server.models import Attachment, IdempotencyKey, new_id
 from pen_server.schemas import SendIn
 from pen_server.text import html_text
-from pen_server.web.core import WebRoute, check_post, redirect, render, services
-from pen_server.web.sessions import begin
+from pen_server.web.core import MemberDep, MemberPageDep, WebRoute, check_post, redirect, render, services
 from pen_server.web.uploads import StreamedForm, read_multipart
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -35,16 +35,11 @@ def _addresses(raw: str) -> list[dict]:
 
 
 def _reply_fields(user, m, everyone: bool) -> dict:
-    me = user.email.lower()
-    if m.from_email.lower() == me:  # replying to one's own message: to its recipients again
-        to = [a["email"] for a in m.to_list]
-    else:
-        to = [m.from_email] + ([a["email"] for a in m.to_list] if everyone else [])
-    cc = [a["email"] for a in m.cc_list] if everyone else []
-    to = [e for e in dict.fromkeys(to) if e.lower() != me] or [m.from_email]
-    cc = [e for e in dict.fromkeys(cc) if e.lower() != me and e not in to]
-    subject = m.subject if m.subject.lower().startswith("re:") else f"Re: {m.subject}"
-    return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": subject[:998], "body": ""}
+    """The reply form's fields for message `m`: recipients and subject by the rule that the
+    terminal client follows too (pen_rules.replies; docs/pen-api.md, "Replying and forwarding")."""
+    to, cc = replies.reply_recipients(m.from_email, [a["email"] for a in m.to_list], [a["email"] for a in m.cc_list],
+                                      [user.email], reply_all=everyone, email_of=str)
+    return {"to": ", ".join(to), "cc": ", ".join(cc), "subject": replies.reply_subject(m.subject), "body": ""}
 
 
 ANSWERED_OPEN_LINES = 15  # the message answered shows open up to this; a longer one is folded
@@ -69,50 +64,37 @@ def _form_page(request: Request, *, action: str, fields: dict, key: str, status:
 
 
 @router.get("/m/{message_id}/reply")
-def reply_form(message_id: str, request: Request, all: int = Query(0, ge=0, le=1)):
-    with services(request).db.session() as s:
-        user = begin(request, s)
-        if user is None:
-            return redirect(f"/login?next=/m/{message_id}")
-        m = mailbox.readable_entry(s, user, message_id).message
-        return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(user, m, bool(all)),
-                          key=new_id(), replying_to=message_id, answered=_answered(m))
+def reply_form(message_id: str, request: Request, me: MemberPageDep, all: int = Query(0, ge=0, le=1)):
+    m = mailbox.readable_entry(me.session, me.user, message_id).message
+    return _form_page(request, action=f"/m/{message_id}/reply", fields=_reply_fields(me.user, m, bool(all)),
+                      key=new_id(), replying_to=message_id, answered=_answered(m))
 
 
 @router.get("/new")
-def new_form(request: Request):
-    with services(request).db.session() as s:
-        user = begin(request, s)
-        if user is None:
-            return redirect("/login")
-        return _form_page(request, action="/new", fields={"to": "", "cc": "", "subject": "", "body": ""},
-                          key=new_id())
+def new_form(request: Request, _: MemberPageDep):
+    return _form_page(request, action="/new", fields={"to": "", "cc": "", "subject": "", "body": ""}, key=new_id())
 
 
 @router.post("/m/{message_id}/reply")
-async def reply(message_id: str, request: Request):
-    return await _send(request, message_id)
+async def reply(message_id: str, request: Request, user: MemberDep):
+    def readable():
+        with services(request).db.session() as s:
+            mailbox.readable_entry(s, user, message_id)
+
+    await anyio.to_thread.run_sync(readable)  # 404 or 410 before a byte of the form is read
+    return await _send(request, user, message_id)
 
 
 @router.post("/new")
-async def new(request: Request):
-    return await _send(request, None)
+async def new(request: Request, user: MemberDep):
+    return await _send(request, user, None)
 
 
-async def _send(request: Request, in_reply_to: str | None):
+async def _send(request: Request, user, in_reply_to: str | None):
+    """The form streamed in (read_multipart) and sent: the signed-in member checked by the
+    route's MemberDep in a session of its own, so none is held while files arrive."""
     pen = services(request)
     action = f"/m/{in_reply_to}/reply" if in_reply_to else "/new"
-
-    def who():
-        with pen.db.session() as s:
-            user = begin(request, s)
-            if user is not None and in_reply_to:
-                mailbox.readable_entry(s, user, in_reply_to)  # 404 or 410 before a byte of the form is read
-            return user
-
-    user = await anyio.to_thread.run_sync(who)
-    if user is None:
-        return redirect("/login")
 
     def checks(form: StreamedForm) -> None:
         check_post(request, {"csrf": form.first("csrf")})

@@ -3,7 +3,11 @@ Origin / Sec-Fetch-Site check, size-limited form bodies, and errors as pages.
 
 Every route of the web pages is a `WebRoute`: an ApiError raised anywhere below becomes a
 page with the error's sentence (never JSON, never a traceback), and every response leaves
-with the headers of `PAGE_HEADERS`."""
+with the headers of `PAGE_HEADERS`.
+
+A page takes its database session and signed-in user by type: `PageDep` (whoever it is, maybe
+nobody), `MemberPageDep` (a signed-in member, else the sign-in page) and `MemberDep` (the same
+check in a short session of its own, for pages that stream a body in or out)."""
 
 from __future__ import annotations
 
@@ -12,20 +16,26 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from markupsafe import Markup, escape
+from sqlalchemy.orm import Session
 
+from pen_server.deps import services
 from pen_server.errors import ApiError
+from pen_server.models import User
 from pen_server.text import strip_controls
+from pen_server.web.sessions import begin
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
@@ -92,10 +102,6 @@ def secure(response: R, extra: dict | None = None) -> R:
     for key, value in (extra or {}).items():
         response.headers[key] = value
     return response
-
-
-def services(request: Request):
-    return request.app.state.pen
 
 
 # -- CSRF -----------------------------------------------------------------------------------
@@ -221,6 +227,8 @@ class WebRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 response = await handler(request)
+            except SignInFirst as exc:
+                response = redirect(exc.url)
             except ApiError as exc:
                 response = error_page(request, exc.status, exc.message, exc.headers, getattr(exc, "title", None))
             except RequestValidationError:
@@ -228,3 +236,68 @@ class WebRoute(APIRoute):
             return secure(response)
 
         return route
+
+
+# -- who is signed in -----------------------------------------------------------------------
+
+class SignInFirst(Exception):
+    """A page for members only, asked for by nobody signed in: WebRoute answers with a
+    redirect to the sign-in page (and, from a message's pages, back to the message after)."""
+
+    def __init__(self, request: Request):
+        message_id = request.path_params.get("message_id")
+        self.url = f"/login?next=/m/{message_id}" if message_id else "/login"
+        super().__init__(self.url)
+
+
+@dataclass
+class Page:
+    """A page's database session (committed when the page is done, rolled back when it
+    fails) and the signed-in user, None when nobody is."""
+    session: Session
+    user: User | None
+
+
+def page_session(request: Request) -> Iterator[Page]:
+    with services(request).db.session() as session:
+        yield Page(session, begin(request, session))
+
+
+PageDep = Annotated[Page, Depends(page_session, scope="function")]
+
+
+def member(request: Request, page: Page) -> Page:
+    """`page` when someone is signed in; else SignInFirst."""
+    if page.user is None:
+        page.session.commit()  # a sign-in that begin() found expired stays ended
+        raise SignInFirst(request)
+    return page
+
+
+def member_page(request: Request, page: PageDep) -> Page:
+    return member(request, page)
+
+
+MemberPageDep = Annotated[Page, Depends(member_page, scope="function")]
+
+
+def signed_in_member(request: Request) -> User:
+    """The signed-in user, looked up in a session that is closed again before the page's
+    work, for pages that stream a body in or out; else SignInFirst."""
+    with services(request).db.session() as session:
+        user = begin(request, session)
+    if user is None:
+        raise SignInFirst(request)
+    return user
+
+
+MemberDep = Annotated[User, Depends(signed_in_member)]
+
+
+async def posted_form(request: Request) -> dict:
+    """The urlencoded form of a POST (read_form). Named before a page's session dependency,
+    it is read before the session opens, so a slow body never holds a connection."""
+    return await read_form(request)
+
+
+FormDep = Annotated[dict, Depends(posted_form)]

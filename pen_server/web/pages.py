@@ -21,8 +21,11 @@ from pen_server.sending import notification_row
 from pen_server.web import auth, reading, sessions
 from pen_server.web.core import (
     HERE,
+    MemberPageDep,
+    PageDep,
     WebRoute,
     check_post,
+    member,
     read_form,
     redirect,
     render,
@@ -55,27 +58,25 @@ def stylesheet():
 
 
 @router.get("/m/{message_id}")
-def message_or_link(message_id: str, request: Request, t: str | None = Query(None, max_length=200)):
+def message_or_link(message_id: str, request: Request, page: PageDep, t: str | None = Query(None, max_length=200)):
     if t is None:
-        return reading.message_page(request, message_id)
-    pen = services(request)
-    with pen.db.session() as s:
-        user = begin(request, s)
-        n = auth.invitation(s, t)
-        if n is None or n.message_id != message_id:
-            return render(request, "expired.html", status=410, title="This link has expired",
-                          message_id=message_id, token=t)
-        if user is not None and user.id == n.recipient_user_id:
-            return redirect(f"/m/{message_id}")
-        message = s.get(Message, message_id)
-        copy = s.scalar(select(MailboxEntry).where(MailboxEntry.message_id == message_id,
-                                                   MailboxEntry.user_id == n.recipient_user_id))
-        shut = after_send.closed(copy) if copy is not None else None
-        # Withdrawn or past its end date: the page says so; making the account still works.
-        return render(request, "landing.html", status=410 if shut else 200,
-                      title=after_send.Closed(*shut).title if shut else "A secure message for you",
-                      message=message, subject=auth.invitation_subject(s, message), token=t,
-                      message_id=message_id, closed=shut[1] if shut else None)
+        return reading.message_page(request, message_id, member(request, page))
+    s, user = page.session, page.user
+    n = auth.invitation(s, t)
+    if n is None or n.message_id != message_id:
+        return render(request, "expired.html", status=410, title="This link has expired",
+                      message_id=message_id, token=t)
+    if user is not None and user.id == n.recipient_user_id:
+        return redirect(f"/m/{message_id}")
+    message = s.get(Message, message_id)
+    copy = s.scalar(select(MailboxEntry).where(MailboxEntry.message_id == message_id,
+                                               MailboxEntry.user_id == n.recipient_user_id))
+    shut = after_send.closed(copy) if copy is not None else None
+    # Withdrawn or past its end date: the page says so; making the account still works.
+    return render(request, "landing.html", status=410 if shut else 200,
+                  title=after_send.Closed(*shut).title if shut else "A secure message for you",
+                  message=message, subject=auth.invitation_subject(s, message), token=t,
+                  message_id=message_id, closed=shut[1] if shut else None)
 
 
 def _invitation_or_expired(s, message_id: str, token: str):
@@ -163,9 +164,7 @@ async def sign_in_from_link(message_id: str, request: Request):
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = Query("/", max_length=100)):
-    with services(request).db.session() as s:
-        begin(request, s)
+def login_form(request: Request, _: PageDep, next: str = Query("/", max_length=100)):
     return render(request, "login.html", title="Sign in", next=next if _NEXT.match(next) else "/", email="")
 
 
@@ -201,15 +200,12 @@ async def logout(request: Request):
 
 
 @router.get("/")
-def inbox(request: Request, folder: str = Query("inbox", pattern="^(inbox|sent|archive|trash)$"),
+def inbox(request: Request, me: MemberPageDep,
+          folder: str = Query("inbox", pattern="^(inbox|sent|archive|trash)$"),
           cursor: str | None = Query(None, max_length=512)):
-    with services(request).db.session() as s:
-        user = begin(request, s)
-        if user is None:
-            return redirect("/login")
-        page = mailbox.page(s, user, folder, PAGE_SIZE, cursor or None, None, None)
-        return render(request, "inbox.html", title=folder.capitalize(), folder=folder, page=page,
-                      folders=mailbox.FOLDERS, cursor=cursor, now=rfc3339(utcnow()))
+    page = mailbox.page(me.session, me.user, folder, PAGE_SIZE, cursor or None, None, None)
+    return render(request, "inbox.html", title=folder.capitalize(), folder=folder, page=page,
+                  folders=mailbox.FOLDERS, cursor=cursor, now=rfc3339(utcnow()))
 
 
 @router.post("/m/{message_id}/renew")

@@ -10,58 +10,56 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from pen_server import after_send, audit, mailbox, sending
-from pen_server.api.attachments import attachment_response
+from pen_server.attachments import attachment_response
 from pen_server.models import MailboxEntry, Message
 from pen_server.web import sanitize
-from pen_server.web.core import WebRoute, check_post, one_line, read_form, redirect, render, services
-from pen_server.web.sessions import begin
+from pen_server.web.core import (
+    FormDep,
+    MemberDep,
+    MemberPageDep,
+    Page,
+    WebRoute,
+    check_post,
+    one_line,
+    redirect,
+    render,
+    services,
+)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 THREAD_LIMIT = 200
 
 
-def _signed_in_or_login(request: Request, s, message_id: str):
-    user = begin(request, s)
-    if user is None:
-        return None, redirect(f"/login?next=/m/{message_id}")
-    return user, None
-
-
-def message_page(request: Request, message_id: str):
+def message_page(request: Request, message_id: str, page: Page):
+    """GET /m/{message_id} without a link's token (pages.message_or_link), for a member."""
     pen = services(request)
-    with pen.db.session() as s:
-        user, away = _signed_in_or_login(request, s, message_id)
-        if away:
-            return away
-        entry = mailbox.readable_entry(s, user, message_id)
-        if entry.unread:
-            entry.unread = False
-        m = entry.message
-        thread = [(t, after_send.closed(copy)) for t, copy in s.execute(
-            select(Message, MailboxEntry).join(MailboxEntry, MailboxEntry.message_id == Message.id)
-            .where(MailboxEntry.user_id == user.id, Message.thread_id == m.thread_id, Message.id != m.id)
-            .order_by(Message.sent_at, Message.id).limit(THREAD_LIMIT)).tuples()]
-        recipients = mailbox.notification_items(s, m.id) if entry.is_sender else []
-        page = render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
+    s, user = page.session, page.user
+    entry = mailbox.readable_entry(s, user, message_id)
+    if entry.unread:
+        entry.unread = False
+    m = entry.message
+    thread = [(t, after_send.closed(copy)) for t, copy in s.execute(
+        select(Message, MailboxEntry).join(MailboxEntry, MailboxEntry.message_id == Message.id)
+        .where(MailboxEntry.user_id == user.id, Message.thread_id == m.thread_id, Message.id != m.id)
+        .order_by(Message.sent_at, Message.id).limit(THREAD_LIMIT)).tuples()]
+    recipients = mailbox.notification_items(s, m.id) if entry.is_sender else []
+    response = render(request, "message.html", title=m.subject or "(no subject)", m=m, entry=entry,
                       bcc=m.bcc_list if entry.is_sender else [], attachments=list(m.attachments), thread=thread,
                       recipients=recipients, withdrawable=list({  # a fresh link is a second row: once each
                           r["recipient"]["email"]: r for r in recipients if r["revoked_at"] is None}.values()),
                       notice=request.query_params.get("done", "")[:20])
-        event = after_send.record_read(s, entry, audit.who_of(request, pen.settings, user, web=True))
+    event = after_send.record_read(s, entry, audit.who_of(request, pen.settings, user, web=True))
+    s.commit()  # before the event goes out, so whoever it reaches finds the read stored
     if event is not None:
         pen.hub.publish(*event)
-    return page
+    return response
 
 
 @router.get("/m/{message_id}/body")
-def body_frame(message_id: str, request: Request):
-    with services(request).db.session() as s:
-        user, away = _signed_in_or_login(request, s, message_id)
-        if away:
-            return away
-        m = mailbox.readable_entry(s, user, message_id).message
-        framed = request.headers.get("sec-fetch-dest") == "iframe"
-        document = sanitize.body_document(m.body_html or "", one_line(m.subject), framed)
+def body_frame(message_id: str, request: Request, page: MemberPageDep):
+    m = mailbox.readable_entry(page.session, page.user, message_id).message
+    framed = request.headers.get("sec-fetch-dest") == "iframe"
+    document = sanitize.body_document(m.body_html or "", one_line(m.subject), framed)
     response = HTMLResponse(document)
     response.headers["Content-Security-Policy"] = sanitize.FRAME_CSP
     response.headers["Vary"] = "Sec-Fetch-Dest"
@@ -69,37 +67,27 @@ def body_frame(message_id: str, request: Request):
 
 
 @router.get("/m/{message_id}/a/{attachment_id}")
-async def attachment(message_id: str, attachment_id: str, request: Request):
-    def who():
-        with services(request).db.session() as s:
-            return _signed_in_or_login(request, s, message_id)
-
-    user, away = await anyio.to_thread.run_sync(who)
-    if away:
-        return away
+async def attachment(message_id: str, attachment_id: str, request: Request, user: MemberDep):
     response = await attachment_response(services(request), user, message_id, attachment_id, request, web=True)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 
 @router.post("/m/{message_id}/revoke")
-async def revoke(message_id: str, request: Request):
-    """The sender's withdraw form: the recipients ticked, or everyone (`everyone=1`)."""
-    form = await read_form(request)
+async def revoke(message_id: str, request: Request, form: FormDep, page: MemberPageDep):
+    """The sender's withdraw form: the recipients ticked, or everyone (`everyone=1`). The
+    form is read before the page's session opens (FormDep comes first)."""
     pen = services(request)
 
     def step():
-        with pen.db.session() as s:
-            user, away = _signed_in_or_login(request, s, message_id)
-            if away:
-                return away
-            check_post(request, form)
-            message = sending.own_message(s, user, message_id)
-            chosen = None if form.get("everyone") == "1" else [
-                v for k, v in form.items() if k.startswith("r") and k[1:].isdigit()]
-            if chosen == []:
-                return redirect(f"/m/{message_id}?done=none")
-            after_send.revoke(s, message, chosen, audit.who_of(request, pen.settings, user, web=True))
+        s, user = page.session, page.user
+        check_post(request, form)
+        message = sending.own_message(s, user, message_id)
+        chosen = None if form.get("everyone") == "1" else [
+            v for k, v in form.items() if k.startswith("r") and k[1:].isdigit()]
+        if chosen == []:
+            return redirect(f"/m/{message_id}?done=none")
+        after_send.revoke(s, message, chosen, audit.who_of(request, pen.settings, user, web=True))
         return redirect(f"/m/{message_id}?done=withdrawn")
 
     return await anyio.to_thread.run_sync(step)

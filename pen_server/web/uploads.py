@@ -13,7 +13,7 @@ import anyio
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from pen_server.api.attachments import clean_content_type, store_upload
+from pen_server.attachments import clean_content_type, store_upload
 from pen_server.errors import ApiError
 from pen_server.storage import Hasher, TempBlob
 

@@ -24,12 +24,12 @@ from tests.tui_helpers import (
     wait_for,
 )
 from tui.app import PenmailApp
-from tui.format import long_date
 from tui.pen_client import Summary, parse_time
 from tui.screens.compose import ComposeScreen
 from tui.screens.notifications import NotificationsScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.withdraw import WithdrawScreen
+from tui.text.format import long_date
 from tui.widgets.message_list import MessageList
 from tui.widgets.notification_table import NotificationTable
 

@@ -1,4 +1,4 @@
-"""tui.bulk's sentences and tags, and the Drafts folder's pages (tui.drafts_folder), on
+"""tui.bulk's sentences and tags, and the Drafts folder's pages (tui.drafts.folder), on
 real objects and a real draft folder on disk."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tui.bulk import Outcome, Tags, sentence
 from tui.drafts import Draft, DraftStore, account_key
-from tui.drafts_folder import draft_page
+from tui.drafts.folder import draft_page
 from tui.pen_client import Address, Summary
 
 

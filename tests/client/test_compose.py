@@ -135,8 +135,8 @@ def test_reply_goes_to_the_sender() -> None:
 
 def test_reply_all_excludes_me_and_duplicates() -> None:
     to, cc = reply_recipients(MESSAGE, "ME@pen.example", reply_all=True)
-    assert to == [addr("ann@x.example", "Ann Lee")]
-    assert cc == [addr("bob@x.example", "Bob"), addr("carol@x.example")]
+    assert to == [addr("ann@x.example", "Ann Lee"), addr("bob@x.example", "Bob")]  # the sender, then the To
+    assert cc == [addr("carol@x.example")]
 
 
 def test_reply_to_my_own_sent_message() -> None:
@@ -144,7 +144,7 @@ def test_reply_to_my_own_sent_message() -> None:
     assert reply_recipients(sent, ME, reply_all=False) == ([addr("bob@x.example")], [])
     assert reply_recipients(sent, ME, reply_all=True) == ([addr("bob@x.example")], [addr("carol@x.example")])
     to_self = replace(sent, to=(addr(ME),), cc=())
-    assert reply_recipients(to_self, ME, reply_all=True) == ([addr(ME)], [])
+    assert reply_recipients(to_self, ME, reply_all=True) == ([addr(ME, "Me")], [])  # to oneself, as the sender
 
 
 def test_reply_recipients_clean_hostile_names_and_skip_empty_addresses() -> None:

@@ -33,7 +33,7 @@ from tui.screens.drafts import DraftsScreen
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.attachments import AttachmentPanel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,15 @@ async def open_compose(pilot) -> ComposeScreen:
     await pilot.press("c")
     await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)
     assert app.focused.id == "to"  # the cursor is in To
+    return app.screen
+
+
+async def compose_from_reader(pilot, key: str) -> ComposeScreen:
+    """Press `key` (r, R, f) once the app has opened its message; the compose screen it opens."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
     return app.screen
 
 
@@ -141,10 +150,7 @@ async def test_reply_and_reply_all_continue_the_thread(pen, send, state):
     bare = subject.split(": ", 2)[-1]
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "r")
         await pilot.pause()
         assert not screen.touched  # nothing typed yet: leaving now would leave no draft behind
         assert screen.query_one("#to").value == "Bob Stone <bob@abc.example>"
@@ -159,10 +165,7 @@ async def test_reply_and_reply_all_continue_the_thread(pen, send, state):
         await sent_and_closed(pilot, screen)
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "R")
         assert screen.query_one("#to").value == "Bob Stone <bob@abc.example>"
         assert screen.query_one("#cc").value == "cat@abc.example"  # not ann herself
         await pilot.press(*"Copying Cat.", "f9")
@@ -183,10 +186,7 @@ async def test_forward_carries_the_original_attachments(pen, send, state):
     original = send("bob", ["ann"], subject=subject, body="The rota.", attachments=[up["id"]])
     app = app_for(pen, state, open_message_id=original["id"])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.message is not None)
-        await pilot.press("f")
-        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
-        screen = app.screen
+        screen = await compose_from_reader(pilot, "f")
         assert screen.query_one("#subject").value == f"Fwd: {subject}"
         await pilot.pause()
         assert not screen.touched
@@ -439,7 +439,7 @@ async def lost_answer_app(pen, state, lose: int = 1) -> tuple[PenmailApp, LoseFi
 async def test_a_retry_after_a_lost_answer_delivers_once(pen, state, tmp_path):
     """The answer is lost on every one of the sender's tries (SEND_TRIES, the same key and
     the same upload ids each time); F9 again sends the same draft: one message, one upload."""
-    from tui.sender import SEND_TRIES
+    from tui.writing.sender import SEND_TRIES
 
     subject = f"Lost answer {tag()}"
     agenda = tmp_path / "agenda.txt"

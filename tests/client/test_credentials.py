@@ -1,4 +1,4 @@
-"""tui.credentials: the refresh token in the keyring, and no hang or crash without one."""
+"""tui.signin.credentials: the refresh token in the keyring, and no hang or crash without one."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail, null
 
-import tui.credentials as credentials
+import tui.signin.credentials as credentials
 from tui.config import Config
-from tui.credentials import (
+from tui.signin.credentials import (
     LOCKED,
     NO_KEYRING,
     CredentialError,

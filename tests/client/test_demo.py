@@ -284,6 +284,7 @@ def test_a_second_start_copies_the_prepared_pen_to_a_new_port_with_its_dates_mov
         assert sent.status_code == 201, sent.text
         [mail] = second.smtp.handler.wait_for(1)
         assert second.server + "/m/" in mail.message.get_body(("plain",)).get_content()
+        assert "is whole" in _audit_verified(second)  # the dates moved, the chain hashed again
         _stops_cleanly(second, c)
     finally:
         second.stop()
@@ -319,7 +320,7 @@ def test_a_server_that_cannot_start_is_one_sentence(tmp_path, monkeypatch, capsy
 
 def test_launch_gets_the_stack_and_its_errors_are_one_sentence(monkeypatch, capsys):
     stopped = []
-    monkeypatch.setattr(DemoStack, "start", lambda self: self)
+    monkeypatch.setattr(DemoStack, "start", lambda self, wait=True: self)
     monkeypatch.setattr(DemoStack, "stop", lambda self: stopped.append(self))
     assert run_demo(lambda s: 3) == 3
     assert run_demo(lambda s: (_ for _ in ()).throw(RuntimeError("it broke\nbadly"))) == 1
@@ -479,3 +480,205 @@ async def test_the_guest_link_is_in_the_tui_while_the_demo_runs(stack, tmp_path,
         await pilot.press("ctrl+g")
         await pilot.pause()
         assert plain.clipboard == "" and len(plain.notices) == 0
+
+
+# ---------------------------------------------------------------- the shipped data set (issue 23)
+
+
+def _default_options() -> dict:
+    from tui.demo import shipped as demo_shipped
+
+    return demo_shipped.stack_options(DemoStack())
+
+
+def test_the_shipped_data_set_is_current_and_holds_no_key():
+    from tui.demo import shipped as demo_shipped
+
+    assert demo_shipped.usable(_default_options()) is not None, (
+        "tui/demo/dataset was made from other sources (tui/demo/data.py, tui/demo/__init__.py or the server's "
+        "migrations): make it again with `python -m tui.demo.shipped build`, or the first `penmail demo` "
+        "seeds through the API for a quarter of a minute")
+    for path in demo_shipped.HERE.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert "PRIVATE KEY" not in text and "secret.key" not in text, path
+    assert "INSERT INTO \"auth_tokens\"" not in (demo_shipped.HERE / demo_shipped.SQL).read_text(encoding="utf-8")
+    # It goes into the wheel.
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tui"]
+    for name in (demo_shipped.SQL, demo_shipped.META):
+        assert any(fnmatch.fnmatch(f"demo/dataset/{name}", p) for p in patterns), name
+
+
+def test_the_data_sets_tokens_are_the_servers():
+    """demo_shipped hashes the notifications' link tokens again as the server derives them."""
+    from pen_server import security
+    from tui.demo import shipped as demo_shipped
+
+    secret = os.urandom(32)
+    assert demo_shipped._derived(secret, "invite", "abc") == security.derived_token(secret, "invite", "abc")
+    assert demo_shipped._token_hash(secret, "abc") == security.token_hash(security.derived_token(secret, "invite",
+                                                                                                 "abc"))
+    assert demo_shipped.blob_key("ab" * 32) == __import__("pen_server.storage").storage.blob_key("ab" * 32)
+
+
+def _audit_verified(stack) -> str:
+    done = subprocess.run([sys.executable, "-m", "pen_server", "audit", "verify", "--data", str(stack.data_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _blobs_whole(stack) -> set[str]:
+    """Every blob the database names is in the data folder with those very bytes."""
+    import sqlite3
+
+    from tui.demo import shipped as demo_shipped
+
+    with sqlite3.connect(stack.data_dir / "pen.db") as conn:
+        named = {sha for (sha,) in conn.execute("SELECT sha256 FROM blobs")}
+    conn.close()
+    for sha in named:
+        data = (stack.data_dir / "blobs" / demo_shipped.blob_key(sha)).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == sha
+    return named
+
+
+def test_the_first_penmail_demo_starts_from_the_shipped_data_without_seeding(tmp_path, monkeypatch):
+    """On a fresh cache folder the demo is the shipped data set made this machine's: no
+    seeding through the API (the slow path), no `pen-server init`, no accounts added; its
+    own secret key and CA; the guest link, the search index and the audit chain hold; the
+    attachments' files come from a helper process, and the next start links them."""
+    import pen_devstack
+
+    def slow_path(*args, **kwargs):
+        raise AssertionError("the first start went through the API seeding")
+
+    monkeypatch.setattr(DemoStack, "_run_async", slow_path)  # runs _seed (whose source is in the digest)
+    monkeypatch.setattr(pen_devstack, "init_pen", slow_path)
+    monkeypatch.setattr(pen_devstack, "add_user", slow_path)
+    from tui.demo import shipped as demo_shipped
+
+    meta = demo_shipped.usable(_default_options())
+    cache = tmp_path / "cache"
+    first = DemoStack(cache_dir=cache)
+    try:
+        first.start()
+        assert first.shipped and first.prepared_from is None
+        assert first.seed_stats["messages"] == meta["seed_stats"]["messages"] == 300
+        inbox = _inbox(first)
+        assert len(inbox) == meta["seed_stats"]["demo_mailbox"]["inbox"]
+        newest = max(_stamp(m) for m in inbox)
+        assert (datetime.now(newest.tzinfo) - newest).total_seconds() < 3 * 86400  # moved to today
+        link = first.guest_link()
+        assert link and link.startswith(first.server + "/m/")
+        assert httpx.get(link, verify=first.ca_file).status_code == 200
+        with httpx.Client(base_url=first.server + "/api/v1", verify=first.ca_file, timeout=30) as c:
+            r = c.post("/auth/login", json={"email": first.email, "password": first.password})
+            c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+            found = [c.get("/messages", params={"folder": f, "q": "Kim"}) for f in ("inbox", "archive", "sent")]
+            assert all(r.status_code == 200 for r in found)
+            assert sum(len(r.json()["items"]) for r in found) > 0  # the search index came along
+        assert "is whole" in _audit_verified(first)
+        assert first._blob_maker is not None and first._blob_maker.wait(timeout=120) == 0
+        assert len(_blobs_whole(first)) == len(set(meta["blobs"]))
+        first_ca = Path(first.ca_file).read_bytes()
+        first_secret = (first.data_dir / "secret.key").read_text()
+    finally:
+        first.stop()
+
+    second = DemoStack(cache_dir=cache)
+    try:
+        second.start()
+        assert second.shipped and second._blob_maker is None  # the files are linked at once
+        assert len(_blobs_whole(second)) == len(set(meta["blobs"]))
+        assert Path(second.ca_file).read_bytes() != first_ca
+        assert (second.data_dir / "secret.key").read_text() != first_secret
+        assert httpx.get(second.guest_link(), verify=second.ca_file).status_code == 200
+    finally:
+        second.stop()
+
+
+def test_without_a_current_data_set_the_demo_seeds_through_the_api(tmp_path, monkeypatch):
+    from tui.demo import shipped as demo_shipped
+
+    monkeypatch.setattr(demo_shipped, "digest", lambda: "another")
+    stack = DemoStack(messages=12, big_attachment_mb=1, cache_dir=tmp_path / "cache")
+    try:
+        stack.start()
+        assert not stack.shipped and stack.seed_stats["seed_seconds"] > 0
+    finally:
+        stack.stop()
+
+
+def test_the_client_starts_while_the_demos_server_is_starting(tmp_path, monkeypatch):
+    """run_demo hands the stack to the client before the server answers (its first frame
+    waits on no network); the client waits with wait_ready, and the attachments' helper
+    process starts only once the server is up."""
+    import threading
+
+    import pen_devstack
+    from tui.demo import shipped as demo_shipped
+
+    assert demo_shipped.usable(_default_options()) is not None  # else the API seeding waits for the server
+    gate = threading.Event()
+    real_start = pen_devstack.PenProcess.start
+
+    def held_start(self, *args, **kwargs):
+        assert gate.wait(30)
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(pen_devstack.PenProcess, "start", held_start)
+    seen = {}
+
+    def launch(stack) -> int:
+        seen["helper before the server"] = stack._blob_maker
+        seen["ca"] = Path(stack.ca_file).is_file() and stack.guest_link() is not None
+        gate.set()
+        stack.wait_ready()
+        seen["health"] = httpx.get(stack.server + "/api/v1/health", verify=stack.ca_file).status_code
+        seen["helper"] = stack._blob_maker is not None
+        return 0
+
+    assert run_demo(launch, cache_dir=tmp_path / "cache") == 0
+    assert seen == {"helper before the server": None, "ca": True, "health": 200, "helper": True}
+
+
+def test_a_server_that_fails_while_the_client_waits_is_one_sentence(tmp_path, monkeypatch, capsys):
+    import pen_devstack
+
+    def failing_start(self, *args, **kwargs):
+        raise RuntimeError("pen-server exited with 1: Traceback...\nOSError: the port is taken.")
+
+    monkeypatch.setattr(pen_devstack.PenProcess, "start", failing_start)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def launch(stack) -> int:
+        with pytest.raises(DemoError):
+            stack.wait_ready()
+        return 1  # as the app does (it ends)
+
+    assert run_demo(launch, cache_dir=tmp_path / "cache") == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == "penmail demo: The demo PEN server did not start (OSError: the port is taken)."
+    assert "Traceback (most recent" not in err
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_the_app_ends_when_the_server_it_waits_for_does_not_start(tmp_path, monkeypatch):
+    from tests.tui_helpers import wait_for
+    from tui.app import PenmailApp
+    from tui.config import Config
+
+    def not_started() -> None:
+        raise DemoError("The demo PEN server did not start (no reason).")
+
+    monkeypatch.setenv("PENMAIL_STATE_DIR", str(tmp_path / "state"))
+    config = Config(server="https://127.0.0.1:9", email="dr.ruiz@riverside.example", download_dir=tmp_path)
+    app = PenmailApp(config, env={"PENMAIL_PASSWORD": "x"}, use_keyring=False, wait_for_server=not_started)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1

@@ -150,7 +150,7 @@ async def test_the_people_on_an_opened_message_complete_addresses(pen, send, sta
 async def _send_and_lose_the_answer(pen, state, subject: str, path) -> Draft:
     """Ann sends a draft with a file; the PEN makes the message but its answer never comes,
     and the session ends with the draft still on disk (as after a crash)."""
-    from tui.sender import SEND_TRIES
+    from tui.writing.sender import SEND_TRIES
 
     app, transport = await lost_answer_app(pen, state, lose=SEND_TRIES)  # every try's answer lost
     async with app.run_test(size=(80, 24)) as pilot:

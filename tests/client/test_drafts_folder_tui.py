@@ -159,10 +159,10 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
     demo user's in the second, though its PEN runs on another port."""
     import tui.cli
     import tui.demo
-    import tui.demo_prepared
+    import tui.demo.prepared
 
     monkeypatch.setenv("PENMAIL_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setattr(tui.demo_prepared, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(tui.demo.prepared, "cache_root", lambda: tmp_path / "cache")
     email = "dana@riverside.example"
     seen: list[tuple[str, list[str]]] = []
 
@@ -172,6 +172,9 @@ def test_the_demo_keeps_its_drafts_from_one_start_to_the_next(tmp_path, monkeypa
             self.server, self.email, self.ca_file, self.password = f"https://127.0.0.1:{port}", email, None, "pw"
 
         def guest_link(self) -> None:
+            return None
+
+        def wait_ready(self) -> None:
             return None
 
     def run_tui(config, *, env=None, use_keyring=True, **more):

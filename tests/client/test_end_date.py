@@ -1,4 +1,4 @@
-"""End dates as people type them (tui/end_date.py), the words the notification view and the
+"""End dates as people type them (tui/text/end_date.py), the words the notification view and the
 list use for opened, withdrawn and expired messages, and the sentence a withdrawal ends
 with. No server here: the screens and line mode are tested against one in
 test_after_send_tui.py and test_after_send_line.py."""
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tui.end_date import EndDateError, parse_end_date
-from tui.format import gone_mark, gone_state, header_text, withdrawn_sentence
 from tui.pen_client import Address, Message, Notification, Summary
+from tui.text.end_date import EndDateError, parse_end_date
+from tui.text.format import gone_mark, gone_state, header_text, withdrawn_sentence
 from tui.widgets.message_rows import row_text
 from tui.widgets.notification_table import detail, opened_text, status_text, summary
 from tui.widgets.thread_list import thread_row

@@ -356,7 +356,7 @@ def four_folders(pen, people):
 ALL = ("--folder", "inbox", "--folder", "sent", "--folder", "archive", "--folder", "trash")
 
 
-def test_by_default_the_trash_is_left_out_as_the_readme_and_the_help_say(line, pen, people, four_folders,
+def test_by_default_the_trash_is_left_out_as_the_docs_and_the_help_say(line, pen, people, four_folders,
                                                                          tmp_path):
     _a, _b, ids = four_folders
     done = export(line, line.config("export", email=people["b"]), "--maildir", str(tmp_path / "Mail"))
@@ -365,9 +365,9 @@ def test_by_default_the_trash_is_left_out_as_the_readme_and_the_help_say(line, p
     where = {box[k]["X-PEN-Message-Id"]: name for name, box in folders_of(tmp_path / "Mail").items()
              for k in box.keys()}
     assert where == {ids["inbox"]: "", ids["sent"]: "Sent", ids["archive"]: "Archive"}  # ... and empty
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    line_mode = (Path(__file__).resolve().parents[2] / "docs" / "line-mode.md").read_text(encoding="utf-8")
     assert "It writes the inbox, Sent and the Archive unless told otherwise;\nthe Trash only with " \
-           "`--folder trash`" in readme
+           "`--folder trash`" in line_mode
     from tui.export import DEFAULT_FOLDERS
 
     assert sorted(DEFAULT_FOLDERS) == ["archive", "inbox", "sent"]

@@ -22,7 +22,7 @@ from tui.pen_client import Address, Attachment, Message, Page
 from tui.safe_text import one_line
 from tui.screens.reader import ReaderScreen
 from tui.screens.signin import SignInScreen
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.message_list import MessageList
 
 

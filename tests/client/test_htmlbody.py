@@ -1,4 +1,4 @@
-"""tui.htmlbody: hostile HTML becomes harmless text, in bounded time, or a clean failure."""
+"""tui.text.htmlbody: hostile HTML becomes harmless text, in bounded time, or a clean failure."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import tui.htmlbody as htmlbody
-from tui.htmlbody import HtmlConversionError, HtmlTimeout, allowed_link, html_to_text
+import tui.text.htmlbody as htmlbody
+from tui.text.htmlbody import HtmlConversionError, HtmlTimeout, allowed_link, html_to_text
 
 HTML = json.loads((Path(__file__).parents[1] / "data" / "hostile.json").read_text("utf-8"))["html"]
 ENTRIES = {k: v for k, v in HTML.items() if not k.endswith("_note")}

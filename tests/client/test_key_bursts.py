@@ -179,7 +179,7 @@ def test_the_parser_reads_escape_and_punctuation_in_one_read_as_alt_and_that_key
     """What tmux send-keys Escape "/from" writes in one read: alt+slash at once (which the key
     gate splits into Escape and /), then the letters; sequences that start with ESC [ or
     ESC O are still keys of their own, and Escape alone is still Escape."""
-    from tui.terminal_keys import BurstParser
+    from tui.terminal.keys import BurstParser
 
     parser = BurstParser()
     keys = [e.key for e in parser.feed("\x1b/fr\x1b1\x1b:\x1bc\x1b[A\x1bOP") if isinstance(e, events.Key)]
@@ -187,7 +187,7 @@ def test_the_parser_reads_escape_and_punctuation_in_one_read_as_alt_and_that_key
 
 
 async def test_escape_and_a_search_in_one_burst_leave_the_reader_for_the_search(pen, send, state):
-    """In the reader, Escape and / read together (alt+slash, see tui/terminal_keys.py) then
+    """In the reader, Escape and / read together (alt+slash, see tui/terminal/keys.py) then
     from:bob and Enter: the reader closes and the search runs; no f reaches the reader."""
     app = app_for(pen, state)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -219,7 +219,8 @@ async def test_reply_reply_all_and_forward_from_the_list(pen, send, state):
     app = app_for(pen, state)
     async with app.run_test(size=(100, 30)) as pilot:
         mailbox, messages = await searched(pilot, word, 1)
-        expected = {"r": (["bob@abc.example"], []), "R": (["bob@abc.example"], ["cat@abc.example"])}
+        # Reply to all: the sender and the others in To stay in To (docs/pen-api.md, "Replying and forwarding").
+        expected = {"r": (["bob@abc.example"], []), "R": (["bob@abc.example", "cat@abc.example"], [])}
         for key, (to, cc) in expected.items():
             await pilot.press(key)
             await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.focused is not None)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from rich.cells import cell_len
 
 from tui.pen_client import Address, Summary
-from tui.screens.mailbox_view import compact_count, folder_row
+from tui.widgets.folder_sidebar import compact_count, folder_row
 from tui.widgets.message_rows import ELLIPSIS, fit, row_text, thread_count_text, who_text
 
 WHEN = datetime(2020, 1, 15, 9, 30, tzinfo=UTC)

@@ -289,7 +289,7 @@ async def test_open_a_saved_file_only_on_request(pen, send, state, monkeypatch):
 
 def test_progress_figures_in_words():
     from tui.downloads import Progress
-    from tui.format import duration_left as duration
+    from tui.text.format import duration_left as duration
     from tui.widgets.download_panel import figures, heading
 
     p = Progress(1536 * 1024, 6 << 20, 3.2 * (1 << 20), 1.4, "scan.bin", 2, 3)
@@ -301,7 +301,7 @@ def test_progress_figures_in_words():
 
 
 def test_opener_is_an_argument_list_and_never_a_shell(tmp_path, monkeypatch):
-    from tui import opener
+    from tui.downloads import opener
 
     monkeypatch.setenv("PATH", str(tmp_path))
     assert opener.opener_command("linux") is None

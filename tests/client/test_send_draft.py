@@ -1,4 +1,4 @@
-"""Line mode sends a draft the TUI's way (tui/sender.py), as the real command against the
+"""Line mode sends a draft the TUI's way (tui/writing/sender.py), as the real command against the
 real PEN: after answers lost on every try, `send --draft` sends the same upload ids under
 the same key (one message, no idempotency_key_reused); a guest's message the PEN will always
 refuse says what to change instead of "send it again"; `penmail drafts` lists, shows and
@@ -17,7 +17,7 @@ import pytest
 
 from tests.client.test_line_mode import REPO, Done, Line, link_for, subject
 from tests.conftest import PASSWORD
-from tui.sender import SEND_TRIES
+from tui.writing.sender import SEND_TRIES
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The server rotates the refresh token on every use and revokes the whole sign-in when a
 dead one comes back. A process that remembers its sign-in therefore refreshes under the
-account's lock (tui.credentials.RefreshLock) with the token the keyring holds, not a copy
+account's lock (tui.signin.credentials.RefreshLock) with the token the keyring holds, not a copy
 that another process may have rotated meanwhile. Against the real PEN over TLS, with real
 keyring backends (in memory, and a file shared with subprocesses)."""
 
@@ -23,8 +23,8 @@ from tests.client.file_keyring import FileKeyring
 from tests.client.test_credentials import MemoryKeyring
 from tests.conftest import PASSWORD, USERS
 from tests.tui_helpers import using_keyring
-from tui.credentials import SERVICE, RefreshLock
-from tui.session import Session
+from tui.signin.credentials import SERVICE, RefreshLock
+from tui.signin.session import Session
 
 REPO = Path(__file__).resolve().parents[2]
 ANN = USERS["ann"][0]
@@ -283,7 +283,7 @@ async def test_a_keyring_that_fails_falls_back_to_the_own_token(pen, state):
 
 WORKER = textwrap.dedent("""
     import asyncio, sys, time
-    from tui.session import Session
+    from tui.signin.session import Session
 
     async def main(server, email, ca_file, rounds):
         s = Session(server, email, ca_file, keyring_timeout=10)

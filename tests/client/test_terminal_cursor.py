@@ -1,5 +1,5 @@
 """The terminal cursor is on the highlighted thing (screen readers and braille displays
-follow it): the app's one rule (tui/terminal_cursor.py) puts it, at each draw, on the focused
+follow it): the app's one rule (tui/terminal/cursor.py) puts it, at each draw, on the focused
 list's highlighted row or the focused field's text cursor. One test a case from issue 10."""
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def test_login_json_names_the_file_and_the_tui_signs_in_with_it(line, pen, monke
 
     from tests.tui_helpers import using_keyring
     from tui.config import load_config
-    from tui.session import sign_in_quietly
+    from tui.signin.session import sign_in_quietly
 
     monkeypatch.setenv("PENMAIL_STATE_DIR", str(line.tmp / "state-ann"))
     monkeypatch.delenv("PENMAIL_PASSWORD", raising=False)

@@ -153,3 +153,36 @@ async def test_new_mail_appears_without_refresh(pen, send, state, memory_keyring
         subject = f"live {uuid.uuid4().hex[:6]}"
         send("bob", ["cat"], subject=subject)
         await wait_for(pilot, lambda: subject in rendered(app)[0])
+
+
+def test_the_app_leaves_the_interpreters_switch_interval_to_the_command():
+    """PenmailApp in a test or another program changes nothing process-wide; `penmail`
+    itself sets 1 ms (tui.cli.tune_interpreter, before run_tui starts the app)."""
+    import sys
+
+    from tui.cli import tune_interpreter
+    from tui.config import Config
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        PenmailApp(Config(), env={}, use_keyring=False)
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+        tune_interpreter()
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_the_app_reads_no_environment_of_its_own(monkeypatch):
+    """The environment comes from the command (tui.config.environment, read once in tui.cli.main)."""
+    from tui.config import Config
+    from tui.config.environment import read_environment
+
+    monkeypatch.setenv("PENMAIL_PASSWORD", "from-the-process")
+    assert PenmailApp(Config(), use_keyring=False).env == {}
+    taken = read_environment()
+    monkeypatch.setenv("PENMAIL_PASSWORD", "changed-later")
+    assert taken["PENMAIL_PASSWORD"] == "from-the-process"
+    with pytest.raises(TypeError):
+        taken["PENMAIL_PASSWORD"] = "x"  # type: ignore[index]

@@ -230,6 +230,15 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         assert restored.database_url != process.database_url
         _folder_counts_agree(restored.database_url)
         assert not (new / "pen.pgdump").exists()
+        if pg:  # a database that holds tables is refused, and left as it was
+            with restored.sql() as conn:
+                rows = conn.exec_driver_sql("SELECT count(*) FROM messages").scalar()
+            refused = _cli("restore", str(target), "--data", str(tmp_path / "again"), "--database-url",
+                         restored.database_url)
+            assert refused.returncode == 1 and "already holds" in refused.stderr, refused.stderr
+            assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())
+            with restored.sql() as conn:
+                assert conn.exec_driver_sql("SELECT count(*) FROM messages").scalar() == rows > 0
 
         # What the restored outbox holds: each notification not yet sent goes out once, and
         # none that the old PEN had sent goes again.

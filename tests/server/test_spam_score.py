@@ -21,7 +21,7 @@ import pytest
 
 from pen_devstack import PenProcess, add_user, free_port, init_pen, run_cli, set_package
 from tests.conftest import PASSWORD, Pen
-from tui.demo_data import DISCLAIMERS, DOMAIN, FOOTER, PEN_NAME
+from tui.demo.data import DISCLAIMERS, DOMAIN, FOOTER, PEN_NAME
 
 PEN_HOST = f"pen.{DOMAIN}"
 LIMIT = 1.0

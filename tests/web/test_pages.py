@@ -98,6 +98,28 @@ def test_a_password_change_ends_web_sign_ins(pen, web):
     assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
+def test_member_pages_send_nobody_signed_in_to_the_sign_in_page(pen, web, send):
+    """Every page for members (MemberPageDep, MemberDep in web/core.py) answers a browser
+    without a sign-in with a redirect to /login, back to the message from a message's pages;
+    the sign-in page and a link's landing page (PageDep) answer it themselves."""
+    sent = send("cat", ["bob"])
+    mid, att = sent["id"], "no-such-attachment"
+    with httpx.Client(base_url=web.url, verify=pen.ca_file) as c:
+        for method, path, where in [("GET", "/", "/login"), ("GET", "/new", "/login"),
+                                    ("GET", f"/m/{mid}", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/body", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/reply", f"/login?next=/m/{mid}"),
+                                    ("GET", f"/m/{mid}/a/{att}", f"/login?next=/m/{mid}"),
+                                    ("POST", f"/m/{mid}/revoke", f"/login?next=/m/{mid}"),
+                                    ("POST", "/new", "/login"),
+                                    ("POST", f"/m/{mid}/reply", f"/login?next=/m/{mid}")]:
+            r = c.request(method, path, data={"csrf": "x"} if method == "POST" else None)
+            assert (r.status_code, r.headers.get("location")) == (303, where), (method, path, r.text[:200])
+            assert r.headers["Content-Security-Policy"] == CSP
+        assert c.get("/login").status_code == 200
+        assert c.get(f"/m/{mid}?t=not-a-token").status_code == 410
+
+
 def test_a_session_ends_after_an_hour_without_a_page(pen, web):
     web.login(USERS["bob"][0], PASSWORD)
     assert web.get("/").status_code == 200
@@ -384,3 +406,32 @@ def test_pages_say_what_was_done_show_what_is_answered_and_carry_the_footer(pen,
     assert r.status_code == 303 and r.headers["location"] == "/login?done=signed-out"
     page = web.get(r.headers["location"])
     assert '<p class="done" role="status">You are signed out.</p>' in page.text and footer_line in page.text
+
+
+def _form_fields(page: str) -> dict[str, str]:
+    """The reply form's To, Cc and subject as a browser fills them in."""
+    import html
+
+    return {name: html.unescape(re.search(rf'<input id="{name}" name="{name}"[^>]* value="([^"]*)"', page).group(1))
+            for name in ("to", "cc", "subject")}
+
+
+def test_the_reply_form_follows_the_reply_rule(web, send):
+    """docs/pen-api.md, "Replying and forwarding" (issue 24's example): from Bob to Ann and
+    Cat, copied to Ada, "AW: Termin". Reply to all: To Bob and Cat, Cc Ada, "Re: Termin";
+    reply: To Bob. Ann's own message goes back to its recipients; a hostile subject is
+    filled in literally (escaped in the page)."""
+    tag = uuid.uuid4().hex[:8]
+    original = send("bob", ["ann", "cat"], cc=["admin"], subject=f"AW: Termin {tag}", body="Passt Dienstag?")
+    own = send("ann", ["bob", "ann"], cc=["cat"], subject=f"Re: RE[2]: Plan {tag}", body="The plan.")
+    hostile = send("bob", ["ann"], subject='"}], "admin": true <b>x</b> ' + tag, body="x")
+    web.login(USERS["ann"][0], PASSWORD)
+    assert _form_fields(web.get(f"/m/{original['id']}/reply?all=1").text) == {
+        "to": "bob@abc.example, cat@abc.example", "cc": "admin@abc.example", "subject": f"Re: Termin {tag}"}
+    assert _form_fields(web.get(f"/m/{original['id']}/reply").text) == {
+        "to": "bob@abc.example", "cc": "", "subject": f"Re: Termin {tag}"}
+    assert _form_fields(web.get(f"/m/{own['id']}/reply?all=1").text) == {
+        "to": "bob@abc.example", "cc": "cat@abc.example", "subject": f"Re: Plan {tag}"}
+    page = web.get(f"/m/{hostile['id']}/reply?all=1").text
+    assert "<b>x</b>" not in page.split('id="subject"')[1].split(">")[0]
+    assert _form_fields(page)["subject"] == f'Re: "}}], "admin": true <b>x</b> {tag}'

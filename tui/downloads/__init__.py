@@ -33,6 +33,9 @@ How one download goes:
   mismatch deletes the ``.part`` and raises :class:`DownloadError`.
 * The ``cancel`` event stops the download with :class:`DownloadCancelled`; cancelling the
   task raises :class:`asyncio.CancelledError` as asyncio expects.  Both keep the ``.part``.
+
+The package also holds ``opener`` (opening a saved file with the system's opener). No
+Textual; may import the client library, never the UI.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ on standard input.  No Textual here.
   written (appended) first, the notification removed only afterwards, and a copy already
   there from a run that was cut short is found first, so a run killed anywhere and run
   again ends with exactly one real message and no notification.
+
+The package may import the client library (tui.export, tui.signin, tui.files, ...), never
+the UI.
 """
 
 from tui.intercept.build import Replacement, Unreadable, replacement

@@ -19,6 +19,7 @@
     sent_since = 30                 # days: how far back the first run places sent messages
     sent_maildir = "~/Mail/Sent"    # with --maildir: the Sent Maildir (default: DIR/.Sent)
 
+Both tables are strict pydantic models (tui.config.file.Table): a misspelt key is refused.
 Anything wrong raises ConfigError with one sentence naming the file and the key.
 """
 
@@ -28,86 +29,126 @@ import ipaddress
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tui.config import Config, ConfigError
+from tui.config.file import Table, has_control, local_path, refusal
 from tui.intercept.build import DEFAULT_ATTACHMENT_LIMIT
 
 KEYRING_SERVICE = "penmail-imap"
-_IMAP_KEYS = ("host", "port", "security", "user", "password_command", "folders", "notification", "trash",
-              "ca_file", "sent_folder")
-_INTERCEPT_KEYS = ("attachment_limit_mib", "sent", "sent_since", "sent_maildir")
 DEFAULT_SENT_SINCE_DAYS = 30
 
 
-@dataclass(frozen=True)
-class ImapSettings:
+class ImapSettings(Table):
+    """The ``[imap]`` table, checked; ``port`` defaults by ``security`` (993 for tls, else 143)."""
+
+    table: ClassVar[str] = "imap"
     host: str
-    port: int
-    security: str
     user: str
-    password_command: str | None
-    folders: tuple[str, ...]
-    notification: str
-    trash: str | None
-    ca_file: Path | None
+    security: Literal["tls", "starttls", "none"] = Field("tls", description='"tls", "starttls" or "none"')
+    port: int = Field(993, ge=1, le=65535, description="a port number from 1 to 65535")
+    password_command: str | None = None
+    folders: tuple[str, ...] = Field(("INBOX",), description='a list of folder names such as ["INBOX"]')
+    notification: Literal["trash", "delete"] = Field("trash", description='"trash" or "delete"')
+    trash: str | None = None
+    ca_file: Path | None = None
     sent_folder: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data:
+            plain = str(data.get("security", "tls")).strip() != "tls"
+            data = {**data, "port": 143 if plain else 993}
+        return data
 
-@dataclass(frozen=True)
-class SentSettings:
-    """The sent half: on or off, how far back the first run reaches, and (with --maildir)
-    the Maildir that takes the copies when it is not DIR/.Sent."""
-    enabled: bool
-    since_days: float
-    maildir: Path | None
+    @field_validator("host", "security", "user", "password_command", "notification", "trash", "ca_file",
+                     "sent_folder", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str) or not value.strip() or has_control(value):
+            raise ValueError(f"{cls.key(str(info.field_name))} must be a non-empty string without control "
+                             f"characters")
+        return local_path(value.strip(), info) if info.field_name == "ca_file" else value.strip()
+
+    @field_validator("password_command")
+    @classmethod
+    def _command(cls, command: str | None) -> str | None:
+        try:
+            if command is not None and not shlex.split(command):
+                raise ValueError("empty")
+        except ValueError:
+            raise ValueError("imap.password_command cannot be split into words") from None
+        return command
+
+    @field_validator("folders", mode="before")
+    @classmethod
+    def _folders(cls, folders: Any) -> Any:
+        if isinstance(folders, str):
+            folders = [folders]
+        if not isinstance(folders, list) or not folders or not all(
+                isinstance(f, str) and f.strip() and not any(ord(c) < 0x20 for c in f) for f in folders):
+            raise cls.must_be("folders")
+        return tuple(dict.fromkeys(f.strip() for f in folders))
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"imap.ca_file names {str(path)!r}, which does not exist or is not a file")
+        return path
+
+    @model_validator(mode="after")
+    def _clear_text_only_here(self) -> ImapSettings:
+        if self.security == "none" and not is_loopback(self.host):
+            raise ValueError(f"imap.security = \"none\" would send your password in the clear to {self.host}; it "
+                             f"is allowed only for a server on this machine (127.0.0.1); use \"tls\" or \"starttls\"")
+        return self
+
+
+class InterceptSettings(Table):
+    """The ``[intercept]`` table, checked: the attachment limit and the sent half (on or off,
+    how far back the first run reaches, and with --maildir the Maildir for the copies when it
+    is not DIR/.Sent)."""
+
+    table: ClassVar[str] = "intercept"
+    attachment_limit_mib: float = Field(DEFAULT_ATTACHMENT_LIMIT / (1 << 20), ge=0, le=10240,
+                                        description="a number of MiB from 0 to 10240")
+    sent: bool = Field(True, description="true or false (without quotes)")
+    sent_since: float = Field(float(DEFAULT_SENT_SINCE_DAYS), ge=0, le=36500,
+                              description="a number of days from 0 to 36500")
+    sent_maildir: Path | None = Field(None, description="the path of a Maildir folder")
+
+    @field_validator("sent_maildir", mode="before")
+    @classmethod
+    def _maildir(cls, folder: Any, info: ValidationInfo) -> Any:
+        if not isinstance(folder, str) or not folder.strip() or any(ord(c) < 0x20 for c in folder):
+            raise cls.must_be("sent_maildir")
+        return local_path(folder.strip(), info)
+
+    @property
+    def attachment_limit(self) -> int:
+        """Attachments past this many bytes, together, stay on the PEN (named, linked)."""
+        return int(self.attachment_limit_mib * (1 << 20))
+
+
+def _checked(config: Config, model: type[Table], table: dict) -> Any:
+    folder = config.path.parent if config.path is not None else None
+    try:
+        return model.model_validate(table, context={"folder": folder})
+    except ValidationError as e:
+        raise _fail(config, refusal(e, model)) from None
 
 
 def _fail(config: Config, problem: str) -> ConfigError:
     return ConfigError(f"In {config.path or 'the settings file'}, {problem}.")
 
 
-def _check_intercept_keys(config: Config) -> None:
-    unknown = [k for k in config.intercept if k not in _INTERCEPT_KEYS]
-    if unknown:
-        raise _fail(config, f"[intercept] has {unknown[0]!r}, which penmail does not know (it knows "
-                            f"{', '.join(_INTERCEPT_KEYS)})")
-
-
-def _path(config: Config, value: str) -> Path:
-    """A path as written in the settings: ~ expanded, a relative one beside the settings file."""
-    path = Path(value).expanduser()
-    if not path.is_absolute() and config.path is not None:
-        path = config.path.parent / path
-    return path
-
-
-def attachment_limit(config: Config) -> int:
-    table = config.intercept
-    _check_intercept_keys(config)
-    value = table.get("attachment_limit_mib", DEFAULT_ATTACHMENT_LIMIT / (1 << 20))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10240:
-        raise _fail(config, "intercept.attachment_limit_mib must be a number of MiB from 0 to 10240")
-    return int(value * (1 << 20))
-
-
-def sent_settings(config: Config) -> SentSettings:
-    table = config.intercept
-    _check_intercept_keys(config)
-    enabled = table.get("sent", True)
-    if not isinstance(enabled, bool):
-        raise _fail(config, "intercept.sent must be true or false (without quotes)")
-    since = table.get("sent_since", DEFAULT_SENT_SINCE_DAYS)
-    if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 <= since <= 36500:
-        raise _fail(config, "intercept.sent_since must be a number of days from 0 to 36500")
-    folder = table.get("sent_maildir")
-    maildir = None
-    if folder is not None:
-        if not isinstance(folder, str) or not folder.strip() or any(ord(c) < 0x20 for c in folder):
-            raise _fail(config, "intercept.sent_maildir must be the path of a Maildir folder")
-        maildir = _path(config, folder.strip())
-    return SentSettings(enabled, float(since), maildir)
+def intercept_settings(config: Config) -> InterceptSettings:
+    return _checked(config, InterceptSettings, config.intercept)
 
 
 def is_loopback(host: str) -> bool:
@@ -120,64 +161,15 @@ def is_loopback(host: str) -> bool:
 
 
 def imap_settings(config: Config) -> ImapSettings:
-    table = config.imap
-    if not table:
+    if not config.imap:
         raise _fail(config, "there is no [imap] table; add one with host, user and password_command "
                             "(see `penmail intercept --help`)")
-    unknown = [k for k in table if k not in _IMAP_KEYS]
-    if unknown:
-        raise _fail(config, f"[imap] has {unknown[0]!r}, which penmail does not know (it knows "
-                            f"{', '.join(_IMAP_KEYS)})")
-
-    def text(key: str, default: str | None = None) -> str | None:
-        value = table.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise _fail(config, f"imap.{key} must be a non-empty string without control characters")
-        return value.strip()
-
-    host, user = text("host"), text("user")
-    if not host or not user:
-        raise _fail(config, f"imap.{'host' if not host else 'user'} is missing")
-    security = text("security", "tls")
-    if security not in ("tls", "starttls", "none"):
-        raise _fail(config, f"imap.security must be \"tls\", \"starttls\" or \"none\", not {security!r}")
-    if security == "none" and not is_loopback(host):
-        raise _fail(config, f"imap.security = \"none\" would send your password in the clear to {host}; it is "
-                            f"allowed only for a server on this machine (127.0.0.1); use \"tls\" or \"starttls\"")
-    port = table.get("port", 993 if security == "tls" else 143)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _fail(config, "imap.port must be a port number from 1 to 65535")
-    command = text("password_command")
-    if command is not None:
-        try:
-            if not shlex.split(command):
-                raise ValueError("empty")
-        except ValueError:
-            raise _fail(config, "imap.password_command cannot be split into words") from None
-    folders = table.get("folders", ["INBOX"])
-    if isinstance(folders, str):
-        folders = [folders]
-    if not isinstance(folders, list) or not folders or not all(
-            isinstance(f, str) and f.strip() and not any(ord(c) < 0x20 for c in f) for f in folders):
-        raise _fail(config, "imap.folders must be a list of folder names such as [\"INBOX\"]")
-    notification = text("notification", "trash")
-    if notification not in ("trash", "delete"):
-        raise _fail(config, f"imap.notification must be \"trash\" or \"delete\", not {notification!r}")
-    ca = text("ca_file")
-    ca_path = None
-    if ca:
-        ca_path = _path(config, ca)
-        if not ca_path.is_file():
-            raise _fail(config, f"imap.ca_file names {str(ca_path)!r}, which does not exist or is not a file")
-    return ImapSettings(host, port, security, user, command, tuple(dict.fromkeys(f.strip() for f in folders)),
-                        notification, text("trash"), ca_path, text("sent_folder"))
+    return _checked(config, ImapSettings, config.imap)
 
 
 def imap_password(settings: ImapSettings, env: Mapping[str, str] | None = None) -> str | None:
     """password_command, else the keyring, else PENMAIL_IMAP_PASSWORD; None when none has one."""
-    from tui.credentials import _run_password_command
+    from tui.signin.credentials import _run_password_command
 
     env = os.environ if env is None else env
     if settings.password_command:

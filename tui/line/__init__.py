@@ -67,12 +67,16 @@ times RFC 3339 UTC):
   {"summary": {"replaced", "already", "left", "failed", "sent_placed", "sent_already", "sent_failed"}}
   (not with --watch or --stdin)
 * any failure: {"error": {"code", "message", "exit_code"}} (and the sentence on stderr)
+
+The package may import the client library and, only to hand over to the full-screen UI
+(``penmail open``), ``tui.app`` deferred; nothing else of the UI (contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE",
            "add_commands", "run"]
@@ -106,6 +110,16 @@ def add_commands(sub) -> None:
         p.set_defaults(func=run, line_command=name)
         return p
 
+    for group in (_account_commands, _reading_commands, _writing_commands, _after_sending_commands,
+                  _mail_store_commands):
+        group(command)
+
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _account_commands(command: Command) -> None:
+    """Signing in and out."""
     p = command("login", "sign in and remember the sign-in (the system keyring, else a private file)",
                 "Sign in to the PEN. Asks for the server and e-mail address when they are not configured, "
                 "and for the password on a terminal; reads the password from standard input otherwise.")
@@ -117,6 +131,9 @@ def add_commands(sub) -> None:
     command("logout", "sign out: revoke the sign-in on the server and forget it here")
     command("whoami", "show who you are signed in as, and where")
 
+
+def _reading_commands(command: Command) -> None:
+    """Listing, reading, moving and saving messages."""
     p = command("list", "list messages, one a line: id, date, sender, U(nread) A(ttachment), subject")
     p.add_argument("--folder", choices=FOLDERS, default="inbox", help="the folder (default inbox)")
     p.add_argument("--unread", action="store_true", help="only unread messages")
@@ -142,15 +159,6 @@ def add_commands(sub) -> None:
     p = command("mark", "mark messages read or unread")
     p.add_argument("ids", nargs="+", metavar="ID", help="the message id (several may be given)")
     p.add_argument("state", choices=("read", "unread"), metavar="read|unread", help="read or unread")
-
-    p = command("forward", "forward a message with its attachments; your text comes from standard input")
-    p.add_argument("id", metavar="ID", help="the message to forward")
-    p.add_argument("--to", action="append", default=[], metavar="A",
-                   help="a recipient (repeat, or separate with commas)")
-    p.add_argument("--cc", action="append", default=[], metavar="A", help="a copy recipient")
-    p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
-    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file of yours as well")
-
     p = command("read", "show a message's headers and text, and mark it read")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list`)")
     p.add_argument("--keep-unread", action="store_true", help="do not mark the message read")
@@ -161,6 +169,17 @@ def add_commands(sub) -> None:
     which.add_argument("--all", action="store_true", help="every attachment")
     which.add_argument("--attachment", type=_positive, metavar="N", help="attachment number N (from `read`)")
     p.add_argument("-o", "--output", metavar="DIR", help="the folder to save in (default: download_dir)")
+
+
+def _writing_commands(command: Command) -> None:
+    """Sending, replying, forwarding and drafts."""
+    p = command("forward", "forward a message with its attachments; your text comes from standard input")
+    p.add_argument("id", metavar="ID", help="the message to forward")
+    p.add_argument("--to", action="append", default=[], metavar="A",
+                   help="a recipient (repeat, or separate with commas)")
+    p.add_argument("--cc", action="append", default=[], metavar="A", help="a copy recipient")
+    p.add_argument("--bcc", action="append", default=[], metavar="A", help="a hidden recipient")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file of yours as well")
 
     p = command("send", "send a message; the text comes from standard input")
     p.add_argument("--to", action="append", default=[], metavar="A",
@@ -193,6 +212,9 @@ def add_commands(sub) -> None:
     p.add_argument("--all", action="store_true", help="reply to everyone on the message (never to yourself)")
     p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeat for more)")
 
+
+def _after_sending_commands(command: Command) -> None:
+    """What happened to a message you sent, and withdrawing it."""
     p = command("status", "show each recipient's notification status, and when each opened it, for a message "
                           "you sent")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
@@ -208,6 +230,9 @@ def add_commands(sub) -> None:
                          "and how")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
 
+
+def _mail_store_commands(command: Command) -> None:
+    """Notification links, and the PEN's messages in your own mail store."""
     p = command("open", "open the message of a notification e-mail's link (signing up as a guest if new)")
     p.add_argument("url", metavar="URL", help="the link: https://<pen>/m/<message id>?t=<token>")
     p.add_argument("--print", action="store_true", help="print the message as `read` does instead of the TUI")
@@ -278,7 +303,8 @@ def protect_ids(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     return [argv[0], *kept, "--", *positionals] if dashed else argv
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, env=None) -> int:
+    """A line-mode command, with the environment tui.cli.main read (a Mapping; None: os.environ)."""
     from tui.line.commands import main
 
-    return main(args)
+    return main(args, env=env)

@@ -11,12 +11,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tui.config import config_path
-from tui.format import address_text
 from tui.line import (
     EXIT_NOT_SIGNED_IN,
     EXIT_OK,
 )
 from tui.safe_text import one_line
+from tui.text.format import address_text
 
 try:  # POSIX
     import fcntl
@@ -58,59 +58,14 @@ async def _check_server(server: str, ca_file: Path | None) -> None:
 
 
 async def cmd_login(run: Run) -> int:
-    from tui.compose import parse_address
     from tui.pen_client import PenError
-    from tui.session import Session
+    from tui.signin.session import Session
 
-    args, config, out = run.args, run.config, run.out
+    args = run.args
     changes: dict[str, str | None] = {}
-
-    server = args.server or config.server
-    if not server:
-        if not run.stdin_tty:
-            raise usage("No PEN server is set; pass --server https://... or set server in the settings file.")
-        server = run.ask("The PEN's address (https://...): ")
-    server = normalise_server(server)
-    if server != config.server:
-        changes["server"] = server
-
-    ca_file = config.ca_file
-    if args.ca_file:
-        ca_file = Path(args.ca_file).expanduser().resolve()
-        if not ca_file.is_file():
-            raise usage(f"The CA file {ca_file} does not exist or is not a file; pass --ca-file with the PEN's "
-                        f"CA certificate.")
-        if ca_file != config.ca_file:
-            changes["ca_file"] = str(ca_file)
-    elif config.stale_ca_file is not None:
-        changes["ca_file"] = None  # names a file that is gone: the new server is checked without it
-    await _check_server(server, ca_file)
-
-    email = args.email or config.email
-    if not email:
-        if not run.stdin_tty:
-            raise usage("No e-mail address is set; pass --email or set email in the settings file.")
-        email = run.ask("Your e-mail address: ")
-    address, problem = parse_address(email)
-    if problem:
-        raise usage(problem)
-    email = address.email
-    if email != config.email:
-        changes["email"] = email
-
-    if run.stdin_tty:
-        password = run.ask_secret(f"Password for {email} on {urlsplit(server).netloc}: ")
-    else:
-        password = run.ask_secret("")
-    if not password:
-        from tui.credentials import CredentialError, password_from_fallbacks
-
-        try:
-            password = password_from_fallbacks(config, run.env)
-        except CredentialError as exc:
-            raise LineError(str(exc), EXIT_NOT_SIGNED_IN, "password_command") from None
-    if not password:
-        raise usage("No password was given; type it on a terminal or give it on standard input.")
+    server, ca_file = await _login_server(run, changes)
+    email = _login_email(run, changes)
+    password = _login_password(run, server, email)
 
     remember = not args.no_remember
     session = Session(server, email, ca_file, remember=remember, use_keyring=remember and run.use_keyring,
@@ -129,14 +84,8 @@ async def cmd_login(run: Run) -> int:
     finally:
         await session.client.aclose()
 
-    path = config.path or config_path(run.env)
-    if changes:
-        changes = {k: changes[k] for k in ("server", "email", "ca_file") if k in changes}
-        update_settings(path, changes)
-        names = [name if value is not None else f"the removal of the missing {name}"
-                 for name, value in changes.items()]
-        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        out.note(f"Saved {listed} in {path}.")
+    _save_login_settings(run, changes)
+    out = run.out
     if notice:
         out.note(notice)
     if out.json:
@@ -160,8 +109,82 @@ async def cmd_login(run: Run) -> int:
     return EXIT_OK
 
 
+async def _login_server(run: Run, changes: dict[str, str | None]) -> tuple[str, Path | None]:
+    """The server and CA file to sign in with (from the command line, the settings or a
+    prompt), checked before anything else is asked; what differs from the settings goes
+    into `changes`."""
+    args, config = run.args, run.config
+    server = args.server or config.server
+    if not server:
+        if not run.stdin_tty:
+            raise usage("No PEN server is set; pass --server https://... or set server in the settings file.")
+        server = run.ask("The PEN's address (https://...): ")
+    server = normalise_server(server)
+    if server != config.server:
+        changes["server"] = server
+
+    ca_file = config.ca_file
+    if args.ca_file:
+        ca_file = Path(args.ca_file).expanduser().resolve()
+        if not ca_file.is_file():
+            raise usage(f"The CA file {ca_file} does not exist or is not a file; pass --ca-file with the PEN's "
+                        f"CA certificate.")
+        if ca_file != config.ca_file:
+            changes["ca_file"] = str(ca_file)
+    elif config.stale_ca_file is not None:
+        changes["ca_file"] = None  # names a file that is gone: the new server is checked without it
+    await _check_server(server, ca_file)
+    return server, ca_file
+
+
+def _login_email(run: Run, changes: dict[str, str | None]) -> str:
+    from tui.compose import parse_address
+
+    email = run.args.email or run.config.email
+    if not email:
+        if not run.stdin_tty:
+            raise usage("No e-mail address is set; pass --email or set email in the settings file.")
+        email = run.ask("Your e-mail address: ")
+    address, problem = parse_address(email)
+    if problem:
+        raise usage(problem)
+    if address.email != run.config.email:
+        changes["email"] = address.email
+    return address.email
+
+
+def _login_password(run: Run, server: str, email: str) -> str:
+    """Typed on a terminal, else standard input, else password_command or PENMAIL_PASSWORD."""
+    if run.stdin_tty:
+        password = run.ask_secret(f"Password for {email} on {urlsplit(server).netloc}: ")
+    else:
+        password = run.ask_secret("")
+    if not password:
+        from tui.signin.credentials import CredentialError, password_from_fallbacks
+
+        try:
+            password = password_from_fallbacks(run.config, run.env)
+        except CredentialError as exc:
+            raise LineError(str(exc), EXIT_NOT_SIGNED_IN, "password_command") from None
+    if not password:
+        raise usage("No password was given; type it on a terminal or give it on standard input.")
+    return password
+
+
+def _save_login_settings(run: Run, changes: dict[str, str | None]) -> None:
+    """Write the server, e-mail and CA file that differ from the settings, and say so."""
+    if not changes:
+        return
+    path = run.config.path or config_path(run.env)
+    changes = {k: changes[k] for k in ("server", "email", "ca_file") if k in changes}
+    update_settings(path, changes)
+    names = [name if value is not None else f"the removal of the missing {name}" for name, value in changes.items()]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    run.out.note(f"Saved {listed} in {path}.")
+
+
 async def cmd_logout(run: Run) -> int:
-    from tui.session import Session
+    from tui.signin.session import Session
 
     config, out = run.config, run.out
     if not config.server or not config.email:
@@ -229,7 +252,7 @@ async def _register(run: Run, server: str, token: str, invitation):
     """A new guest's sign-up: the PEN's name, the sender and subject, then a name and a
     password typed twice.  Returns (session, password)."""
     from tui.pen_client import Conflict, ValidationFailed
-    from tui.session import Session
+    from tui.signin.session import Session
 
     out = run.out
     sender = address_text(invitation.sender)

@@ -7,7 +7,7 @@ one sentence on stderr (and ``{"error": ...}`` on stdout with --json) and an exi
 0 done, 1 failed, 2 usage, 3 not signed in, 4 not found.  Never a traceback (unless
 ``PENMAIL_DEBUG`` is set).
 
-Sign-in is the TUI's: the refresh token in the keyring (``tui.session.Session``), then
+Sign-in is the TUI's: the refresh token in the keyring (``tui.signin.session.Session``), then
 ``password_command``, then ``PENMAIL_PASSWORD``; nothing asks for a password except
 ``login`` and ``open``.  Refresh tokens rotate on every use and presenting a used one
 revokes the whole sign-in, so two line commands at once take turns (a lock file in the

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from tui.config import state_dir
-from tui.format import list_date
 from tui.line import EXIT_NOT_FOUND, EXIT_OK
 from tui.line.run import LineError, Run, usage
 from tui.safe_text import clean, one_line
+from tui.text.format import list_date
 
 
 def draft_store(run: Run):

@@ -69,22 +69,22 @@ def _summary(run: Run, counts: Counter, sent: bool) -> int:
 
 
 def _limit(run: Run) -> int:
-    from tui.intercept.settings import attachment_limit
+    from tui.intercept.settings import intercept_settings
 
-    return attachment_limit(run.config)
+    return intercept_settings(run.config).attachment_limit
 
 
 def _sent_plan(run: Run, client, server: str, limit: int, scratch: Path | None = None):
     """The sent half's plan, or None when [intercept] sent = false."""
     from tui.config import state_dir
     from tui.intercept.sent import SentPlan
-    from tui.intercept.settings import sent_settings
+    from tui.intercept.settings import intercept_settings
 
-    settings = sent_settings(run.config)
-    if not settings.enabled:
+    settings = intercept_settings(run.config)
+    if not settings.sent:
         return None
     me = (getattr(getattr(client, "user", None), "email", "") or run.config.email or "")
-    return SentPlan(state_dir(run.env) / "intercept", server, me, settings.since_days, limit, run.out.note,
+    return SentPlan(state_dir(run.env) / "intercept", server, me, settings.sent_since, limit, run.out.note,
                     scratch=scratch)
 
 
@@ -97,7 +97,7 @@ def _server(run: Run) -> str:
 
 async def cmd_intercept(run: Run) -> int:
     from tui.export import ExportError
-    from tui.intercept.settings import sent_settings
+    from tui.intercept.settings import intercept_settings
 
     args = run.args
     if args.watch and not args.imap:
@@ -107,7 +107,7 @@ async def cmd_intercept(run: Run) -> int:
     try:
         limit = _limit(run)
         server = _server(run)
-        sent_settings(run.config)  # a wrong [intercept] sent key is said before anything is done
+        intercept_settings(run.config)  # a wrong [intercept] key is said before anything is done
         if args.maildir:
             return await _maildir(run, server, limit)
         return await _imap(run, server, limit)
@@ -147,7 +147,7 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
     from tui.export import _host
     from tui.intercept.local import intercept_maildir
     from tui.intercept.sent import MaildirSent, SentBusy
-    from tui.intercept.settings import sent_settings
+    from tui.intercept.settings import intercept_settings
 
     counts: Counter = Counter()
     root = Path(run.args.maildir).expanduser().absolute()
@@ -156,7 +156,7 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
             _report(run, outcome, counts)
         plan = _sent_plan(run, client, server, limit)
         if plan is not None:
-            named = sent_settings(run.config).maildir
+            named = intercept_settings(run.config).sent_maildir
             try:
                 box = await asyncio.to_thread(MaildirSent, named or root / ".Sent", _host(server),
                                               None if named else ".Sent")
@@ -173,10 +173,10 @@ async def _maildir(run: Run, server: str, limit: int) -> int:
 
 
 async def _imap(run: Run, server: str, limit: int) -> int:
-    from tui.credentials import CredentialError
     from tui.intercept import imap
     from tui.intercept.sent import SentBusy
     from tui.intercept.settings import imap_password, imap_settings
+    from tui.signin.credentials import CredentialError
 
     settings = imap_settings(run.config)
     try:

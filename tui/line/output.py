@@ -15,8 +15,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from tui.format import iso
 from tui.safe_text import clean, one_line
+from tui.text.format import iso
 
 __all__ = [
     "Output",

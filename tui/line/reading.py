@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 from tui.config import state_dir
-from tui.format import address_text, gone_mark, human_size, list_date
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -20,6 +19,7 @@ from tui.line.output import (
     summary_json,
 )
 from tui.safe_text import clean, one_line
+from tui.text.format import address_text, gone_mark, human_size, list_date
 
 try:  # POSIX
     import fcntl

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from tui.config import Config, ConfigError, load_config, state_dir
 from tui.files import lock_within, write_atomic
-from tui.format import body_text, header_rows, human_size
 from tui.line import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -33,6 +32,7 @@ from tui.line.output import (
     message_json,
 )
 from tui.safe_text import one_line
+from tui.text.format import body_text, header_rows, human_size
 
 try:  # POSIX
     import fcntl
@@ -130,8 +130,8 @@ class Run:
         """A signed-in Session: the keyring's token, then password_command/PENMAIL_PASSWORD
         (``fallbacks``), then a password typed or piped in (``prompt``).  Returns
         (session, password or None)."""
-        from tui.credentials import CredentialError, password_from_fallbacks
-        from tui.session import Session
+        from tui.signin.credentials import CredentialError, password_from_fallbacks
+        from tui.signin.session import Session
 
         server = server or self.config.server
         email = email or self.config.email

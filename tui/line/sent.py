@@ -4,11 +4,11 @@ Textual here."""
 
 from __future__ import annotations
 
-from tui.format import withdrawn_sentence
 from tui.line import EXIT_OK
 from tui.line.output import audit_json, notification_json
 from tui.line.run import Run, usage
 from tui.safe_text import one_line
+from tui.text.format import withdrawn_sentence
 
 
 def _recipients(values: list[str]) -> list[str] | None:

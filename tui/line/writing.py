@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.format import NOTIFICATION_PENDING, address_text, body_text, human_size, long_date, notification_summary
 from tui.line import (
     EXIT_FAILED,
     EXIT_OK,
@@ -19,6 +18,7 @@ from tui.line.output import (
     message_json,
 )
 from tui.safe_text import clean, one_line
+from tui.text.format import NOTIFICATION_PENDING, address_text, body_text, human_size, long_date, notification_summary
 
 if TYPE_CHECKING:
     from tui.pen_client import Address
@@ -67,8 +67,8 @@ def _check_files(paths: list[str]) -> list[str]:
 
 def _end_date(text: str | None) -> str | None:
     """--expires as the fixed time the draft keeps (RFC 3339), or None without it."""
-    from tui.end_date import EndDateError, parse_end_date
     from tui.pen_client import rfc3339
+    from tui.text.end_date import EndDateError, parse_end_date
 
     if text is None:
         return None
@@ -80,11 +80,11 @@ def _end_date(text: str | None) -> str | None:
 
 
 class _LineFiles:
-    """The draft's files as tui.uploads sees them (its UploadView): the bar on a terminal's
+    """The draft's files as tui.writing.uploads sees them (its UploadView): the bar on a terminal's
     standard error, the upload records copied into the draft (kept by the sender)."""
 
     def __init__(self, run: Run, draft) -> None:
-        from tui.sender import draft_entries
+        from tui.writing.sender import draft_entries
 
         self.out, self.draft = run.out, draft
         self.entries = draft_entries(draft)
@@ -111,7 +111,7 @@ class _LineFiles:
 
 
 def _not_sent_sentence(exc, draft) -> str:
-    from tui.sender import NotSent
+    from tui.writing.sender import NotSent
 
     again = f"`penmail send --draft {draft.id}`"
     if exc.kind == NotSent.SENT_BEFORE:
@@ -128,12 +128,12 @@ def _not_sent_sentence(exc, draft) -> str:
 
 
 async def _deliver(run: Run, client, store, draft) -> int:
-    """Send the draft through tui.sender (the TUI's way: upload ids kept in the draft, the
+    """Send the draft through tui.writing.sender (the TUI's way: upload ids kept in the draft, the
     draft's Idempotency-Key, a lost answer tried again, expired uploads uploaded again) and
     remove it once the PEN has it; keep it, and say what to do, when anything fails."""
     from tui.compose import parse_address_list
-    from tui.sender import NotSent, Sender
-    from tui.uploads import Uploader
+    from tui.writing.sender import NotSent, Sender
+    from tui.writing.uploads import Uploader
 
     out = run.out
     for name in draft.attachments:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -33,21 +33,18 @@ from tui.compose import (
     validate_subject,
 )
 from tui.drafts import Draft, DraftStore, account_key
-from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
 from tui.pen_client import Address, Attachment, Message, PenClient, PenError, parse_time, rfc3339
 from tui.safe_text import clean, one_line
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.messages import NotificationsRequested
-from tui.sender import NotSent, Sender, draft_entries
-from tui.uploads import Entry, Uploader
+from tui.screens.messages import NOTICE_SECONDS, NotificationsRequested
+from tui.text.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
 from tui.widgets.address_field import AddressField, SubjectField
 from tui.widgets.attachments import AttachmentPanel
 from tui.widgets.external_editor import edit_text
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
-
-if TYPE_CHECKING:
-    from tui.app import PenmailApp
+from tui.writing.sender import NotSent, Sender, draft_entries
+from tui.writing.uploads import Entry, Uploader
 
 AUTOSAVE_SECONDS = 1.5  # a change is on disk within this (plus the write itself)
 TITLES = {"new": "New message", "reply": "Reply", "reply_all": "Reply to all", "forward": "Forward",
@@ -61,7 +58,7 @@ SENT_BEFORE = ("This draft was already sent in an earlier session, so it was not
 def _reply_text(m: Message) -> str:
     if m.body_text.strip() or not m.body_html:
         return m.body_text
-    from tui.htmlbody import HtmlConversionError, html_to_text
+    from tui.text.htmlbody import HtmlConversionError, html_to_text
 
     try:
         return html_to_text(m.body_html, timeout=1.0)[0]  # on the screen's thread: keep it short
@@ -71,8 +68,6 @@ def _reply_text(m: Message) -> str:
 
 class ComposeScreen(Screen):
 
-    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
-        app: PenmailApp
 
     AUTO_FOCUS = None  # on_mount: To when it is empty, else the body
     # Keys no focused field takes (the body's TextArea has f6 and f7) and terminals pass on.
@@ -393,7 +388,7 @@ class ComposeScreen(Screen):
         if self.touched and not self.closed:
             problem = self._write(*self._snapshot())
             if problem:
-                self.app.toast(problem, title="Draft", severity="error")
+                self.notify(problem, title="Draft", severity="error", timeout=NOTICE_SECONDS, markup=False)
 
     def on_screen_suspend(self) -> None:
         self._save_now()
@@ -426,7 +421,7 @@ class ComposeScreen(Screen):
             return
         kept = self.keep_for_later()
         if kept:
-            self.app.toast(kept, title="Draft")
+            self.notify(kept, title="Draft", timeout=NOTICE_SECONDS, markup=False)
         self.app.pop_screen()
 
     def action_save(self) -> None:
@@ -438,7 +433,7 @@ class ComposeScreen(Screen):
             if not yes or self.closed:
                 return
             self._forget()
-            self.app.toast("The draft was discarded.", title="Draft")
+            self.notify("The draft was discarded.", title="Draft", timeout=NOTICE_SECONDS, markup=False)
             self.app.pop_screen()
 
         self.app.push_screen(ConfirmScreen("Discard this draft for good?", yes="Yes, discard it"), answered)

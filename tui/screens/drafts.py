@@ -5,8 +5,6 @@ later, q quits."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -19,14 +17,11 @@ from textual.widgets.option_list import Option
 from tui.compose import format_date
 from tui.drafts import Draft, DraftStore, account_key
 from tui.safe_text import one_line, safe_text
-from tui.screens.messages import DraftResumeRequested
-from tui.session import Session
+from tui.screens.messages import NOTICE_SECONDS, DraftResumeRequested
+from tui.signin.session import Session
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
-
-if TYPE_CHECKING:
-    from tui.app import PenmailApp
 
 
 def draft_row(draft: Draft) -> Text:
@@ -67,8 +62,6 @@ def offer_saved_drafts(app: App, session: Session) -> None:
 
 class DraftsScreen(ModalScreen[None]):
 
-    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
-        app: PenmailApp
 
     BINDINGS = [
         # priority: the list would take enter for its own "select"
@@ -138,7 +131,8 @@ class DraftsScreen(ModalScreen[None]):
             self.drafts.remove(draft)
             if not self.drafts:
                 self.dismiss(None)
-                self.app.toast(f"Discarded the draft \u201c{subject}\u201d; there are no other drafts.", title="Drafts")
+                self.notify(f"Discarded the draft \u201c{subject}\u201d; there are no other drafts.", title="Drafts",
+                            timeout=NOTICE_SECONDS, markup=False)
                 return
             self._show()
             self._say(f"Discarded the draft \u201c{subject}\u201d.")

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from tui.drafts import Draft
     from tui.pen_client import Event, Summary
     from tui.pen_client import Message as PenMessage
-    from tui.session import Session
+    from tui.signin.session import Session
 
 __all__ = [
+    "NOTICE_SECONDS",
     "ComposeRequested",
     "DraftResumeRequested",
     "EventsWanted",
@@ -27,6 +28,11 @@ __all__ = [
     "SignedIn",
     "SummaryChanged",
 ]
+
+# How long a notice of penmail's stays on screen (Textual's own default is 5 s). A screen says
+# something worth a notice with ``self.notify(text, markup=False, timeout=NOTICE_SECONDS)``:
+# markup=False marks the text as untrusted, and the app cleans it (tui.safe_text.one_line).
+NOTICE_SECONDS = 8
 
 
 class SignedIn(Message):

@@ -14,7 +14,6 @@ import webbrowser
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,14 +25,15 @@ from textual.widgets import Input, OptionList, TextArea
 
 from tui.compose import remember_seen
 from tui.downloads import DownloadCancelled, download_all, save_attachment
-from tui.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
+from tui.downloads.opener import open_file
 from tui.files import safe_filename
-from tui.format import body_text, header_text, long_date, withdrawn_sentence
-from tui.htmlbody import allowed_link
-from tui.opener import open_file
 from tui.pen_client import Attachment, Gone, Message, PenClient, PenError, Summary
 from tui.safe_text import clean, one_line
 from tui.screens.messages import ComposeRequested, MessageOpenRequested, NotificationsRequested, SummaryChanged
+from tui.terminal.key_gate import KeyGate
+from tui.text.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
+from tui.text.format import body_text, header_text, long_date, withdrawn_sentence
+from tui.text.htmlbody import allowed_link
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.reader_attachments import ReaderAttachmentList
@@ -44,8 +44,6 @@ from tui.widgets.thread_list import ThreadList
 
 LOAD_WAIT_SECONDS = 30.0  # keys typed after a reply asked for while loading wait at most this
 
-if TYPE_CHECKING:
-    from tui.app import PenmailApp
 
 __all__ = ["ReaderScreen"]
 
@@ -59,8 +57,6 @@ def _count(n: int, what: str) -> str:
 
 class ReaderScreen(Screen):
 
-    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
-        app: PenmailApp
 
     AUTO_FOCUS = "#body"
     BINDINGS = [
@@ -86,9 +82,12 @@ class ReaderScreen(Screen):
         Binding("f1,question_mark", "app.help", "Help", id="reader.help"),
     ]
 
-    def __init__(self, client: PenClient, summary: Summary) -> None:
+    def __init__(self, client: PenClient, summary: Summary, *, keys: KeyGate, download_dir: Path) -> None:
+        """`keys` is the app's key gate: the keys typed after a reply asked for while the
+        message loads wait for it. `download_dir` is where attachments go (the settings')."""
         super().__init__()
-        self.client, self.summary = client, summary
+        self.client, self.summary, self.keys = client, summary, keys
+        self.download_dir = download_dir
         self.message: Message | None = None
         self.links: list[str] = []
         self.body_shown = False
@@ -271,7 +270,7 @@ class ReaderScreen(Screen):
             # Once it is shown; the keys typed after this one wait for the reply to open.
             self._when_shown = kind
             self.say("Replying once the message is loaded ...")
-            self.app.key_gate.wait_for(self._replying(), LOAD_WAIT_SECONDS, "the reply")
+            self.keys.wait_for(self._replying(), LOAD_WAIT_SECONDS, "the reply")
             return
         self.post_message(ComposeRequested(kind, self.message))
 
@@ -346,7 +345,7 @@ class ReaderScreen(Screen):
     def action_save(self, which: str) -> None:
         wanted = self._wanted(which)
         if wanted:
-            self._download(wanted, Path(self.app.config.download_dir).expanduser())
+            self._download(wanted, Path(self.download_dir).expanduser())
 
     @on(OptionList.OptionSelected, "#reader-attachments")
     def _attachment_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -359,7 +358,7 @@ class ReaderScreen(Screen):
         field = self.query_one("#save-folder", Input)
         field.placeholder = ("Folder to save every attachment in" if which == "all" else
                              "Folder to save the highlighted attachment in") + "; enter saves, escape cancels"
-        field.value = str(self.app.config.download_dir)
+        field.value = str(self.download_dir)
         self._focus_before = self.focused
         field.display = True
         field.focus()
@@ -440,7 +439,7 @@ class ReaderScreen(Screen):
         """A toast too when the reader is not in front (the panel is out of sight)."""
         if always or self.app.screen is not self:
             try:
-                self.app.toast(sentence, title="Download", timeout=12)
+                self.notify(sentence, title="Download", timeout=12, markup=False)
             except Exception:  # the app is closing: nobody to tell
                 pass
 

@@ -3,8 +3,6 @@ it fails. Works with the keyboard alone: tab moves, enter signs in, escape quits
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,18 +12,13 @@ from textual.widgets import Button, Checkbox, Input, Label
 
 from tui.pen_client import PenError
 from tui.screens.messages import SignedIn
-from tui.session import Session
+from tui.signin.session import Session
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
-
-if TYPE_CHECKING:
-    from tui.app import PenmailApp
 
 
 class SignInScreen(Screen):
 
-    if TYPE_CHECKING:  # the app this screen runs in, so that the names used on it are checked
-        app: PenmailApp
 
     AUTO_FOCUS = None
     BINDINGS = [

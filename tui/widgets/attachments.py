@@ -2,7 +2,7 @@
 from the file system), and the upload under way with its bar in bytes.
 
 The panel shows and asks; it does no I/O. A path typed in is posted as ``AttachRequested``;
-the compose screen's workers run tui.uploads.Uploader, which reports back through the
+the compose screen's workers run tui.writing.uploads.Uploader, which reports back through the
 panel's view methods (``changed``, ``redraw``, ``say``, ``upload_started``...). Rows say a
 file's state in words ("uploading", "ready", "forwarded", "not uploaded yet"), never by
 colour alone; file names reach the screen through the safe-text path. The panel tells its
@@ -19,11 +19,11 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
-from tui.format import human_size
 from tui.safe_text import one_line, safe_text
-from tui.uploads import Entry
+from tui.text.format import human_size
 from tui.widgets.path_suggester import PathSuggester
 from tui.widgets.safe_static import SafeStatic
+from tui.writing.uploads import Entry
 
 
 class AttachmentList(OptionList):
@@ -67,7 +67,7 @@ class UploadProgress(Horizontal):
 
 
 class AttachmentPanel(Vertical):
-    """The files of a draft, shown; the upload view of tui.uploads.Uploader."""
+    """The files of a draft, shown; the upload view of tui.writing.uploads.Uploader."""
 
     class Changed(Message):
         """The list of attachments changed (the draft keeps it)."""
@@ -111,7 +111,7 @@ class AttachmentPanel(Vertical):
     def uploading(self) -> bool:
         return any(e.uploading for e in self.entries)
 
-    # ------------------------------------------------------------ the view tui.uploads reports to
+    # ------------------------------------------------------------ the view tui.writing.uploads reports to
 
     def say(self, text: str) -> None:
         self.post_message(self.Said(text))

@@ -1,5 +1,5 @@
 """An OptionList for keyboard and screen-reader users: vim keys beside the arrows. The
-terminal cursor goes on its highlighted row by the app's one rule (tui/terminal_cursor.py),
+terminal cursor goes on its highlighted row by the app's one rule (tui/terminal/cursor.py),
 which Textual's OptionList does not follow by itself."""
 
 from __future__ import annotations

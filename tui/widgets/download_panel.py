@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
 from tui.downloads import Progress
-from tui.format import duration_left, human_size
+from tui.text.format import duration_left, human_size
 from tui.widgets.safe_static import SafeStatic
 
 

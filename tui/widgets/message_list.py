@@ -32,7 +32,7 @@ from textual.worker import Worker
 
 from tui.bulk import TAG_MARK
 from tui.pen_client import Page, PenError, Summary
-from tui.terminal_cursor import row_offset
+from tui.terminal.cursor import row_offset
 from tui.widgets.message_rows import fit, row_text
 from tui.widgets.vim_keys import moving_bindings
 

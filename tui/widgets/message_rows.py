@@ -20,9 +20,9 @@ from datetime import datetime
 
 from rich.cells import cell_len, set_cell_size
 
-from tui.format import gone_mark, short_date
 from tui.pen_client import Summary
 from tui.safe_text import one_line
+from tui.text.format import gone_mark, short_date
 
 ELLIPSIS = "\u2026"
 # Folders whose rows are the user's own messages: they show whom each went to.

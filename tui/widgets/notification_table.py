@@ -14,9 +14,9 @@ from datetime import datetime
 from textual.geometry import Offset
 from textual.widgets import DataTable
 
-from tui.format import NOTIFICATION_PENDING, long_date, short_date
 from tui.pen_client import Notification
 from tui.safe_text import one_line, safe_text
+from tui.text.format import NOTIFICATION_PENDING, long_date, short_date
 from tui.widgets.vim_keys import moving_bindings
 
 COLUMNS = (("mark", " "), ("recipient", "Recipient"), ("kind", "Kind"), ("status", "Status"),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from textual.widgets.option_list import Option
 
-from tui.format import human_size
 from tui.pen_client import Attachment
 from tui.safe_text import one_line, safe_text
+from tui.text.format import human_size
 from tui.widgets.cursor_list import MarkedOptionList
 from tui.widgets.vim_keys import moving_bindings
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from textual.widgets.option_list import Option
 
-from tui.format import gone_mark, short_date
 from tui.pen_client import Summary
 from tui.safe_text import one_line, safe_text
+from tui.text.format import gone_mark, short_date
 from tui.widgets.cursor_list import MarkedOptionList
 from tui.widgets.message_rows import fit, who_text
 from tui.widgets.vim_keys import moving_bindings

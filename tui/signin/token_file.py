@@ -1,7 +1,7 @@
 """A remembered sign-in where no system keyring works (SSH sessions, servers, CI).
 
-``SignInStore`` is what a ``tui.session.Session`` keeps its refresh token in: the system
-keyring first, whenever one works (``tui.credentials.CredentialStore``); else a file in
+``SignInStore`` is what a ``tui.signin.session.Session`` keeps its refresh token in: the system
+keyring first, whenever one works (``tui.signin.credentials.CredentialStore``); else a file in
 penmail's state folder that only the user can read (mode 0600, written whole and atomically,
 its name a hash of the account so no address shows in it), as gh and other command-line
 tools do.  Only ``penmail login`` creates the file (``may_create``); every other process
@@ -15,8 +15,8 @@ import contextlib
 import hashlib
 from pathlib import Path
 
-from tui.credentials import CredentialStore
 from tui.files import write_atomic
+from tui.signin.credentials import CredentialStore
 
 __all__ = ["SignInStore", "token_file_name"]
 

@@ -9,7 +9,7 @@ ESC and a digit or punctuation (``/``, ``?``, ``:``) lose the Escape altogether,
 
 ESC can start a sequence only with one of a few characters (CSI ``[``, SS3 ``O``, OSC ``]``,
 DCS ``P``, APC ``_``, PM ``^``, SOS ``X``); followed by any other printable character it is
-alt and that key, decided at once. The key gate (tui/key_gate.py) then splits an alt key
+alt and that key, decided at once. The key gate (tui/terminal/key_gate.py) then splits an alt key
 that nothing binds into Escape and the key, which is what the person typed."""
 
 from __future__ import annotations

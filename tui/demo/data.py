@@ -3,7 +3,6 @@ the planner that turns them into threads. No network here and no Textual."""
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import uuid
@@ -192,13 +191,17 @@ def _write(data: bytes) -> Callable[[Path], object]:
     return lambda path: path.write_bytes(data)
 
 
-def _write_random(size: int, header: bytes = b"") -> Callable[[Path], None]:
+def _write_random(size: int, header: bytes = b"", seed: int = 0) -> Callable[[Path], None]:
+    """`size` bytes of noise after `header`, the same for the same seed: a 4 MiB seeded
+    block written over and over, so that a demo made from the shipped data set can write the
+    very file (the sha256 its database names) in a few tens of milliseconds."""
     def make(path: Path) -> None:
+        block = random.Random(seed).randbytes(min(max(size - len(header), 0), 4 << 20))
         with path.open("wb") as f:
             f.write(header)
             left = size - len(header)
             while left > 0:
-                chunk = os.urandom(min(left, 4 << 20))
+                chunk = block[:left]
                 f.write(chunk)
                 left -= len(chunk)
     return make
@@ -381,8 +384,8 @@ class Planner:
         return FileSpec(name, "application/pdf", _write(data), len(data))
 
     def png_file(self, name: str) -> FileSpec:
-        data = _png(160, 120, self.rng.randrange(1 << 30))
-        return FileSpec(name, "image/png", _write(data), len(data))
+        seed = self.rng.randrange(1 << 30)  # drawn now, drawn at make time (pure Python, slow)
+        return FileSpec(name, "image/png", lambda path: path.write_bytes(_png(160, 120, seed)), 160 * 120 * 3)
 
     def ics_file(self, when: datetime, who: Person, with_whom: Person) -> FileSpec:
         start = when.astimezone(UTC)
@@ -426,7 +429,7 @@ class Planner:
         ], start=self.t0, kind="guest"))
         self.t0 = self.pick_start(self.rng.uniform(2, 5))
         big = FileSpec(f"CT_chest_Kim_R_series3_{(self.t0 + timedelta(days=1)):%Y%m%d}.dcm", "application/dicom",
-                       _write_random(self.big, b"\x00" * 128 + b"DICM"), self.big)
+                       _write_random(self.big, b"\x00" * 128 + b"DICM", self.rng.randrange(1 << 30)), self.big)
         report = self.pdf_file("CT_chest_report_Kim_R.pdf", "Springfield Imaging Center - CT chest with contrast", [
             f"Patient: {kim.name}   MRN: {self.mrn['kim']}   Referring: Dr. Elena Ruiz",
             "Technique: helical CT of the chest after 80 mL IV contrast.",

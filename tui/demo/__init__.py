@@ -14,14 +14,19 @@ the messages' dates back over the last six weeks in the server's database (the o
 that does not go through the API), so that the mailbox reads like weeks of work.
 
 With `cache_dir` (what `penmail demo` passes), the seeded data folder is kept there and
-later stacks start from a copy of it in a second or two (tui/demo_prepared.py).
+later stacks start from a copy of it in a second or two (tui/demo/prepared.py).
 
 `stop()` ends everything (the server with SIGTERM, the sink, the folder); it is registered
 with atexit, runs on SIGTERM and SIGINT too, and is safe to call twice.
 
-This is the only module of `tui/` that imports `pen_server`, and only when a stack starts,
+This package is the only client code that imports `pen_server` and `pen_devstack` (a contract
+in pyproject.toml says so), and only when a stack starts,
 so `penmail` works without the server's packages until someone asks for the demo. No
 Textual here: `run_demo(launch)` gets the TUI as a function.
+
+The package: this module (the stack and `run_demo`), ``data`` (the clinic's people, files and
+messages) and ``prepared`` (the seeded data kept and reused). May import ``pen_server`` and
+``pen_devstack`` (deferred, when a stack starts) and the client library; never Textual.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui import demo_prepared
-from tui.demo_data import (
+from tui.demo import prepared as demo_prepared
+from tui.demo import shipped as demo_shipped
+from tui.demo.data import (
     CONCURRENCY,
     DEFAULT_BIG_MB,
     DEFAULT_MESSAGES,
@@ -104,7 +110,7 @@ class DemoStack:
                  seed: int = 2026, progress: Callable[[str], None] | None = None, handle_signals: bool = True,
                  backdate: bool = True, cache_dir: Path | None = None):
         self.messages = messages
-        # Where prepared data is kept and reused (tui.demo_prepared); None seeds every time.
+        # Where prepared data is kept and reused (tui.demo.prepared); None seeds every time.
         self.cache_dir = cache_dir
         self.prepared_from: Path | None = None  # the cache entry this stack was copied from
         self.big_attachment_bytes = max(1024, int(big_attachment_mb * (1 << 20)))
@@ -127,6 +133,14 @@ class DemoStack:
         self._stop_lock = threading.Lock()
         self._old_handlers: dict[int, Any] = {}
         self._server_thread: threading.Thread | None = None
+        self.now: datetime | None = None  # the seeding's "now" (the data set's build fixes it)
+        self.shipped = False  # started from the data set shipped in the package (tui/demo/shipped.py)
+        self._blob_maker: Any = None  # the helper process that makes the attachments' files
+        self._when_ready: Callable[[], Any] | None = None
+        self._ready_lock = threading.Lock()
+        self._failure: list[BaseException] = []
+        self._started_at = 0.0
+        self.failure: DemoError | None = None  # the server did not start (see wait_ready)
 
     # ------------------------------------------------------------ properties
 
@@ -146,7 +160,10 @@ class DemoStack:
 
     # ------------------------------------------------------------ start
 
-    def start(self) -> DemoStack:
+    def start(self, wait: bool = True) -> DemoStack:
+        """Make the PEN and start its server. With `wait=False`, a start from prepared data
+        returns while the server process is still starting (the TUI's first frame need not
+        wait for it): `wait_ready()` waits, and says in one sentence when it did not start."""
         if self._stopped:
             raise DemoError("This demo stack has been stopped; start a new one.")
         if self._started:
@@ -167,9 +184,13 @@ class DemoStack:
             self.port = devstack.free_port()
             self.progress(f"Starting a demo PEN on {self.server} ...")
             started = time.monotonic()
+            shipped = demo_shipped.usable(demo_shipped.stack_options(self)) if self.cache_dir is not None else None
+            if shipped is not None:
+                self._start_shipped(devstack, shipped, started, wait)
+                return self
             entry = self._cache_entry()
             if entry is not None and demo_prepared.load(entry) is not None:
-                self._start_prepared(devstack, entry, started)
+                self._start_prepared(devstack, entry, started, wait)
                 return self
             self.smtp = devstack.SmtpSink().start()
             if entry is not None:
@@ -218,29 +239,67 @@ class DemoStack:
         return demo_prepared.entry_for(Path(self.cache_dir), messages=self.messages, seed=self.seed,
                                        big_attachment_bytes=self.big_attachment_bytes, backdate=self.backdate)
 
-    def _start_prepared(self, devstack, entry: Path, started: float) -> None:
+    def _start_prepared(self, devstack, entry: Path, started: float, wait: bool = True) -> None:
         """A copy of the prepared PEN, its dates moved to today, served on this stack's port."""
         meta = demo_prepared.restore(entry, self.data_dir, self.server)
         self.prepared_from = entry
         self.seed_stats = dict(meta["seed_stats"])
         self.guests = dict(meta["guests"])
         self._guest_link_path = meta.get("guest_link_path")
+        self._serve(devstack, started, wait)
+
+    def _start_shipped(self, devstack, meta: dict[str, Any], started: float, wait: bool = True) -> None:
+        """The data set shipped in the package, made this demo's (its own keys and CA), served
+        on this stack's port; the attachments' files come after (tui/demo/shipped.py). The
+        server process loads its modules while the data folder is filled."""
+        self.data_dir.mkdir(mode=0o700)
+        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=devstack.free_port(),
+                                           env={"PEN_RETRY_BASE_SECONDS": "1"}).spawn(held=True)
+        self._guest_link_path = demo_shipped.restore(meta, self.data_dir, self.server)
+        self.shipped = True
+        self.seed_stats = dict(meta["seed_stats"])
+        self.guests = dict(meta["guests"])
+        store = Path(self.cache_dir) / f"blobs-{meta['digest']}"
+        # Once the server is up (it comes first), the attachments' files.
+        self._when_ready = lambda: demo_shipped.link_blobs(meta, store, self.data_dir / "blobs")
+        self._serve(devstack, started, wait)
+
+    def _serve(self, devstack, started: float, wait: bool = True) -> None:
         # The server starts (another process) while the SMTP sink starts here; it only
         # needs the sink's port, and retries a relay that is not up yet.
-        smtp_port = devstack.free_port()
-        self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=smtp_port,
-                                           env={"PEN_RETRY_BASE_SECONDS": "1"})
+        if self.process is None:
+            self.process = devstack.PenProcess(self.data_dir, self.port, smtp_port=devstack.free_port(),
+                                               env={"PEN_RETRY_BASE_SECONDS": "1"})
         failure: list[BaseException] = []
         self._server_thread = threading.Thread(target=self._start_server, args=(failure,),
                                                name="penmail-demo-server", daemon=True)
         self._server_thread.start()
-        self.smtp = devstack.SmtpSink(smtp_port).start()
-        self._server_thread.join()
-        if failure:
-            self._server_failed(failure[0])
-        self.seed_stats["start_seconds"] = round(time.monotonic() - started, 2)
+        self.smtp = devstack.SmtpSink(self.process.smtp_port).start()
+        self._failure, self._started_at = failure, started
         self.seed_stats["seed_seconds"] = 0.0
+        if wait:
+            self.wait_ready()
         self._ready()
+
+    def wait_ready(self) -> None:
+        """Until the server answers (from any thread); DemoError, and `failure` set, when it
+        did not start. Then what waits for the server (the attachments' files) starts."""
+        if self._server_thread is not None:
+            self._server_thread.join()
+        with self._ready_lock:
+            if self.failure is not None:
+                raise self.failure
+            if self._failure:
+                try:
+                    self._server_failed(self._failure[0])
+                except DemoError as exc:
+                    self.failure = exc
+                    raise
+            if "start_seconds" not in self.seed_stats:
+                self.seed_stats["start_seconds"] = round(time.monotonic() - self._started_at, 2)
+            if self._when_ready is not None and not self._stopped:
+                when, self._when_ready = self._when_ready, None
+                self._blob_maker = when()
 
     def _ready(self) -> None:
         link = guest_link_sentence(self)
@@ -294,7 +353,7 @@ class DemoStack:
         from tui.pen_client import Address, PenClient
 
         rng = random.Random(self.seed)
-        now = datetime.now(UTC)
+        now = self.now or datetime.now(UTC)
         threads = Planner(rng, now, self.big_attachment_bytes).plan(self.messages)
         scratch = self.root / "files"
         scratch.mkdir()
@@ -551,6 +610,15 @@ class DemoStack:
             self._restore_signal_handlers()
             if self._server_thread is not None and self._server_thread is not threading.current_thread():
                 self._server_thread.join()  # it ends once the server answers or has died
+            with self._ready_lock:  # no helper process starts after this
+                self._when_ready = None
+            if self._blob_maker is not None and self._blob_maker.poll() is None:
+                # Files are renamed into place whole; the next demo makes what is missing.
+                self._blob_maker.terminate()
+                try:
+                    self._blob_maker.wait(timeout=STOP_SECONDS)
+                except Exception:
+                    self._blob_maker.kill()
             if self.process is not None:
                 try:
                     # SIGTERM; a server still waiting on a client's idle connection is killed
@@ -654,7 +722,7 @@ def run_demo(launch: Callable[[DemoStack], int], *, err=None, **options) -> int:
     stack = DemoStack(progress=say, **options)
     try:
         try:
-            stack.start()
+            stack.start(wait=False)  # the client's first frame comes while the server starts
         except DemoError as exc:
             say(f"penmail demo: {exc}")
             return 1
@@ -662,6 +730,9 @@ def run_demo(launch: Callable[[DemoStack], int], *, err=None, **options) -> int:
             code = launch(stack)
         except Exception as exc:
             say(f"penmail demo: the client stopped with an error: {_one_line(exc) or type(exc).__name__}")
+            return 1
+        if stack.failure is not None:  # the client waited for a server that did not start
+            say(f"penmail demo: {stack.failure}")
             return 1
         return int(code) if isinstance(code, int) else 0
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def entry_for(root: Path, **options: Any) -> Path:
     import pen_server
 
     here = Path(__file__).parent
-    sources = [here / "demo.py", here / "demo_data.py", here / "demo_prepared.py", Path(pen_devstack.__file__),
+    sources = [here / "__init__.py", here / "data.py", here / "prepared.py", Path(pen_devstack.__file__),
                *sorted((Path(pen_server.__file__).parent / "migrations" / "versions").glob("*.py"))]
     digest = hashlib.sha256(json.dumps({"format": FORMAT, **options}, sort_keys=True).encode())
     for path in sources:
@@ -132,8 +132,17 @@ def restore(entry: Path, data_dir: Path, base_url: str) -> dict[str, Any]:
     shutil.copyfile(source / DB, data_dir / DB)
     os.chmod(data_dir / DB, 0o600)
     _set_base_url(data_dir / CONFIG, base_url)
-    _shift_dates(data_dir / DB, timedelta(seconds=max(0.0, time.time() - float(meta["prepared_at"]))))
+    move_dates(data_dir / DB, float(meta["prepared_at"]))
     return meta
+
+
+def move_dates(db: Path, prepared_at: float) -> None:
+    """Every date moved forward by the time since `prepared_at` (a time.time()), and the
+    audit trail's chain hashed again over the moved dates."""
+    _shift_dates(db, timedelta(seconds=max(0.0, time.time() - prepared_at)))
+    with sqlite3.connect(db) as conn:
+        _rechain(conn)
+    conn.close()
 
 
 def _copy_folder(source: Path, target: Path) -> None:
@@ -181,6 +190,22 @@ def _shift_dates(db: Path, by: timedelta) -> None:
                 conn.executemany(f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = ?',
                                  [((_parse(value) + by).strftime(STAMP), rowid) for rowid, value in rows])
     conn.close()
+
+
+def _rechain(conn: sqlite3.Connection) -> None:
+    """The audit trail's hashes again, as pen_server.audit.row_hash makes them (its `at`
+    timezone-aware in UTC), for rows whose dates were moved; the head names the last row."""
+    fields = "id, at, action, actor_id, actor, recipient, message_id, attachment_id, channel, client, detail"
+    prev, updates, last = "0" * 64, [], 0
+    for row in conn.execute(f"SELECT {fields} FROM audit_log ORDER BY id").fetchall():
+        at = _parse(row[1]).replace(tzinfo=UTC).isoformat()
+        values = [row[0], at, *row[2:], prev]
+        digest = hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+        updates.append((prev, digest, row[0]))
+        prev, last = digest, row[0]
+    conn.executemany("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?", updates)
+    if last:
+        conn.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (last, prev))
 
 
 def _parse(value: str) -> datetime:

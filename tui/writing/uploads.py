@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Protocol
 
 from tui.drafts import reusable_upload, upload_record
-from tui.format import human_size
 from tui.pen_client import Attachment, PenClient, PenError
 from tui.safe_text import one_line
+from tui.text.format import human_size
 
 __all__ = ["Entry", "UploadView", "Uploader"]
 

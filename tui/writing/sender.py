@@ -1,7 +1,7 @@
 """One way to send a draft, for the TUI's compose screen and for line mode. No Textual here.
 
 ``Sender.send`` uploads every file of the draft that has no upload yet (through
-``tui.uploads.Uploader``; a file whose earlier upload record still matches is not uploaded
+``tui.writing.uploads.Uploader``; a file whose earlier upload record still matches is not uploaded
 again), has the upload ids written into the draft on disk (``keep``) before the message
 goes out, and sends with the draft's Idempotency-Key:
 
@@ -40,7 +40,7 @@ from tui.pen_client import (
     Unreachable,
     ValidationFailed,
 )
-from tui.uploads import Entry, Uploader, UploadView
+from tui.writing.uploads import Entry, Uploader, UploadView
 
 __all__ = ["MAYBE_SENT", "SEND_TRIES", "NotSent", "Sender", "draft_entries", "expired_uploads", "forget_uploads"]
 

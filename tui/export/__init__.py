@@ -21,7 +21,7 @@ SMTP, stored with LF line ends as Maildir readers expect):
 * text/plain, with a text/html alternative when the message has one; each attachment as
   a MIME part, downloaded with ``tui.downloads`` and checked against its sha256.
 * Read messages go to ``cur/`` with the ``S`` flag, unread ones to ``new/``, in the Maildir++
-  folder of their PEN folder (``tui.maildir``: inbox at the root, ``.Sent``, ``.Archive``,
+  folder of their PEN folder (``tui.export.maildir``: inbox at the root, ``.Sent``, ``.Archive``,
   ``.Trash``).  Each file is written in that folder's ``tmp/``, fsynced, then linked into
   place under a unique name, so a reader never sees half a message.
 
@@ -29,8 +29,12 @@ The tree's index (PEN message ids to Maildir keys) and lock live in penmail's st
 not in the tree, so a second run adds only what is new while mail programs see only mail;
 files the index does not know are looked at once for ``X-PEN-Message-Id`` (a crash between
 writing a message and the index, or a lost index, costs no duplicate).  A tree of the flat
-layout of earlier versions is migrated (``tui.maildir``).
+layout of earlier versions is migrated (``tui.export.maildir``).
 No Textual here.
+
+The package: this module (``penmail export`` and the message builder that
+``penmail intercept`` shares) and ``maildir`` (the Maildir++ tree it writes into). No Textual;
+may import the client library (tui.files, tui.text, tui.downloads, tui.pen_client), never the UI.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tui.export.maildir import MaildirError, MaildirTree
 from tui.files import safe_filename
-from tui.maildir import MaildirError, MaildirTree
 from tui.safe_text import clean, one_line
 
 __all__ = [
@@ -217,7 +221,7 @@ def build_email(message, attachments: Iterable[tuple[object, bytes]] = (), *, ho
     text = clean(message.body_text or "")
     html = clean(message.body_html) if message.body_html else None
     if not text.strip() and html:
-        from tui.htmlbody import HtmlConversionError, html_to_text
+        from tui.text.htmlbody import HtmlConversionError, html_to_text
 
         try:
             text, _ = html_to_text(html)

@@ -8,7 +8,7 @@ therefore runs under that account's ``RefreshLock`` (across processes; waited fo
 thread): re-read the keyring, refresh with the token stored there when it differs from ours
 (another process rotated it, so ours is dead and would revoke the whole sign-in), store the
 new token, release. Where no keyring works, the same holds for the private token file that
-`penmail login` keeps instead (tui.token_file.SignInStore). Without either (none, switched
+`penmail login` keeps instead (tui.signin.token_file.SignInStore). Without either (none, switched
 off, or "remember me" off) a session refreshes with its own token, as before."""
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from tui.config import Config
-from tui.credentials import (
+from tui.pen_client import NotSignedIn, PenClient, PenError
+from tui.signin.credentials import (
     REFRESH_LOCK_TIMEOUT,
     CredentialError,
     RefreshLock,
     import_keyring,
     password_from_fallbacks,
 )
-from tui.pen_client import NotSignedIn, PenClient, PenError
-from tui.token_file import SignInStore
+from tui.signin.token_file import SignInStore
 
 
 @dataclass

@@ -155,10 +155,10 @@ def gone_mark(s, me: str | None = None, now: datetime | None = None) -> str:
 
 
 def body_text(m) -> tuple[str, list[str], str | None]:
-    """(text, links, note): the HTML part through tui.htmlbody, the text part when that fails
+    """(text, links, note): the HTML part through tui.text.htmlbody, the text part when that fails
     or there is no HTML; everything cleaned. ``note`` says why the text part is shown. The
     conversion can take a while (it has a deadline): call it from a thread in the UI."""
-    from tui.htmlbody import HtmlConversionError, html_to_text  # html2text loads only when needed
+    from tui.text.htmlbody import HtmlConversionError, html_to_text  # html2text loads only when needed
 
     if m.body_html:
         try:

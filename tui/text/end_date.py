@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from tui.format import long_date
 from tui.safe_text import one_line
+from tui.text.format import long_date
 
 __all__ = ["EXAMPLES", "EndDateError", "field_text", "parse_end_date"]
 

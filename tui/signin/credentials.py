@@ -17,7 +17,7 @@ terminal, a second TUI).  The server rotates the refresh token on every use, and
 one presented again revokes the whole sign-in, so a process must never refresh with a token
 another process has already used.  ``RefreshLock`` is an advisory lock across processes
 (``fcntl.flock`` on ``refresh-<hash of the user name>.lock`` in penmail's state folder,
-given up after a timeout, skipped where there is no fcntl); ``tui.session.Session`` holds
+given up after a timeout, skipped where there is no fcntl); ``tui.signin.session.Session`` holds
 it while it re-reads the keyring, refreshes with the token found there when another
 process has rotated it, and stores the new token.
 """

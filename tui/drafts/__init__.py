@@ -15,6 +15,10 @@ the first and the server answers it with the first one's message instead of refu
 reused Idempotency-Key.
 
 Files are written with ``tui.files.write_atomic``.
+
+The package: this module (the store) and ``folder`` (the Drafts folder of the mailbox, pages
+of drafts as the other folders' summaries). No Textual; may import the client library
+(tui.files, tui.config, tui.pen_client), never the UI.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class DraftError(ValueError):
 
 
 def account_key(server: str, email: str) -> str:
-    """ "https://pen.example|ann@x.example": one account, normalised as tui.credentials does
+    """ "https://pen.example|ann@x.example": one account, normalised as tui.signin.credentials does
     for the keyring (URL stripped and without a trailing "/", e-mail lower-cased)."""
     return f"{(server or '').strip().rstrip('/')}|{(email or '').strip().lower()}"
 

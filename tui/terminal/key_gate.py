@@ -25,7 +25,7 @@ A key whose action waits for something (a reply to a message still loading) says
 A terminal sends Escape and a letter that come in one read as alt and that letter (that is
 how it sends alt+letter too); penmail binds no alt keys, so an alt key that nothing binds
 is taken as the two keys it was typed as. (Escape with a digit or punctuation in one read
-comes as alt and that key too: tui/terminal_keys.py makes Textual's parser say so.)
+comes as alt and that key too: tui/terminal/keys.py makes Textual's parser say so.)
 
 A key that has not settled within WATCHDOG_SECONDS (plus what it waits for) lets the next
 one go, so a widget that vanished with the key in its queue cannot stop the keyboard."""
@@ -42,12 +42,11 @@ from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import Input
 
-from tui.terminal_cursor import text_area_class
+from tui.terminal.cursor import text_area_class
 
 if TYPE_CHECKING:
+    from textual.app import App
     from textual.message_pump import MessagePump
-
-    from tui.app import PenmailApp
 
 MAX_ROUNDS = 12  # settling rounds for one key; a screen push takes three or four
 MAX_HELD = 10_000  # keys waiting; past this they go as they come (a stuck app, not a person)
@@ -55,7 +54,7 @@ WATCHDOG_SECONDS = 3.0
 
 
 class KeyGate:
-    def __init__(self, app: PenmailApp, deliver: Callable[[events.Event], Awaitable[None]]) -> None:
+    def __init__(self, app: App, deliver: Callable[[events.Event], Awaitable[None]]) -> None:
         self.app = app
         self._deliver_now = deliver  # the app's own handling of a key from the terminal
         self._held: deque[events.Event] = deque()
@@ -204,9 +203,9 @@ class KeyGate:
             n = len(self._held)
             self._held.clear()
             keys = "key" if n == 1 else "keys"
-            # Through the app's toast (safe text, never markup), like every other notice.
-            self.app.toast(f"{n} {keys} typed after it went unused, as {self._failed_what} did not open.",
-                           title="Keys", severity="warning")
+            # As every other notice: markup=False, the app cleans it (safe text, never markup).
+            self.app.notify(f"{n} {keys} typed after it went unused, as {self._failed_what} did not open.",
+                            title="Keys", severity="warning", timeout=8, markup=False)  # NOTICE_SECONDS
 
     async def _after(self, generation: int, pending: list[asyncio.Future]) -> None:
         await asyncio.wait(pending)  # the watchdog lets the keys go if this takes too long
@@ -243,6 +242,6 @@ async def _outcome(done: Awaitable[object]) -> bool:
 
 
 def _editable_text_area(widget: object) -> bool:
-    """A TextArea that takes typing (its class only once imported: tui.terminal_cursor)."""
+    """A TextArea that takes typing (its class only once imported: tui.terminal.cursor)."""
     text_area = text_area_class()
     return text_area is not None and isinstance(widget, text_area) and not widget.read_only  # type: ignore[attr-defined]
