@@ -110,10 +110,6 @@ class MailboxScreen(Screen):
         self._query_before = ""  # the search in effect before the one submitted last
         # (folder, search, how many match, the folder's total or None) of the last first page
         self._search_count: tuple[str, str, int, int | None, bool] | None = None
-        # The sidebar's counts (GET /folders, and the drafts on disk) are asked for once the
-        # first page is drawn (or failed), not beside it: at 100,000 messages the unread
-        # counts are the PEN's slowest answer, and they slowed the first page on both ends.
-        self._counts_after_first_page = False
 
     def compose(self) -> ComposeResult:
         yield SafeStatic("", id="mailbox-title")
@@ -133,7 +129,8 @@ class MailboxScreen(Screen):
         if self.signing_in_as is None:
             messages.me = self.client.user.email if self.client.user else None
             messages.reset()
-            self._counts_after_first_page = True
+            self.refresh_folder_counts()
+            self.count_drafts()
         else:
             self.say("Signing in ...")
         self._update_title()
@@ -144,9 +141,10 @@ class MailboxScreen(Screen):
             self.signing_in_as = None
             self.say("")
             self._list.me = self.client.user.email if self.client.user else None
-            self._counts_after_first_page = True
             self.reload(keep_cursor=False)
+            self.refresh_folder_counts()
             self._update_title()
+            self.count_drafts()
 
     @property
     def _list(self) -> MessageList:
@@ -266,22 +264,14 @@ class MailboxScreen(Screen):
     def _highlighted(self, event: MessageList.Highlighted) -> None:
         self._update_title()
         if self._list.loaded_once:
-            self._first_page_done()
-
-    def _first_page_done(self) -> None:
-        """The first page is drawn (or failed): now the sidebar's counts, and the event stream."""
-        if self._counts_after_first_page:
-            self._counts_after_first_page = False
-            self.refresh_folder_counts()
-            self.count_drafts()
-        self.post_message(EventsWanted())
+            self.post_message(EventsWanted())
 
     @on(MessageList.LoadFailed)
     def _load_failed(self, event: MessageList.LoadFailed) -> None:
         if self._search_refused(event.error):
             return
         self.say(event.error.message)
-        self._first_page_done()  # the stream reloads the list when it opens
+        self.post_message(EventsWanted())  # the stream reloads the list when it opens
 
     @on(MessageList.Opened)
     def _opened(self, event: MessageList.Opened) -> None:
