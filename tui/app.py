@@ -22,7 +22,6 @@ from tui.config import Config, ConfigError
 from tui.notices import NoticeLog
 from tui.pen_client import NotSignedIn, PenError, Summary
 from tui.safe_text import one_line
-from tui.screens.help import HelpScreen, describe_keys
 from tui.screens.mailbox import MailboxScreen
 from tui.screens.messages import (
     NOTICE_SECONDS,
@@ -441,6 +440,8 @@ class PenmailApp(App):
     # ------------------------------------------------------------ actions
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, describe_keys
+
         screen = self.screen
         title = one_line(type(screen).__name__.replace("Screen", "")) or "penmail"
         self.push_screen(HelpScreen(title, describe_keys(screen)))

@@ -72,3 +72,53 @@ def test_no_library_module_imports_textual() -> None:
 def test_the_probe_sees_textual() -> None:
     """The probe above can fail: a UI module is caught."""
     assert _first_to_import_textual(["tui.files", "tui.app"]) == "tui.app"
+
+
+# Start-up (issue 23): what the first mailbox frame does not need is imported when first used.
+# The real app, headless, its first frame drawn while its quiet sign-in waits on a server that
+# accepts the connection and never answers; then what is in sys.modules.
+FIRST_FRAME = (
+    "import sys\n"
+    "from tui.config import load_config\n"
+    "from tui.app import PenmailApp\n"
+    "from tui.screens.mailbox import MailboxScreen\n"
+    "class App(PenmailApp):\n"
+    "    def on_mount(self):\n"
+    "        self.call_after_refresh(self.seen)\n"
+    "    def seen(self):\n"
+    "        self.exit(sorted(sys.modules) if isinstance(self.screen, MailboxScreen) else None)\n"
+    "found = App(load_config(), env={'PENMAIL_PASSWORD': 'x'}, use_keyring=False).run(headless=True)\n"
+    "print(','.join(found or ['no mailbox frame']))\n"
+)
+
+NOT_BEFORE_THE_FIRST_FRAME = [
+    "textual.widgets._text_area",  # no TextArea on the mailbox (tui.terminal.cursor.text_area_class)
+    "tui.screens.help",  # F1
+    "tui.widgets.reading_text",
+    "tui.screens.reader",
+    "tui.screens.signin",
+    "tui.screens.compose",
+    "tui.screens.drafts",
+]
+
+
+def test_the_first_frame_imports_only_what_it_needs(tmp_path) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel and never answered
+    try:
+        port = silent.getsockname()[1]
+        config = tmp_path / "config.toml"
+        config.write_text(f'server = "https://127.0.0.1:{port}"\nemail = "reader@bench.example"\n')
+        env = dict(os.environ, PENMAIL_CONFIG=str(config), PENMAIL_STATE_DIR=str(tmp_path / "state"),
+                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, "-c", FIRST_FRAME], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        silent.close()
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.strip().splitlines()[-1].split(","))
+    assert "tui.screens.mailbox" in loaded, done.stdout[-500:]
+    assert [m for m in NOT_BEFORE_THE_FIRST_FRAME if m in loaded] == []

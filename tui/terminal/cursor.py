@@ -9,9 +9,18 @@ no such place, or one not shown, leaves the cursor where it last was."""
 
 from __future__ import annotations
 
+import sys
+
 from textual.geometry import Offset
 from textual.widget import Widget
-from textual.widgets import Input, OptionList, TextArea
+from textual.widgets import Input, OptionList
+
+
+def text_area_class() -> type | None:
+    """Textual's TextArea once something has imported it, else None: while none has, no
+    widget is one. Its module (~5 ms) is left out of start-up: the first frame has none."""
+    module = sys.modules.get("textual.widgets._text_area")
+    return None if module is None else module.TextArea
 
 
 def row_offset(widget: Widget, line: int | None) -> Offset | None:
@@ -46,8 +55,9 @@ def terminal_cursor(widget: Widget | None) -> Offset | None:
         return own()
     if isinstance(widget, Input):
         return input_cursor(widget)
-    if isinstance(widget, TextArea):
-        return widget.cursor_screen_offset
+    text_area = text_area_class()
+    if text_area is not None and isinstance(widget, text_area):
+        return widget.cursor_screen_offset  # type: ignore[attr-defined]
     if isinstance(widget, OptionList):
         return option_list_cursor(widget)
     return None

@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
 from textual.keys import _character_to_key
-from textual.widgets import Input, TextArea
+from textual.widgets import Input
+
+from tui.terminal.cursor import text_area_class
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -128,7 +130,7 @@ class KeyGate:
         if isinstance(event, events.Key) and (not event.is_printable or self._bound(event.key, priority=True)):
             return False
         focused = self.app.focused
-        return isinstance(focused, Input) or (isinstance(focused, TextArea) and not focused.read_only)
+        return isinstance(focused, Input) or _editable_text_area(focused)
 
     async def _deliver(self, event: events.Event) -> None:
         if self._goes_straight(event):
@@ -237,3 +239,9 @@ async def _outcome(done: Awaitable[object]) -> bool:
         return (await done) is not False
     except Exception:
         return False
+
+
+def _editable_text_area(widget: object) -> bool:
+    """A TextArea that takes typing (its class only once imported: tui.terminal.cursor)."""
+    text_area = text_area_class()
+    return text_area is not None and isinstance(widget, text_area) and not widget.read_only  # type: ignore[attr-defined]
