@@ -35,10 +35,19 @@ def using_keyring(backend) -> Iterator:
 
 def at_mailbox(app) -> bool:
     """Signed in and on the mailbox (the mailbox is also the first frame while signing in)."""
+    from textual.css.query import NoMatches
+
     from tui.screens.mailbox import MailboxScreen
+    from tui.widgets.message_list import MessageList
 
     screen = app.screen
-    return isinstance(screen, MailboxScreen) and screen.signing_in_as is None and app.session is not None
+    if not (isinstance(screen, MailboxScreen) and screen.signing_in_as is None and app.session is not None):
+        return False
+    try:  # a new MailboxScreen is the app's screen a moment before its widgets are mounted
+        screen.query_one(MessageList)
+    except NoMatches:
+        return False
+    return True
 
 
 def rendered(app) -> tuple[str, list]:
