@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -41,6 +42,28 @@ USERS = {
     "bob": ("bob@abc.example", "Bob Stone", "member", "partners"),
     "cat": ("cat@abc.example", "Cat Moss", "member", None),
 }
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """The markers a test gets from what it uses (pyproject.toml registers them): `postgres`
+    for the [postgresql] half of a test and anything on the `postgres` cluster, `browser` for
+    Chromium. And under --dist loadgroup, the tests of a module with a module-scoped fixture
+    (a PEN of the module's own) go to one worker, per database, so that it starts once."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database") == "postgresql" or "postgres" in names:
+            item.add_marker(pytest.mark.postgres)
+        if "browser" in names:
+            item.add_marker(pytest.mark.browser)
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        module_scoped = any(defs and defs[-1].scope == "module" and defs[-1].baseid
+                            for defs in info.name2fixturedefs.values())
+        if module_scoped:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{params.get('database', '')}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -173,19 +196,115 @@ def database(request) -> Callable[[], str]:
     return request.getfixturevalue("postgres").create_database
 
 
-def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
-    """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
-    puts it on PostgreSQL."""
-    port = free_port()
+def _fill_pen(root: Path, port: int, database_url: str = "") -> None:
     init_pen(root, footer=FOOTER, port=port, database_url=database_url)
     for name, disclaimer in DISCLAIMERS.items():
         set_package(root, name, disclaimer)
     for email, name, role, package in USERS.values():
         add_user(root, email, name, PASSWORD, role=role, package=package)
+
+
+_TEMPLATE: dict[str, tuple[Path, int]] = {}
+
+
+def _copy_of_template(root: Path, port: int) -> None:
+    """A SQLite PEN as _fill_pen makes it, copied from one made once per test process (init,
+    migrations and four password hashes cost seconds on a loaded machine; a copy, milliseconds).
+    The copy gets a secret of its own and its port in the base URL, like a PEN made anew."""
+    import secrets
+    import shutil
+    import sqlite3
+    import tempfile
+
+    if "sqlite" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="pen-template-")) / "pen"
+        template_port = free_port()
+        _fill_pen(folder, template_port)
+        with contextlib.closing(sqlite3.connect(folder / "pen.db")) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in pen.db itself
+        _TEMPLATE["sqlite"] = (folder, template_port)
+    folder, template_port = _TEMPLATE["sqlite"]
+    shutil.copytree(folder, root, dirs_exist_ok=True)
+    config = root / "pen-server.toml"
+    config.write_text(config.read_text().replace(f"https://localhost:{template_port}", f"https://localhost:{port}"))
+    (root / "secret.key").write_text(secrets.token_hex(32) + "\n")
+
+
+def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
+    """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
+    puts it on PostgreSQL. On SQLite it is a copy of one made once (_copy_of_template)."""
+    port = free_port()
+    if database_url:
+        _fill_pen(root, port, database_url)
+    else:
+        _copy_of_template(root, port)
     # Sending limits far above what any test sends; tests of the limits set their own.
     base_env = {"PEN_STRICT_ERRORS": "1", "PEN_RETRY_BASE_SECONDS": "0.2", "PEN_MAX_RECIPIENTS": "5000",
                 "PEN_SEND_MESSAGES_PER_HOUR": "1000000", "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
     return PenProcess(root, port, smtp_port=smtp.port, env={**base_env, **(env or {})})
+
+
+@dataclass
+class InProcessPen(Pen):
+    """A PEN in this test process: the same data folder and database as make_pen's (SQLite
+    file or PostgreSQL), the real FastAPI app with its lifespan (delivery worker, event hub,
+    clean-ups) running on a thread of its own through Starlette's TestClient, and no TLS, no
+    port, no `pen-server run` process. Its `client()` is an httpx.Client like Pen's.
+
+    Use it (fixture `in_process_pen`, or `in_process(make_pen(...))` for a PEN with settings of
+    its own) for contract tests of the API and pages that need a fresh PEN: it starts in a
+    fraction of a second. Stay on a real process (make_pen(...).start()) for what only a
+    process shows: TLS, sockets and connection limits, signals and restarts, other processes
+    on the same data (CLI, worker, --workers), memory of the process, its log file, and event
+    streams (the test transport hands a response over only once it is complete)."""
+
+    app: object = None
+    portal: object = None
+
+    @property
+    def url(self) -> str:
+        return "https://127.0.0.1"
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def client(self, token: str | None = None, timeout: float | httpx.Timeout = 30, base_url: str | None = None,
+               **kw) -> httpx.Client:
+        from starlette.testclient import TestClient
+
+        class Client(TestClient):
+            # With: only closes, as httpx.Client does (the app's lifespan is the fixture's).
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        c = Client(self.app, base_url=base_url or self.api, headers={**headers, **kw.pop("headers", {})},
+                   raise_server_exceptions=False, follow_redirects=kw.pop("follow_redirects", False),
+                   client=("127.0.0.1", 50000), **kw)
+        c.portal = self.portal  # requests run on the loop of the app's lifespan
+        return c
+
+
+@contextlib.contextmanager
+def in_process(process: PenProcess, smtp: SmtpSink):
+    """The PEN that make_pen prepared (not started), run in this process: yields an
+    InProcessPen; the app's lifespan ends when the block does."""
+    from starlette.testclient import TestClient
+
+    from pen_server.app import create_app
+    from pen_server.settings import load_settings
+
+    env = {**os.environ, **process.env}
+    if process.smtp_port:
+        env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(process.smtp_port), PEN_SMTP_SECURITY="none")
+    app = create_app(load_settings(process.data, env=env))
+    app.state.strict_errors = env.get("PEN_STRICT_ERRORS") == "1"
+    with TestClient(app) as lifespan:
+        yield InProcessPen(process, smtp, app=app, portal=lifespan.portal)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pen_devstack import PenProcess, SmtpSink, add_user, free_port, run_cli
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 from tests.server.test_migrate_to import _answers, _until
 
 GUEST = "guest@outside.example"
@@ -300,7 +300,7 @@ def small_pen(tmp_path_factory):
         for i in range(12):
             att = _upload(c, os.urandom(150_000 + i), f"part-{i}.bin")
             _send(c, ["bob"], f"Part {i}", attachments=[att["id"]])
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
     return process
 

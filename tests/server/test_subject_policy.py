@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from pen_devstack import add_user, run_cli
-from tests.conftest import PASSWORD, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, Pen, make_pen
 
 SECRET_SUBJECT = "HIV test result for Jane Roe"
 
@@ -23,7 +23,7 @@ def spen(tmp_path_factory, db_smtp, database):
     add_user(process.data, "dr.who@abc.example", "Dr. Who", PASSWORD, package="clinical")
     process.start()
     yield Pen(process, db_smtp)
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def notification_for(pen: Pen, who: str, to: str, subject: str):
