@@ -204,40 +204,71 @@ def _fill_pen(root: Path, port: int, database_url: str = "") -> None:
         add_user(root, email, name, PASSWORD, role=role, package=package)
 
 
-_TEMPLATE: dict[str, tuple[Path, int]] = {}
+_TEMPLATE: dict[str, tuple[Path, int, str]] = {}
 
 
-def _copy_of_template(root: Path, port: int) -> None:
-    """A SQLite PEN as _fill_pen makes it, copied from one made once per test process (init,
-    migrations and four password hashes cost seconds on a loaded machine; a copy, milliseconds).
-    The copy gets a secret of its own and its port in the base URL, like a PEN made anew."""
+def _pg_admin(url: str):
+    """A connection to the maintenance database of the cluster that `url` is on."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres", autocommit=True)
+
+
+def _copy_of_template(root: Path, port: int, database_url: str = "") -> None:
+    """A PEN as _fill_pen makes it, copied from one made once per test process and database
+    kind (init, migrations and four password hashes cost seconds on a loaded machine; a copy
+    of the folder, and on PostgreSQL CREATE DATABASE ... TEMPLATE, a fraction of one). The
+    copy gets a secret of its own, its port in the base URL and its own database, like a PEN
+    made anew; `database_url` names an empty PostgreSQL database, which is made again from
+    the template."""
     import secrets
     import shutil
     import sqlite3
     import tempfile
 
-    if "sqlite" not in _TEMPLATE:
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    kind = "postgresql" if database_url else "sqlite"
+    if kind not in _TEMPLATE:
         folder = Path(tempfile.mkdtemp(prefix="pen-template-")) / "pen"
         template_port = free_port()
-        _fill_pen(folder, template_port)
-        with contextlib.closing(sqlite3.connect(folder / "pen.db")) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in pen.db itself
-        _TEMPLATE["sqlite"] = (folder, template_port)
-    folder, template_port = _TEMPLATE["sqlite"]
+        if database_url:
+            template_url = database_url.rsplit("/", 1)[0] + f"/pen_template_{secrets.token_hex(4)}"
+            with _pg_admin(database_url) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(make_url(template_url).database)))
+        else:
+            template_url = ""
+        _fill_pen(folder, template_port, template_url)
+        if not database_url:
+            with contextlib.closing(sqlite3.connect(folder / "pen.db")) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in pen.db itself
+        _TEMPLATE[kind] = (folder, template_port, template_url)
+    folder, template_port, template_url = _TEMPLATE[kind]
     shutil.copytree(folder, root, dirs_exist_ok=True)
     config = root / "pen-server.toml"
-    config.write_text(config.read_text().replace(f"https://localhost:{template_port}", f"https://localhost:{port}"))
+    text = config.read_text().replace(f"https://localhost:{template_port}", f"https://localhost:{port}")
+    if database_url:
+        text = text.replace(template_url, database_url)
+        target, template = make_url(database_url).database, make_url(template_url).database
+        with _pg_admin(database_url) as conn:
+            # A template takes no other connections while it is copied (the CLI's pools may
+            # still hold one).
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (template,))
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target),
+                                                                          sql.Identifier(template)))
+    config.write_text(text)
     (root / "secret.key").write_text(secrets.token_hex(32) + "\n")
 
 
 def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
     """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
-    puts it on PostgreSQL. On SQLite it is a copy of one made once (_copy_of_template)."""
+    puts it on PostgreSQL. It is a copy of one made once (_copy_of_template)."""
     port = free_port()
-    if database_url:
-        _fill_pen(root, port, database_url)
-    else:
-        _copy_of_template(root, port)
+    _copy_of_template(root, port, database_url)
     # Sending limits far above what any test sends; tests of the limits set their own.
     base_env = {"PEN_STRICT_ERRORS": "1", "PEN_RETRY_BASE_SECONDS": "0.2", "PEN_MAX_RECIPIENTS": "5000",
                 "PEN_SEND_MESSAGES_PER_HOUR": "1000000", "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
