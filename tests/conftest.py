@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -44,12 +45,32 @@ USERS = {
 }
 
 
+# Tests marked `slow` (node id prefixes): they start processes of their own (a PEN per test
+# or per module, a worker, a fleet, Dovecot, an S3 or DNS server, tmux, `penmail demo`), or
+# wait seconds by design (delays, leases, time-outs). `pytest -m "not slow and not browser"`
+# leaves them out; the README's command and CI run them. Add a test here when it takes more
+# than a few seconds on an idle machine.
+SLOW = (
+    "tests/server/test_backup.py", "tests/server/test_bounces.py", "tests/server/test_deliverability.py",
+    "tests/server/test_dkim.py", "tests/server/test_durability.py", "tests/server/test_fleet.py",
+    "tests/server/test_init_files.py", "tests/server/test_json_log.py", "tests/server/test_limits.py",
+    "tests/server/test_members.py", "tests/server/test_metrics.py", "tests/server/test_migrate_to.py",
+    "tests/server/test_processes.py", "tests/server/test_report.py", "tests/server/test_schema_fuzz.py",
+    "tests/server/test_search_index.py", "tests/server/test_settings_refused.py",
+    "tests/server/test_signin_limits.py", "tests/server/test_spam_score.py", "tests/server/test_storage_s3.py",
+    "tests/server/test_after_send.py::test_a_notification_waiting_for_a_dead_relay",
+    "tests/client/test_demo.py", "tests/client/test_intercept.py", "tests/client/test_intercept_sent.py",
+    "tests/client/test_key_bursts_tmux.py",
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """The markers a test gets from what it uses (pyproject.toml registers them): `postgres`
     for the [postgresql] half of a test and anything on the `postgres` cluster, `browser` for
-    Chromium. And under --dist loadgroup, the tests of a module with a module-scoped fixture
-    (a PEN of the module's own) go to one worker, per database, so that it starts once."""
+    Chromium; `slow` for the modules and tests in SLOW. And under --dist loadgroup, the tests of
+    a module with a module-scoped fixture that starts something (a PEN of the module's own) go
+    to one worker, per database, so that it starts once."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -57,12 +78,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.postgres)
         if "browser" in names:
             item.add_marker(pytest.mark.browser)
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
         info = getattr(item, "_fixtureinfo", None)
         if info is None or item.get_closest_marker("xdist_group"):
             continue
-        module_scoped = any(defs and defs[-1].scope == "module" and defs[-1].baseid
-                            for defs in info.name2fixturedefs.values())
-        if module_scoped:
+        # A module-scoped fixture with a teardown started something for the module (a PEN,
+        # a server); one that only returns a value (a message on the session PEN) needs no group.
+        started = any(defs and defs[-1].scope == "module" and defs[-1].baseid
+                      and inspect.isgeneratorfunction(defs[-1].func) for defs in info.name2fixturedefs.values())
+        if started:
             item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{params.get('database', '')}"))
 
 
@@ -223,6 +248,7 @@ def _copy_of_template(root: Path, port: int, database_url: str = "") -> None:
     copy gets a secret of its own, its port in the base URL and its own database, like a PEN
     made anew; `database_url` names an empty PostgreSQL database, which is made again from
     the template."""
+    import atexit
     import secrets
     import shutil
     import sqlite3
@@ -234,6 +260,7 @@ def _copy_of_template(root: Path, port: int, database_url: str = "") -> None:
     kind = "postgresql" if database_url else "sqlite"
     if kind not in _TEMPLATE:
         folder = Path(tempfile.mkdtemp(prefix="pen-template-")) / "pen"
+        atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
         template_port = free_port()
         if database_url:
             template_url = database_url.rsplit("/", 1)[0] + f"/pen_template_{secrets.token_hex(4)}"
