@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -316,8 +317,8 @@ class InProcessPen(Pen):
     on the same data (CLI, worker, --workers), memory of the process, its log file, and event
     streams (the test transport hands a response over only once it is complete)."""
 
-    app: object = None
-    portal: object = None
+    app: Any = None  # the FastAPI app
+    portal: Any = None  # the anyio portal of the TestClient that runs its lifespan
 
     @property
     def url(self) -> str:
