@@ -27,21 +27,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pen_server.models import SignInCount, utcnow
+from pen_server.models import SignInCount
 from pen_server.text import plural
 
 KNOWN_SECONDS = 30 * 86400
-def _now() -> float:
-    """Seconds since the epoch on the PEN's clock (models.utcnow: the wall clock, unless
-    PEN_CLOCK and PEN_CLOCK_RATE move it, as the sign-in limit tests do to wait less)."""
-    return utcnow().timestamp()
-
-
 PENDING_SECONDS = 120.0  # longer than any sign-in takes (hashing is bounded by its queue)
 _WHY = {"own": "Too many failed sign-ins for this account",
         "account": "Too many failed sign-ins for this account from several places",
@@ -139,7 +134,7 @@ class SignInLimiter:
         raise RateLimited(1, "Too many sign-ins for this account at this moment; wait 1 second and try again.")
 
     def _reserve(self, keys: list[tuple[str, str]], known: str | None) -> list[tuple[str, str]]:
-        now = _now()
+        now = time.time()
         with self.db.session() as session:
             wanted = [k for _, k in keys] + ([known] if known else [])
             rows = {r.key_hash: r for r in session.scalars(select(C).where(C.key_hash.in_(wanted)))}
@@ -169,7 +164,7 @@ class SignInLimiter:
         return keys
 
     def _settle(self, keys: list[tuple[str, str]], known: str | None, failed: bool, succeeded: bool) -> None:
-        now = _now()
+        now = time.time()
         with self.db.session() as session:
             for kind, k in keys:
                 values: dict = {"pending": case((C.pending > 0, C.pending - 1), else_=0), "version": C.version + 1}
@@ -193,7 +188,7 @@ class SignInLimiter:
 
     def prune(self) -> int:
         """Drops forgotten counts, then the oldest rows past `max_entries`; how many went."""
-        now = _now()
+        now = time.time()
         undecided = and_(C.pending > 0, C.pending_at >= now - PENDING_SECONDS)
         with self.db.session() as session:
             gone = session.execute(delete(C).where(C.kind != "known", C.last_at < now - self.forget_after,

@@ -1,15 +1,12 @@
 """Sign-in limits under hostile load, against a real server of this module's own over TLS.
 It trusts X-Forwarded-For from loopback, so that each test can speak from addresses of its
-own, and its delays are short (signin_max_delay 4 s) and its clock runs RATE times as fast
-(PEN_CLOCK_RATE) to keep the tests fast: every delay below is in the PEN's seconds, and a
-test waits a delay's real share of it."""
+own, and its delays are short (signin_max_delay 4 s) to keep the tests fast."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,7 +15,6 @@ from sqlalchemy import text
 from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, Pen, make_pen
 
 MAX_DELAY = 4
-RATE = 4.0  # PEN seconds per real second
 LIMITS = f"""
 trusted_proxy = "X-Forwarded-For"
 trusted_proxy_addresses = ["127.0.0.1"]
@@ -29,8 +25,7 @@ address_max_delay = 8
 
 @pytest.fixture(scope="module")
 def lpen(tmp_path_factory, db_smtp, database):
-    clock = {"PEN_CLOCK": datetime.now(UTC).isoformat(), "PEN_CLOCK_RATE": str(RATE)}
-    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, clock, database_url=database())
+    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, database_url=database())
     config = process.data / "pen-server.toml"
     config.write_text(config.read_text() + LIMITS)  # [limits] is the file's last table
     process.start()
@@ -54,7 +49,7 @@ def _try(c: httpx.Client, email: str, password: str, address: str) -> httpx.Resp
 
 def _at_once(pen: Pen, count: int, request) -> tuple[list[httpx.Response], float]:
     """`count` requests at the same moment, each on a connection made beforehand; returns
-    the answers and the PEN's seconds from the start to the last answer."""
+    the answers and the seconds from the start to the last answer."""
     barrier = threading.Barrier(count + 1)
     answers: list = [None] * count
 
@@ -71,7 +66,7 @@ def _at_once(pen: Pen, count: int, request) -> tuple[list[httpx.Response], float
     start = time.monotonic()
     for t in threads:
         t.join()
-    return answers, (time.monotonic() - start) * RATE
+    return answers, time.monotonic() - start
 
 
 def _sign_in_within(pen: Pen, email: str, address: str, limit: float) -> float:
@@ -87,7 +82,7 @@ def _sign_in_within(pen: Pen, email: str, address: str, limit: float) -> float:
             assert 1 <= wait <= MAX_DELAY, r.headers
             waited += wait
             assert waited <= limit, f"still refused after {waited} s"
-            time.sleep(wait / RATE)
+            time.sleep(wait)
 
 
 def test_simultaneous_wrong_guesses_get_at_most_the_limit(lpen):
@@ -133,7 +128,7 @@ def test_a_stranger_cannot_lock_the_person_out(lpen):
     finally:
         stop.set()
         t.join()
-    assert stranger.count(401) <= 20 + _slots((time.monotonic() - started) * RATE), stranger
+    assert stranger.count(401) <= 20 + _slots(time.monotonic() - started), stranger
     # From a new place bob waits at most the documented maximum delay.
     assert _sign_in_within(lpen, "bob@abc.example", "10.2.0.2", MAX_DELAY) <= MAX_DELAY
 
@@ -152,7 +147,7 @@ def test_one_address_guessing_many_accounts_is_slowed(lpen):
         assert r.status_code == 429 and "network" in r.json()["error"]["message"]
         # Other addresses are not slowed by it.
         assert _try(c, "cat@abc.example", PASSWORD, "10.4.0.2").status_code == 200
-        time.sleep(first / RATE)
+        time.sleep(first)
         assert _try(c, "nobody11@abc.example", "guess-guess", "10.4.0.1").status_code == 401
         r = _try(c, "nobody12@abc.example", "guess-guess", "10.4.0.1")
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > first  # growing
