@@ -62,6 +62,16 @@ SLOW = (
     "tests/server/test_after_send.py::test_a_notification_waiting_for_a_dead_relay",
     "tests/client/test_demo.py", "tests/client/test_intercept.py", "tests/client/test_intercept_sent.py",
     "tests/client/test_key_bursts_tmux.py",
+    # The longest single tests of a full run (--durations=0, notes of issue 24): every screen
+    # or every hostile string through the real terminal app.
+    "tests/client/test_hostile_screens.py::test_raw_hostile_strings_on_every_screen",
+    "tests/client/test_hostile_screens.py::test_hostile_subjects_in_the_mailbox_actions_sentences_and_question",
+    "tests/client/test_hostile_screens.py::test_hostile_strings_through_the_real_server",
+    "tests/client/test_message_list_long.py::test_end_shows_the_oldest_at_once_and_scrolling_up_from_there",
+    "tests/client/test_keyboard_only.py::test_vim_keys_beside_the_arrows_on_every_list",
+    "tests/client/test_keyboard_only.py::test_escape_backs_out_of_every_screen_and_dialog",
+    "tests/client/test_line_mode.py::test_hostile_data_never_reaches_the_output_raw",
+    "tests/client/test_line_mode.py::test_get_saves_checked_attachments_and_never_overwrites",
 )
 
 
