@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +44,62 @@ USERS = {
     "bob": ("bob@abc.example", "Bob Stone", "member", "partners"),
     "cat": ("cat@abc.example", "Cat Moss", "member", None),
 }
+
+
+# Tests marked `slow` (node id prefixes): they start processes of their own (a PEN per test
+# or per module, a worker, a fleet, Dovecot, an S3 or DNS server, tmux, `penmail demo`), or
+# wait seconds by design (delays, leases, time-outs). `pytest -m "not slow and not browser"`
+# leaves them out; the README's command and CI run them. Add a test here when it takes more
+# than a few seconds on an idle machine.
+SLOW = (
+    "tests/server/test_backup.py", "tests/server/test_bounces.py", "tests/server/test_deliverability.py",
+    "tests/server/test_dkim.py", "tests/server/test_durability.py", "tests/server/test_fleet.py",
+    "tests/server/test_init_files.py", "tests/server/test_json_log.py", "tests/server/test_limits.py",
+    "tests/server/test_members.py", "tests/server/test_metrics.py", "tests/server/test_migrate_to.py",
+    "tests/server/test_processes.py", "tests/server/test_report.py", "tests/server/test_schema_fuzz.py",
+    "tests/server/test_search_index.py", "tests/server/test_settings_refused.py",
+    "tests/server/test_signin_limits.py", "tests/server/test_spam_score.py", "tests/server/test_storage_s3.py",
+    "tests/server/test_after_send.py::test_a_notification_waiting_for_a_dead_relay",
+    "tests/client/test_demo.py", "tests/client/test_intercept.py", "tests/client/test_intercept_sent.py",
+    "tests/client/test_key_bursts_tmux.py",
+    # The longest single tests of a full run (--durations=0, notes of issue 24): every screen
+    # or every hostile string through the real terminal app.
+    "tests/client/test_hostile_screens.py::test_raw_hostile_strings_on_every_screen",
+    "tests/client/test_hostile_screens.py::test_hostile_subjects_in_the_mailbox_actions_sentences_and_question",
+    "tests/client/test_hostile_screens.py::test_hostile_strings_through_the_real_server",
+    "tests/client/test_message_list_long.py::test_end_shows_the_oldest_at_once_and_scrolling_up_from_there",
+    "tests/client/test_keyboard_only.py::test_vim_keys_beside_the_arrows_on_every_list",
+    "tests/client/test_keyboard_only.py::test_escape_backs_out_of_every_screen_and_dialog",
+    "tests/client/test_line_mode.py::test_hostile_data_never_reaches_the_output_raw",
+    "tests/client/test_line_mode.py::test_get_saves_checked_attachments_and_never_overwrites",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """The markers a test gets from what it uses (pyproject.toml registers them): `postgres`
+    for the [postgresql] half of a test and anything on the `postgres` cluster, `browser` for
+    Chromium; `slow` for the modules and tests in SLOW. And under --dist loadgroup, the tests of
+    a module with a module-scoped fixture that starts something (a PEN of the module's own) go
+    to one worker, per database, so that it starts once."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database") == "postgresql" or "postgres" in names:
+            item.add_marker(pytest.mark.postgres)
+        if "browser" in names:
+            item.add_marker(pytest.mark.browser)
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        # A module-scoped fixture with a teardown started something for the module (a PEN,
+        # a server); one that only returns a value (a message on the session PEN) needs no group.
+        started = any(defs and defs[-1].scope == "module" and defs[-1].baseid
+                      and inspect.isgeneratorfunction(defs[-1].func) for defs in info.name2fixturedefs.values())
+        if started:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{params.get('database', '')}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -173,19 +232,148 @@ def database(request) -> Callable[[], str]:
     return request.getfixturevalue("postgres").create_database
 
 
-def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
-    """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
-    puts it on PostgreSQL."""
-    port = free_port()
+def _fill_pen(root: Path, port: int, database_url: str = "") -> None:
     init_pen(root, footer=FOOTER, port=port, database_url=database_url)
     for name, disclaimer in DISCLAIMERS.items():
         set_package(root, name, disclaimer)
     for email, name, role, package in USERS.values():
         add_user(root, email, name, PASSWORD, role=role, package=package)
+
+
+_TEMPLATE: dict[str, tuple[Path, int, str]] = {}
+
+
+def _pg_admin(url: str):
+    """A connection to the maintenance database of the cluster that `url` is on."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres", autocommit=True)
+
+
+def _copy_of_template(root: Path, port: int, database_url: str = "") -> None:
+    """A PEN as _fill_pen makes it, copied from one made once per test process and database
+    kind (init, migrations and four password hashes cost seconds on a loaded machine; a copy
+    of the folder, and on PostgreSQL CREATE DATABASE ... TEMPLATE, a fraction of one). The
+    copy gets a secret of its own, its port in the base URL and its own database, like a PEN
+    made anew; `database_url` names an empty PostgreSQL database, which is made again from
+    the template."""
+    import atexit
+    import secrets
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    kind = "postgresql" if database_url else "sqlite"
+    if kind not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="pen-template-")) / "pen"
+        atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
+        template_port = free_port()
+        if database_url:
+            template_url = database_url.rsplit("/", 1)[0] + f"/pen_template_{secrets.token_hex(4)}"
+            with _pg_admin(database_url) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(make_url(template_url).database)))
+        else:
+            template_url = ""
+        _fill_pen(folder, template_port, template_url)
+        if not database_url:
+            with contextlib.closing(sqlite3.connect(folder / "pen.db")) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in pen.db itself
+        _TEMPLATE[kind] = (folder, template_port, template_url)
+    folder, template_port, template_url = _TEMPLATE[kind]
+    shutil.copytree(folder, root, dirs_exist_ok=True)
+    config = root / "pen-server.toml"
+    text = config.read_text().replace(f"https://localhost:{template_port}", f"https://localhost:{port}")
+    if database_url:
+        text = text.replace(template_url, database_url)
+        target, template = make_url(database_url).database, make_url(template_url).database
+        with _pg_admin(database_url) as conn:
+            # A template takes no other connections while it is copied (the CLI's pools may
+            # still hold one).
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (template,))
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target),
+                                                                          sql.Identifier(template)))
+    config.write_text(text)
+    (root / "secret.key").write_text(secrets.token_hex(32) + "\n")
+
+
+def make_pen(root: Path, smtp: SmtpSink, env: dict | None = None, database_url: str = "") -> PenProcess:
+    """A PEN of a test's own (not yet started); `database_url` from the `database` fixture
+    puts it on PostgreSQL. It is a copy of one made once (_copy_of_template)."""
+    port = free_port()
+    _copy_of_template(root, port, database_url)
     # Sending limits far above what any test sends; tests of the limits set their own.
     base_env = {"PEN_STRICT_ERRORS": "1", "PEN_RETRY_BASE_SECONDS": "0.2", "PEN_MAX_RECIPIENTS": "5000",
                 "PEN_SEND_MESSAGES_PER_HOUR": "1000000", "PEN_SEND_RECIPIENTS_PER_HOUR": "1000000"}
     return PenProcess(root, port, smtp_port=smtp.port, env={**base_env, **(env or {})})
+
+
+@dataclass
+class InProcessPen(Pen):
+    """A PEN in this test process: the same data folder and database as make_pen's (SQLite
+    file or PostgreSQL), the real FastAPI app with its lifespan (delivery worker, event hub,
+    clean-ups) running on a thread of its own through Starlette's TestClient, and no TLS, no
+    port, no `pen-server run` process. Its `client()` is an httpx.Client like Pen's.
+
+    Use it (fixture `in_process_pen`, or `in_process(make_pen(...))` for a PEN with settings of
+    its own) for contract tests of the API and pages that need a fresh PEN: it starts in a
+    fraction of a second. Stay on a real process (make_pen(...).start()) for what only a
+    process shows: TLS, sockets and connection limits, signals and restarts, other processes
+    on the same data (CLI, worker, --workers), memory of the process, its log file, and event
+    streams (the test transport hands a response over only once it is complete)."""
+
+    app: Any = None  # the FastAPI app
+    portal: Any = None  # the anyio portal of the TestClient that runs its lifespan
+
+    @property
+    def url(self) -> str:
+        return "https://127.0.0.1"
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def client(self, token: str | None = None, timeout: float | httpx.Timeout = 30, base_url: str | None = None,
+               **kw) -> httpx.Client:
+        from starlette.testclient import TestClient
+
+        class Client(TestClient):
+            # With: only closes, as httpx.Client does (the app's lifespan is the fixture's).
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        c = Client(self.app, base_url=base_url or self.api, headers={**headers, **kw.pop("headers", {})},
+                   raise_server_exceptions=False, follow_redirects=kw.pop("follow_redirects", False),
+                   client=("127.0.0.1", 50000), **kw)
+        c.portal = self.portal  # requests run on the loop of the app's lifespan
+        return c
+
+
+@contextlib.contextmanager
+def in_process(process: PenProcess, smtp: SmtpSink):
+    """The PEN that make_pen prepared (not started), run in this process: yields an
+    InProcessPen; the app's lifespan ends when the block does."""
+    from starlette.testclient import TestClient
+
+    from pen_server.app import create_app
+    from pen_server.settings import load_settings
+
+    env = {**os.environ, **process.env}
+    if process.smtp_port:
+        env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(process.smtp_port), PEN_SMTP_SECURITY="none")
+    app = create_app(load_settings(process.data, env=env))
+    app.state.strict_errors = env.get("PEN_STRICT_ERRORS") == "1"
+    with TestClient(app) as lifespan:
+        yield InProcessPen(process, smtp, app=app, portal=lifespan.portal)
 
 
 @pytest.fixture(scope="session")

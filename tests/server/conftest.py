@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pen_devstack import SmtpSink
-from tests.conftest import TEARDOWN_STOP_SECONDS, Pen, make_pen
+from tests.conftest import TEARDOWN_STOP_SECONDS, Pen, in_process, make_pen
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,10 @@ def pen(tmp_path_factory, db_smtp, database):
     process = make_pen(tmp_path_factory.mktemp("pen"), db_smtp, database_url=database()).start()
     yield Pen(process, db_smtp)
     process.stop(TEARDOWN_STOP_SECONDS)
+
+
+@pytest.fixture
+def in_process_pen(tmp_path, db_smtp, database):
+    """A fresh PEN of this test's own, in this process (InProcessPen), on each database."""
+    with in_process(make_pen(tmp_path / "pen", db_smtp, database_url=database()), db_smtp) as p:
+        yield p

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pen_devstack import PenProcess, SmtpSink, add_user, free_port, run_cli
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 from tests.server.test_migrate_to import _answers, _until
 
 GUEST = "guest@outside.example"
@@ -286,7 +286,14 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         # Delivery: each waiting notification once, none of those sent before.
         _until("the waiting notifications", lambda: {m.message["Message-ID"] for m in restored_sink.received} >= due,
                timeout=60)
-        time.sleep(1.5)  # a second delivery would come within this (retries are 0.2 s apart here)
+        # Then until the restored outbox holds nothing that could still go out: a second
+        # delivery of any of them would have reached the sink before this.
+        def settled() -> bool:
+            with restored.sql() as conn:
+                return not conn.exec_driver_sql("SELECT count(*) FROM notifications WHERE status IN "
+                                                "('queued', 'deferred', 'sending')").scalar()
+
+        _until("the restored outbox to settle", settled, timeout=60)
         ids = [m.message["Message-ID"] for m in list(restored_sink.received)]
         assert sorted(ids) == sorted(due)
         for rcpt in ("bob@abc.example", "cat@abc.example", "someone@else.example"):
@@ -309,7 +316,7 @@ def small_pen(tmp_path_factory):
         for i in range(12):
             att = _upload(c, os.urandom(150_000 + i), f"part-{i}.bin")
             _send(c, ["bob"], f"Part {i}", attachments=[att["id"]])
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
     return process
 

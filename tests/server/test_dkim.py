@@ -15,7 +15,7 @@ import pytest
 
 from pen_devstack import run_cli
 from pen_server import dkim as pen_dkim
-from tests.conftest import USERS, make_pen
+from tests.conftest import TEARDOWN_STOP_SECONDS, USERS, make_pen
 
 DOMAIN = "abc.example"
 
@@ -48,7 +48,7 @@ def signed_pen(tmp_path_factory, smtp):
     process.zone = published(out)
     process.start()
     yield process
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def send_and_receive(pen, smtp, to: list[str], cc: Sequence[str] = (), who: str = "ann", **extra) -> list:

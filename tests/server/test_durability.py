@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from pen_devstack import SmtpSink, free_port
-from tests.conftest import make_pen
+from tests.conftest import TEARDOWN_STOP_SECONDS, make_pen
 
 
 def _send_many(process, count: int) -> str:
@@ -74,7 +74,7 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path, database):
         assert len(_wait(sink, marker, 1)) == 1
         assert sum(_ids(sink, subject).values()) == before
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
         sink.stop()
 
 
@@ -103,6 +103,6 @@ def test_relay_down_then_up_loses_nothing(tmp_path, database):
         ids = _wait(sink, subject, 20)
         assert len(ids) == 20 and max(ids.values()) == 1
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
         if sink.controller._thread is not None:
             sink.stop()

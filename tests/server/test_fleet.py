@@ -27,7 +27,7 @@ from pen_devstack.fleet import EventReader, WorkerProcess
 from pen_devstack.s3 import HOW_TO_ENABLE as S3_HOW_TO_ENABLE
 from pen_devstack.s3 import S3Server, rclone_binary
 from pen_server.settings import load_settings
-from tests.conftest import PASSWORD, USERS, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, make_pen
 
 LEASE_SECONDS = 3
 
@@ -98,7 +98,7 @@ def fleet(tmp_path_factory, sink, database):
     second = PenProcess(root, free_port(), smtp_port=sink.port, env=first.env).start()
     worker = WorkerProcess(root, smtp_port=sink.port, env=first.env).start()
     yield first, second, worker, bucket
-    worker.stop()
+    worker.stop(TEARDOWN_STOP_SECONDS)
     second.stop(2)
     first.stop(2)
     if bucket is not None:

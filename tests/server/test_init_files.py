@@ -21,7 +21,7 @@ import pytest
 
 from pen_devstack import PenProcess, add_user, free_port, init_pen
 from pen_server.settings import load_settings
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_init_and_run_with_traffic_keep_every_file_private_and_send_from_the_giv
         assert_private(root)
         assert "go-rwx" not in process.log_tail(200)
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
     assert_private(root)
 
 
@@ -109,7 +109,7 @@ def test_run_warns_in_a_sentence_about_a_data_folder_others_can_read(tmp_path):
     try:
         lines = [line for line in process.log_tail(200).splitlines() if line.startswith("pen-server: ")]
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
     assert lines == [f"pen-server: warning: The data folder {root} can be read by other users of this machine "
                      f"(it holds messages, password hashes and keys); make it private with: chmod -R go-rwx {root}"]
 
@@ -233,7 +233,7 @@ def test_the_certificate_init_makes_is_accepted_by_w3m_curl_and_python(tmp_path,
             assert code.stdout == "200", code.stderr
             assert httpx.get(url, verify=ssl.create_default_context(cafile=ca), timeout=30).status_code == 200
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
     # A PEN under its own name carries that name too, as a DNS name (an IP address as both).
     for host, dns, ip in (("pen.abc.example", "pen.abc.example", None), ("192.0.2.7", "192.0.2.7", "192.0.2.7"),
                           ("[2001:db8::7]", "[2001:db8::7]", "2001:db8::7")):

@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, USERS, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, make_pen
 
 MiB = 1 << 20
 HEAD_TIMEOUT = 2
@@ -39,7 +39,7 @@ def quick(tmp_path_factory, db_smtp, database):
                '\n[log]\nfile = "pen.log"\n')
     process.start()
     yield process
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def client(process, token: str | None = None, timeout: float = 30, **kw) -> httpx.Client:
@@ -214,7 +214,7 @@ def test_many_half_open_connections_do_not_lock_out_a_real_client(tmp_path, smtp
     finally:
         for s in held:
             s.close()
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
 
 
 # -- event streams ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pen_devstack import add_user, run_cli
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 from tests.web.conftest import Web
 
 TYPO = "pen-server: There is no package 'employes' (did you mean 'employees'?); the packages are 'employees' and " \
@@ -28,7 +28,7 @@ TYPO = "pen-server: There is no package 'employes' (did you mean 'employees'?); 
 def mpen(tmp_path_factory, db_smtp, database):
     process = make_pen(tmp_path_factory.mktemp("members-pen"), db_smtp, database_url=database()).start()
     yield Pen(process, db_smtp)
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def cli(pen: Pen, *args: str, stdin: str = "") -> subprocess.CompletedProcess:

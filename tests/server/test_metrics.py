@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pen_devstack.fleet import EventReader, WorkerProcess
-from tests.conftest import PASSWORD, USERS, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 
 RECIPIENTS = ["m1@metrics.example", "m2@metrics.example", "m3@metrics.example"]
 GETS = 12
@@ -39,7 +39,7 @@ def fleet(tmp_path_factory, db_smtp, database):
     process.start()
     worker = WorkerProcess(process.data, smtp_port=db_smtp.port, env=process.env).start()
     yield Pen(process, db_smtp), worker
-    worker.stop()
+    worker.stop(TEARDOWN_STOP_SECONDS)
     process.stop(2)
 
 

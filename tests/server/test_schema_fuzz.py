@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pen_devstack import SmtpSink
-from tests.conftest import USERS, Pen, make_pen
+from tests.conftest import TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 
 # Fixed so that a run is repeatable; PEN_FUZZ_SEED=<n> tries others.
 SEED = os.environ.get("PEN_FUZZ_SEED", "20261129")
@@ -48,7 +48,7 @@ def fuzz_pen(tmp_path_factory, database):
     sink = SmtpSink().start()
     process = make_pen(tmp_path_factory.mktemp("fuzz-pen"), sink, env=LIMITS, database_url=database()).start()
     yield process, sink
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
     sink.stop()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, USERS, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, make_pen
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "pen-api.md"
 
@@ -189,7 +189,7 @@ def burning(tmp_path_factory, db_smtp, database):
     process = make_pen(tmp_path_factory.mktemp("burning-pen"), db_smtp,
                        {"PEN_SEARCH_TEST_BURN": "1", "PEN_SEARCH_SECONDS": "5"}, database()).start()
     yield process
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def _token(process) -> str:

@@ -1,5 +1,6 @@
-"""Limits on sending and the upload clean-up, each on a server of its own (real server over
-TLS, real SQLite file) with small limits set through the environment."""
+"""Limits on sending and the upload clean-up, each on a PEN of its own with small limits set
+through the environment: in this process (tests/conftest.py InProcessPen: the real app on a
+real SQLite file or PostgreSQL database, without TLS), as nothing here needs a process."""
 
 import concurrent.futures
 import contextlib
@@ -19,7 +20,7 @@ from pen_server.db import Database
 from pen_server.models import Attachment, utcnow
 from pen_server.settings import load_settings
 from pen_server.storage import BlobStore, LocalBlobStore
-from tests.conftest import PASSWORD, USERS, make_pen
+from tests.conftest import PASSWORD, USERS, in_process, make_pen
 from tests.server.test_attachments import upload
 
 LIMITS = {"PEN_MAX_RECIPIENTS": "5", "PEN_SEND_MESSAGES_PER_HOUR": "3", "PEN_SEND_RECIPIENTS_PER_HOUR": "8"}
@@ -27,14 +28,13 @@ LIMITS = {"PEN_MAX_RECIPIENTS": "5", "PEN_SEND_MESSAGES_PER_HOUR": "3", "PEN_SEN
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory, db_smtp, database):
-    process = make_pen(tmp_path_factory.mktemp("limited-pen"), db_smtp, LIMITS, database()).start()
-    yield process
-    process.stop()
+    with in_process(make_pen(tmp_path_factory.mktemp("limited-pen"), db_smtp, LIMITS, database()), db_smtp) as pen:
+        yield pen
 
 
 @contextlib.contextmanager
-def client(process, who: str | None = None):
-    with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
+def client(pen, who: str | None = None):
+    with pen.client(timeout=60) as c:
         if who:
             r = c.post("/auth/login", json={"email": USERS[who][0], "password": PASSWORD})
             assert r.status_code == 200, r.text
@@ -94,8 +94,7 @@ def test_recipients_per_hour_then_429(limited):
 
 
 def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, db_smtp, database):
-    process = make_pen(tmp_path / "pen", db_smtp, LIMITS, database()).start()
-    try:
+    with in_process(make_pen(tmp_path / "pen", db_smtp, LIMITS, database()), db_smtp) as process:
         with client(process, "ann") as c:
             token = c.headers["Authorization"]
         start = threading.Barrier(6)
@@ -110,13 +109,11 @@ def test_concurrent_sends_cannot_pass_the_hourly_limit_together(tmp_path, db_smt
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             codes = sorted(pool.map(send_one, range(6)))
         assert codes == [201, 201, 201, 429, 429, 429]
-    finally:
-        process.stop()
 
 
 class RacingBlobs:
     """The real blob store, except that just before the clean-up removes a blob's file an
-    upload of the same bytes arrives over HTTPS, and gets as far as the server lets it."""
+    upload of the same bytes arrives through the API, and gets as far as the server lets it."""
 
     def __init__(self, store: BlobStore, do_upload, size: int):
         self.store, self.do_upload, self.size = store, do_upload, size
@@ -141,8 +138,8 @@ class RacingBlobs:
         return any(p.stat().st_size == self.size for p in self.store.tmp.glob("upload-*"))
 
 
-def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, db_smtp, database):
-    process = make_pen(tmp_path / "pen", db_smtp, database_url=database()).start()
+def test_clean_up_never_takes_the_file_of_an_identical_upload(in_process_pen):
+    process = in_process_pen
     db = None
     try:
         settings = load_settings(process.data)
@@ -184,4 +181,3 @@ def test_clean_up_never_takes_the_file_of_an_identical_upload(tmp_path, db_smtp,
     finally:
         if db is not None:
             db.dispose()
-        process.stop()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import PASSWORD, Pen, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, Pen, make_pen
 
 MAX_DELAY = 4
 LIMITS = f"""
@@ -30,7 +30,7 @@ def lpen(tmp_path_factory, db_smtp, database):
     config.write_text(config.read_text() + LIMITS)  # [limits] is the file's last table
     process.start()
     yield Pen(process, db_smtp)
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def _slots(seconds: float) -> int:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pen_devstack import PenProcess, add_user, free_port, init_pen, run_cli, set_package
-from tests.conftest import PASSWORD, Pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, Pen
 from tui.demo.data import DISCLAIMERS, DOMAIN, FOOTER, PEN_NAME
 
 PEN_HOST = f"pen.{DOMAIN}"
@@ -58,7 +58,7 @@ def demo_pen(tmp_path_factory, smtp):
     run_cli("dkim", "init", "--data", str(data), "--domain", DOMAIN, "--selector", "pen1")
     process = PenProcess(data, port, smtp_port=smtp.port, env={"PEN_RETRY_BASE_SECONDS": "0.2"}).start()
     yield Pen(process, smtp)
-    process.stop()
+    process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def send_as(pen: Pen, email: str, to: list[dict], subject: str, password: str = PASSWORD, **extra) -> dict:

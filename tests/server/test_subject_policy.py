@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from pen_devstack import add_user, run_cli
-from tests.conftest import PASSWORD, Pen, make_pen
+from tests.conftest import PASSWORD, Pen, in_process, make_pen
 
 SECRET_SUBJECT = "HIV test result for Jane Roe"
 
@@ -21,9 +21,8 @@ def spen(tmp_path_factory, db_smtp, database):
     run_cli("package", "set", "--data", str(process.data), "clinical", "--disclaimer", "Clinical notice.",
             "--subject", "generic")
     add_user(process.data, "dr.who@abc.example", "Dr. Who", PASSWORD, package="clinical")
-    process.start()
-    yield Pen(process, db_smtp)
-    process.stop()
+    with in_process(process, db_smtp) as pen:  # the API and pages in this process (tests/conftest.py)
+        yield pen
 
 
 def notification_for(pen: Pen, who: str, to: str, subject: str):
@@ -102,14 +101,12 @@ def test_generic_holds_before_sign_in(spen):
     """A mail scanner, or anyone holding the link, sees what the notification says: the
     landing page and GET /invitations/{token} name the sender and no subject, also after
     the recipient has made an account; signed in, the recipient reads the subject."""
-    import httpx
-
     guest = f"outside.{uuid.uuid4().hex[:6]}@elsewhere.example"
     mid, token = Pen.link_token(notification_for(spen, "dr.who@abc.example", guest, SECRET_SUBJECT))
     generic = "Secure message from Dr. Who"
 
     def before_sign_in() -> None:
-        with httpx.Client(base_url=spen.process.url, verify=spen.ca_file, timeout=30) as browser:
+        with spen.client(base_url=spen.url) as browser:
             landing = browser.get(f"/m/{mid}", params={"t": token})
         assert landing.status_code == 200 and generic in landing.text and "HIV" not in landing.text
         with spen.client() as c:
@@ -127,7 +124,7 @@ def test_generic_holds_before_sign_in(spen):
         assert c.get(f"/messages/{mid}").json()["subject"] == SECRET_SUBJECT
     # A package that keeps subjects shows it on the landing page, as in its notification.
     mid, token = Pen.link_token(notification_for(spen, "ann", guest, "Lab results ready"))
-    with httpx.Client(base_url=spen.process.url, verify=spen.ca_file, timeout=30) as browser:
+    with spen.client(base_url=spen.url) as browser:
         assert "Lab results ready" in browser.get(f"/m/{mid}", params={"t": token}).text
     with spen.client() as c:
         assert c.get(f"/invitations/{token}").json()["subject"] == "Lab results ready"

@@ -19,7 +19,7 @@ import pytest
 from pen_devstack import add_user, run_cli
 from pen_server.models import utcnow
 from pen_server.security import token_hash
-from tests.conftest import PASSWORD, USERS, make_pen
+from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, make_pen
 from tests.web.conftest import Web, missing
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-src 'self'; "
@@ -275,7 +275,7 @@ def test_upload_over_the_pens_limit_is_refused_with_the_form_filled(tmp_path, sm
         assert b" 413 " in status_line, status_line
         web.close()
     finally:
-        process.stop()
+        process.stop(TEARDOWN_STOP_SECONDS)
 
 
 def test_a_page_without_the_body_weighs_under_30_kb(pen, web, send):
