@@ -64,7 +64,7 @@ class Stop:
         if self.abandoned or self.expired():
             raise Stopped(self.abandoned)
         if session.get_bind().dialect.name == "postgresql":
-            left = max(1, int((self.deadline - time.monotonic()) * 1000))
+            left = max(1, math.ceil((self.deadline - time.monotonic()) * 1000))
             session.execute(text(f"SET LOCAL statement_timeout = {left}"))
 
     def abandon(self) -> None:
@@ -93,8 +93,11 @@ class Stop:
                 session.execute(text("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
                                      "SELECT count(*) FROM n" if sqlite else "SELECT pg_sleep(3600)"))
             return work(self.before)
-        except DBAPIError:
-            if self.abandoned or self.expired():
+        except DBAPIError as exc:
+            # Only this search's own limits interrupt its statements (SQLite's progress handler,
+            # PostgreSQL's statement_timeout or cancel). PostgreSQL's timer may fire a moment
+            # before this thread's clock reaches the deadline, so the kind of error counts too.
+            if self.abandoned or self.expired() or _interrupted(exc):
                 raise Stopped(self.abandoned) from None
             raise
         finally:
@@ -103,6 +106,13 @@ class Stop:
             else:
                 with self._lock:
                     self._pg = None
+
+
+def _interrupted(exc: DBAPIError) -> bool:
+    """A statement stopped by a time limit or a cancel request: psycopg's QueryCanceled
+    (SQLSTATE 57014), or SQLite's "interrupted"."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "57014" or "interrupted" in str(orig)
 
 
 class SearchSlots:
