@@ -150,7 +150,7 @@ def link_blobs(meta: dict[str, Any], store: Path, blobs: Path) -> subprocess.Pop
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.nice(10),
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])})
+                                [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])})
 
 
 def _link(src: Path, dst: Path) -> None:
