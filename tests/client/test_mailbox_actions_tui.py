@@ -143,6 +143,7 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
     app = app_for(pen, state)
     async with app.run_test(size=(100, 30)) as pilot:
         mailbox, messages = await searched(pilot, word, 1)
+        assert "d Trash" in rendered(app)[0].splitlines()[-1]  # the footer
         await pilot.press("D")
         await pilot.pause()
         assert status(app) == "Delete for good works in Trash; press d to move to Trash first."
@@ -153,6 +154,8 @@ async def test_delete_for_good_only_in_trash_and_only_after_yes(pen, send, state
         await pilot.press("4")
         await wait_for(pilot, lambda: mailbox.folder == "trash" and messages.total == 1
                        and messages.highlighted is not None and messages.highlighted.folder == "trash")
+        # In Trash the footer does not offer to move there (D is the key here).
+        await wait_for(pilot, lambda: "d Trash" not in rendered(app)[0].splitlines()[-1])
         # D asks; the cursor is on "No", and enter means No
         await pilot.press("D")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -297,6 +297,8 @@ class MailboxScreen(Screen):
 
     def key_hidden(self, action: str) -> bool:
         """Left out of the footer and the help (tui/widgets/footer.py, tui/screens/help.py)."""
+        if self.folder == "trash":  # already there: D (delete for good) is Trash's own key
+            return action == "move('trash')"
         return self.folder == DRAFTS and action in self.NOT_FOR_DRAFTS
 
     # ------------------------------------------------------------ folders and their counts
