@@ -143,3 +143,25 @@ def test_clean_is_idempotent(s: str) -> None:
     once = clean(s)
     assert clean(once) == once
     assert one_line(one_line(s)) == one_line(s)
+
+
+def test_every_notice_of_penmail_is_plain_text() -> None:
+    """penmail's notices carry server and file text (subjects, names, sentences): each call
+    of notify() in tui/ passes markup=False, so the app cleans it with one_line and Textual
+    never parses it as markup ([@click=...] included). The app's own override is the one
+    place that may pass markup on."""
+    import ast
+
+    root = Path(__file__).parents[2] / "tui"
+    calls = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "notify":
+                calls.append((path.relative_to(root.parent), node, node.func.value))
+    assert len(calls) > 5, calls  # found the calls at all
+    loose = [f"{path}:{node.lineno}" for path, node, owner in calls
+             if not (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
+                     and owner.func.id == "super")  # PenmailApp.notify handing on
+             and not any(k.arg == "markup" and isinstance(k.value, ast.Constant) and k.value.value is False
+                         for k in node.keywords)]
+    assert loose == [], loose

@@ -435,3 +435,19 @@ def test_the_reply_form_follows_the_reply_rule(web, send):
     page = web.get(f"/m/{hostile['id']}/reply?all=1").text
     assert "<b>x</b>" not in page.split('id="subject"')[1].split(">")[0]
     assert _form_fields(page)["subject"] == f'Re: "}}], "admin": true <b>x</b> {tag}'
+
+
+def test_a_text_body_is_escaped_line_by_line(hostile):
+    """text_body (bodies, the quoted message of a reply form, the PEN's footer) lets no tag of
+    the text into the page: only its own <br> between the lines."""
+    from markupsafe import Markup
+
+    from pen_server.web.core import text_body
+
+    values = [v for k, v in hostile["text"].items() if not k.startswith("_")] + [
+        "a\n<script>alert(1)</script>\r\nb", '<img src=x onerror="alert(1)">', "</p><iframe>"]
+    for value in values:
+        html = text_body(value)
+        assert isinstance(html, Markup)
+        assert "<" not in html.replace("<br>", ""), html[:200]
+        assert html.count("<br>") == value.replace("\r\n", "\n").count("\n")
