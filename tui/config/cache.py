@@ -43,13 +43,11 @@ def recall(file: Path, raw: bytes) -> dict[str, Any] | None:
 
 def remember(file: Path, raw: bytes, values: dict[str, Any]) -> None:
     """Keep what the checks gave (owner-only: it holds password_command), replacing the last."""
+    from tui.files import write_atomic
+
     path = cache_file()
-    part = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"key": _key(file, raw), "values": values}, out)
-        os.replace(part, path)
+        write_atomic(path, json.dumps({"key": _key(file, raw), "values": values}).encode("utf-8"))
     except (OSError, ValueError, TypeError):
-        part.unlink(missing_ok=True)
+        pass

@@ -156,14 +156,27 @@ def _copy_folder(source: Path, target: Path) -> None:
 
     def link_or_copy(src: str, dst: str) -> None:
         if Path(src).is_relative_to(source / "blobs"):
-            try:
-                os.link(src, dst)
-                return
-            except OSError:
-                pass
-        shutil.copy2(src, dst)
+            link_blob(Path(src), Path(dst))
+        else:
+            shutil.copy2(src, dst)
 
     shutil.copytree(source, target, ignore=ignore, copy_function=link_or_copy)
+
+
+def link_blob(src: Path, dst: Path) -> None:
+    """An attachment's file (written once, never changed) into a demo's data folder: a hard
+    link, or on another file system a copy that appears whole under its name; one that is
+    there already is kept."""
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        pass
+    except OSError:  # another file system
+        tmp = dst.with_name(dst.name + ".part")
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, dst)
 
 
 def _set_base_url(config: Path, base_url: str) -> None:

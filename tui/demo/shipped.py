@@ -143,7 +143,7 @@ def link_blobs(meta: dict[str, Any], store: Path, blobs: Path) -> subprocess.Pop
     for stop() to wait on)."""
     if (store / DONE).is_file() and all((store / blob_key(s)).is_file() for s in meta["blobs"]):
         for sha in dict.fromkeys(meta["blobs"]):
-            _link(store / blob_key(sha), blobs / blob_key(sha))
+            demo_prepared.link_blob(store / blob_key(sha), blobs / blob_key(sha))
         return None
     # At a lower priority: the server and the client starting come first on a busy machine.
     return subprocess.Popen([sys.executable, "-m", "tui.demo.shipped", "blobs", str(store), str(blobs)],
@@ -151,21 +151,6 @@ def link_blobs(meta: dict[str, Any], store: Path, blobs: Path) -> subprocess.Pop
                             preexec_fn=lambda: os.nice(10),
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
                                 [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])})
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except FileExistsError:
-        pass
-    except OSError:  # another file system
-        tmp = dst.with_name(dst.name + ".part")
-        with open(src, "rb") as a, open(tmp, "wb") as b:
-            while chunk := a.read(1 << 20):
-                b.write(chunk)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, dst)
 
 
 def planned_files(meta: dict[str, Any]) -> list:
@@ -204,7 +189,7 @@ def make_blobs(store: Path, also: Path | None = None, meta: dict[str, Any] | Non
             spec.make(Path(tmp))
             os.replace(tmp, final)
         if also is not None:
-            _link(final, also / blob_key(sha))
+            demo_prepared.link_blob(final, also / blob_key(sha))
     (store / DONE).write_text("", encoding="ascii")
 
 
