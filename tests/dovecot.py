@@ -20,8 +20,9 @@ HOW_TO_ENABLE = "Dovecot is not installed: `apt-get install -y dovecot-imapd` ru
 
 
 def _running(pid: int) -> bool:
-    """The process runs: not gone, and not a zombie waiting for its parent (for a daemon,
-    init, which in a container may reap it seconds later)."""
+    """Dovecot's master runs as `pid`: not gone, not a zombie waiting for its parent (for
+    a daemon, init, which in a container may reap it seconds later), and not another
+    program that got the number of one that ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -29,9 +30,10 @@ def _running(pid: int) -> bool:
     except PermissionError:
         pass
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True  # no /proc: alive as far as we can tell
+    return "(dovecot)" in stat and stat.rsplit(") ", 1)[1][:1] != "Z"
 
 
 def dovecot_binary() -> str | None:
@@ -174,6 +176,8 @@ service stats {{
         try:
             pid = int((self.root / "run" / "master.pid").read_text().strip())
         except (OSError, ValueError):
+            return
+        if not _running(pid):
             return
         try:
             if how == signal.SIGKILL:
