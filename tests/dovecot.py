@@ -19,6 +19,23 @@ PASSWORD = "imap-secret-42"
 HOW_TO_ENABLE = "Dovecot is not installed: `apt-get install -y dovecot-imapd` runs the IMAP tests."
 
 
+def _running(pid: int) -> bool:
+    """Dovecot's master runs as `pid`: not gone, not a zombie waiting for its parent (for
+    a daemon, init, which in a container may reap it seconds later), and not another
+    program that got the number of one that ended."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: alive as far as we can tell
+    return "(dovecot)" in stat and stat.rsplit(") ", 1)[1][:1] != "Z"
+
+
 def dovecot_binary() -> str | None:
     found = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
     return found
@@ -89,6 +106,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 {users}first_valid_uid = 1
 passdb {{
   driver = static
@@ -143,28 +161,34 @@ service stats {{
             return ""
 
     def stop(self) -> None:
+        """End the server and its processes at once (kill -9 to its process group: its mail
+        goes with the folder), and remove the mail of a server that ran as root."""
         try:
-            self._stop()
+            self._stop(signal.SIGKILL)
         finally:
             if self.store != self.root:
                 shutil.rmtree(self.store, ignore_errors=True)
 
-    def _stop(self) -> None:
+    def _stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM: Dovecot's own stop (its master ends its processes, then exits about a
+        second later); SIGKILL: the master's whole process group at once. Returns when the
+        master has ended (a zombie that init has yet to reap has ended: its port is free)."""
         try:
             pid = int((self.root / "run" / "master.pid").read_text().strip())
         except (OSError, ValueError):
             return
+        if not _running(pid):
+            return
         try:
-            os.kill(pid, signal.SIGTERM)
+            if how == signal.SIGKILL:
+                os.killpg(pid, how)  # dovecot is a session leader: every process of its own
+            else:
+                os.kill(pid, how)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.02)
 
     def client(self, user: str):
         import imapclient

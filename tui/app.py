@@ -131,6 +131,7 @@ class PenmailApp(App):
         # (in a thread); when it raises, the app ends and the demo says why in one sentence.
         self.wait_for_server = wait_for_server
         self.session = session
+        self._given_session = session  # its caller's to close
         self.use_keyring = use_keyring
         self.open_message_id = open_message_id  # `penmail open URL`: straight to that message
         self._events_started = False
@@ -174,6 +175,13 @@ class PenmailApp(App):
             self.push_screen(self.sign_in_screen())
         else:
             self._start_quietly()
+
+    async def on_unmount(self) -> None:
+        """However the app ends (quit, an error, a test's end), the connections of the
+        sessions it made close: a PEN that stops meanwhile waits on no idle one of ours."""
+        for session in {id(s): s for s in (self.session, self._signing_in) if s is not None}.values():
+            if session is not self._given_session:
+                await session.client.aclose()
 
     def sign_in_screen(self, *, notice: str | None = None, error: str | None = None) -> Screen:
         from tui.screens.signin import SignInScreen

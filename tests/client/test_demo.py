@@ -343,7 +343,10 @@ SCRIPT = textwrap.dedent("""
     import json, sys, time
     from tui.demo import DemoStack, run_demo
 
+    OPTIONS = {"messages": 12, "big_attachment_mb": 1, "cache_dir": sys.argv[2]}
+
     def launch(stack):
+        stack.wait_ready()  # as the app does before it signs in
         print(json.dumps({"pid": stack.process.proc.pid, "port": stack.port, "smtp": stack.smtp.port,
                           "root": str(stack.root)}), flush=True)
         if sys.argv[1] == "exit":
@@ -353,19 +356,30 @@ SCRIPT = textwrap.dedent("""
 
     if sys.argv[1] == "exit":
         # No run_demo, no stop(): atexit must clean up.
-        stack = DemoStack(messages=12, big_attachment_mb=1).start()
+        stack = DemoStack(**OPTIONS).start()
         launch(stack)
-    sys.exit(run_demo(launch, messages=12, big_attachment_mb=1))
+    sys.exit(run_demo(launch, **OPTIONS))
 """)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A cache folder with SCRIPT's demo prepared once: each child copies it, as a second
+    `penmail demo` does, instead of seeding twelve messages through the API again (what
+    these tests look at is the stop, however the data was made)."""
+    cache = tmp_path_factory.mktemp("demo-cache")
+    DemoStack(messages=12, big_attachment_mb=1, cache_dir=cache).start().stop()
+    return cache
 
 
 @pytest.mark.parametrize("how, code", [("sigterm", 128 + signal.SIGTERM), ("sighup", 128 + signal.SIGHUP),
                                        ("sigint", 130), ("exit", 7)])
-def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
+def test_the_stack_stops_when_the_process_ends(tmp_path, prepared, how, code):
     script = tmp_path / "demo_child.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
-    child = subprocess.Popen([sys.executable, str(script), how], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, str(script), how, str(prepared)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         line = child.stdout.readline()
@@ -387,7 +401,7 @@ def test_the_stack_stops_when_the_process_ends(tmp_path, how, code):
     assert [p.name for p in tmp_path.iterdir()] == ["demo_child.py"]
 
 
-def test_a_later_start_removes_what_a_killed_demo_left(tmp_path):
+def test_a_later_start_removes_what_a_killed_demo_left(tmp_path, prepared):
     """kill -9 leaves the demo's folder (with the CA's private key) and its PEN server; the
     next demo's start removes both, and leaves a running demo's folder alone."""
     from tui.demo import MARKER, remove_left_behind
@@ -397,7 +411,8 @@ def test_a_later_start_removes_what_a_killed_demo_left(tmp_path):
     temp = tmp_path / "temp"
     temp.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(temp))
-    child = subprocess.Popen([sys.executable, str(script), "sleep"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, str(script), "sleep", str(prepared)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         info = json.loads(child.stdout.readline() or "{}")
