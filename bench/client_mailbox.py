@@ -202,7 +202,10 @@ def bench_pen(messages: int, thread_size: int = 1):
                                    f'email = "reader@bench.example"\n')
             env = dict(os.environ, PENMAIL_CONFIG=str(config_file), PENMAIL_STATE_DIR=str(root / "state"),
                        PYTHONPATH=f"{ROOT}:{ROOT / 'bench'}", PYTHON_KEYRING_BACKEND="file_keyring.FileKeyring",
-                       BENCH_KEYRING_FILE=str(root / "keyring.json"))
+                       BENCH_KEYRING_FILE=str(root / "keyring.json"),
+                       # Headless, Textual lays out at Rich's 80x25 and then resizes to the
+                       # driver's 80x24 (a second layout a real terminal does not make): one size.
+                       COLUMNS="80", LINES="24")
             env.pop("PENMAIL_PASSWORD", None)
             yield root, process, config_file, env
         finally:
