@@ -126,15 +126,20 @@ def mailbox_part(args) -> dict:
             client_mailbox.first_frame(client_mailbox.BARE, env), client_mailbox.first_frame(client_mailbox.PENMAIL,
                                                                                            envs[name], tree)
         times: dict[str, list[float]] = {"bare": [], **{name: [] for name in trees}}
+        cpu: dict[str, list[float]] = {name: [] for name in times}
         for n in range(args.runs):  # in turns, so that other load falls on each alike
-            times["bare"].append(client_mailbox.first_frame(client_mailbox.BARE, env))
-            for name, tree in in_turns(trees, n):
-                times[name].append(client_mailbox.first_frame(client_mailbox.PENMAIL, envs[name], tree))
-        bare = statistics.median(times["bare"])
+            for name, tree in [("bare", ROOT), *in_turns(trees, n)]:
+                took, used = client_mailbox.first_frame_and_cpu(
+                    client_mailbox.BARE if name == "bare" else client_mailbox.PENMAIL, envs.get(name, env), tree)
+                times[name].append(took)
+                cpu[name].append(used)
+        bare, bare_cpu = statistics.median(times["bare"]), statistics.median(cpu["bare"])
         for name in times:
             out[f"{name}_ms"] = [round(t * 1000) for t in times[name]]
+            out[f"{name}_cpu_ms"] = [round(t * 1000) for t in cpu[name]]
         for name in trees:
             out[f"{name}_startup_ratio"] = round(statistics.median(times[name]) / bare, 2)
+            out[f"{name}_startup_cpu_ratio"] = round(statistics.median(cpu[name]) / bare_cpu, 2)
         out["startup_ratio"] = out["penmail_startup_ratio"]
         out["load_after_startup"] = load()
 
@@ -193,6 +198,11 @@ def main() -> int:
     if args.base:
         print(f"{'  the same, --base tree':44s} {result['base_startup_ratio']:10.2f} {'':>8s}  "
               f"base {result['base_ms']} ms")
+    print(f"{'  CPU time to that frame, penmail / bare':44s} {result['penmail_startup_cpu_ratio']:10.2f} {'':>8s}  "
+          f"penmail {result['penmail_cpu_ms']} ms, bare {result['bare_cpu_ms']} ms")
+    if args.base:
+        print(f"{'  the same, --base tree':44s} {result['base_startup_cpu_ratio']:10.2f} {'':>8s}  "
+              f"base {result['base_cpu_ms']} ms")
     print(f"{'first page after sign-in / 100 ms':44s} {result['first_page_ratio']:10.2f} {'<= 1.0':>8s}  "
           f"{result['first_page_ms']} ms, client CPU median {result['penmail_first_page_cpu_median_ms']} ms "
           f"(bare httpx GET of it: {result['bare_get_ms']} ms)")
