@@ -126,20 +126,20 @@ def mailbox_part(args) -> dict:
             client_mailbox.first_frame(client_mailbox.BARE, env), client_mailbox.first_frame(client_mailbox.PENMAIL,
                                                                                            envs[name], tree)
         times: dict[str, list[float]] = {"bare": [], **{name: [] for name in trees}}
-        cpu: dict[str, list[float]] = {name: [] for name in times}
+        cpu_s: dict[str, list[float]] = {name: [] for name in times}
         for n in range(args.runs):  # in turns, so that other load falls on each alike
             for name, tree in [("bare", ROOT), *in_turns(trees, n)]:
                 took, used = client_mailbox.first_frame_and_cpu(
                     client_mailbox.BARE if name == "bare" else client_mailbox.PENMAIL, envs.get(name, env), tree)
                 times[name].append(took)
-                cpu[name].append(used)
-        bare, bare_cpu = statistics.median(times["bare"]), statistics.median(cpu["bare"])
+                cpu_s[name].append(used)
+        bare, bare_cpu = statistics.median(times["bare"]), statistics.median(cpu_s["bare"])
         for name in times:
             out[f"{name}_ms"] = [round(t * 1000) for t in times[name]]
-            out[f"{name}_cpu_ms"] = [round(t * 1000) for t in cpu[name]]
+            out[f"{name}_cpu_ms"] = [round(t * 1000) for t in cpu_s[name]]
         for name in trees:
             out[f"{name}_startup_ratio"] = round(statistics.median(times[name]) / bare, 2)
-            out[f"{name}_startup_cpu_ratio"] = round(statistics.median(cpu[name]) / bare_cpu, 2)
+            out[f"{name}_startup_cpu_ratio"] = round(statistics.median(cpu_s[name]) / bare_cpu, 2)
         out["startup_ratio"] = out["penmail_startup_ratio"]
         out["load_after_startup"] = load()
 
