@@ -408,7 +408,7 @@ class PenmailApp(App):
             self.call_after_refresh(self._after_first_page)
 
     def _after_first_page(self) -> None:
-        from tui.screens.drafts import offer_saved_drafts
+        from tui.screens.drafts_offer import offer_saved_drafts
 
         self._follow_events()
         if self.session is not None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +140,32 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         raise ConfigError(f"The settings file {file} is a folder, not a file.") from None
     except OSError as e:
         raise ConfigError(f"The settings file {file} cannot be read ({e.strerror or e}).") from None
+    from tui.config import cache as config_cache
+
+    # The same bytes checked before: what the checks gave, without parsing the TOML again.
+    checked = config_cache.recall(file, raw)
+    if checked is None:
+        checked = _check(_toml(raw, fail), file, fail)
+        config_cache.remember(file, raw, checked)
+    ca_file = Path(checked["ca_file"]) if checked["ca_file"] else None
+    stale = None
+    if ca_file is not None and not ca_file.is_file():
+        if not stale_ca_file_ok:
+            raise fail(f"ca_file names {str(ca_file)!r}, which does not exist or is not a file")
+        ca_file, stale = None, ca_file
+    download_dir = Path(checked["download_dir"]) if checked["download_dir"] else default_download_dir()
+    return Config(server=checked["server"], ca_file=ca_file, email=checked["email"],
+                  password_command=checked["password_command"], download_dir=download_dir,
+                  theme=checked["theme"], keys=checked["keys"], animations=checked["ui"]["animations"], path=file,
+                  imap=checked["imap"], intercept=checked["intercept"], stale_ca_file=stale)
+
+
+def _toml(raw: bytes, fail: Callable[[str], ConfigError]) -> dict:
+    """The settings file's TOML: parsed (and tomllib imported) only for a file not checked before."""
+    import tomllib
+
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise fail("the text is not UTF-8") from None
     except tomllib.TOMLDecodeError as e:
@@ -156,24 +179,6 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             detail = _TOML_END.sub("", detail) + " at the end of the file"
             line = max(1, raw.rstrip(b"\n").count(b"\n") + 1)
         raise fail(f"line {line} is not valid TOML ({detail})") from None
-
-    from tui.config import cache as config_cache
-
-    checked = config_cache.recall(file, raw)
-    if checked is None:
-        checked = _check(data, file, fail)
-        config_cache.remember(file, raw, checked)
-    ca_file = Path(checked["ca_file"]) if checked["ca_file"] else None
-    stale = None
-    if ca_file is not None and not ca_file.is_file():
-        if not stale_ca_file_ok:
-            raise fail(f"ca_file names {str(ca_file)!r}, which does not exist or is not a file")
-        ca_file, stale = None, ca_file
-    download_dir = Path(checked["download_dir"]) if checked["download_dir"] else default_download_dir()
-    return Config(server=checked["server"], ca_file=ca_file, email=checked["email"],
-                  password_command=checked["password_command"], download_dir=download_dir,
-                  theme=checked["theme"], keys=checked["keys"], animations=checked["ui"]["animations"], path=file,
-                  imap=checked["imap"], intercept=checked["intercept"], stale_ca_file=stale)
 
 
 def _check(data: dict, file: Path, fail: Callable[[str], ConfigError]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """Drafts left behind (by a crash, a lost connection, or escape) offered back after
 sign-in: a list of subject, recipients and when each was saved; enter resumes one, d
 discards one (after y to the question every destructive key asks), escape leaves them for
-later, q quits."""
+later, q quits. tui/screens/drafts_offer.py looks for them, and imports this only when there
+are some."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -15,10 +16,9 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui.compose import format_date
-from tui.drafts import Draft, DraftStore, account_key
+from tui.drafts import Draft, DraftStore
 from tui.safe_text import one_line, safe_text
 from tui.screens.messages import NOTICE_SECONDS, DraftResumeRequested
-from tui.signin.session import Session
 from tui.widgets.cursor_list import CursorOptionList
 from tui.widgets.footer import KeyFooter
 from tui.widgets.safe_static import SafeStatic
@@ -33,31 +33,6 @@ def draft_row(draft: Draft) -> Text:
     row.append("\n")
     row.append(safe_text(f"saved {when}, to {people}", style="dim"))
     return row
-
-
-def session_account(session: Session) -> str | None:
-    """The account_key of a signed-in session (the e-mail as the PEN knows it), or None."""
-    user = session.client.user
-    server = session.client.server or session.server
-    email = user.email if user is not None else session.email
-    return account_key(server, email) if server and email else None
-
-
-def offer_saved_drafts(app: App, session: Session) -> None:
-    """After sign-in: if the signed-in account has drafts on disk, offer them (the folder is
-    read in a thread).  Drafts of other accounts stay on disk, unseen; drafts written before
-    drafts had an account are offered to whichever account signs in."""
-    account = session_account(session)
-    if account is None:
-        return  # nobody signed in: no draft can be told apart, so none is offered
-
-    def look() -> None:
-        store = DraftStore()
-        drafts = store.list(account=account)
-        if drafts:
-            app.call_from_thread(app.push_screen, DraftsScreen(store, drafts))
-
-    app.run_worker(look, thread=True, group="drafts-offer", exit_on_error=False)
 
 
 class DraftsScreen(ModalScreen[None]):

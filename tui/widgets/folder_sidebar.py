@@ -59,8 +59,10 @@ class FolderSidebar(CursorOptionList):
         return folder_row(FOLDERS.index(folder) + 1, folder, folder == self.current, self.counts.get(folder, 0))
 
     def _draw(self) -> None:
-        for folder in FOLDERS:
-            self.replace_option_prompt(folder, self._prompt(folder))
+        for i, folder in enumerate(FOLDERS):
+            prompt = self._prompt(folder)
+            if self.get_option_at_index(i).prompt != prompt:  # unchanged rows are not laid out again
+                self.replace_option_prompt(folder, prompt)
 
     def show_current(self, folder: str) -> None:
         """The marker (and the highlight) on this folder."""

@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace as replaced
 
 from rich.segment import Segment
+from rich.style import Style
 from textual import work
 from textual.binding import Binding
-from textual.geometry import Offset, Size
+from textual.geometry import Offset, Region, Size
 from textual.message import Message as TextualMessage
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -108,6 +109,7 @@ class MessageList(ScrollView, can_focus=True):
         self.empty_text: str | None = None  # said in place of "(no messages here)", e.g. under a search
         # The mark slot of each row (column 1): TAG_MARK on tagged rows.
         self.tagged: frozenset[str] = frozenset()  # ids of the rows shown with TAG_MARK
+        self._draw_styles: tuple[Style, Style, Style, Style] | None = None  # during render_lines
 
     def show_tags(self, ids: frozenset[str]) -> None:
         """Mark these rows as tagged (a character in the row's mark column)."""
@@ -348,10 +350,26 @@ class MessageList(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ drawing
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The row styles are worked out once for all the rows of a draw, not once a row (each
+        # walks the widget's ancestors for their background): a third of the list's drawing.
+        self._draw_styles = self._row_styles()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._draw_styles = None
+
+    def _row_styles(self) -> tuple[Style, Style, Style, Style]:
+        """The styles of a row: plain, loading, unread, and what the cursor adds."""
+        base = self.rich_style
+        return (base, base + self.get_component_rich_style("message-list--loading"),
+                base + self.get_component_rich_style("message-list--unread"),
+                self.get_component_rich_style("message-list--cursor"))
+
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base, loading, unread, cursor = self._draw_styles or self._row_styles()
         if index >= self.rows:
             if index == 0 and self.loaded_once:
                 return Strip([Segment(fit(f"  {self.empty_text or '(no messages here)'}", width), base)])
@@ -360,17 +378,15 @@ class MessageList(ScrollView, can_focus=True):
         summary = self.row_summary(index)
         if summary is None:
             self.call_later(self._want_visible)
-            style = base + self.get_component_rich_style("message-list--loading")
+            style = loading
             text = fit("  .. loading", width)
         else:
             thread = self.threads and k < 0
             text = row_text(summary, width, mark=TAG_MARK if summary.id in self.tagged else " ", me=self.me,
                             thread=thread, branch=k >= 0)
-            style = base
-            if summary.thread_unread if thread else summary.unread:
-                style += self.get_component_rich_style("message-list--unread")
+            style = unread if (summary.thread_unread if thread else summary.unread) else base
         if index == self.cursor:
-            style += self.get_component_rich_style("message-list--cursor")
+            style += cursor
             text = ">" + text[1:]  # a text marker, not colour alone
         return Strip([Segment(text, style)])
 
