@@ -103,7 +103,7 @@ class SmtpSink:
 # `pen-server run` whose imports come before it waits for a go (PenProcess.spawn(held=True)).
 HELD = ("import sys\nimport pen_server.cli, pen_server.serve\n"
         "if sys.stdin.readline() != 'go\\n':\n    sys.exit(0)\n"
-        "sys.exit(pen_server.cli.main(sys.argv[1:]))")
+        "sys.exit(pen_server.cli.command(sys.argv[1:]))")
 
 
 @dataclass

@@ -1,3 +1,3 @@
-from pen_server.cli import main
+from pen_server.cli import command
 
-raise SystemExit(main())
+raise SystemExit(command())
