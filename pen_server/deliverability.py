@@ -3,7 +3,7 @@
 The watch asks each DNS blocklist zone of `[deliverability] dnsbl_zones` about each sending
 address (the reversed-octet query of RFC 5782: `2.0.0.127.zen.spamhaus.org`, nibbles for
 IPv6) and each `domain:` zone about the domain of `from_address` (`example.com.dbl...`), with
-dnspython, all at once, each question given QUERY_SECONDS. A listing is an A answer inside
+dnspython, all at once, each question given `query_seconds` (5). A listing is an A answer inside
 127.0.0.0/8; NXDOMAIN (or a name without an A record) is clean. Anything else is reported
 as unanswered, never as clean: a resolver that times out or answers SERVFAIL/REFUSED, a
 zone's refusal code (127.255.255.x, as Spamhaus answers queries through public resolvers,
@@ -38,7 +38,6 @@ from pen_server.models import BlocklistListing, BlocklistState, MailboxEntry, Me
 from pen_server.settings import DOMAIN_ZONE, Settings, host_port
 
 log = logging.getLogger("pen_server.deliverability")
-QUERY_SECONDS = 5.0  # one question's whole time, retries included
 PARALLEL = 16  # questions in flight at once
 START_GRACE = timedelta(seconds=30)  # processes that start together make one check
 STATE_ID = 1
@@ -123,17 +122,17 @@ def _resolver(address: str):
     return resolver
 
 
-async def _ask(resolver, question: Question, where: str) -> tuple[str, str]:
-    """("listed", the answer), ("clean", "") or ("unanswered", why)."""
+async def _ask(resolver, question: Question, where: str, seconds: float) -> tuple[str, str]:
+    """("listed", the answer), ("clean", "") or ("unanswered", why), within `seconds`."""
     import dns.exception
     import dns.resolver
 
     try:
-        answer = await resolver.resolve(question.name, "A", lifetime=QUERY_SECONDS, search=False)
+        answer = await resolver.resolve(question.name, "A", lifetime=seconds, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return "clean", ""
     except dns.resolver.LifetimeTimeout:
-        return "unanswered", f"the resolver {where} did not answer within {QUERY_SECONDS:g} s"
+        return "unanswered", f"the resolver {where} did not answer within {seconds:g} s"
     except dns.resolver.NoNameservers as exc:
         return "unanswered", f"the resolver {where} answered with an error ({_first_error(exc)})"
     except dns.exception.DNSException as exc:
@@ -176,7 +175,7 @@ async def run_check(settings: Settings, relay_host: str, from_address: str) -> C
 
     async def one(q: Question) -> tuple[Question, tuple[str, str]]:
         async with gate:
-            return q, await _ask(resolver, q, where)
+            return q, await _ask(resolver, q, where, conf.query_seconds)
 
     for q, (kind, said) in await asyncio.gather(*(one(q) for q in asked)):
         if kind == "listed":

@@ -70,6 +70,7 @@ class DeliverabilitySettings:
 
     dnsbl_zones: list[str] = field(default_factory=list)  # "zone", or "domain:zone" for a domain list
     check_minutes: float = 60.0
+    query_seconds: float = 5.0  # one question's whole time, retries included
     resolver: str = ""  # "address:port"; empty: the system's resolver
     sending_ips: list[str] = field(default_factory=list)  # empty: the relay host's addresses
 
@@ -433,6 +434,8 @@ class DeliverabilitySection(_Section):
     dnsbl_zones: Zones = None
     """Blocklist zones asked about each sending address; "domain:ZONE" is asked about the sending domain."""
     check_minutes: Positive = None
+    query_seconds: Positive = None
+    """How long one question may take, retries included, before it counts as not answered."""
     resolver: Resolver = None
     """The DNS resolver to ask, "address:port"; the system's when left out."""
     sending_ips: Addresses = None

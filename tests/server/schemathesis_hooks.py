@@ -12,6 +12,7 @@ Requests generated as invalid are sent as generated."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -24,7 +25,10 @@ UNUSED_INVITATIONS = list(PEN["invitations"])  # each guest signs up once; later
 MAX_UPLOADS = 5  # per request: enough to cover a list of several, quick to make
 
 
+@functools.cache
 def _client() -> httpx.Client:
+    """The hooks' one client for the run, its connection kept: a client per case would cost a
+    TLS context and handshake on both sides each time (the process's end closes it)."""
     return httpx.Client(
         base_url=PEN["url"] + "/api/v1",
         verify=PEN["ca"],
@@ -102,8 +106,8 @@ def before_call(context, case, kwargs):
             token = UNUSED_INVITATIONS.pop()
         case.path_parameters = {**(case.path_parameters or {}), "token": token}
     if method == "GET" and path == "/api/v1/messages/{message_id}/attachments/{attachment_id}":
-        with _client() as client:  # made anew: the run may delete any message it can list
-            case.path_parameters = {**(case.path_parameters or {}), **_attachment(client)}
+        # Made anew: the run may delete any message it can list.
+        case.path_parameters = {**(case.path_parameters or {}), **_attachment(_client())}
     if method == "POST" and path == "/api/v1/messages" and isinstance(case.body, dict):
         case.headers = {**(case.headers or {}), "idempotency-key": uuid.uuid4().hex}
         room = PEN["max_recipients"]  # to, cc and bcc together: a sum no schema can state
@@ -111,11 +115,10 @@ def before_call(context, case, kwargs):
             if isinstance(case.body.get(kind), list):
                 case.body[kind] = case.body[kind][:room]
                 room -= len(case.body[kind])
-        with _client() as client:
-            if case.body.get("in_reply_to") is not None:
-                case.body["in_reply_to"] = _readable_message(client)
-            if case.body.get("attachments"):
-                case.body["attachments"] = _uploads(client, min(len(case.body["attachments"]), MAX_UPLOADS))
+        if case.body.get("in_reply_to") is not None:
+            case.body["in_reply_to"] = _readable_message(_client())
+        if case.body.get("attachments"):
+            case.body["attachments"] = _uploads(_client(), min(len(case.body["attachments"]), MAX_UPLOADS))
 
     if method in ("POST", "PUT") and isinstance(case.body, dict) and isinstance(case.body.get("expires_at"), str):
         case.body["expires_at"] = "2999-01-01T00:00:00Z"  # an end date must be in the future

@@ -103,14 +103,17 @@ def test_each_mistake_is_one_sentence(tmp_path, text, sentence):
 def test_the_new_sections_are_read(tmp_path):
     (tmp_path / "pen-server.toml").write_text(
         '[deliverability]\ndnsbl_zones = ["zen.spamhaus.org", "DOMAIN:dbl.spamhaus.org."]\ncheck_minutes = 15\n'
-        'resolver = "::1"\nsending_ips = ["198.51.100.7"]\n[metrics]\nenabled = false\nallow = "10.0.0.0/8"\n'
+        'query_seconds = 2.5\nresolver = "::1"\nsending_ips = ["198.51.100.7"]\n[metrics]\nenabled = false\n'
+        'allow = "10.0.0.0/8"\n'
         '[log]\nformat = "json"\n', encoding="utf-8")
     s = load_settings(tmp_path, env={})
     assert s.deliverability.dnsbl_zones == ["zen.spamhaus.org", "domain:dbl.spamhaus.org"]
     assert (s.deliverability.check_minutes, s.deliverability.resolver) == (15, "[::1]:53")
+    assert s.deliverability.query_seconds == 2.5
     assert s.deliverability.sending_ips == ["198.51.100.7"]
     assert (s.metrics.enabled, s.metrics.allow, s.log_format) == (False, ["10.0.0.0/8"], "json")
     (tmp_path / "pen-server.toml").write_text("", encoding="utf-8")
     s = load_settings(tmp_path, env={})
     assert (s.deliverability.dnsbl_zones, s.deliverability.check_minutes, s.metrics.allow) == (
         [], 60.0, ["127.0.0.1", "::1"])
+    assert s.deliverability.query_seconds == 5.0
