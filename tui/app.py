@@ -488,6 +488,14 @@ class PenmailApp(App):
         # Said on the terminal once the screen is gone (plain text: a subject is no markup).
         self.exit(message=Text(" ".join(kept)) if kept else None)
 
+    async def on_unmount(self) -> None:
+        """However the app ends (ctrl+q, or an exit from elsewhere while the process goes on,
+        as in a test or a host that embeds it), its connections to the PEN close with it: a
+        connection left open holds up that PEN's stop for its TLS closing handshake (5 s)."""
+        for session in (self.session, self._signing_in):
+            if session is not None:
+                await session.client.aclose()  # a second close does nothing
+
     def keep_open_drafts(self) -> list[str]:
         """Every open compose screen writes its draft now; the sentences that say so."""
         kept = []
