@@ -159,7 +159,7 @@ async def test_hostile_strings_through_the_real_server(pen, send, hostile, tmp_p
         await wait_for(pilot, lambda: mlist.loaded_once and mlist.total == len(accepted))
         for i in range(mlist.total):
             mlist.cursor = i
-            await pilot.pause(0.05)
+            await pilot.pause()
             assert_clean_render(app)
             summary = mlist.highlighted
             await pilot.press("enter")
@@ -185,7 +185,7 @@ async def test_hostile_sign_in_error(hostile, tmp_path, monkeypatch):
         await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen))
         for value in data:
             app.screen._say(value)
-            await pilot.pause(0.02)
+            await pilot.pause()
             assert_clean_render(app)
             if printable_ascii(value) and len(value) < 60:
                 assert value in rendered(app)[0]

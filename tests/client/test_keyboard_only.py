@@ -635,7 +635,8 @@ async def test_the_notice_history_by_key_help_and_palette(pen, send, state, no_m
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"Notices said")
-        await pilot.pause(0.3)
+        # The palette's search runs on its own: its answer is on the screen, not the typed words.
+        await wait_for(pilot, lambda: "Notices said so far" in rendered(app)[0])
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NoticesScreen))
         await pilot.press("escape")
