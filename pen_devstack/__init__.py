@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import os
 import signal
 import socket
@@ -34,8 +35,10 @@ class Received:
     data: bytes
     peer: tuple
 
-    @property
+    @functools.cached_property
     def message(self) -> email.message.EmailMessage:
+        # Parsed once: tests that wait for a notification look at every message the sink
+        # holds, again and again (hundreds in a session's sink), and parsing them is CPU.
         return email.message_from_bytes(self.data, policy=email.policy.default)
 
 
