@@ -253,9 +253,9 @@ class PenProcess:
             self.proc.wait()
 
 
-def run_cli(*args: str, stdin: str = "") -> str:
-    """Run a `pen-server` command in this process (as fast as a function call); raises
-    RuntimeError with the command's sentence when it fails."""
+def cli_in_process(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run a `pen-server` command in this process (as fast as a function call): its exit
+    code, standard output and error, as subprocess.run would give them."""
     import contextlib
     import io
 
@@ -266,12 +266,22 @@ def run_cli(*args: str, stdin: str = "") -> str:
     sys.stdin = io.StringIO(stdin)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.stdin = saved
-    if code:
-        raise RuntimeError(err.getvalue().strip())
-    return out.getvalue()
+    return subprocess.CompletedProcess(["pen-server", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_cli(*args: str, stdin: str = "") -> str:
+    """Run a `pen-server` command in this process (cli_in_process); raises RuntimeError with
+    the command's sentence when it fails."""
+    done = cli_in_process(*args, stdin=stdin)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip())
+    return done.stdout
 
 
 def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,
