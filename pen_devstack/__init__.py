@@ -253,17 +253,24 @@ class PenProcess:
             self.proc.wait()
 
 
-def cli_in_process(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def cli_in_process(*args: str, stdin: str = "", env: dict[str, str | None] | None = None
+                   ) -> subprocess.CompletedProcess:
     """Run a `pen-server` command in this process (as fast as a function call): its exit
-    code, standard output and error, as subprocess.run would give them."""
+    code, standard output and error, as subprocess.run would give them. `env` changes the
+    environment for the command (None: unset) and is put back after it."""
     import contextlib
     import io
 
     from pen_server import cli
 
     out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdin
+    saved_stdin, saved_env = sys.stdin, {name: os.environ.get(name) for name in env or {}}
     sys.stdin = io.StringIO(stdin)
+    for name, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -271,7 +278,12 @@ def cli_in_process(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
             except SystemExit as exc:  # argparse's usage errors
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
-        sys.stdin = saved
+        sys.stdin = saved_stdin
+        for name, before in saved_env.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
     return subprocess.CompletedProcess(["pen-server", *args], code, out.getvalue(), err.getvalue())
 
 

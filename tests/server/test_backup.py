@@ -39,16 +39,7 @@ def _process(*args: str) -> subprocess.CompletedProcess:
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`pen-server ...` in this process (a loaded machine takes seconds to start Python),
     with its exit code and both outputs, under `env` added to the environment."""
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
-        return cli_in_process(*args)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return cli_in_process(*args, env=env)
 
 
 def _one_sentence(text: str) -> str:
