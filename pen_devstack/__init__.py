@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import os
 import signal
 import socket
@@ -34,8 +35,10 @@ class Received:
     data: bytes
     peer: tuple
 
-    @property
+    @functools.cached_property
     def message(self) -> email.message.EmailMessage:
+        # Parsed once: tests that wait for a notification look at every message the sink
+        # holds, again and again (hundreds in a session's sink), and parsing them is CPU.
         return email.message_from_bytes(self.data, policy=email.policy.default)
 
 
@@ -250,25 +253,47 @@ class PenProcess:
             self.proc.wait()
 
 
-def run_cli(*args: str, stdin: str = "") -> str:
-    """Run a `pen-server` command in this process (as fast as a function call); raises
-    RuntimeError with the command's sentence when it fails."""
+def cli_in_process(*args: str, stdin: str = "", env: dict[str, str | None] | None = None
+                   ) -> subprocess.CompletedProcess:
+    """Run a `pen-server` command in this process (as fast as a function call): its exit
+    code, standard output and error, as subprocess.run would give them. `env` changes the
+    environment for the command (None: unset) and is put back after it."""
     import contextlib
     import io
 
     from pen_server import cli
 
     out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdin
+    saved_stdin, saved_env = sys.stdin, {name: os.environ.get(name) for name in env or {}}
     sys.stdin = io.StringIO(stdin)
+    for name, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
     finally:
-        sys.stdin = saved
-    if code:
-        raise RuntimeError(err.getvalue().strip())
-    return out.getvalue()
+        sys.stdin = saved_stdin
+        for name, before in saved_env.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+    return subprocess.CompletedProcess(["pen-server", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_cli(*args: str, stdin: str = "") -> str:
+    """Run a `pen-server` command in this process (cli_in_process); raises RuntimeError with
+    the command's sentence when it fails."""
+    done = cli_in_process(*args, stdin=stdin)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip())
+    return done.stdout
 
 
 def init_pen(data: Path, *, name: str = "ABC Medical", footer: str = "", base_url: str | None = None,

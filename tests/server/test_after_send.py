@@ -169,9 +169,35 @@ def test_a_notification_waiting_for_a_dead_relay_is_cancelled_and_never_arrives(
 
 # -- end date --------------------------------------------------------------------------------
 
-def test_an_end_date_a_few_seconds_ahead_takes_effect(pen, send):
+@pytest.fixture
+def clock_pen(tmp_path, db_smtp, database):
+    """A PEN in this process (the end date is the app's, not TLS's or a process's) whose
+    clock a test moves on with `ahead(seconds)` (pen_server.clock), instead of waiting."""
+    from pen_server.clock import Clock, set_clock, utcnow
+
+    def ahead(seconds: float) -> None:
+        set_clock(Clock(start=utcnow() + timedelta(seconds=seconds)))
+
+    try:
+        with in_process(make_pen(tmp_path / "pen", db_smtp, database_url=database()), db_smtp) as pen:
+            yield pen, ahead
+    finally:
+        set_clock(Clock())  # real time again for the rest of this test process
+
+
+def _send_as_ann(pen, to: list[str], subject: str, body: str, **extra) -> dict:
+    """As the `send` fixture does, on a PEN of the test's own."""
+    with pen.as_user("ann") as a:
+        r = a.post("/messages", json={"to": [{"email": USERS[who][0]} for who in to], "subject": subject,
+                                      "body_text": body, **extra}, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_an_end_date_a_few_seconds_ahead_takes_effect(clock_pen):
+    pen, ahead = clock_pen
     ends = datetime.now(UTC) + timedelta(seconds=3)
-    sent = send("ann", ["bob", "cat"], subject="Short-lived", body="Read it soon.", expires_at=_iso(ends))
+    sent = _send_as_ann(pen, ["bob", "cat"], "Short-lived", "Read it soon.", expires_at=_iso(ends))
     mid = sent["id"]
     assert sent["expires_at"] == _iso(ends)
     [mail] = pen.mails_to(USERS["bob"][0], "Short-lived")
@@ -179,8 +205,7 @@ def test_an_end_date_a_few_seconds_ahead_takes_effect(pen, send):
     with pen.as_user("bob") as b, pen.as_user("ann") as a:
         r = b.get(f"/messages/{mid}")
         assert r.status_code == 200 and r.json()["expires_at"] == _iso(ends)
-        while datetime.now(UTC) < ends + timedelta(seconds=1.2):  # rfc3339 drops the fraction
-            time.sleep(0.2)
+        ahead(4.2)  # past the end date (rfc3339 drops the fraction)
         r = b.get(f"/messages/{mid}")
         assert r.status_code == 410 and r.json()["error"]["code"] == "expired"
         [row] = [m for m in b.get("/messages").json()["items"] if m["id"] == mid]
@@ -498,11 +523,11 @@ def test_the_web_reader_shows_each_recipient_and_withdraws(pen, send):
         other.close()
 
 
-def test_an_expired_page_says_so_in_one_sentence(pen, send):
+def test_an_expired_page_says_so_in_one_sentence(clock_pen):
+    pen, ahead = clock_pen
     ends = datetime.now(UTC) + timedelta(seconds=2)
-    sent = send("ann", ["bob"], subject="Expiring page", body="Gone soon.", expires_at=_iso(ends))
-    while datetime.now(UTC) < ends + timedelta(seconds=0.5):
-        time.sleep(0.2)
+    sent = _send_as_ann(pen, ["bob"], "Expiring page", "Gone soon.", expires_at=_iso(ends))
+    ahead(2.5)  # past the end date
     web = Web(pen)
     try:
         web.login(USERS["bob"][0], "correct horse battery")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pen_devstack import PenProcess, SmtpSink, add_user, free_port, run_cli
+from pen_devstack import PenProcess, SmtpSink, add_user, cli_in_process, free_port, run_cli
 from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 from tests.server.test_migrate_to import _answers, _until
 
@@ -39,24 +39,7 @@ def _process(*args: str) -> subprocess.CompletedProcess:
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`pen-server ...` in this process (a loaded machine takes seconds to start Python),
     with its exit code and both outputs, under `env` added to the environment."""
-    import contextlib
-    import io
-
-    from pen_server import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return subprocess.CompletedProcess(["pen-server", *args], code, out.getvalue(), err.getvalue())
+    return cli_in_process(*args, env=env)
 
 
 def _one_sentence(text: str) -> str:
@@ -211,7 +194,7 @@ def test_a_backup_of_a_busy_pen_restores_whole_and_delivers_what_waited_once(tmp
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
         assert [p.name for p in target.parent.iterdir()] == ["pen.tar.zst"]  # nothing half-made beside it
 
-        checked = _process("backup", "--verify", str(target))
+        checked = _cli("backup", "--verify", str(target))
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.startswith(f"The backup {target} is whole: "), checked.stdout
         assert process.stop() == 0
@@ -354,7 +337,7 @@ sys.exit(cli.main(["backup", "--data", {str(small_pen.data)!r}, "--to", {str(tar
     left = [p for p in tmp_path.iterdir() if p.name.startswith(f".{target.name}.partial-")]
     assert left and not target.exists()
     for path in (target, *left):
-        verified = _process("backup", "--verify", str(path))
+        verified = _cli("backup", "--verify", str(path))
         assert verified.returncode == 1, verified.stdout
         said = _one_sentence(verified.stderr)
         assert f"There is no backup at {target}." in said if path == target else "not a whole backup" in said

@@ -1,5 +1,6 @@
 """Nothing lost: kill -9 with 200 notifications waiting, a clean restart, a relay that is
-down and then up. Each test runs its own server on its own data folder."""
+down and then up. Each test runs its own server on its own data folder: a process where
+it is killed and restarted, in this process (tests/conftest.py in_process) for the relay."""
 
 import collections
 import time
@@ -8,15 +9,11 @@ import uuid
 import pytest
 
 from pen_devstack import SmtpSink, free_port
-from tests.conftest import TEARDOWN_STOP_SECONDS, make_pen
+from tests.conftest import TEARDOWN_STOP_SECONDS, Pen, in_process, make_pen
 
 
-def _send_many(process, count: int) -> str:
-    import httpx
-
-    with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
-        token = c.post("/auth/login", json={"email": "ann@abc.example", "password": "correct horse battery"}).json()
-        c.headers["Authorization"] = f"Bearer {token['access_token']}"
+def _send_many(pen: Pen, count: int) -> str:
+    with pen.as_user("ann") as c:
         subject = f"many {uuid.uuid4().hex[:6]}"
         r = c.post("/messages", headers={"Idempotency-Key": subject},
                    json={"to": [{"email": f"r{i}@outside.example"} for i in range(count)],
@@ -55,7 +52,7 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path, database):
         f.write("\n[delivery]\nlease_seconds = 3\n")
     process.start()
     try:
-        subject = _send_many(process, 200)
+        subject = _send_many(Pen(process, sink), 200)
         # The worker has claimed rows and tried the relay (refused).
         _until(lambda: sink.handler.sessions > 0, what="a delivery attempt")
         process.kill()  # kill -9: no chance to tidy up
@@ -70,7 +67,7 @@ def test_kill_9_then_restart_delivers_all_once(tmp_path, database):
         process.start()
         # A message sent after the restart is delivered after anything the restart would
         # have sent again (those rows would be due at once).
-        marker = _send_many(process, 1)
+        marker = _send_many(Pen(process, sink), 1)
         assert len(_wait(sink, marker, 1)) == 1
         assert sum(_ids(sink, subject).values()) == before
     finally:
@@ -90,19 +87,14 @@ def _tried(c, subject: str) -> bool:
 def test_relay_down_then_up_loses_nothing(tmp_path, database):
     port = free_port()
     sink = SmtpSink(port)  # not started: the relay is down
-    process = make_pen(tmp_path / "pen", sink, database_url=database()).start()
     try:
-        subject = _send_many(process, 20)
-        import httpx
-
-        with httpx.Client(base_url=process.api, verify=str(process.ca_file), timeout=60) as c:
-            login = c.post("/auth/login", json={"email": "ann@abc.example", "password": "correct horse battery"})
-            c.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-            _until(lambda: _tried(c, subject), what="a failed delivery attempt while the relay is down")
-        sink.start()
-        ids = _wait(sink, subject, 20)
-        assert len(ids) == 20 and max(ids.values()) == 1
+        with in_process(make_pen(tmp_path / "pen", sink, database_url=database()), sink) as pen:
+            subject = _send_many(pen, 20)
+            with pen.as_user("ann") as c:
+                _until(lambda: _tried(c, subject), what="a failed delivery attempt while the relay is down")
+            sink.start()
+            ids = _wait(sink, subject, 20)
+            assert len(ids) == 20 and max(ids.values()) == 1
     finally:
-        process.stop(TEARDOWN_STOP_SECONDS)
         if sink.controller._thread is not None:
             sink.stop()

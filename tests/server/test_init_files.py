@@ -19,19 +19,25 @@ from pathlib import Path
 
 import pytest
 
-from pen_devstack import PenProcess, add_user, free_port, init_pen
+from pen_devstack import PenProcess, add_user, cli_in_process, free_port, init_pen
 from pen_server.settings import load_settings
 from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pen_server(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`pen-server ...` as its own process, as an administrator runs it."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PEN_")}
-    full_env.update(PYTHONPATH=str(REPO), **(env or {}))
-    done = subprocess.run([sys.executable, "-m", "pen_server", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=120)
+def pen_server(*args: str, env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """`pen-server ...` as an administrator runs it, without the test run's PEN_* settings:
+    in this process (cli_in_process: the same main(), without a second of imports), or with
+    `process` as its own process."""
+    ours = {k: None for k in os.environ if k.startswith("PEN_")}
+    if process:
+        full_env = {k: v for k, v in os.environ.items() if k not in ours}
+        full_env.update(PYTHONPATH=str(REPO), **(env or {}))
+        done = subprocess.run([sys.executable, "-m", "pen_server", *args], capture_output=True, text=True,
+                              env=full_env, cwd=REPO, timeout=120)
+    else:
+        done = cli_in_process(*args, env={**ours, **(env or {})})
     assert "Traceback" not in done.stderr, done.stderr
     return done
 
@@ -116,7 +122,8 @@ def test_run_warns_in_a_sentence_about_a_data_folder_others_can_read(tmp_path):
 
 def test_init_refuses_a_control_character_writing_nothing_then_a_proper_init_works(tmp_path):
     folder = tmp_path / "pen"
-    done = pen_server("init", "--data", str(folder), "--name", "Bad\rName", "--base-url", "https://pen.abc.example")
+    done = pen_server("init", "--data", str(folder), "--name", "Bad\rName", "--base-url", "https://pen.abc.example",
+                      process=True)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == ("pen-server: The PEN's name may hold no control characters (found one in 'Bad\\rName'); "
                            "nothing was written.\n")

@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from pen_devstack import add_user, run_cli
+from pen_devstack import add_user, cli_in_process, run_cli
 from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, USERS, Pen, make_pen
 from tests.web.conftest import Web
 
@@ -31,10 +31,15 @@ def mpen(tmp_path_factory, db_smtp, database):
     process.stop(TEARDOWN_STOP_SECONDS)
 
 
-def cli(pen: Pen, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """`pen-server` as an administrator runs it: a process of its own, its exit code and words."""
-    return subprocess.run([sys.executable, "-m", "pen_server", *args[:2], "--data", str(pen.data), *args[2:]],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+def cli(pen: Pen, *args: str, stdin: str = "", process: bool = False) -> subprocess.CompletedProcess:
+    """`pen-server` as an administrator runs it, its exit code and words: in this process
+    (cli_in_process, the same main() without a second of imports), or with `process` in one
+    of its own, where another process is the point (or the exit code of a real one)."""
+    argv = [*args[:2], "--data", str(pen.data), *args[2:]]
+    if not process:
+        return cli_in_process(*argv, stdin=stdin)
+    return subprocess.run([sys.executable, "-m", "pen_server", *argv], input=stdin, capture_output=True, text=True,
+                          timeout=60)
 
 
 def ok(pen: Pen, *args: str) -> str:
@@ -123,7 +128,8 @@ def assert_signed_out_everywhere(pen: Pen, email: str, tokens: dict, web: Web) -
 
 def test_a_misspelt_package_is_refused_with_the_packages(mpen):
     email = f"bob-{uuid.uuid4().hex[:8]}@abc.example"
-    done = cli(mpen, "user", "add", "--email", email, "--name", "Bob", "--package", "employes", stdin=PASSWORD + "\n")
+    done = cli(mpen, "user", "add", "--email", email, "--name", "Bob", "--package", "employes", stdin=PASSWORD + "\n",
+               process=True)
     assert (done.returncode, done.stderr.strip(), done.stdout) == (2, TYPO, "")
     assert email not in ok(mpen, "user", "list")  # nothing was made
 
@@ -180,7 +186,7 @@ def test_disabling_through_the_api_ends_every_sign_in_within_a_second(mpen):
 def test_disabling_from_the_command_line_ends_the_stream_within_5_seconds(mpen):
     dan = member(mpen)
     tokens, stream, web = signed_in_everywhere(mpen, dan)
-    done = cli(mpen, "user", "disable", dan)
+    done = cli(mpen, "user", "disable", dan, process=True)
     finished = time.monotonic()
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"Disabled {dan}: its sign-ins were ended")

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.conftest import InProcessPen
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run",
                  # Chromium puts sandboxed frames (our message body) in a process of their own,
@@ -95,8 +97,12 @@ class Web:
 
     def __init__(self, pen):
         self.pen = pen
-        self.url = pen.process.url
-        self.client = httpx.Client(base_url=self.url, verify=pen.ca_file, timeout=30)
+        if isinstance(pen, InProcessPen):  # the pages of a PEN in this process (tests/conftest.py in_process)
+            self.url = pen.url
+            self.client = pen.client(base_url=self.url)
+        else:
+            self.url = pen.process.url
+            self.client = httpx.Client(base_url=self.url, verify=pen.ca_file, timeout=30)
 
     def close(self):
         self.client.close()
