@@ -350,6 +350,10 @@ def test_maildir_sent_copies_notmuch_finds_them_and_the_first_run_reaches_back_s
     beside = tmp_path / "Mail2" / "Sent"
     config = configure(line, people["b"], name="beside",
                        extra=f'[intercept]\nsent_maildir = "{beside}"\nsent_since = 0\n')
+    # A first run looks from a whole second before it began (lists give times in seconds), so the
+    # answer is "sent before" only once two seconds have passed since it was sent.
+    while time.time() < sent_at(answer).timestamp() + 2.05:
+        time.sleep(0.05)
     done = line("intercept", "--maildir", str(inbox), who="beside", config=config)
     assert done.code == 0 and "sent messages: 0 placed" in done.out, done.out + done.err  # all sent before
     later = b.send([people["a"]], "After the first run " + tag(), "Placed.")

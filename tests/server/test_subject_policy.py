@@ -78,7 +78,7 @@ def test_cli_changes_one_thing_at_a_time(tmp_path, smtp):
     assert "has a disclaimer" in out and "'Secure message from NAME'" in out
     out = run_cli("package", "set", "--data", data, "employees", "--disclaimer", "")
     assert "has no disclaimer" in out and "'Secure message from NAME'" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(RuntimeError, match="invalid choice: 'hidden'"):
         run_cli("package", "set", "--data", data, "employees", "--subject", "hidden")
 
 
