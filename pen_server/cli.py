@@ -189,6 +189,7 @@ def cmd_user_remove(args) -> int:
 
 def cmd_package_set(args) -> int:
     from pen_server.models import Package
+    from pen_server.text import plural
 
     _settings, db = _open(args)
     with db.session() as session:
@@ -197,12 +198,25 @@ def cmd_package_set(args) -> int:
             package.disclaimer = args.disclaimer or None
         if args.subject is not None:
             package.subject_policy = args.subject
+        if args.expire_days is not None:  # 0 stands for `none`: no end date
+            package.expire_days = args.expire_days or None
         session.add(package)
-        has, subject = package.disclaimer, package.subject_policy
+        has, subject, days = package.disclaimer, package.subject_policy, package.expire_days
     said = "the message's subject" if subject == "keep" else "'Secure message from NAME' as their subject"
+    ends = (f"can be read for {plural(days, 'day')} unless the sender sets another end date" if days else
+            "have no end date unless the sender sets one")
     print(f"The package {args.name!r} now has {'a' if has else 'no'} disclaimer, and its members' "
-          f"notifications carry {said}.")
+          f"notifications carry {said}. Their messages {ends}.")
     return 0
+
+
+def _expire_days(text: str) -> int:
+    """--expire-days: a whole number of days from 1 to 36500, or `none` (0 here)."""
+    if text.strip().lower() == "none":
+        return 0
+    if not text.strip().isdigit() or not 1 <= int(text) <= 36500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 36500, nor 'none'")
+    return int(text)
 
 
 def cmd_package_list(args) -> int:
@@ -213,8 +227,9 @@ def cmd_package_list(args) -> int:
     with db.session() as session:
         for package, users in members.packages(session):
             disclaimer = " ".join((package.disclaimer or "").split()) or "(no disclaimer)"
+            ends = f"ends after {plural(package.expire_days, 'day')}" if package.expire_days else "no end date"
             print(f"{package.name}\t{plural(users, 'account')}\tsubject {package.subject_policy or 'keep'}\t"
-                  f"{disclaimer}")
+                  f"{disclaimer}\t{ends}")
     return 0
 
 
@@ -546,12 +561,16 @@ def _add_accounts(sub) -> None:
 
     package = sub.add_parser("package", help="membership packages").add_subparsers(dest="package_command",
                                                                                  required=True)
-    pset = package.add_parser("set", help="set a package's notification disclaimer and subject policy")
+    pset = package.add_parser("set", help="set a package's notification disclaimer, subject policy and "
+                                                "end date")
     pset.add_argument("--data", required=True)
     pset.add_argument("name")
     pset.add_argument("--disclaimer", help="the disclaimer ('' for none; left out: unchanged)")
     pset.add_argument("--subject", choices=("keep", "generic"),
                       help="keep: the message's subject (the default); generic: 'Secure message from NAME'")
+    pset.add_argument("--expire-days", type=_expire_days, metavar="DAYS",
+                      help="the end date of its members' messages when the sender names none, DAYS after "
+                           "sending (1 to 36500); none: no end date; left out: unchanged")
     pset.set_defaults(func=cmd_package_set)
     plist = package.add_parser("list", help="the packages, how many accounts have each, and their disclaimers")
     plist.add_argument("--data", required=True)

@@ -251,6 +251,31 @@ def test_a_package_sets_the_default_end_date(pen, send):
             assert r.json()["expire_days"] is None
 
 
+def test_package_set_on_the_command_line_sets_and_removes_the_end_date(pen, send):
+    data = str(pen.data)
+    try:
+        out = run_cli("package", "set", "--data", data, "partners", "--expire-days", "7")
+        assert "Their messages can be read for 7 days unless the sender sets another end date." in out
+        assert "ends after 7 days" in [line for line in run_cli("package", "list", "--data", data).splitlines()
+                                       if line.startswith("partners\t")][0].split("\t")
+        sent = send("bob", ["cat"], subject="Package default from the command line")  # bob is in partners
+        ends = datetime.fromisoformat(sent["expires_at"].replace("Z", "+00:00"))
+        assert timedelta(days=7) - timedelta(minutes=1) < ends - datetime.now(UTC) <= timedelta(days=7)
+        # left out, it stays; a wrong number is refused with its sentence and changes nothing
+        assert "for 7 days" in run_cli("package", "set", "--data", data, "partners", "--subject", "keep")
+        for wrong in ("0", "36501", "seven", "-3"):
+            with pytest.raises(RuntimeError, match="is not a number of days from 1 to 36500, nor 'none'"):
+                run_cli("package", "set", "--data", data, "partners", "--expire-days", wrong)
+        with pen.as_user("admin") as admin:
+            [partners] = [p for p in admin.get("/admin/packages").json()["items"] if p["name"] == "partners"]
+            assert partners["expire_days"] == 7
+    finally:
+        out = run_cli("package", "set", "--data", data, "partners", "--expire-days", "none")
+    assert "Their messages have no end date unless the sender sets one." in out
+    assert "no end date" in run_cli("package", "list", "--data", data)
+    assert send("bob", ["cat"], subject="No package default")["expires_at"] is None
+
+
 # -- opened ----------------------------------------------------------------------------------
 
 class Events:
