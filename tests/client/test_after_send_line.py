@@ -75,6 +75,36 @@ def test_status_says_when_each_recipient_opened_it(line, pen, send):
     assert by["cat@abc.example"]["opened_at"] is None and by["cat@abc.example"]["revoked_at"] is None
 
 
+def test_expires_sets_moves_and_removes_the_end_date_after_sending(line, pen, send, utc):
+    subj = subject("expires later")
+    sent = send("ann", ["bob"], subject=subj)
+    asked = datetime.now(UTC)
+    done = line("expires", sent["id"], "3d")
+    assert done.code == 0, done.err
+    ends = parse_time(find(pen, "bob", subj)["expires_at"])  # what the PEN keeps, as the recipient sees it
+    assert ends is not None and abs(ends - (asked + timedelta(days=3))) < timedelta(seconds=30)
+    assert done.lines == [f"The recipients can read it until {ends:%a %d %b %Y %H:%M}."]
+    # Moved to a day, in JSON: readable through that day.
+    day = (datetime.now(UTC) + timedelta(days=10)).date()
+    doc = line("expires", sent["id"], day.isoformat(), "--json").json()
+    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    assert (doc["id"], doc["subject"], parse_time(doc["expires_at"])) == (sent["id"], subj, end)
+    assert parse_time(find(pen, "bob", subj)["expires_at"]) == end
+    # Not an end date, or one that has passed: usage, one sentence, the end date unchanged.
+    for bad, says in (("soon", "'soon' is not an end date"), ("2020-01-01", "has passed")):
+        done = line("expires", sent["id"], bad)
+        assert done.code == 2 and says in done.one_sentence()
+    assert parse_time(find(pen, "bob", subj)["expires_at"]) == end
+    # Only its sender: anyone else gets "not found" and changes nothing.
+    assert line("expires", sent["id"], "none", who="bob").code == 4
+    assert parse_time(find(pen, "bob", subj)["expires_at"]) == end
+    # none removes it.
+    done = line("expires", sent["id"], "none")
+    assert done.code == 0 and done.lines == ["It has no end date now: the recipients can read it until you "
+                                             "withdraw it."]
+    assert find(pen, "bob", subj)["expires_at"] is None
+
+
 def test_revoke_from_one_recipient_then_everyone(line, pen, send):
     subj = subject("revoke")
     sent = send("ann", ["bob"], cc=["cat"], subject=subj)

@@ -13,7 +13,8 @@ stdout is not a terminal (aligned columns on one): id, date ("YYYY-MM-DD HH:MM",
 sender, two markers ("U" unread or "-", "A" attachments or "-"), subject (after "(withdrawn) "
 or "(expired) " where the sender withdrew it or its end date passed).  ``status``:
 recipient, kind, status, "N attempts", last error or "-", "opened YYYY-MM-DD HH:MM" or
-"not opened".  ``revoke``: one sentence saying from whom it was withdrawn.  ``audit``: one
+"not opened".  ``revoke``: one sentence saying from whom it was withdrawn.  ``expires``:
+one sentence saying until when the recipients can read it.  ``audit``: one
 row a line: time ("YYYY-MM-DD HH:MM:SS", local), who, what ("read", "download attachment
 ID", "revoke EMAIL", "notified EMAIL", ...), channel (api, web, intercept, smtp), client
 address or "-".  ``read``: "Label:" headers (From, To, Cc, Bcc, Date, Expires when it has
@@ -57,6 +58,7 @@ times RFC 3339 UTC):
   Address, "kind", "status", "attempts", "last_error"|null, "updated_at", "opened_at"|null (when
   that recipient first read it or downloaded a file of it), "revoked_at"|null}
 * revoke: {"id", "subject", "recipients": [email]|null (null: everyone), "notifications": [Notification]}
+* expires: {"id", "subject", "expires_at"|null}
 * audit: {"message_id", "count", "items": [{"id", "at", "action", "actor"|null, "recipient"|null,
   "attachment_id"|null, "channel", "client"|null, "detail": {...}}]}, oldest first
 * export: {"maildir", "count", "skipped", "migrated" (moved out of the old flat layout),
@@ -85,7 +87,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_SIGNED_IN, EXIT_NOT_FOUND = 0, 1, 2, 
 FOLDERS = ("inbox", "sent", "archive", "trash")
 
 COMMANDS = ("login", "logout", "whoami", "list", "read", "get", "send", "reply", "status", "open", "export",
-            "intercept", "drafts", "folders", "move", "delete", "mark", "forward", "revoke", "audit")
+            "intercept", "drafts", "folders", "move", "delete", "mark", "forward", "revoke", "expires",
+            "audit")
 MOVABLE = ("inbox", "archive", "trash")
 
 
@@ -226,6 +229,14 @@ def _after_sending_commands(command: Command) -> None:
     p.add_argument("--recipient", action="append", default=[], metavar="EMAIL",
                    help="withdraw it from this recipient only (repeat for more; default: everyone)")
 
+    p = command("expires", "set, move or remove the end date of a message you sent",
+                "Set, move or remove the end date of a message you sent: after it, the recipients can no longer "
+                "read it or its files; you keep your copy.")
+    p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
+    p.add_argument("when", metavar="WHEN",
+                   help="the new end date: a length of time from now (7d, 12h, 2w), a day (2026-12-01: readable "
+                        "through that day) or a day and time (2026-12-01 17:00); none removes it")
+
     p = command("audit", "show the audit trail of a message you sent: who read, downloaded or replied, when, "
                          "and how")
     p.add_argument("id", metavar="ID", help="the message id (from `penmail list --folder sent`)")
@@ -266,7 +277,8 @@ def _mail_store_commands(command: Command) -> None:
                            "place each message you send within seconds")
 
 
-ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward", "revoke", "audit")
+ID_COMMANDS = ("read", "get", "reply", "status", "move", "delete", "mark", "forward", "revoke", "expires",
+               "audit")
 _DASH_ID = re.compile(r"^-{1,2}[A-Za-z0-9_-]{14,200}$")
 
 

@@ -54,7 +54,7 @@ from tui.line.intercept import cmd_intercept
 from tui.line.manage import cmd_delete, cmd_folders, cmd_mark, cmd_move
 from tui.line.reading import cmd_export, cmd_get, cmd_list, cmd_read, cmd_status
 from tui.line.run import LineError, Run, _exit_code, _sentence, update_settings  # noqa: E402
-from tui.line.sent import cmd_audit, cmd_revoke
+from tui.line.sent import cmd_audit, cmd_expires, cmd_revoke
 from tui.line.writing import cmd_reply, cmd_send
 
 # ---------------------------------------------------------------- running a command
@@ -65,7 +65,7 @@ HANDLERS = {
     "get": cmd_get, "send": cmd_send, "reply": cmd_reply, "status": cmd_status, "open": cmd_open,
     "export": cmd_export, "intercept": cmd_intercept, "drafts": cmd_drafts,
     "folders": cmd_folders, "move": cmd_move, "delete": cmd_delete, "mark": cmd_mark, "forward": cmd_forward,
-    "revoke": cmd_revoke, "audit": cmd_audit,
+    "revoke": cmd_revoke, "expires": cmd_expires, "audit": cmd_audit,
 }
 
 

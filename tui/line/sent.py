@@ -1,6 +1,6 @@
 """Line mode: what a sender does after sending: revoke (withdraw a message from everyone or
-from some recipients) and audit (who read, downloaded or replied to it, when, and how). No
-Textual here."""
+from some recipients), expires (set, move or remove its end date) and audit (who read,
+downloaded or replied to it, when, and how). No Textual here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tui.line import EXIT_OK
 from tui.line.output import audit_json, notification_json
 from tui.line.run import Run, usage
 from tui.safe_text import one_line
-from tui.text.format import withdrawn_sentence
+from tui.text.format import iso, withdrawn_sentence
 
 
 def _recipients(values: list[str]) -> list[str] | None:
@@ -34,6 +34,24 @@ async def cmd_revoke(run: Run) -> int:
                   "notifications": [notification_json(n) for n in message.notifications]})
     else:
         out.line(withdrawn_sentence(message, recipients))
+    return EXIT_OK
+
+
+async def cmd_expires(run: Run) -> int:
+    from tui.text.end_date import EndDateError, now_sentence, parse_end_date
+
+    args, out = run.args, run.out
+    try:
+        when = parse_end_date(args.when)
+    except EndDateError as exc:
+        raise usage(str(exc)) from None
+    async with run.signed_in() as client:
+        message = await client.set_expiry(args.id, when)
+    if out.json:
+        out.emit({"id": one_line(message.id), "subject": one_line(message.subject),
+                  "expires_at": iso(message.expires_at)})
+    else:
+        out.line(now_sentence(message.expires_at))
     return EXIT_OK
 
 

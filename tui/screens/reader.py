@@ -31,8 +31,8 @@ from tui.pen_client import Attachment, Gone, Message, PenClient, PenError, Summa
 from tui.safe_text import clean, one_line
 from tui.screens.messages import ComposeRequested, MessageOpenRequested, NotificationsRequested, SummaryChanged
 from tui.terminal.key_gate import KeyGate
-from tui.text.end_date import EXAMPLES, EndDateError, field_text, parse_end_date
-from tui.text.format import body_text, header_text, long_date, withdrawn_sentence
+from tui.text.end_date import EXAMPLES, EndDateError, field_text, now_sentence, parse_end_date
+from tui.text.format import body_text, header_text, withdrawn_sentence
 from tui.text.htmlbody import allowed_link
 from tui.widgets.download_panel import DownloadPanel
 from tui.widgets.footer import KeyFooter
@@ -548,8 +548,7 @@ class ReaderScreen(Screen):
             self.say(exc.message)
             return
         self._updated(message)
-        self.say(f"The recipients can read it until {long_date(message.expires_at)}." if message.expires_at
-                 else "It has no end date now: the recipients can read it until you withdraw it.")
+        self.say(now_sentence(message.expires_at))
 
     def _updated(self, message: Message) -> None:
         """The sender's copy as the PEN answered a change: the headers show it."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from tui.safe_text import one_line
 from tui.text.format import long_date
 
-__all__ = ["EXAMPLES", "EndDateError", "field_text", "parse_end_date"]
+__all__ = ["EXAMPLES", "EndDateError", "field_text", "now_sentence", "parse_end_date"]
 
 EXAMPLES = "7d, 12h, 2w, 2026-12-01 or 2026-12-01 17:00"
 NONE_WORDS = ("", "none", "never", "no", "off", "-")
@@ -65,3 +65,10 @@ def field_text(when: datetime | None) -> str:
     """An end date as a field shows it to be changed: local time, to the minute ("2026-12-04
     09:30"), which parse_end_date reads back as the same time; "" for none."""
     return when.astimezone().strftime("%Y-%m-%d %H:%M") if when is not None else ""
+
+
+def now_sentence(when: datetime | None) -> str:
+    """What a sender is told once the end date of a message is set or removed."""
+    if when is None:
+        return "It has no end date now: the recipients can read it until you withdraw it."
+    return f"The recipients can read it until {long_date(when)}."
