@@ -237,13 +237,18 @@ def body_path(request, monkeypatch):
     return request.param
 
 
+def message_with_a_file(pen, size: int, filename: str, subject: str) -> tuple[str, bytes]:
+    """A message from ann to bob with one file of random bytes; (message id, the bytes)."""
+    data = os.urandom(size)
+    with as_user(pen, "ann") as c:
+        att = upload(c, filename, data)
+    return send_to_bob(pen, [att["id"]], subject), data
+
+
 @pytest.fixture(scope="module")
 def big(pen) -> tuple[str, bytes]:
-    """A message to bob with one file of a few MB; (message id, the bytes)."""
-    data = os.urandom(SIZE)
-    with as_user(pen, "ann") as c:
-        att = upload(c, "Lab results.pdf", data)
-    return send_to_bob(pen, [att["id"]], "big file"), data
+    """A message to bob with one file of a few MB."""
+    return message_with_a_file(pen, SIZE, "Lab results.pdf", "big file")
 
 
 @pytest.fixture
@@ -317,10 +322,7 @@ HUGE = 32 << 20  # well past what a download holds at its most (below), so holdi
 
 @pytest.fixture(scope="module")
 def huge(pen) -> tuple[str, bytes]:
-    data = os.urandom(HUGE)
-    with as_user(pen, "ann") as c:
-        att = upload(c, "scan.tiff", data)
-    return send_to_bob(pen, [att["id"]], "huge file"), data
+    return message_with_a_file(pen, HUGE, "scan.tiff", "huge file")
 
 
 async def test_memory_stays_bounded(tmp_path, bob, huge):
