@@ -14,7 +14,8 @@ Removing an account that holds messages (sent, or copies of its own) needs a cho
 - `keep`: the messages it sent stay readable by their recipients, under a tombstone of the
   account (disabled, no password, its address freed for a new account and never listed);
   its own copies, uploads and completion words go;
-- `delete`: the messages it sent are deleted for every recipient too, then the account.
+- `delete`: the messages it sent are deleted for every recipient too, their words taken out
+  of the search index (search_index.forget, prune), then the account.
 An account that sent nothing, or whose sent messages were deleted, leaves no row.
 
 An unknown package is refused with one sentence that lists the packages (`Refused`,
@@ -28,7 +29,7 @@ import difflib
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from pen_server import accounts, paging
+from pen_server import accounts, paging, search_index
 from pen_server.addresses import index_member
 from pen_server.mailbox import count_change
 from pen_server.models import (
@@ -196,7 +197,10 @@ def remove(session: Session, user: User, messages: str | None) -> tuple[str, Eve
                 .group_by(MailboxEntry.user_id, MailboxEntry.folder)).all():
             count_change(session, holder, folder, -n)
             holders.add(holder)
+        conn = session.connection()
+        words = search_index.forget(conn, list(session.scalars(select(Message.id).where(Message.sender_id == uid))))
         session.execute(delete(Message).where(Message.sender_id == uid))  # copies, notifications, files go along
+        search_index.prune(conn, words)
     accounts.revoke_all(session, uid)
     if sent and messages == "keep":
         for table in (MailboxEntry, FolderCount, AddressWord, IdempotencyKey):

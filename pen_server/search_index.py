@@ -13,12 +13,21 @@ microseconds times 1024 (plus a count for messages of the same microsecond; `sea
 maps it to the message). So the index hands its matches out newest first, and a page of 50
 is the first 50 matches that are the user's copies in the folder, without reading the rest;
 the owners of a message's copies are words of a column of their own, so a search reads only
-the user's messages even in a PEN of many users.
+the user's messages even in a PEN of many users. An FTS5 table without content forgets a row
+only when it is given the row's values again (`forget`): the message's row gives its text
+again through `document`, and `search_keys` keeps what it cannot give (the owners as they
+were indexed, and the attachment mark), so deleting messages takes their words out of the
+index. `words` is therefore part of the file format: a change to it needs a migration that
+builds the index again.
 
 PostgreSQL: a table `message_search` (message_id, doc, addr) of two tsvectors with a GIN
 index each; a search asks it for its matches in the whole PEN up to search.RARE, and when
 those are all, looks only at their copies; else it walks the folder's page index newest
-first testing each message (search.page)."""
+first testing each message (search.page). Its rows go with their messages (a foreign key).
+
+On both, `search_words` lists the words of three or more characters that the index holds,
+for prefix searches (`expansion`); `prune` takes out those of deleted messages that no other
+message has."""
 
 from __future__ import annotations
 
@@ -150,12 +159,22 @@ def pg_tsvector(fields: list[tuple[str, str]]) -> str:
     return " ".join(f"'{w}':{','.join(p)}" for w, p in seen.items())
 
 
+def _vocabulary(docs: Iterable[Document]) -> list[str]:
+    """The words of these messages that prefix searches look up (`search_words`)."""
+    return sorted({w for d in docs for field in (d.subject, d.sender, d.to, d.cc, d.body)
+                   for w in field.split() if len(w) >= PREFIX_FROM})
+
+
+def _fts_row(key: int, d: Document, meta: str, owners: str) -> dict:
+    return {"key": key, "subject": d.subject, "sender": d.sender, "to": d.to, "cc": d.cc, "body": d.body,
+            "meta": meta, "owners": owners}
+
+
 def add(conn: Connection, docs: list[Document]) -> None:
     """Index these messages, in the caller's transaction."""
     if not docs:
         return
-    vocabulary = sorted({w for d in docs for field in (d.subject, d.sender, d.to, d.cc, d.body)
-                         for w in field.split() if len(w) >= PREFIX_FROM})
+    vocabulary = _vocabulary(docs)
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_INSERT, [{"id": d.message_id,
                                    "doc": pg_tsvector([(d.subject, "A"), (d.sender, "B"), (d.body, "D")]),
@@ -176,14 +195,70 @@ def add(conn: Connection, docs: list[Document]) -> None:
             if key <= earlier < floor + 1024:
                 key = earlier + 1
         used.append(key)
-        keys.append({"key": key, "message_id": d.message_id})
-        rows.append({"key": key, "subject": d.subject, "sender": d.sender, "to": d.to, "cc": d.cc,
-                     "body": d.body, "meta": "attachment" if d.attachment else "",
-                     "owners": " ".join(owner_word(u) for u in d.owners)})
-    conn.execute(text("INSERT INTO search_keys (key, message_id) VALUES (:key, :message_id)"), keys)
+        meta, owners = "attachment" if d.attachment else "", " ".join(owner_word(u) for u in d.owners)
+        keys.append({"key": key, "message_id": d.message_id, "meta": meta, "owners": owners})
+        rows.append(_fts_row(key, d, meta, owners))
+    conn.execute(text("INSERT INTO search_keys (key, message_id, meta, owners) "
+                      "VALUES (:key, :message_id, :meta, :owners)"), keys)
     conn.execute(_SQLITE_INSERT, rows)
     if vocabulary:
         conn.execute(text("INSERT OR IGNORE INTO search_words (word) VALUES (:w)"), [{"w": w} for w in vocabulary])
+
+
+_SQLITE_DELETE = text("INSERT INTO message_search (message_search, rowid, subject, sender, tos, ccs, body, meta, "
+                      "owners) VALUES ('delete', :key, :subject, :sender, :to, :cc, :body, :meta, :owners)")
+_COLUMNS = "id, sent_at, subject, from_email, from_name, to_list, cc_list, body_text, attachment_count"
+
+
+def forget(conn: Connection, message_ids: list[str]) -> list[str]:
+    """Take these messages out of the index, in the caller's transaction, before their rows
+    are deleted (SQLite's index is given each row's values again, which the message's row and
+    `search_keys` hold; PostgreSQL's rows go with the messages). Returns their words, for
+    `prune` once the rows are gone."""
+    vocabulary: set[str] = set()
+    for start in range(0, len(message_ids), _BATCH):
+        ids = message_ids[start:start + _BATCH]
+        docs = [document(_as_message(r), []) for r in conn.execute(
+            text(f"SELECT {_COLUMNS} FROM messages WHERE id IN :ids").bindparams(_expanding("ids")),
+            {"ids": ids}).mappings()]
+        vocabulary.update(_vocabulary(docs))
+        if conn.dialect.name == "postgresql":
+            continue
+        kept = {mid: (key, meta, owners) for key, mid, meta, owners in conn.execute(
+            text("SELECT key, message_id, meta, owners FROM search_keys WHERE message_id IN :ids")
+            .bindparams(_expanding("ids")), {"ids": ids})}
+        rows = [_fts_row(kept[d.message_id][0], d, *kept[d.message_id][1:]) for d in docs if d.message_id in kept]
+        if rows:
+            conn.execute(_SQLITE_DELETE, rows)
+            conn.execute(text("DELETE FROM search_keys WHERE message_id IN :ids").bindparams(_expanding("ids")),
+                         {"ids": ids})
+    return sorted(vocabulary)
+
+
+def prune(conn: Connection, candidates: list[str]) -> int:
+    """Take out of `search_words` those of `candidates` (words of deleted messages, from
+    `forget`) that no message in the index has any more; how many."""
+    gone = 0
+    for start in range(0, len(candidates), _BATCH):
+        batch = candidates[start:start + _BATCH]
+        if conn.dialect.name == "postgresql":
+            # Each word as a tsquery of that one lexeme, looked up in both tsvectors through their
+            # GIN indexes (a word in many messages costs its whole posting list: removals are rare).
+            gone += conn.execute(text(
+                "DELETE FROM search_words s WHERE s.word = ANY(CAST(:w AS varchar[])) AND NOT EXISTS ("
+                "SELECT 1 FROM message_search m WHERE m.doc @@ CAST(quote_literal(s.word) AS tsquery) "
+                "OR m.addr @@ CAST(quote_literal(s.word) AS tsquery))"), {"w": batch}).rowcount
+            continue
+        # fts5vocab lists the terms the index holds now (its deletions applied); a word of the
+        # owners column (o and hex) that is also a real word only keeps that word listed.
+        conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_vocabulary "
+                          "USING fts5vocab(main, message_search, row)"))
+        unused = [w for w in batch if conn.scalar(
+            text("SELECT 1 FROM temp.search_vocabulary WHERE term = :w"), {"w": w}) is None]
+        if unused:
+            conn.execute(text("DELETE FROM search_words WHERE word = :w"), [{"w": w} for w in unused])
+            gone += len(unused)
+    return gone
 
 
 MAX_EXPANSION = 32  # a word that begins more words than this is looked up as FTS5's own prefix
@@ -215,8 +290,11 @@ def create(conn: Connection) -> None:
         return
     # Every word of three or more characters the index holds (see `expansion`).
     conn.execute(text("CREATE TABLE search_words (word VARCHAR NOT NULL PRIMARY KEY) WITHOUT ROWID"))
+    # The FTS5 row's key for each message, and the row's values the message's row cannot give
+    # again (see `forget`).
     conn.execute(text("CREATE TABLE search_keys (key INTEGER NOT NULL PRIMARY KEY, "
-                      "message_id VARCHAR(32) NOT NULL UNIQUE REFERENCES messages (id) ON DELETE CASCADE)"))
+                      "message_id VARCHAR(32) NOT NULL UNIQUE REFERENCES messages (id) ON DELETE CASCADE, "
+                      "meta VARCHAR NOT NULL, owners TEXT NOT NULL)"))
     # No content of its own (the text is in messages), no column sizes (nothing is ranked);
     # detail=full keeps word positions, which phrases need.
     conn.execute(text("CREATE VIRTUAL TABLE message_search USING fts5(subject, sender, tos, ccs, body, meta, owners, "
@@ -245,8 +323,7 @@ def rebuild(conn: Connection) -> int:
     while True:
         where = "" if after is None else "WHERE (sent_at > :s OR (sent_at = :s AND id > :i)) "
         rows = conn.execute(text(
-            "SELECT id, sent_at, subject, from_email, from_name, to_list, cc_list, body_text, attachment_count "
-            f"FROM messages {where}ORDER BY sent_at, id LIMIT {_BATCH}"),
+            f"SELECT {_COLUMNS} FROM messages {where}ORDER BY sent_at, id LIMIT {_BATCH}"),
             {} if after is None else {"s": after[0], "i": after[1]}).mappings().all()
         if not rows:
             return done
@@ -255,15 +332,17 @@ def rebuild(conn: Connection) -> int:
         for mid, uid in conn.execute(text("SELECT message_id, user_id FROM mailbox_entries "
                                           "WHERE message_id IN :ids").bindparams(_expanding("ids")), {"ids": ids}):
             owners.setdefault(mid, []).append(uid)
-        docs = []
-        for r in rows:
-            m = dict(r)
-            m["sent_at"] = _as_datetime(m["sent_at"])
-            m["to_list"], m["cc_list"] = _as_list(m["to_list"]), _as_list(m["cc_list"])
-            docs.append(document(m, owners.get(m["id"], [])))
-        add(conn, docs)
+        add(conn, [document(_as_message(r), owners.get(r["id"], [])) for r in rows])
         done += len(rows)
         after = (rows[-1]["sent_at"], rows[-1]["id"])
+
+
+def _as_message(row) -> dict:
+    """A messages row read through text() as `document` takes it."""
+    m = dict(row)
+    m["sent_at"] = _as_datetime(m["sent_at"])
+    m["to_list"], m["cc_list"] = _as_list(m["to_list"]), _as_list(m["cc_list"])
+    return m
 
 
 def _expanding(name: str):

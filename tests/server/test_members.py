@@ -259,6 +259,64 @@ def test_removing_an_account_that_holds_messages_needs_a_choice(mpen):
     assert ok(mpen, "user", "remove", member(mpen)).startswith("Removed dan-")  # no messages: no choice
 
 
+def _index_words(pen: Pen, prefix: str) -> tuple[set[str], set[str]]:
+    """The words beginning `prefix` in the search word list, and in the full-text index itself
+    (SQLite: the terms FTS5 holds; PostgreSQL: the lexemes of the tsvectors)."""
+    from sqlalchemy import text
+
+    from pen_server.db import Database
+
+    db = Database(pen.process.database_url)
+    try:
+        with db.session() as s:
+            listed = set(s.scalars(text("SELECT word FROM search_words WHERE word LIKE :p"), {"p": prefix + "%"}))
+            if s.connection().dialect.name == "postgresql":
+                held = set(s.scalars(text(
+                    "SELECT word FROM ts_stat('SELECT doc FROM message_search') WHERE word LIKE :p "
+                    "UNION SELECT word FROM ts_stat('SELECT addr FROM message_search') WHERE word LIKE :p"),
+                    {"p": prefix + "%"}))
+            else:
+                s.execute(text("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, message_search, row)"))
+                held = set(s.scalars(text("SELECT term FROM temp.v WHERE term >= :p AND term < :e"),
+                                     {"p": prefix, "e": prefix + "\uffff"}))
+                # The index is whole after its deletions (FTS5 checks its own structure).
+                s.execute(text("INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 0)"))
+    finally:
+        db.engine.dispose()
+    return listed, held
+
+
+def test_removing_with_its_messages_takes_their_words_out_of_the_index(mpen):
+    """--messages delete deletes the messages' words too: the full-text index and the word
+    list of prefix searches keep none that no other message has, and what is sent afterwards
+    with the same words is found, prefixes included."""
+    ann, tag = USERS["ann"][0], "zq" + uuid.uuid4().hex[:8]
+    leaver, stayer = member(mpen), member(mpen)
+    with mpen.as_user(leaver) as c:
+        r = c.post("/messages", json={"to": [{"email": ann}], "subject": f"{tag}subject {tag}shared",
+                                      "body_text": f"The {tag}body words go with me."},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 201, r.text
+    kept = send(mpen, stayer, ann, f"{tag}shared stays")
+    with mpen.as_user("ann") as c:
+        assert {m["subject"] for m in c.get("/messages", params={"q": tag}).json()["items"]} == {
+            f"{tag}subject {tag}shared", f"{tag}shared stays"}
+    assert _index_words(mpen, tag) == ({f"{tag}subject", f"{tag}shared", f"{tag}body"},) * 2
+
+    ok(mpen, "user", "remove", leaver, "--messages", "delete")
+    assert _index_words(mpen, tag) == ({f"{tag}shared"},) * 2
+    with mpen.as_user("ann") as c:
+        assert [m["id"] for m in c.get("/messages", params={"q": tag}).json()["items"]] == [kept["id"]]
+        assert c.get("/messages", params={"q": f"{tag}bo"}).json()["items"] == []
+
+    again = send(mpen, stayer, ann, f"{tag}subject again")
+    with mpen.as_user("ann") as c:
+        assert [m["id"] for m in c.get("/messages", params={"q": f"{tag}sub"}).json()["items"]] == [again["id"]]
+    assert _index_words(mpen, tag) == ({f"{tag}shared", f"{tag}subject"},) * 2
+    ok(mpen, "user", "remove", stayer, "--messages", "delete")
+    assert _index_words(mpen, tag) == (set(), set())
+
+
 def test_the_accounts_list_pages_and_searches(mpen):
     dan = member(mpen, package=None)
     ok(mpen, "user", "disable", dan)

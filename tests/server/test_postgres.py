@@ -113,6 +113,15 @@ def test_every_migration_runs_up_and_down_with_rows_in_place(tmp_path, database)
         # 0010 indexed the message that was there for search.
         indexed = "message_search" if db.dialect.name == "postgresql" else "search_keys"
         assert db.execute(text(f"select count(*) from {indexed}")).scalar() == 1
+        # 0014 made the word list again from the index (PostgreSQL) or built the index again,
+        # keeping the values its rows are forgotten by (SQLite).
+        words = db.execute(text("select word from search_words order by word")).scalars().all()
+        assert words == ["abc", "ann", "body", "example"]
+        if db.dialect.name == "sqlite":
+            from pen_server.search_index import owner_word
+
+            assert db.execute(text("select meta, owners from search_keys")).one() == (
+                "attachment", f"{owner_word('u1')} {owner_word('u2')}")
     for revision in [*reversed(revisions[:-1]), "base"]:
         _alembic(url, "downgrade", revision)
     assert inspect(engine).get_table_names() == ["alembic_version"]
