@@ -17,7 +17,13 @@ from pathlib import Path
 
 from pen_server.clock import set_clock
 from pen_server.private import UMASK, loose_modes_warning
-from pen_server.settings import LOG_FORMATS, SettingsError, clock_from_environment, load_settings
+from pen_server.settings import (
+    LOG_FORMATS,
+    SettingsError,
+    clock_from_environment,
+    load_settings,
+    password_cost_from_environment,
+)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -695,8 +701,13 @@ def main(argv: list[str] | None = None) -> int:
     # is for this user only; the umask is put back for callers that run us in-process.
     umask = os.umask(UMASK)
     try:
-        # The environment's process-wide setting, read once here (load_settings reads the rest).
+        # The environment's process-wide settings, read once here (load_settings reads the rest).
         set_clock(clock_from_environment(os.environ))
+        cost = password_cost_from_environment(os.environ)
+        if cost != "standard" or "pen_server.security" in sys.modules:  # else argon2's import waits for a hash
+            from pen_server import security
+
+            security.use_cost(cost)
         return args.func(args)
     except (CliError, SettingsError) as exc:
         print(f"pen-server: {exc}", file=sys.stderr)

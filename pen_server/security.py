@@ -18,11 +18,45 @@ from argon2.exceptions import InvalidHashError, VerificationError
 # 40 MiB, and the cost per guess (time x memory) stays at the level OWASP deems safe.
 # Stored hashes with other parameters are rehashed at their owner's next sign-in.
 MEMORY_KIB, TIME_COST, PARALLELISM = 19 * 1024, 2, 1
-_hasher = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=PARALLELISM,
-                         hash_len=32, salt_len=16, type=Type.ID)
+# The test cost (PEN_PASSWORD_COST=test, settings.password_cost_from_environment): argon2id
+# at its smallest, 8 KiB and one pass, about a hundredth of the standard cost. For test suites
+# that sign in thousands of times, as Django's test settings swap in a fast hasher; never for
+# a real PEN, where a stolen hash would then cost a guesser almost nothing (`pen-server run`
+# says so in its log). A hash made at one cost is rehashed at the other's next sign-in.
+COSTS = {"standard": (MEMORY_KIB, TIME_COST, PARALLELISM), "test": (8, 1, 1)}
+
+
+def _hasher_at(cost: str) -> PasswordHasher:
+    memory, time, parallelism = COSTS[cost]
+    return PasswordHasher(time_cost=time, memory_cost=memory, parallelism=parallelism, hash_len=32, salt_len=16,
+                          type=Type.ID)
+
+
+_cost = "standard"
+_hasher = _hasher_at(_cost)
 # Verified against when the account does not exist, so both cases take as long: made with
-# the same parameters as every real hash.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+# the same parameters as every real hash, on first need (a command that hashes nothing
+# never pays for it).
+_dummy_hash: str | None = None
+
+
+def use_cost(cost: str) -> None:
+    """The process's hashing cost from now on ("standard" or "test"), set once by the command
+    at start (pen_server.cli.main) or by a test harness running the app in its process."""
+    global _cost, _hasher, _dummy_hash
+    if cost != _cost:
+        _cost, _hasher, _dummy_hash = cost, _hasher_at(cost), None
+
+
+def cost() -> str:
+    return _cost
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_hex(16))
+    return _dummy_hash
 
 
 def hash_password(password: str) -> str:
@@ -31,7 +65,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _hasher.verify(stored or _dummy(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

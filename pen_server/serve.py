@@ -62,6 +62,12 @@ def serve(settings: Settings, host: str, port: int, log_file: Path | None = None
         raise SettingsError("SQLite takes one writer at a time, so more API processes would only wait for each "
                             "other; run with --workers 1, or use PostgreSQL ([database] url) for several.")
     log_to(log_file or settings.log_file, settings.log_format)
+    from pen_server import security
+
+    if security.cost() != "standard":
+        log.warning(
+            "Passwords are hashed at the test cost (PEN_PASSWORD_COST=test), which is for test suites only: "
+            "unset it for a real PEN; hashes made meanwhile are renewed at each owner's next sign-in.")
     migrate(settings.database_url)
     # Before forking: each process of --workers N counts in files of its own (metrics.py).
     if metrics.setup(settings):

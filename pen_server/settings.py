@@ -603,6 +603,17 @@ def clock_from_environment(env: Mapping[str, str] | None = None) -> Clock:
     return Clock(start, _sentence(_as_positive, "PEN_CLOCK_RATE", env.get("PEN_CLOCK_RATE") or 1))
 
 
+def password_cost_from_environment(env: Mapping[str, str] | None = None) -> str:
+    """PEN_PASSWORD_COST: unset (or "standard") for every real PEN; "test" hashes passwords
+    at argon2id's smallest cost (security.COSTS), for test suites only. Read once, when
+    pen-server starts (pen_server.cli.main), like PEN_CLOCK."""
+    env = os.environ if env is None else env
+    raw = (env.get("PEN_PASSWORD_COST") or "").strip()
+    if raw in ("", "standard", "test"):
+        return raw or "standard"
+    raise SettingsError(f"PEN_PASSWORD_COST must be test (for test suites only) or unset, not {raw!r}.")
+
+
 S3_COPY_LIMIT = 5 << 30  # CopyObject's limit: an upload is copied to its content address
 
 

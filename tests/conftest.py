@@ -29,6 +29,11 @@ DATA = Path(__file__).parent / "data"
 # A fixture's PEN is stopped with SIGTERM and killed after this long: an event stream that a
 # test's client left open holds a graceful stop for the server's 10 s, and the data goes anyway.
 TEARDOWN_STOP_SECONDS = 2.0
+# Every PEN and pen-server command of the run hashes passwords at the test cost (argon2id at its
+# smallest; pen_server/security.py): the suite signs in some two thousand times, and at the
+# standard cost those hashes were about a quarter of the session PENs' CPU. The tests of the
+# hashing itself (its pool under a flood, renewal of old hashes) run a PEN at the standard cost.
+os.environ.setdefault("PEN_PASSWORD_COST", "test")
 PASSWORD = "correct horse battery"
 # The snapshots' PENs: their clock starts at 09:30 on 15 Jan 2020 and runs a thousand times
 # slower, so the times shown never depend on how long a loaded machine took to start them.
@@ -364,12 +369,14 @@ def in_process(process: PenProcess, smtp: SmtpSink):
     InProcessPen; the app's lifespan ends when the block does."""
     from starlette.testclient import TestClient
 
+    from pen_server import security
     from pen_server.app import create_app
-    from pen_server.settings import load_settings
+    from pen_server.settings import load_settings, password_cost_from_environment
 
     env = {**os.environ, **process.env}
     if process.smtp_port:
         env.update(PEN_SMTP_HOST="127.0.0.1", PEN_SMTP_PORT=str(process.smtp_port), PEN_SMTP_SECURITY="none")
+    security.use_cost(password_cost_from_environment(env))  # as `pen-server run` does at start
     app = create_app(load_settings(process.data, env=env))
     app.state.strict_errors = env.get("PEN_STRICT_ERRORS") == "1"
     with TestClient(app) as lifespan:

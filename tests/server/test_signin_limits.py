@@ -4,6 +4,7 @@ own, and its delays are short (signin_max_delay 4 s) to keep the tests fast."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from pen_devstack import add_user, cli_in_process
 from tests.conftest import PASSWORD, TEARDOWN_STOP_SECONDS, Pen, make_pen
 
 MAX_DELAY = 4
@@ -25,7 +27,9 @@ address_max_delay = 8
 
 @pytest.fixture(scope="module")
 def lpen(tmp_path_factory, db_smtp, database):
-    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, database_url=database())
+    # The standard cost: the flood's hashes fill the pool, and renewed hashes get its parameters.
+    process = make_pen(tmp_path_factory.mktemp("limits"), db_smtp, env={"PEN_PASSWORD_COST": "standard"},
+                       database_url=database())
     config = process.data / "pen-server.toml"
     config.write_text(config.read_text() + LIMITS)  # [limits] is the file's last table
     process.start()
@@ -201,14 +205,35 @@ def test_a_flood_of_sign_ins_costs_megabytes_and_other_calls_go_on(lpen):
 def test_old_password_hashes_are_renewed_at_sign_in(lpen):
     from argon2 import PasswordHasher
 
-    old = PasswordHasher(memory_cost=65536, time_cost=3, parallelism=4).hash(PASSWORD)
-    with lpen.sql() as db:
-        db.execute(text("update users set password_hash = :h where email = 'admin@abc.example'"), {"h": old})
-    lpen.login("admin")
-    with lpen.sql() as db:
-        stored = db.execute(text("select password_hash from users where email = 'admin@abc.example'")).scalar()
-    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), stored
-    lpen.login("admin")  # and the new hash signs in
+    # The library's default parameters, and the test cost (PEN_PASSWORD_COST=test, which the
+    # rest of the suite runs with): both are renewed at the standard cost.
+    for old in (PasswordHasher(memory_cost=65536, time_cost=3, parallelism=4).hash(PASSWORD),
+                PasswordHasher(memory_cost=8, time_cost=1, parallelism=1).hash(PASSWORD)):
+        with lpen.sql() as db:
+            db.execute(text("update users set password_hash = :h where email = 'admin@abc.example'"), {"h": old})
+        lpen.login("admin")
+        with lpen.sql() as db:
+            stored = db.execute(text("select password_hash from users where email = 'admin@abc.example'")).scalar()
+        assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), stored
+        lpen.login("admin")  # and the new hash signs in
+
+
+def test_the_test_cost_is_said_in_the_log_and_a_misspelt_one_refused(pen, tmp_path):
+    """The suite's PENs hash at the test cost: `pen-server run` says in its log that it is for
+    test suites only, and hashes are made with its parameters; a value other than test or
+    standard stops any command with one sentence."""
+    assert os.environ["PEN_PASSWORD_COST"] == "test"
+    assert ("Passwords are hashed at the test cost (PEN_PASSWORD_COST=test), which is for test suites only: "
+            "unset it for a real PEN") in pen.process.log_path.read_text()
+    email = f"cost-{uuid.uuid4().hex[:8]}@abc.example"
+    add_user(pen.data, email, "Cost", PASSWORD)
+    assert pen.login(email)["access_token"]
+    with pen.sql() as db:
+        stored = db.execute(text("select password_hash from users where email = :e"), {"e": email}).scalar()
+    assert stored.startswith("$argon2id$v=19$m=8,t=1,p=1$"), stored
+    done = cli_in_process("user", "list", "--data", str(pen.data), env={"PEN_PASSWORD_COST": "fast"})
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "pen-server: PEN_PASSWORD_COST must be test (for test suites only) or unset, not 'fast'.\n"
 
 
 def test_one_registration_per_invitation(lpen):
