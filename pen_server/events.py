@@ -190,7 +190,7 @@ class EventHub:
 
     def _newest(self) -> int:
         with self.db.session() as session:
-            return session.scalar(select(func.max(Event.id))) or 0
+            return newest_id(session)
 
     def _read_new(self, after: int) -> list[Event]:
         with self.db.session() as session:
@@ -289,6 +289,23 @@ class EventHub:
             gone += done
             if done < 10_000:
                 return gone
+
+
+# The response header of the list calls (GET /messages, /threads, /folders) that names the
+# PEN's newest event as the list was read: a stream opened with it as Last-Event-ID replays
+# what came after, so a client's first lists and its stream miss nothing between them (the
+# way Kubernetes' list-then-watch hands out a resourceVersion).
+EVENT_ID_HEADER = "Pen-Event-Id"
+EVENT_ID_HEADER_DOC = {EVENT_ID_HEADER: {
+    "description": "The id of the PEN's newest event when this answer was read: open GET /events with it as "
+                   "Last-Event-ID and the stream replays every event after it, so nothing falls between the two.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}}
+
+
+def newest_id(session) -> int:
+    """The newest event's id, read before the list it goes with: an event is written after
+    the change it tells of is committed, so a change the list does not show has a later id."""
+    return session.scalar(select(func.max(Event.id))) or 0
 
 
 def parse_event_id(header: str) -> int | None:

@@ -401,8 +401,9 @@ class PenmailApp(App):
 
     def start_events(self) -> None:
         """Once the first page is drawn (or failed), and not before, so as not to compete with
-        it: follow the event stream (opening it reloads the list, so nothing that came
-        between is missed), and offer the drafts a crash or an earlier session left behind."""
+        it: follow the event stream (it opens from the first lists' Pen-Event-Id, so the PEN
+        replays what came between and nothing is fetched again), and offer the drafts a crash
+        or an earlier session left behind."""
         if self.session is not None and not self._events_started:
             self._events_started = True
             self.call_after_refresh(self._after_first_page)
@@ -432,8 +433,9 @@ class PenmailApp(App):
             delay = min(delay * 2, 60.0)
 
     def dispatch_event(self, event) -> None:
-        # A new stream that replays what was missed needs no fetch; a first stream, or a PEN
-        # that could not replay (resync), does.
+        # A stream that replays what was missed (since its last event, or since the lists it
+        # opened after) needs no fetch; one with nothing to resume from, or a PEN that could not
+        # replay (resync), does.
         if (event.kind == "stream.open" and not event.caught_up) or event.kind == "resync":
             mailbox = self.mailbox()
             if mailbox is not None:

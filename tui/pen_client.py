@@ -395,6 +395,10 @@ class PenClient:
         self._access: str | None = None
         self._refresh: str | None = None
         self._last_event_id: str | None = None  # of the event stream, for Last-Event-ID
+        # Until the stream has an id of its own: the oldest Pen-Event-Id of the lists read (the
+        # PEN's newest event as each was read); the stream opens from there, so what came
+        # after those lists is replayed instead of every list being fetched again.
+        self._listed_at: int | None = None
         self._refresh_lock = asyncio.Lock()
         self._ssl_context = tls_context(ca_file)
         self._own_transport = transport is None
@@ -611,9 +615,16 @@ class PenClient:
             params["unread"] = "true" if unread else "false"
         if q:
             params["q"] = q
-        d = self._json(await self._call("GET", "/messages", params=params))
+        d = self._json(self._listed(await self._call("GET", "/messages", params=params)))
         return Page(tuple(Summary.of(s) for s in d.get("items", [])), d.get("next_cursor"), int(d.get("total", 0)),
                     d.get("total_exact") is not False)
+
+    def _listed(self, response: httpx.Response) -> httpx.Response:
+        """Note a list's Pen-Event-Id while the event stream has no id of its own."""
+        value = response.headers.get("Pen-Event-Id", "")
+        if self._last_event_id is None and value.isdigit() and len(value) <= 18 and response.status_code == 200:
+            self._listed_at = int(value) if self._listed_at is None else min(self._listed_at, int(value))
+        return response
 
     async def list_threads(self, folder: str = "inbox", *, limit: int = 50, cursor: str | None = None,
                            order: str = "newest") -> Page:
@@ -624,7 +635,7 @@ class PenClient:
             params["order"] = order
         if cursor:
             params["cursor"] = cursor
-        d = self._json(await self._call("GET", "/threads", params=params))
+        d = self._json(self._listed(await self._call("GET", "/threads", params=params)))
         items = []
         for t in d.get("items", []):
             fields = Summary.fields_of(t.get("latest") or {})
@@ -645,7 +656,7 @@ class PenClient:
 
     async def folders(self) -> list[FolderCount]:
         """Each folder's name, total and unread count (GET /folders)."""
-        d = self._json(await self._call("GET", "/folders"))
+        d = self._json(self._listed(await self._call("GET", "/folders")))
         return [FolderCount.of(f) for f in d.get("items", [])]
 
     async def addresses(self, prefix: str, limit: int = 10) -> list[Address]:
@@ -791,6 +802,8 @@ class PenClient:
             await self._renew()
         for attempt in (1, 2):
             headers = self._auth()
+            if self._last_event_id is None and self._listed_at is not None:
+                self._last_event_id = str(self._listed_at)  # the lists read are what it catches up on
             resuming = self._last_event_id is not None
             if resuming:
                 headers["Last-Event-ID"] = str(self._last_event_id)

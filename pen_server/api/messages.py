@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pen_server import accounts, addresses, after_send, audit, mailbox, search, search_run, sending
 from pen_server.api.deps import Caller, CallerDep, CallerWithoutSessionDep, ServicesDep, SessionDep
-from pen_server.events import END, frame, parse_event_id
+from pen_server.events import END, EVENT_ID_HEADER, EVENT_ID_HEADER_DOC, frame, newest_id, parse_event_id
 from pen_server.schemas import (
     AddressesOut,
     AuditPageOut,
@@ -38,7 +38,8 @@ def _message_json(session, entry) -> dict:
     return MessageOut.model_validate(mailbox.message_out(session, entry)).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/messages", response_model=PageOut)
+@router.get("/messages", response_model=PageOut, responses={200: {"description": "A page of the folder.",
+                                                                   "headers": EVENT_ID_HEADER_DOC}})
 async def list_messages(
     request: Request,
     pen: ServicesDep,
@@ -51,6 +52,7 @@ async def list_messages(
     q: str | None = Query(None, max_length=500),
     order: Order = "newest",
 ):
+    newest = await run_in_threadpool(newest_id, session)  # before the page (events.newest_id)
     if q and search.parse(q):  # a search: within its slot and time limit (search_run.py)
         page = await search_run.run(
             request, pen.search_slots, pen.settings.search_seconds, who.user.id, session,
@@ -61,11 +63,13 @@ async def list_messages(
     # The hot path of every client: serialised directly (the model above documents it).
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])
-    return JSONResponse(page)
+    return JSONResponse(page, headers={EVENT_ID_HEADER: str(newest)})
 
 
-@router.get("/folders", response_model=FoldersOut)
-def list_folders(who: CallerDep, session: SessionDep):
+@router.get("/folders", response_model=FoldersOut, responses={200: {"description": "The caller's folders.",
+                                                                    "headers": EVENT_ID_HEADER_DOC}})
+def list_folders(who: CallerDep, session: SessionDep, response: Response):
+    response.headers[EVENT_ID_HEADER] = str(newest_id(session))  # before the counts (events.newest_id)
     return {"items": mailbox.folders(session, who.user.id)}
 
 

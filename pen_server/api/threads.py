@@ -7,13 +7,16 @@ from fastapi.responses import JSONResponse
 
 from pen_server import threads
 from pen_server.api.deps import CallerDep, SessionDep
+from pen_server.events import EVENT_ID_HEADER, EVENT_ID_HEADER_DOC, newest_id
 from pen_server.schemas import Folder, Order, PageOut, ThreadPageOut, rfc3339
 
 router = APIRouter(tags=["threads"])
 CURSOR = Query(None, max_length=512, pattern="^[A-Za-z0-9_-]*$")
 
 
-@router.get("/threads", response_model=ThreadPageOut)
+@router.get("/threads", response_model=ThreadPageOut, responses={200: {"description": "A page of the folder's "
+                                                                                     "threads.",
+                                                                      "headers": EVENT_ID_HEADER_DOC}})
 def list_threads(
     who: CallerDep,
     session: SessionDep,
@@ -22,10 +25,11 @@ def list_threads(
     cursor: str | None = CURSOR,
     order: Order = "newest",
 ):
+    newest = newest_id(session)  # before the page (events.newest_id)
     page = threads.page(session, who.user, folder, limit, cursor or None, order)
     for item in page["items"]:  # serialised directly, as GET /messages is
         item["latest"]["sent_at"] = rfc3339(item["latest"]["sent_at"])
-    return JSONResponse(page)
+    return JSONResponse(page, headers={EVENT_ID_HEADER: str(newest)})
 
 
 @router.get("/threads/{thread_id}", response_model=PageOut)

@@ -45,6 +45,30 @@ async def test_a_reconnect_replays_what_came_while_away(pen, send):
     assert replayed.kind == "message.new" and replayed.data["id"] != new.data["id"]
 
 
+async def test_lists_then_the_stream_miss_nothing_between_them(pen, send):
+    """GET /messages, /threads and /folders name the PEN's newest event (Pen-Event-Id); a
+    first stream opens from the oldest of those the client read, so a message that came
+    between the lists and the stream is replayed and the caller need not fetch again."""
+    subject = f"Between {uuid.uuid4().hex[:8]}"
+    async with PenClient(pen.api.removesuffix("/api/v1"), ca_file=pen.ca_file) as client:
+        await client.login(USERS["cat"][0], PASSWORD)
+        ids = []
+        for path in ("/messages", "/threads", "/folders"):
+            r = await client._call("GET", path)
+            ids.append(r.headers["Pen-Event-Id"])
+        assert all(i.isdigit() for i in ids) and int(ids[0]) <= int(ids[1]) <= int(ids[2])
+        await client.folders()
+        await client.list_messages("inbox")
+        listed = client._listed_at
+        assert listed is not None and listed >= int(ids[2])
+        sent = send("ann", ["cat"], subject=subject)  # after the lists, before the stream
+        stream = client.events()
+        opened, replayed = await _take(stream, 2)
+        await stream.aclose()
+    assert opened.kind == "stream.open" and opened.caught_up
+    assert replayed.kind == "message.new" and replayed.data["id"] == sent["id"]
+
+
 async def test_an_id_the_pen_cannot_replay_from_gets_resync(pen):
     async with PenClient(pen.api.removesuffix("/api/v1"), ca_file=pen.ca_file) as client:
         await client.login(USERS["cat"][0], PASSWORD)

@@ -7,7 +7,15 @@ import pytest
 
 from tests.client.test_credentials import MemoryKeyring
 from tests.conftest import PASSWORD
-from tests.tui_helpers import at_mailbox, config_for, rendered, using_keyring, wait_for
+from tests.tui_helpers import (
+    at_mailbox,
+    config_for,
+    record_events,
+    rendered,
+    stream_is_up,
+    using_keyring,
+    wait_for,
+)
 from tui.app import PenmailApp
 from tui.pen_client import PenClient
 from tui.screens.mailbox import MailboxScreen
@@ -153,6 +161,37 @@ async def test_new_mail_appears_without_refresh(pen, send, state, memory_keyring
         subject = f"live {uuid.uuid4().hex[:6]}"
         send("bob", ["cat"], subject=subject)
         await wait_for(pilot, lambda: subject in rendered(app)[0])
+
+
+async def test_the_first_lists_are_read_once_and_the_stream_catches_up_from_them(pen, send, state, memory_keyring,
+                                                                                  monkeypatch):
+    """At start the inbox is read once: the event stream opens with the Pen-Event-Id of the
+    first lists as its Last-Event-ID, so it replays what came after them instead of the lists
+    being fetched again (the list fetched again when the stream opened, before). A message
+    sent once the stream is up is shown through its event: two reads of the inbox in all."""
+    import uuid
+
+    import httpx
+
+    sent: list[tuple[str, str, str | None]] = []
+    real_send = httpx.AsyncClient.send
+
+    async def recording(self, request, **kw):
+        sent.append((request.method, request.url.path.removeprefix("/api/v1"), request.headers.get("Last-Event-ID")))
+        return await real_send(self, request, **kw)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording)
+    app = PenmailApp(config_for(pen, "cat@abc.example", tmp=state), env={"PENMAIL_PASSWORD": PASSWORD})
+    kinds = record_events(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: at_mailbox(app) and stream_is_up(app))
+        subject = f"caught up {uuid.uuid4().hex[:6]}"
+        send("bob", ["cat"], subject=subject)
+        await wait_for(pilot, lambda: subject in rendered(app)[0])
+    [(_, _, last_event_id)] = [r for r in sent if r[:2] == ("GET", "/events")]
+    assert last_event_id is not None and last_event_id.isdigit()
+    assert kinds[0] == "stream.open" and "message.new" in kinds and "resync" not in kinds
+    assert [r[:2] for r in sent].count(("GET", "/messages")) == 2
 
 
 def test_the_app_leaves_the_interpreters_switch_interval_to_the_command():
