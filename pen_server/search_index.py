@@ -207,7 +207,10 @@ def add(conn: Connection, docs: list[Document]) -> None:
 
 _SQLITE_DELETE = text("INSERT INTO message_search (message_search, rowid, subject, sender, tos, ccs, body, meta, "
                       "owners) VALUES ('delete', :key, :subject, :sender, :to, :cc, :body, :meta, :owners)")
-_COLUMNS = "id, sent_at, subject, from_email, from_name, to_list, cc_list, body_text, attachment_count"
+# A body is read only as far as `document` indexes it (BODY_BYTES bytes are at most as many
+# characters): a batch of messages with bodies of megabytes costs no more memory than that.
+_COLUMNS = ("id, sent_at, subject, from_email, from_name, to_list, cc_list, "
+            f"substr(body_text, 1, {BODY_BYTES}) AS body_text, attachment_count")
 
 
 def forget(conn: Connection, message_ids: list[str]) -> list[str]:
@@ -313,7 +316,7 @@ def tables(dialect: str) -> tuple[str, ...]:
     return (*SQLITE_TABLES, "message_search_data", "message_search_idx", "message_search_config")
 
 
-_BATCH = 2000
+_BATCH = 500  # messages read at a time: at most 500 x BODY_BYTES characters of bodies
 
 
 def rebuild(conn: Connection) -> int:

@@ -297,11 +297,16 @@ def test_removing_with_its_messages_takes_their_words_out_of_the_index(mpen):
                                       "body_text": f"The {tag}body words go with me."},
                    headers={"Idempotency-Key": uuid.uuid4().hex})
         assert r.status_code == 201, r.text
+        # A body past what is indexed (256 KiB): its words up to there are indexed, and must go.
+        r = c.post("/messages", json={"to": [{"email": ann}], "subject": "long",
+                                      "body_text": f"{tag}long " + "ünïcode words " * 20_000 + f"{tag}beyond"},
+                   headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 201, r.text
     kept = send(mpen, stayer, ann, f"{tag}shared stays")
     with mpen.as_user("ann") as c:
         assert {m["subject"] for m in c.get("/messages", params={"q": tag}).json()["items"]} == {
-            f"{tag}subject {tag}shared", f"{tag}shared stays"}
-    assert _index_words(mpen, tag) == ({f"{tag}subject", f"{tag}shared", f"{tag}body"},) * 2
+            f"{tag}subject {tag}shared", f"{tag}shared stays", "long"}
+    assert _index_words(mpen, tag) == ({f"{tag}subject", f"{tag}shared", f"{tag}body", f"{tag}long"},) * 2
 
     ok(mpen, "user", "remove", leaver, "--messages", "delete")
     assert _index_words(mpen, tag) == ({f"{tag}shared"},) * 2
