@@ -95,7 +95,10 @@ def test_a_sqlite_pen_moves_to_postgresql_losing_nothing(tmp_path, postgres):
         with pen.as_user("cat") as c:
             rota = c.get("/messages", params={"folder": "inbox"}).json()["items"][0]
             assert c.patch(f"/messages/{rota['id']}", json={"folder": "archive", "unread": False}).status_code == 200
-        # The relay refuses from here on: these notifications wait in the outbox.
+        # Everything sent so far delivered (the answers compared below hold its status), then the
+        # relay refuses from here on: these notifications wait in the outbox.
+        for rcpt, subject in (("bob", "Scan results"), ("ann", "Rota"), ("cat", "Rota"), ("ann", "Re: Scan results")):
+            assert pen.mails_to(USERS[rcpt][0], subject), f"no notification of {subject!r} to {rcpt}"
         sink.handler.reply = "451 try again later"
         waiting = _send(pen, "ann", ["bob", "cat", "someone@else.example"], "Waiting")
         with pen.as_user("ann") as c:
