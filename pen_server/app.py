@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy import delete, exists, select
 
-from pen_server import accounts, errors, openapi
+from pen_server import accounts, errors, openapi, security
 from pen_server.api import admin, attachments, auth, health, messages, threads
 from pen_server.api import metrics as metrics_route
 from pen_server.db import Database
@@ -23,7 +23,6 @@ from pen_server.middleware import BodyLimit
 from pen_server.models import Attachment, Blob, utcnow
 from pen_server.ratelimit import Rule, SignInLimiter
 from pen_server.search_run import SearchSlots
-from pen_server.security import HashPool
 from pen_server.settings import Settings
 from pen_server.storage import BlobStore, StoreUnavailable, open_store
 
@@ -42,7 +41,7 @@ class Services:
     secret: bytes
     hub: EventHub = field(default_factory=EventHub)
     limiter: SignInLimiter | None = None
-    hashing: HashPool | None = None
+    hashing: security.HashPool | None = None
     search_slots: SearchSlots | None = None
     signin_threads: object | None = None  # made by signin.off_routes_pool on first use
     worker: DeliveryWorker | None = None
@@ -61,7 +60,7 @@ class Services:
                                          Rule(s.account_free_failures, s.signin_max_delay),
                                          forget_after=s.signin_forget_seconds)
         if self.hashing is None:
-            self.hashing = HashPool(s.hash_workers, s.hash_queue)
+            self.hashing = security.HashPool(s.hash_workers, s.hash_queue)
         if self.search_slots is None:
             self.search_slots = SearchSlots(s.searches_per_user, s.search_seconds)
 
@@ -125,6 +124,7 @@ def _clean_uploads(services: Services) -> None:
 def create_app(settings: Settings, *, run_worker: bool | None = None, bounce_socket=None) -> FastAPI:
     """`bounce_socket`: a listening socket on which to take bounces by SMTP (serve() binds it
     before anything starts, so that a port in use is one sentence, not a failed start-up)."""
+    security.ready()
     db = Database(settings.database_url)
     hub = EventHub(db, max_streams=settings.max_event_streams, keep_hours=settings.events_keep_hours)
     services = Services(settings=settings, db=db, blobs=open_store(settings), secret=read_secret(settings), hub=hub)
