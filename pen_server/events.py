@@ -265,7 +265,7 @@ class EventHub:
         events after it, or, when they cannot all be given (pruned, more than REPLAY_MAX, or
         an id that is not ours), none and the id a `resync` event carries."""
         with self.db.session() as session:
-            newest = session.scalar(select(func.max(Event.id))) or 0
+            newest = newest_id(session)
             if after is None:
                 return [], newest
             oldest = session.scalar(select(func.min(Event.id)))
