@@ -366,6 +366,11 @@ def download_request(message_id: str, attachment_id: str, *, start: int = 0,
     return url, headers
 
 
+def _event_id(value: str) -> str | None:
+    """An event id as the PEN gives them (`id:` lines, Pen-Event-Id), or None."""
+    return value if value.isdigit() and len(value) <= 20 else None
+
+
 class PenClient:
     """One sign-in to one PEN. `on_refresh_token` is called with each new refresh token (so
     the caller can keep it in the keyring), and with None when the sign-in ends.
@@ -621,8 +626,8 @@ class PenClient:
 
     def _listed(self, response: httpx.Response) -> httpx.Response:
         """Note a list's Pen-Event-Id while the event stream has no id of its own."""
-        value = response.headers.get("Pen-Event-Id", "")
-        if self._last_event_id is None and value.isdigit() and len(value) <= 18 and response.status_code == 200:
+        value = _event_id(response.headers.get("Pen-Event-Id", ""))
+        if self._last_event_id is None and value is not None:
             self._listed_at = int(value) if self._listed_at is None else min(self._listed_at, int(value))
         return response
 
@@ -839,7 +844,7 @@ class PenClient:
                             data.append(line[5:].lstrip())
                         elif line.startswith("id:"):
                             value = line[3:].strip()
-                            event_id = value if value.isdigit() and len(value) <= 20 else None
+                            event_id = _event_id(value)
                     return
             except httpx.HTTPError as exc:
                 raise self.describe_failure(exc) from None

@@ -52,14 +52,15 @@ async def list_messages(
     q: str | None = Query(None, max_length=500),
     order: Order = "newest",
 ):
-    newest = await run_in_threadpool(newest_id, session)  # before the page (events.newest_id)
+    # The newest event's id is read before the page (events.newest_id), in the same thread call.
     if q and search.parse(q):  # a search: within its slot and time limit (search_run.py)
+        newest = await run_in_threadpool(newest_id, session)
         page = await search_run.run(
             request, pen.search_slots, pen.settings.search_seconds, who.user.id, session,
             lambda before: mailbox.page(session, who.user, folder, limit, cursor or None, unread, q, order, before))
     else:
-        page = await run_in_threadpool(mailbox.page, session, who.user, folder, limit, cursor or None, unread,
-                                       None, order)
+        newest, page = await run_in_threadpool(lambda: (
+            newest_id(session), mailbox.page(session, who.user, folder, limit, cursor or None, unread, None, order)))
     # The hot path of every client: serialised directly (the model above documents it).
     for item in page["items"]:
         item["sent_at"] = rfc3339(item["sent_at"])
